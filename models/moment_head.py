@@ -1,0 +1,135 @@
+"""Parameter-free moment head: (start, end, score) proposals from dense frame scores.
+
+Input is the frame-query similarity of densely decoded frames, only for the
+clips selection verified, so the timeline can have holes. Runs of frames above
+several thresholds become proposals; each is scored by how high it is and how
+much it stands out from the frames just around it; NMS removes duplicates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.bam import run_bounds
+
+# Fractions of the way from the median to the max score at which runs are cut.
+LEVELS = (0.2, 0.35, 0.5, 0.65, 0.8)
+GAP_FACTOR = 1.5  # a gap > GAP_FACTOR * step between frames breaks a run
+
+
+def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """IoU of two [start, end] intervals (0 when both are empty)."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _runs(mask: list[bool], breaks: list[bool]) -> list[tuple[int, int]]:
+    """Index ranges [i, j] of consecutive True entries; breaks[k] splits k-1 from k."""
+    runs, start = [], None
+    for k, m in enumerate(mask):
+        if start is not None and (not m or breaks[k]):
+            runs.append((start, k - 1))
+            start = None
+        if m and start is None:
+            start = k
+    if start is not None:
+        runs.append((start, len(mask) - 1))
+    return runs
+
+
+def _smooth(scores: torch.Tensor, segment: torch.Tensor, radius: int) -> torch.Tensor:
+    """Moving average of +-radius frames that never reaches across a gap.
+
+    Frame similarities are noisy; without this a single dipping frame splits
+    a moment into fragments at every threshold.
+    """
+    if radius <= 0:
+        return scores
+    seg_start, seg_end = run_bounds(segment)
+    idx = torch.arange(scores.numel())
+    lo = torch.maximum(idx - radius, seg_start)
+    hi = torch.minimum(idx + radius, seg_end)
+    csum = torch.cat([scores.new_zeros(1), torch.cumsum(scores, 0)])
+    return (csum[hi + 1] - csum[lo]) / (hi - lo + 1)
+
+
+class _WindowScorer:
+    """mean(inside) + alpha * (mean(inside) - mean(local outside)), via prefix sums.
+
+    The absolute part keeps scores comparable across videos (same model, same
+    cosine scale); the contrast part rewards windows whose edges sit where the
+    similarity actually drops. "Local outside" is the frames within one window
+    length on either side; with none there, the contrast term is 0.
+    """
+
+    def __init__(self, times: torch.Tensor, scores: torch.Tensor, alpha: float):
+        self.times, self.alpha = times, alpha
+        self.csum = torch.cat([scores.new_zeros(1), torch.cumsum(scores, 0)]).tolist()
+
+    def _sum(self, i: int, j: int) -> float:  # sum of scores[i:j]
+        return self.csum[j] - self.csum[i]
+
+    def __call__(self, i: int, j: int, start: float, end: float) -> float:
+        inside = self._sum(i, j + 1) / (j + 1 - i)
+        length = max(end - start, 1e-6)
+        lo = int(torch.searchsorted(self.times, start - length, right=False))
+        hi = int(torch.searchsorted(self.times, end + length, right=True))
+        n_out = (i - lo) + (hi - j - 1)
+        if n_out <= 0:
+            return inside
+        outside = (self._sum(lo, i) + self._sum(j + 1, hi)) / n_out
+        return inside + self.alpha * (inside - outside)
+
+
+def nms(proposals: list[tuple[float, float, float]], iou: float,
+        limit: int | None = None) -> list[tuple[float, float, float]]:
+    """Greedy temporal NMS: keep the best, drop others overlapping it by > iou."""
+    kept: list[tuple[float, float, float]] = []
+    for p in sorted(proposals, key=lambda p: -p[2]):
+        if limit is not None and len(kept) >= limit:
+            break
+        if all(temporal_iou(p[:2], k[:2]) <= iou for k in kept):
+            kept.append(p)
+    return kept
+
+
+def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_k: int = 5,
+                    nms_iou: float = 0.5, min_len: float | None = None,
+                    alpha: float = 1.0, smooth: float = 1.0) -> list[tuple[float, float, float]]:
+    """Moments (start, end, score) sorted by score, at most ``top_k``.
+
+    times: sorted frame timestamps in seconds [T]; scores: frame-query cosine
+    similarity [T]; step: the dense sampling interval. A run of frames i..j
+    spans [times[i] - step/2 (>= 0), times[j] + step/2]. Runs never cross a
+    gap > 1.5 * step (unverified clips). Proposals shorter than ``min_len``
+    seconds are dropped. Runs are found, and scored, on the scores smoothed by
+    a moving average of about ``smooth`` seconds (0 turns it off); ``alpha``
+    weighs the contrast with the frames around a window.
+    """
+    times = torch.as_tensor(times, dtype=torch.float64).flatten()
+    scores = torch.as_tensor(scores, dtype=torch.float64).flatten()
+    if times.shape != scores.shape:
+        raise ValueError("times and scores must have the same length")
+    if times.numel() == 0 or top_k <= 0:
+        return []
+    gaps = torch.zeros(times.numel(), dtype=torch.bool)
+    gaps[1:] = (times[1:] - times[:-1]) > GAP_FACTOR * step
+    breaks = gaps.tolist()
+    radius = int(round(smooth / (2 * step))) if smooth and step > 0 else 0
+    smoothed = _smooth(scores, torch.cumsum(gaps.long(), 0), radius)
+    med, top = float(smoothed.median()), float(smoothed.max())
+    thresholds = sorted({med + f * (top - med) for f in LEVELS}) if top > med else [top]
+    spans: set[tuple[int, int]] = set()
+    for thr in thresholds:
+        spans.update(_runs((smoothed >= thr).tolist(), breaks))
+    score = _WindowScorer(times, smoothed, alpha)
+    times_list = times.tolist()
+    proposals = []
+    for i, j in sorted(spans):
+        start = max(0.0, times_list[i] - step / 2)
+        end = times_list[j] + step / 2
+        if min_len is not None and end - start < min_len:
+            continue
+        proposals.append((start, end, score(i, j, start, end)))
+    return nms(proposals, nms_iou, limit=top_k)

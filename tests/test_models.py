@@ -1,0 +1,205 @@
+"""Fast checks of models/: BAM features, fusion, selection, moment head, checkpoints."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import (bam_features, clip_scores, exhaustive, load_checkpoint, motion_energy,
+                    propose_moments, save_checkpoint, select_clips, shot_ids)
+from models.moment_head import nms, temporal_iou
+
+GEN = torch.Generator().manual_seed(0)
+
+
+def frame(bg, fg, x, noise=6.0):
+    """A 32x32 thumbnail: flat background, an 8x10 coloured box at column x, noise."""
+    im = torch.empty(3, 32, 32)
+    im[:] = torch.tensor(bg, dtype=torch.float32).view(3, 1, 1)
+    im[:, 10:20, x:x + 8] = torch.tensor(fg, dtype=torch.float32).view(3, 1, 1)
+    return (im + torch.randn(3, 32, 32, generator=GEN) * noise).clamp(0, 255).to(torch.uint8)
+
+
+# --- BAM --------------------------------------------------------------------------
+
+def test_motion_energy_range_and_order():
+    still = frame((40, 120, 200), (250, 30, 30), 4, noise=0)
+    moved = frame((40, 120, 200), (250, 30, 30), 20, noise=0)
+    e = motion_energy(torch.stack([still, still]), torch.stack([still, moved]))
+    assert e.shape == (2,) and e[0] == 0 and 0 < e[1] <= 1
+
+
+def test_shot_ids_cut_vs_small_shift():
+    blue = [frame((40, 120, 200), (250, 30, 30), x) for x in range(0, 20, 3)]
+    yellow = [frame((200, 180, 60), (30, 250, 30), x) for x in range(0, 20, 3)]
+    # clips 0-2 in the blue scene (box drifting), hard cut, clips 3-5 in the yellow one
+    first = torch.stack([blue[0], blue[1], blue[2], yellow[0], yellow[1], yellow[2]])
+    middle = torch.stack([blue[1], blue[2], blue[3], yellow[1], yellow[2], yellow[3]])
+    last = torch.stack([blue[2], blue[3], blue[4], yellow[2], yellow[3], yellow[4]])
+    assert shot_ids(first, middle, last).tolist() == [0, 0, 0, 1, 1, 1]
+    # a cut inside clip 1 (after its middle frame) is caught by the middle pair too
+    last2 = last.clone()
+    last2[1] = yellow[0]
+    first2 = first.clone()
+    first2[2] = yellow[0]
+    middle2 = middle.clone()
+    middle2[2] = yellow[1]
+    last2[2] = yellow[2]
+    ids = shot_ids(first2, middle2, last2)
+    assert ids.tolist() == [0, 0, 1, 1, 1, 1]
+    assert shot_ids(first[:1], middle[:1], last[:1]).tolist() == [0]
+
+
+def test_bam_shapes_normalisation_and_shot_context():
+    n, d = 10, 16
+    emb = F.normalize(torch.randn(3, n, d, generator=GEN), dim=-1)
+    first, middle, last = emb
+    shots = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    A, B, M = bam_features(first, middle, last, shots, window=2)
+    for t in (A, B, M):
+        assert t.shape == (n, d) and t.dtype == torch.float32
+    assert torch.allclose(A.norm(dim=1), torch.ones(n), atol=1e-5)
+    assert torch.allclose(B.norm(dim=1), torch.ones(n), atol=1e-5)
+    assert torch.allclose(M, last - first)
+    # clip 3: window [1, 5] but shot 0 ends at 3 -> mean of clips 1, 2, 3 only
+    assert torch.allclose(B[3], F.normalize(A[1:4].mean(0), dim=0), atol=1e-5)
+    # clip 4: first of shot 1 -> clips 4, 5, 6
+    assert torch.allclose(B[4], F.normalize(A[4:7].mean(0), dim=0), atol=1e-5)
+    # static clip: M is zero, not normalised
+    _, _, M0 = bam_features(first, middle, first, shots)
+    assert M0.abs().max() == 0
+
+
+# --- fusion -----------------------------------------------------------------------
+
+def test_clip_scores_prefers_matching_clip():
+    d = 16
+    q = F.normalize(torch.randn(d, generator=GEN), dim=0)
+    others = F.normalize(torch.randn(5, d, generator=GEN), dim=1)
+    A = others.clone()
+    A[2] = q
+    s = clip_scores(q, A, A, torch.zeros(5, d), torch.zeros(5))
+    assert s.shape == (5,) and int(s.argmax()) == 2
+
+
+# --- selection --------------------------------------------------------------------
+
+class Recorder:
+    def __init__(self, scores):
+        self.scores, self.calls = scores, []
+
+    def __call__(self, clips):
+        assert clips, "verify called with an empty list"
+        self.calls.append(list(clips))
+        return self.scores[clips]
+
+    def all(self):
+        return [c for call in self.calls for c in call]
+
+
+def planted(n=200, peak=(40, 44)):
+    g = torch.Generator().manual_seed(1)
+    prior = torch.rand(n, generator=g)
+    prior[42] = 1.05  # the prior only weakly points at the moment: one clip of four
+    truth = 0.1 + 0.05 * torch.rand(n, generator=g)
+    truth[peak[0]:peak[1]] = 0.9
+    return prior, truth
+
+
+def test_selection_finds_planted_peak_with_few_verifications():
+    prior, truth = planted()
+    rec = Recorder(truth)
+    sel = select_clips(prior, rec, initial=8, max_steps=6)
+    assert sel.selected == [40, 41, 42, 43]
+    assert len(rec.all()) == len(set(rec.all())) == len(sel.verified)
+    assert len(sel.verified) <= 0.15 * len(prior)
+    assert sel.steps == len(rec.calls) <= 6
+
+
+def test_selection_respects_max_steps_and_max_clips():
+    prior, truth = planted()
+    rec = Recorder(truth)
+    sel = select_clips(prior, rec, initial=8, max_steps=2)
+    assert len(rec.calls) == sel.steps == 2
+    rec = Recorder(truth)
+    sel = select_clips(prior, rec, initial=8, max_steps=10, max_clips=10)
+    assert len(rec.all()) == 10 and len(sel.verified) == 10
+    assert len(rec.all()) == len(set(rec.all()))
+
+
+def test_selection_stops_when_nothing_changes():
+    # every clip scores the same: all kept, nothing dropped -> grows only via neighbours
+    prior = torch.zeros(5)
+    rec = Recorder(torch.ones(5))
+    sel = select_clips(prior, rec, initial=8, max_steps=10)
+    assert len(rec.calls) == 1 and sel.steps == 1 and sel.selected == [0, 1, 2, 3, 4]
+    # one clip, one call; no clips, no call
+    rec = Recorder(torch.ones(1))
+    assert select_clips(torch.zeros(1), rec).selected == [0] and len(rec.calls) == 1
+    rec = Recorder(torch.ones(0))
+    assert select_clips(torch.zeros(0), rec).selected == [] and rec.calls == []
+
+
+def test_exhaustive_verifies_each_clip_once():
+    rec = Recorder(torch.arange(10.0))
+    sel = exhaustive(10, rec, chunk=4)
+    assert sorted(rec.all()) == list(range(10)) and len(rec.calls) == 3
+    assert sel.selected == list(range(10)) and sel.verified[7] == 7.0
+
+
+# --- moment head ------------------------------------------------------------------
+
+def plateau():
+    times = torch.arange(0, 100.0001, 0.25)
+    scores = 0.2 + 0.02 * torch.rand(times.shape, generator=GEN)
+    scores[(times >= 30) & (times <= 37.5)] = 0.8
+    return times, scores
+
+
+def test_moment_head_finds_plateau():
+    times, scores = plateau()
+    moments = propose_moments(times, scores, step=0.25)
+    start, end, score = moments[0]
+    assert abs(start - 30) <= 0.25 and abs(end - 37.5) <= 0.25
+    assert all(moments[i][2] >= moments[i + 1][2] for i in range(len(moments) - 1))
+    assert 1 <= len(moments) <= 5
+
+
+def test_moment_head_survives_noisy_frames():
+    # signal 0.15 over noise 0.05: smoothing keeps the moment in one piece
+    times = torch.arange(0, 100.0001, 0.25)
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        scores = 0.2 + 0.05 * torch.randn(times.shape, generator=g)
+        scores[(times >= 30) & (times <= 37.5)] += 0.15
+        moments = propose_moments(times, scores, step=0.25)
+        start, end, _ = moments[0]
+        assert abs(start - 30) <= 0.75 and abs(end - 37.5) <= 0.75
+        assert len(moments) > 1  # NMS leaves no pair overlapping by more than 0.5
+        assert all(temporal_iou(a[:2], b[:2]) <= 0.5
+                   for k, a in enumerate(moments) for b in moments[k + 1:])
+
+
+def test_moment_head_respects_gaps_and_nms():
+    times, scores = plateau()
+    keep = (times < 33) | (times > 35)  # clips 33-35 s were not verified
+    moments = propose_moments(times[keep], scores[keep], step=0.25, top_k=2)
+    assert all(not (s < 33 and e > 35) for s, e, _ in moments)
+    dups = [(0.0, 10.0, 0.9), (0.5, 10.0, 0.8), (20.0, 30.0, 0.7)]
+    assert nms(dups, 0.5) == [(0.0, 10.0, 0.9), (20.0, 30.0, 0.7)]
+    assert propose_moments(torch.zeros(0), torch.zeros(0), step=0.25) == []
+
+
+# --- checkpoint -------------------------------------------------------------------
+
+def test_checkpoint_round_trip(tmp_path):
+    w = torch.randn(4, 3, generator=GEN)
+    tensors = {"w": w.T, "b": torch.arange(3)}  # a non-contiguous view is fine
+    config = {"dim": 3, "weights": [1.0, 0.3, 0.3]}
+    save_checkpoint(tmp_path / "ckpt", tensors, config)
+    back, cfg = load_checkpoint(tmp_path / "ckpt")
+    assert cfg == config and set(back) == {"w", "b"}
+    assert torch.equal(back["w"], w.T) and torch.equal(back["b"], torch.arange(3))
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text()) == config
