@@ -113,6 +113,8 @@ def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_
         raise ValueError("times and scores must have the same length")
     if times.numel() == 0 or top_k <= 0:
         return []
+    order = torch.argsort(times, stable=True)  # tolerate unsorted input
+    times, scores = times[order], scores[order]
     gaps = torch.zeros(times.numel(), dtype=torch.bool)
     gaps[1:] = (times[1:] - times[:-1]) > GAP_FACTOR * step
     breaks = gaps.tolist()
