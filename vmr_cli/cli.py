@@ -1,0 +1,238 @@
+"""The click layer: parse options, call the library API, print results.
+
+Results go to stdout (a table, or ``--json``), progress and messages to
+stderr.  Errors the user can fix are one line and a non-zero exit;
+``VMR_DEBUG=1`` shows the traceback.  Heavy libraries load inside commands,
+so ``vmr --help`` and ``vmr status`` answer at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+from . import __version__
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func):
+    """Turn the library's exceptions into one-line errors."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from .errors import VmrError
+
+        try:
+            return func(*args, **kwargs)
+        except VmrError as exc:
+            if os.environ.get("VMR_DEBUG"):
+                raise
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted; what was committed is kept, run the command again to resume", 130)
+        except OSError as exc:
+            if os.environ.get("VMR_DEBUG"):
+                raise
+            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            _fail(f"{exc.strerror or exc}{where}")
+
+    return wrapper
+
+
+def json_option(func):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")(func)
+
+
+def emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def open_library(ctx, create: bool = False):
+    from .library import Library
+
+    return Library(ctx.obj["library"], create=create)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vmr")
+@click.option("--library", "library", type=click.Path(file_okay=False), envvar="VMR_LIBRARY",
+              help="Library folder (catalog and vectors). Default: $VMR_LIBRARY or ~/.local/share/vmr.")
+@click.pass_context
+def cli(ctx, library):
+    """vmr: find moments in your videos from a sentence.
+
+    \b
+      vmr index ~/videos                    # incremental
+      vmr search "person opens the door"    # ranked moments
+      vmr export --clip 1 3                 # cut results with ffmpeg
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["library"] = library
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--model", help="CLIP-family model: hub id or local folder. Default: the library's "
+              "encoder, or openai/clip-vit-base-patch32 for a new library.")
+@click.option("--clip-seconds", type=float, help="Clip length of a new library (default 2).")
+@click.option("--backend", type=click.Choice(["torchcodec", "pyav", "decord"]), default="torchcodec",
+              show_default=True, help="Video decoder.")
+@json_option
+@click.pass_context
+@handle_errors
+def index(ctx, paths, model, clip_seconds, backend, as_json):
+    """Index video files and folders: new, changed, moved and deleted files.
+
+    Unchanged files are skipped; a moved file keeps its vectors; a file that
+    cannot be read is recorded with its reason and the run goes on (the exit
+    code is then 1).
+    """
+    from .indexer import index_paths
+    from .paths import printable
+
+    lib = open_library(ctx, create=True)
+    summary = index_paths(lib, list(paths), model=model, clip_seconds=clip_seconds, backend=backend)
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"added {summary['added']}, updated {summary['updated']}, moved {summary['moved']}, "
+                   f"unchanged {summary['unchanged']}, removed {summary['removed']}, "
+                   f"failed {len(summary['failed'])}; {summary['clips']} clips in the library")
+        for failure in summary["failed"]:
+            click.echo(f"failed: {printable(failure['path'])}: {failure['error']}", err=True)
+    if summary["failed"]:
+        sys.exit(1)
+
+
+def hms(seconds: float) -> str:
+    """12.04 -> '0:00:12.0'."""
+    tenths = int(round(seconds * 10))
+    h, rest = divmod(tenths, 36000)
+    m, rest = divmod(rest, 600)
+    return f"{h}:{m:02d}:{rest // 10:02d}.{rest % 10}"
+
+
+def results_table(results) -> str:
+    from .paths import printable
+
+    if not results:
+        return "no moments matched"
+    lines = [f"{'rank':>4}  {'start':>9} – {'end':<9}  {'score':>6}  path"]
+    for r in results:
+        lines.append(f"{r['rank']:>4}  {hms(r['start']):>9} – {hms(r['end']):<9}  {r['score']:>6.3f}  "
+                     f"{printable(r['video'])}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--top-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Moments to return.")
+@click.option("--exhaustive", is_flag=True, help="Verify every clip of every candidate video (the baseline).")
+@click.option("--min-score", type=float, default=None, help="Drop moments scoring below this (-1 keeps all).")
+@click.option("--max-videos", type=click.IntRange(1, 10000), default=10, show_default=True,
+              help="Candidate videos searched in depth.")
+@click.option("--paths", "paths_only", is_flag=True, help="Print only the paths of matching videos.")
+@json_option
+@click.pass_context
+@handle_errors
+def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, as_json):
+    """Find the moments that match QUERY, best first."""
+    from .paths import printable
+    from .search import Searcher, SearchOptions, clean_query
+
+    clean_query(query)  # an empty query fails before any model loads
+    lib = open_library(ctx)
+    options = SearchOptions(top_k=top_k, exhaustive=exhaustive, min_score=min_score, max_videos=max_videos)
+    found = Searcher(lib).search(query, options)
+    if as_json:
+        emit_json(found)
+    elif paths_only:
+        for path in dict.fromkeys(r["video"] for r in found["results"]):
+            click.echo(printable(path))
+    else:
+        click.echo(results_table(found["results"]))
+        click.echo(f"search {found['search_id']}: {found['stats']['clips_verified']} clips verified in "
+                   f"{found['stats']['videos_considered']} videos, {found['stats']['seconds']:.2f} s", err=True)
+
+
+@cli.command()
+@click.option("--clip", "clip_flag", is_flag=True, help="Cut clips (the default action; RANKS follow it).")
+@click.argument("ranks", nargs=-1, type=click.IntRange(min=1))
+@click.option("--search", "search_id", type=int, help="A logged search id (default: the last search).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder for the cut files.")
+@click.option("--copy", is_flag=True, help="Stream copy: fast, but starts at the key frame before the moment.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@json_option
+@click.pass_context
+@handle_errors
+def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
+    """Cut results of the last search (or --search ID) into files with ffmpeg.
+
+    \b
+      vmr export --clip 1 3           # results 1 and 3 of the last search
+      vmr export --clip               # every result of the last search
+      vmr export --search 7 --clip 2  # result 2 of logged search 7
+    """
+    from .export import export_results
+    from .paths import printable
+
+    lib = open_library(ctx)
+    done = export_results(lib.catalog, list(ranks), search_id=search_id,
+                          out_dir=out_dir, copy=copy, force=force)
+    if as_json:
+        emit_json(done)
+        return
+    for item in done["exported"]:
+        click.echo(f"{item['rank']:>4}  {hms(item['start'])} – {hms(item['end'])}  {printable(item['path'])}")
+    if copy:
+        click.echo("stream copy: each file starts at the key frame at or before its start", err=True)
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Verify every vector shard against the catalog and repair.")
+@json_option
+@click.pass_context
+@handle_errors
+def status(ctx, check, as_json):
+    """What the library holds: videos, clips, vectors, encoder, size."""
+    from .paths import printable
+
+    lib = open_library(ctx)
+    report = None
+    if check:
+        with lib.writer_lock("vmr status --check"):
+            report = lib.check(repair=True, deep=True)
+    data = lib.status()
+    if report is not None:
+        data["check"] = report
+    if as_json:
+        emit_json(data)
+        return
+    hours = data["duration"] / 3600
+    click.echo(f"library   {printable(data['library'])}")
+    click.echo(f"encoder   {data['encoder'] or '-'}")
+    click.echo(f"videos    {data['videos']} ({hours:.2f} h), failed {data['failed']}, stale {data['stale']}")
+    click.echo(f"clips     {data['clips']}, vectors {data['vectors']} "
+               f"({'consistent' if data['consistent'] else 'NOT consistent: run vmr status --check'})")
+    click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB")
+    if report is not None:
+        click.echo(f"check     stale {len(report['stale_videos'])} (re-embedded by the next vmr index), "
+                   f"orphan shards removed {report['orphan_shards']}, index +{report['index_added']} "
+                   f"-{report['index_removed']}")
+
+
+def main():
+    cli(prog_name="vmr")
+
+
+if __name__ == "__main__":
+    main()

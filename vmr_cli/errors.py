@@ -1,0 +1,9 @@
+"""Errors the user can fix: the CLI prints them as one line and exits non-zero."""
+
+
+class VmrError(Exception):
+    """A problem with input, library or environment, explained in one sentence."""
+
+
+class DecodeError(VmrError):
+    """A video file could not be read; the index run records it and goes on."""

@@ -1,0 +1,184 @@
+"""``vmr search``: query -> candidate videos -> trimmed clip selection -> moments.
+
+1. The query is encoded once; FAISS finds the clips whose appearance vector is
+   nearest, and their videos become the candidates.
+2. Per candidate, every clip gets a prior score from its stored Background,
+   Appearance and Motion vectors (no decoding).  Recursive selection verifies
+   the best few clips with dense frames, grows toward neighbours of clips that
+   verified well and drops the rest (``exhaustive`` verifies every clip).
+3. The moment head turns the dense frame scores of the verified clips into
+   windows at frame resolution; scores share one scale across videos.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .decode import VideoReader
+from .errors import VmrError
+from .probe import VideoInfo
+
+MAX_QUERY_CHARS = 2000
+
+
+@dataclass
+class SearchOptions:
+    top_k: int = 10
+    exhaustive: bool = False
+    min_score: float | None = None   # None: keep everything
+    max_videos: int = 10             # candidate videos verified per query
+    dense_fps: float = 4.0           # frames per second decoded inside verified clips
+    initial: int = 8                 # clips verified in the first selection step
+    max_steps: int = 4
+    max_clips: int | None = None     # verification budget per video
+    per_video: int = 5               # moments kept per video before the global ranking
+    only_video: str | None = None    # restrict to one video (moment retrieval in eval)
+
+
+def clean_query(query: str) -> str:
+    """One line of printable text; a clear error for an empty query."""
+    text = "".join(ch if ch.isprintable() else " " for ch in query)
+    text = " ".join(text.split())
+    if not text:
+        raise VmrError("the query is empty; say what happens, e.g. vmr search \"person opens the door\"")
+    return text[:MAX_QUERY_CHARS]
+
+
+class Searcher:
+    """Holds the encoder so that many queries (eval, benchmarks) share one load."""
+
+    def __init__(self, library, encoder=None, backend: str = "torchcodec"):
+        from .encoders import ClipEncoder
+
+        self.library = library
+        self.info = library.require_encoder()
+        self.encoder = encoder or ClipEncoder(self.info["name"])
+        if self.encoder.name != self.info["name"] or self.encoder.dim != self.info["dim"]:
+            raise VmrError(f"library was built with encoder '{self.info['name']}', not "
+                           f"'{self.encoder.name}'; search with the same model, or rebuild the library")
+        self.backend = backend
+        report = library.check(repair=True, save=not library.is_locked())
+        self.repaired = report
+
+    def search(self, query: str, options: SearchOptions | None = None, log: bool = True) -> dict:
+        options = options or SearchOptions()
+        started = time.time()
+        text = clean_query(query)
+        q = self.encoder.encode_text([text])[0]
+        stats = {"videos_considered": 0, "clips_verified": 0, "frames_decoded": 0,
+                 "frames_encoded": 0, "seconds": 0.0}
+        moments = []
+        for video in self._candidates(q, options):
+            try:
+                found = self._search_video(video, q, options, stats)
+            except (RuntimeError, OSError, ValueError) as exc:
+                # A file that moved or broke since indexing must not end the search.
+                stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc).splitlines()[0]})
+                continue
+            moments += found
+        moments.sort(key=lambda m: -m["score"])
+        if options.min_score is not None:
+            moments = [m for m in moments if m["score"] >= options.min_score]
+        results = [dict(rank=i + 1, **m) for i, m in enumerate(moments[:options.top_k])]
+        stats["seconds"] = round(time.time() - started, 3)
+        search_id = None
+        if log:
+            search_id = self.library.catalog.log_search(text, self.info["name"], asdict(options), stats, results)
+        for r in results:
+            r.pop("video_id", None)
+        return {"query": text, "search_id": search_id, "results": results, "stats": stats}
+
+    # -- step 1: candidate videos ------------------------------------------------------------
+    def _candidates(self, q: torch.Tensor, options: SearchOptions) -> list[dict]:
+        catalog = self.library.catalog
+        if options.only_video is not None:
+            video = catalog.video_by_path(options.only_video)
+            if video is None or video["status"] != "ok":
+                raise VmrError(f"video not in the library: {options.only_video}")
+            return [video]
+        ok = catalog.videos("status='ok'")
+        if len(ok) <= options.max_videos:
+            candidate_ids = [v["id"] for v in ok]
+        else:
+            k = max(256, 32 * options.max_videos)
+            scores, clip_ids = self.library.vectors.search(self.info["dim"], q.numpy(), k)
+            owners = catalog.clip_video_ids(clip_ids.tolist())
+            candidate_ids = []
+            for cid in clip_ids.tolist():  # already best first
+                vid = owners.get(cid)
+                if vid is not None and vid not in candidate_ids:
+                    candidate_ids.append(vid)
+                if len(candidate_ids) == options.max_videos:
+                    break
+        by_id = {v["id"]: v for v in ok}
+        return [by_id[i] for i in candidate_ids if i in by_id]
+
+    # -- steps 2 and 3: one video ---------------------------------------------------------------
+    def _search_video(self, video: dict, q: torch.Tensor, options: SearchOptions, stats: dict) -> list[dict]:
+        from models.fusion import clip_scores
+        from models.moment_head import propose_moments
+        from models.selection import exhaustive, select_clips
+
+        shard = self.library.vectors.read_shard(video["id"], video["vectors_token"])
+        clips = self.library.catalog.clips(video["id"])
+        if shard is None or len(shard["clip_ids"]) != len(clips):
+            raise RuntimeError("vectors missing; run 'vmr index' to repair")
+        if not os.path.exists(video["path"]):
+            raise OSError(f"file no longer exists: {video['path']}")
+        stats["videos_considered"] += 1
+        info = VideoInfo(duration=video["duration"], fps=video["fps"] or 0.0, width=video["width"],
+                         height=video["height"], rotation=video["rotation"] or 0, codec="")
+        reader = VideoReader(video["path"], info, self.encoder.image_size, backend=self.backend)
+        times_all: list[float] = []
+        scores_all: list[float] = []
+        step = 1.0 / options.dense_fps
+
+        def verify(indices: list[int]) -> torch.Tensor:
+            times, owner = [], []
+            for j, idx in enumerate(indices):
+                clip = clips[idx]
+                n = max(1, math.ceil((clip["end"] - clip["start"]) * options.dense_fps - 1e-6))
+                for f in range(n):
+                    t = clip["start"] + (f + 0.5) * step
+                    if t < clip["end"]:
+                        times.append(t)
+                        owner.append(j)
+            frames = reader.frames_at(times)
+            sims = (self.encoder.encode_images(frames) @ q).tolist()
+            stats["frames_decoded"] += len(times)
+            stats["frames_encoded"] += len(times)
+            times_all.extend(times)
+            scores_all.extend(sims)
+            best = [-1.0] * len(indices)
+            for j, s in zip(owner, sims):
+                best[j] = max(best[j], s)
+            return torch.tensor(best)
+
+        n = len(clips)
+        if options.exhaustive:
+            selection = exhaustive(n, verify, chunk=64)
+        else:
+            t = lambda key: torch.from_numpy(np.asarray(shard[key]))  # noqa: E731
+            motion = torch.tensor([c["motion"] or 0.0 for c in clips])
+            prior = clip_scores(q, t("A"), t("B"), t("M"), motion)
+            selection = select_clips(prior, verify, initial=options.initial, max_steps=options.max_steps,
+                                     max_clips=options.max_clips)
+        stats["clips_verified"] += len(selection.verified)
+        if not times_all:
+            return []
+        proposals = propose_moments(torch.tensor(times_all), torch.tensor(scores_all), step,
+                                    top_k=options.per_video)
+        out = []
+        for start, end, score in proposals:
+            start, end = max(0.0, float(start)), min(float(video["duration"]), float(end))
+            if end - start <= 1e-3:
+                continue
+            out.append({"video": video["path"], "video_id": video["id"], "start": round(start, 3),
+                        "end": round(end, 3), "score": round(float(score), 4)})
+        return out

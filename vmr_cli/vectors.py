@@ -1,0 +1,190 @@
+"""Vector storage: one safetensors shard per video, one FAISS index over them.
+
+The shards are the truth: each holds a video's clip ids and its Background,
+Appearance and Motion index vectors, with a token that ties it to the catalog
+row that was committed with it.  The FAISS file (appearance vectors of every
+clip, ID-mapped by clip row id) is a cache for the coarse search: written
+atomically, checked against the catalog every time it is opened, and repaired
+from the shards when they disagree.  A shard that is missing or does not match
+its row marks that video for re-embedding; a shard without a row is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+KINDS = ("A", "B", "M")
+APPROXIMATE_ABOVE = 200_000  # clips; past this the coarse search uses an IVF index
+
+
+def _faiss():
+    import faiss  # heavy: imported only when vectors are touched
+
+    return faiss
+
+
+def atomic_write(path: str, write) -> None:
+    """Call write(tmp_path), then rename over path: readers see the old or the new file."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class VectorStore:
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.shard_dir = os.path.join(directory, "shards")
+        self.index_path = os.path.join(directory, "appearance.faiss")
+        os.makedirs(self.shard_dir, exist_ok=True)
+        self._index = None
+        self.dirty = False
+
+    # -- shards -------------------------------------------------------------------
+    def shard_path(self, video_id: int) -> str:
+        return os.path.join(self.shard_dir, f"{int(video_id)}.safetensors")
+
+    def write_shard(self, video_id: int, token: str, clip_ids, vectors: dict) -> None:
+        import numpy as np
+        from safetensors.numpy import save_file
+
+        tensors = {"clip_ids": np.asarray(clip_ids, dtype=np.int64)}
+        for kind in KINDS:
+            tensors[kind] = np.ascontiguousarray(vectors[kind], dtype=np.float32)
+        atomic_write(self.shard_path(video_id),
+                     lambda tmp: save_file(tensors, tmp, metadata={"token": token}))
+
+    def read_shard(self, video_id: int, token: str | None = None) -> dict | None:
+        """The shard's arrays, or None when it is missing, unreadable or belongs to another row."""
+        from safetensors import safe_open
+
+        path = self.shard_path(video_id)
+        try:
+            with safe_open(path, framework="numpy") as handle:
+                if token is not None and (handle.metadata() or {}).get("token") != token:
+                    return None
+                return {key: handle.get_tensor(key) for key in handle.keys()}
+        except Exception:  # missing, truncated or not safetensors: all mean 'no vectors'
+            return None
+
+    def delete_shard(self, video_id: int) -> None:
+        try:
+            os.unlink(self.shard_path(video_id))
+        except FileNotFoundError:
+            pass
+
+    def shard_video_ids(self) -> set[int]:
+        ids = set()
+        for name in os.listdir(self.shard_dir):
+            stem, ext = os.path.splitext(name)
+            if ext == ".safetensors" and stem.isdigit():
+                ids.add(int(stem))
+        return ids
+
+    # -- the FAISS cache ----------------------------------------------------------------
+    def index(self, dim: int):
+        """The appearance index, loaded on first use (empty if absent or unreadable)."""
+        if self._index is None:
+            faiss = _faiss()
+            index = None
+            if os.path.exists(self.index_path):
+                try:
+                    index = faiss.read_index(self.index_path)
+                    if index.d != dim:
+                        index = None
+                except RuntimeError:
+                    index = None  # truncated or corrupt: rebuilt by the consistency check
+            if index is None:
+                index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+                self.dirty = True
+            self._index = index
+        return self._index
+
+    def indexed_ids(self, dim: int):
+        import numpy as np
+
+        faiss = _faiss()
+        return faiss.vector_to_array(self.index(dim).id_map).astype(np.int64)
+
+    def add(self, dim: int, clip_ids, appearance) -> None:
+        import numpy as np
+
+        if len(clip_ids):
+            self.index(dim).add_with_ids(np.ascontiguousarray(appearance, dtype=np.float32),
+                                         np.asarray(clip_ids, dtype=np.int64))
+            self.dirty = True
+
+    def remove(self, dim: int, clip_ids) -> None:
+        import numpy as np
+
+        if len(clip_ids):
+            faiss = _faiss()
+            self.index(dim).remove_ids(faiss.IDSelectorBatch(np.asarray(list(clip_ids), dtype=np.int64)))
+            self.dirty = True
+
+    def save(self) -> None:
+        if self._index is not None and self.dirty:
+            faiss = _faiss()
+            atomic_write(self.index_path, lambda tmp: faiss.write_index(self._index, tmp))
+            st = os.stat(self.index_path)
+            note = {"ntotal": int(self._index.ntotal), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            atomic_write(self.index_path + ".json", lambda tmp: _write_json(tmp, note))
+            self.dirty = False
+
+    def count(self, dim: int) -> int:
+        """Vectors in the FAISS cache, from its note when that still describes the file (no faiss import)."""
+        if self._index is None:
+            try:
+                with open(self.index_path + ".json") as handle:
+                    note = json.load(handle)
+                st = os.stat(self.index_path)
+                if (note["size"], note["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
+                    return int(note["ntotal"])
+            except (OSError, ValueError, KeyError):
+                pass
+        return int(self.index(dim).ntotal)
+
+    def search(self, dim: int, query, k: int):
+        """(scores, clip ids) of the k nearest appearance vectors; exact below APPROXIMATE_ABOVE."""
+        import numpy as np
+
+        index = self.index(dim)
+        if index.ntotal == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        k = min(k, index.ntotal)
+        searcher = self._approximate(index) if index.ntotal > APPROXIMATE_ABOVE else index
+        scores, ids = searcher.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
+    def _approximate(self, index):
+        """An IVF index over the same vectors, built once per process for very large libraries."""
+        import numpy as np
+
+        if getattr(self, "_ivf", None) is None or self._ivf.ntotal != index.ntotal:
+            faiss = _faiss()
+            ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+            vectors = index.index.reconstruct_n(0, index.ntotal)
+            nlist = int(4 * np.sqrt(len(ids)))
+            quantizer = faiss.IndexFlatIP(index.d)
+            ivf = faiss.IndexIVFFlat(quantizer, index.d, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf.train(vectors)
+            ivf.nprobe = 16
+            self._ivf = faiss.IndexIDMap2(ivf)
+            self._ivf.add_with_ids(vectors, ids)
+        return self._ivf
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path, "w") as handle:
+        json.dump(data, handle)
