@@ -80,8 +80,10 @@ def write_preprocessor_config(out_dir: Path, image_size: int,
 def make_tiny_clip(out_dir, words=BASIC_WORDS, seed: int = 0, **config) -> Path:
     """Save a randomly initialised tiny CLIP, tokenizer and preprocessor config to out_dir."""
     import torch
+    import transformers
     from transformers import CLIPModel
 
+    transformers.utils.logging.disable_progress_bar()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(words, max_length=config.get("max_length", 32))

@@ -204,8 +204,17 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
 @handle_errors
 def status(ctx, check, as_json):
     """What the library holds: videos, clips, vectors, encoder, size."""
+    from .library import Library, default_directory
     from .paths import printable
 
+    directory = os.path.abspath(ctx.obj["library"] or default_directory())
+    if not check and not os.path.exists(os.path.join(directory, "catalog.db")):
+        data = Library.empty_status(directory)
+        if as_json:
+            emit_json(data)
+        else:
+            click.echo(f"library   {printable(directory)}: empty; run 'vmr index PATH' to fill it")
+        return
     lib = open_library(ctx)
     report = None
     if check:
@@ -228,6 +237,44 @@ def status(ctx, check, as_json):
         click.echo(f"check     stale {len(report['stale_videos'])} (re-embedded by the next vmr index), "
                    f"orphan shards removed {report['orphan_shards']}, index +{report['index_added']} "
                    f"-{report['index_removed']}")
+
+
+@cli.command(name="eval")
+@click.argument("annotations", type=click.Path(dir_okay=False))
+@click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder holding the annotated videos (file stem = video id).")
+@click.option("--model", help="Encoder for a new library (as for vmr index).")
+@click.option("--exhaustive", is_flag=True, help="Verify every clip (the baseline trimming is measured against).")
+@click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False),
+              help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting.")
+@json_option
+@click.pass_context
+@handle_errors
+def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_path, as_json):
+    """Score search on an annotation file (Charades-STA or QVHighlights).
+
+    Reports R1@0.3/0.5/0.7, mIoU, R5@0.5 and mAP for moment retrieval (query
+    against its own video) and corpus moment retrieval (against the whole
+    library), the cost per query, and a uniform-random baseline.
+    """
+    from .evaluate import evaluate
+
+    lib = open_library(ctx, create=True)
+    report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
+                      predictions_path=predictions_path, model=model)
+    if as_json:
+        emit_json(report)
+        return
+    keys = ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "R5@0.5", "mAP"]
+    click.echo(f"{report['n_queries']} queries, {'exhaustive' if exhaustive else 'trimmed'} search")
+    click.echo(f"{'setting':<22}" + "".join(f"{k:>8}" for k in keys))
+    for name, values in [("moment retrieval", report["single"]), ("corpus", report["corpus"]),
+                         ("random (moment)", report["random"]["single"]),
+                         ("random (corpus)", report["random"]["corpus"])]:
+        click.echo(f"{name:<22}" + "".join(f"{100 * values[k]:>8.1f}" for k in keys))
+    c = report["cost"]
+    click.echo(f"per query: {c['clips_verified']:.1f} clips verified, {c['frames_decoded']:.0f} frames "
+               f"decoded, {c['frames_encoded']:.0f} encoded, {c['seconds']:.2f} s")
 
 
 def main():

@@ -190,5 +190,11 @@ class Library:
             "size_bytes": catalog_size(self.directory),
         }
 
+    @staticmethod
+    def empty_status(directory: str) -> dict:
+        return {"library": directory, "videos": 0, "failed": 0, "stale": 0, "clips": 0, "vectors": 0,
+                "consistent": True, "duration": 0.0, "searches": 0, "encoder": None,
+                "embedding_dim": None, "clip_seconds": None, "size_bytes": 0}
+
     def close(self) -> None:
         self.catalog.close()

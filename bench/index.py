@@ -1,0 +1,98 @@
+"""Index speed against the bare decode cost of the same file, measured side by side.
+
+    python bench/index.py [--minutes 5] [--model DIR] [--repeat 2]
+
+Generates (once, cached in bench/out/) a 1080p H.264 video at 30 fps with a
+2 s key-frame interval, then times, alternately:
+  * ffmpeg decoding the whole file scaled to the encoder's input size
+    (``-vf scale=S:S -f null -``), and
+  * ``vmr index`` of that file into a fresh library (the whole process: start-up,
+    probe, decode, encode, BAM vectors, commit),
+and prints both and their ratio.  The target is vmr <= 1.5x the decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+
+
+def make_video(minutes: float) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"bench_{minutes:g}min_1080p30.mp4"
+    if not path.exists():
+        print(f"generating {path.name} (once)...", file=sys.stderr)
+        tmp = path.with_suffix(".tmp.mp4")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size=1920x1080:rate=30:duration={minutes * 60}",
+                        "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p",
+                        str(tmp)], check=True)
+        tmp.rename(path)
+    return path
+
+
+def default_model() -> str:
+    trained = ROOT / "examples" / "models" / "tiny-clip"
+    if (trained / "config.json").exists():
+        return str(trained)
+    sys.path.insert(0, str(ROOT))
+    from examples.tiny_clip import make_tiny_clip
+
+    return str(make_tiny_clip(OUT / "tiny-clip-random"))
+
+
+def image_size(model: str) -> int:
+    prep = json.loads((Path(model) / "preprocessor_config.json").read_text())
+    return int(prep["crop_size"]["height"])
+
+
+def time_ffmpeg(video: Path, size: int) -> float:
+    start = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-vf", f"scale={size}:{size}",
+                    "-f", "null", "-"], check=True)
+    return time.perf_counter() - start
+
+
+def time_vmr(video: Path, model: str) -> float:
+    library = tempfile.mkdtemp(prefix="vmr-bench-")
+    try:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "vmr_cli", "--library", library, "index", str(video),
+                        "--model", model, "--json"], check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(library, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    model = args.model or default_model()
+    video = make_video(args.minutes)
+    size = image_size(model)
+    decode, index = [], []
+    for _ in range(args.repeat):  # alternate, so both see the same machine load
+        decode.append(time_ffmpeg(video, size))
+        index.append(time_vmr(video, model))
+    d, i = min(decode), min(index)
+    print(json.dumps({"video": video.name, "model": model, "image_size": size, "cpus": os.cpu_count(),
+                      "ffmpeg_decode_s": [round(x, 2) for x in decode],
+                      "vmr_index_s": [round(x, 2) for x in index],
+                      "ratio_best": round(i / d, 3)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

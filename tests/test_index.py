@@ -1,0 +1,105 @@
+"""vmr index: incremental runs, moves, deletions, failures, encoder checks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from conftest import make_video, vmr, vmr_json
+
+from vmr_cli.library import Library
+
+
+def index(*args, expect=0):
+    return vmr_json("index", *args, expect=expect)
+
+
+def test_first_run_indexes_everything_and_second_does_nothing(videos, tiny_model):
+    first = index(videos, "--model", tiny_model)
+    assert (first["added"], first["unchanged"], first["failed"]) == (3, 0, [])
+    # 6 s, 4 s and 5 s at 2 s clips: 3 + 2 + 3 clips
+    assert first["clips"] == 8
+    second = index(videos)
+    assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "removed": 0,
+                      "failed": [], "clips": 8}
+    status = vmr_json("status")
+    assert (status["videos"], status["clips"], status["vectors"], status["failed"]) == (3, 8, 8, 0)
+    assert status["encoder"] == os.path.abspath(tiny_model) and status["consistent"]
+
+
+def test_renamed_file_keeps_its_vectors(videos, tiny_model, isolated_library):
+    index(videos, "--model", tiny_model)
+    lib = Library()
+    before = lib.catalog.video_by_path(str(videos / "green.mp4"))
+    lib.close()
+    os.rename(videos / "green.mp4", videos / "sub" / "renamed green.mp4")
+    summary = index(videos)
+    assert (summary["moved"], summary["added"], summary["removed"]) == (1, 0, 0)
+    lib = Library()
+    after = lib.catalog.video_by_path(str(videos / "sub" / "renamed green.mp4"))
+    assert after["id"] == before["id"]
+    assert after["vectors_token"] == before["vectors_token"]  # not re-embedded
+    assert lib.catalog.video_by_path(str(videos / "green.mp4")) is None
+
+
+def test_deleted_file_disappears_from_catalog_vectors_and_search(videos, tiny_model):
+    index(videos, "--model", tiny_model)
+    os.unlink(videos / "green.mp4")
+    summary = index(videos)
+    assert summary["removed"] == 1 and summary["clips"] == 6
+    status = vmr_json("status")
+    assert (status["videos"], status["vectors"]) == (2, 6)
+    found = vmr_json("search", "a green screen", "--top-k", "50")
+    assert found["results"]
+    assert all(not r["video"].endswith("green.mp4") for r in found["results"])
+
+
+def test_changed_file_is_reindexed(videos, tiny_model):
+    index(videos, "--model", tiny_model)
+    make_video(videos / "green.mp4", [("green", 2.0), ("yellow", 6.0)])
+    summary = index(videos)
+    assert (summary["updated"], summary["unchanged"]) == (1, 2)
+    assert summary["clips"] == 8 - 2 + 4
+
+
+def test_corrupt_files_are_recorded_and_the_run_goes_on(videos, tiny_model, tmp_path):
+    (videos / "empty.mp4").write_bytes(b"")
+    (videos / "noise.mp4").write_bytes(os.urandom(50_000))
+    good = (videos / "green.mp4").read_bytes()
+    (videos / "truncated.mp4").write_bytes(good[: len(good) // 3])
+    os.symlink(tmp_path / "nowhere.mp4", videos / "broken link.mp4")
+    summary = index(videos, "--model", tiny_model, expect=1)
+    failed = {os.path.basename(f["path"]): f["error"] for f in summary["failed"]}
+    assert {"empty.mp4", "noise.mp4", "broken link.mp4"} <= set(failed)
+    assert all(failed.values())
+    assert summary["added"] >= 3
+    status = vmr_json("status")
+    assert status["failed"] >= 2 and status["videos"] >= 3
+    # Failed files are not retried while unchanged, and stay out of search.
+    again = index(videos, expect=None)
+    assert again["added"] == 0 and again["updated"] == 0
+
+
+def test_error_messages_are_one_line(videos, tiny_model, other_model):
+    code, out, err = vmr("index", videos / "missing", "--model", tiny_model, expect=1)
+    assert "no such file or folder" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    index(videos, "--model", tiny_model)
+    code, out, err = vmr("index", videos, "--model", other_model, expect=1)
+    assert "built with encoder" in err and len(err.strip().splitlines()) == 1
+    code, out, err = vmr("index", videos, "--clip-seconds", "5", expect=1)
+    assert "clip" in err
+    assert vmr_json("status")["videos"] == 3  # nothing lost
+
+
+def test_offline_hub_model_fails_clearly(videos):
+    code, out, err = vmr("index", videos, "--model", "openai/clip-vit-base-patch32", expect=1)
+    assert "openai/clip-vit-base-patch32" in err and "--model DIR" in err
+    assert "Traceback" not in err
+
+
+def test_moving_a_whole_folder_keeps_vectors(videos, tiny_model, tmp_path):
+    index(videos, "--model", tiny_model)
+    moved = tmp_path / "moved"
+    shutil.move(str(videos / "sub"), str(moved))
+    summary = index(videos, moved)
+    assert (summary["moved"], summary["added"], summary["removed"]) == (1, 0, 0)

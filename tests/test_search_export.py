@@ -1,0 +1,132 @@
+"""vmr search and vmr export through the CLI."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import ffprobe_duration, make_video, vmr, vmr_json
+
+from vmr_cli.library import Library
+
+
+@pytest.fixture
+def indexed(videos, tiny_model):
+    vmr_json("index", videos, "--model", tiny_model)
+    return videos
+
+
+def test_search_json_shape_and_logging(indexed):
+    found = vmr_json("search", "a red screen", "--top-k", "5")
+    assert found["query"] == "a red screen" and isinstance(found["search_id"], int)
+    assert 1 <= len(found["results"]) <= 5
+    durations = {"red_then_blue.mp4": 6.0, "green.mp4": 4.0, "pattern.mp4": 5.0}
+    for i, r in enumerate(found["results"]):
+        assert r["rank"] == i + 1
+        assert os.path.isabs(r["video"])
+        assert 0 <= r["start"] < r["end"] <= durations[os.path.basename(r["video"])] + 1e-6
+    scores = [r["score"] for r in found["results"]]
+    assert scores == sorted(scores, reverse=True)
+    stats = found["stats"]
+    assert stats["videos_considered"] == 3 and stats["clips_verified"] >= 3
+    assert stats["frames_encoded"] == stats["frames_decoded"] > 0
+    # Logged, so export can name it.
+    logged = Library().catalog.search(found["search_id"])
+    assert logged["query"] == "a red screen"
+    assert [(r["rank"], r["video"], r["start"]) for r in logged["results"]] == \
+        [(r["rank"], r["video"], r["start"]) for r in found["results"]]
+
+
+def test_moment_boundaries_come_from_frames_not_the_clip_grid(indexed):
+    found = vmr_json("search", "anything", "--top-k", "20", "--exhaustive")
+    edges = [x for r in found["results"] for x in (r["start"], r["end"])]
+    assert any(abs(x / 2 - round(x / 2)) > 1e-6 for x in edges)
+
+
+def test_search_table_and_bad_queries(indexed):
+    code, out, err = vmr("search", "a red screen")
+    assert out.splitlines()[0].split()[:2] == ["rank", "start"]
+    assert any(name in out for name in ("red_then_blue.mp4", "green.mp4", "pattern.mp4"))
+    for bad in ["", "   ", "\n\t"]:
+        code, out, err = vmr("search", bad, expect=1)
+        assert "query is empty" in err
+    long = vmr_json("search", "door " * 2000)
+    assert long["results"]
+    weird = vmr_json("search", "чёрная кошка 🐈 \x07 猫")
+    assert weird["query"] and "\x07" not in weird["query"]
+
+
+def test_min_score_filters(indexed):
+    everything = vmr_json("search", "red", "--min-score", "-1", "--top-k", "50")["results"]
+    cut = sorted(r["score"] for r in everything)[len(everything) // 2]
+    some = vmr_json("search", "red", "--min-score", str(cut), "--top-k", "50")["results"]
+    assert some and all(r["score"] >= cut for r in some) and len(some) < len(everything)
+    none = vmr_json("search", "red", "--min-score", "100")["results"]
+    assert none == []
+
+
+def test_export_exact_durations_refusal_and_force(indexed, tmp_path):
+    found = vmr_json("search", "red", "--top-k", "3", "--exhaustive")
+    out = tmp_path / "cuts"
+    out.mkdir()
+    done = vmr_json("export", "--clip", "1", "2", "--out", out)
+    assert [e["rank"] for e in done["exported"]] == [1, 2]
+    for item, result in zip(done["exported"], found["results"]):
+        assert os.path.exists(item["path"]) and os.path.dirname(item["path"]) == str(out)
+        assert abs(ffprobe_duration(item["path"]) - (result["end"] - result["start"])) <= 0.1
+    before = os.path.getmtime(done["exported"][0]["path"])
+    code, _, err = vmr("export", "--clip", "1", "--out", out, expect=1)
+    assert "exists" in err and "--force" in err
+    assert os.path.getmtime(done["exported"][0]["path"]) == before
+    vmr_json("export", "--clip", "1", "--out", out, "--force")
+    copied = vmr_json("export", "--clip", "1", "--out", out, "--copy")["exported"][0]
+    assert copied["path"] != done["exported"][0]["path"] and ffprobe_duration(copied["path"]) > 0
+    assert not [p for p in os.listdir(out) if p.startswith(".vmr-export-")]
+
+
+def test_export_errors(indexed, tmp_path):
+    code, _, err = vmr("export", "--clip", "1", expect=1)
+    assert "no search" in err
+    vmr_json("search", "red", "--top-k", "2")
+    code, _, err = vmr("export", "--clip", "9", "--out", tmp_path, expect=1)
+    assert "no result 9" in err
+    code, _, err = vmr("export", "--clip", "1", "--out", tmp_path / "absent", expect=1)
+    assert "does not exist" in err
+    code, _, err = vmr("export", "--search", "99", "--clip", "1", "--out", tmp_path, expect=1)
+    assert "no search with id 99" in err
+
+
+def test_export_of_a_source_that_moved(indexed, tmp_path):
+    found = vmr_json("search", "red", "--top-k", "1")
+    source = found["results"][0]["video"]
+    os.rename(source, source + ".moved")
+    code, _, err = vmr("export", "--clip", "1", "--out", tmp_path, expect=1)
+    assert "no longer exists" in err
+
+
+def test_export_names_from_hostile_file_names(tiny_model, tmp_path):
+    folder = tmp_path / "hostile"
+    names = ["-rf.mp4", "with space's \"quotes\".mp4", "new\nline.mp4"]
+    for name in names:
+        make_video(folder / name, [("orange", 2.5)])
+    summary = vmr_json("index", folder, "--model", tiny_model)
+    assert summary["added"] == 3
+    found = vmr_json("search", "orange", "--top-k", "10")
+    assert {os.path.basename(r["video"]) for r in found["results"]} == set(names)
+    code, out, _ = vmr("search", "orange", "--top-k", "10")
+    assert "new\\nline.mp4" in out  # one row per result, even for a newline in the name
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    done = vmr_json("export", "--out", out_dir, "--clip")["exported"]
+    assert len(done) == len(found["results"])
+    assert all(os.path.exists(e["path"]) and "\n" not in os.path.basename(e["path"]) for e in done)
+
+
+def test_commands_before_any_index(tmp_path):
+    code, _, err = vmr("search", "x", expect=1)
+    assert "no vmr library" in err
+    status = vmr_json("status")
+    assert (status["videos"], status["clips"], status["encoder"]) == (0, 0, None)
+    code, out, _ = vmr("--help")
+    for command in ("index", "search", "export", "status"):
+        assert command in out

@@ -1,0 +1,152 @@
+"""``vmr eval``: standard moment-retrieval evaluation on an annotation file.
+
+Reads Charades-STA text (``vid start end##sentence``) or QVHighlights JSONL
+(``qid``, ``query``, ``vid``, ``relevant_windows``), indexes the videos if
+needed, and runs every query twice: against its own video (moment retrieval)
+and against the whole library (corpus moment retrieval: a hit needs the right
+video and the IoU).  A uniform-random baseline is computed beside the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+
+from .errors import VmrError
+from .metrics import summarise
+from .paths import VIDEO_EXTENSIONS, absolute
+from .search import Searcher, SearchOptions
+
+WRONG_VIDEO = (-2.0, -1.0)  # a window that overlaps nothing: a moment in another video
+
+
+def read_annotations(path: str) -> list[dict]:
+    """[{qid, query, vid, windows: [(start, end)]}] from either format."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.rstrip("\n") for line in handle if line.strip()]
+    except OSError as exc:
+        raise VmrError(f"cannot read annotations {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise VmrError(f"annotations {path} are not UTF-8 text") from None
+    if not lines:
+        raise VmrError(f"annotations {path} are empty")
+    out = []
+    for number, line in enumerate(lines, 1):
+        try:
+            if line.lstrip().startswith("{"):
+                item = json.loads(line)
+                windows = [tuple(map(float, w)) for w in item["relevant_windows"]]
+                out.append({"qid": item.get("qid", number), "query": item["query"], "vid": str(item["vid"]),
+                            "windows": windows})
+            else:
+                head, sentence = line.split("##", 1)
+                vid, start, end = head.split()
+                out.append({"qid": number, "query": sentence.strip(), "vid": vid,
+                            "windows": [(float(start), float(end))]})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise VmrError(f"{path}:{number}: not Charades-STA or QVHighlights ({exc})") from None
+    return out
+
+
+def video_files(videos_dir: str) -> dict[str, str]:
+    """File stem -> absolute path, for every video under videos_dir."""
+    found = {}
+    for base, _dirs, files in os.walk(videos_dir):
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in VIDEO_EXTENSIONS:
+                found.setdefault(stem, os.path.join(base, name))
+    return found
+
+
+def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool = False,
+             predictions_path: str | None = None, model: str | None = None, top_k: int = 10,
+             progress: bool | None = None, options: SearchOptions | None = None) -> dict:
+    from tqdm import tqdm
+
+    from .indexer import index_paths
+
+    items = read_annotations(annotations_path)
+    videos_dir = absolute(videos_dir)
+    if not os.path.isdir(videos_dir):
+        raise VmrError(f"no such folder: {videos_dir}")
+    files = video_files(videos_dir)
+    missing = sorted({it["vid"] for it in items if it["vid"] not in files})
+    if missing:
+        raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
+    index_paths(library, [videos_dir], model=model, progress=progress)
+    searcher = Searcher(library)
+    base = options or SearchOptions()
+    base.top_k, base.exhaustive = top_k, exhaustive
+    single_preds, corpus_preds, truth, cost = [], [], [], []
+    rows = []
+    for item in tqdm(items, desc="eval", unit="query", disable=progress is False if progress is not None else None,
+                     leave=False):
+        path = files[item["vid"]]
+        started = time.time()
+        own = searcher.search(item["query"], _with(base, only_video=path), log=False)
+        single_cost = dict(own["stats"], seconds=time.time() - started)
+        corpus = searcher.search(item["query"], _with(base, only_video=None), log=False)
+        single = [(r["start"], r["end"], r["score"]) for r in own["results"]]
+        single_preds.append(single)
+        corpus_preds.append([(r["start"], r["end"], r["score"]) if r["video"] == path
+                             else WRONG_VIDEO + (r["score"],) for r in corpus["results"]])
+        truth.append(item["windows"])
+        cost.append(single_cost)
+        rows.append({"qid": item["qid"], "query": item["query"], "vid": item["vid"],
+                     "pred_relevant_windows": [[round(s, 2), round(e, 2), round(c, 4)] for s, e, c in single]})
+    if predictions_path:
+        _write_jsonl(predictions_path, rows)
+    n = len(items)
+    keys = ("clips_verified", "frames_decoded", "frames_encoded", "seconds")
+    return {
+        "n_queries": n,
+        "exhaustive": exhaustive,
+        "single": summarise(single_preds, truth),
+        "corpus": summarise(corpus_preds, truth),
+        "cost": {k: round(sum(c[k] for c in cost) / n, 4) for k in keys},
+        "random": random_baseline(library, items, files, truth),
+    }
+
+
+def random_baseline(library, items, files, truth, seed: int = 0) -> dict:
+    """Uniform-random windows (own video; random video for the corpus setting), for scale."""
+    rng = random.Random(seed)
+    durations = {v["path"]: v["duration"] for v in library.catalog.videos("status='ok'")}
+    paths = sorted(durations)
+    single, corpus = [], []
+    for item in items:
+        path = files[item["vid"]]
+        single.append([_random_window(rng, durations[path])])
+        other = rng.choice(paths)
+        window = _random_window(rng, durations[other])
+        corpus.append([window if other == path else WRONG_VIDEO + (window[2],)])
+    return {"single": summarise(single, truth), "corpus": summarise(corpus, truth)}
+
+
+def _random_window(rng, duration: float):
+    a, b = sorted((rng.uniform(0, duration), rng.uniform(0, duration)))
+    return (a, b, 0.0)
+
+
+def _with(options: SearchOptions, **changes) -> SearchOptions:
+    from dataclasses import replace
+
+    return replace(options, **changes)
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> None:
+    from .vectors import atomic_write
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+
+    target = absolute(path)
+    if os.path.isdir(target):
+        raise VmrError(f"--predictions {path} is a folder")
+    atomic_write(target, write)
