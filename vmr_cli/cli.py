@@ -140,10 +140,13 @@ def results_table(results) -> str:
 @click.option("--max-videos", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Candidate videos searched in depth.")
 @click.option("--paths", "paths_only", is_flag=True, help="Print only the paths of matching videos.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write a page with thumbnails and players for the results.")
+@click.option("--open", "open_page", is_flag=True, help="Open the --html page in the browser.")
 @json_option
 @click.pass_context
 @handle_errors
-def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, as_json):
+def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, html_path, open_page, as_json):
     """Find the moments that match QUERY, best first."""
     from .paths import printable
     from .search import Searcher, SearchOptions, clean_query
@@ -152,6 +155,8 @@ def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, as_
     lib = open_library(ctx)
     options = SearchOptions(top_k=top_k, exhaustive=exhaustive, min_score=min_score, max_videos=max_videos)
     found = Searcher(lib).search(query, options)
+    if html_path:
+        _write_page(lib.catalog.search(found["search_id"]), html_path, open_page)
     if as_json:
         emit_json(found)
     elif paths_only:
@@ -237,6 +242,37 @@ def status(ctx, check, as_json):
         click.echo(f"check     stale {len(report['stale_videos'])} (re-embedded by the next vmr index), "
                    f"orphan shards removed {report['orphan_shards']}, index +{report['index_added']} "
                    f"-{report['index_removed']}")
+
+
+def _write_page(search: dict, html_path: str, open_page: bool) -> None:
+    from .page import open_in_browser, write_page
+    from .paths import printable
+
+    written = write_page(search, html_path)
+    click.echo(f"page: {printable(written)}", err=True)
+    if open_page:
+        open_in_browser(written)
+
+
+@cli.command()
+@click.argument("search_id", type=int)
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), required=True,
+              help="Write the page here.")
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the browser.")
+@json_option
+@click.pass_context
+@handle_errors
+def show(ctx, search_id, html_path, open_page, as_json):
+    """Show a logged search again, as a page with thumbnails and players."""
+    from .errors import VmrError
+
+    lib = open_library(ctx)
+    logged = lib.catalog.search(search_id)
+    if logged is None:
+        raise VmrError(f"no search with id {search_id}")
+    _write_page(logged, html_path, open_page)
+    if as_json:
+        emit_json({"search_id": search_id, "query": logged["query"], "results": logged["results"]})
 
 
 @cli.command(name="eval")
