@@ -1,0 +1,297 @@
+"""The results page: unit tests of vmr_cli.page, and the page rendered in headless Chromium.
+
+The browser test speaks the DevTools protocol over ``--remote-debugging-pipe``
+(NUL-separated JSON on fds 3 and 4), so it needs no websocket package.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from conftest import make_video
+from vmr_cli.errors import VmrError
+from vmr_cli.page import file_url, open_in_browser, timecode, write_page
+
+HOSTILE = "<img src=x onerror=alert(1)>.mp4"
+
+
+def fake_search(results, query="red car", search_id=3):
+    rows = [{"rank": i + 1, "video": str(video), "start": start, "end": end, "score": 0.5 - i / 10,
+             "video_id": i + 1, "search_id": search_id} for i, (video, start, end) in enumerate(results)]
+    return {"id": search_id, "query": query, "model": "tiny", "options": {}, "stats": {},
+            "created_at": time.time(), "results": rows}
+
+
+# -- unit tests ---------------------------------------------------------------------------
+
+def test_timecode():
+    assert timecode(12.04) == "0:00:12.0"
+    assert timecode(3723.46) == "1:02:03.5"
+
+
+def test_file_url_percent_encodes_odd_bytes():
+    odd = os.fsdecode(b"/v/a b#1%?\"'<\n\xff.mp4")
+    url = file_url(odd, 1.5, 3.25)
+    assert url == "file:///v/a%20b%231%25%3F%22%27%3C%0A%FF.mp4#t=1.500,3.250"
+    assert urllib.parse.unquote_to_bytes(url[len("file://"):url.index("#")]) == os.fsencode(odd)
+
+
+def test_page_escapes_names_and_query(tmp_path):
+    hostile = make_video(tmp_path / HOSTILE, [("red", 2.0)])
+    nonutf8 = tmp_path / os.fsdecode(b"caf\xe9 \"quoted\".mp4")
+    shutil.copy(hostile, nonutf8)
+    page = tmp_path / "page.html"
+    written = write_page(fake_search([(hostile, 0.0, 1.0), (nonutf8, 0.5, 1.5)],
+                                     query="<script>alert(2)</script>"), str(page))
+    assert written == str(page)
+    text = page.read_text(encoding="utf-8")
+    assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;.mp4" in text
+    assert "<script>alert(2)" not in text and "&lt;script&gt;alert(2)&lt;/script&gt;" in text
+    assert "caf\\xe9 &quot;quoted&quot;.mp4" in text  # shown as text, bytes kept in the URL
+    assert "caf%E9%20%22quoted%22.mp4#t=0.500,1.500" in text
+    assert text.count('<img class="thumb"') == 8  # 4 per result, all decoded
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".vmr-page-")]
+
+
+def test_missing_source_gets_a_note(tmp_path):
+    gone = tmp_path / "gone.mp4"
+    page = tmp_path / "page.html"
+    write_page(fake_search([(gone, 0.0, 2.0)]), str(page))
+    text = page.read_text()
+    assert "no longer exists" in text
+    assert "<video" not in text and '<img class="thumb"' not in text
+
+
+def test_unreadable_video_gets_placeholders(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    page = tmp_path / "page.html"
+    write_page(fake_search([(broken, 0.0, 2.0)]), str(page))
+    text = page.read_text()
+    assert text.count('class="thumb none"') == 4 and "<video" in text
+
+
+def test_refuses_folder_and_missing_parent_overwrites_file(tmp_path):
+    search = fake_search([])
+    with pytest.raises(VmrError, match="not a folder"):
+        write_page(search, str(tmp_path))
+    with pytest.raises(VmrError, match="does not exist"):
+        write_page(search, str(tmp_path / "nope" / "page.html"))
+    page = tmp_path / "page.html"
+    page.write_text("old")
+    write_page(search, str(page))
+    assert "No results" in page.read_text()
+
+
+def test_open_in_browser_without_browser(tmp_path, monkeypatch):
+    import webbrowser
+
+    seen = []
+
+    def fail(url):
+        seen.append(url)
+        raise webbrowser.Error("could not locate runnable browser")
+
+    monkeypatch.setattr(webbrowser, "open", fail)
+    open_in_browser(str(tmp_path / "a b.html"))
+    assert seen == [(tmp_path / "a b.html").as_uri()]
+
+
+# -- headless Chromium --------------------------------------------------------------------
+
+def find_chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+class Browser:
+    """Headless Chromium driven over --remote-debugging-pipe: no port, no websocket client."""
+
+    def __init__(self, binary, profile):
+        to_chrome_r, self._out = os.pipe()
+        self._in, from_chrome_w = os.pipe()
+
+        def child_fds():  # Chromium reads commands on fd 3 and writes replies on fd 4
+            a = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD_CLOEXEC, 10)  # above 4: no clash
+            b = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD_CLOEXEC, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", "--allow-file-access-from-files", "--mute-audio", "--hide-scrollbars",
+                f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
+        self.proc = subprocess.Popen(args, preexec_fn=child_fds, close_fds=False,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buf, self._next, self.events, self.session = b"", 0, [], None
+
+    def _read_message(self, deadline):
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._in], [], [], left)[0]:
+                raise TimeoutError("no answer from Chromium")
+            chunk = os.read(self._in, 1 << 20)
+            if not chunk:
+                raise RuntimeError("Chromium closed the pipe")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def send(self, method, timeout=30, **params):
+        self._next += 1
+        message = {"id": self._next, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            message["sessionId"] = self.session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def wait_event(self, method, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, event in enumerate(self.events):
+                if event.get("method") == method:
+                    return self.events.pop(i)
+            self.events.append(self._read_message(deadline))
+
+    def evaluate(self, expression, timeout=30):
+        result = self.send("Runtime.evaluate", timeout=timeout, expression=expression,
+                           awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(result["exceptionDetails"])
+        return result["result"].get("value")
+
+    def open_tab(self):
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def close(self):
+        try:
+            os.write(self._out, json.dumps({"id": 0, "method": "Browser.close"}).encode() + b"\0")
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._in)
+        os.close(self._out)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("Chromium not found (install the Debian package 'chromium'; scripts/setup.sh does)")
+    chrome = Browser(binary, tmp_path / "chromium-profile")
+    try:
+        chrome.open_tab()
+        yield chrome
+    finally:
+        chrome.close()
+
+
+CHECK_PAGE = """
+(async () => {
+  const videos = [...document.querySelectorAll('video')];
+  const meta = v => v.readyState >= 1 ? Promise.resolve() : new Promise((ok, fail) => {
+    v.addEventListener('loadedmetadata', ok, {once: true});
+    v.addEventListener('error', () => fail(new Error('video error ' + (v.error && v.error.code))), {once: true});
+    v.load();
+  });
+  await Promise.all(videos.map(meta));
+  await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
+  return {
+    rows: [...document.querySelectorAll('section.result')].map(s => +s.dataset.rank),
+    videos: videos.map(v => ({start: +v.dataset.start, current: v.currentTime, src: v.src})),
+    thumbs: [...document.querySelectorAll('img.thumb')].map(i => i.naturalWidth),
+    hostile: [...document.querySelectorAll('img')].filter(i => i.getAttribute('src') === 'x').length,
+    onerror: document.querySelectorAll('[onerror]').length,
+    alerted: window.alerted === true,
+    title: document.title,
+    text: document.body.innerText,
+    h264: document.createElement('video').canPlayType('video/mp4; codecs="avc1.64001e"'),
+  };
+})()
+"""
+
+
+def test_page_in_headless_chromium(tmp_path, tiny_model, browser):
+    from conftest import vmr, vmr_json
+
+    folder = tmp_path / "videos"
+    make_video(folder / "red_then_blue.mp4", [("red", 3.0), ("blue", 3.0)])
+    make_video(folder / HOSTILE, [("red", 4.0)])
+    make_video(folder / "it's a red one.mp4", [("green", 2.0), ("red", 3.0)])
+    make_video(folder / "green.mp4", [("green", 3.0)])
+    vmr_json("index", folder, "--model", tiny_model)
+    page = tmp_path / "out" / "results page.html"
+    page.parent.mkdir()
+    t0 = time.monotonic()
+    found = vmr_json("search", "red", "--html", page)
+    search_seconds = time.monotonic() - t0
+    results = found["results"]
+    assert results and page.is_file()
+    assert any(r["video"].endswith(HOSTILE) for r in results)
+
+    browser.send("Page.enable")
+    browser.send("Page.addScriptToEvaluateOnNewDocument",
+                 source="window.alerted = false; window.alert = () => { window.alerted = true; };")
+    browser.send("Emulation.setDeviceMetricsOverride", width=1100, height=900, deviceScaleFactor=1,
+                 mobile=False)
+    browser.send("Page.navigate", url=page.as_uri())
+    browser.wait_event("Page.loadEventFired")
+    state = browser.evaluate(CHECK_PAGE, timeout=30)
+
+    assert state["h264"] in ("probably", "maybe"), "this Chromium cannot play H.264"
+    assert state["rows"] == [r["rank"] for r in results]
+    assert len(state["videos"]) == len(results)
+    for result, video in zip(results, state["videos"]):
+        assert abs(video["current"] - result["start"]) <= 0.1, (result, video)
+        assert abs(video["start"] - result["start"]) < 0.001
+    assert len(state["thumbs"]) >= 3 * len(results)
+    assert all(width > 0 for width in state["thumbs"]), state["thumbs"]
+    assert state["hostile"] == 0 and state["onerror"] == 0 and not state["alerted"]
+    assert HOSTILE in state["text"] and "it's a red one.mp4" in state["text"]
+    assert state["title"] == "vmr: red"
+
+    picked = browser.evaluate("document.querySelectorAll('input.pick')[0].click(); "
+                              "document.querySelectorAll('input.pick')[1].click(); "
+                              "document.getElementById('cmd').value")
+    assert picked == f"vmr export --search {found['search_id']} --clip 1 2"  # the inline script ran
+
+    shot = browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    import base64
+
+    png = base64.b64decode(shot["data"])
+    (tmp_path / "page.png").write_bytes(png)
+    if os.environ.get("VMR_PAGE_SCREENSHOT"):  # keep one to look at
+        Path(os.environ["VMR_PAGE_SCREENSHOT"]).write_bytes(png)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    assert search_seconds < 30
+
+    again = tmp_path / "again.html"  # vmr show: the same page from the log; a missing folder is refused
+    shown = vmr_json("show", found["search_id"], "--html", again)
+    assert [r["rank"] for r in shown["results"]] == state["rows"] and again.is_file()
+    code, _out, err = vmr("show", found["search_id"], "--html", tmp_path / "nowhere" / "p.html", expect=1)
+    assert "does not exist" in err

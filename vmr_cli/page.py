@@ -1,0 +1,214 @@
+"""``--html``: one self-contained page to look at, play and pick search results.
+
+Reading "0:12:03.5–0:12:09.0" tells little; a page shows each moment as a
+strip of thumbnails and a player limited to the moment (a media-fragment URL
+``file:///path#t=start,end``).  It works offline: thumbnails are inlined as
+data: URIs, there is no framework and no network request, only a few lines of
+vanilla JS (stop at the end, build the ``vmr export`` line from checkboxes).
+Every name comes from the file system and is escaped: a file called
+``<img src=x onerror=...>.mp4`` is text on the page, never an element.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import secrets
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import webbrowser
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .errors import VmrError
+from .paths import printable
+
+THUMBS = 4
+THUMB_WIDTH = 160
+FFMPEG_TIMEOUT = 30
+
+
+def timecode(seconds: float) -> str:
+    """12.04 -> '0:00:12.0', as the results table prints it."""
+    tenths = int(round(max(0.0, seconds) * 10))
+    h, rest = divmod(tenths, 36000)
+    m, rest = divmod(rest, 600)
+    return f"{h}:{m:02d}:{rest // 10:02d}.{rest % 10}"
+
+
+def esc(text: str) -> str:
+    """HTML-escape text that may hold surrogate escapes (non-UTF-8 names)."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return html.escape(text, quote=True)
+
+
+def file_url(path: str, start: float | None = None, end: float | None = None) -> str:
+    """file:// URL of the exact bytes of path ('#', '%', newlines, bad UTF-8 all encoded)."""
+    url = "file://" + urllib.parse.quote(os.fsencode(os.path.abspath(path)))
+    if start is not None and end is not None:
+        url += f"#t={start:.3f},{end:.3f}"
+    return url
+
+
+def thumb_times(start: float, end: float, count: int = THUMBS) -> list[float]:
+    """Centres of count equal slices of the moment: never its very last frame."""
+    span = max(0.0, end - start)
+    return [start + span * (i + 0.5) / count for i in range(count)]
+
+
+def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
+               width: int = THUMB_WIDTH, ffmpeg: str = "ffmpeg") -> list[bytes | None]:
+    """count small JPEGs across the moment from one ffmpeg call; None where it failed.
+
+    One input per time, each with -ss before -i (a fast key-frame seek, then
+    decode to the exact time); the first frame of each is scaled (display
+    aspect, autorotated) and the frames are concatenated into one MJPEG stream.
+    """
+    times = thumb_times(start, end, count)
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error"]
+    for t in times:
+        cmd += ["-ss", f"{t:.3f}", "-i", "file:" + os.path.abspath(path)]
+    chains = [f"[{i}:v:0]trim=end_frame=1,setpts=PTS-STARTPTS,"
+              f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1[f{i}]" for i in range(count)]
+    graph = ";".join(chains) + ";" + "".join(f"[f{i}]" for i in range(count)) + f"concat=n={count}:v=1:a=0,setpts=N/TB[v]"
+    cmd += ["-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough",
+            "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "5", "pipe:1"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=FFMPEG_TIMEOUT)
+    except (OSError, subprocess.SubprocessError):
+        return [None] * count
+    frames = _split_jpegs(done.stdout) if done.returncode == 0 else []
+    frames = frames[:count]
+    return frames + [None] * (count - len(frames))
+
+
+def _split_jpegs(data: bytes) -> list[bytes]:
+    """Split an MJPEG stream at end-of-image markers (0xFFD9 never occurs inside: stuffing)."""
+    frames, begin = [], 0
+    while True:
+        start = data.find(b"\xff\xd8", begin)
+        end = data.find(b"\xff\xd9", start + 2) if start >= 0 else -1
+        if end < 0:
+            return frames
+        frames.append(data[start:end + 2])
+        begin = end + 2
+
+
+STYLE = """
+*{box-sizing:border-box}body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1em;background:#f6f6f4;color:#222}
+h1{font-size:1.4em;margin:.2em 0}.meta{color:#666;margin-bottom:1em}
+.result{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.7em;margin:.7em 0}
+.head{display:flex;gap:1em;align-items:baseline;flex-wrap:wrap}.rank{font-weight:bold;font-size:1.2em}
+.path{font-family:ui-monospace,monospace;word-break:break-all;white-space:pre-wrap;color:#333}
+.score,.span{font-variant-numeric:tabular-nums;color:#555}
+.body{display:flex;gap:.7em;align-items:flex-start;flex-wrap:wrap;margin-top:.5em}
+.strip{display:flex;gap:3px}.thumb{width:160px;border-radius:3px;background:#ccc;display:block}
+.none{width:160px;height:90px;display:flex;align-items:center;justify-content:center;color:#777;font-size:12px}
+video{width:320px;max-height:240px;background:#000;border-radius:3px}
+.missing{color:#a00;background:#fff3f3;padding:.5em;border-radius:3px}
+#export{position:sticky;top:0;background:#f6f6f4;padding:.4em 0;font-family:ui-monospace,monospace}
+#cmd{width:100%;box-sizing:border-box;font:inherit;padding:.3em}
+"""
+
+SCRIPT = """
+for (const v of document.querySelectorAll('video')) {
+  const s = +v.dataset.start, e = +v.dataset.end;
+  v.addEventListener('timeupdate', () => { if (v.currentTime >= e) v.pause(); });
+  v.addEventListener('play', () => { if (v.currentTime >= e - 0.05 || v.currentTime < s) v.currentTime = s; });
+}
+const boxes = document.querySelectorAll('input.pick'), cmd = document.getElementById('cmd');
+function update() {
+  const ranks = [...boxes].filter(b => b.checked).map(b => b.value);
+  cmd.value = ranks.length ? cmd.dataset.base + ' ' + ranks.join(' ') : '(tick results to export)';
+}
+boxes.forEach(b => b.addEventListener('change', update)); update();
+"""
+
+
+def _result_html(result: dict, frames: list[bytes | None] | None) -> str:
+    rank, start, end = int(result["rank"]), float(result["start"]), float(result["end"])
+    head = (f'<div class="head"><label><input type="checkbox" class="pick" value="{rank}"> '
+            f'<span class="rank">#{rank}</span></label>'
+            f'<span class="span">{timecode(start)} – {timecode(end)}</span>'
+            f'<span class="score">score {float(result["score"]):.3f}</span>'
+            f'<span class="path">{esc(printable(result["video"]))}</span></div>')
+    if frames is None:
+        body = ('<div class="missing">The source video no longer exists (moved or deleted since '
+                'indexing?); run <code>vmr index</code> and search again.</div>')
+    else:
+        imgs = []
+        for t, jpeg in zip(thumb_times(start, end, len(frames)), frames):
+            if jpeg is None:
+                imgs.append('<span class="thumb none">no frame</span>')
+            else:
+                data = base64.b64encode(jpeg).decode("ascii")
+                imgs.append(f'<img class="thumb" alt="frame at {timecode(t)}" title="{timecode(t)}" '
+                            f'src="data:image/jpeg;base64,{data}">')
+        url = esc(file_url(result["video"], start, end))
+        body = (f'<div class="strip">{"".join(imgs)}</div>'
+                f'<video controls preload="metadata" src="{url}" data-start="{start:.3f}" '
+                f'data-end="{end:.3f}"></video>')
+    return f'<section class="result" data-rank="{rank}">{head}<div class="body">{body}</div></section>'
+
+
+def render(search: dict, ffmpeg: str = "ffmpeg") -> str:
+    """The page as a string; thumbnails are made in parallel (ffmpeg is the slow part)."""
+    results = search["results"]
+
+    def frames(result):
+        if not os.path.isfile(result["video"]):
+            return None
+        return thumbnails(result["video"], float(result["start"]), float(result["end"]), ffmpeg=ffmpeg)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        strips = list(pool.map(frames, results))
+    query = esc(search["query"])
+    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(search.get("created_at") or 0))
+    sections = "\n".join(_result_html(r, f) for r, f in zip(results, strips))
+    if not results:
+        sections = '<p class="missing">No results.</p>'
+    nonce = secrets.token_urlsafe(16)  # CSP: only this script runs, no inline handlers
+    base = f"vmr export --search {int(search['id'])} --clip"
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+            f'media-src file:; style-src \'unsafe-inline\'; script-src \'nonce-{nonce}\'">'
+            f'<title>vmr: {query}</title><style>{STYLE}</style></head><body>\n'
+            f'<h1>{query}</h1><div class="meta">search {int(search["id"])} · {len(results)} results · '
+            f'model {esc(str(search.get("model") or "-"))} · {esc(created)}</div>\n'
+            f'<div id="export"><input id="cmd" readonly data-base="{esc(base)}"></div>\n'
+            f'{sections}\n<script nonce="{nonce}">{SCRIPT}</script></body></html>\n')
+
+
+def write_page(search: dict, html_path: str, ffmpeg: str = "ffmpeg") -> str:
+    """Write the page atomically (temp file beside it, then rename); returns its absolute path."""
+    target = os.path.abspath(os.fsdecode(html_path))
+    parent = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise VmrError(f"--html needs a file name, not a folder: {printable(target)}")
+    if not os.path.isdir(parent):
+        raise VmrError(f"folder for the page does not exist: {printable(parent)}")
+    text = render(search, ffmpeg=ffmpeg)
+    fd, tmp = tempfile.mkstemp(prefix=".vmr-page-", suffix=".html", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a page is an ordinary file
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def open_in_browser(path: str) -> None:
+    """Best effort: a machine without a browser still has the page written."""
+    try:
+        webbrowser.open(Path(os.path.abspath(path)).as_uri())
+    except Exception:  # webbrowser.Error, or a broken browser command
+        pass
