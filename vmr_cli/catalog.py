@@ -125,6 +125,9 @@ class Catalog:
         for number in range(version, SCHEMA_VERSION):
             _name, sql = MIGRATIONS[number]
             with self.transaction():
+                # Another process may have migrated since we looked: re-read under the write lock.
+                if self.schema_version() != number:
+                    continue
                 for statement in sql.split(";"):
                     if statement.strip():
                         self.conn.execute(statement)

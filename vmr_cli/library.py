@@ -107,8 +107,9 @@ class Library:
     def check(self, repair: bool = True, deep: bool = False, save: bool = True) -> dict:
         """Compare clip rows with the FAISS cache (and, when deep, every shard) and repair.
 
-        Returns what was found and done.  ``save`` writes the repaired FAISS
-        file; searches pass False while an index run holds the writer lock.
+        Returns what was found and done.  With ``save`` False (a search while
+        an index run holds the writer lock) the FAISS cache is repaired in
+        memory only and the catalog is not written.
         """
         report = {"consistent": True, "stale_videos": [], "orphan_shards": 0,
                   "index_added": 0, "index_removed": 0}
@@ -144,13 +145,13 @@ class Library:
             if suspect:
                 report["consistent"] = False
                 report["stale_videos"] = sorted(suspect)
-                if repair:
+                if repair and save:
                     self._mark_stale(dim, suspect)
         known = {v["id"] for v in self.catalog.videos("status='ok'")}
         orphans = self.vectors.shard_video_ids() - known
         if orphans:
             report["orphan_shards"] = len(orphans)
-            if repair:
+            if repair and save:
                 for video_id in orphans:
                     self.vectors.delete_shard(video_id)
         if repair and save:

@@ -39,6 +39,7 @@ class SearchOptions:
     max_clips: int | None = None     # verification budget per video
     per_video: int = 5               # moments kept per video before the global ranking
     only_video: str | None = None    # restrict to one video (moment retrieval in eval)
+    record_selection: bool = False   # stats["selections"]: the clips finally selected, per video
 
 
 def clean_query(query: str) -> str:
@@ -63,8 +64,9 @@ class Searcher:
             raise VmrError(f"library was built with encoder '{self.info['name']}', not "
                            f"'{self.encoder.name}'; search with the same model, or rebuild the library")
         self.backend = backend
-        report = library.check(repair=True, save=not library.is_locked())
-        self.repaired = report
+        # Repairs the FAISS cache in memory only: a search never writes the library,
+        # so it is safe beside a running index (which repairs and saves for real).
+        self.repaired = library.check(repair=True, save=False)
 
     def search(self, query: str, options: SearchOptions | None = None, log: bool = True) -> dict:
         options = options or SearchOptions()
@@ -170,6 +172,9 @@ class Searcher:
             selection = select_clips(prior, verify, initial=options.initial, max_steps=options.max_steps,
                                      max_clips=options.max_clips)
         stats["clips_verified"] += len(selection.verified)
+        if options.record_selection:
+            stats.setdefault("selections", {})[video["path"]] = [
+                [clips[i]["start"], clips[i]["end"]] for i in selection.selected]
         if not times_all:
             return []
         proposals = propose_moments(torch.tensor(times_all), torch.tensor(scores_all), step,
