@@ -20,12 +20,13 @@ import torch
 from .decode import VideoReader
 from .encoders import DEFAULT_MODEL, ClipEncoder, model_name
 from .errors import DecodeError, VmrError
-from .probe import probe
+from .probe import probe, require_tool
 from .scan import check_roots, fingerprint, plan_index
 
 CHUNK_CLIPS = 32        # clips decoded per step: bounds memory on very long videos
 THUMB = 32              # thumbnails for shot and motion measures
 SAVE_EVERY_SECONDS = 60  # FAISS cache written at least this often during a run
+CHANGED = "file changed or vanished while it was being indexed; the next 'vmr index' picks up its new state"
 
 
 def clip_grid(duration: float, clip_seconds: float) -> list[tuple[float, float]]:
@@ -68,6 +69,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
     roots = check_roots(paths)
     if clip_seconds is not None and not (0.25 <= clip_seconds <= 60):
         raise VmrError("--clip-seconds must be between 0.25 and 60")
+    require_tool("ffprobe")  # before the model loads, and never inside the decode thread
     with library.writer_lock("vmr index"):
         name, clip_seconds = resolve_encoder(library, model, clip_seconds)
         library.check(repair=True)
@@ -159,6 +161,8 @@ def _encoded(work, clip_seconds: float, encoder, backend: str):
                 if stop.is_set():
                     return
                 out.put(message)
+        except BaseException as exc:  # re-raised in the caller's thread, never lost in this one
+            out.put(("fatal", -1, exc))
         finally:
             out.put(None)
 
@@ -172,6 +176,8 @@ def _encoded(work, clip_seconds: float, encoder, backend: str):
             if message is None:
                 return
             kind, i, payload = message
+            if kind == "fatal":
+                raise payload
             item, row = work[i]
             if kind == "frames":
                 embeddings.append(encoder.encode_images(payload))
@@ -198,7 +204,7 @@ def _commit_video(library, encoder, item, row, info, grid, embeddings, thumbs, r
 
     st = _stat(item.path)
     if st is None or (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
-        raise DecodeError("file changed or vanished while it was being indexed; it will be retried")
+        raise DecodeError(CHANGED)
     n = len(grid)
     emb = embeddings.view(n, 3, -1)
     thumbs = thumbs.view(n, 3, 3, THUMB, THUMB)
@@ -212,7 +218,10 @@ def _commit_video(library, encoder, item, row, info, grid, embeddings, thumbs, r
     catalog = library.catalog
     dim = encoder.dim
     old_ids = [c["id"] for c in catalog.clips(row["id"])] if row else []
-    fp = fingerprint(item.path, item.size)
+    try:
+        fp = fingerprint(item.path, item.size)
+    except OSError:  # vanished after the re-stat: the same outcome as before it
+        raise DecodeError(CHANGED) from None
     with catalog.transaction():
         video_id = catalog.upsert_video(dict(
             path=item.path, root=root, size=item.size, mtime_ns=item.mtime_ns, fingerprint=fp,

@@ -10,6 +10,7 @@ name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -63,7 +64,12 @@ def find_videos(roots: list[str]) -> tuple[list[Found], list[dict]]:
         try:
             st = os.stat(path)
         except OSError as exc:
-            reason = "broken symbolic link" if os.path.islink(path) else (exc.strerror or str(exc))
+            if exc.errno == errno.ELOOP:
+                reason = "symbolic link loop"
+            elif os.path.islink(path):
+                reason = "broken symbolic link"
+            else:
+                reason = exc.strerror or str(exc)
             failed.append({"path": path, "error": reason})
             return
         if stat.S_ISREG(st.st_mode):
