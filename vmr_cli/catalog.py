@@ -16,7 +16,7 @@ import time
 from .errors import VmrError
 from .paths import from_key, to_key
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Named migrations: index i brings a catalog from version i to i + 1.
 MIGRATIONS = [
@@ -62,6 +62,10 @@ MIGRATIONS = [
         );
         """,
     ),
+    (
+        "videos.codec: the stream's codec as ffprobe names it",
+        "ALTER TABLE videos ADD COLUMN codec TEXT;",
+    ),
 ]
 
 
@@ -72,7 +76,7 @@ class Catalog:
         self.path = path
         try:
             if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+                conn = _connect_readonly(path)
             else:
                 conn = sqlite3.connect(path, isolation_level=None, timeout=30)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -81,6 +85,7 @@ class Catalog:
         except sqlite3.Error as exc:
             raise VmrError(f"cannot open catalog {path}: {exc}") from None
         self.conn = conn
+        self.readonly = readonly
         self._db = None
         if not readonly:
             self._migrate()
@@ -207,7 +212,11 @@ class Catalog:
         return out
 
     # -- searches -----------------------------------------------------------------
-    def log_search(self, query: str, model: str, options: dict, stats: dict, results: list[dict]) -> int:
+    def log_search(self, query: str, model: str, options: dict, stats: dict,
+                   results: list[dict]) -> int | None:
+        """The new search's id; None on a read-only catalog, where nothing is logged."""
+        if self.readonly:
+            return None
         with self.transaction():
             search_id = self.db["searches"].insert({
                 "query": query, "model": model, "options": json.dumps(options),
@@ -262,6 +271,25 @@ class Catalog:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _connect_readonly(path: str) -> sqlite3.Connection:
+    """Read-only: a WAL catalog needs its -shm file, which a read-only folder cannot get,
+    so such a folder is opened as immutable (nothing can write it meanwhile)."""
+    quoted = _uri_path(path)
+    conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+    return sqlite3.connect(f"file:{quoted}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+
+def _uri_path(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(os.fsencode(os.path.abspath(path)), safe="/")
 
 
 class _Transaction:

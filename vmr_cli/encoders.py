@@ -113,6 +113,12 @@ def _load(name: str):
     except OSError as exc:
         local_error = exc
     if os.path.exists(name):
+        pickles = _pickle_only(name)
+        if pickles:
+            raise VmrError(
+                f"model folder {name} holds only pickle weights ({pickles}), which can run code when "
+                "loaded; vmr loads safetensors only: convert it where you trust it, e.g. "
+                "save_pretrained(DIR, safe_serialization=True)")
         raise VmrError(f"cannot load model folder {name}: {_first_line(local_error)}")
     if name.startswith(("/", ".", "~")):
         raise VmrError(f"model folder {name} does not exist")
@@ -132,13 +138,26 @@ def _from_pretrained(name: str, local_files_only: bool):
     from transformers import AutoModel, AutoTokenizer
 
     try:
-        model = AutoModel.from_pretrained(name, local_files_only=local_files_only)
+        # safetensors only: pickle weights (pytorch_model.bin) can run code when loaded.
+        model = AutoModel.from_pretrained(name, local_files_only=local_files_only, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
     except (ValueError, KeyError) as exc:
         raise VmrError(f"cannot load model '{name}': {_first_line(exc)}") from None
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise VmrError(f"model '{name}' is not a CLIP-family image-text model")
     return model, tokenizer, _preprocessor_config(name, local_files_only)
+
+
+def _pickle_only(folder: str) -> str | None:
+    """The pickle weight files of a folder that has no safetensors, else None."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None
+    if any(n.endswith(".safetensors") for n in names):
+        return None
+    pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+    return ", ".join(pickles) or None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 
 from .errors import VmrError
-from .paths import printable
+from .paths import VIDEO_EXTENSIONS, printable
 from .probe import require_tool
 
 MAX_STEM_BYTES = 120
@@ -31,10 +31,12 @@ def stamp(seconds: float) -> str:
 def target_name(source: str, start: float, end: float, copy: bool) -> str:
     stem, ext = os.path.splitext(os.path.basename(source))
     stem = "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in stem) or "clip"
-    raw = os.fsencode(stem)[:MAX_STEM_BYTES]
-    stem = os.fsdecode(raw)
+    stem = os.fsencode(stem)[:MAX_STEM_BYTES].decode("utf-8", "ignore")  # whole characters only
+    if stem[0] in "-.":  # no option-like or hidden names for the user's shell later
+        stem = "_" + stem[1:]
     if copy:  # same container as the source; named apart from the exact cut
-        return f"{stem}_{stamp(start)}-{stamp(end)}_copy{ext or '.mkv'}"
+        ext = ext.lower() if ext.lower() in VIDEO_EXTENSIONS else ".mkv"  # never odd bytes
+        return f"{stem}_{stamp(start)}-{stamp(end)}_copy{ext}"
     return f"{stem}_{stamp(start)}-{stamp(end)}.mp4"
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import sys
 from contextlib import contextmanager
 
 from .catalog import Catalog, catalog_size
 from .errors import VmrError
+from .paths import printable
 from .vectors import VectorStore
 
 
@@ -37,9 +39,17 @@ class Library:
                 os.makedirs(self.directory, exist_ok=True)
             except OSError as exc:
                 raise VmrError(f"cannot create library folder {self.directory}: {exc.strerror}") from None
-        if not os.access(self.directory, os.W_OK):
-            raise VmrError(f"library folder {self.directory} is not writable")
-        self.catalog = Catalog(catalog_path)
+        writable = os.access(self.directory, os.W_OK) and (
+            not os.path.exists(catalog_path) or os.access(catalog_path, os.W_OK))
+        self.readonly = not writable
+        if self.readonly and create:
+            raise VmrError(f"library folder {printable(self.directory)} is not writable (read-only); "
+                           "index into a writable --library")
+        if self.readonly:
+            # Search, status and export only read: they work, but a search cannot be logged.
+            print(f"note: library {printable(self.directory)} is read-only: nothing is written "
+                  "and searches are not logged", file=sys.stderr)
+        self.catalog = Catalog(catalog_path, readonly=self.readonly)
         self.vectors = VectorStore(self.directory)
         self._lock_handle = None
 
@@ -71,6 +81,8 @@ class Library:
     # -- one writer at a time ------------------------------------------------------------
     @contextmanager
     def writer_lock(self, what: str = "vmr index"):
+        if self.readonly:
+            raise VmrError(f"library {self.directory} is read-only; {what} needs to write it")
         path = os.path.join(self.directory, "write.lock")
         handle = open(path, "a+")
         try:

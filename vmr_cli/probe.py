@@ -20,9 +20,7 @@ class VideoInfo:
     codec: str
 
     def as_row(self) -> dict:
-        row = asdict(self)
-        row.pop("codec")
-        return row
+        return asdict(self)  # the catalog keeps the codec since schema 2
 
 
 def require_tool(name: str) -> str:
