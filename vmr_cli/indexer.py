@@ -200,7 +200,7 @@ def _encoded(work, clip_seconds: float, encoder, backend: str):
 
 
 def _commit_video(library, encoder, item, row, info, grid, embeddings, thumbs, root: str) -> None:
-    from models.bam import bam_features, motion_energy, shot_ids
+    from models.bam import bam_features
 
     st = _stat(item.path)
     if st is None or (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
@@ -209,8 +209,7 @@ def _commit_video(library, encoder, item, row, info, grid, embeddings, thumbs, r
     emb = embeddings.view(n, 3, -1)
     thumbs = thumbs.view(n, 3, 3, THUMB, THUMB)
     first_t, mid_t, last_t = thumbs[:, 0], thumbs[:, 1], thumbs[:, 2]
-    shots = shot_ids(first_t, mid_t, last_t)
-    motion = motion_energy(first_t, last_t)
+    shots, motion = _shots_and_motion(first_t, mid_t, last_t)
     A, B, M = bam_features(emb[:, 0], emb[:, 1], emb[:, 2], shots)
     clips = [{"idx": k, "start": s, "end": e, "shot": int(shots[k]), "motion": float(motion[k])}
              for k, (s, e) in enumerate(grid)]
@@ -231,6 +230,28 @@ def _commit_video(library, encoder, item, row, info, grid, embeddings, thumbs, r
         library.vectors.write_shard(video_id, token, clip_ids, {"A": A.numpy(), "B": B.numpy(), "M": M.numpy()})
     library.vectors.remove(dim, old_ids)
     library.vectors.add(dim, clip_ids, A.numpy())
+
+
+def _shots_and_motion(first, middle, last, step: int = 1024):
+    """models.bam's shot ids and motion energy, a step of clips at a time.
+
+    Over a whole long video at once their histograms (int64 per pixel) cost
+    ~120 MB per hour of video; chunks that overlap by one clip give the same
+    answer in bounded memory (a shot id only counts cuts between neighbours).
+    """
+    from models.bam import motion_energy, shot_ids
+
+    shots, motion = [], []
+    for at in range(0, first.shape[0], step):
+        lo = max(0, at - 1)
+        part = shot_ids(first[lo:at + step], middle[lo:at + step], last[lo:at + step])
+        if lo < at:
+            part = part[1:] + shots[-1][-1]
+        shots.append(part)
+        motion.append(motion_energy(first[at:at + step], last[at:at + step]))
+    if not shots:
+        return shot_ids(first, middle, last), motion_energy(first, last)
+    return torch.cat(shots), torch.cat(motion)
 
 
 def _record_failure(library, item, row, error: str, fp: str | None) -> None:
