@@ -1,0 +1,235 @@
+"""Bad input files: each is indexed correctly or skipped with a recorded reason, never a traceback.
+
+Empty, random-bytes, truncated files and broken links are in test_index.py
+(test_corrupt_files_are_recorded_and_the_run_goes_on); TESTING.md lists every case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, make_video, vmr, vmr_json
+
+from vmr_cli import indexer
+from vmr_cli.library import Library
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def failures(summary) -> dict:
+    return {os.path.basename(f["path"]): f["error"] for f in summary["failed"]}
+
+
+def without_permission_override(cmd: list[str]) -> list[str]:
+    """cmd run so that file permissions apply: as root (CI), without CAP_DAC_OVERRIDE."""
+    if os.geteuid() != 0:
+        return cmd
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if not shutil.which("setpriv") or subprocess.run(prefix + ["true"]).returncode != 0:
+        pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE (setpriv missing or not allowed)")
+    return prefix + cmd
+
+
+def vmr_subprocess(library, *args):
+    cmd = without_permission_override([sys.executable, "-m", "vmr_cli", "--library", str(library),
+                                       *map(str, args)])
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, errors="replace",
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+
+
+def test_media_that_is_not_a_video_is_skipped_with_its_reason(tiny_model, tmp_path):
+    folder = tmp_path / "v"
+    make_video(folder / "good.mp4", [("red", 2.0)])
+    ffmpeg("-f", "lavfi", "-t", "2", "-i", "sine=frequency=440", "-c:a", "aac", folder / "audio.mp4")
+    for ext, name in (("png", "png.mp4"), ("jpg", "jpeg.mp4")):
+        ffmpeg("-f", "lavfi", "-i", "color=red:size=64x48", "-frames:v", "1", folder / f"still.{ext}")
+        os.rename(folder / f"still.{ext}", folder / name)
+    ffmpeg("-f", "lavfi", "-t", "2", "-i", "color=red:size=64x48:rate=10", "-frames:v", "0",
+           "-c:v", "libx264", folder / "zero frames.mp4")
+    summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
+    failed = failures(summary)
+    assert failed == {
+        "audio.mp4": "no video stream (audio-only, image or not a media file)",
+        "png.mp4": "no duration: zero frames or a still image",
+        "jpeg.mp4": "no duration: zero frames or a still image",
+        "zero frames.mp4": "no video stream (audio-only, image or not a media file)",
+    }
+    assert summary["added"] == 1 and summary["clips"] == 1
+    assert vmr_json("status")["failed"] == 4
+    os.utime(folder / "audio.mp4")  # changed: tried again, reported again in the table form
+    code, out, err = vmr("index", folder, expect=1)
+    assert err.strip() == (f"failed: {folder / 'audio.mp4'}: "
+                           "no video stream (audio-only, image or not a media file)")
+
+
+def test_extreme_sizes_variable_frame_rate_and_rotation(tiny_model, tmp_path):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    ffmpeg("-f", "lavfi", "-t", "3", "-i", "color=blue:size=16x16:rate=10", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", folder / "tiny16.mp4")
+    ffmpeg("-f", "lavfi", "-t", "1", "-i", "testsrc2=size=7680x4320:rate=2", "-c:v", "libx264",
+           "-preset", "ultrafast", "-pix_fmt", "yuv420p", folder / "8k.mp4")
+    # 2 s at 20 fps, then 4 fps: 21.75 s in all
+    ffmpeg("-f", "lavfi", "-t", "6", "-i", "testsrc2=size=160x120:rate=20",
+           "-vf", "setpts='if(lt(N,40),N/20,2+(N-40)/4)/TB'", "-fps_mode", "vfr",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", folder / "vfr.mp4")
+    make_video(folder / "phone.mp4", [("green", 2.0)], size="320x180", rotate=90)
+    summary = vmr_json("index", folder, "--model", tiny_model)
+    assert summary["failed"] == [] and summary["added"] == 4
+    lib = Library()
+    rows = {os.path.basename(v["path"]): v for v in lib.catalog.videos()}
+    assert (rows["tiny16.mp4"]["width"], rows["tiny16.mp4"]["n_clips"]) == (16, 2)
+    assert (rows["8k.mp4"]["width"], rows["8k.mp4"]["height"], rows["8k.mp4"]["n_clips"]) == (7680, 4320, 1)
+    assert rows["vfr.mp4"]["n_clips"] == 11 and 21.3 < rows["vfr.mp4"]["duration"] < 21.9
+    phone = rows["phone.mp4"]
+    assert (phone["width"], phone["height"], phone["rotation"]) == (180, 320, 90)  # as displayed
+    assert all(v["codec"] == "h264" for v in rows.values())  # schema 2 keeps the codec
+    lib.close()
+    found = vmr_json("search", "a blue screen", "--top-k", "20", "--exhaustive")
+    assert {os.path.basename(r["video"]) for r in found["results"]} == set(rows)
+
+
+def test_three_hour_video_indexes_in_bounded_memory(tiny_model, tmp_path):
+    """3 h at 1 fps, 32x32: 5400 clips; the indexer keeps memory far below a full decode."""
+    folder = tmp_path / "v"
+    folder.mkdir()
+    ffmpeg("-f", "lavfi", "-t", "10800", "-i", "color=green:size=32x32:rate=1", "-c:v", "libx264",
+           "-preset", "ultrafast", "-pix_fmt", "yuv420p", folder / "long.mp4")
+    script = ("import resource, sys\n"
+              "from vmr_cli.cli import cli\n"
+              "try:\n    cli(sys.argv[1:])\n"
+              "finally:\n"
+              "    print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", script, "--library", str(tmp_path / "lib"), "index",
+                           str(folder), "--model", tiny_model, "--json"],
+                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.returncode == 0, done.stderr
+    assert '"clips": 5400' in done.stdout
+    maxrss_mb = int(done.stderr.rsplit("maxrss", 1)[1]) / 1024
+    assert maxrss_mb < 2000, maxrss_mb  # about 900 MB here: interpreter, torch, model, decoder
+
+
+def test_unreadable_file_is_recorded_and_the_run_goes_on(tiny_model, tmp_path):
+    folder = tmp_path / "v"
+    make_video(folder / "good.mp4", [("red", 2.0)])
+    make_video(folder / "secret.mp4", [("blue", 2.0)])
+    os.chmod(folder / "secret.mp4", 0)
+    done = vmr_subprocess(tmp_path / "lib", "index", folder, "--model", tiny_model, "--json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    summary = json.loads(done.stdout)
+    assert failures(summary) == {"secret.mp4": "Permission denied"}
+    assert summary["added"] == 1
+
+
+def test_symlink_loops_are_recorded(tiny_model, tmp_path):
+    folder = tmp_path / "v"
+    make_video(folder / "good.mp4", [("red", 2.0)])
+    os.symlink("self.mp4", folder / "self.mp4")
+    os.symlink("b.mp4", folder / "a.mp4")
+    os.symlink("a.mp4", folder / "b.mp4")
+    os.symlink(".", folder / "folder loop")  # symlinked folders are never entered
+    summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
+    assert failures(summary) == {name: "symbolic link loop" for name in ("self.mp4", "a.mp4", "b.mp4")}
+    assert summary["added"] == 1
+
+
+def _patch_stat(mp, before=None, after=None):
+    """Run before(path) / after(path) around the indexer's re-stat, between decode and commit."""
+    real = indexer._stat
+
+    def stat(path):
+        if before:
+            before(path)
+        st = real(path)
+        if after:
+            after(path)
+        return st
+
+    mp.setattr(indexer, "_stat", stat)
+
+
+def test_file_that_changes_while_being_indexed_is_retried(tiny_model, tmp_path):
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    make_video(folder / "b.mp4", [("blue", 2.0)])
+    with pytest.MonkeyPatch.context() as mp:
+        _patch_stat(mp, before=lambda p: p.endswith("a.mp4") and os.utime(p, ns=(1, 1)))
+        summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
+    assert failures(summary) == {"a.mp4": indexer.CHANGED} and summary["added"] == 1
+    again = vmr_json("index", folder)
+    assert (again["updated"], again["unchanged"], again["failed"]) == (1, 1, [])
+
+
+def test_file_that_vanishes_while_being_indexed(tiny_model, tmp_path):
+    folder = tmp_path / "v"
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        make_video(folder / name, [("red", 2.0)])
+    # a.mp4 is gone before the re-stat; b.mp4 right after it (the fingerprint then fails).
+    with pytest.MonkeyPatch.context() as mp:
+        _patch_stat(mp, before=lambda p: p.endswith("a.mp4") and os.unlink(p),
+                    after=lambda p: p.endswith("b.mp4") and os.unlink(p))
+        summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
+    assert failures(summary) == {"a.mp4": indexer.CHANGED, "b.mp4": indexer.CHANGED}
+    assert summary["added"] == 1
+    again = vmr_json("index", folder)
+    assert again["removed"] == 2 and again["failed"] == []
+    assert vmr_json("status")["consistent"]
+
+
+def test_ffprobe_missing_is_one_clear_error(tiny_model, tmp_path, monkeypatch):
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    bin_dir = tmp_path / "bin"  # a PATH without ffmpeg or ffprobe
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    code, out, err = vmr("index", tmp_path / "v", "--model", tiny_model, expect=1)
+    assert err.strip() == ("Error: ffprobe not found on PATH; install ffmpeg "
+                           "(e.g. 'apt-get install ffmpeg' or 'brew install ffmpeg')")
+
+
+def test_decode_thread_errors_reach_the_caller(tiny_model, tmp_path, monkeypatch):
+    """An unexpected error while decoding used to die in the thread: exit 0, nothing indexed."""
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+
+    def broken(path):
+        raise MemoryError("decoder exploded")
+
+    monkeypatch.setattr(indexer, "probe", broken)
+    with pytest.raises(MemoryError):
+        vmr("index", tmp_path / "v", "--model", tiny_model, expect=None)
+
+
+def test_pickle_only_model_folder_is_refused(tiny_model, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_model, folder)
+    os.unlink(folder / "model.safetensors")
+    (folder / "pytorch_model.bin").write_bytes(b"not loaded: a pickle could run code here")
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    code, out, err = vmr("index", tmp_path / "v", "--model", folder, expect=1)
+    assert err.startswith(f"Error: model folder {folder} holds only pickle weights (pytorch_model.bin)")
+    assert "safetensors" in err and len(err.strip().splitlines()) == 1
+
+
+
+def test_shots_and_motion_in_chunks_match_the_whole_video():
+    """The indexer computes them a step at a time so a long video stays cheap; same answer."""
+    import torch
+    from models.bam import motion_energy, shot_ids
+
+    g = torch.Generator().manual_seed(0)
+    n = 257
+    first = torch.randint(0, 256, (n // 10 + 1, 3, 1, 1), generator=g, dtype=torch.uint8)
+    first = first.repeat_interleave(10, 0)[:n].expand(n, 3, 8, 8).contiguous()
+    middle, last = first.clone(), first.clone()
+    last[5::7] = 255 - last[5::7]
+    for step in (1, 2, 7, 64, 1024):
+        shots, motion = indexer._shots_and_motion(first, middle, last, step=step)
+        assert torch.equal(shots, shot_ids(first, middle, last)), step
+        assert torch.allclose(motion, motion_energy(first, last)), step
+    assert shot_ids(first, middle, last)[-1] > 20  # the case has many cuts

@@ -1,0 +1,191 @@
+"""Hostile file names, odd queries, export failures, read-only / newer / older libraries.
+
+The rest of issue 5 is in test_bad_input.py (bad media files) and test_crash.py
+(kill -9, writer lock, repair); TESTING.md maps every case to its test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+from conftest import make_video, vmr, vmr_json
+from test_bad_input import vmr_subprocess
+
+from vmr_cli.catalog import SCHEMA_VERSION
+
+NON_UTF8 = b"caf\xe9 -i.mp4"
+LONG = "x" + "é" * 120 + ".mp4"  # 245 bytes: a 120-byte export stem would split an 'é'
+
+
+def test_non_utf8_and_very_long_names_survive_index_search_and_export(tiny_model, tmp_path):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    made = make_video(tmp_path / "src.mp4", [("purple", 2.5)])
+    names = [os.path.join(os.fsencode(folder), NON_UTF8), os.path.join(os.fsencode(folder), LONG.encode()),
+             os.path.join(os.fsencode(folder), b"-y.mp4")]
+    for name in names:
+        shutil.copyfile(made, name)
+    summary = vmr_json("index", folder, "--model", tiny_model)
+    assert summary["added"] == 3 and summary["failed"] == []
+    code, out, err = vmr("search", "purple", "--top-k", "10", "--json")
+    found = json.loads(out)  # valid JSON, ASCII with escapes
+    assert {os.fsencode(r["video"]) for r in found["results"]} == set(names)  # the same bytes
+    code, table, _ = vmr("search", "purple", "--top-k", "10")
+    assert "caf\\xe9 -i.mp4" in table and "x" + "é" * 120 + ".mp4" in table
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    done = vmr_json("export", "--out", out_dir, "--clip")["exported"]
+    assert len(done) == len(found["results"])
+    for item in done:
+        assert os.path.getsize(item["path"]) > 0
+        base = os.fsencode(os.path.basename(item["path"]))
+        base.decode("utf-8")  # export names are valid UTF-8: no split character, no raw byte
+        assert len(base) < 200 and not base.startswith(b"-")
+
+
+@pytest.fixture
+def indexed(tiny_model, tmp_path):
+    folder = tmp_path / "videos"
+    make_video(folder / "red.mp4", [("red", 2.0), ("blue", 2.0)])
+    vmr_json("index", folder, "--model", tiny_model)
+    return folder
+
+
+def test_queries_long_scripts_emoji_control_characters(indexed):
+    for bad in ["", " \t ", "\x00\x01\x1b\x7f\u200b"]:
+        code, out, err = vmr("search", bad, expect=1)
+        assert err.startswith("Error: the query is empty") and len(err.splitlines()) == 1
+    long = vmr_json("search", "x" * 10_000)
+    assert long["results"] and len(long["query"]) <= 2000
+    for query in ["猫が扉を開ける", "قطة تفتح الباب", "🐈🚪", "red\x1b[2J\r\nscreen\x7f"]:
+        found = vmr_json("search", query)
+        assert found["results"] and found["query"].isprintable()
+
+
+def test_export_without_space_leaves_no_partial_file(indexed, tmp_path):
+    vmr_json("search", "red", "--top-k", "1")
+    out = tmp_path / "small"
+    out.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(out)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here; test_export_when_ffmpeg_hits_no_space covers the case")
+    try:
+        with open(out / "filler", "wb") as handle:  # fill it up
+            try:
+                for _ in range(64):
+                    handle.write(b"\0" * 1024)
+                    handle.flush()
+            except OSError:
+                pass
+        code, _, err = vmr("export", "--clip", "1", "--out", out, expect=1)
+        assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+        assert sorted(os.listdir(out)) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
+
+
+def test_export_when_ffmpeg_hits_no_space(indexed, tmp_path, monkeypatch):
+    vmr_json("search", "red", "--top-k", "1")
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nfor last; do :; done\nhead -c 1000 /dev/zero > \"${last#file:}\"\n"
+                    "echo 'Error writing trailer: No space left on device' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = vmr("export", "--clip", "1", "--out", out, expect=1)
+    assert err.startswith("Error: ffmpeg could not cut ") and err.strip().endswith(
+        ": Error writing trailer: No space left on device")
+    assert os.listdir(out) == []
+
+
+def test_export_ffmpeg_missing(indexed, tmp_path, monkeypatch):
+    vmr_json("search", "red", "--top-k", "1")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    code, _, err = vmr("export", "--clip", "1", "--out", tmp_path, expect=1)
+    assert err.strip() == ("Error: ffmpeg not found on PATH; install ffmpeg "
+                           "(e.g. 'apt-get install ffmpeg' or 'brew install ffmpeg')")
+
+
+def _read_only(path):
+    for base, dirs, files in os.walk(path):
+        for name in files:
+            os.chmod(os.path.join(base, name), 0o444)
+        os.chmod(base, 0o555)
+
+
+def test_read_only_library_and_unwritable_export_folder(indexed, tmp_path, isolated_library):
+    vmr_json("search", "red", "--top-k", "1")
+    before = vmr_json("status")
+    out = tmp_path / "locked"
+    out.mkdir()
+    _read_only(isolated_library)
+    _read_only(out)
+    try:
+        found = vmr_subprocess(isolated_library, "search", "red", "--json")
+        assert found.returncode == 0, found.stderr
+        assert json.loads(found.stdout)["results"] and json.loads(found.stdout)["search_id"] is None
+        note = f"note: library {isolated_library} is read-only: nothing is written and searches are not logged"
+        assert note in found.stderr
+        status = vmr_subprocess(isolated_library, "status", "--json")
+        assert status.returncode == 0 and json.loads(status.stdout)["videos"] == before["videos"]
+        index = vmr_subprocess(isolated_library, "index", indexed)
+        assert index.returncode == 1 and index.stderr.strip() == (
+            f"Error: library folder {isolated_library} is not writable (read-only); "
+            "index into a writable --library")
+        check = vmr_subprocess(isolated_library, "status", "--check")
+        assert check.returncode == 1 and check.stderr.strip().endswith(
+            f"Error: library {isolated_library} is read-only; vmr status --check needs to write it")
+        export = vmr_subprocess(isolated_library, "export", "--clip", "1", "--out", out)
+        assert export.returncode == 1 and export.stderr.strip().endswith(
+            f"Error: output folder is not writable: {out}")
+        assert os.listdir(out) == []
+    finally:
+        for path in (isolated_library, out):
+            for base, dirs, files in os.walk(path):
+                os.chmod(base, 0o755)
+    assert vmr_json("status")["searches"] == before["searches"]  # nothing was logged
+
+
+def test_catalog_from_a_newer_vmr_is_refused(indexed, isolated_library):
+    conn = sqlite3.connect(isolated_library / "catalog.db")
+    conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    conn.commit()
+    conn.close()
+    for args in (("status",), ("search", "red"), ("index", indexed)):
+        code, _, err = vmr(*args, expect=1)
+        assert err.strip() == (
+            f"Error: catalog {isolated_library / 'catalog.db'} was written by a newer vmr (schema "
+            f"{SCHEMA_VERSION + 1}, this vmr knows {SCHEMA_VERSION}); upgrade vmr or use another --library")
+
+
+def test_catalog_from_vmr_1_is_migrated_with_a_backup(indexed, isolated_library):
+    found = vmr_json("search", "red", "--top-k", "3")
+    db = isolated_library / "catalog.db"
+    conn = sqlite3.connect(db)  # what vmr 1 wrote: no codec column, schema 1
+    conn.execute("ALTER TABLE videos DROP COLUMN codec")
+    conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    conn.commit()
+    rows_v1 = conn.execute("SELECT id, path, n_clips, vectors_token FROM videos").fetchall()
+    conn.close()
+    status = vmr_json("status")  # opening migrates
+    assert status["videos"] == 1 and status["consistent"]
+    backup = sqlite3.connect(f"{db}.v1.bak")
+    assert backup.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+    assert backup.execute("SELECT id, path, n_clips, vectors_token FROM videos").fetchall() == rows_v1
+    backup.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    assert conn.execute("SELECT id, path, n_clips, vectors_token, codec FROM videos").fetchall() == \
+        [row + (None,) for row in rows_v1]
+    conn.close()
+    again = vmr_json("search", "red", "--top-k", "3")  # same data, same answers
+    assert [(r["video"], r["start"]) for r in again["results"]] == \
+        [(r["video"], r["start"]) for r in found["results"]]
