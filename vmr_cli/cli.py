@@ -148,12 +148,15 @@ def results_table(results) -> str:
 @handle_errors
 def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, html_path, open_page, as_json):
     """Find the moments that match QUERY, best first."""
+    from .errors import VmrError
     from .paths import printable
     from .search import Searcher, SearchOptions, clean_query
 
     clean_query(query)  # an empty query fails before any model loads
     lib = open_library(ctx)
     options = SearchOptions(top_k=top_k, exhaustive=exhaustive, min_score=min_score, max_videos=max_videos)
+    if html_path and lib.readonly:
+        raise VmrError(f"--html needs a logged search, and library {lib.directory} is read-only")
     found = Searcher(lib).search(query, options)
     if html_path:
         _write_page(lib.catalog.search(found["search_id"]), html_path, open_page)
@@ -164,7 +167,9 @@ def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, htm
             click.echo(printable(path))
     else:
         click.echo(results_table(found["results"]))
-        click.echo(f"search {found['search_id']}: {found['stats']['clips_verified']} clips verified in "
+        label = (f"search {found['search_id']}" if found["search_id"] is not None
+                 else "search (not logged: read-only library)")
+        click.echo(f"{label}: {found['stats']['clips_verified']} clips verified in "
                    f"{found['stats']['videos_considered']} videos, {found['stats']['seconds']:.2f} s", err=True)
 
 
