@@ -63,8 +63,10 @@ class _WindowScorer:
     length on either side; with none there, the contrast term is 0.
     """
 
-    def __init__(self, times: torch.Tensor, scores: torch.Tensor, alpha: float):
-        self.times, self.alpha = times, alpha
+    def __init__(self, times: torch.Tensor, scores: torch.Tensor, alpha: float, step: float,
+                 baseline: float | None = None, duration: float | None = None):
+        self.times, self.alpha, self.step = times, alpha, step
+        self.baseline, self.duration = baseline, duration
         self.csum = torch.cat([scores.new_zeros(1), torch.cumsum(scores, 0)]).tolist()
 
     def _sum(self, i: int, j: int) -> float:  # sum of scores[i:j]
@@ -76,10 +78,19 @@ class _WindowScorer:
         lo = int(torch.searchsorted(self.times, start - length, right=False))
         hi = int(torch.searchsorted(self.times, end + length, right=True))
         n_out = (i - lo) + (hi - j - 1)
+        total = self._sum(lo, i) + self._sum(j + 1, hi)
+        if self.baseline is not None:
+            # Frames around the window that were never decoded (trimmed search) count at the
+            # video's background level, so a window is not judged by which neighbours happened
+            # to be verified.
+            end_of_video = self.duration if self.duration is not None else end + length
+            expected = (min(start, length) + min(max(0.0, end_of_video - end), length)) / self.step
+            missing = max(0.0, expected - n_out)
+            total += missing * self.baseline
+            n_out += missing
         if n_out <= 0:
             return inside
-        outside = (self._sum(lo, i) + self._sum(j + 1, hi)) / n_out
-        return inside + self.alpha * (inside - outside)
+        return inside + self.alpha * (inside - total / n_out)
 
 
 def nms(proposals: list[tuple[float, float, float]], iou: float,
@@ -96,7 +107,8 @@ def nms(proposals: list[tuple[float, float, float]], iou: float,
 
 def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_k: int = 5,
                     nms_iou: float = 0.5, min_len: float | None = None,
-                    alpha: float = 1.0, smooth: float = 1.0) -> list[tuple[float, float, float]]:
+                    alpha: float = 1.0, smooth: float = 1.0, baseline: float | None = None,
+                    duration: float | None = None) -> list[tuple[float, float, float]]:
     """Moments (start, end, score) sorted by score, at most ``top_k``.
 
     times: sorted frame timestamps in seconds [T]; scores: frame-query cosine
@@ -106,6 +118,13 @@ def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_
     seconds are dropped. Runs are found, and scored, on the scores smoothed by
     a moving average of about ``smooth`` seconds (0 turns it off); ``alpha``
     weighs the contrast with the frames around a window.
+
+    ``baseline`` is the video's background similarity level (e.g. the median
+    query similarity of all its clips' index vectors). With it, thresholds run
+    from the baseline to the best score instead of from the median of the
+    frames given, and undecoded frames around a window count at the baseline:
+    the result then depends on the video, not on which clips were verified.
+    ``duration`` bounds that outside context at the video's end.
     """
     times = torch.as_tensor(times, dtype=torch.float64).flatten()
     scores = torch.as_tensor(scores, dtype=torch.float64).flatten()
@@ -120,12 +139,13 @@ def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_
     breaks = gaps.tolist()
     radius = int(round(smooth / (2 * step))) if smooth and step > 0 else 0
     smoothed = _smooth(scores, torch.cumsum(gaps.long(), 0), radius)
-    med, top = float(smoothed.median()), float(smoothed.max())
+    med = float(smoothed.median()) if baseline is None else float(baseline)
+    top = float(smoothed.max())
     thresholds = sorted({med + f * (top - med) for f in LEVELS}) if top > med else [top]
     spans: set[tuple[int, int]] = set()
     for thr in thresholds:
         spans.update(_runs((smoothed >= thr).tolist(), breaks))
-    score = _WindowScorer(times, smoothed, alpha)
+    score = _WindowScorer(times, smoothed, alpha, step, baseline, duration)
     times_list = times.tolist()
     proposals = []
     for i, j in sorted(spans):

@@ -203,3 +203,21 @@ def test_checkpoint_round_trip(tmp_path):
     assert torch.equal(back["w"], w.T) and torch.equal(back["b"], torch.arange(3))
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text()) == config
+
+
+def test_moment_head_with_baseline_does_not_depend_on_which_frames_were_verified():
+    """Trimmed search verifies only frames near the peak: with the video's background level
+    given, the window found must be the one found on the whole timeline."""
+    from models.moment_head import propose_moments
+
+    step = 0.25
+    times = torch.arange(0, 120, step) + step / 2
+    gen = torch.Generator().manual_seed(3)
+    scores = 0.2 + 0.02 * torch.randn(times.shape, generator=gen)
+    scores[(times > 40) & (times < 44)] += 0.25   # a weaker lead-in ...
+    scores[(times > 44) & (times < 58)] += 0.30   # ... then the moment
+    full = propose_moments(times, scores, step, top_k=1, baseline=0.2, duration=120)[0]
+    near = (times > 36) & (times < 62)            # what a trimmed search decoded
+    part = propose_moments(times[near], scores[near], step, top_k=1, baseline=0.2, duration=120)[0]
+    assert abs(full[0] - part[0]) <= step and abs(full[1] - part[1]) <= step
+    assert 39.5 <= part[0] <= 44.5 and 57.5 <= part[1] <= 58.5

@@ -163,12 +163,14 @@ class Searcher:
             return torch.tensor(best)
 
         n = len(clips)
+        appearance = torch.from_numpy(np.asarray(shard["A"]))
+        baseline = float((appearance @ q).median())  # the video's background level, no decoding
         if options.exhaustive:
             selection = exhaustive(n, verify, chunk=64)
         else:
             t = lambda key: torch.from_numpy(np.asarray(shard[key]))  # noqa: E731
             motion = torch.tensor([c["motion"] or 0.0 for c in clips])
-            prior = clip_scores(q, t("A"), t("B"), t("M"), motion)
+            prior = clip_scores(q, appearance, t("B"), t("M"), motion)
             selection = select_clips(prior, verify, initial=options.initial, max_steps=options.max_steps,
                                      max_clips=options.max_clips)
         stats["clips_verified"] += len(selection.verified)
@@ -178,7 +180,8 @@ class Searcher:
         if not times_all:
             return []
         proposals = propose_moments(torch.tensor(times_all), torch.tensor(scores_all), step,
-                                    top_k=options.per_video)
+                                    top_k=options.per_video, baseline=baseline,
+                                    duration=float(video["duration"]))
         out = []
         for start, end, score in proposals:
             start, end = max(0.0, float(start)), min(float(video["duration"]), float(end))
