@@ -112,22 +112,15 @@ def index(ctx, paths, model, clip_seconds, backend, as_json):
         sys.exit(1)
 
 
-def hms(seconds: float) -> str:
-    """12.04 -> '0:00:12.0'."""
-    tenths = int(round(seconds * 10))
-    h, rest = divmod(tenths, 36000)
-    m, rest = divmod(rest, 600)
-    return f"{h}:{m:02d}:{rest // 10:02d}.{rest % 10}"
-
-
 def results_table(results) -> str:
     from .paths import printable
+    from .timecodes import timecode
 
     if not results:
         return "no moments matched"
     lines = [f"{'rank':>4}  {'start':>9} – {'end':<9}  {'score':>6}  path"]
     for r in results:
-        lines.append(f"{r['rank']:>4}  {hms(r['start']):>9} – {hms(r['end']):<9}  {r['score']:>6.3f}  "
+        lines.append(f"{r['rank']:>4}  {timecode(r['start']):>9} – {timecode(r['end']):<9}  {r['score']:>6.3f}  "
                      f"{printable(r['video'])}")
     return "\n".join(lines)
 
@@ -194,6 +187,7 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
     """
     from .export import export_results
     from .paths import printable
+    from .timecodes import timecode
 
     lib = open_library(ctx)
     done = export_results(lib.catalog, list(ranks), search_id=search_id,
@@ -202,7 +196,7 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
         emit_json(done)
         return
     for item in done["exported"]:
-        click.echo(f"{item['rank']:>4}  {hms(item['start'])} – {hms(item['end'])}  {printable(item['path'])}")
+        click.echo(f"{item['rank']:>4}  {timecode(item['start'])} – {timecode(item['end'])}  {printable(item['path'])}")
     if copy:
         click.echo("stream copy: each file starts at the key frame at or before its start", err=True)
 

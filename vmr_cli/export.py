@@ -16,16 +16,9 @@ import tempfile
 from .errors import VmrError
 from .paths import VIDEO_EXTENSIONS, printable
 from .probe import require_tool
+from .timecodes import file_stamp
 
 MAX_STEM_BYTES = 120
-
-
-def stamp(seconds: float) -> str:
-    """12.25 -> '0h00m12.25s': sorts well and is safe in file names."""
-    hundredths = int(seconds * 100 + 0.5)
-    h, rest = divmod(hundredths, 360000)
-    m, rest = divmod(rest, 6000)
-    return f"{h}h{m:02d}m{rest // 100:02d}.{rest % 100:02d}s"
 
 
 def target_name(source: str, start: float, end: float, copy: bool) -> str:
@@ -36,8 +29,8 @@ def target_name(source: str, start: float, end: float, copy: bool) -> str:
         stem = "_" + stem[1:]
     if copy:  # same container as the source; named apart from the exact cut
         ext = ext.lower() if ext.lower() in VIDEO_EXTENSIONS else ".mkv"  # never odd bytes
-        return f"{stem}_{stamp(start)}-{stamp(end)}_copy{ext}"
-    return f"{stem}_{stamp(start)}-{stamp(end)}.mp4"
+        return f"{stem}_{file_stamp(start)}-{file_stamp(end)}_copy{ext}"
+    return f"{stem}_{file_stamp(start)}-{file_stamp(end)}.mp4"
 
 
 def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: str = ".",

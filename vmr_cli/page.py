@@ -25,18 +25,11 @@ from pathlib import Path
 
 from .errors import VmrError
 from .paths import printable
+from .timecodes import timecode
 
 THUMBS = 4
 THUMB_WIDTH = 160
 FFMPEG_TIMEOUT = 30
-
-
-def timecode(seconds: float) -> str:
-    """12.04 -> '0:00:12.0', as the results table prints it."""
-    tenths = int(round(max(0.0, seconds) * 10))
-    h, rest = divmod(tenths, 36000)
-    m, rest = divmod(rest, 600)
-    return f"{h}:{m:02d}:{rest // 10:02d}.{rest % 10}"
 
 
 def esc(text: str) -> str:
