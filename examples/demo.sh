@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job, fully offline: generate example videos of the synthetic world,
+# index them with the tiny CLIP trained on that world, search, and cut a result.
+# Everything lands in examples/videos, examples/library and examples/cuts (git-ignored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export VMR_LIBRARY="$PWD/examples/library"
+MODEL=examples/models/tiny-clip
+if [ ! -f examples/videos/annotations.jsonl ]; then
+  python3 examples/synthetic_world.py examples/videos --videos 4 --duration 60 --seed 1
+fi
+python3 -m vmr_cli index examples/videos --model "$MODEL"
+query="$(python3 -c 'import json; print(json.loads(open("examples/videos/annotations.jsonl").readline())["query"])')"
+echo "searching: $query" >&2
+python3 -m vmr_cli search "$query" --top-k 5
+mkdir -p examples/cuts
+python3 -m vmr_cli export --clip 1 --out examples/cuts --force
+python3 -m vmr_cli status
