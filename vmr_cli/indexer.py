@@ -20,6 +20,7 @@ import torch
 from .decode import VideoReader
 from .encoders import DEFAULT_MODEL, ClipEncoder, model_name
 from .errors import DecodeError, VmrError
+from .paths import printable
 from .probe import probe, require_tool
 from .scan import check_roots, fingerprint, plan_index
 
@@ -78,7 +79,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
                    "removed": 0, "failed": list(plan.failed), "clips": 0}
         catalog, vectors = library.catalog, library.vectors
 
-        for item, row, print_ in plan.move:
+        for item, row, _fingerprint in plan.move:
             with catalog.transaction():
                 catalog.move_video(row["id"], item.path, _root_of(item.path, roots), item.mtime_ns)
             summary["moved"] += 1
@@ -96,8 +97,11 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
             bar = tqdm(total=len(work), desc="indexing", unit="video", disable=progress is False
                        if progress is not None else None, leave=False)
             last_save = time.time()
-            for item, row, result in _encoded(work, clip_seconds, encoder, backend):
-                bar.set_postfix_str(os.path.basename(item.path)[-30:], refresh=False)
+
+            def on_clips(item, done, total):
+                bar.set_postfix_str(f"{printable(os.path.basename(item.path))[-30:]} {done}/{total} clips")
+
+            for item, row, result in _encoded(work, clip_seconds, encoder, backend, on_clips):
                 try:
                     if isinstance(result, Exception):
                         raise result
@@ -137,7 +141,7 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
             reader = VideoReader(item.path, info, size, backend=backend)
             times = grid_times(grid, info.fps)
             for at in range(0, len(times), CHUNK_CLIPS * 3):
-                yield "frames", i, reader.frames_at(times[at:at + CHUNK_CLIPS * 3])
+                yield "frames", i, (reader.frames_at(times[at:at + CHUNK_CLIPS * 3]), len(grid))
             yield "done", i, (info, grid)
         except DecodeError as exc:
             yield "error", i, exc
@@ -146,8 +150,11 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
             yield "error", i, DecodeError(f"cannot decode: {text}")
 
 
-def _encoded(work, clip_seconds: float, encoder, backend: str):
+def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
     """Yield (item, row, (info, grid, embeddings, thumbs) or DecodeError) per video.
+
+    ``on_clips(item, done, total)`` reports progress inside a video (long
+    videos take minutes).
 
     A thread decodes while this one encodes; only embeddings and 32x32
     thumbnails of a video are kept, so memory does not grow with its length.
@@ -180,9 +187,12 @@ def _encoded(work, clip_seconds: float, encoder, backend: str):
                 raise payload
             item, row = work[i]
             if kind == "frames":
-                embeddings.append(encoder.encode_images(payload))
+                frames, total = payload
+                embeddings.append(encoder.encode_images(frames))
                 thumbs.append(torch.nn.functional.interpolate(
-                    payload.float(), size=(THUMB, THUMB), mode="area").to(torch.uint8))
+                    frames.float(), size=(THUMB, THUMB), mode="area").to(torch.uint8))
+                if on_clips is not None:
+                    on_clips(item, sum(len(e) for e in embeddings) // 3, total)
                 continue
             if kind == "done":
                 info, grid = payload
