@@ -103,3 +103,20 @@ def test_moving_a_whole_folder_keeps_vectors(videos, tiny_model, tmp_path):
     shutil.move(str(videos / "sub"), str(moved))
     summary = index(videos, moved)
     assert (summary["moved"], summary["added"], summary["removed"]) == (1, 0, 0)
+
+
+def test_status_reads_without_heavy_imports(videos, tiny_model, isolated_library):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    index(videos, "--model", tiny_model)
+    code = ("import sys; from vmr_cli.cli import cli\n"
+            "try:\n    cli(['status', '--json'], standalone_mode=False)\nfinally:\n"
+            "    print([m for m in ('numpy', 'torch', 'faiss', 'transformers') if m in sys.modules], "
+            "file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "VMR_LIBRARY": str(isolated_library)})
+    assert '"vectors": 8' in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == "[]"
