@@ -10,9 +10,13 @@ if [ ! -f examples/videos/annotations.jsonl ]; then
   python3 examples/synthetic_world.py examples/videos --videos 4 --duration 60 --seed 1
 fi
 python3 -m vmr_cli index examples/videos --model "$MODEL"
-query="$(python3 -c 'import json; print(json.loads(open("examples/videos/annotations.jsonl").readline())["query"])')"
+first='import json; a = json.loads(open("examples/videos/annotations.jsonl").readline())'
+query="$(python3 -c "$first; print(a['query'])")"
 echo "searching: $query" >&2
+echo "ground truth: $(python3 -c "$first; w = a['relevant_windows'][0]; print(a['vid'], w[0], '-', w[1], 's')")" >&2
 python3 -m vmr_cli search "$query" --top-k 5
 mkdir -p examples/cuts
 python3 -m vmr_cli export --clip 1 --out examples/cuts --force
 python3 -m vmr_cli status
+# How often search is right on these videos (synthetic-world numbers):
+python3 -m vmr_cli eval examples/videos/annotations.jsonl --videos examples/videos
