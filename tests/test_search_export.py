@@ -130,3 +130,12 @@ def test_commands_before_any_index(tmp_path):
     code, out, _ = vmr("--help")
     for command in ("index", "search", "export", "status"):
         assert command in out
+
+
+def test_search_skips_a_video_that_vanished_and_says_so(indexed):
+    os.unlink(indexed / "green.mp4")
+    code, out, err = vmr("search", "green", "--top-k", "20")
+    assert "warning: skipped" in err and "green.mp4" in err and "no longer exists" in err
+    found = vmr_json("search", "green", "--top-k", "20")
+    assert found["results"] and all(not r["video"].endswith("green.mp4") for r in found["results"])
+    assert [s["video"].rsplit("/", 1)[1] for s in found["stats"]["skipped"]] == ["green.mp4"]

@@ -153,6 +153,8 @@ def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, htm
     found = Searcher(lib).search(query, options)
     if html_path:
         _write_page(lib.catalog.search(found["search_id"]), html_path, open_page)
+    for skipped in found["stats"].get("skipped", []):
+        click.echo(f"warning: skipped {printable(skipped['video'])}: {skipped['error']}", err=True)
     if as_json:
         emit_json(found)
     elif paths_only:

@@ -81,7 +81,8 @@ class Searcher:
                 found = self._search_video(video, q, options, stats)
             except (RuntimeError, OSError, ValueError) as exc:
                 # A file that moved or broke since indexing must not end the search.
-                stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc).splitlines()[0]})
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                stats.setdefault("skipped", []).append({"video": video["path"], "error": reason})
                 continue
             moments += found
         moments.sort(key=lambda m: -m["score"])
