@@ -133,7 +133,7 @@ class Library:
         indexed = set(self.vectors.indexed_ids(dim).tolist())
         suspect = set()
         if indexed != rows or deep:
-            report["consistent"] = False if indexed != rows else True
+            report["consistent"] = indexed == rows
             missing = rows - indexed
             extra = indexed - rows
             if repair and extra:
@@ -163,6 +163,7 @@ class Library:
         orphans = self.vectors.shard_video_ids() - known
         if orphans:
             report["orphan_shards"] = len(orphans)
+            report["consistent"] = False
             if repair and save:
                 for video_id in orphans:
                     self.vectors.delete_shard(video_id)
