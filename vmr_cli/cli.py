@@ -57,8 +57,13 @@ def emit_json(data) -> None:
 
 def open_library(ctx, create: bool = False):
     from .library import Library
+    from .paths import printable
 
-    return Library(ctx.obj["library"], create=create)
+    lib = Library(ctx.obj["library"], create=create)
+    if lib.readonly:
+        click.echo(f"note: library {printable(lib.directory)} is read-only: nothing is written "
+                   "and searches are not logged", err=True)
+    return lib
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import sys
 from contextlib import contextmanager
 
 from .catalog import Catalog, catalog_size
@@ -45,10 +44,8 @@ class Library:
         if self.readonly and create:
             raise VmrError(f"library folder {printable(self.directory)} is not writable (read-only); "
                            "index into a writable --library")
-        if self.readonly:
-            # Search, status and export only read: they work, but a search cannot be logged.
-            print(f"note: library {printable(self.directory)} is read-only: nothing is written "
-                  "and searches are not logged", file=sys.stderr)
+        # Search, status and export only read: on a read-only library they work, but a search
+        # cannot be logged (the CLI says so).
         self.catalog = Catalog(catalog_path, readonly=self.readonly)
         self.vectors = VectorStore(self.directory)
         self._lock_handle = None
