@@ -251,6 +251,8 @@ class Catalog:
 
     # -- operations log -------------------------------------------------------------
     def log_operation(self, command: str, arguments: dict, summary: dict, started_at: float) -> None:
+        if self.readonly:
+            return
         with self.transaction():
             self.db["operations"].insert({
                 "command": command, "arguments": json.dumps(arguments, default=str),

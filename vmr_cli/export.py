@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
 
 from .errors import VmrError
 from .paths import VIDEO_EXTENSIONS, printable
@@ -63,12 +64,16 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
         if os.path.lexists(target) and not force:
             raise VmrError(f"{printable(target)} exists; use --force to overwrite")
         jobs.append((rank, result, target))
+    started = time.time()
     written = []
     for rank, result, target in jobs:
         _cut(ffmpeg, result["video"], result["start"], result["end"], target, copy, force)
         written.append({"rank": rank, "path": target, "source": result["video"],
                         "start": result["start"], "end": result["end"], "exact": not copy})
-    return {"search_id": search["id"], "query": search["query"], "exported": written}
+    done = {"search_id": search["id"], "query": search["query"], "exported": written}
+    catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": out_dir,
+                                     "copy": copy, "force": force}, done, started)
+    return done
 
 
 def _cut(ffmpeg: str, source: str, start: float, end: float, target: str, copy: bool, force: bool) -> None:
