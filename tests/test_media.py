@@ -85,3 +85,28 @@ def test_end_to_end_in_a_subprocess(tiny_model, tmp_path, isolated_library):
     assert found.returncode == 0 and '"results"' in found.stdout
     bad = run("search", "")
     assert bad.returncode == 1 and bad.stderr.startswith("Error:") and "Traceback" not in bad.stderr
+
+
+def test_mpeg1_program_stream_is_decoded_sequentially_and_exactly(tmp_path):
+    """torchcodec's random access picked frames 0.5-1 s late on this file; vmr must not."""
+    import json
+
+    import numpy as np
+
+    from vmr_cli.frames import resize_center_crop
+
+    path = tmp_path / "old camera.mpg"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+                    "-t", "6", "-c:v", "mpeg1video", "-f", "mpeg", str(path)], check=True)
+    shown = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_frames", "-show_entries",
+         "frame=best_effort_timestamp_time", "-of", "json", str(path)], capture_output=True, check=True).stdout)
+    pts = [float(f.get("best_effort_timestamp_time", "nan")) for f in shown["frames"]]
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-fps_mode", "passthrough", "-f",
+                          "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    frames = torch.from_numpy(np.frombuffer(raw, np.uint8).reshape(-1, 240, 320, 3).copy()).permute(0, 3, 1, 2)
+    times = [0.5, 2.0, 4.1]
+    expected = torch.stack([frames[max(k for k, p in enumerate(pts) if p - pts[0] <= t + 1e-6)] for t in times])
+    info = probe(str(path))
+    got = VideoReader(str(path), info, 240).frames_at(times)  # asks for the default backend
+    assert torch.equal(got, resize_center_crop(expected, 240))

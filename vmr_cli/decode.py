@@ -17,6 +17,9 @@ from .frames import resize_center_crop
 from .probe import VideoInfo
 
 BACKENDS = ("torchcodec", "pyav", "decord")
+# Codecs whose timestamps random access gets wrong: measured here, torchcodec returned the frame
+# 0.5-1 s after the requested one on an MPEG-1 program stream (start offset 0.54 s), with no error.
+SEQUENTIAL_ONLY = frozenset({"mpeg1video", "mpeg2video"})
 
 
 def frame_times(times, info: VideoInfo) -> list[float]:
@@ -30,9 +33,12 @@ class VideoReader:
 
     def __init__(self, path: str, info: VideoInfo, size: int, backend: str = "torchcodec"):
         self.path, self.info, self.size = path, info, size
+        if backend != "pyav" and info.codec in SEQUENTIAL_ONLY:
+            backend = "pyav"  # one sequential pass is the only exact decode of these
         self.backend = backend
         self.frames_decoded = 0
         self._decoder = None
+        self._av_state = None
 
     def frames_at(self, times) -> torch.Tensor:
         """uint8 (N, 3, size, size): for each time, the frame being shown at that moment."""
@@ -77,41 +83,66 @@ class VideoReader:
 
     # -- PyAV, sequential -----------------------------------------------------------
     def _pyav(self, times):
-        """One forward pass; for each wanted time keep the last frame shown at or before it."""
+        """Sequential decode: for each wanted time, the last frame shown at or before it.
+
+        The decoder stays open between calls and only moves forward, so the
+        chunks of an index run cost one pass over the file; a request for an
+        earlier time starts a new pass.
+        """
         import av
 
         order = sorted(range(len(times)), key=times.__getitem__)
         wanted = [times[i] for i in order]
+        state = self._av_state
+        if state is None or wanted[0] < state["shown_t"]:
+            state = self._av_open()
         picked: list[torch.Tensor | None] = [None] * len(times)
         try:
-            with av.open(self.path) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-                pos, previous, converted = 0, None, None
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        continue
-                    t = float(frame.pts * stream.time_base) - start
-                    while pos < len(wanted) and wanted[pos] < t:
-                        shown = previous if previous is not None else frame
-                        if converted is None or converted[0] is not shown:
-                            converted = (shown, self._convert(shown))
-                        picked[order[pos]] = converted[1]
-                        pos += 1
-                    if pos >= len(wanted):
-                        break
-                    previous = frame
-                while pos < len(wanted) and previous is not None:
-                    if converted is None or converted[0] is not previous:
-                        converted = (previous, self._convert(previous))
-                    picked[order[pos]] = converted[1]
-                    pos += 1
+            for pos, t in enumerate(wanted):
+                while state["next"] is not None and state["next_t"] <= t:
+                    state["shown"], state["shown_t"] = state["next"], state["next_t"]
+                    state["next"], state["next_t"] = self._av_next(state)
+                shown = state["shown"] if state["shown"] is not None else state["next"]
+                if shown is None:
+                    break
+                if state["converted"] is None or state["converted"][0] is not shown:
+                    state["converted"] = (shown, self._convert(shown))
+                picked[order[pos]] = state["converted"][1]
         except av.error.FFmpegError as exc:
             raise DecodeError(f"cannot decode: {exc}") from None
         if any(p is None for p in picked):
             raise DecodeError("no frames could be decoded")
         return torch.stack(picked)  # type: ignore[arg-type]
+
+    def _av_open(self) -> dict:
+        import av
+
+        self.close()
+        try:
+            container = av.open(self.path)
+            stream = container.streams.video[0]
+        except (av.error.FFmpegError, IndexError) as exc:
+            raise DecodeError(f"cannot decode: {exc}") from None
+        stream.thread_type = "AUTO"
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        state = {"container": container, "frames": container.decode(stream), "base": stream.time_base,
+                 "start": start, "shown": None, "shown_t": float("-inf"), "converted": None}
+        state["next"], state["next_t"] = self._av_next(state)
+        self._av_state = state
+        return state
+
+    @staticmethod
+    def _av_next(state):
+        for frame in state["frames"]:
+            if frame.pts is not None:
+                return frame, float(frame.pts * state["base"]) - state["start"]
+        return None, float("inf")
+
+    def close(self) -> None:
+        """Release a sequential decoder held between calls."""
+        state, self._av_state = getattr(self, "_av_state", None), None
+        if state is not None:
+            state["container"].close()
 
     def _convert(self, frame) -> torch.Tensor:
         array = frame.to_ndarray(format="rgb24")

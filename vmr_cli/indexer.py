@@ -140,8 +140,11 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
             grid = clip_grid(info.duration, clip_seconds)
             reader = VideoReader(item.path, info, size, backend=backend)
             times = grid_times(grid, info.fps)
-            for at in range(0, len(times), CHUNK_CLIPS * 3):
-                yield "frames", i, (reader.frames_at(times[at:at + CHUNK_CLIPS * 3]), len(grid))
+            try:
+                for at in range(0, len(times), CHUNK_CLIPS * 3):
+                    yield "frames", i, (reader.frames_at(times[at:at + CHUNK_CLIPS * 3]), len(grid))
+            finally:
+                reader.close()
             yield "done", i, (info, grid)
         except DecodeError as exc:
             yield "error", i, exc

@@ -136,7 +136,7 @@ class Searcher:
             raise OSError(f"file no longer exists: {video['path']}")
         stats["videos_considered"] += 1
         info = VideoInfo(duration=video["duration"], fps=video["fps"] or 0.0, width=video["width"],
-                         height=video["height"], rotation=video["rotation"] or 0, codec="")
+                         height=video["height"], rotation=video["rotation"] or 0, codec=video.get("codec") or "")
         reader = VideoReader(video["path"], info, self.encoder.image_size, backend=self.backend)
         times_all: list[float] = []
         scores_all: list[float] = []
@@ -166,14 +166,17 @@ class Searcher:
         n = len(clips)
         appearance = torch.from_numpy(np.asarray(shard["A"]))
         baseline = float((appearance @ q).median())  # the video's background level, no decoding
-        if options.exhaustive:
-            selection = exhaustive(n, verify, chunk=64)
-        else:
-            t = lambda key: torch.from_numpy(np.asarray(shard[key]))  # noqa: E731
-            motion = torch.tensor([c["motion"] or 0.0 for c in clips])
-            prior = clip_scores(q, appearance, t("B"), t("M"), motion)
-            selection = select_clips(prior, verify, initial=options.initial, max_steps=options.max_steps,
-                                     max_clips=options.max_clips)
+        try:
+            if options.exhaustive:
+                selection = exhaustive(n, verify, chunk=64)
+            else:
+                t = lambda key: torch.from_numpy(np.asarray(shard[key]))  # noqa: E731
+                motion = torch.tensor([c["motion"] or 0.0 for c in clips])
+                prior = clip_scores(q, appearance, t("B"), t("M"), motion)
+                selection = select_clips(prior, verify, initial=options.initial, max_steps=options.max_steps,
+                                         max_clips=options.max_clips)
+        finally:
+            reader.close()
         stats["clips_verified"] += len(selection.verified)
         if options.record_selection:
             stats.setdefault("selections", {})[video["path"]] = [
