@@ -75,12 +75,22 @@ def shot_ids(first_thumbs: torch.Tensor, middle_thumbs: torch.Tensor,
     clip i-1 (after its middle frame) that the boundary pair misses.
     """
     _check_thumbs(first_thumbs, middle_thumbs, last_thumbs)
-    n = first_thumbs.shape[0]
+    return shot_ids_from_histograms(*(colour_histograms(t) for t in (first_thumbs, middle_thumbs, last_thumbs)),
+                                    threshold=threshold)
+
+
+def shot_ids_from_histograms(first: torch.Tensor, middle: torch.Tensor, last: torch.Tensor,
+                             threshold: float = DEFAULT_CUT_THRESHOLD) -> torch.Tensor:
+    """``shot_ids`` from precomputed ``colour_histograms`` [N, 3, bins] of each clip's frames.
+
+    The indexer keeps only these (a few hundred bytes per clip) instead of
+    thumbnails, so a long video costs little memory.
+    """
+    n = first.shape[0]
     if n == 0:
         return torch.zeros(0, dtype=torch.long)
-    hf, hm, hl = (colour_histograms(t) for t in (first_thumbs, middle_thumbs, last_thumbs))
-    boundary = hist_distance(hl[:-1], hf[1:])
-    middles = hist_distance(hm[:-1], hm[1:])
+    boundary = hist_distance(last[:-1], first[1:])
+    middles = hist_distance(middle[:-1], middle[1:])
     cut = (boundary > threshold) | (middles > threshold)
     return torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(cut.long(), 0)])
 

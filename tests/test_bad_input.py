@@ -217,19 +217,24 @@ def test_pickle_only_model_folder_is_refused(tiny_model, tmp_path):
 
 
 
-def test_shots_and_motion_in_chunks_match_the_whole_video():
-    """The indexer computes them a step at a time so a long video stays cheap; same answer."""
+def test_per_chunk_clip_measures_match_the_whole_video():
+    """The indexer keeps per-clip histograms and motion, chunk by chunk, not thumbnails;
+    the shots and motion must equal those computed over the whole video's thumbnails."""
     import torch
-    from models.bam import motion_energy, shot_ids
+    from models.bam import motion_energy, shot_ids, shot_ids_from_histograms
 
     g = torch.Generator().manual_seed(0)
-    n = 257
+    n = 257  # clips; frames are first/middle/last of each, already thumbnail-sized
     first = torch.randint(0, 256, (n // 10 + 1, 3, 1, 1), generator=g, dtype=torch.uint8)
-    first = first.repeat_interleave(10, 0)[:n].expand(n, 3, 8, 8).contiguous()
+    first = first.repeat_interleave(10, 0)[:n].expand(n, 3, indexer.THUMB, indexer.THUMB).contiguous()
     middle, last = first.clone(), first.clone()
     last[5::7] = 255 - last[5::7]
-    for step in (1, 2, 7, 64, 1024):
-        shots, motion = indexer._shots_and_motion(first, middle, last, step=step)
-        assert torch.equal(shots, shot_ids(first, middle, last)), step
-        assert torch.allclose(motion, motion_energy(first, last)), step
-    assert shot_ids(first, middle, last)[-1] > 20  # the case has many cuts
+    frames = torch.stack([first, middle, last], 1).flatten(0, 1)  # the decoder's order
+    parts = [indexer.clip_measures(frames[at:at + 96]) for at in range(0, frames.shape[0], 96)]
+    hists = torch.cat([h for h, _ in parts])
+    motion = torch.cat([m for _, m in parts])
+    shots = shot_ids_from_histograms(hists[:, 0], hists[:, 1], hists[:, 2])
+    assert torch.equal(shots, shot_ids(first, middle, last))
+    assert torch.allclose(motion, motion_energy(first, last))
+    assert shots[-1] > 20  # the case has many cuts
+    assert hists.element_size() * hists[0].numel() < 1000  # bytes kept per clip

@@ -25,7 +25,7 @@ from .probe import probe, require_tool
 from .scan import check_roots, fingerprint, plan_index
 
 CHUNK_CLIPS = 32        # clips decoded per step: bounds memory on very long videos
-THUMB = 32              # thumbnails for shot and motion measures
+THUMB = 32              # thumbnail size for the shot and motion measures
 SAVE_EVERY_SECONDS = 60  # FAISS cache written at least this often during a run
 CHANGED = "file changed or vanished while it was being indexed; the next 'vmr index' picks up its new state"
 
@@ -154,13 +154,14 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
 
 
 def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
-    """Yield (item, row, (info, grid, embeddings, thumbs) or DecodeError) per video.
+    """Yield (item, row, (info, grid, embeddings, histograms, motion) or DecodeError) per video.
 
     ``on_clips(item, done, total)`` reports progress inside a video (long
     videos take minutes).
 
-    A thread decodes while this one encodes; only embeddings and 32x32
-    thumbnails of a video are kept, so memory does not grow with its length.
+    A thread decodes while this one encodes; of a video only its embeddings
+    and per-clip histograms and motion energy are kept, so memory grows
+    little with its length.
     """
     out: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
@@ -179,7 +180,7 @@ def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
     thread = threading.Thread(target=produce, daemon=True, name="vmr-decode")
     thread.start()
     embeddings: list = []
-    thumbs: list = []
+    measures: list = []
     try:
         while True:
             message = out.get()
@@ -192,17 +193,17 @@ def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
             if kind == "frames":
                 frames, total = payload
                 embeddings.append(encoder.encode_images(frames))
-                thumbs.append(torch.nn.functional.interpolate(
-                    frames.float(), size=(THUMB, THUMB), mode="area").to(torch.uint8))
+                measures.append(clip_measures(frames))
                 if on_clips is not None:
                     on_clips(item, sum(len(e) for e in embeddings) // 3, total)
                 continue
             if kind == "done":
                 info, grid = payload
-                yield item, row, (info, grid, torch.cat(embeddings), torch.cat(thumbs))
+                yield item, row, (info, grid, torch.cat(embeddings),
+                                  torch.cat([h for h, _ in measures]), torch.cat([m for _, m in measures]))
             else:
                 yield item, row, payload
-            embeddings, thumbs = [], []
+            embeddings, measures = [], []
     finally:
         stop.set()
         while thread.is_alive():
@@ -212,17 +213,25 @@ def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
                 pass
 
 
-def _commit_video(library, encoder, item, row, info, grid, embeddings, thumbs, root: str) -> None:
-    from models.bam import bam_features
+def clip_measures(frames: torch.Tensor):
+    """(colour histograms [k, 3 frames, 3, bins], motion energy [k]) of k clips' first/middle/last frames."""
+    from models.bam import colour_histograms, motion_energy
+
+    thumbs = torch.nn.functional.interpolate(frames.float(), size=(THUMB, THUMB), mode="area")
+    thumbs = thumbs.round().clamp(0, 255).to(torch.uint8).view(-1, 3, 3, THUMB, THUMB)
+    hists = colour_histograms(thumbs.flatten(0, 1)).view(thumbs.shape[0], 3, 3, -1)
+    return hists, motion_energy(thumbs[:, 0], thumbs[:, 2])
+
+
+def _commit_video(library, encoder, item, row, info, grid, embeddings, hists, motion, root: str) -> None:
+    from models.bam import bam_features, shot_ids_from_histograms
 
     st = _stat(item.path)
     if st is None or (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
         raise DecodeError(CHANGED)
     n = len(grid)
     emb = embeddings.view(n, 3, -1)
-    thumbs = thumbs.view(n, 3, 3, THUMB, THUMB)
-    first_t, mid_t, last_t = thumbs[:, 0], thumbs[:, 1], thumbs[:, 2]
-    shots, motion = _shots_and_motion(first_t, mid_t, last_t)
+    shots = shot_ids_from_histograms(hists[:, 0], hists[:, 1], hists[:, 2])
     A, B, M = bam_features(emb[:, 0], emb[:, 1], emb[:, 2], shots)
     clips = [{"idx": k, "start": s, "end": e, "shot": int(shots[k]), "motion": float(motion[k])}
              for k, (s, e) in enumerate(grid)]
@@ -243,28 +252,6 @@ def _commit_video(library, encoder, item, row, info, grid, embeddings, thumbs, r
         library.vectors.write_shard(video_id, token, clip_ids, {"A": A.numpy(), "B": B.numpy(), "M": M.numpy()})
     library.vectors.remove(dim, old_ids)
     library.vectors.add(dim, clip_ids, A.numpy())
-
-
-def _shots_and_motion(first, middle, last, step: int = 1024):
-    """models.bam's shot ids and motion energy, a step of clips at a time.
-
-    Over a whole long video at once their histograms (int64 per pixel) cost
-    ~120 MB per hour of video; chunks that overlap by one clip give the same
-    answer in bounded memory (a shot id only counts cuts between neighbours).
-    """
-    from models.bam import motion_energy, shot_ids
-
-    shots, motion = [], []
-    for at in range(0, first.shape[0], step):
-        lo = max(0, at - 1)
-        part = shot_ids(first[lo:at + step], middle[lo:at + step], last[lo:at + step])
-        if lo < at:
-            part = part[1:] + shots[-1][-1]
-        shots.append(part)
-        motion.append(motion_energy(first[at:at + step], last[at:at + step]))
-    if not shots:
-        return shot_ids(first, middle, last), motion_energy(first, last)
-    return torch.cat(shots), torch.cat(motion)
 
 
 def _record_failure(library, item, row, error: str, fp: str | None) -> None:
