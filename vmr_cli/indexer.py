@@ -218,7 +218,7 @@ def clip_measures(frames: torch.Tensor):
     from models.bam import colour_histograms, motion_energy
 
     thumbs = torch.nn.functional.interpolate(frames.float(), size=(THUMB, THUMB), mode="area")
-    thumbs = thumbs.round().clamp(0, 255).to(torch.uint8).view(-1, 3, 3, THUMB, THUMB)
+    thumbs = thumbs.to(torch.uint8).view(-1, 3, 3, THUMB, THUMB)  # as before: truncation, same shots
     hists = colour_histograms(thumbs.flatten(0, 1)).view(thumbs.shape[0], 3, 3, -1)
     return hists, motion_energy(thumbs[:, 0], thumbs[:, 2])
 
