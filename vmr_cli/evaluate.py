@@ -139,7 +139,7 @@ def _with(options: SearchOptions, **changes) -> SearchOptions:
 
 
 def _write_jsonl(path: str, rows: list[dict]) -> None:
-    from .vectors import atomic_write
+    from .atomic import atomic_write
 
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as handle:

@@ -16,13 +16,13 @@ import html
 import os
 import secrets
 import subprocess
-import tempfile
 import time
 import urllib.parse
 import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .atomic import atomic_write
 from .errors import VmrError
 from .paths import printable
 from .timecodes import timecode
@@ -185,17 +185,12 @@ def write_page(search: dict, html_path: str, ffmpeg: str = "ffmpeg") -> str:
     if not os.path.isdir(parent):
         raise VmrError(f"folder for the page does not exist: {printable(parent)}")
     text = render(search, ffmpeg=ffmpeg)
-    fd, tmp = tempfile.mkstemp(prefix=".vmr-page-", suffix=".html", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as out:
             out.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a page is an ordinary file
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(target, write, shared=True)
     return target
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+
+from .atomic import atomic_write
 
 KINDS = ("A", "B", "M")
 APPROXIMATE_ABOVE = 200_000  # clips; past this the coarse search uses an IVF index
@@ -23,22 +24,6 @@ def _faiss():
     import faiss  # heavy: imported only when vectors are touched
 
     return faiss
-
-
-def atomic_write(path: str, write) -> None:
-    """Call write(tmp_path), then rename over path: readers see the old or the new file."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class VectorStore:
