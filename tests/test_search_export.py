@@ -71,8 +71,11 @@ def test_export_exact_durations_refusal_and_force(indexed, tmp_path):
     out.mkdir()
     done = vmr_json("export", "--clip", "1", "2", "--out", out)
     assert [e["rank"] for e in done["exported"]] == [1, 2]
+    umask = os.umask(0)
+    os.umask(umask)
     for item, result in zip(done["exported"], found["results"]):
         assert os.path.exists(item["path"]) and os.path.dirname(item["path"]) == str(out)
+        assert os.stat(item["path"]).st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not 0600
         assert abs(ffprobe_duration(item["path"]) - (result["end"] - result["start"])) <= 0.1
     before = os.path.getmtime(done["exported"][0]["path"])
     code, _, err = vmr("export", "--clip", "1", "--out", out, expect=1)

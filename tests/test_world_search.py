@@ -7,6 +7,7 @@ All thresholds here are synthetic-world numbers: each is what was measured
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -49,6 +50,9 @@ def test_eval_finds_most_moments_in_the_right_video(world, tmp_path):
     assert corpus["R1@0.5"] >= 0.38
     assert single["R1@0.5"] > rnd["single"]["R1@0.5"] + 0.2
     assert set(report["cost"]) == {"clips_verified", "frames_decoded", "frames_encoded", "seconds"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert predictions.stat().st_mode & 0o777 == 0o666 & ~umask
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert len(rows) == n and {"qid", "query", "vid", "pred_relevant_windows"} <= set(rows[0])
     assert all(len(w) == 3 and w[0] < w[1] for r in rows for w in r["pred_relevant_windows"])

@@ -149,4 +149,4 @@ def _write_jsonl(path: str, rows: list[dict]) -> None:
     target = absolute(path)
     if os.path.isdir(target):
         raise VmrError(f"--predictions {path} is a folder")
-    atomic_write(target, write)
+    atomic_write(target, write, shared=True)

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 
+from .atomic import usual_mode
 from .errors import VmrError
 from .paths import VIDEO_EXTENSIONS, printable
 from .probe import require_tool
@@ -94,6 +95,7 @@ def _cut(ffmpeg: str, source: str, start: float, end: float, target: str, copy: 
         if done.returncode != 0:
             lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
             raise VmrError(f"ffmpeg could not cut {printable(source)}: {lines[-1] if lines else 'failed'}")
+        usual_mode(tmp)  # the cut is the user's file, not a private temp file
         _place(tmp, target, force)
     finally:
         if os.path.exists(tmp):
