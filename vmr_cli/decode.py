@@ -48,9 +48,8 @@ class VideoReader:
         if self.backend == "torchcodec":
             try:
                 frames = self._torchcodec(times)
-            except (RuntimeError, ValueError, IndexError) as exc:
+            except (RuntimeError, ValueError, IndexError):
                 self.backend, self._decoder = "pyav", None  # sequential decode from now on
-                self._fallback_reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 frames = self._pyav(times)
         elif self.backend == "decord":
             frames = self._decord(times)

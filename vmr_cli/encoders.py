@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from .errors import VmrError
+from .errors import VmrError, first_line
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -119,7 +119,7 @@ def _load(name: str):
                 f"model folder {name} holds only pickle weights ({pickles}), which can run code when "
                 "loaded; vmr loads safetensors only: convert it where you trust it, e.g. "
                 "save_pretrained(DIR, safe_serialization=True)")
-        raise VmrError(f"cannot load model folder {name}: {_first_line(local_error)}")
+        raise VmrError(f"cannot load model folder {name}: {first_line(local_error)}")
     if name.startswith(("/", ".", "~")):
         raise VmrError(f"model folder {name} does not exist")
     if not _hub_reachable():
@@ -131,7 +131,7 @@ def _load(name: str):
     try:
         return _from_pretrained(name, local_files_only=False)
     except OSError as exc:
-        raise VmrError(f"cannot load model '{name}': {_first_line(exc)}") from None
+        raise VmrError(f"cannot load model '{name}': {first_line(exc)}") from None
 
 
 def _from_pretrained(name: str, local_files_only: bool):
@@ -142,7 +142,7 @@ def _from_pretrained(name: str, local_files_only: bool):
         model = AutoModel.from_pretrained(name, local_files_only=local_files_only, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
     except (ValueError, KeyError) as exc:
-        raise VmrError(f"cannot load model '{name}': {_first_line(exc)}") from None
+        raise VmrError(f"cannot load model '{name}': {first_line(exc)}") from None
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise VmrError(f"model '{name}' is not a CLIP-family image-text model")
     return model, tokenizer, _preprocessor_config(name, local_files_only)
@@ -158,11 +158,6 @@ def _pickle_only(folder: str) -> str | None:
         return None
     pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
     return ", ".join(pickles) or None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _hub_reachable() -> bool:

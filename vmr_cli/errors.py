@@ -7,3 +7,9 @@ class VmrError(Exception):
 
 class DecodeError(VmrError):
     """A video file could not be read; the index run records it and goes on."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a message: its first line, or its type when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -19,7 +19,7 @@ import torch
 
 from .decode import VideoReader
 from .encoders import DEFAULT_MODEL, ClipEncoder, model_name
-from .errors import DecodeError, VmrError
+from .errors import DecodeError, VmrError, first_line
 from .paths import printable
 from .probe import probe, require_tool
 from .scan import check_roots, fingerprint, plan_index
@@ -149,8 +149,7 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
         except DecodeError as exc:
             yield "error", i, exc
         except (RuntimeError, ValueError, OSError) as exc:
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            yield "error", i, DecodeError(f"cannot decode: {text}")
+            yield "error", i, DecodeError(f"cannot decode: {first_line(exc)}")
 
 
 def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):

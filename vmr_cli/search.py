@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .decode import VideoReader
-from .errors import VmrError
+from .errors import VmrError, first_line
 from .probe import VideoInfo
 
 MAX_QUERY_CHARS = 2000
@@ -81,8 +81,7 @@ class Searcher:
                 found = self._search_video(video, q, options, stats)
             except (RuntimeError, OSError, ValueError) as exc:
                 # A file that moved or broke since indexing must not end the search.
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                stats.setdefault("skipped", []).append({"video": video["path"], "error": reason})
+                stats.setdefault("skipped", []).append({"video": video["path"], "error": first_line(exc)})
                 continue
             moments += found
         moments.sort(key=lambda m: -m["score"])
