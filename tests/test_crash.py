@@ -94,6 +94,8 @@ def test_kill_9_at_random_moments_never_corrupts(tiny_model, tmp_path):
     lib = Library(str(library))
     paths = [v["path"] for v in lib.catalog.videos()]
     assert len(paths) == len(set(paths)) == len(files)
+    leftovers = [n for d in (library, library / "shards") for n in os.listdir(d) if n.startswith(".tmp-")]
+    assert leftovers == []  # temp files of killed writes are cleaned up
     # video i lasts 4 + i % 3 seconds: 2, 3 or 3 clips of 2 s
     expected = sum(2 + (int(f.rsplit("v", 1)[1][:2]) % 3 > 0) for f in files)
     assert status["clips"] == sum(len(lib.catalog.clips(v["id"])) for v in lib.catalog.videos())
@@ -133,3 +135,14 @@ def test_vector_shard_deleted_by_hand_is_re_embedded(tiny_model, videos, isolate
     assert summary["updated"] == 1 and summary["unchanged"] == 2  # only the damaged video
     status = vmr_json("status")
     assert status["consistent"] and status["vectors"] == status["clips"] == 8
+
+
+def test_temp_files_of_a_killed_write_are_removed_by_the_next_writer(tiny_model, videos, isolated_library):
+    vmr_json("index", videos, "--model", tiny_model)
+    left = [isolated_library / ".tmp-abc123", isolated_library / "shards" / ".tmp-def456"]
+    for path in left:
+        path.write_bytes(b"half a shard")
+    vmr_json("search", "red")  # a reader never deletes anything
+    assert all(p.exists() for p in left)
+    vmr_json("index", videos)
+    assert not any(p.exists() for p in left)

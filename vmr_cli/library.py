@@ -165,6 +165,7 @@ class Library:
                 for video_id in orphans:
                     self.vectors.delete_shard(video_id)
         if repair and save:
+            self.vectors.remove_temp_files()
             self.vectors.save()
         return report
 

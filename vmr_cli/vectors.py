@@ -68,6 +68,19 @@ class VectorStore:
         except FileNotFoundError:
             pass
 
+    def remove_temp_files(self) -> int:
+        """Delete temp files that a killed writer left (atomic_write's ``.tmp-*``); only under the writer lock."""
+        removed = 0
+        for folder in (self.directory, self.shard_dir):
+            for name in os.listdir(folder):
+                if name.startswith(".tmp-"):
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+                    except OSError:
+                        pass
+        return removed
+
     def shard_video_ids(self) -> set[int]:
         ids = set()
         for name in os.listdir(self.shard_dir):
