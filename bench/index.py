@@ -23,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
+from common import OUT, TINY_MODEL
 
 
 def make_video(minutes: float) -> Path:
@@ -42,10 +41,8 @@ def make_video(minutes: float) -> Path:
 
 
 def default_model() -> str:
-    trained = ROOT / "examples" / "models" / "tiny-clip"
-    if (trained / "config.json").exists():
-        return str(trained)
-    sys.path.insert(0, str(ROOT))
+    if (TINY_MODEL / "config.json").exists():
+        return str(TINY_MODEL)
     from examples.tiny_clip import make_tiny_clip
 
     return str(make_tiny_clip(OUT / "tiny-clip-random"))

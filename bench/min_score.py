@@ -11,13 +11,10 @@ default of ``vmr search --min-score``.  Synthetic-world numbers.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-MODEL = ROOT / "examples" / "models" / "tiny-clip"
+from common import TINY_MODEL
 
 
 def main() -> None:
@@ -33,7 +30,7 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix="vmr-min-score-"))
         records = generate_world(folder / "videos", videos=4, duration=90, seed=seed)
         library = Library(str(folder / "library"))
-        index_paths(library, [str(folder / "videos")], model=str(MODEL), progress=False)
+        index_paths(library, [str(folder / "videos")], model=str(TINY_MODEL), progress=False)
         searcher = Searcher(library)
         present = set()
         for rec in records:

@@ -15,26 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-OUT = ROOT / "bench" / "out"
-MODEL = ROOT / "examples" / "models" / "tiny-clip"
+from common import OUT, TINY_MODEL, cached_world
 
 
 def world(minutes: float, videos: int, seed: int) -> tuple[Path, list[dict]]:
-    from examples.synthetic_world import generate_world
-
     folder = OUT / f"world_{minutes:g}min_{videos}v_seed{seed}"
-    marker = folder / "annotations.jsonl"
-    if not marker.exists():
-        print(f"generating {folder.name} (once)...", file=sys.stderr)
-        generate_world(folder, videos=videos, duration=minutes * 60, seed=seed)
-    records = [json.loads(line) for line in marker.read_text().splitlines() if line.strip()]
-    return folder, records
+    return folder, cached_world(folder, videos, minutes * 60, seed)
 
 
 def coverage(window, selected) -> float:
@@ -52,7 +41,7 @@ def run_length(minutes: float, args) -> dict:
     folder, records = world(minutes, args.videos, args.seed)
     records = records[:: max(1, len(records) // args.queries)][: args.queries]
     library = Library(str(OUT / f"library_{folder.name}"))
-    index_paths(library, [str(folder)], model=str(MODEL), progress=False)
+    index_paths(library, [str(folder)], model=str(TINY_MODEL), progress=False)
     searcher = Searcher(library)
     runs = {"trimmed": [], "exhaustive": []}
     truth, recall = [], []

@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-OUT = ROOT / "bench" / "out"
-MODEL = ROOT / "examples" / "models" / "tiny-clip"
+from common import OUT, TINY_MODEL, cached_world
+
 KEYS = ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "R5@0.5", "mAP"]
 
 
 def main() -> None:
-    from examples.synthetic_world import generate_world
     from vmr_cli.evaluate import evaluate
     from vmr_cli.library import Library
 
@@ -32,11 +27,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     folder = OUT / f"eval_world_{args.videos}v_{args.duration:g}s_seed{args.seed}"
-    if not (folder / "annotations.jsonl").exists():
-        generate_world(folder, videos=args.videos, duration=args.duration, seed=args.seed)
+    cached_world(folder, args.videos, args.duration, args.seed)
     library = Library(str(OUT / f"library_{folder.name}"))
     reports = {mode: evaluate(library, str(folder / "annotations.jsonl"), str(folder),
-                              exhaustive=mode == "exhaustive", model=str(MODEL), progress=False)
+                              exhaustive=mode == "exhaustive", model=str(TINY_MODEL), progress=False)
                for mode in ("trimmed", "exhaustive")}
     print(json.dumps(reports, indent=2))
     n = reports["trimmed"]["n_queries"]

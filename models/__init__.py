@@ -1,17 +1,24 @@
 """SpotVMR's model side, pure PyTorch: BAM features, fusion, selection, moment head.
 
 Tensors in, tensors out. Imports only torch, safetensors, numpy and the
-standard library; touches no file except its own checkpoints.
+standard library; touches no file except its own checkpoints.  Installed as
+``vmr_models``.  Names load on first use, so the application can take
+``vmr_models.atomic`` without paying for torch.
 """
 
-from models.bam import bam_features, motion_energy, shot_ids
-from models.checkpoint import load_checkpoint, save_checkpoint
-from models.fusion import clip_scores
-from models.moment_head import propose_moments, temporal_iou
-from models.selection import Selection, exhaustive, select_clips
+from importlib import import_module
 
-__all__ = [
-    "Selection", "bam_features", "clip_scores", "exhaustive", "load_checkpoint",
-    "motion_energy", "propose_moments", "save_checkpoint", "select_clips", "shot_ids",
-    "temporal_iou",
-]
+_EXPORTS = {
+    "bam_features": "bam", "motion_energy": "bam", "shot_ids": "bam",
+    "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "clip_scores": "fusion",
+    "propose_moments": "moment_head", "temporal_iou": "moment_head",
+    "Selection": "selection", "exhaustive": "selection", "select_clips": "selection",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -1,58 +1,81 @@
-"""Checkpoints as safetensors + JSON: no pickle, so loading one never runs code."""
+"""Checkpoints as safetensors + JSON: no pickle, so loading one never runs code.
+
+A checkpoint is a folder: ``config.json`` and the weights file it names.  Each
+save writes the weights under a new name (their hash), then replaces
+``config.json`` to point at them, then deletes weights nothing points at; so
+after a crash at any moment the config names a complete weights file that
+belongs to it, and weights and config never disagree.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-WEIGHTS_NAME = "model.safetensors"
+from .atomic import atomic_write
+
 CONFIG_NAME = "config.json"
+WEIGHTS_KEY = "_weights"  # config.json's record of its weights: file name and sha256
 
 
-def _atomic_write(target: Path, write) -> None:
-    """Write through a temp file in the same folder, then os.replace over the target."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, incomplete or not one of ours."""
 
 
 def save_checkpoint(directory, tensors: dict[str, torch.Tensor], config: dict) -> None:
-    """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
+    """Write the weights and ``config.json`` into ``directory`` (created if needed).
 
-    Each file is replaced atomically, so a crash leaves the old or the new
-    version, never a torn file. Tensors are copied to contiguous CPU memory
-    (safetensors refuses shared or strided storage).
+    Tensors are copied to contiguous CPU memory (safetensors refuses shared or
+    strided storage).  Files get the user's usual mode: a checkpoint is theirs.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    text = json.dumps(config, indent=2, sort_keys=True)
-
-    def write_config(path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(plain, p))
-    _atomic_write(directory / CONFIG_NAME, write_config)
+    staged = directory / ".weights.staging"
+    atomic_write(str(staged), lambda p: save_file(plain, p), shared=True)
+    digest = _sha256(staged)
+    weights = f"model-{digest[:16]}.safetensors"
+    os.replace(staged, directory / weights)
+    record = dict(config, **{WEIGHTS_KEY: {"file": weights, "sha256": digest}})
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    atomic_write(str(directory / CONFIG_NAME), lambda p: Path(p).write_text(text, encoding="utf-8"),
+                 shared=True)
+    for old in directory.glob("model-*.safetensors"):
+        if old.name != weights:
+            old.unlink(missing_ok=True)
 
 
 def load_checkpoint(directory) -> tuple[dict[str, torch.Tensor], dict]:
     """Read back what save_checkpoint wrote: (tensors on CPU, config dict)."""
     directory = Path(directory)
-    tensors = load_file(str(directory / WEIGHTS_NAME), device="cpu")
-    with open(directory / CONFIG_NAME, encoding="utf-8") as f:
-        config = json.load(f)
-    return tensors, config
+    try:
+        config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG_NAME}: {exc}") from None
+    record = config.pop(WEIGHTS_KEY, None) if isinstance(config, dict) else None
+    if not isinstance(record, dict) or "/" in str(record.get("file", "/")):
+        raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG_NAME} names no weights")
+    weights = directory / record["file"]
+    if not weights.is_file() or _sha256(weights) != record.get("sha256"):
+        raise CheckpointError(f"checkpoint {directory} is incomplete: {record['file']} is missing "
+                              "or does not match its config")
+    return load_file(str(weights), device="cpu"), config
+
+
+def weights_sha256(directory) -> str:
+    """The hash of a checkpoint's weights, as its config records it (cheap: no hashing)."""
+    config = json.loads((Path(directory) / CONFIG_NAME).read_text(encoding="utf-8"))
+    return config[WEIGHTS_KEY]["sha256"]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

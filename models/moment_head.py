@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from models.bam import run_bounds
+from .bam import run_bounds
 
 # Fractions of the way from the median to the max score at which runs are cut.
 LEVELS = (0.2, 0.35, 0.5, 0.65, 0.8)

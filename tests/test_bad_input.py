@@ -221,7 +221,7 @@ def test_per_chunk_clip_measures_match_the_whole_video():
     """The indexer keeps per-clip histograms and motion, chunk by chunk, not thumbnails;
     the shots and motion must equal those computed over the whole video's thumbnails."""
     import torch
-    from models.bam import motion_energy, shot_ids, shot_ids_from_histograms
+    from vmr_models.bam import motion_energy, shot_ids, shot_ids_from_histograms
 
     g = torch.Generator().manual_seed(0)
     n = 257  # clips; frames are first/middle/last of each, already thumbnail-sized

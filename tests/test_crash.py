@@ -47,7 +47,7 @@ def assert_agreement(library_dir):
     conn.close()
     lib = Library(str(library_dir))
     # 1. no clip without vectors: each committed video's shard matches its rows exactly
-    for video in lib.catalog.videos("status='ok'"):
+    for video in lib.catalog.videos("ok"):
         shard = lib.vectors.read_shard(video["id"], video["vectors_token"])
         assert shard is not None, video["path"]
         assert shard["clip_ids"].tolist() == [c["id"] for c in lib.catalog.clips(video["id"])]
@@ -56,7 +56,7 @@ def assert_agreement(library_dir):
     info = lib.encoder()
     if info:
         assert set(lib.vectors.indexed_ids(info["dim"]).tolist()) == lib.catalog.clip_ids()
-        known = {v["id"] for v in lib.catalog.videos("status='ok'")}
+        known = {v["id"] for v in lib.catalog.videos("ok")}
         assert lib.vectors.shard_video_ids() <= known
         assert lib.check(repair=False)["consistent"]
     lib.close()

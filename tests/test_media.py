@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import PHONE, ROOT, VTEST, make_video, vmr_json
 
-from vmr_cli.decode import VideoReader
+from vmr_cli.decode import open_reader
 from vmr_cli.probe import probe
 
 needs_media = pytest.mark.skipif(
@@ -31,7 +31,7 @@ def test_rotated_phone_video_is_decoded_upright(tmp_path):
     # Displayed upright: blue is the top half, red the bottom half. Without rotation it would be
     # left/right, so the test fails if rotation is ignored.
     for backend in ("torchcodec", "pyav"):
-        reader = VideoReader(str(rotated), info, 16, backend=backend)
+        reader = open_reader(str(rotated), info, 16, backend=backend)
         frame = reader.frames_at([1.0])[0].float()
         top, bottom = frame[:, :4], frame[:, -4:]
         assert top[2].mean() > 200 and top[0].mean() < 50, backend
@@ -43,16 +43,16 @@ def test_torchcodec_and_sequential_pyav_pick_the_same_frames(tmp_path):
     info = probe(str(path))
     times = [0.0, 5.9, 0.37, 2.0, 3.99, 1.04]
     # At the native height only the centre crop happens: the frames must be identical.
-    a = VideoReader(str(path), info, 240, backend="torchcodec").frames_at(times)
-    b = VideoReader(str(path), info, 240, backend="pyav").frames_at(times)
+    a = open_reader(str(path), info, 240, backend="torchcodec").frames_at(times)
+    b = open_reader(str(path), info, 240, backend="pyav").frames_at(times)
     assert a.shape == b.shape == (6, 3, 240, 240)
     assert torch.equal(a, b)
     assert (a[0].float() - a[1].float()).abs().mean() > 3.0  # different times, different frames
     # Scaled, the two resamplers differ a little on smooth content (test patterns alias).
     smooth = make_video(tmp_path / "smooth.mp4", [("red", 1.0), ("blue", 1.0)], size="320x240")
     info = probe(str(smooth))
-    a = VideoReader(str(smooth), info, 32, backend="torchcodec").frames_at([0.5, 1.5])
-    b = VideoReader(str(smooth), info, 32, backend="pyav").frames_at([0.5, 1.5])
+    a = open_reader(str(smooth), info, 32, backend="torchcodec").frames_at([0.5, 1.5])
+    b = open_reader(str(smooth), info, 32, backend="pyav").frames_at([0.5, 1.5])
     assert (a.float() - b.float()).abs().mean() < 3.0
 
 
@@ -108,5 +108,29 @@ def test_mpeg1_program_stream_is_decoded_sequentially_and_exactly(tmp_path):
     times = [0.5, 2.0, 4.1]
     expected = torch.stack([frames[max(k for k, p in enumerate(pts) if p - pts[0] <= t + 1e-6)] for t in times])
     info = probe(str(path))
-    got = VideoReader(str(path), info, 240).frames_at(times)  # asks for the default backend
+    got = open_reader(str(path), info, 240).frames_at(times)  # asks for the default backend
     assert torch.equal(got, resize_center_crop(expected, 240))
+
+
+def test_a_fallback_to_pyav_is_reported_and_a_missing_backend_is_an_error(tmp_path, monkeypatch):
+    from vmr_cli import decode
+    from vmr_cli.errors import VmrError
+
+    path = make_video(tmp_path / "clip.mp4", [("red", 2.0)])
+    info = probe(str(path))
+    assert sorted(decode.BACKENDS) == ["decord", "pyav", "torchcodec"]
+    reader = open_reader(str(path), info, 32)
+    reader.frames_at([0.5])
+    assert reader.fallback is None and reader.backend == "torchcodec"
+
+    def broken(self, times):
+        raise RuntimeError("demuxer exploded\nsecond line")
+
+    monkeypatch.setattr(decode.TorchcodecReader, "_frames", broken)
+    reader = open_reader(str(path), info, 32)
+    frames = reader.frames_at([0.5, 1.5])
+    assert frames.shape == (2, 3, 32, 32) and reader.backend == "pyav"
+    assert reader.fallback == "decoded with PyAV: torchcodec failed (demuxer exploded)"
+    monkeypatch.setitem(sys.modules, "decord", None)  # as if not installed
+    with pytest.raises(VmrError, match="decord backend is not installed"):
+        open_reader(str(path), info, 32, backend="decord")

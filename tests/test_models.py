@@ -1,14 +1,14 @@
 """Fast checks of models/: BAM features, fusion, selection, moment head, checkpoints."""
 
-import json
+import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from models import (bam_features, clip_scores, exhaustive, load_checkpoint, motion_energy,
+from vmr_models import (bam_features, clip_scores, exhaustive, load_checkpoint, motion_energy,
                     propose_moments, save_checkpoint, select_clips, shot_ids)
-from models.moment_head import nms, temporal_iou
+from vmr_models.moment_head import nms, temporal_iou
 
 GEN = torch.Generator().manual_seed(0)
 
@@ -201,14 +201,37 @@ def test_checkpoint_round_trip(tmp_path):
     back, cfg = load_checkpoint(tmp_path / "ckpt")
     assert cfg == config and set(back) == {"w", "b"}
     assert torch.equal(back["w"], w.T) and torch.equal(back["b"], torch.arange(3))
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
-    assert json.loads((tmp_path / "ckpt" / "config.json").read_text()) == config
+    names = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert names[0] == "config.json" and len(names) == 2 and names[1].startswith("model-")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert all((p.stat().st_mode & 0o777) == 0o666 & ~mask for p in (tmp_path / "ckpt").iterdir())
+
+
+def test_checkpoint_weights_and_config_never_disagree(tmp_path):
+    """A second save replaces both; a save interrupted before its config was written leaves
+    the old pair loadable; weights that do not match their config are refused."""
+    from vmr_models.checkpoint import CheckpointError
+
+    folder = tmp_path / "ckpt"
+    save_checkpoint(folder, {"w": torch.zeros(2)}, {"v": 1})
+    save_checkpoint(folder, {"w": torch.ones(2)}, {"v": 2})
+    back, cfg = load_checkpoint(folder)
+    assert cfg == {"v": 2} and torch.equal(back["w"], torch.ones(2))
+    assert len(list(folder.glob("model-*.safetensors"))) == 1
+    (folder / ".weights.staging").write_bytes(b"half a file")  # killed mid-save
+    back, cfg = load_checkpoint(folder)
+    assert cfg == {"v": 2}
+    weights = next(folder.glob("model-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")  # torn or replaced by hand
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_checkpoint(folder)
 
 
 def test_moment_head_with_baseline_does_not_depend_on_which_frames_were_verified():
     """Trimmed search verifies only frames near the peak: with the video's background level
     given, the window found must be the one found on the whole timeline."""
-    from models.moment_head import propose_moments
+    from vmr_models.moment_head import propose_moments
 
     step = 0.25
     times = torch.arange(0, 120, step) + step / 2

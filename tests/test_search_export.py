@@ -82,8 +82,8 @@ def test_export_exact_durations_refusal_and_force(indexed, tmp_path):
     assert "exists" in err and "--force" in err
     assert os.path.getmtime(done["exported"][0]["path"]) == before
     vmr_json("export", "--clip", "1", "--out", out, "--force")
-    logged = list(Library().catalog.db.query("SELECT command, summary FROM operations WHERE command='export'"))
-    assert len(logged) == 2 and done["exported"][0]["path"] in logged[0]["summary"]
+    logged = Library().catalog.operations("export")
+    assert len(logged) == 2 and logged[0]["summary"]["exported"][0]["path"] == done["exported"][0]["path"]
     copied = vmr_json("export", "--clip", "1", "--out", out, "--copy")["exported"][0]
     assert copied["path"] != done["exported"][0]["path"] and ffprobe_duration(copied["path"]) > 0
     assert not [p for p in os.listdir(out) if p.startswith(".vmr-export-")]

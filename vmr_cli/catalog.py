@@ -1,8 +1,10 @@
 """The SQLite catalog: videos, clips, searches and their results, operations.
 
-One transaction per video keeps an interrupted index run resumable.  The
-schema carries an integer version in ``meta``: a newer catalog is refused, an
-older one is migrated after a backup copy is made.
+All of vmr's SQL lives here: callers get methods named for what they do and
+never see the connection.  One transaction per video keeps an interrupted
+index run resumable.  The schema carries an integer version in ``meta``: a
+newer catalog is refused; an older one is migrated, one named step at a
+time, each in its own transaction, after a backup copy is made.
 """
 
 from __future__ import annotations
@@ -16,14 +18,11 @@ import time
 from .errors import VmrError
 from .paths import from_key, to_key
 
-SCHEMA_VERSION = 2
 
-# Named migrations: index i brings a catalog from version i to i + 1.
-MIGRATIONS = [
-    (
-        "initial schema",
-        """
-        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+# -- migrations: step i brings a catalog from version i to i + 1 -----------------------------
+def _initial_schema(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("""
         CREATE TABLE videos (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             path BLOB NOT NULL UNIQUE,
@@ -31,42 +30,51 @@ MIGRATIONS = [
             size INTEGER, mtime_ns INTEGER, fingerprint TEXT,
             duration REAL, fps REAL, width INTEGER, height INTEGER, rotation INTEGER,
             n_clips INTEGER DEFAULT 0,
-            status TEXT NOT NULL,           -- 'ok' or 'failed'
+            status TEXT NOT NULL,           -- 'ok', 'failed' or 'stale'
             error TEXT,
             model TEXT,
             vectors_token TEXT,             -- ties the vector shard to this row
             indexed_at REAL
-        );
-        CREATE INDEX videos_fingerprint ON videos (size, fingerprint);
+        )""")
+    conn.execute("CREATE INDEX videos_fingerprint ON videos (size, fingerprint)")
+    conn.execute("""
         CREATE TABLE clips (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
             idx INTEGER NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL,
             shot INTEGER, motion REAL
-        );
-        CREATE INDEX clips_video ON clips (video_id, idx);
+        )""")
+    conn.execute("CREATE INDEX clips_video ON clips (video_id, idx)")
+    conn.execute("""
         CREATE TABLE searches (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             query TEXT NOT NULL, model TEXT, options TEXT, stats TEXT, created_at REAL
-        );
+        )""")
+    conn.execute("""
         CREATE TABLE results (
             search_id INTEGER NOT NULL REFERENCES searches(id) ON DELETE CASCADE,
             rank INTEGER NOT NULL, video_id INTEGER, path BLOB NOT NULL,
             start REAL NOT NULL, "end" REAL NOT NULL, score REAL NOT NULL,
             PRIMARY KEY (search_id, rank)
-        );
+        )""")
+    conn.execute("""
         CREATE TABLE operations (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             command TEXT NOT NULL, arguments TEXT, summary TEXT,
             started_at REAL, finished_at REAL
-        );
-        """,
-    ),
-    (
-        "videos.codec: the stream's codec as ffprobe names it",
-        "ALTER TABLE videos ADD COLUMN codec TEXT;",
-    ),
+        )""")
+
+
+def _videos_codec(conn: sqlite3.Connection) -> None:
+    """The stream's codec as ffprobe names it: MPEG-1/2 is decoded sequentially."""
+    conn.execute("ALTER TABLE videos ADD COLUMN codec TEXT")
+
+
+MIGRATIONS = [
+    ("initial schema", _initial_schema),
+    ("videos.codec", _videos_codec),
 ]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class Catalog:
@@ -84,27 +92,19 @@ class Catalog:
             conn.execute("PRAGMA busy_timeout=30000")
         except sqlite3.Error as exc:
             raise VmrError(f"cannot open catalog {path}: {exc}") from None
-        self.conn = conn
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+        self._table_writer = None
         self.readonly = readonly
-        self._db = None
         if not readonly:
             self._migrate()
         else:
             self._check_version(self.schema_version())
 
-    @property
-    def db(self):
-        """sqlite-utils over the same connection, imported on first use to keep start-up fast."""
-        if self._db is None:
-            import sqlite_utils
-
-            self._db = sqlite_utils.Database(self.conn)
-        return self._db
-
     # -- schema -----------------------------------------------------------------
     def schema_version(self) -> int:
         try:
-            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             if "no such table" in str(exc):
                 return 0
@@ -125,69 +125,86 @@ class Catalog:
             return
         if version > 0:
             backup = f"{self.path}.v{version}.bak"
-            self.conn.execute("PRAGMA wal_checkpoint(FULL)")
+            self._conn.execute("PRAGMA wal_checkpoint(FULL)")
             shutil.copy2(self.path, backup)
         for number in range(version, SCHEMA_VERSION):
-            _name, sql = MIGRATIONS[number]
+            _name, step = MIGRATIONS[number]
             with self.transaction():
                 # Another process may have migrated since we looked: re-read under the write lock.
                 if self.schema_version() != number:
                     continue
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self.set_meta("schema_version", str(number + 1))
+                step(self._conn)
+                self.set_meta("schema_version", number + 1)
+
+    def _tables(self):
+        """sqlite-utils over the same connection, for writes of whole rows (dicts); imported
+        on first write so that read-only commands start fast."""
+        if self._table_writer is None:
+            import sqlite_utils
+
+            self._table_writer = sqlite_utils.Database(self._conn)
+        return self._table_writer
 
     def transaction(self):
-        return _Transaction(self.conn)
+        """BEGIN IMMEDIATE ... COMMIT around a block of the methods below."""
+        return _Transaction(self._conn)
 
     # -- meta -------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else default
 
     def set_meta(self, key: str, value) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
 
     # -- videos -----------------------------------------------------------------
-    def videos(self, where: str = "1", params=()) -> list[dict]:
-        rows = self.db.query(f"SELECT * FROM videos WHERE {where} ORDER BY id", params)
+    def videos(self, status: str | None = None) -> list[dict]:
+        """Every video row (paths as str), or those with the given status, in id order."""
+        if status is None:
+            rows = self._conn.execute("SELECT * FROM videos ORDER BY id")
+        else:
+            rows = self._conn.execute("SELECT * FROM videos WHERE status=? ORDER BY id", (status,))
         return [_video(row) for row in rows]
 
     def video(self, video_id: int) -> dict | None:
-        found = self.videos("id = ?", (video_id,))
-        return found[0] if found else None
+        row = self._conn.execute("SELECT * FROM videos WHERE id=?", (int(video_id),)).fetchone()
+        return _video(row) if row else None
 
     def video_by_path(self, path: str) -> dict | None:
-        found = self.videos("path = ?", (to_key(path),))
-        return found[0] if found else None
+        row = self._conn.execute("SELECT * FROM videos WHERE path=?", (to_key(path),)).fetchone()
+        return _video(row) if row else None
 
     def upsert_video(self, row: dict) -> int:
-        """Insert or replace the row for row['path']; returns its id (kept when it existed)."""
+        """Insert or update the row for row['path']; returns its id (kept when it existed)."""
         row = dict(row, path=to_key(row["path"]))
-        if "root" in row and row["root"] is not None:
+        if row.get("root") is not None:
             row["root"] = to_key(row["root"])
-        existing = self.conn.execute("SELECT id FROM videos WHERE path=?", (row["path"],)).fetchone()
+        existing = self._conn.execute("SELECT id FROM videos WHERE path=?", (row["path"],)).fetchone()
         if existing:
-            self.db["videos"].update(existing[0], row)
+            self._tables()["videos"].update(existing[0], row)
             return existing[0]
-        return self.db["videos"].insert(row).last_pk
+        return self._tables()["videos"].insert(row).last_pk
 
     def move_video(self, video_id: int, new_path: str, root: str, mtime_ns: int) -> None:
-        self.db["videos"].update(video_id, {"path": to_key(new_path), "root": to_key(root),
-                                            "mtime_ns": mtime_ns})
+        self._conn.execute("UPDATE videos SET path=?, root=?, mtime_ns=? WHERE id=?",
+                           (to_key(new_path), to_key(root), mtime_ns, video_id))
 
     def delete_video(self, video_id: int) -> None:
-        self.conn.execute("DELETE FROM clips WHERE video_id=?", (video_id,))
-        self.conn.execute("DELETE FROM videos WHERE id=?", (video_id,))
+        self._conn.execute("DELETE FROM clips WHERE video_id=?", (video_id,))
+        self._conn.execute("DELETE FROM videos WHERE id=?", (video_id,))
+
+    def mark_stale(self, video_id: int, reason: str) -> None:
+        """The video keeps its row but loses its clips; the next index run re-embeds it."""
+        self._conn.execute("UPDATE videos SET status='stale', error=? WHERE id=?", (reason, video_id))
+        self._conn.execute("DELETE FROM clips WHERE video_id=?", (video_id,))
 
     # -- clips ------------------------------------------------------------------
     def replace_clips(self, video_id: int, clips: list[dict]) -> list[int]:
         """Delete the video's clips and insert new ones; returns the new clip ids in order."""
-        self.conn.execute("DELETE FROM clips WHERE video_id=?", (video_id,))
+        self._conn.execute("DELETE FROM clips WHERE video_id=?", (video_id,))
         ids = []
         for clip in clips:
-            cur = self.conn.execute(
+            cur = self._conn.execute(
                 'INSERT INTO clips (video_id, idx, start, "end", shot, motion) VALUES (?, ?, ?, ?, ?, ?)',
                 (video_id, clip["idx"], clip["start"], clip["end"], clip.get("shot"), clip.get("motion")),
             )
@@ -195,10 +212,15 @@ class Catalog:
         return ids
 
     def clips(self, video_id: int) -> list[dict]:
-        return list(self.db.query("SELECT * FROM clips WHERE video_id=? ORDER BY idx", (video_id,)))
+        rows = self._conn.execute("SELECT * FROM clips WHERE video_id=? ORDER BY idx", (video_id,))
+        return [dict(row) for row in rows]
+
+    def clip_ids_of(self, video_id: int) -> list[int]:
+        return [row[0] for row in self._conn.execute(
+            "SELECT id FROM clips WHERE video_id=? ORDER BY idx", (video_id,))]
 
     def clip_ids(self) -> set[int]:
-        return {row[0] for row in self.conn.execute("SELECT id FROM clips")}
+        return {row[0] for row in self._conn.execute("SELECT id FROM clips")}
 
     def clip_video_ids(self, clip_ids) -> dict[int, int]:
         """clip id -> video id, for the given clip ids."""
@@ -207,7 +229,7 @@ class Catalog:
         for chunk in range(0, len(ids), 500):
             part = ids[chunk:chunk + 500]
             marks = ",".join("?" * len(part))
-            for cid, vid in self.conn.execute(f"SELECT id, video_id FROM clips WHERE id IN ({marks})", part):
+            for cid, vid in self._conn.execute(f"SELECT id, video_id FROM clips WHERE id IN ({marks})", part):
                 out[cid] = vid
         return out
 
@@ -218,12 +240,12 @@ class Catalog:
         if self.readonly:
             return None
         with self.transaction():
-            search_id = self.db["searches"].insert({
+            search_id = self._tables()["searches"].insert({
                 "query": query, "model": model, "options": json.dumps(options),
                 "stats": json.dumps(stats), "created_at": time.time(),
             }).last_pk
             for r in results:
-                self.conn.execute(
+                self._conn.execute(
                     'INSERT INTO results (search_id, rank, video_id, path, start, "end", score) '
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (search_id, r["rank"], r.get("video_id"), to_key(r["video"]), r["start"], r["end"], r["score"]),
@@ -233,20 +255,17 @@ class Catalog:
     def search(self, search_id: int | None = None) -> dict | None:
         """A logged search with its results; the last one when search_id is None."""
         if search_id is None:
-            row = self.conn.execute("SELECT max(id) FROM searches").fetchone()
-            search_id = row[0] if row else None
+            search_id = self._conn.execute("SELECT max(id) FROM searches").fetchone()[0]
             if search_id is None:
                 return None
-        found = list(self.db.query("SELECT * FROM searches WHERE id=?", (search_id,)))
-        if not found:
+        row = self._conn.execute("SELECT * FROM searches WHERE id=?", (search_id,)).fetchone()
+        if row is None:
             return None
-        search = dict(found[0])
+        search = dict(row)
         search["options"] = json.loads(search["options"] or "{}")
         search["stats"] = json.loads(search["stats"] or "{}")
-        search["results"] = [
-            dict(r, video=from_key(r.pop("path")))
-            for r in self.db.query("SELECT * FROM results WHERE search_id=? ORDER BY rank", (search_id,))
-        ]
+        rows = self._conn.execute("SELECT * FROM results WHERE search_id=? ORDER BY rank", (search_id,))
+        search["results"] = [_result(r) for r in rows]
         return search
 
     # -- operations log -------------------------------------------------------------
@@ -254,25 +273,35 @@ class Catalog:
         if self.readonly:
             return
         with self.transaction():
-            self.db["operations"].insert({
+            self._tables()["operations"].insert({
                 "command": command, "arguments": json.dumps(arguments, default=str),
                 "summary": json.dumps(summary, default=str),
                 "started_at": started_at, "finished_at": time.time(),
             })
 
+    def operations(self, command: str | None = None) -> list[dict]:
+        """Logged operations (oldest first), with arguments and summary decoded."""
+        if command is None:
+            rows = self._conn.execute("SELECT * FROM operations ORDER BY id")
+        else:
+            rows = self._conn.execute("SELECT * FROM operations WHERE command=? ORDER BY id", (command,))
+        return [dict(row, arguments=json.loads(row["arguments"] or "{}"),
+                     summary=json.loads(row["summary"] or "{}")) for row in rows]
+
     # -- numbers for status -----------------------------------------------------------
     def counts(self) -> dict:
-        one = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+        one = lambda sql: self._conn.execute(sql).fetchone()[0]  # noqa: E731
         return {
             "videos": one("SELECT count(*) FROM videos WHERE status='ok'"),
             "failed": one("SELECT count(*) FROM videos WHERE status='failed'"),
+            "stale": one("SELECT count(*) FROM videos WHERE status='stale'"),
             "clips": one("SELECT count(*) FROM clips"),
             "duration": one("SELECT coalesce(sum(duration), 0) FROM videos WHERE status='ok'"),
             "searches": one("SELECT count(*) FROM searches"),
         }
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
 
 def _connect_readonly(path: str) -> sqlite3.Connection:
@@ -302,7 +331,7 @@ class _Transaction:
 
     def __enter__(self):
         self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
+        return self
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
@@ -312,14 +341,20 @@ class _Transaction:
         return False
 
 
-def _video(row: dict) -> dict:
+def _video(row) -> dict:
     row = dict(row)
     row["path"] = from_key(row["path"])
     row["root"] = from_key(row["root"]) if row.get("root") is not None else None
     return row
 
 
-def catalog_size(directory: str) -> int:
+def _result(row) -> dict:
+    result = dict(row)
+    result["video"] = from_key(result.pop("path"))
+    return result
+
+
+def folder_size(directory: str) -> int:
     """Bytes on disk under the library directory."""
     total = 0
     for base, _dirs, files in os.walk(directory):

@@ -16,6 +16,7 @@ import sys
 import click
 
 from . import __version__
+from .decode import BACKENDS
 
 
 def _fail(message: str, code: int = 1):
@@ -88,7 +89,7 @@ def cli(ctx, library):
 @click.option("--model", help="CLIP-family model: hub id or local folder. Default: the library's "
               "encoder, or openai/clip-vit-base-patch32 for a new library.")
 @click.option("--clip-seconds", type=float, help="Clip length of a new library (default 2).")
-@click.option("--backend", type=click.Choice(["torchcodec", "pyav", "decord"]), default="torchcodec",
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
               show_default=True, help="Video decoder.")
 @json_option
 @click.pass_context
@@ -113,6 +114,8 @@ def index(ctx, paths, model, clip_seconds, backend, as_json):
                    f"failed {len(summary['failed'])}; {summary['clips']} clips in the library")
         for failure in summary["failed"]:
             click.echo(f"failed: {printable(failure['path'])}: {failure['error']}", err=True)
+        for note in summary["fallbacks"]:
+            click.echo(f"note: {printable(note['path'])}: {note['reason']}", err=True)
     if summary["failed"]:
         sys.exit(1)
 
@@ -160,6 +163,8 @@ def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, htm
         _write_page(lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
         click.echo(f"warning: skipped {printable(skipped['video'])}: {skipped['error']}", err=True)
+    for note in found["stats"].get("fallbacks", []):
+        click.echo(f"note: {printable(note['video'])}: {note['reason']}", err=True)
     if as_json:
         emit_json(found)
     elif paths_only:

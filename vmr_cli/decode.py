@@ -1,24 +1,30 @@
 """Frames of a video at chosen timestamps, scaled early to the encoder's size.
 
-torchcodec is the default: it samples by presentation time, which is exact on
-variable frame rate and open-GOP files, and scales inside the decoder (resize
-of the shortest side, centre crop) so full-resolution frames never reach
-Python; rotation metadata is honoured.  A file it cannot read is retried with
-one sequential PyAV pass.  decord is optional (``--backend decord``): faster to
-install on some platforms, but it returned wrong frames on open-GOP HEVC here.
+One small interface, ``frames_at(times)`` and ``close()``, with a class per
+backend and one factory, ``open_reader``:
+
+- torchcodec (default) samples by presentation time, which is exact on
+  variable frame rate and open-GOP files, and scales inside the decoder
+  (resize of the shortest side, centre crop), so full-resolution frames never
+  reach Python; rotation metadata is honoured.
+- PyAV decodes sequentially: the exact fallback for a file torchcodec cannot
+  read, and the only exact decode of MPEG-1/2 (measured here: torchcodec
+  returned the frame 0.5-1 s after the requested one on an MPEG-1 program
+  stream, with no error).
+- decord is optional (``--backend decord``): it returned wrong frames on
+  open-GOP HEVC here.
+
+A switch from the chosen backend to PyAV is never silent: the reader's
+``fallback`` says why, and index and search report it.
 """
 
 from __future__ import annotations
 
-import torch
-
-from .errors import DecodeError
-from .frames import resize_center_crop
+from .errors import DecodeError, VmrError, first_line
 from .probe import VideoInfo
 
-BACKENDS = ("torchcodec", "pyav", "decord")
-# Codecs whose timestamps random access gets wrong: measured here, torchcodec returned the frame
-# 0.5-1 s after the requested one on an MPEG-1 program stream (start offset 0.54 s), with no error.
+# torch is imported where frames are made, not here: the CLI reads BACKENDS at start-up.
+
 SEQUENTIAL_ONLY = frozenset({"mpeg1video", "mpeg2video"})
 
 
@@ -28,50 +34,55 @@ def frame_times(times, info: VideoInfo) -> list[float]:
     return [min(max(0.0, float(t)), last) for t in times]
 
 
-class VideoReader:
+class _Reader:
     """Opens one file once; ``frames_at`` may be called many times, in any order."""
 
-    def __init__(self, path: str, info: VideoInfo, size: int, backend: str = "torchcodec"):
-        self.path, self.info, self.size = path, info, size
-        if backend != "pyav" and info.codec in SEQUENTIAL_ONLY:
-            backend = "pyav"  # one sequential pass is the only exact decode of these
-        self.backend = backend
-        self.frames_decoded = 0
-        self._decoder = None
-        self._av_state = None
+    backend = ""
 
-    def frames_at(self, times) -> torch.Tensor:
+    def __init__(self, path: str, info: VideoInfo, size: int):
+        self.path, self.info, self.size = path, info, size
+
+    def frames_at(self, times):
         """uint8 (N, 3, size, size): for each time, the frame being shown at that moment."""
+        import torch
+
         times = frame_times(times, self.info)
         if not times:
             return torch.zeros((0, 3, self.size, self.size), dtype=torch.uint8)
-        if self.backend == "torchcodec":
-            try:
-                frames = self._torchcodec(times)
-            except (RuntimeError, ValueError, IndexError):
-                self.backend, self._decoder = "pyav", None  # sequential decode from now on
-                frames = self._pyav(times)
-        elif self.backend == "decord":
-            frames = self._decord(times)
-        else:
-            frames = self._pyav(times)
-        self.frames_decoded += len(times)
-        return frames
+        return self._frames(times)
 
-    # -- torchcodec -----------------------------------------------------------------
-    def _torchcodec(self, times):
+    def _frames(self, times: list[float]):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the decoder holds between calls."""
+
+
+class TorchcodecReader(_Reader):
+    backend = "torchcodec"
+
+    def __init__(self, path: str, info: VideoInfo, size: int):
+        super().__init__(path, info, size)
+        self._decoder = None
+
+    def _open(self):
+        from torchcodec.decoders import VideoDecoder
+        from torchcodec.transforms import CenterCrop, Resize
+
+        w, h = self.info.width, self.info.height
+        scale = self.size / min(w, h)
+        resized = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
+        self._decoder = VideoDecoder(self.path, num_ffmpeg_threads=0,
+                                     transforms=[Resize(resized), CenterCrop((self.size, self.size))])
+        meta = self._decoder.metadata
+        self._begin = float(meta.begin_stream_seconds or 0.0)
+        self._end = float(meta.end_stream_seconds or self.info.duration)
+
+    def _frames(self, times):
+        import torch
+
         if self._decoder is None:
-            from torchcodec.decoders import VideoDecoder
-            from torchcodec.transforms import CenterCrop, Resize
-
-            w, h = self.info.width, self.info.height
-            scale = self.size / min(w, h)
-            resized = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
-            self._decoder = VideoDecoder(self.path, num_ffmpeg_threads=0,
-                                         transforms=[Resize(resized), CenterCrop((self.size, self.size))])
-            meta = self._decoder.metadata
-            self._begin = float(meta.begin_stream_seconds or 0.0)
-            self._end = float(meta.end_stream_seconds or self.info.duration)
+            self._open()
         order = sorted(range(len(times)), key=times.__getitem__)
         eps = 1e-4
         clamped = [min(max(times[i] + self._begin, self._begin), self._end - eps) for i in order]
@@ -80,40 +91,51 @@ class VideoReader:
         out[torch.tensor(order)] = batch
         return out
 
-    # -- PyAV, sequential -----------------------------------------------------------
-    def _pyav(self, times):
-        """Sequential decode: for each wanted time, the last frame shown at or before it.
+    def close(self) -> None:
+        self._decoder = None
 
-        The decoder stays open between calls and only moves forward, so the
-        chunks of an index run cost one pass over the file; a request for an
-        earlier time starts a new pass.
-        """
+
+class PyAVReader(_Reader):
+    """Sequential decode: for each wanted time, the last frame shown at or before it.
+
+    The decoder stays open between calls and only moves forward, so the
+    chunks of an index run cost one pass over the file; a request for an
+    earlier time starts a new pass.
+    """
+
+    backend = "pyav"
+
+    def __init__(self, path: str, info: VideoInfo, size: int):
+        super().__init__(path, info, size)
+        self._container = None
+
+    def _frames(self, times):
         import av
+        import torch
 
         order = sorted(range(len(times)), key=times.__getitem__)
         wanted = [times[i] for i in order]
-        state = self._av_state
-        if state is None or wanted[0] < state["shown_t"]:
-            state = self._av_open()
-        picked: list[torch.Tensor | None] = [None] * len(times)
+        if self._container is None or wanted[0] < self._shown_t:
+            self._open()
+        picked: list = [None] * len(times)
         try:
             for pos, t in enumerate(wanted):
-                while state["next"] is not None and state["next_t"] <= t:
-                    state["shown"], state["shown_t"] = state["next"], state["next_t"]
-                    state["next"], state["next_t"] = self._av_next(state)
-                shown = state["shown"] if state["shown"] is not None else state["next"]
+                while self._next is not None and self._next_t <= t:
+                    self._shown, self._shown_t = self._next, self._next_t
+                    self._next, self._next_t = self._advance()
+                shown = self._shown if self._shown is not None else self._next
                 if shown is None:
                     break
-                if state["converted"] is None or state["converted"][0] is not shown:
-                    state["converted"] = (shown, self._convert(shown))
-                picked[order[pos]] = state["converted"][1]
+                if self._converted is None or self._converted[0] is not shown:
+                    self._converted = (shown, self._convert(shown))
+                picked[order[pos]] = self._converted[1]
         except av.error.FFmpegError as exc:
             raise DecodeError(f"cannot decode: {exc}") from None
         if any(p is None for p in picked):
             raise DecodeError("no frames could be decoded")
         return torch.stack(picked)  # type: ignore[arg-type]
 
-    def _av_open(self) -> dict:
+    def _open(self) -> None:
         import av
 
         self.close()
@@ -123,27 +145,29 @@ class VideoReader:
         except (av.error.FFmpegError, IndexError) as exc:
             raise DecodeError(f"cannot decode: {exc}") from None
         stream.thread_type = "AUTO"
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        state = {"container": container, "frames": container.decode(stream), "base": stream.time_base,
-                 "start": start, "shown": None, "shown_t": float("-inf"), "converted": None}
-        state["next"], state["next_t"] = self._av_next(state)
-        self._av_state = state
-        return state
+        self._container = container
+        self._packets = container.decode(stream)
+        self._base = stream.time_base
+        self._start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        self._shown, self._shown_t, self._converted = None, float("-inf"), None
+        self._next, self._next_t = self._advance()
 
-    @staticmethod
-    def _av_next(state):
-        for frame in state["frames"]:
+    def _advance(self):
+        for frame in self._packets:
             if frame.pts is not None:
-                return frame, float(frame.pts * state["base"]) - state["start"]
+                return frame, float(frame.pts * self._base) - self._start
         return None, float("inf")
 
     def close(self) -> None:
-        """Release a sequential decoder held between calls."""
-        state, self._av_state = getattr(self, "_av_state", None), None
-        if state is not None:
-            state["container"].close()
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
 
-    def _convert(self, frame) -> torch.Tensor:
+    def _convert(self, frame):
+        import torch
+
+        from .frames import resize_center_crop
+
         array = frame.to_ndarray(format="rgb24")
         tensor = torch.from_numpy(array).permute(2, 0, 1)
         rotation = self.info.rotation % 360
@@ -152,12 +176,22 @@ class VideoReader:
             tensor = torch.rot90(tensor, k=rotation // 90, dims=(1, 2))
         return resize_center_crop(tensor[None], self.size)[0]
 
-    # -- decord (optional) -------------------------------------------------------------
-    def _decord(self, times):
-        try:
-            import decord
-        except ImportError:
-            raise DecodeError("decord is not installed: pip install 'vmr[decord]'") from None
+
+class DecordReader(_Reader):
+    """Maps times to frame indices by the average frame rate (not exact on variable rate)."""
+
+    backend = "decord"
+
+    def __init__(self, path: str, info: VideoInfo, size: int):
+        super().__init__(path, info, size)
+        self._decoder = None
+
+    def _frames(self, times):
+        import decord
+        import torch
+
+        from .frames import resize_center_crop
+
         if self._decoder is None:
             self._decoder = decord.VideoReader(self.path, ctx=decord.cpu(0))
         fps = self._decoder.get_avg_fps() or self.info.fps or 30.0
@@ -165,3 +199,63 @@ class VideoReader:
         indices = [min(n - 1, int(t * fps)) for t in times]
         frames = torch.from_numpy(self._decoder.get_batch(indices).asnumpy()).permute(0, 3, 1, 2)
         return resize_center_crop(frames, self.size)
+
+    def close(self) -> None:
+        self._decoder = None
+
+
+class _FallbackReader(_Reader):
+    """The chosen backend until it fails on this file, then one sequential PyAV pass."""
+
+    def __init__(self, primary: _Reader):
+        super().__init__(primary.path, primary.info, primary.size)
+        self.reader = primary
+        self.fallback: str | None = None
+
+    @property
+    def backend(self) -> str:  # type: ignore[override]
+        return self.reader.backend
+
+    def _frames(self, times):
+        try:
+            return self.reader._frames(times)
+        except DecodeError:
+            raise
+        except (RuntimeError, ValueError, IndexError, OSError) as exc:
+            if isinstance(self.reader, PyAVReader):
+                raise
+            self.fallback = f"decoded with PyAV: {self.reader.backend} failed ({first_line(exc)})"
+            self.reader.close()
+            self.reader = PyAVReader(self.path, self.info, self.size)
+            return self.reader._frames(times)
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+BACKENDS = {"torchcodec": TorchcodecReader, "pyav": PyAVReader, "decord": DecordReader}
+
+
+def require_backend(name: str) -> None:
+    """An unknown or missing backend is an error of the environment: it stops the run
+    before any file is touched (never a failure recorded against every file)."""
+    if name not in BACKENDS:
+        raise VmrError(f"unknown decoder backend '{name}'; choose one of {', '.join(BACKENDS)}")
+    if name == "decord":
+        try:
+            import decord  # noqa: F401
+        except ImportError:
+            raise VmrError("the decord backend is not installed: pip install 'vmr[decord]', "
+                           "or use --backend torchcodec") from None
+
+
+def open_reader(path: str, info: VideoInfo, size: int, backend: str = "torchcodec") -> _FallbackReader:
+    """A reader for one file: the chosen backend, PyAV for MPEG-1/2, PyAV after a failure.
+
+    ``reader.fallback`` is None, or one line saying why another backend reads this file.
+    """
+    require_backend(backend)
+    if info.codec in SEQUENTIAL_ONLY:  # by design (see above), so not reported as a fallback
+        backend = "pyav"
+    return _FallbackReader(BACKENDS[backend](path, info, size))
+

@@ -10,20 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-
 from .errors import VmrError, first_line
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-@dataclass
-class EncoderInfo:
-    name: str
-    dim: int
-    image_size: int
 
 
 def model_name(name_or_dir: str) -> str:
@@ -50,10 +41,6 @@ class ClipEncoder:
         text = self.model.config.text_config
         self.max_length = int(min(getattr(self.tokenizer, "model_max_length", 77) or 77,
                                   text.max_position_embeddings))
-
-    @property
-    def info(self) -> EncoderInfo:
-        return EncoderInfo(self.name, self.dim, self.image_size)
 
     def encode_images(self, frames):
         """uint8 (N, 3, S, S) -> unit-norm float32 (N, D) on the CPU, in batches."""

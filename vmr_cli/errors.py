@@ -9,6 +9,10 @@ class DecodeError(VmrError):
     """A video file could not be read; the index run records it and goes on."""
 
 
+class SkipVideo(VmrError):
+    """One video cannot take part in a search (its file or vectors are gone); the search goes on."""
+
+
 def first_line(exc: BaseException) -> str:
     """An exception as one line for a message: its first line, or its type when it says nothing."""
     text = str(exc).strip()

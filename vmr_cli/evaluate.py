@@ -115,7 +115,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
 def random_baseline(library, items, files, truth, seed: int = 0) -> dict:
     """Uniform-random windows (own video; random video for the corpus setting), for scale."""
     rng = random.Random(seed)
-    durations = {v["path"]: v["duration"] for v in library.catalog.videos("status='ok'")}
+    durations = {v["path"]: v["duration"] for v in library.catalog.videos("ok")}
     paths = sorted(durations)
     single, corpus = [], []
     for item in items:
@@ -139,7 +139,7 @@ def _with(options: SearchOptions, **changes) -> SearchOptions:
 
 
 def _write_jsonl(path: str, rows: list[dict]) -> None:
-    from .atomic import atomic_write
+    from vmr_models.atomic import atomic_write
 
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as handle:

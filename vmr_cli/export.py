@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 
-from .atomic import usual_mode
+from vmr_models.atomic import usual_mode
 from .errors import VmrError
 from .paths import VIDEO_EXTENSIONS, printable
 from .probe import require_tool

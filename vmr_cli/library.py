@@ -1,22 +1,28 @@
 """A vmr library: one folder holding the catalog, the vector shards and the FAISS cache.
 
-Opening a library checks that catalog and vectors agree and repairs what does
-not: FAISS entries without a clip row are dropped, clips missing from FAISS are
-added back from their shard, and a video whose shard is missing or damaged is
-marked ``stale`` so the next ``vmr index`` re-embeds just that video.
+This class is the one owner of their agreement (TESTING.md: the library's main
+promise).  Every change to a video goes through one method here (put, move,
+remove, mark failed, mark stale), each one catalog transaction plus the
+video's shard plus the FAISS cache, so no caller can leave them out of step.
+Opening a library for writing checks that they agree and repairs what does
+not: FAISS entries without a clip row are dropped, clips missing from FAISS
+are added back from their shard, and a video whose shard is missing or
+damaged is marked stale so the next ``vmr index`` re-embeds just that video.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-from contextlib import contextmanager
+import time
+import uuid
 
-from .catalog import Catalog, catalog_size
+from .catalog import Catalog, folder_size
 from .errors import VmrError
+from .lock import is_locked, writer_lock
 from .paths import printable
 from .vectors import VectorStore
+
+STALE = "vectors missing or damaged; 'vmr index' re-embeds this video"
 
 
 def default_directory() -> str:
@@ -48,7 +54,6 @@ class Library:
         # cannot be logged (the CLI says so).
         self.catalog = Catalog(catalog_path, readonly=self.readonly)
         self.vectors = VectorStore(self.directory)
-        self._lock_handle = None
 
     # -- the encoder this library was built with -----------------------------------------
     def encoder(self) -> dict | None:
@@ -75,42 +80,79 @@ class Library:
             raise VmrError(f"library {self.directory} is empty; run 'vmr index PATH' first")
         return info
 
+    def _dim(self) -> int | None:
+        info = self.encoder()
+        return info["dim"] if info else None
+
     # -- one writer at a time ------------------------------------------------------------
-    @contextmanager
     def writer_lock(self, what: str = "vmr index"):
         if self.readonly:
             raise VmrError(f"library {self.directory} is read-only; {what} needs to write it")
-        path = os.path.join(self.directory, "write.lock")
-        handle = open(path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            handle.close()
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise VmrError(f"another vmr process is writing to {self.directory}; wait for it to "
-                               "finish and try again") from None
-            raise
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()} {what}\n")
-            handle.flush()
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+        return writer_lock(self.directory, what)
 
     def is_locked(self) -> bool:
-        path = os.path.join(self.directory, "write.lock")
-        if not os.path.exists(path):
-            return False
-        with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+        return is_locked(self.directory)
+
+    # -- changes to one video: catalog row, shard and FAISS cache together --------------------
+    def put_video(self, row: dict, clips: list[dict], vectors: dict) -> int:
+        """Commit an indexed video: its row, clips and shard in one transaction, then FAISS.
+
+        ``row`` holds the video's columns (path, root, size, mtime_ns, fingerprint,
+        model and what the probe found); ``vectors`` the shard's arrays per clip.
+        A video already at that path is replaced, its old vectors with it.
+        """
+        dim = self._dim()
+        token = uuid.uuid4().hex
+        existing = self.catalog.video_by_path(row["path"])
+        old_ids = self.catalog.clip_ids_of(existing["id"]) if existing else []
+        with self.catalog.transaction():
+            video_id = self.catalog.upsert_video(dict(
+                row, n_clips=len(clips), status="ok", error=None, vectors_token=token,
+                indexed_at=time.time()))
+            clip_ids = self.catalog.replace_clips(video_id, clips)
+            self.vectors.write_shard(video_id, token, clip_ids, vectors)
+        self.vectors.remove(dim, old_ids)
+        self.vectors.add(dim, clip_ids, vectors["A"])
+        return video_id
+
+    def move_video(self, row: dict, new_path: str, root: str, mtime_ns: int) -> None:
+        """A file that moved keeps its vectors: only its path changes."""
+        with self.catalog.transaction():
+            self.catalog.move_video(row["id"], new_path, root, mtime_ns)
+
+    def remove_video(self, row: dict) -> None:
+        clip_ids = self.catalog.clip_ids_of(row["id"])
+        with self.catalog.transaction():
+            self.catalog.delete_video(row["id"])
+        self._drop_vectors(row["id"], clip_ids)
+
+    def mark_failed(self, row: dict, error: str) -> None:
+        """Record a file that could not be indexed, with its reason; its old vectors (if it
+        had any) describe a file that is no longer there and go."""
+        existing = self.catalog.video_by_path(row["path"])
+        if existing and existing["status"] == "ok":
+            self.remove_video(existing)
+        with self.catalog.transaction():
+            self.catalog.upsert_video(dict(row, status="failed", error=error, n_clips=0,
+                                           indexed_at=time.time()))
+
+    def mark_stale(self, video_ids, reason: str = STALE) -> None:
+        """Videos whose vectors are gone or damaged keep their row; 'vmr index' re-embeds them."""
+        for video_id in video_ids:
+            clip_ids = self.catalog.clip_ids_of(video_id)
+            with self.catalog.transaction():
+                self.catalog.mark_stale(video_id, reason)
+            self._drop_vectors(video_id, clip_ids)
+
+    def _drop_vectors(self, video_id: int, clip_ids: list[int]) -> None:
+        dim = self._dim()
+        if dim:
+            self.vectors.remove(dim, clip_ids)
+        self.vectors.delete_shard(video_id)
+
+    def save(self) -> None:
+        """Write the FAISS cache if it changed (the shards are written as videos commit)."""
+        self.vectors.save()
 
     # -- catalog and vectors agree ---------------------------------------------------------
     def check(self, repair: bool = True, deep: bool = False, save: bool = True) -> dict:
@@ -122,84 +164,81 @@ class Library:
         """
         report = {"consistent": True, "stale_videos": [], "orphan_shards": 0,
                   "index_added": 0, "index_removed": 0}
-        info = self.encoder()
-        if info is None:
+        dim = self._dim()
+        if dim is None:
             return report
-        dim = info["dim"]
         rows = self.catalog.clip_ids()
         indexed = set(self.vectors.indexed_ids(dim).tolist())
-        suspect = set()
         if indexed != rows or deep:
             report["consistent"] = indexed == rows
-            missing = rows - indexed
             extra = indexed - rows
             if repair and extra:
                 self.vectors.remove(dim, extra)
                 report["index_removed"] = len(extra)
-            videos_missing = set(self.catalog.clip_video_ids(missing).values()) if missing else set()
-            targets = self.catalog.videos("status='ok'") if deep else [
-                self.catalog.video(v) for v in videos_missing]
-            for video in targets:
-                if video is None:
-                    continue
-                shard = self.vectors.read_shard(video["id"], video["vectors_token"])
-                clip_ids = [c["id"] for c in self.catalog.clips(video["id"])]
-                if shard is None or shard["clip_ids"].tolist() != clip_ids or shard["A"].shape[1:] != (dim,):
-                    suspect.add(video["id"])
-                    continue
-                absent = [i for i, cid in enumerate(clip_ids) if cid not in indexed]
-                if repair and absent:
-                    self.vectors.add(dim, [clip_ids[i] for i in absent], shard["A"][absent])
-                    report["index_added"] += len(absent)
+            suspect = self._restore_from_shards(dim, rows - indexed, indexed, deep, repair, report)
             if suspect:
                 report["consistent"] = False
                 report["stale_videos"] = sorted(suspect)
                 if repair and save:
-                    self._mark_stale(dim, suspect)
-        known = {v["id"] for v in self.catalog.videos("status='ok'")}
-        orphans = self.vectors.shard_video_ids() - known
-        if orphans:
-            report["orphan_shards"] = len(orphans)
-            report["consistent"] = False
-            if repair and save:
-                for video_id in orphans:
-                    self.vectors.delete_shard(video_id)
+                    self.mark_stale(suspect)
+        self._remove_orphan_shards(report, repair and save)
         if repair and save:
             self.vectors.remove_temp_files()
             self.vectors.save()
         return report
 
-    def _mark_stale(self, dim: int, video_ids) -> None:
-        for video_id in video_ids:
-            clip_ids = [c["id"] for c in self.catalog.clips(video_id)]
-            with self.catalog.transaction():
-                self.catalog.conn.execute(
-                    "UPDATE videos SET status='stale', error=? WHERE id=?",
-                    ("vectors missing or damaged; 'vmr index' re-embeds this video", video_id))
-                self.catalog.conn.execute("DELETE FROM clips WHERE video_id=?", (video_id,))
-            self.vectors.remove(dim, clip_ids)
-            self.vectors.delete_shard(video_id)
+    def _restore_from_shards(self, dim: int, missing: set, indexed: set, deep: bool, repair: bool,
+                             report: dict) -> set[int]:
+        """Add clips missing from FAISS back from their shards; the ids of videos whose shard
+        is missing or does not match their rows (every video when deep)."""
+        if deep:
+            targets = self.catalog.videos("ok")
+        else:
+            owners = set(self.catalog.clip_video_ids(missing).values()) if missing else set()
+            targets = [v for v in (self.catalog.video(i) for i in owners) if v is not None]
+        suspect = set()
+        for video in targets:
+            shard = self.vectors.read_shard(video["id"], video["vectors_token"])
+            clip_ids = self.catalog.clip_ids_of(video["id"])
+            if shard is None or shard["clip_ids"].tolist() != clip_ids or shard["A"].shape[1:] != (dim,):
+                suspect.add(video["id"])
+                continue
+            absent = [i for i, cid in enumerate(clip_ids) if cid not in indexed]
+            if repair and absent:
+                self.vectors.add(dim, [clip_ids[i] for i in absent], shard["A"][absent])
+                report["index_added"] += len(absent)
+        return suspect
+
+    def _remove_orphan_shards(self, report: dict, repair: bool) -> None:
+        """Shards without an 'ok' row: a video removed or re-embedded before a crash."""
+        known = {v["id"] for v in self.catalog.videos("ok")}
+        orphans = self.vectors.shard_video_ids() - known
+        if orphans:
+            report["orphan_shards"] = len(orphans)
+            report["consistent"] = False
+            if repair:
+                for video_id in orphans:
+                    self.vectors.delete_shard(video_id)
 
     # -- numbers ---------------------------------------------------------------------------
     def status(self) -> dict:
         counts = self.catalog.counts()
         info = self.encoder()
         vectors = self.vectors.count(info["dim"]) if info else 0
-        stale = self.catalog.conn.execute("SELECT count(*) FROM videos WHERE status='stale'").fetchone()[0]
         return {
             "library": self.directory,
             "videos": counts["videos"],
             "failed": counts["failed"],
-            "stale": stale,
+            "stale": counts["stale"],
             "clips": counts["clips"],
             "vectors": vectors,
-            "consistent": vectors == counts["clips"] and stale == 0,
+            "consistent": vectors == counts["clips"] and counts["stale"] == 0,
             "duration": round(counts["duration"], 3),
             "searches": counts["searches"],
             "encoder": info["name"] if info else None,
             "embedding_dim": info["dim"] if info else None,
             "clip_seconds": info["clip_seconds"] if info else None,
-            "size_bytes": catalog_size(self.directory),
+            "size_bytes": folder_size(self.directory),
         }
 
     @staticmethod

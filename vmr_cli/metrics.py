@@ -11,6 +11,8 @@ Conventions (all values are fractions 0..1, not percentages):
 - a prediction is ``(start, end, score)``, a ground-truth window ``(start, end)``;
 - ``predictions[q]`` lists query q's predictions, best first (as a submission
   file would); ``ground_truth[q]`` lists its relevant windows;
+- IoU is the true union (Moment-DETR's paired IoU divides by the hull, which
+  equals the union whenever windows overlap and gives 0 otherwise: identical);
 - a query without predictions is a miss (IoU 0, AP 0). Moment-DETR's evaluator
   requires a prediction for every query, so this only makes our numbers
   stricter, never more generous.
@@ -20,26 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-Prediction = tuple  # (start, end, score)
-Window = tuple  # (start, end)
+from vmr_models.moment_head import temporal_iou  # the one definition; re-exported here
 
 # Moment-DETR evaluates at np.linspace(0.5, 0.95, 10), rounded to 2 decimals.
 DEFAULT_THRESHOLDS = np.arange(0.5, 0.96, 0.05)
 MAX_PRED_WINDOWS = 10  # compute_mr_ap keeps the first 10 windows per query
-
-
-def temporal_iou(pred: tuple, gt: tuple) -> float:
-    """Intersection over union of two [start, end] intervals; 0 when both empty.
-
-    Moment-DETR's paired IoU divides by the hull (max end - min start); that
-    equals the true union whenever the windows overlap and the intersection is
-    0 otherwise, so the true union gives identical values.
-    """
-    s1, e1 = float(pred[0]), float(pred[1])
-    s2, e2 = float(gt[0]), float(gt[1])
-    inter = max(0.0, min(e1, e2) - max(s1, s2))
-    union = (e1 - s1) + (e2 - s2) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _best_iou(pred: tuple, gts: list) -> float:

@@ -22,7 +22,7 @@ import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .atomic import atomic_write
+from vmr_models.atomic import atomic_write
 from .errors import VmrError
 from .paths import printable
 from .timecodes import timecode

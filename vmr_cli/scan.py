@@ -27,6 +27,7 @@ class Found:
     path: str
     size: int
     mtime_ns: int
+    fingerprint: str | None = None  # computed only where a move must be told from a new file
 
 
 @dataclass
@@ -35,11 +36,10 @@ class Plan:
 
     add: list = field(default_factory=list)        # (Found, None)
     update: list = field(default_factory=list)     # (Found, catalog row)
-    move: list = field(default_factory=list)       # (Found, catalog row, fingerprint)
+    move: list = field(default_factory=list)       # (Found, catalog row it moved from)
     remove: list = field(default_factory=list)     # catalog rows
     unchanged: int = 0
     failed: list = field(default_factory=list)     # {"path", "error"}
-    fingerprints: dict = field(default_factory=dict)
 
 
 def fingerprint(path: str, size: int) -> str:
@@ -124,17 +124,15 @@ def plan_index(catalog, roots: list[str]) -> Plan:
         if row["status"] == "ok" and row["fingerprint"]:
             gone_by_print.setdefault((row["size"], row["fingerprint"]), []).append(row)
     for item in new:
-        match = None
         try:
-            key = (item.size, fingerprint(item.path, item.size))
-            plan.fingerprints[item.path] = key[1]
-            candidates = gone_by_print.get(key)
-            match = candidates.pop(0) if candidates else None
+            item.fingerprint = fingerprint(item.path, item.size)
         except OSError as exc:
             plan.failed.append({"path": item.path, "error": exc.strerror or str(exc)})
             continue
+        candidates = gone_by_print.get((item.size, item.fingerprint))
+        match = candidates.pop(0) if candidates else None
         if match is not None:
-            plan.move.append((item, match, key[1]))
+            plan.move.append((item, match))
             gone.pop(match["path"], None)
         else:
             plan.add.append((item, None))

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .decode import VideoReader
-from .errors import VmrError, first_line
+from .decode import open_reader
+from .errors import DecodeError, SkipVideo, VmrError
 from .probe import VideoInfo
 
 MAX_QUERY_CHARS = 2000
@@ -66,7 +66,7 @@ class Searcher:
         self.backend = backend
         # Repairs the FAISS cache in memory only: a search never writes the library,
         # so it is safe beside a running index (which repairs and saves for real).
-        self.repaired = library.check(repair=True, save=False)
+        library.check(repair=True, save=False)
 
     def search(self, query: str, options: SearchOptions | None = None, log: bool = True) -> dict:
         options = options or SearchOptions()
@@ -79,9 +79,9 @@ class Searcher:
         for video in self._candidates(q, options):
             try:
                 found = self._search_video(video, q, options, stats)
-            except (RuntimeError, OSError, ValueError) as exc:
+            except (SkipVideo, DecodeError) as exc:
                 # A file that moved or broke since indexing must not end the search.
-                stats.setdefault("skipped", []).append({"video": video["path"], "error": first_line(exc)})
+                stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc)})
                 continue
             moments += found
         moments.sort(key=lambda m: -m["score"])
@@ -104,7 +104,7 @@ class Searcher:
             if video is None or video["status"] != "ok":
                 raise VmrError(f"video not in the library: {options.only_video}")
             return [video]
-        ok = catalog.videos("status='ok'")
+        ok = catalog.videos("ok")
         if len(ok) <= options.max_videos:
             candidate_ids = [v["id"] for v in ok]
         else:
@@ -123,67 +123,54 @@ class Searcher:
 
     # -- steps 2 and 3: one video ---------------------------------------------------------------
     def _search_video(self, video: dict, q: torch.Tensor, options: SearchOptions, stats: dict) -> list[dict]:
-        from models.fusion import clip_scores
-        from models.moment_head import propose_moments
-        from models.selection import exhaustive, select_clips
-
-        shard = self.library.vectors.read_shard(video["id"], video["vectors_token"])
-        clips = self.library.catalog.clips(video["id"])
-        if shard is None or len(shard["clip_ids"]) != len(clips):
-            raise RuntimeError("vectors missing; run 'vmr index' to repair")
-        if not os.path.exists(video["path"]):
-            raise OSError(f"file no longer exists: {video['path']}")
+        clips, shard = self._stored_vectors(video)
         stats["videos_considered"] += 1
-        info = VideoInfo(duration=video["duration"], fps=video["fps"] or 0.0, width=video["width"],
-                         height=video["height"], rotation=video["rotation"] or 0, codec=video.get("codec") or "")
-        reader = VideoReader(video["path"], info, self.encoder.image_size, backend=self.backend)
-        times_all: list[float] = []
-        scores_all: list[float] = []
-        step = 1.0 / options.dense_fps
-
-        def verify(indices: list[int]) -> torch.Tensor:
-            times, owner = [], []
-            for j, idx in enumerate(indices):
-                clip = clips[idx]
-                n = max(1, math.ceil((clip["end"] - clip["start"]) * options.dense_fps - 1e-6))
-                for f in range(n):
-                    t = clip["start"] + (f + 0.5) * step
-                    if t < clip["end"]:
-                        times.append(t)
-                        owner.append(j)
-            frames = reader.frames_at(times)
-            sims = (self.encoder.encode_images(frames) @ q).tolist()
-            stats["frames_decoded"] += len(times)
-            stats["frames_encoded"] += len(times)
-            times_all.extend(times)
-            scores_all.extend(sims)
-            best = [-1.0] * len(indices)
-            for j, s in zip(owner, sims):
-                best[j] = max(best[j], s)
-            return torch.tensor(best)
-
-        n = len(clips)
-        appearance = torch.from_numpy(np.asarray(shard["A"]))
-        baseline = float((appearance @ q).median())  # the video's background level, no decoding
+        verifier = _FrameVerifier(video, clips, q, self.encoder, options.dense_fps, self.backend, stats)
         try:
-            if options.exhaustive:
-                selection = exhaustive(n, verify, chunk=64)
-            else:
-                t = lambda key: torch.from_numpy(np.asarray(shard[key]))  # noqa: E731
-                motion = torch.tensor([c["motion"] or 0.0 for c in clips])
-                prior = clip_scores(q, appearance, t("B"), t("M"), motion)
-                selection = select_clips(prior, verify, initial=options.initial, max_steps=options.max_steps,
-                                         max_clips=options.max_clips)
+            selection = self._select(clips, shard, q, options, verifier)
         finally:
-            reader.close()
+            verifier.close()
         stats["clips_verified"] += len(selection.verified)
         if options.record_selection:
             stats.setdefault("selections", {})[video["path"]] = [
                 [clips[i]["start"], clips[i]["end"]] for i in selection.selected]
-        if not times_all:
+        baseline = float((torch.from_numpy(np.asarray(shard["A"])) @ q).median())  # no decoding
+        return self._moments(video, verifier, baseline, options)
+
+    def _stored_vectors(self, video: dict):
+        """The video's clip rows and shard; SkipVideo when they are gone or the file is."""
+        shard = self.library.vectors.read_shard(video["id"], video["vectors_token"])
+        clips = self.library.catalog.clips(video["id"])
+        if shard is None or len(shard["clip_ids"]) != len(clips):
+            raise SkipVideo("vectors missing; run 'vmr index' to repair")
+        if not os.path.exists(video["path"]):
+            raise SkipVideo(f"file no longer exists: {video['path']}")
+        return clips, shard
+
+    @staticmethod
+    def _select(clips, shard, q, options: SearchOptions, verifier):
+        """Which clips to verify: all of them (exhaustive), or the paper's recursive selection
+        driven by the prior from the stored B, A and M vectors."""
+        from vmr_models.fusion import clip_scores
+        from vmr_models.selection import exhaustive, select_clips
+
+        if options.exhaustive:
+            return exhaustive(len(clips), verifier, chunk=64)
+        stored = lambda key: torch.from_numpy(np.asarray(shard[key]))  # noqa: E731
+        motion = torch.tensor([c["motion"] or 0.0 for c in clips])
+        prior = clip_scores(q, stored("A"), stored("B"), stored("M"), motion)
+        return select_clips(prior, verifier, initial=options.initial, max_steps=options.max_steps,
+                            max_clips=options.max_clips)
+
+    @staticmethod
+    def _moments(video: dict, verifier, baseline: float, options: SearchOptions) -> list[dict]:
+        """The moment head over the verified frames, clipped to the video."""
+        from vmr_models.moment_head import propose_moments
+
+        if not verifier.times:
             return []
-        proposals = propose_moments(torch.tensor(times_all), torch.tensor(scores_all), step,
-                                    top_k=options.per_video, baseline=baseline,
+        proposals = propose_moments(torch.tensor(verifier.times), torch.tensor(verifier.scores),
+                                    1.0 / options.dense_fps, top_k=options.per_video, baseline=baseline,
                                     duration=float(video["duration"]))
         out = []
         for start, end, score in proposals:
@@ -193,3 +180,51 @@ class Searcher:
             out.append({"video": video["path"], "video_id": video["id"], "start": round(start, 3),
                         "end": round(end, 3), "score": round(float(score), 4)})
         return out
+
+
+class _FrameVerifier:
+    """Verifies clips: decodes frames at ``dense_fps`` inside them, encodes them, and keeps
+    every frame's time and query similarity for the moment head.  Each frame is counted
+    once, here."""
+
+    def __init__(self, video, clips, q, encoder, dense_fps: float, backend: str, stats: dict):
+        info = VideoInfo(duration=video["duration"], fps=video["fps"] or 0.0, width=video["width"],
+                         height=video["height"], rotation=video["rotation"] or 0, codec=video.get("codec") or "")
+        self.reader = open_reader(video["path"], info, encoder.image_size, backend=backend)
+        self.video, self.clips, self.q, self.encoder = video, clips, q, encoder
+        self.dense_fps, self.stats = dense_fps, stats
+        self.times: list[float] = []
+        self.scores: list[float] = []
+
+    def __call__(self, indices: list[int]) -> torch.Tensor:
+        times, owner = self._frame_times(indices)
+        frames = self.reader.frames_at(times)
+        sims = (self.encoder.encode_images(frames) @ self.q).tolist()
+        self.stats["frames_decoded"] += len(times)
+        self.stats["frames_encoded"] += len(times)
+        self.times.extend(times)
+        self.scores.extend(sims)
+        best = [-1.0] * len(indices)
+        for j, s in zip(owner, sims):
+            best[j] = max(best[j], s)
+        return torch.tensor(best)
+
+    def _frame_times(self, indices: list[int]) -> tuple[list[float], list[int]]:
+        """Frame centres at dense_fps inside each clip, and which of ``indices`` owns each."""
+        step = 1.0 / self.dense_fps
+        times, owner = [], []
+        for j, idx in enumerate(indices):
+            clip = self.clips[idx]
+            n = max(1, math.ceil((clip["end"] - clip["start"]) * self.dense_fps - 1e-6))
+            for f in range(n):
+                t = clip["start"] + (f + 0.5) * step
+                if t < clip["end"]:
+                    times.append(t)
+                    owner.append(j)
+        return times, owner
+
+    def close(self) -> None:
+        if self.reader.fallback:
+            self.stats.setdefault("fallbacks", []).append({"video": self.video["path"],
+                                                           "reason": self.reader.fallback})
+        self.reader.close()

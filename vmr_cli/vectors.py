@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 
-from .atomic import atomic_write
+from vmr_models.atomic import atomic_write
 
 KINDS = ("A", "B", "M")
 APPROXIMATE_ABOVE = 200_000  # clips; past this the coarse search uses an IVF index

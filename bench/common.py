@@ -1,0 +1,30 @@
+"""What every benchmark shares: where the repository, its outputs and the tiny model are,
+the repository on sys.path (examples/ is not an installed package), and cached worlds.
+
+Benchmarks run as scripts (``python bench/NAME.py``), so this folder is on sys.path and
+``from common import ...`` finds this file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+TINY_MODEL = ROOT / "examples" / "models" / "tiny-clip"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def cached_world(folder: Path, videos: int, duration: float, seed: int) -> list[dict]:
+    """A synthetic world generated once into folder (bench/out/ is kept between runs);
+    returns its QVHighlights-style annotation records."""
+    from examples.synthetic_world import generate_world
+
+    marker = folder / "annotations.jsonl"
+    if not marker.exists():
+        print(f"generating {folder.name} (once)...", file=sys.stderr)
+        generate_world(folder, videos=videos, duration=duration, seed=seed)
+    return [json.loads(line) for line in marker.read_text().splitlines() if line.strip()]

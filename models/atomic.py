@@ -1,0 +1,63 @@
+"""Replace a file so readers see the old or the new version, never a torn one.
+
+The one atomic write of the project: the application's vector shards, FAISS
+cache, pages and predictions, and this package's checkpoints all go through
+it.  Standard library only, so the network package can use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def atomic_write(path: str, write, shared: bool = False) -> None:
+    """Call write(tmp_path) on a temp file beside path, fsync it, then rename it over path.
+
+    ``shared`` gives the file the mode a file the user keeps should have: the
+    mode of the file it replaces, else 0666 less the umask.  Otherwise it
+    keeps mkstemp's 0600 (the library's own files).
+    """
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if shared:
+            usual_mode(tmp, like=path)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def usual_mode(path: str, like: str | None = None) -> None:
+    """mkstemp creates 0600; a file the user keeps gets the mode of the file it replaces
+    (``like``), else 0666 less the umask, like any other new file."""
+    try:
+        mode = os.stat(like).st_mode & 0o7777 if like else None
+    except OSError:
+        mode = None
+    if mode is None:
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    os.chmod(path, mode)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename itself durable; not every file system lets a folder be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

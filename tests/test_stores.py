@@ -1,0 +1,208 @@
+"""The stores alone, on temporary paths, in milliseconds: no media, no model, no CLI.
+
+The catalog (migrations, logging a search and reading it back), the index
+plan on temporary files, and the library's check on hand-made shards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vmr_cli.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog
+from vmr_cli.library import Library
+from vmr_cli.scan import plan_index
+
+DIM = 4
+
+
+# -- catalog ----------------------------------------------------------------------------------
+def test_a_new_catalog_runs_every_named_migration(tmp_path):
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    assert catalog.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+    assert all(callable(step) and name for name, step in MIGRATIONS)
+    assert catalog.videos() == [] and catalog.search() is None
+
+
+def test_an_old_catalog_is_migrated_step_by_step_with_a_backup(tmp_path):
+    path = tmp_path / "catalog.db"
+    conn = sqlite3.connect(path)
+    MIGRATIONS[0][1](conn)  # a catalog as the first vmr left it
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.execute("INSERT INTO videos (path, status, size) VALUES (?, 'ok', 5)", (b"/v/a.mp4",))
+    conn.commit()
+    conn.close()
+    catalog = Catalog(str(path))
+    assert catalog.schema_version() == SCHEMA_VERSION
+    assert catalog.video_by_path("/v/a.mp4")["codec"] is None  # the column step 2 adds
+    backup = sqlite3.connect(f"{path}.v1.bak")
+    assert backup.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+
+
+def test_logging_a_search_and_reading_it_back(tmp_path):
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    odd = os.fsdecode(b"/v/caf\xe9\nnew.mp4")  # not UTF-8, with a newline: bytes survive
+    results = [{"rank": 1, "video": odd, "video_id": 7, "start": 1.5, "end": 4.0, "score": 0.9},
+               {"rank": 2, "video": "/v/b.mp4", "start": 0.0, "end": 2.0, "score": 0.5}]
+    first = catalog.log_search("a red ball", "tiny", {"top_k": 2}, {"frames_encoded": 3}, results)
+    second = catalog.log_search("nothing", "tiny", {}, {}, [])
+    assert second == first + 1
+    logged = catalog.search(first)
+    assert logged["query"] == "a red ball" and logged["options"] == {"top_k": 2}
+    assert logged["stats"] == {"frames_encoded": 3}
+    assert [(r["rank"], r["video"], r["start"], r["end"], r["score"]) for r in logged["results"]] == \
+        [(1, odd, 1.5, 4.0, 0.9), (2, "/v/b.mp4", 0.0, 2.0, 0.5)]
+    assert catalog.search()["id"] == second and catalog.search(second + 5) is None
+    catalog.log_operation("export", {"ranks": [1]}, {"exported": 1}, 0.0)
+    assert [(o["command"], o["arguments"], o["summary"]) for o in catalog.operations()] == \
+        [("export", {"ranks": [1]}, {"exported": 1})]
+
+
+def test_video_rows_keep_their_id_through_update_move_and_stale(tmp_path):
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    with catalog.transaction():
+        vid = catalog.upsert_video({"path": "/v/a.mp4", "root": "/v", "size": 1, "status": "ok"})
+        ids = catalog.replace_clips(vid, [{"idx": i, "start": 2.0 * i, "end": 2.0 * i + 2} for i in range(3)])
+    with catalog.transaction():
+        assert catalog.upsert_video({"path": "/v/a.mp4", "size": 2, "status": "ok"}) == vid
+        catalog.move_video(vid, "/w/b.mp4", "/w", 123)
+    row = catalog.video(vid)
+    assert (row["path"], row["root"], row["size"], row["mtime_ns"]) == ("/w/b.mp4", "/w", 2, 123)
+    assert catalog.clip_ids_of(vid) == ids and catalog.clip_video_ids(ids) == {i: vid for i in ids}
+    with catalog.transaction():
+        catalog.mark_stale(vid, "damaged")
+    assert catalog.videos("stale")[0]["error"] == "damaged" and catalog.clip_ids() == set()
+    assert catalog.counts()["stale"] == 1
+
+
+# -- the index plan -----------------------------------------------------------------------------
+def _file(path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_index_plan_tells_new_unchanged_changed_moved_and_gone(tmp_path):
+    from vmr_cli.scan import fingerprint
+
+    root = tmp_path / "videos"
+    same = _file(root / "same.mp4", b"s" * 100)
+    changed = _file(root / "changed.mp4", b"c" * 100)
+    moved = _file(root / "sub" / "moved here.mp4", b"m" * 100)
+    _file(root / "new.mkv", b"n" * 100)
+    _file(root / "notes.txt", b"not a video")
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+
+    def row(path, size, mtime_ns, fp=None):
+        catalog.upsert_video({"path": str(path), "root": str(root), "size": size, "mtime_ns": mtime_ns,
+                              "fingerprint": fp, "status": "ok"})
+
+    with catalog.transaction():
+        st = same.stat()
+        row(same, st.st_size, st.st_mtime_ns)
+        row(changed, 100, 1)  # an older mtime
+        row(root / "moved.mp4", 100, 1, fingerprint(str(moved), 100))  # where it was
+        row(root / "deleted.mp4", 7, 1)
+        row(tmp_path / "elsewhere" / "kept.mp4", 7, 1)  # outside the scanned root: untouched
+    plan = plan_index(catalog, [str(root)])
+    assert plan.unchanged == 1
+    assert [item.path for item, _ in plan.update] == [str(changed)]
+    assert [(item.path, old["path"]) for item, old in plan.move] == [(str(moved), str(root / "moved.mp4"))]
+    assert [item.path for item, _ in plan.add] == [str(root / "new.mkv")]
+    assert [r["path"] for r in plan.remove] == [str(root / "deleted.mp4")]
+    assert plan.failed == []
+
+
+# -- the library's check on hand-made shards -----------------------------------------------------
+def _put(lib, name: str, clips: int = 3, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
+    vectors = {k: rng.standard_normal((clips, DIM)).astype(np.float32) for k in ("A", "B", "M")}
+    rows = [{"idx": i, "start": 2.0 * i, "end": 2.0 * i + 2} for i in range(clips)]
+    return lib.put_video({"path": f"/v/{name}", "root": "/v", "size": 1, "mtime_ns": 1}, rows, vectors)
+
+
+@pytest.fixture
+def lib(tmp_path):
+    library = Library(str(tmp_path / "lib"))
+    library.record_encoder("hand-made", DIM, 32, 2.0)
+    return library
+
+
+def test_put_move_remove_keep_catalog_shards_and_faiss_in_step(lib):
+    a, b = _put(lib, "a.mp4"), _put(lib, "b.mp4", clips=2, seed=1)
+    lib.save()
+    assert lib.check(deep=True)["consistent"]
+    assert set(lib.vectors.indexed_ids(DIM).tolist()) == lib.catalog.clip_ids()
+    again = _put(lib, "a.mp4", clips=4, seed=2)  # re-indexed: same row, new clips
+    assert again == a and len(lib.catalog.clip_ids_of(a)) == 4
+    lib.move_video(lib.catalog.video(b), "/w/b.mp4", "/w", 2)
+    lib.remove_video(lib.catalog.video(a))
+    lib.save()
+    assert lib.vectors.shard_video_ids() == {b}
+    assert set(lib.vectors.indexed_ids(DIM).tolist()) == lib.catalog.clip_ids()
+    report = lib.check(deep=True)
+    assert report["consistent"] and report["stale_videos"] == []
+
+
+def test_check_repairs_a_lost_shard_a_foreign_shard_an_orphan_and_faiss_drift(lib):
+    a, b, c = _put(lib, "a.mp4"), _put(lib, "b.mp4", seed=1), _put(lib, "c.mp4", seed=2)
+    lib.save()
+    os.unlink(lib.vectors.shard_path(a))                       # deleted by hand
+    lib.vectors.write_shard(b, "another row's token", lib.catalog.clip_ids_of(b),
+                            {k: np.zeros((3, DIM), np.float32) for k in ("A", "B", "M")})
+    lib.vectors.write_shard(99, "orphan", [1000], {k: np.zeros((1, DIM), np.float32) for k in ("A", "B", "M")})
+    lib.vectors.remove(DIM, lib.catalog.clip_ids_of(c)[:1])  # the cache lost one of c's clips
+    lib.vectors.add(DIM, [5000], np.ones((1, DIM), np.float32))  # and holds a clip nobody has
+    report = lib.check(deep=True)
+    assert not report["consistent"]
+    assert report["stale_videos"] == sorted([a, b]) and report["orphan_shards"] == 1
+    assert (report["index_added"], report["index_removed"]) == (1, 1)
+    assert [v["id"] for v in lib.catalog.videos("stale")] == sorted([a, b])
+    assert lib.vectors.shard_video_ids() == {c}
+    assert lib.check(deep=True)["consistent"]
+
+
+def test_a_search_repairs_in_memory_only(lib):
+    a = _put(lib, "a.mp4")
+    lib.save()
+    os.unlink(lib.vectors.shard_path(a))
+    report = lib.check(repair=True, deep=True, save=False)
+    assert report["stale_videos"] == [a]
+    assert lib.catalog.videos("ok")[0]["id"] == a  # nothing written
+
+
+# -- packaging --------------------------------------------------------------------------------
+def test_pip_install_puts_only_vmr_names_into_site_packages(tmp_path):
+    """The repository's models/ folder installs as vmr_models: a bare 'models' would collide."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = tmp_path / "src"  # a copy: building writes build/ and *.egg-info beside the sources
+    for name in ("vmr_cli", "models"):
+        shutil.copytree(os.path.join(repo, name), root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(repo, name), root / name)
+    target = tmp_path / "site"
+    isolation = ["--no-build-isolation"] if _has_setuptools() else []
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *isolation,
+                           "--target", str(target), str(root)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    top = {name for name in os.listdir(target) if not name.endswith(".dist-info")}
+    assert top - {"bin"} == {"vmr_cli", "vmr_models"}
+    # Only what was installed, from an unrelated folder (-I: no cwd, -S: no site-packages).
+    probe = (f"import sys; sys.path.insert(0, {str(target)!r}); import importlib.util as u; "
+             "print(u.find_spec('models') is None, u.find_spec('vmr_models') is not None)")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.split() == ["True", "True"], out.stderr
+
+
+def _has_setuptools() -> bool:
+    try:
+        import setuptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
