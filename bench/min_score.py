@@ -31,7 +31,7 @@ def main() -> None:
         records = generate_world(folder / "videos", videos=4, duration=90, seed=seed)
         library = Library(str(folder / "library"))
         index_paths(library, [str(folder / "videos")], model=str(TINY_MODEL), progress=False)
-        searcher = Searcher(library)
+        searcher = Searcher(library, frame_cache=False)
         present = set()
         for rec in records:
             words = rec["query"].lower().split()

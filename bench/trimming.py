@@ -42,7 +42,7 @@ def run_length(minutes: float, args) -> dict:
     records = records[:: max(1, len(records) // args.queries)][: args.queries]
     library = Library(str(OUT / f"library_{folder.name}"))
     index_paths(library, [str(folder)], model=str(TINY_MODEL), progress=False)
-    searcher = Searcher(library)
+    searcher = Searcher(library, frame_cache=False)  # each mode pays for its own frames
     runs = {"trimmed": [], "exhaustive": []}
     truth, recall = [], []
     for rec in records:

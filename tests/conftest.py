@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,20 @@ def videos(tmp_path):
     make_video(folder / "green.mp4", [("green", 4.0)])
     make_video(folder / "sub" / "pattern.mp4", [("testsrc", 5.0)], audio=True)
     return folder
+
+
+def without_permission_override(cmd: list[str]) -> list[str]:
+    """cmd run so that file permissions apply: as root (CI), without CAP_DAC_OVERRIDE."""
+    if os.geteuid() != 0:
+        return cmd
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if not shutil.which("setpriv") or subprocess.run(prefix + ["true"]).returncode != 0:
+        pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE (setpriv missing or not allowed)")
+    return prefix + cmd
+
+
+def vmr_subprocess(library, *args):
+    cmd = without_permission_override([sys.executable, "-m", "vmr_cli", "--library", str(library),
+                                       *map(str, args)])
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, errors="replace",
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))

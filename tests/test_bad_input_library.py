@@ -13,8 +13,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from conftest import make_video, vmr, vmr_json
-from test_bad_input import vmr_subprocess
+from conftest import make_video, vmr, vmr_json, vmr_subprocess
 
 from vmr_cli.catalog import SCHEMA_VERSION
 

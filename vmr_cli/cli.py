@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import sys
+import time
 
 import click
 
@@ -136,7 +137,10 @@ def results_table(results) -> str:
 @cli.command()
 @click.argument("query")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Moments to return.")
-@click.option("--exhaustive", is_flag=True, help="Verify every clip of every candidate video (the baseline).")
+@click.option("--exhaustive", is_flag=True,
+              help="Decode and encode the fine grid over every clip of every candidate video (the baseline).")
+@click.option("--refine", type=click.IntRange(0, 100), default=3, show_default=True,
+              help="Best moments whose edges are refined with a few decoded frames (0: none, fastest).")
 @click.option("--min-score", type=float, default=None, help="Drop moments scoring below this (-1 keeps all).")
 @click.option("--max-videos", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Candidate videos searched in depth.")
@@ -147,18 +151,25 @@ def results_table(results) -> str:
 @json_option
 @click.pass_context
 @handle_errors
-def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, html_path, open_page, as_json):
+def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, paths_only, html_path, open_page,
+           as_json):
     """Find the moments that match QUERY, best first."""
+    from . import STARTED
     from .errors import VmrError
     from .paths import printable
     from .search import Searcher, SearchOptions, clean_query
 
     clean_query(query)  # an empty query fails before any model loads
     lib = open_library(ctx)
-    options = SearchOptions(top_k=top_k, exhaustive=exhaustive, min_score=min_score, max_videos=max_videos)
+    options = SearchOptions(top_k=top_k, exhaustive=exhaustive, refine=refine, min_score=min_score,
+                            max_videos=max_videos)
     if html_path and lib.readonly:
         raise VmrError(f"--html needs a logged search, and library {lib.directory} is read-only")
-    found = Searcher(lib).search(query, options)
+    startup = time.perf_counter() - STARTED
+    searcher = Searcher(lib)
+    found = searcher.search(query, options, progress=None)
+    found["stats"]["time"] = {"startup": round(startup, 3), "model_load": round(searcher.load_seconds, 3),
+                              **found["stats"]["time"]}
     if html_path:
         _write_page(lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
@@ -174,8 +185,10 @@ def search(ctx, query, top_k, exhaustive, min_score, max_videos, paths_only, htm
         click.echo(results_table(found["results"]))
         label = (f"search {found['search_id']}" if found["search_id"] is not None
                  else "search (not logged: read-only library)")
-        click.echo(f"{label}: {found['stats']['clips_verified']} clips verified in "
-                   f"{found['stats']['videos_considered']} videos, {found['stats']['seconds']:.2f} s", err=True)
+        stats = found["stats"]
+        cached = f", {stats['frames_cached']} from the cache" if stats["frames_cached"] else ""
+        click.echo(f"{label}: {stats['videos_considered']} videos, {stats['frames_encoded']} frames "
+                   f"encoded{cached}, {time.perf_counter() - STARTED:.2f} s in all", err=True)
 
 
 @cli.command()
@@ -248,7 +261,8 @@ def status(ctx, check, as_json):
     click.echo(f"videos    {data['videos']} ({hours:.2f} h), failed {data['failed']}, stale {data['stale']}")
     click.echo(f"clips     {data['clips']}, vectors {data['vectors']} "
                f"({'consistent' if data['consistent'] else 'NOT consistent: run vmr status --check'})")
-    click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB")
+    click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB, of which frame cache "
+               f"{data['frame_cache_bytes'] / 1e6:.1f} MB (safe to delete: frames.db)")
     if report is not None:
         click.echo(f"check     stale {len(report['stale_videos'])} (re-embedded by the next vmr index), "
                    f"orphan shards removed {report['orphan_shards']}, index +{report['index_added']} "

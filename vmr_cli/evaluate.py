@@ -78,7 +78,8 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     if missing:
         raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
     index_paths(library, [videos_dir], model=model, progress=progress)
-    searcher = Searcher(library)
+    # Without the frame cache: each query's cost is what a first search of it costs.
+    searcher = Searcher(library, frame_cache=False)
     base = options or SearchOptions()
     base.top_k, base.exhaustive = top_k, exhaustive
     single_preds, corpus_preds, truth, cost = [], [], [], []
@@ -101,7 +102,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     if predictions_path:
         _write_jsonl(predictions_path, rows)
     n = len(items)
-    keys = ("clips_verified", "frames_decoded", "frames_encoded", "seconds")
+    keys = ("clips_verified", "frames_stored", "frames_decoded", "frames_encoded", "seconds")
     return {
         "n_queries": n,
         "exhaustive": exhaustive,

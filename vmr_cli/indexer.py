@@ -36,11 +36,15 @@ def clip_grid(duration: float, clip_seconds: float) -> list[tuple[float, float]]
 
 
 def grid_times(grid, fps: float) -> list[float]:
-    """First, middle and last frame time of every clip, flattened."""
+    """The frames the index encodes: every clip's first and middle frame, then the video's
+    last frame.  Clip k sees frames 2k, 2k+1 and 2k+2: its last frame is the next clip's
+    first (adjacent clips share their boundary), so N clips cost 2N+1 encoder passes, not 3N."""
     step = 1.0 / (fps or 30.0)
     times = []
     for start, end in grid:
-        times += [start, (start + end) / 2, max(start, end - step)]
+        times += [start, (start + end) / 2]
+    start, end = grid[-1]
+    times.append(max(start, end - step))
     return times
 
 
@@ -120,8 +124,8 @@ def _index_videos(library, work, roots, clip_seconds, encoder, backend, progress
         try:
             if isinstance(result, Exception):
                 raise result
-            info, grid, embeddings, hists, motion, fallback = result
-            _commit_video(library, encoder, item, info, grid, embeddings, hists, motion,
+            info, grid, times, embeddings, hists, motion, fallback = result
+            _commit_video(library, encoder, item, info, grid, times, embeddings, hists, motion,
                           root=_root_of(item.path, roots))
         except DecodeError as exc:
             library.mark_failed(_file_row(item), str(exc))
@@ -151,8 +155,11 @@ def _file_row(item) -> dict:
 
 # -- decode in one thread, encode in this one ---------------------------------------------------
 def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
-    """Producer: ("frames", i, (tensor, clips)) per chunk, then ("done", i, (info, grid, fallback))
-    or ("error", i, DecodeError)."""
+    """Producer: ("frames", i, (tensor, first_is_repeat, clips_done, clips_total)) per chunk of
+    clips, then ("done", i, (info, grid, times, fallback)) or ("error", i, DecodeError).
+
+    A chunk of clips k0..k1-1 holds frames 2k0..2k1, so each clip's three frames are in one
+    chunk; a chunk's first frame is the previous chunk's last (decoded again, not encoded)."""
     for i, (item, _row) in enumerate(work):
         try:
             info = probe(item.path)
@@ -160,11 +167,13 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
             reader = open_reader(item.path, info, size, backend=backend)
             times = grid_times(grid, info.fps)
             try:
-                for at in range(0, len(times), CHUNK_CLIPS * 3):
-                    yield "frames", i, (reader.frames_at(times[at:at + CHUNK_CLIPS * 3]), len(grid))
+                for k0 in range(0, len(grid), CHUNK_CLIPS):
+                    k1 = min(len(grid), k0 + CHUNK_CLIPS)
+                    frames = reader.frames_at(times[2 * k0:2 * k1 + 1])
+                    yield "frames", i, (frames, k0 > 0, k1, len(grid))
             finally:
                 reader.close()
-            yield "done", i, (info, grid, reader.fallback)
+            yield "done", i, (info, grid, times, reader.fallback)
         except DecodeError as exc:
             yield "error", i, exc
         except (RuntimeError, ValueError, OSError) as exc:
@@ -212,10 +221,10 @@ def _in_background(messages, maxsize: int = 4):
 
 
 def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
-    """Yield (item, row, (info, grid, embeddings, histograms, motion, fallback) or DecodeError).
+    """Yield (item, row, (info, grid, times, embeddings, histograms, motion, fallback) or DecodeError).
 
     ``on_clips(item, done, total)`` reports progress inside a video (long
-    videos take minutes).  Of a video only its embeddings and per-clip
+    videos take minutes).  Of a video only its frame embeddings and per-clip
     histograms and motion energy are kept, so memory grows little with its
     length.
     """
@@ -224,15 +233,15 @@ def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
     for kind, i, payload in _in_background(_decode_chunks(work, clip_seconds, encoder.image_size, backend)):
         item, row = work[i]
         if kind == "frames":
-            frames, total = payload
-            embeddings.append(encoder.encode_images(frames))
+            frames, first_is_repeat, done, total = payload
+            embeddings.append(encoder.encode_images(frames[1:] if first_is_repeat else frames))
             measures.append(clip_measures(frames))
             if on_clips is not None:
-                on_clips(item, sum(len(e) for e in embeddings) // 3, total)
+                on_clips(item, done, total)
             continue
         if kind == "done":
-            info, grid, fallback = payload
-            yield item, row, (info, grid, torch.cat(embeddings), torch.cat([h for h, _ in measures]),
+            info, grid, times, fallback = payload
+            yield item, row, (info, grid, times, torch.cat(embeddings), torch.cat([h for h, _ in measures]),
                               torch.cat([m for _, m in measures]), fallback)
         else:
             yield item, row, payload
@@ -240,30 +249,35 @@ def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
 
 
 def clip_measures(frames: torch.Tensor):
-    """(colour histograms [k, 3 frames, 3, bins], motion energy [k]) of k clips' first/middle/last frames."""
+    """(colour histograms [k, 3 frames, 3, bins], motion energy [k]) of the k clips whose
+    frames 2j, 2j+1, 2j+2 (first, middle, last) are given: 2k+1 frames."""
     from vmr_models.bam import colour_histograms, motion_energy
 
     thumbs = torch.nn.functional.interpolate(frames.float(), size=(THUMB, THUMB), mode="area")
-    thumbs = thumbs.to(torch.uint8).view(-1, 3, 3, THUMB, THUMB)  # as before: truncation, same shots
-    hists = colour_histograms(thumbs.flatten(0, 1)).view(thumbs.shape[0], 3, 3, -1)
-    return hists, motion_energy(thumbs[:, 0], thumbs[:, 2])
+    thumbs = thumbs.to(torch.uint8)  # truncation, as the shot threshold was measured with
+    hists = colour_histograms(thumbs)
+    k = (frames.shape[0] - 1) // 2
+    per_clip = torch.stack([hists[0:2 * k:2], hists[1:2 * k:2], hists[2:2 * k + 1:2]], 1)
+    return per_clip, motion_energy(thumbs[0:2 * k:2], thumbs[2:2 * k + 1:2])
 
 
 # -- one video into the library ----------------------------------------------------------------
-def _commit_video(library, encoder, item, info, grid, embeddings, hists, motion, root: str) -> None:
-    """BAM vectors and clip rows of one decoded video, handed to the library if the file
-    is still the one that was decoded."""
+def _commit_video(library, encoder, item, info, grid, times, embeddings, hists, motion, root: str) -> None:
+    """BAM vectors, stored frames and clip rows of one decoded video, handed to the library if
+    the file is still the one that was decoded."""
     from vmr_models.bam import bam_features, shot_ids_from_histograms
 
     n = len(grid)
-    emb = embeddings.view(n, 3, -1)
+    first, middle, last = embeddings[0:2 * n:2], embeddings[1:2 * n:2], embeddings[2:2 * n + 1:2]
     shots = shot_ids_from_histograms(hists[:, 0], hists[:, 1], hists[:, 2])
-    A, B, M = bam_features(emb[:, 0], emb[:, 1], emb[:, 2], shots)
+    A, B, M = bam_features(first, middle, last, shots)
     clips = [{"idx": k, "start": s, "end": e, "shot": int(shots[k]), "motion": float(motion[k])}
              for k, (s, e) in enumerate(grid)]
     fp = _unchanged_fingerprint(item)
+    vectors = {"A": A.numpy(), "B": B.numpy(), "M": M.numpy(), "F": embeddings.numpy(),
+               "F_t": torch.tensor(times, dtype=torch.float32).numpy()}
     library.put_video(dict(_file_row(item), fingerprint=fp, root=root, model=encoder.name, **info.as_row()),
-                      clips, {"A": A.numpy(), "B": B.numpy(), "M": M.numpy()})
+                      clips, vectors)
 
 
 def _unchanged_fingerprint(item) -> str:

@@ -18,6 +18,7 @@ import uuid
 
 from .catalog import Catalog, folder_size
 from .errors import VmrError
+from .frame_cache import FrameCache
 from .lock import is_locked, writer_lock
 from .paths import printable
 from .vectors import VectorStore
@@ -54,6 +55,7 @@ class Library:
         # cannot be logged (the CLI says so).
         self.catalog = Catalog(catalog_path, readonly=self.readonly)
         self.vectors = VectorStore(self.directory)
+        self.frames = FrameCache(self.directory, readonly=self.readonly)
 
     # -- the encoder this library was built with -----------------------------------------
     def encoder(self) -> dict | None:
@@ -113,6 +115,7 @@ class Library:
             self.vectors.write_shard(video_id, token, clip_ids, vectors)
         self.vectors.remove(dim, old_ids)
         self.vectors.add(dim, clip_ids, vectors["A"])
+        self.frames.forget(video_id)
         return video_id
 
     def move_video(self, row: dict, new_path: str, root: str, mtime_ns: int) -> None:
@@ -149,6 +152,7 @@ class Library:
         if dim:
             self.vectors.remove(dim, clip_ids)
         self.vectors.delete_shard(video_id)
+        self.frames.forget(video_id)
 
     def save(self) -> None:
         """Write the FAISS cache if it changed (the shards are written as videos commit)."""
@@ -239,13 +243,15 @@ class Library:
             "embedding_dim": info["dim"] if info else None,
             "clip_seconds": info["clip_seconds"] if info else None,
             "size_bytes": folder_size(self.directory),
+            "frame_cache_bytes": self.frames.size_bytes(),
         }
 
     @staticmethod
     def empty_status(directory: str) -> dict:
         return {"library": directory, "videos": 0, "failed": 0, "stale": 0, "clips": 0, "vectors": 0,
                 "consistent": True, "duration": 0.0, "searches": 0, "encoder": None,
-                "embedding_dim": None, "clip_seconds": None, "size_bytes": 0}
+                "embedding_dim": None, "clip_seconds": None, "size_bytes": 0, "frame_cache_bytes": 0}
 
     def close(self) -> None:
         self.catalog.close()
+        self.frames.close()

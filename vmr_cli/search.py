@@ -1,13 +1,17 @@
-"""``vmr search``: query -> candidate videos -> trimmed clip selection -> moments.
+"""``vmr search``: query -> candidate videos -> windows on the stored timeline -> refined moments.
 
 1. The query is encoded once; FAISS finds the clips whose appearance vector is
    nearest, and their videos become the candidates.
-2. Per candidate, every clip gets a prior score from its stored Background,
-   Appearance and Motion vectors (no decoding).  Recursive selection verifies
-   the best few clips with dense frames, grows toward neighbours of clips that
-   verified well and drops the rest (``exhaustive`` verifies every clip).
-3. The moment head turns the dense frame scores of the verified clips into
-   windows at frame resolution; scores share one scale across videos.
+2. Per candidate, the frames the index already encoded (each clip's first and
+   middle frame, kept in its shard) are scored against the query: a timeline
+   at clip_seconds / 2 with no decoding and no encoding.  The moment head
+   proposes windows on it; they are what the search selects.
+3. One budget of dense frames per query, spent on the best windows across
+   all videos: frames on a fine grid between a window's edge and its
+   neighbour outside are decoded and encoded (or taken from the frame cache)
+   and move the edge to where the similarity crosses over.
+``exhaustive`` instead decodes and encodes the fine grid over every clip: the
+baseline that trimming is measured against.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,6 +30,12 @@ from .errors import DecodeError, SkipVideo, VmrError
 from .probe import VideoInfo
 
 MAX_QUERY_CHARS = 2000
+ENCODE_BATCH = 256  # dense frames decoded and encoded per step (bounds memory in exhaustive search)
+# Weight of a window's contrast with the frames around it, against its own level, in the moment
+# head's score.  Measured on the stored timeline (synthetic worlds of seeds 0, 1, 2, 10 x 120 s,
+# tiny CLIP): 0.25 beat 0, 0.5, 0.75 and 1.0 (the dense-timeline value) on every seed, per video
+# and in the corpus (bench/RESULTS.md).
+CONTRAST = 0.25
 
 
 @dataclass
@@ -32,14 +43,12 @@ class SearchOptions:
     top_k: int = 10
     exhaustive: bool = False
     min_score: float | None = None   # None: keep everything
-    max_videos: int = 10             # candidate videos verified per query
-    dense_fps: float = 4.0           # frames per second decoded inside verified clips
-    initial: int = 8                 # clips verified in the first selection step
-    max_steps: int = 4
-    max_clips: int | None = None     # verification budget per video
+    max_videos: int = 10             # candidate videos searched per query
+    dense_fps: float = 4.0           # the fine grid of frames decoded where search looks closer
+    refine: int = 3                  # best windows (across videos) whose edges get dense frames
     per_video: int = 5               # moments kept per video before the global ranking
     only_video: str | None = None    # restrict to one video (moment retrieval in eval)
-    record_selection: bool = False   # stats["selections"]: the clips finally selected, per video
+    record_selection: bool = False   # stats["selections"]: the clips the windows cover, per video
 
 
 def clean_query(query: str) -> str:
@@ -51,44 +60,68 @@ def clean_query(query: str) -> str:
     return text[:MAX_QUERY_CHARS]
 
 
+class Timer:
+    """Seconds per named stage, summed over a query."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+    def rounded(self) -> dict:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
+
+
 class Searcher:
     """Holds the encoder so that many queries (eval, benchmarks) share one load."""
 
-    def __init__(self, library, encoder=None, backend: str = "torchcodec"):
+    def __init__(self, library, encoder=None, backend: str = "torchcodec", frame_cache: bool = True):
+        """``frame_cache`` False neither reads nor writes the frame cache (benchmarks that compare
+        search modes on one library, so that one mode does not encode for the other)."""
         from .encoders import ClipEncoder
 
         self.library = library
         self.info = library.require_encoder()
+        started = time.perf_counter()
         self.encoder = encoder or ClipEncoder(self.info["name"])
+        self.load_seconds = time.perf_counter() - started
         if self.encoder.name != self.info["name"] or self.encoder.dim != self.info["dim"]:
             raise VmrError(f"library was built with encoder '{self.info['name']}', not "
                            f"'{self.encoder.name}'; search with the same model, or rebuild the library")
         self.backend = backend
-        # Repairs the FAISS cache in memory only: a search never writes the library,
-        # so it is safe beside a running index (which repairs and saves for real).
+        self.frame_cache = library.frames if frame_cache else None
+        # Repairs the FAISS cache in memory only: a search never writes the catalog or the
+        # vectors, so it is safe beside a running index (which repairs and saves for real).
         library.check(repair=True, save=False)
 
-    def search(self, query: str, options: SearchOptions | None = None, log: bool = True) -> dict:
+    def search(self, query: str, options: SearchOptions | None = None, log: bool = True,
+               progress: bool | None = False) -> dict:
         options = options or SearchOptions()
-        started = time.time()
+        started = time.perf_counter()
+        timer = Timer()
         text = clean_query(query)
-        q = self.encoder.encode_text([text])[0]
-        stats = {"videos_considered": 0, "clips_verified": 0, "frames_decoded": 0,
-                 "frames_encoded": 0, "seconds": 0.0}
-        moments = []
-        for video in self._candidates(q, options):
-            try:
-                found = self._search_video(video, q, options, stats)
-            except (SkipVideo, DecodeError) as exc:
-                # A file that moved or broke since indexing must not end the search.
-                stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc)})
-                continue
-            moments += found
+        with timer("text_encode"):
+            q = self.encoder.encode_text([text])[0]
+        stats = {"videos_considered": 0, "clips_verified": 0, "frames_stored": 0, "frames_cached": 0,
+                 "frames_decoded": 0, "frames_encoded": 0, "seconds": 0.0}
+        with timer("vectors"):
+            videos = [v for v in (self._stored(video, q, stats) for video in self._candidates(q, options)) if v]
+        if options.exhaustive:
+            moments = self._exhaustive(videos, q, options, stats, timer, progress)
+        else:
+            moments = self._trimmed(videos, q, options, stats, timer, progress)
         moments.sort(key=lambda m: -m["score"])
         if options.min_score is not None:
             moments = [m for m in moments if m["score"] >= options.min_score]
         results = [dict(rank=i + 1, **m) for i, m in enumerate(moments[:options.top_k])]
-        stats["seconds"] = round(time.time() - started, 3)
+        stats["seconds"] = round(time.perf_counter() - started, 3)
+        stats["time"] = timer.rounded()
         search_id = None
         if log:
             search_id = self.library.catalog.log_search(text, self.info["name"], asdict(options), stats, results)
@@ -121,21 +154,23 @@ class Searcher:
         by_id = {v["id"]: v for v in ok}
         return [by_id[i] for i in candidate_ids if i in by_id]
 
-    # -- steps 2 and 3: one video ---------------------------------------------------------------
-    def _search_video(self, video: dict, q: torch.Tensor, options: SearchOptions, stats: dict) -> list[dict]:
-        clips, shard = self._stored_vectors(video)
-        stats["videos_considered"] += 1
-        verifier = _FrameVerifier(video, clips, q, self.encoder, options.dense_fps, self.backend, stats)
+    # -- step 2: the stored timeline of each candidate ---------------------------------------------
+    def _stored(self, video: dict, q: torch.Tensor, stats: dict):
+        """The video with its stored timeline scored against q, or None when it must be skipped."""
         try:
-            selection = self._select(clips, shard, q, options, verifier)
-        finally:
-            verifier.close()
-        stats["clips_verified"] += len(selection.verified)
-        if options.record_selection:
-            stats.setdefault("selections", {})[video["path"]] = [
-                [clips[i]["start"], clips[i]["end"]] for i in selection.selected]
-        baseline = float((torch.from_numpy(np.asarray(shard["A"])) @ q).median())  # no decoding
-        return self._moments(video, verifier, baseline, options)
+            clips, shard = self._stored_vectors(video)
+        except SkipVideo as exc:
+            stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc)})
+            return None
+        stats["videos_considered"] += 1
+        if "F" in shard:
+            times = np.asarray(shard["F_t"], dtype=np.float64)
+            sims = np.asarray(shard["F"], dtype=np.float32) @ q.numpy()
+        else:  # a shard from before frames were stored: the middle frames only
+            times = np.array([(c["start"] + c["end"]) / 2 for c in clips], dtype=np.float64)
+            sims = np.asarray(shard["A"], dtype=np.float32) @ q.numpy()
+        stats["frames_stored"] += len(times)
+        return _Video(video, clips, times, sims.astype(np.float64))
 
     def _stored_vectors(self, video: dict):
         """The video's clip rows and shard; SkipVideo when they are gone or the file is."""
@@ -147,84 +182,207 @@ class Searcher:
             raise SkipVideo(f"file no longer exists: {video['path']}")
         return clips, shard
 
-    @staticmethod
-    def _select(clips, shard, q, options: SearchOptions, verifier):
-        """Which clips to verify: all of them (exhaustive), or the paper's recursive selection
-        driven by the prior from the stored B, A and M vectors."""
-        from vmr_models.fusion import clip_scores
-        from vmr_models.selection import exhaustive, select_clips
-
-        if options.exhaustive:
-            return exhaustive(len(clips), verifier, chunk=64)
-        stored = lambda key: torch.from_numpy(np.asarray(shard[key]))  # noqa: E731
-        motion = torch.tensor([c["motion"] or 0.0 for c in clips])
-        prior = clip_scores(q, stored("A"), stored("B"), stored("M"), motion)
-        return select_clips(prior, verifier, initial=options.initial, max_steps=options.max_steps,
-                            max_clips=options.max_clips)
-
-    @staticmethod
-    def _moments(video: dict, verifier, baseline: float, options: SearchOptions) -> list[dict]:
-        """The moment head over the verified frames, clipped to the video."""
+    # -- trimmed: windows on the stored timeline, edges refined with a few dense frames -------------
+    def _trimmed(self, videos, q, options: SearchOptions, stats: dict, timer: Timer, progress) -> list[dict]:
         from vmr_models.moment_head import propose_moments
 
-        if not verifier.times:
-            return []
-        proposals = propose_moments(torch.tensor(verifier.times), torch.tensor(verifier.scores),
-                                    1.0 / options.dense_fps, top_k=options.per_video, baseline=baseline,
-                                    duration=float(video["duration"]))
-        out = []
-        for start, end, score in proposals:
-            start, end = max(0.0, float(start)), min(float(video["duration"]), float(end))
-            if end - start <= 1e-3:
+        windows = []
+        with timer("moment_head"):
+            for v in videos:
+                found = propose_moments(torch.from_numpy(v.times), torch.from_numpy(v.sims), v.step,
+                                        top_k=options.per_video, baseline=v.baseline, duration=v.duration,
+                                        alpha=CONTRAST)
+                windows += [(v, start, end, score) for start, end, score in found]
+        windows.sort(key=lambda w: -w[3])
+        if options.record_selection:
+            for v in videos:
+                spans = [(s, e) for w, s, e, _ in windows if w is v]
+                stats.setdefault("selections", {})[v.path] = [
+                    [c["start"], c["end"]] for c in v.clips if any(c["start"] < e and c["end"] > s for s, e in spans)]
+        best = windows[:options.refine]
+        refined = {}
+        from .progress import progress as bar_for
+
+        bar = bar_for(len(best), "refining", "moment", enabled=progress)
+        for v in dict.fromkeys(w[0] for w in best):
+            mine = [(w, _edges(w, options.dense_fps)) for w in best if w[0] is v]
+            times = sorted({x for _w, edges in mine for edge in edges for x in edge[-1]})
+            try:
+                with _FrameSource(self.frame_cache, v, self.encoder, self.backend, q, stats, timer) as frames:
+                    sims = dict(zip(times, frames.similarities(times))) if times else {}
+            except DecodeError as exc:  # the file broke since indexing: its stored windows stand
+                stats.setdefault("skipped", []).append({"video": v.path, "error": str(exc)})
                 continue
-            out.append({"video": video["path"], "video_id": video["id"], "start": round(start, 3),
-                        "end": round(end, 3), "score": round(float(score), 4)})
+            for w, edges in mine:
+                stats["clips_verified"] += len(edges)
+                refined[id(w)] = _refined(w, edges, sims)
+                bar.update(1)
+        bar.close()
+        out = []
+        for w in windows:
+            v, start, end, score = w
+            start, end = refined.get(id(w), (start, end))
+            out += _moment(v, start, end, score)
+        return out
+
+    # -- exhaustive: the fine grid over every clip ---------------------------------------------------
+    def _exhaustive(self, videos, q, options: SearchOptions, stats: dict, timer: Timer, progress) -> list[dict]:
+        from vmr_models.moment_head import propose_moments
+
+        from .progress import progress as bar_for
+
+        out = []
+        bar = bar_for(len(videos), "verifying", "video", enabled=progress)
+        for v in videos:
+            times = [t for c in v.clips for t in dense_grid(c["start"], c["end"], options.dense_fps)]
+            try:
+                with _FrameSource(self.frame_cache, v, self.encoder, self.backend, q, stats, timer) as frames:
+                    sims = frames.similarities(times)
+            except DecodeError as exc:
+                stats.setdefault("skipped", []).append({"video": v.path, "error": str(exc)})
+                continue
+            stats["clips_verified"] += len(v.clips)
+            with timer("moment_head"):
+                found = propose_moments(torch.tensor(times), torch.tensor(sims), 1.0 / options.dense_fps,
+                                        top_k=options.per_video, baseline=v.baseline, duration=v.duration,
+                                        alpha=CONTRAST)
+            for start, end, score in found:
+                out += _moment(v, start, end, score)
+            bar.update(1)
+        bar.close()
         return out
 
 
-class _FrameVerifier:
-    """Verifies clips: decodes frames at ``dense_fps`` inside them, encodes them, and keeps
-    every frame's time and query similarity for the moment head.  Each frame is counted
-    once, here."""
+class _Video:
+    """A candidate video with its stored timeline: frame times and their query similarity."""
 
-    def __init__(self, video, clips, q, encoder, dense_fps: float, backend: str, stats: dict):
-        info = VideoInfo(duration=video["duration"], fps=video["fps"] or 0.0, width=video["width"],
-                         height=video["height"], rotation=video["rotation"] or 0, codec=video.get("codec") or "")
-        self.reader = open_reader(video["path"], info, encoder.image_size, backend=backend)
-        self.video, self.clips, self.q, self.encoder = video, clips, q, encoder
-        self.dense_fps, self.stats = dense_fps, stats
-        self.times: list[float] = []
-        self.scores: list[float] = []
+    def __init__(self, row: dict, clips: list[dict], times: np.ndarray, sims: np.ndarray):
+        self.row, self.clips, self.times, self.sims = row, clips, times, sims
+        self.path, self.duration = row["path"], float(row["duration"])
+        gaps = np.diff(times)
+        self.step = float(np.median(gaps)) if len(gaps) else max(self.duration, 1e-3)
+        self.baseline = float(np.median(sims))  # the video's background level, no decoding
 
-    def __call__(self, indices: list[int]) -> torch.Tensor:
-        times, owner = self._frame_times(indices)
-        frames = self.reader.frames_at(times)
-        sims = (self.encoder.encode_images(frames) @ self.q).tolist()
-        self.stats["frames_decoded"] += len(times)
-        self.stats["frames_encoded"] += len(times)
-        self.times.extend(times)
-        self.scores.extend(sims)
-        best = [-1.0] * len(indices)
-        for j, s in zip(owner, sims):
-            best[j] = max(best[j], s)
-        return torch.tensor(best)
 
-    def _frame_times(self, indices: list[int]) -> tuple[list[float], list[int]]:
-        """Frame centres at dense_fps inside each clip, and which of ``indices`` owns each."""
-        step = 1.0 / self.dense_fps
-        times, owner = [], []
-        for j, idx in enumerate(indices):
-            clip = self.clips[idx]
-            n = max(1, math.ceil((clip["end"] - clip["start"]) * self.dense_fps - 1e-6))
-            for f in range(n):
-                t = clip["start"] + (f + 0.5) * step
-                if t < clip["end"]:
-                    times.append(t)
-                    owner.append(j)
-        return times, owner
+def dense_grid(start: float, end: float, fps: float) -> list[float]:
+    """Times of the fine grid (k + 0.5) / fps inside [start, end): the same grid in every search,
+    so the frame cache can match frames by time."""
+    first = math.ceil(start * fps - 0.5 - 1e-9)
+    times = []
+    k = first
+    while (k + 0.5) / fps < end - 1e-9:
+        if (k + 0.5) / fps >= start - 1e-9:
+            times.append((k + 0.5) / fps)
+        k += 1
+    return times
 
-    def close(self) -> None:
-        if self.reader.fallback:
-            self.stats.setdefault("fallbacks", []).append({"video": self.video["path"],
-                                                           "reason": self.reader.fallback})
-        self.reader.close()
+
+def _edges(window, dense_fps: float) -> list[tuple]:
+    """The edges of a window that can move: (side, t_out, s_out, t_in, s_in, inside level, fine-grid
+    times strictly between the stored frame outside and the first (last) stored frame inside)."""
+    v, start, end, _score = window
+    t, s = v.times, v.sims
+    inside = (t >= start) & (t <= end)
+    if not inside.any():
+        return []
+    first, last = int(np.argmax(inside)), len(t) - 1 - int(np.argmax(inside[::-1]))
+    level = float(s[first:last + 1].mean())
+    edges = []
+    for side, out, into in (("start", first - 1, first), ("end", last + 1, last)):
+        if 0 <= out < len(t):
+            lo, hi = sorted((t[out], t[into]))
+            between = [x for x in dense_grid(lo, hi, dense_fps) if lo + 1e-9 < x < hi - 1e-9]
+            if between:
+                edges.append((side, t[out], s[out], t[into], s[into], level, between))
+    return edges
+
+
+def _refined(window, edges, sims: dict) -> tuple[float, float]:
+    """The window with each edge moved to where the fine-grid similarity crosses over.
+
+    Between the stored frame outside and the one inside, the cut is put where it best
+    separates the two: it maximises the summed margin, over (outside + inside level) / 2,
+    of the samples on the inside of the cut."""
+    _v, start, end, _score = window
+    for side, t_out, s_out, t_in, s_in, level, between in edges:
+        xs = [t_out] + (between if side == "start" else between[::-1]) + [t_in]  # outside -> inside
+        ys = [s_out] + [sims[x] for x in xs[1:-1]] + [s_in]
+        threshold = (s_out + level) / 2
+        margins = [y - threshold for y in ys]
+        best, cut = -math.inf, 1
+        for c in range(1, len(xs)):  # samples [c:] are inside; the stored ones keep their side
+            value = sum(margins[c:])
+            if value > best:
+                best, cut = value, c
+        edge = (xs[cut - 1] + xs[cut]) / 2
+        if side == "start":
+            start = edge
+        else:
+            end = edge
+    return start, end
+
+
+def _moment(v: _Video, start: float, end: float, score: float) -> list[dict]:
+    start, end = max(0.0, float(start)), min(v.duration, float(end))
+    if end - start <= 1e-3:
+        return []
+    return [{"video": v.path, "video_id": v.row["id"], "start": round(start, 3), "end": round(end, 3),
+             "score": round(float(score), 4)}]
+
+
+class _FrameSource:
+    """Embeddings of a video's frames at fine-grid times: from the frame cache where it has
+    them, else decoded and encoded (then cached).  Each frame is counted once, here."""
+
+    def __init__(self, cache, video: _Video, encoder, backend: str, q: torch.Tensor, stats: dict,
+                 timer: Timer):
+        self.cache, self.video, self.encoder, self.backend = cache, video, encoder, backend
+        self.q, self.stats, self.timer = q.float(), stats, timer
+        self.reader = None
+
+    def __enter__(self):
+        return self
+
+    def similarities(self, times: list[float]) -> list[float]:
+        """Query similarity of the frames at times."""
+        return (self.embeddings(times) @ self.q).tolist()
+
+    def embeddings(self, times: list[float]) -> torch.Tensor:
+        row = self.video.row
+        keys = [int(round(t * 1000)) for t in times]
+        cache = self.cache
+        found = cache.get(row["id"], row["vectors_token"], keys, self.encoder.dim) if cache else {}
+        missing = [t for t, k in zip(times, keys) if k not in found]
+        self.stats["frames_cached"] += len(times) - len(missing)
+        fresh = {}
+        for at in range(0, len(missing), ENCODE_BATCH):
+            part = missing[at:at + ENCODE_BATCH]
+            with self.timer("decode"):
+                pixels = self._reader().frames_at(part)
+            with self.timer("encode"):
+                encoded = self.encoder.encode_images(pixels)
+            self.stats["frames_decoded"] += len(part)
+            self.stats["frames_encoded"] += len(part)
+            # Kept as the cache keeps them (float16), so a search gives the same answer whether
+            # its frames were just encoded or came from the cache.
+            fresh.update({int(round(t * 1000)): e.numpy().astype(np.float16) for t, e in zip(part, encoded)})
+        if fresh and cache:
+            cache.put(row["id"], row["vectors_token"], fresh)
+        return torch.from_numpy(np.stack([
+            np.asarray(found[k] if k in found else fresh[k], dtype=np.float32) for k in keys]))
+
+    def _reader(self):
+        if self.reader is None:
+            row = self.video.row
+            info = VideoInfo(duration=row["duration"], fps=row["fps"] or 0.0, width=row["width"],
+                             height=row["height"], rotation=row["rotation"] or 0, codec=row.get("codec") or "")
+            self.reader = open_reader(row["path"], info, self.encoder.image_size, backend=self.backend)
+        return self.reader
+
+    def __exit__(self, *exc):
+        if self.reader is not None:
+            if self.reader.fallback:
+                self.stats.setdefault("fallbacks", []).append({"video": self.video.path,
+                                                               "reason": self.reader.fallback})
+            self.reader.close()
+        return False

@@ -1,8 +1,11 @@
 """Vector storage: one safetensors shard per video, one FAISS index over them.
 
-The shards are the truth: each holds a video's clip ids and its Background,
-Appearance and Motion index vectors, with a token that ties it to the catalog
-row that was committed with it.  The FAISS file (appearance vectors of every
+The shards are the truth: each holds a video's clip ids, its Background,
+Appearance and Motion index vectors, and the embeddings of the frames the
+index encoded (``F``, float16, at times ``F_t``: each clip's first and middle
+frame and the video's last), with a token that ties it to the catalog row
+that was committed with it.  The stored frames are the search's timeline:
+query-independent, so a search pays for the query, not for the library.  The FAISS file (appearance vectors of every
 clip, ID-mapped by clip row id) is a cache for the coarse search: written
 atomically, checked against the catalog every time it is opened, and repaired
 from the shards when they disagree.  A shard that is missing or does not match
@@ -17,6 +20,7 @@ import os
 from vmr_models.atomic import atomic_write
 
 KINDS = ("A", "B", "M")
+FRAMES, FRAME_TIMES = "F", "F_t"  # optional: shards written before vmr 0.2 lack them
 APPROXIMATE_ABOVE = 200_000  # clips; past this the coarse search uses an IVF index
 
 
@@ -46,6 +50,9 @@ class VectorStore:
         tensors = {"clip_ids": np.asarray(clip_ids, dtype=np.int64)}
         for kind in KINDS:
             tensors[kind] = np.ascontiguousarray(vectors[kind], dtype=np.float32)
+        if FRAMES in vectors:  # cosines from float16 unit vectors are within ~1e-3 of float32
+            tensors[FRAMES] = np.ascontiguousarray(vectors[FRAMES], dtype=np.float16)
+            tensors[FRAME_TIMES] = np.ascontiguousarray(vectors[FRAME_TIMES], dtype=np.float32)
         atomic_write(self.shard_path(video_id),
                      lambda tmp: save_file(tensors, tmp, metadata={"token": token}))
 

@@ -1,0 +1,96 @@
+"""Search pays for the query, not for the library again: stored frames and the frame cache."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import make_video, vmr_json, vmr_subprocess
+
+from vmr_cli.library import Library
+
+
+def test_index_encodes_2n_plus_1_frames_and_stores_them(tiny_model, tmp_path, monkeypatch):
+    """Adjacent clips share their boundary frame: 3 clips cost 7 encoder passes, not 9."""
+    from vmr_cli.encoders import ClipEncoder
+
+    counted = []
+    real = ClipEncoder.encode_images
+
+    def counting(self, frames):
+        counted.append(frames.shape[0])
+        return real(self, frames)
+
+    monkeypatch.setattr(ClipEncoder, "encode_images", counting)
+    make_video(tmp_path / "v" / "three clips.mp4", [("red", 2.0), ("blue", 2.0), ("green", 2.0)])
+    vmr_json("index", tmp_path / "v", "--model", tiny_model)
+    assert sum(counted) == 7
+    lib = Library()
+    video = lib.catalog.videos("ok")[0]
+    shard = lib.vectors.read_shard(video["id"], video["vectors_token"])
+    assert shard["F"].shape == (7, lib.encoder()["dim"]) and shard["F"].dtype == np.float16
+    assert np.allclose(shard["F_t"], [0, 1, 2, 3, 4, 5, 5.9], atol=1e-6)  # last: the final frame (10 fps)
+    # A is the middle frame of each clip, exactly as stored in F (up to float16)
+    assert np.allclose(shard["A"], shard["F"][1::2].astype(np.float32), atol=2e-3)
+
+
+def test_search_reuses_frames_and_a_changed_video_drops_them(indexed_videos):
+    folder = indexed_videos
+    first = vmr_json("search", "blue", "--refine", "3")
+    s = first["stats"]
+    assert s["frames_encoded"] > 0 and s["frames_encoded"] == s["frames_decoded"] and s["frames_cached"] == 0
+    assert s["frames_stored"] > 0
+    assert {"startup", "model_load", "text_encode", "vectors", "moment_head", "decode", "encode"} <= set(s["time"])
+    again = vmr_json("search", "blue", "--refine", "3")
+    assert again["stats"]["frames_encoded"] == 0 and again["stats"]["frames_cached"] == s["frames_encoded"]
+    assert [(r["video"], r["start"], r["end"]) for r in again["results"]] == \
+        [(r["video"], r["start"], r["end"]) for r in first["results"]]
+    assert vmr_json("status")["frame_cache_bytes"] > 0
+    # The video changes: re-indexing gives it a new version, and the cache forgets the old frames.
+    top = first["results"][0]["video"]
+    make_video(top, [("blue", 3.0), ("yellow", 3.0)])
+    assert vmr_json("index", folder)["updated"] == 1
+    after = vmr_json("search", "blue", "--refine", "3")
+    assert after["stats"]["frames_encoded"] > 0
+
+
+def test_refine_0_decodes_and_encodes_nothing(indexed_videos):
+    found = vmr_json("search", "green", "--refine", "0")
+    assert found["results"] and found["stats"]["frames_encoded"] == found["stats"]["frames_decoded"] == 0
+
+
+def test_a_shard_without_stored_frames_is_still_searched(indexed_videos):
+    """Libraries indexed before frames were stored: the timeline falls back to the middle frames."""
+    from safetensors.numpy import load_file, save_file
+
+    lib = Library()
+    for video in lib.catalog.videos("ok"):
+        path = lib.vectors.shard_path(video["id"])
+        tensors = {k: v for k, v in load_file(path).items() if k not in ("F", "F_t")}
+        save_file(tensors, path, metadata={"token": video["vectors_token"]})
+    found = vmr_json("search", "green", "--refine", "0")
+    clips = vmr_json("status")["clips"]
+    assert found["results"] and found["stats"]["frames_stored"] == clips  # one (middle) frame per clip
+
+
+def test_a_read_only_library_reads_the_frame_cache_and_writes_nothing(indexed_videos, isolated_library):
+    import json
+
+    vmr_json("search", "blue")
+    size = os.path.getsize(isolated_library / "frames.db")
+    os.chmod(isolated_library, 0o555)
+    try:
+        done = vmr_subprocess(isolated_library, "search", "blue", "--json")
+    finally:
+        os.chmod(isolated_library, 0o755)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)["stats"]
+    assert stats["frames_cached"] > 0 and stats["frames_encoded"] == 0
+    assert os.path.getsize(isolated_library / "frames.db") == size
+
+
+@pytest.fixture
+def indexed_videos(videos, tiny_model):
+    vmr_json("index", videos, "--model", tiny_model)
+    return videos

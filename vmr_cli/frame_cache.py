@@ -1,0 +1,113 @@
+"""Dense frame embeddings a search encoded, kept so that no frame is ever encoded twice.
+
+Frame embeddings do not depend on the query: once a search has decoded and
+encoded the frame of a video at some time, every later search can reuse it.
+They live in their own SQLite file (``frames.db``), never in the catalog, so
+the cache can never put the library at risk:
+
+- searches write it beside a running ``vmr index`` (WAL; short transactions;
+  a write that cannot get the lock in time is simply skipped);
+- a crash leaves nothing half-written (each batch is one transaction);
+- every entry carries the vectors token of the video it was computed from: a
+  changed video gets a new token, so its old entries never match, and the
+  library deletes them whenever it replaces or removes a video;
+- a read-only library reads it (if present) and writes nothing;
+- deleting ``frames.db`` loses nothing but time.
+
+Times are kept in whole milliseconds (search decodes on a fixed grid).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+FILE_NAME = "frames.db"
+
+
+class FrameCache:
+    def __init__(self, directory: str, readonly: bool = False):
+        self.path = os.path.join(directory, FILE_NAME)
+        self.readonly = readonly
+        self._conn = None
+
+    def _connect(self):
+        if self._conn is None:
+            if self.readonly:
+                if not os.path.exists(self.path):
+                    return None
+                from .catalog import _uri_path
+
+                self._conn = sqlite3.connect(f"file:{_uri_path(self.path)}?mode=ro", uri=True,
+                                             isolation_level=None, timeout=1)
+            else:
+                self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=2)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("CREATE TABLE IF NOT EXISTS frames (video_id INTEGER NOT NULL, "
+                                   "token TEXT NOT NULL, t_ms INTEGER NOT NULL, embedding BLOB NOT NULL, "
+                                   "PRIMARY KEY (video_id, t_ms))")
+        return self._conn
+
+    def get(self, video_id: int, token: str, times_ms: list[int], dim: int) -> dict:
+        """{t_ms: float16 numpy vector} for the times this cache holds for that video version."""
+        import numpy as np
+
+        try:
+            conn = self._connect()
+            if conn is None:
+                return {}
+            found = {}
+            for at in range(0, len(times_ms), 500):
+                part = times_ms[at:at + 500]
+                marks = ",".join("?" * len(part))
+                for t_ms, blob in conn.execute(
+                        f"SELECT t_ms, embedding FROM frames WHERE video_id=? AND token=? AND t_ms IN ({marks})",
+                        [video_id, token, *part]):
+                    vector = np.frombuffer(blob, dtype=np.float16)
+                    if vector.shape == (dim,):
+                        found[t_ms] = vector
+            return found
+        except sqlite3.Error:  # a damaged or busy cache is an empty one
+            return {}
+
+    def put(self, video_id: int, token: str, vectors: dict) -> None:
+        """Store {t_ms: vector} for that video version; best effort, never an error."""
+        import numpy as np
+
+        if self.readonly or not vectors:
+            return
+        rows = [(video_id, token, int(t), np.asarray(v, dtype=np.float16).tobytes()) for t, v in vectors.items()]
+        try:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error:
+            pass  # disk full, locked by another writer for too long, damaged: search goes on
+
+    def forget(self, video_id: int) -> None:
+        """Drop a video's entries (it was re-indexed or removed)."""
+        if self.readonly or not os.path.exists(self.path):
+            return
+        try:
+            self._connect().execute("DELETE FROM frames WHERE video_id=?", (video_id,))
+        except sqlite3.Error:
+            pass  # its entries carry the old token and can never match
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(self.path + suffix)
+            except OSError:
+                pass
+        return total
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
