@@ -95,14 +95,20 @@ class _WindowScorer:
 
 def nms(proposals: list[tuple[float, float, float]], iou: float,
         limit: int | None = None) -> list[tuple[float, float, float]]:
-    """Greedy temporal NMS: keep the best, drop others overlapping it by > iou."""
+    """Greedy temporal NMS: keep the best, drop others overlapping it by > iou, and any window
+    that lies inside a kept one or holds one (a nested window is the same moment again)."""
     kept: list[tuple[float, float, float]] = []
     for p in sorted(proposals, key=lambda p: -p[2]):
         if limit is not None and len(kept) >= limit:
             break
-        if all(temporal_iou(p[:2], k[:2]) <= iou for k in kept):
+        if all(temporal_iou(p[:2], k[:2]) <= iou and not _nested(p, k) for k in kept):
             kept.append(p)
     return kept
+
+
+def _nested(a, b, eps: float = 1e-6) -> bool:
+    """One window lies inside the other."""
+    return (a[0] >= b[0] - eps and a[1] <= b[1] + eps) or (b[0] >= a[0] - eps and b[1] <= a[1] + eps)
 
 
 def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_k: int = 5,

@@ -188,6 +188,9 @@ def test_moment_head_respects_gaps_and_nms():
     assert all(not (s < 33 and e > 35) for s, e, _ in moments)
     dups = [(0.0, 10.0, 0.9), (0.5, 10.0, 0.8), (20.0, 30.0, 0.7)]
     assert nms(dups, 0.5) == [(0.0, 10.0, 0.9), (20.0, 30.0, 0.7)]
+    # a window inside a better one (IoU 0.2 < 0.5) or holding one is the same moment again
+    nested = [(10.0, 20.0, 0.9), (12.0, 14.0, 0.8), (0.0, 60.0, 0.7), (30.0, 34.0, 0.6)]
+    assert nms(nested, 0.5) == [(10.0, 20.0, 0.9), (30.0, 34.0, 0.6)]
     assert propose_moments(torch.zeros(0), torch.zeros(0), step=0.25) == []
 
 

@@ -111,3 +111,26 @@ def test_long_video_one_event_found_while_verifying_a_small_fraction(tmp_path):
     assert temporal_iou((top["start"], top["end"]), (event["start"], event["end"])) >= 0.5
     # 300 clips; measured 20 verified (0.067); asserted <= 0.15
     assert found["stats"]["clips_verified"] / 300 <= 0.15
+
+
+def test_results_a_person_would_keep(world):
+    """No window inside another of the same video, none shorter than 1 s, at most --per-video
+    moments from one video (3 by default)."""
+    from vmr_cli.evaluate import read_annotations
+
+    items = read_annotations(str(world / "videos" / "annotations.jsonl"))
+    for item in items[:4]:
+        for per_video in (None, 1):
+            args = ["--library", world / "library", "search", item["query"], "--top-k", "20"]
+            found = vmr_json(*args, *(["--per-video", per_video] if per_video else []))["results"]
+            by_video: dict = {}
+            for r in found:
+                assert r["end"] - r["start"] >= 1.0 - 1e-6, r
+                by_video.setdefault(r["video"], []).append((r["start"], r["end"]))
+            for windows in by_video.values():
+                assert len(windows) <= (per_video or 3)
+                for i, a in enumerate(windows):
+                    for b in windows[i + 1:]:
+                        assert not (a[0] >= b[0] and a[1] <= b[1]) and not (b[0] >= a[0] and b[1] <= a[1]), (a, b)
+            if per_video is None:
+                assert len(by_video) >= 2 and len(found) > 3  # the cap spreads results over videos

@@ -144,6 +144,8 @@ def results_table(results) -> str:
 @click.option("--min-score", type=float, default=None, help="Drop moments scoring below this (-1 keeps all).")
 @click.option("--max-videos", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Candidate videos searched in depth.")
+@click.option("--per-video", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Moments at most from one video (none lies inside another).")
 @click.option("--paths", "paths_only", is_flag=True, help="Print only the paths of matching videos.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Also write a page with thumbnails and players for the results.")
@@ -151,8 +153,8 @@ def results_table(results) -> str:
 @json_option
 @click.pass_context
 @handle_errors
-def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, paths_only, html_path, open_page,
-           as_json):
+def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, paths_only, html_path,
+           open_page, as_json):
     """Find the moments that match QUERY, best first."""
     from . import STARTED
     from .errors import VmrError
@@ -162,7 +164,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, paths_o
     clean_query(query)  # an empty query fails before any model loads
     lib = open_library(ctx)
     options = SearchOptions(top_k=top_k, exhaustive=exhaustive, refine=refine, min_score=min_score,
-                            max_videos=max_videos)
+                            max_videos=max_videos, per_video=per_video)
     if html_path and lib.readonly:
         raise VmrError(f"--html needs a logged search, and library {lib.directory} is read-only")
     startup = time.perf_counter() - STARTED

@@ -25,7 +25,8 @@ def model_name(name_or_dir: str) -> str:
 
 
 class ClipEncoder:
-    def __init__(self, name_or_dir: str = DEFAULT_MODEL, device: str | None = None, batch_size: int = 64):
+    # 16 frames per forward pass: measured fastest for ViT-B/32 on a 2-core CPU (64 was 15 % slower).
+    def __init__(self, name_or_dir: str = DEFAULT_MODEL, device: str | None = None, batch_size: int = 16):
         import torch
 
         self.name = model_name(name_or_dir)
@@ -122,17 +123,51 @@ def _load(name: str):
 
 
 def _from_pretrained(name: str, local_files_only: bool):
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     try:
+        config = AutoConfig.from_pretrained(name, local_files_only=local_files_only)
         # safetensors only: pickle weights (pytorch_model.bin) can run code when loaded.
-        model = AutoModel.from_pretrained(name, local_files_only=local_files_only, use_safetensors=True)
+        model = AutoModel.from_pretrained(name, config=config, local_files_only=local_files_only,
+                                          use_safetensors=True, dtype=compute_dtype(config))
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
     except (ValueError, KeyError) as exc:
         raise VmrError(f"cannot load model '{name}': {first_line(exc)}") from None
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise VmrError(f"model '{name}' is not a CLIP-family image-text model")
     return model, tokenizer, _preprocessor_config(name, local_files_only)
+
+
+# A model this wide is worth bfloat16 on a CPU that computes it natively: ViT-B/32's image
+# encoder ran in 0.50x the time of float32 (cosine to float32 >= 0.9999 on every frame tried);
+# smaller models (the tests' tiny CLIPs) stay in float32, where speed does not matter.
+BF16_FROM_WIDTH = 512
+
+
+def compute_dtype(config):
+    """bfloat16 for a large model on a CPU with native bfloat16 (AVX512-BF16 or AMX), else
+    float32; VMR_DTYPE=float32 or bfloat16 forces one.  On a CPU without native bfloat16 it
+    is emulated and 4.7x slower than float32, so it is never chosen there."""
+    import torch
+
+    forced = os.environ.get("VMR_DTYPE", "auto").lower()
+    if forced in ("float32", "fp32"):
+        return torch.float32
+    if forced in ("bfloat16", "bf16"):
+        return torch.bfloat16
+    if torch.cuda.is_available():
+        return torch.float32
+    width = getattr(getattr(config, "vision_config", None), "hidden_size", 0) or 0
+    return torch.bfloat16 if width >= BF16_FROM_WIDTH and _native_bf16() else torch.float32
+
+
+def _native_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: assume not
+        return False
 
 
 def _pickle_only(folder: str) -> str | None:

@@ -20,7 +20,7 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ ENCODE_BATCH = 256  # dense frames decoded and encoded per step (bounds memory i
 # tiny CLIP): 0.25 beat 0, 0.5, 0.75 and 1.0 (the dense-timeline value) on every seed, per video
 # and in the corpus (bench/RESULTS.md).
 CONTRAST = 0.25
+MIN_MOMENT = 1.0  # seconds: a shorter moment is not one a person would keep (unless the video is)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class SearchOptions:
     max_videos: int = 10             # candidate videos searched per query
     dense_fps: float = 4.0           # the fine grid of frames decoded where search looks closer
     refine: int = 3                  # best windows (across videos) whose edges get dense frames
-    per_video: int = 5               # moments kept per video before the global ranking
+    per_video: int = 3               # moments per video in a library search (none nested in another)
     only_video: str | None = None    # restrict to one video (moment retrieval in eval)
     record_selection: bool = False   # stats["selections"]: the clips the windows cover, per video
 
@@ -112,6 +113,8 @@ class Searcher:
                  "frames_decoded": 0, "frames_encoded": 0, "seconds": 0.0}
         with timer("vectors"):
             videos = [v for v in (self._stored(video, q, stats) for video in self._candidates(q, options)) if v]
+        if options.only_video is not None:  # one video: its best top_k moments, not a per-video cap
+            options = replace(options, per_video=options.top_k)
         if options.exhaustive:
             moments = self._exhaustive(videos, q, options, stats, timer, progress)
         else:
@@ -191,7 +194,7 @@ class Searcher:
             for v in videos:
                 found = propose_moments(torch.from_numpy(v.times), torch.from_numpy(v.sims), v.step,
                                         top_k=options.per_video, baseline=v.baseline, duration=v.duration,
-                                        alpha=CONTRAST)
+                                        alpha=CONTRAST, min_len=v.min_moment - 1e-6)
                 windows += [(v, start, end, score) for start, end, score in found]
         windows.sort(key=lambda w: -w[3])
         if options.record_selection:
@@ -215,7 +218,7 @@ class Searcher:
                 continue
             for w, edges in mine:
                 stats["clips_verified"] += len(edges)
-                refined[id(w)] = _refined(w, edges, sims)
+                refined[id(w)] = _at_least(_refined(w, edges, sims), v.min_moment, v.duration)
                 bar.update(1)
         bar.close()
         out = []
@@ -245,7 +248,7 @@ class Searcher:
             with timer("moment_head"):
                 found = propose_moments(torch.tensor(times), torch.tensor(sims), 1.0 / options.dense_fps,
                                         top_k=options.per_video, baseline=v.baseline, duration=v.duration,
-                                        alpha=CONTRAST)
+                                        alpha=CONTRAST, min_len=v.min_moment - 1e-6)
             for start, end, score in found:
                 out += _moment(v, start, end, score)
             bar.update(1)
@@ -262,6 +265,7 @@ class _Video:
         gaps = np.diff(times)
         self.step = float(np.median(gaps)) if len(gaps) else max(self.duration, 1e-3)
         self.baseline = float(np.median(sims))  # the video's background level, no decoding
+        self.min_moment = min(MIN_MOMENT, self.duration)
 
 
 def dense_grid(start: float, end: float, fps: float) -> list[float]:
@@ -320,6 +324,15 @@ def _refined(window, edges, sims: dict) -> tuple[float, float]:
         else:
             end = edge
     return start, end
+
+
+def _at_least(window: tuple[float, float], length: float, duration: float) -> tuple[float, float]:
+    """The window widened evenly around its centre to ``length`` seconds, inside the video."""
+    start, end = window
+    if end - start >= length:
+        return start, end
+    centre = min(max((start + end) / 2, length / 2), duration - length / 2)
+    return centre - length / 2, centre + length / 2
 
 
 def _moment(v: _Video, start: float, end: float, score: float) -> list[dict]:
