@@ -64,7 +64,8 @@ def video_files(videos_dir: str) -> dict[str, str]:
 
 def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool = False,
              predictions_path: str | None = None, model: str | None = None, top_k: int = 10,
-             progress: bool | None = None, options: SearchOptions | None = None) -> dict:
+             progress: bool | None = None, options: SearchOptions | None = None,
+             trimmer: str | None = None) -> dict:
     from tqdm import tqdm
 
     from .indexer import index_paths
@@ -79,7 +80,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
         raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
     index_paths(library, [videos_dir], model=model, progress=progress)
     # Without the frame cache: each query's cost is what a first search of it costs.
-    searcher = Searcher(library, frame_cache=False)
+    searcher = Searcher(library, frame_cache=False, trimmer=trimmer)
     base = options or SearchOptions()
     base.top_k, base.exhaustive = top_k, exhaustive
     single_preds, corpus_preds, truth, cost = [], [], [], []

@@ -82,10 +82,16 @@ class Timer:
 class Searcher:
     """Holds the encoder so that many queries (eval, benchmarks) share one load."""
 
-    def __init__(self, library, encoder=None, backend: str = "torchcodec", frame_cache: bool = True):
+    def __init__(self, library, encoder=None, backend: str = "torchcodec", frame_cache: bool = True,
+                 trimmer: str | None = None):
         """``frame_cache`` False neither reads nor writes the frame cache (benchmarks that compare
-        search modes on one library, so that one mode does not encode for the other)."""
+        search modes on one library, so that one mode does not encode for the other).
+        ``trimmer``: a folder written by ``vmr train``; its network then chooses the windows
+        on the stored features instead of the parameter-free moment head."""
         from .encoders import ClipEncoder
+        from .trained import TrainedTrimmer
+
+        self.trimmer = TrainedTrimmer(trimmer, library) if trimmer else None
 
         self.library = library
         self.info = library.require_encoder()
@@ -166,7 +172,7 @@ class Searcher:
             stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc)})
             return None
         stats["videos_considered"] += 1
-        if "F" in shard:
+        if "F" in shard and len(shard["F"]) == len(shard["F_t"]):
             times = np.asarray(shard["F_t"], dtype=np.float64)
             sims = np.asarray(shard["F"], dtype=np.float32) @ q.numpy()
         else:  # a shard from before frames were stored: the middle frames only
@@ -174,6 +180,13 @@ class Searcher:
             sims = np.asarray(shard["A"], dtype=np.float32) @ q.numpy()
         stats["frames_stored"] += len(times)
         return _Video(video, clips, times, sims.astype(np.float64))
+
+    def _features(self, v) -> dict:
+        """The trained trimmer's inputs for one video, from its shard (read again: only then)."""
+        from .features import clip_features
+
+        _clips, shard = self._stored_vectors(v.row)
+        return clip_features(shard, v.clips, self.trimmer.drop)
 
     def _stored_vectors(self, video: dict):
         """The video's clip rows and shard; SkipVideo when they are gone or the file is."""
@@ -192,9 +205,12 @@ class Searcher:
         windows = []
         with timer("moment_head"):
             for v in videos:
-                found = propose_moments(torch.from_numpy(v.times), torch.from_numpy(v.sims), v.step,
-                                        top_k=options.per_video, baseline=v.baseline, duration=v.duration,
-                                        alpha=CONTRAST, min_len=v.min_moment - 1e-6)
+                if self.trimmer is not None:
+                    found = self.trimmer.windows(self._features(v), q, options.per_video)
+                else:
+                    found = propose_moments(torch.from_numpy(v.times), torch.from_numpy(v.sims), v.step,
+                                            top_k=options.per_video, baseline=v.baseline, duration=v.duration,
+                                            alpha=CONTRAST, min_len=v.min_moment - 1e-6)
                 windows += [(v, start, end, score) for start, end, score in found]
         windows.sort(key=lambda w: -w[3])
         if options.record_selection:

@@ -1,0 +1,285 @@
+"""``vmr train``: the paper's trimmer learned from an annotation file, on features the library holds.
+
+SpotEM's recipe (the paper's closest public ancestor): first the teacher, the
+network run on every clip, learns the moment-retrieval task; it is then
+frozen, and the same weights go on as the student, which must choose its clips
+(the selection budget loss), still find the moment (the VMR loss) and stay
+close to the teacher (the distillation loss).  ``--epochs`` epochs each.
+
+The videos are indexed once (or are already); every input comes from their
+shards, so no epoch decodes or encodes anything.  After each epoch the whole
+state (weights, teacher, optimiser, random state) is written atomically to
+``--out``: Ctrl-C keeps the last finished epoch, and running the same command
+again resumes from it and ends exactly where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .errors import VmrError
+from .trained import FORMAT, FORMAT_VERSION, describe
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 20
+    seed: int = 0
+    lr: float = 2e-3
+    batch: int = 16
+    hidden: int = 128
+    layers: int = 2
+    steps: int = 3             # K, selection steps
+    budget: float = 0.1        # share of a video's clips one step may add
+    dropout: float = 0.1
+    drop: tuple = ()           # ablations: inputs replaced by zeros ("A", "B", "M", "c")
+    distill: bool = True       # ablation: False trains the student without the distillation loss
+    extra: dict = field(default_factory=dict)
+
+
+def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | None = None,
+          options: TrainOptions | None = None, model: str | None = None, progress: bool | None = None,
+          log=None) -> dict:
+    """Train (or resume) a trimmer into out_dir; returns the run's summary."""
+    from vmr_models.losses import LossWeights, total_loss, vmr_loss
+    from vmr_models.trimmer import Trimmer, TrimmerConfig
+
+    from .evaluate import read_annotations, video_files
+    from .indexer import index_paths
+    from .paths import absolute
+
+    options = options or TrainOptions()
+    items = read_annotations(annotations)
+    val_items = read_annotations(val) if val else []
+    videos_dir = absolute(videos_dir)
+    if not os.path.isdir(videos_dir):
+        raise VmrError(f"no such folder: {videos_dir}")
+    files = video_files(videos_dir)
+    missing = sorted({it["vid"] for it in items + val_items if it["vid"] not in files})
+    if missing:
+        raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
+    index_paths(library, [videos_dir], model=model, progress=progress)
+    data = _Data(library, items, val_items, files, options.drop)
+    config = TrimmerConfig(dim=data.dim, hidden=options.hidden, layers=options.layers, steps=options.steps,
+                           budget=options.budget, dropout=options.dropout)
+    torch.manual_seed(options.seed)
+    net = Trimmer(config)
+    optimiser = torch.optim.Adam(net.parameters(), lr=options.lr)
+    state = {"phase": "teacher", "epoch": 0, "history": []}
+    teacher = None
+    header = dict(describe(library), format=FORMAT, format_version=FORMAT_VERSION, trimmer=asdict(config),
+                  drop=list(options.drop), max_len=data.max_len, options=_plain(asdict(options)),
+                  data=data.fingerprint)
+    resumed = _resume(out_dir, header, net, optimiser)
+    if resumed is not None:
+        state, teacher = resumed
+    weights = LossWeights(distillation=1.0 if options.distill else 0.0)
+    from .progress import progress as bar_for
+
+    started = time.time()
+    try:
+        while state["phase"] != "done":
+            phase, epoch = state["phase"], state["epoch"]
+            if epoch >= options.epochs:
+                if phase == "teacher":  # the teacher is done: freeze a copy, the student goes on
+                    teacher = _frozen(net)
+                    state = dict(state, phase="student", epoch=0)
+                else:
+                    state = dict(state, phase="done")
+                continue
+            order = torch.randperm(len(data.examples), generator=torch.Generator().manual_seed(
+                options.seed * 1000 + (0 if phase == "teacher" else 500) + epoch)).tolist()
+            bar = bar_for(len(order), f"{phase} {epoch + 1}/{options.epochs}", "query", enabled=progress)
+            negatives = torch.Generator().manual_seed(options.seed * 1000 + 7 * epoch + (phase == "student"))
+            net.train()
+            sums: dict[str, float] = {}
+            seen = 0
+            for at in range(0, len(order), options.batch):
+                batch, targets = data.batch([data.examples[i] for i in order[at:at + options.batch]], negatives)
+                valid = batch["valid"]
+                if phase == "teacher":
+                    loss = vmr_loss(net(batch, "teacher"), targets, valid)
+                    parts = {"vmr": float(loss.detach())}
+                else:
+                    with torch.no_grad():
+                        teacher_out = teacher(batch, "teacher")
+                    loss, parts = total_loss(net(batch), targets, valid, config, teacher_out, weights)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                n = int(targets["positive"].sum())
+                seen += n
+                for key, value in parts.items():
+                    sums[key] = sums.get(key, 0.0) + value * n
+                bar.update(n)
+                bar.set_postfix_str(" ".join(f"{k} {v / seen:.3f}" for k, v in sums.items()))
+            bar.close()
+            record = {"phase": phase, "epoch": epoch + 1,
+                      **{k: round(v / len(order), 4) for k, v in sums.items()}}
+            if val_items:
+                record["val_R1@0.5"] = round(data.recall(net, data.val_examples), 4)
+            state = dict(state, epoch=epoch + 1, history=state["history"] + [record])
+            _save(out_dir, header, state, net, teacher, optimiser)
+            if log:
+                log(record)
+    except KeyboardInterrupt:
+        raise VmrError(f"interrupted; the last finished epoch is kept in {out_dir}: run the same command "
+                       "again to resume") from None
+    _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
+    return {"out": os.path.abspath(out_dir), "queries": len(items), "val_queries": len(val_items),
+            "epochs": options.epochs, "history": state["history"], "seconds": round(time.time() - started, 1),
+            "val_R1@0.5": state["history"][-1].get("val_R1@0.5") if state["history"] else None}
+
+
+class _Data:
+    """Features of every annotated video and the query embeddings, loaded once."""
+
+    def __init__(self, library, items, val_items, files, drop):
+        from .encoders import ClipEncoder
+        from .features import clip_features
+
+        info = library.require_encoder()
+        self.dim = info["dim"]
+        self.videos = {}
+        for vid in sorted({it["vid"] for it in items + val_items}):
+            row = library.catalog.video_by_path(files[vid])
+            if row is None or row["status"] != "ok":
+                reason = row["error"] if row else "not indexed"
+                raise VmrError(f"annotated video {vid} could not be indexed: {reason}")
+            shard = library.vectors.read_shard(row["id"], row["vectors_token"])
+            if shard is None:
+                raise VmrError(f"vectors of {vid} are missing; run 'vmr index' to repair")
+            self.videos[vid] = clip_features(shard, library.catalog.clips(row["id"]), drop)
+        encoder = ClipEncoder(info["name"])
+        texts = [it["query"] for it in items + val_items]
+        self.queries = torch.cat([encoder.encode_text(texts[i:i + 64]) for i in range(0, len(texts), 64)])
+        windows = [(it["vid"], i, it["windows"][0]) for i, it in enumerate(items + val_items)]
+        self.examples = windows[:len(items)]
+        self.val_examples = windows[len(items):]
+        seconds = info["clip_seconds"]
+        longest = max((w[1] - w[0] for _v, _i, w in self.examples), default=seconds)
+        self.max_len = max(8, int(2 * longest / seconds) + 1)
+        described = [(it["vid"], it["query"], it["windows"]) for it in items + val_items]
+        self.fingerprint = hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
+
+    def batch(self, examples, negatives: torch.Generator | None = None):
+        """A padded batch of (video, query, window) examples and their targets.
+
+        With ``negatives``, each example also comes with its query against another video,
+        drawn from that generator: a window of nothing, highlight 0 everywhere."""
+        from vmr_models.losses import clip_targets
+
+        from .features import batch_of
+
+        examples = [(v, i, w, True) for v, i, w in examples]
+        if negatives is not None:
+            names = sorted(self.videos)
+            for v, i, _w, _p in list(examples):
+                other = names[int(torch.randint(len(names) - 1, (1,), generator=negatives))]
+                other = names[-1] if other == v else other
+                examples.append((other, i, (-1.0, -1.0), False))
+        batch = batch_of([self.videos[v] for v, _i, _w, _p in examples],
+                         self.queries[[i for _v, i, _w, _p in examples]])
+        starts = torch.tensor([w[0] for _v, _i, w, _p in examples], dtype=torch.float32)
+        ends = torch.tensor([w[1] for _v, _i, w, _p in examples], dtype=torch.float32)
+        targets = clip_targets(starts, ends, batch["clip_start"], batch["clip_end"], batch["valid"])
+        targets["positive"] = torch.tensor([p for _v, _i, _w, p in examples])
+        return batch, targets
+
+    def recall(self, net, examples, iou: float = 0.5) -> float:
+        """R1@iou of the student's top window, each query against its own video."""
+        from vmr_models.moment_head import temporal_iou
+        from vmr_models.trimmer import decode_moments
+
+        if not examples:
+            return 0.0
+        net.eval()
+        hits = 0
+        with torch.inference_mode():
+            for vid, i, window in examples:
+                batch, _ = self.batch([(vid, i, window)])
+                out = net(batch)
+                found = decode_moments(out["start_logits"][0], out["end_logits"][0], out["highlight_logits"][0],
+                                       batch["clip_start"][0], batch["clip_end"][0], max_len=self.max_len)
+                hits += bool(found) and temporal_iou(found[0][:2], window) >= iou
+        return hits / len(examples)
+
+
+def _frozen(net):
+    import copy
+
+    teacher = copy.deepcopy(net).eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def _plain(value):
+    """JSON-safe copy (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _save(out_dir: str, header: dict, state: dict, net, teacher, optimiser) -> None:
+    from vmr_models.checkpoint import save_checkpoint
+
+    tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
+    if teacher is not None:
+        tensors.update({f"teacher.{k}": v for k, v in teacher.state_dict().items()})
+    extra = {}
+    if optimiser is not None:
+        saved = optimiser.state_dict()
+        for index, slot in saved["state"].items():
+            for key, value in slot.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+        extra["optim_groups"] = saved["param_groups"]
+        tensors["rng.torch"] = torch.get_rng_state()
+    save_checkpoint(out_dir, tensors, dict(header, training=state, **extra))
+
+
+def _resume(out_dir: str, header: dict, net, optimiser):
+    """(state, teacher) of an unfinished run of the same training in out_dir, else None.
+
+    A folder holding something else is refused rather than overwritten."""
+    from vmr_models.checkpoint import CheckpointError, load_checkpoint
+
+    if not os.path.exists(out_dir):
+        return None
+    if not os.path.isdir(out_dir):
+        raise VmrError(f"--out {out_dir} is not a folder")
+    if not os.listdir(out_dir):
+        return None
+    try:
+        tensors, config = load_checkpoint(out_dir)
+    except CheckpointError:
+        raise VmrError(f"--out {out_dir} holds files that are not a vmr trimmer; choose another folder") from None
+    if config.get("format") != FORMAT:
+        raise VmrError(f"--out {out_dir} holds files that are not a vmr trimmer; choose another folder")
+    mine = {k: header[k] for k in ("encoder", "embedding_dim", "clip_seconds", "trimmer", "drop", "options", "data")}
+    theirs = {k: config.get(k) for k in mine}
+    if _plain(mine) != _plain(theirs):
+        raise VmrError(f"--out {out_dir} holds a trimmer trained with other data or options; choose another "
+                       "folder, or delete it to start over")
+    state = config["training"]
+    if state["phase"] == "done":
+        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        return state, None
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    teacher = None
+    if any(k.startswith("teacher.") for k in tensors):
+        teacher = _frozen(net)
+        teacher.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("teacher.")})
+    slots: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            slots.setdefault(int(index), {})[name] = value
+    if slots:
+        optimiser.load_state_dict({"state": slots, "param_groups": config["optim_groups"]})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    return state, teacher

@@ -1,0 +1,96 @@
+"""A trained trimmer as vmr keeps it: its checkpoint folder, and its windows for one video.
+
+The checkpoint is a folder written by ``vmr train`` through
+``vmr_models.checkpoint`` (safetensors + JSON, weights and config never out of
+step): the network's weights under ``model.*`` (and, while training, the
+frozen teacher, the optimiser state and the random state, so a run resumes
+exactly), and a config saying what it was trained for: the encoder (name and
+weights hash), its embedding size and the clip length.  Search refuses a
+checkpoint made for another encoder or clip length with one line.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .errors import VmrError
+
+FORMAT = "vmr-trimmer"
+FORMAT_VERSION = 1
+MAX_CLIPS = 256     # clips the network sees at once; longer videos go through in overlapping pieces
+OVERLAP = 32
+
+
+def describe(library) -> dict:
+    """What a checkpoint must match in this library."""
+    info = library.require_encoder()
+    return {"encoder": info["name"], "encoder_hash": library.catalog.get_meta("encoder_hash"),
+            "embedding_dim": info["dim"], "clip_seconds": info["clip_seconds"]}
+
+
+def check_matches(config: dict, library, where: str) -> None:
+    """One line when the checkpoint was trained for another encoder or clip length."""
+    if config.get("format") != FORMAT:
+        raise VmrError(f"{where} is not a vmr trimmer checkpoint")
+    if int(config.get("format_version", 0)) > FORMAT_VERSION:
+        raise VmrError(f"trimmer {where} was written by a newer vmr (format {config['format_version']}); "
+                       "upgrade vmr")
+    have = describe(library)
+    same_encoder = (config.get("encoder_hash") and config["encoder_hash"] == have["encoder_hash"]) or \
+        config.get("encoder") == have["encoder"]
+    if not same_encoder or config.get("embedding_dim") != have["embedding_dim"]:
+        raise VmrError(f"trimmer {where} was trained for encoder '{config.get('encoder')}', but this library "
+                       f"uses '{have['encoder']}'; train one for it with 'vmr train'")
+    if abs(float(config.get("clip_seconds", -1)) - have["clip_seconds"]) > 1e-9:
+        raise VmrError(f"trimmer {where} was trained on {config.get('clip_seconds')} s clips, this library "
+                       f"uses {have['clip_seconds']} s clips; train one for it with 'vmr train'")
+
+
+class TrainedTrimmer:
+    """The network in eval mode, with what it needs to turn a video's features into windows."""
+
+    def __init__(self, directory: str, library):
+        from vmr_models.checkpoint import CheckpointError, load_checkpoint
+        from vmr_models.trimmer import trimmer_from_config
+
+        where = os.path.abspath(directory)
+        try:
+            tensors, config = load_checkpoint(directory)
+        except CheckpointError as exc:
+            raise VmrError(str(exc)) from None
+        except OSError as exc:
+            raise VmrError(f"cannot read trimmer {where}: {exc.strerror or exc}") from None
+        check_matches(config, library, where)
+        self.config = config
+        self.drop = tuple(config.get("drop", ()))
+        self.max_len = config.get("max_len")
+        self.model = trimmer_from_config(config["trimmer"])
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise VmrError(f"trimmer {where} does not fit its own config: {str(exc).splitlines()[0]}") from None
+        self.model.eval()
+
+    def windows(self, features: dict, q: torch.Tensor, top_k: int) -> list[tuple[float, float, float]]:
+        """(start, end, score) in seconds, best first, at most top_k, none sharing a clip."""
+        from vmr_models.moment_head import nms
+        from vmr_models.trimmer import decode_moments
+
+        from .features import batch_of
+
+        n = features["A"].shape[0]
+        found = []
+        for lo in range(0, max(1, n - OVERLAP), MAX_CLIPS - OVERLAP):
+            hi = min(n, lo + MAX_CLIPS)
+            piece = {k: v[lo:hi] for k, v in features.items()}
+            batch = batch_of([piece], q.view(1, -1).float())
+            with torch.inference_mode():
+                out = self.model(batch)
+            found += decode_moments(out["start_logits"][0], out["end_logits"][0], out["highlight_logits"][0],
+                                    piece["clip_start"], piece["clip_end"], max_len=self.max_len, top_k=top_k)
+            if hi == n:
+                break
+        return nms(found, 0.5, limit=top_k)
