@@ -156,7 +156,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, paths_o
     """Find the moments that match QUERY, best first."""
     from . import STARTED
     from .errors import VmrError
-    from .paths import printable
+    from .paths import printable, user_file_target
     from .search import Searcher, SearchOptions, clean_query
 
     clean_query(query)  # an empty query fails before any model loads
@@ -165,13 +165,15 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, paths_o
                             max_videos=max_videos)
     if html_path and lib.readonly:
         raise VmrError(f"--html needs a logged search, and library {lib.directory} is read-only")
+    if html_path:
+        user_file_target(html_path, "--html")  # refused before the search, not after it
     startup = time.perf_counter() - STARTED
     searcher = Searcher(lib)
     found = searcher.search(query, options, progress=None)
     found["stats"]["time"] = {"startup": round(startup, 3), "model_load": round(searcher.load_seconds, 3),
                               **found["stats"]["time"]}
     if html_path:
-        _write_page(lib.catalog.search(found["search_id"]), html_path, open_page)
+        _write_page(lib, lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
         click.echo(f"warning: skipped {printable(skipped['video'])}: {skipped['error']}", err=True)
     for note in found["stats"].get("fallbacks", []):
@@ -269,11 +271,12 @@ def status(ctx, check, as_json):
                    f"-{report['index_removed']}")
 
 
-def _write_page(search: dict, html_path: str, open_page: bool) -> None:
+def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
     from .page import open_in_browser, write_page
     from .paths import printable
 
-    written = write_page(search, html_path)
+    # Previews of moments browsers cannot play are cached in the library; a read-only one has none.
+    written = write_page(search, html_path, previews_dir=None if lib.readonly else lib.directory)
     click.echo(f"page: {printable(written)}", err=True)
     if open_page:
         open_in_browser(written)
@@ -295,7 +298,7 @@ def show(ctx, search_id, html_path, open_page, as_json):
     logged = lib.catalog.search(search_id)
     if logged is None:
         raise VmrError(f"no search with id {search_id}")
-    _write_page(logged, html_path, open_page)
+    _write_page(lib, logged, html_path, open_page)
     if as_json:
         emit_json({"search_id": search_id, "query": logged["query"], "results": logged["results"]})
 
