@@ -347,3 +347,6 @@ def main():
 
 if __name__ == "__main__":
     main()
+    from .paths import user_file_target
+    if predictions_path:
+        user_file_target(predictions_path, "--predictions")  # before a library is created or filled
