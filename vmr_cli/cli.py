@@ -303,6 +303,42 @@ def show(ctx, search_id, html_path, open_page, as_json):
         emit_json({"search_id": search_id, "query": logged["query"], "results": logged["results"]})
 
 
+@cli.command()
+@click.argument("rank", type=click.IntRange(min=1))
+@click.option("--search", "search_id", type=click.IntRange(1, 2**63 - 1),
+              help="A logged search id (default: the last search).")
+@click.option("--player", type=click.Choice(["auto", "mpv", "vlc", "system"]), default="auto",
+              envvar="VMR_PLAYER", show_default=True,
+              help="auto: mpv, else VLC, else the system opener (xdg-open / open). Also $VMR_PLAYER.")
+@click.pass_context
+@handle_errors
+def play(ctx, rank, search_id, player):
+    """Play result RANK of the last search (or --search ID) in your video player.
+
+    mpv and VLC start at the moment and stop at its end; the system opener
+    (xdg-open, open) opens the file, and the start to seek to is printed.
+
+    \b
+      vmr play 1                # result 1 of the last search
+      vmr play --search 7 3     # result 3 of logged search 7
+    """
+    from .paths import printable
+    from .player import pick_result, prepare, run
+    from .timecodes import timecode
+
+    lib = open_library(ctx)
+    logged, result = pick_result(lib.catalog, rank, search_id, readonly=lib.readonly)
+    start, end = float(result["start"]), float(result["end"])
+    kind, argv = prepare(result["video"], start, end, player)
+    query = printable(logged["query"])
+    click.echo(f"search {logged['id']} \"{query}\", rank {rank}: {printable(result['video'])} "
+               f"{timecode(start)} – {timecode(end)}", err=True)
+    if kind == "system":
+        click.echo(f"{printable(os.path.basename(argv[0]))} cannot start at a time: seek to {timecode(start)} "
+                   f"(the moment ends at {timecode(end)}); mpv or VLC would start there", err=True)
+    run(kind, argv)
+
+
 @cli.command(name="eval")
 @click.argument("annotations", type=click.Path(dir_okay=False))
 @click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False),
