@@ -358,7 +358,10 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     library), the cost per query, and a uniform-random baseline.
     """
     from .evaluate import evaluate
+    from .paths import user_file_target
 
+    if predictions_path:
+        user_file_target(predictions_path, "--predictions")  # before a library is created or filled
     lib = open_library(ctx, create=True)
     report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
                       predictions_path=predictions_path, model=model)
@@ -383,6 +386,3 @@ def main():
 
 if __name__ == "__main__":
     main()
-    from .paths import user_file_target
-    if predictions_path:
-        user_file_target(predictions_path, "--predictions")  # before a library is created or filled
