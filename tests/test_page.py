@@ -133,6 +133,7 @@ class Browser:
         args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-quic", "--allow-file-access-from-files", "--mute-audio", "--hide-scrollbars",
+                "--autoplay-policy=no-user-gesture-required",
                 f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
         self.proc = subprocess.Popen(args, preexec_fn=child_fds, close_fds=False,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -223,7 +224,8 @@ CHECK_PAGE = """
   await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
   return {
     rows: [...document.querySelectorAll('section.result')].map(s => +s.dataset.rank),
-    videos: videos.map(v => ({start: +v.dataset.start, current: v.currentTime, src: v.src})),
+    videos: videos.map(v => ({start: +v.dataset.start, offset: +v.dataset.offset, current: v.currentTime,
+                              src: v.src, source: v.dataset.source})),
     thumbs: [...document.querySelectorAll('img.thumb')].map(i => i.naturalWidth),
     hostile: [...document.querySelectorAll('img')].filter(i => i.getAttribute('src') === 'x').length,
     onerror: document.querySelectorAll('[onerror]').length,
@@ -267,6 +269,7 @@ def test_page_in_headless_chromium(tmp_path, tiny_model, browser):
     assert state["rows"] == [r["rank"] for r in results]
     assert len(state["videos"]) == len(results)
     for result, video in zip(results, state["videos"]):
+        assert video["source"] == "original"  # H.264 in MP4: the page plays the file itself
         assert abs(video["current"] - result["start"]) <= 0.1, (result, video)
         assert abs(video["start"] - result["start"]) < 0.001
     assert len(state["thumbs"]) >= 3 * len(results)
@@ -295,3 +298,190 @@ def test_page_in_headless_chromium(tmp_path, tiny_model, browser):
     assert [r["rank"] for r in shown["results"]] == state["rows"] and again.is_file()
     code, _out, err = vmr("show", found["search_id"], "--html", tmp_path / "nowhere" / "p.html", expect=1)
     assert "does not exist" in err
+
+
+# -- players that play: previews of what a browser cannot play -----------------------------
+
+def make_avi(path, colour="red", seconds=4.0, codec="mpeg4", audio=True) -> Path:
+    """A camera-style AVI: MPEG-4 part 2 (or MJPEG) video, MP3 audio."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-t", str(seconds),
+           "-i", f"color=c={colour}:size=160x120:rate=10"]
+    if audio:
+        cmd += ["-f", "lavfi", "-t", str(seconds), "-i", "sine=frequency=440:sample_rate=44100",
+                "-c:a", "libmp3lame"]
+    cmd += ["-c:v", codec, "-pix_fmt", "yuvj420p" if codec == "mjpeg" else "yuv420p", "file:" + str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def test_which_files_a_browser_plays():
+    from vmr_cli.preview import browser_plays
+
+    mp4 = "mov,mp4,m4a,3gp,3g2,mj2"
+    cases = [
+        (mp4, ("h264", "yuv420p"), ["aac"], "a.mp4", True),
+        (mp4, ("h264", "yuvj420p"), [], "a.MOV", True),
+        (mp4, ("av1", "yuv420p"), ["opus"], "a.mp4", True),
+        ("matroska,webm", ("vp9", "yuv420p"), ["opus"], "a.webm", True),
+        ("matroska,webm", ("vp8", "yuv420p"), ["vorbis"], "a.mkv", True),
+        ("avi", ("mpeg4", "yuv420p"), ["mp3"], "a.avi", False),
+        ("avi", ("h264", "yuv420p"), [], "a.avi", False),         # the container
+        ("mpeg", ("mpeg2video", "yuv420p"), ["mp2"], "a.mpg", False),
+        (mp4, ("hevc", "yuv420p"), ["aac"], "a.mp4", False),
+        (mp4, ("h264", "yuv444p"), [], "a.mp4", False),          # High 4:4:4
+        (mp4, ("h264", "yuv420p10le"), [], "a.mp4", False),      # High 10
+        (mp4, ("h264", "yuv420p"), ["pcm_s16le"], "a.mov", False),  # camera MOV with PCM audio
+        (mp4, ("mpeg4", "yuv420p"), ["aac"], "a.mp4", False),
+        ("matroska,webm", ("h264", "yuv420p"), ["aac"], "a.mkv", False),
+        ("ogg", ("theora", "yuv420p"), ["vorbis"], "a.ogv", False),  # Chromium dropped Theora
+        ("asf", ("wmv2", "yuv420p"), ["wmav2"], "a.wmv", False),
+    ]
+    for format_name, video, audio, name, expected in cases:
+        plays, why = browser_plays({"format": format_name, "video": video, "audio": audio}, name)
+        assert plays is expected, (format_name, video, audio, name)
+        assert bool(why) is not expected
+    assert browser_plays(None, "x.mp4") == (False, "the file could not be read")
+
+
+def test_preview_is_cached_keyed_on_the_file_and_bounded(tmp_path):
+    from vmr_cli.preview import Previews, media_info
+
+    avi = make_avi(tmp_path / "-cam\nera.avi")
+    previews = Previews(str(tmp_path / "lib"))
+    first = previews.get(str(avi), 1.0, 3.0)
+    assert os.path.dirname(first) == str(tmp_path / "lib" / "previews")
+    info = media_info(first)
+    assert info["video"] == ("h264", "yuv420p") and info["audio"] == ["aac"]
+    assert 1.9 <= float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
+                                        "csv=p=0", first], capture_output=True, text=True).stdout) <= 2.2
+    made = os.stat(first)
+    assert previews.get(str(avi), 1.0, 3.0) == first and os.stat(first).st_ino == made.st_ino  # reused
+    assert previews.get(str(avi), 0.0, 2.0) != first                                          # another moment
+
+    make_avi(avi, colour="blue")  # the file changes: a new preview, never the stale one
+    os.utime(avi, ns=(made.st_mtime_ns + 10**9, made.st_mtime_ns + 10**9))
+    changed = previews.get(str(avi), 1.0, 3.0)
+    assert changed != first
+
+    left = tmp_path / "lib" / "previews" / ".tmp-killed.mp4"  # a killed writer's temp file
+    left.write_bytes(b"x")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    os.utime(first, (time.time() - 100, time.time() - 100))  # the least recently used
+    small = Previews(str(tmp_path / "lib"), max_bytes=os.path.getsize(changed) + 1)
+    small.prune(keep=[changed])
+    assert not left.exists() and not os.path.exists(first) and os.path.exists(changed)
+    assert sorted(p.name for p in (tmp_path / "lib" / "previews").iterdir()) == [os.path.basename(changed)]
+
+
+def test_preview_that_fails_leaves_nothing_and_the_page_says_why(tmp_path):
+    from vmr_cli.preview import PreviewError, Previews
+
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"RIFF" + os.urandom(4000))
+    previews = Previews(str(tmp_path / "lib"))
+    with pytest.raises(PreviewError, match="ffmpeg failed"):
+        previews.get(str(broken), 0.0, 2.0)
+    assert list((tmp_path / "lib" / "previews").iterdir()) == []  # no temp file left behind
+
+    avi = make_avi(tmp_path / "cam.avi")
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "previews").write_text("not a folder")  # previews cannot be written there
+    page = tmp_path / "page.html"
+    write_page(fake_search([(avi, 0.5, 2.5)]), str(page), previews_dir=str(tmp_path / "ro"))
+    text = page.read_text()
+    assert 'data-source="original"' in text and "no preview:" in text and "vmr play --search 3 1" in text
+
+
+def test_page_links_previews_only_for_files_a_browser_cannot_play(tmp_path):
+    mp4 = make_video(tmp_path / "phone.mp4", [("red", 3.0)], audio=True)
+    avi = make_avi(tmp_path / "camera.avi")
+    page = tmp_path / "page.html"
+    lib = tmp_path / "lib"
+    write_page(fake_search([(mp4, 0.5, 2.5), (avi, 1.0, 3.0)]), str(page), previews_dir=str(lib))
+    text = page.read_text()
+    made = list((lib / "previews").iterdir())
+    assert len(made) == 1  # the AVI's moment only
+    assert f'src="{file_url(str(mp4), 0.5, 2.5)}" data-start="0.500" data-end="2.500" data-offset="0.000" ' \
+           f'data-source="original"' in text
+    assert f'src="{file_url(str(made[0]), 0.0, 2.0)}" data-start="0.000" data-end="2.000" data-offset="1.000" ' \
+           f'data-source="preview"' in text
+    assert "preview: mpeg4 in AVI does not play in a browser" in text
+
+
+PLAY_ALL = """
+(async () => {
+  const out = [];
+  for (const v of document.querySelectorAll('video')) {
+    v.muted = true;
+    if (v.readyState < 2) await new Promise(ok => {
+      v.addEventListener('canplay', ok, {once: true}); v.addEventListener('error', ok, {once: true});
+      setTimeout(ok, 10000); v.load();
+    });
+    const before = v.currentTime;
+    let refused = null;
+    try { await v.play(); } catch (e) { refused = String(e); }
+    await new Promise(ok => setTimeout(ok, 700));
+    out.push({source: v.dataset.source, offset: +v.dataset.offset, start: +v.dataset.start, src: v.src,
+              before, after: v.currentTime, ready: v.readyState, error: v.error && v.error.code,
+              refused, width: v.videoWidth});
+    v.pause();
+  }
+  return out;
+})()
+"""
+
+
+def test_avi_moments_play_in_headless_chromium(tmp_path, tiny_model, browser):
+    """AVI (MPEG-4 part 2 + MP3, and MJPEG) plays through a preview; MP4 plays from the original."""
+    from conftest import vmr_json
+
+    folder = tmp_path / "videos"
+    make_video(folder / "phone.mp4", [("red", 4.0)], audio=True)
+    make_avi(folder / "camera.avi", "red")
+    make_avi(folder / "webcam mjpeg.avi", "red", codec="mjpeg", audio=False)
+    vmr_json("index", folder, "--model", tiny_model)
+    page = tmp_path / "page.html"
+    found = vmr_json("search", "red", "--html", page)
+    sources = {os.path.basename(r["video"]) for r in found["results"]}
+    assert sources == {"phone.mp4", "camera.avi", "webcam mjpeg.avi"}, sources
+
+    browser.send("Page.enable")
+    browser.send("Page.navigate", url=page.as_uri())
+    browser.wait_event("Page.loadEventFired")
+    played = browser.evaluate(PLAY_ALL, timeout=120)
+    previews = Path(os.environ["VMR_LIBRARY"]) / "previews"
+    assert len(played) == len(found["results"])
+    for result, video in zip(found["results"], played):
+        original = not result["video"].endswith(".avi")
+        assert video["source"] == ("original" if original else "preview"), (result, video)
+        if original:
+            assert video["src"] == file_url(result["video"], result["start"], result["end"])
+        else:
+            assert video["src"].startswith(previews.as_uri() + "/")
+            assert abs(video["offset"] - result["start"]) < 0.001 and video["start"] == 0.0
+        assert video["error"] is None and video["refused"] is None, video
+        assert video["ready"] >= 2 and video["width"] > 0, video
+        assert video["after"] > video["before"] + 0.05, video  # it actually played
+
+
+def test_previews_beside_a_running_index_and_a_library_check(tmp_path):
+    """Pages make previews without the writer lock; an index's check never removes them."""
+    from conftest import vmr
+    from vmr_cli.library import Library
+
+    avi = make_avi(tmp_path / "camera.avi")
+    lib = Library(None, create=True)
+    search_id = lib.catalog.log_search("red", "tiny", {}, {},
+                                       [{"rank": 1, "video": str(avi), "start": 0.5, "end": 2.5, "score": 0.9}])
+    page = tmp_path / "page.html"
+    with lib.writer_lock("vmr index (a test holding the lock)"):
+        vmr("show", search_id, "--html", page)
+    previews = list((Path(lib.directory) / "previews").iterdir())
+    assert len(previews) == 1 and 'data-source="preview"' in page.read_text()
+    with lib.writer_lock("vmr index"):
+        lib.check(repair=True, deep=True)
+        lib.vectors.remove_temp_files()
+    lib.close()
+    assert list((Path(lib.directory) / "previews").iterdir()) == previews

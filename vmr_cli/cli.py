@@ -158,7 +158,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     """Find the moments that match QUERY, best first."""
     from . import STARTED
     from .errors import VmrError
-    from .paths import printable
+    from .paths import printable, user_file_target
     from .search import Searcher, SearchOptions, clean_query
 
     clean_query(query)  # an empty query fails before any model loads
@@ -167,13 +167,15 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
                             max_videos=max_videos, per_video=per_video)
     if html_path and lib.readonly:
         raise VmrError(f"--html needs a logged search, and library {lib.directory} is read-only")
+    if html_path:
+        user_file_target(html_path, "--html")  # refused before the search, not after it
     startup = time.perf_counter() - STARTED
     searcher = Searcher(lib)
     found = searcher.search(query, options, progress=None)
     found["stats"]["time"] = {"startup": round(startup, 3), "model_load": round(searcher.load_seconds, 3),
                               **found["stats"]["time"]}
     if html_path:
-        _write_page(lib.catalog.search(found["search_id"]), html_path, open_page)
+        _write_page(lib, lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
         click.echo(f"warning: skipped {printable(skipped['video'])}: {skipped['error']}", err=True)
     for note in found["stats"].get("fallbacks", []):
@@ -271,11 +273,12 @@ def status(ctx, check, as_json):
                    f"-{report['index_removed']}")
 
 
-def _write_page(search: dict, html_path: str, open_page: bool) -> None:
+def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
     from .page import open_in_browser, write_page
     from .paths import printable
 
-    written = write_page(search, html_path)
+    # Previews of moments browsers cannot play are cached in the library; a read-only one has none.
+    written = write_page(search, html_path, previews_dir=None if lib.readonly else lib.directory)
     click.echo(f"page: {printable(written)}", err=True)
     if open_page:
         open_in_browser(written)
@@ -297,9 +300,45 @@ def show(ctx, search_id, html_path, open_page, as_json):
     logged = lib.catalog.search(search_id)
     if logged is None:
         raise VmrError(f"no search with id {search_id}")
-    _write_page(logged, html_path, open_page)
+    _write_page(lib, logged, html_path, open_page)
     if as_json:
         emit_json({"search_id": search_id, "query": logged["query"], "results": logged["results"]})
+
+
+@cli.command()
+@click.argument("rank", type=click.IntRange(min=1))
+@click.option("--search", "search_id", type=click.IntRange(1, 2**63 - 1),
+              help="A logged search id (default: the last search).")
+@click.option("--player", type=click.Choice(["auto", "mpv", "vlc", "system"]), default="auto",
+              envvar="VMR_PLAYER", show_default=True,
+              help="auto: mpv, else VLC, else the system opener (xdg-open / open). Also $VMR_PLAYER.")
+@click.pass_context
+@handle_errors
+def play(ctx, rank, search_id, player):
+    """Play result RANK of the last search (or --search ID) in your video player.
+
+    mpv and VLC start at the moment and stop at its end; the system opener
+    (xdg-open, open) opens the file, and the start to seek to is printed.
+
+    \b
+      vmr play 1                # result 1 of the last search
+      vmr play --search 7 3     # result 3 of logged search 7
+    """
+    from .paths import printable
+    from .player import pick_result, prepare, run
+    from .timecodes import timecode
+
+    lib = open_library(ctx)
+    logged, result = pick_result(lib.catalog, rank, search_id, readonly=lib.readonly)
+    start, end = float(result["start"]), float(result["end"])
+    kind, argv = prepare(result["video"], start, end, player)
+    query = printable(logged["query"])
+    click.echo(f"search {logged['id']} \"{query}\", rank {rank}: {printable(result['video'])} "
+               f"{timecode(start)} – {timecode(end)}", err=True)
+    if kind == "system":
+        click.echo(f"{printable(os.path.basename(argv[0]))} cannot start at a time: seek to {timecode(start)} "
+                   f"(the moment ends at {timecode(end)}); mpv or VLC would start there", err=True)
+    run(kind, argv)
 
 
 @cli.command(name="eval")
@@ -321,7 +360,10 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     library), the cost per query, and a uniform-random baseline.
     """
     from .evaluate import evaluate
+    from .paths import user_file_target
 
+    if predictions_path:
+        user_file_target(predictions_path, "--predictions")  # before a library is created or filled
     lib = open_library(ctx, create=True)
     report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
                       predictions_path=predictions_path, model=model)

@@ -16,7 +16,7 @@ import time
 
 from .errors import VmrError
 from .metrics import summarise
-from .paths import VIDEO_EXTENSIONS, absolute
+from .paths import VIDEO_EXTENSIONS, absolute, user_file_target
 from .search import Searcher, SearchOptions
 
 WRONG_VIDEO = (-2.0, -1.0)  # a window that overlaps nothing: a moment in another video
@@ -66,11 +66,12 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
              predictions_path: str | None = None, model: str | None = None, top_k: int = 10,
              progress: bool | None = None, options: SearchOptions | None = None,
              trimmer: str | None = None) -> dict:
-    from tqdm import tqdm
-
     from .indexer import index_paths
+    from .progress import progress as bar_for
 
     items = read_annotations(annotations_path)
+    # The predictions file is checked now, not after a run of minutes.
+    target = user_file_target(predictions_path, "--predictions") if predictions_path else None
     videos_dir = absolute(videos_dir)
     if not os.path.isdir(videos_dir):
         raise VmrError(f"no such folder: {videos_dir}")
@@ -85,8 +86,8 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     base.top_k, base.exhaustive = top_k, exhaustive
     single_preds, corpus_preds, truth, cost = [], [], [], []
     rows = []
-    for item in tqdm(items, desc="eval", unit="query", disable=progress is False if progress is not None else None,
-                     leave=False):
+    bar = bar_for(len(items), "eval", "query", enabled=progress)
+    for item in items:
         path = files[item["vid"]]
         started = time.time()
         own = searcher.search(item["query"], _with(base, only_video=path), log=False)
@@ -100,8 +101,10 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
         cost.append(single_cost)
         rows.append({"qid": item["qid"], "query": item["query"], "vid": item["vid"],
                      "pred_relevant_windows": [[round(s, 2), round(e, 2), round(c, 4)] for s, e, c in single]})
-    if predictions_path:
-        _write_jsonl(predictions_path, rows)
+        bar.update(1)
+    bar.close()
+    if target:
+        _write_jsonl(target, rows)
     n = len(items)
     keys = ("clips_verified", "frames_stored", "frames_decoded", "frames_encoded", "seconds")
     return {
@@ -140,7 +143,8 @@ def _with(options: SearchOptions, **changes) -> SearchOptions:
     return replace(options, **changes)
 
 
-def _write_jsonl(path: str, rows: list[dict]) -> None:
+def _write_jsonl(target: str, rows: list[dict]) -> None:
+    """Atomically, over what user_file_target allowed (a new name or a regular file)."""
     from vmr_models.atomic import atomic_write
 
     def write(tmp):
@@ -148,7 +152,4 @@ def _write_jsonl(path: str, rows: list[dict]) -> None:
             for row in rows:
                 handle.write(json.dumps(row) + "\n")
 
-    target = absolute(path)
-    if os.path.isdir(target):
-        raise VmrError(f"--predictions {path} is a folder")
     atomic_write(target, write, shared=True)

@@ -111,10 +111,9 @@ def _apply_removals(library, rows, summary) -> None:
 
 def _index_videos(library, work, roots, clip_seconds, encoder, backend, progress, summary) -> None:
     """Decode, encode and commit each (file, old row or None); failures are recorded."""
-    from tqdm import tqdm
+    from .progress import progress as bar_for
 
-    bar = tqdm(total=len(work), desc="indexing", unit="video",
-               disable=(progress is False) if progress is not None else None, leave=False)
+    bar = bar_for(len(work), "indexing", "video", enabled=progress)
     last_save = time.time()
 
     def on_clips(item, done, total):

@@ -7,6 +7,12 @@ data: URIs, there is no framework and no network request, only a few lines of
 vanilla JS (stop at the end, build the ``vmr export`` line from checkboxes).
 Every name comes from the file system and is escaped: a file called
 ``<img src=x onerror=...>.mp4`` is text on the page, never an element.
+
+Browsers play few of the formats cameras write (AVI, MPEG-2, WMV...): a
+moment in such a file plays from a small H.264 preview of that moment that
+``preview.py`` makes and caches in the library; files a browser plays are
+linked as they are.  The target is checked (``user_file_target``) before
+the slow part, and progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vmr_models.atomic import atomic_write
-from .errors import VmrError
-from .paths import printable
+from .paths import printable, user_file_target
+from .preview import MAX_SECONDS, Previews, PreviewError, browser_plays, media_info
 from .timecodes import timecode
 
 THUMBS = 4
@@ -100,7 +106,8 @@ h1{font-size:1.4em;margin:.2em 0}.meta{color:#666;margin-bottom:1em}
 .body{display:flex;gap:.7em;align-items:flex-start;flex-wrap:wrap;margin-top:.5em}
 .strip{display:flex;gap:3px}.thumb{width:160px;border-radius:3px;background:#ccc;display:block}
 .none{width:160px;height:90px;display:flex;align-items:center;justify-content:center;color:#777;font-size:12px}
-video{width:320px;max-height:240px;background:#000;border-radius:3px}
+video{width:320px;max-height:240px;background:#000;border-radius:3px;display:block}
+.player{max-width:320px}.note{color:#666;font-size:12px;margin-top:.2em}
 .missing{color:#a00;background:#fff3f3;padding:.5em;border-radius:3px}
 #export{position:sticky;top:0;background:#f6f6f4;padding:.4em 0;font-family:ui-monospace,monospace}
 #cmd{width:100%;box-sizing:border-box;font:inherit;padding:.3em}
@@ -121,7 +128,30 @@ boxes.forEach(b => b.addEventListener('change', update)); update();
 """
 
 
-def _result_html(result: dict, frames: list[bytes | None] | None) -> str:
+def _player_html(result: dict, media: dict, search_id: int) -> str:
+    """The <video> of one moment: the original when browsers play it, else its preview."""
+    rank, start, end = int(result["rank"]), float(result["start"]), float(result["end"])
+    play = f"<code>vmr play --search {int(search_id)} {rank}</code>"
+    if media.get("preview"):
+        offset, src = start, media["preview"]
+        first, last = 0.0, max(0.0, min(end - start, MAX_SECONDS))
+        note = (f'<div class="note">preview: {esc(media["why"])} does not play in a browser; '
+                f'{play} opens the original in your player</div>')
+    else:
+        offset, src, first, last = 0.0, result["video"], start, end
+        note = ""
+        if media.get("why"):
+            reason = f' (no preview: {esc(media["error"])})' if media.get("error") else ""
+            note = (f'<div class="note">{esc(media["why"])} may not play in a browser{reason}; '
+                    f'{play} opens it in your player</div>')
+    url = esc(file_url(src, first, last))
+    kind = "preview" if media.get("preview") else "original"
+    return (f'<div class="player"><video controls preload="metadata" src="{url}" data-start="{first:.3f}" '
+            f'data-end="{last:.3f}" data-offset="{offset:.3f}" data-source="{kind}"></video>{note}</div>')
+
+
+def _result_html(result: dict, frames: list[bytes | None] | None, media: dict | None = None,
+                 search_id: int = 0) -> str:
     rank, start, end = int(result["rank"]), float(result["start"]), float(result["end"])
     head = (f'<div class="head"><label><input type="checkbox" class="pick" value="{rank}"> '
             f'<span class="rank">#{rank}</span></label>'
@@ -140,27 +170,67 @@ def _result_html(result: dict, frames: list[bytes | None] | None) -> str:
                 data = base64.b64encode(jpeg).decode("ascii")
                 imgs.append(f'<img class="thumb" alt="frame at {timecode(t)}" title="{timecode(t)}" '
                             f'src="data:image/jpeg;base64,{data}">')
-        url = esc(file_url(result["video"], start, end))
-        body = (f'<div class="strip">{"".join(imgs)}</div>'
-                f'<video controls preload="metadata" src="{url}" data-start="{start:.3f}" '
-                f'data-end="{end:.3f}"></video>')
+        body = f'<div class="strip">{"".join(imgs)}</div>' + _player_html(result, media or {}, search_id)
     return f'<section class="result" data-rank="{rank}">{head}<div class="body">{body}</div></section>'
 
 
-def render(search: dict, ffmpeg: str = "ffmpeg") -> str:
-    """The page as a string; thumbnails are made in parallel (ffmpeg is the slow part)."""
+def _prepare(result: dict, previews: Previews | None, infos: dict, ffmpeg: str) -> tuple:
+    """(thumbnails, media) of one result: None thumbnails when the source is gone."""
+    path = result["video"]
+    if not os.path.isfile(path):
+        return None, {}
+    start, end = float(result["start"]), float(result["end"])
+    frames = thumbnails(path, start, end, ffmpeg=ffmpeg)
+    if path not in infos:
+        infos[path] = media_info(path, ffprobe=_sibling(ffmpeg, "ffprobe"))
+    if infos[path] is None:  # not readable as a video: the "no frame" thumbnails say so
+        return frames, {}
+    plays, why = browser_plays(infos[path], path)
+    media = {"why": why}
+    if not plays and previews is not None:
+        try:
+            media["preview"] = previews.get(path, start, end)
+        except PreviewError as exc:
+            media["error"] = str(exc)
+    return frames, media
+
+
+def _sibling(ffmpeg: str, tool: str) -> str:
+    """ffprobe beside the ffmpeg in use (tests pass an ffmpeg path)."""
+    folder = os.path.dirname(ffmpeg)
+    return os.path.join(folder, tool) if folder else tool
+
+
+def render(search: dict, ffmpeg: str = "ffmpeg", previews_dir: str | None = None,
+           progress: bool | None = None) -> str:
+    """The page as a string; thumbnails and previews are made in parallel (ffmpeg is the slow part).
+
+    ``previews_dir``: the library folder whose ``previews/`` caches playable
+    previews; None links every original as it is.
+    """
+    from .progress import progress as bar_for
+
     results = search["results"]
+    previews = Previews(previews_dir, ffmpeg=ffmpeg) if previews_dir else None
+    infos: dict = {}
+    bar = bar_for(len(results), "page thumbnails", "result", enabled=progress)
 
-    def frames(result):
-        if not os.path.isfile(result["video"]):
-            return None
-        return thumbnails(result["video"], float(result["start"]), float(result["end"]), ffmpeg=ffmpeg)
+    def prepare(result):
+        try:
+            return _prepare(result, previews, infos, ffmpeg)
+        finally:
+            bar.update(1)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        strips = list(pool.map(frames, results))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            prepared = list(pool.map(prepare, results))
+    finally:
+        bar.close()
+    if previews is not None:
+        previews.prune(keep=[m["preview"] for _f, m in prepared if m.get("preview")])
     query = esc(search["query"])
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(search.get("created_at") or 0))
-    sections = "\n".join(_result_html(r, f) for r, f in zip(results, strips))
+    sections = "\n".join(_result_html(r, f, m, int(search["id"])) for r, (f, m) in zip(results, prepared))
     if not results:
         sections = '<p class="missing">No results.</p>'
     nonce = secrets.token_urlsafe(16)  # CSP: only this script runs, no inline handlers
@@ -176,15 +246,15 @@ def render(search: dict, ffmpeg: str = "ffmpeg") -> str:
             f'{sections}\n<script nonce="{nonce}">{SCRIPT}</script></body></html>\n')
 
 
-def write_page(search: dict, html_path: str, ffmpeg: str = "ffmpeg") -> str:
-    """Write the page atomically (temp file beside it, then rename); returns its absolute path."""
-    target = os.path.abspath(os.fsdecode(html_path))
-    parent = os.path.dirname(target)
-    if os.path.isdir(target):
-        raise VmrError(f"--html needs a file name, not a folder: {printable(target)}")
-    if not os.path.isdir(parent):
-        raise VmrError(f"folder for the page does not exist: {printable(parent)}")
-    text = render(search, ffmpeg=ffmpeg)
+def write_page(search: dict, html_path: str, ffmpeg: str = "ffmpeg", previews_dir: str | None = None,
+               progress: bool | None = None) -> str:
+    """Write the page atomically over a new name or a regular file (a symlink is written through).
+
+    Returns the absolute path of the file written.  The target is checked
+    before the (slow) thumbnails and previews are made.
+    """
+    target = user_file_target(html_path, "--html")
+    text = render(search, ffmpeg=ffmpeg, previews_dir=previews_dir, progress=progress)
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as out:

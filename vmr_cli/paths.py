@@ -43,3 +43,59 @@ def is_video_name(path: str) -> bool:
 def under(path: str, root: str) -> bool:
     """True when path is root itself or lies inside it."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def user_file_target(path, option: str = "the output") -> str:
+    """The regular file to replace when writing ``path`` for the user, atomically.
+
+    ``atomic_write`` renames a temp file over its target, which would turn a
+    device or FIFO into a plain file (as root, ``/dev/null``) and replace a
+    symlink with a file.  So: a new name in an existing folder, or an existing
+    regular file, is written; a symlink is followed to the regular file it
+    names (that file is replaced, in its own folder, keeping its mode);
+    anything else (folder, FIFO, device, socket, dangling or looping link) is
+    refused with a one-line VmrError naming ``option``.
+    """
+    import errno
+    import stat
+
+    from .errors import VmrError
+
+    target = absolute(path)
+    try:
+        own = os.lstat(target)
+    except FileNotFoundError:
+        parent = os.path.dirname(target)
+        if not os.path.isdir(parent):
+            raise VmrError(f"folder for {option} does not exist: {printable(parent)}") from None
+        return target
+    except OSError as exc:
+        raise VmrError(f"cannot write {option} {printable(target)}: {exc.strerror}") from None
+    if stat.S_ISLNK(own.st_mode):
+        try:
+            resolved = os.path.realpath(target, strict=True)
+            info = os.stat(resolved)
+        except FileNotFoundError:
+            raise VmrError(f"{option} {printable(target)} is a symbolic link to nothing "
+                           f"({printable(os.readlink(target))}); remove it or name another file") from None
+        except OSError as exc:
+            raise VmrError(f"cannot write {option} {printable(target)}: "
+                           f"{'symbolic link loop' if exc.errno == errno.ELOOP else exc.strerror}") from None
+    else:
+        resolved, info = target, own
+    if stat.S_ISDIR(info.st_mode):
+        raise VmrError(f"{option} needs a file name, not a folder: {printable(target)}")
+    if not stat.S_ISREG(info.st_mode):
+        raise VmrError(f"{option} {printable(target)} is {_kind(info.st_mode)}, not a regular file; "
+                       "vmr writes only regular files (name a new or existing file)")
+    return resolved
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
