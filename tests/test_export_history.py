@@ -146,7 +146,7 @@ def test_searches_lists_the_history_and_show_prints_a_logged_search(indexed, tmp
     assert out == red_table and (tmp_path / "page.html").stat().st_size > 0
     # export says which search and query it cuts from
     code, out, err = vmr("export", "1", "--search", "2", "--out", tmp_path)
-    assert err.startswith('cutting 1 of the 2 results of search 2 ("green", 20')
+    assert err.startswith('cutting 1 of 2 results of search 2 ("green", 20')
 
 
 def test_read_only_library_export_refuses_the_last_logged_search(indexed, tmp_path, isolated_library):
@@ -168,7 +168,7 @@ def test_read_only_library_export_refuses_the_last_logged_search(indexed, tmp_pa
         assert os.listdir(out) == []
         named = vmr_subprocess(isolated_library, "export", "1", "--search", "1", "--out", out, "--json")
         assert named.returncode == 0, named.stderr
-        assert 'cutting 1 of the 2 results of search 1 ("green", ' in named.stderr
+        assert 'cutting 1 of 2 results of search 1 ("green", ' in named.stderr
         assert os.path.basename(json.loads(named.stdout)["exported"][0]["source"]) in {
             "red_then_blue.mp4", "green.mp4", "pattern.mp4"}
     finally:

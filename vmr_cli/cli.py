@@ -276,7 +276,8 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
     from .timecodes import timecode
 
     def announce(logged, chosen, folder):
-        say(f"cutting {len(chosen)} of the {len(logged['results'])} results of {_search_label(logged)} "
+        total = len(logged["results"])
+        say(f"cutting {len(chosen)} of {total} result{'s' if total != 1 else ''} of {_search_label(logged)} "
             f"into {folder}")
 
     lib = open_library(ctx)

@@ -20,6 +20,7 @@ in the catalog), wherever the file is moved.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -70,16 +71,22 @@ def default_export_directory() -> str:
 def output_folder(out_dir: str | None) -> str:
     """The folder cuts go to, created when missing: vmr's own (with its marker, when vmr
     creates it) by default; ``out_dir`` when given, created only when its parent exists."""
-    if out_dir is None:
-        folder = default_export_directory()
+    own = default_export_directory()
+    if out_dir is None or os.path.abspath(out_dir) == own:
+        folder = own
         if not os.path.isdir(folder):
             try:
                 os.makedirs(folder)
-                with open(os.path.join(folder, MARKER), "w", encoding="utf-8") as handle:
-                    handle.write(MARKER_TEXT)
             except OSError as exc:
                 raise VmrError(f"cannot create the export folder {printable(folder)}: "
                                f"{exc.strerror or exc}; name another with --out DIR") from None
+            try:
+                with open(os.path.join(folder, MARKER), "x", encoding="utf-8") as handle:
+                    handle.write(MARKER_TEXT)
+            except OSError as exc:  # never an export folder without its marker
+                shutil.rmtree(folder, ignore_errors=True)
+                raise VmrError(f"cannot write {printable(os.path.join(folder, MARKER))}: "
+                               f"{exc.strerror or exc}") from None
     else:
         folder = os.path.abspath(out_dir)
         if not os.path.isdir(folder):
