@@ -28,6 +28,7 @@ PHONE = TEST_MEDIA / "usr/share/forensics-samples/original-files/movie1/VID_2019
 def isolated_library(tmp_path, monkeypatch):
     library = tmp_path / "library"
     monkeypatch.setenv("VMR_LIBRARY", str(library))
+    monkeypatch.setenv("XDG_VIDEOS_DIR", str(tmp_path / "Videos"))  # vmr export's default folder
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return library
 

@@ -82,7 +82,8 @@ def test_export_without_space_leaves_no_partial_file(indexed, tmp_path):
             except OSError:
                 pass
         code, _, err = vmr("export", "--clip", "1", "--out", out, expect=1)
-        assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+        err = err.strip().splitlines()[-1]  # after the line that says which search it cuts from
+        assert err.startswith("Error: ")
         assert sorted(os.listdir(out)) == ["filler"]
     finally:
         subprocess.run(["umount", str(out)], check=True)
@@ -99,6 +100,7 @@ def test_export_when_ffmpeg_hits_no_space(indexed, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     code, _, err = vmr("export", "--clip", "1", "--out", out, expect=1)
+    err = err.strip().splitlines()[-1]  # after the line that says which search it cuts from
     assert err.startswith("Error: ffmpeg could not cut ") and err.strip().endswith(
         ": Error writing trailer: No space left on device")
     assert os.listdir(out) == []
@@ -142,7 +144,7 @@ def test_read_only_library_and_unwritable_export_folder(indexed, tmp_path, isola
         check = vmr_subprocess(isolated_library, "status", "--check")
         assert check.returncode == 1 and check.stderr.strip().endswith(
             f"Error: library {isolated_library} is read-only; vmr status --check needs to write it")
-        export = vmr_subprocess(isolated_library, "export", "--clip", "1", "--out", out)
+        export = vmr_subprocess(isolated_library, "export", "--search", "1", "--clip", "1", "--out", out)
         assert export.returncode == 1 and export.stderr.strip().endswith(
             f"Error: output folder is not writable: {out}")
         assert os.listdir(out) == []

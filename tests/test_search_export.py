@@ -78,12 +78,13 @@ def test_export_exact_durations_refusal_and_force(indexed, tmp_path):
         assert os.stat(item["path"]).st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not 0600
         assert abs(ffprobe_duration(item["path"]) - (result["end"] - result["start"])) <= 0.1
     before = os.path.getmtime(done["exported"][0]["path"])
-    code, _, err = vmr("export", "--clip", "1", "--out", out, expect=1)
-    assert "exists" in err and "--force" in err
+    again = vmr_json("export", "--clip", "1", "--out", out)["exported"][0]["path"]  # never overwrites:
+    assert again == done["exported"][0]["path"].replace(".mp4", "_2.mp4")        # the next free name
     assert os.path.getmtime(done["exported"][0]["path"]) == before
-    vmr_json("export", "--clip", "1", "--out", out, "--force")
+    forced = vmr_json("export", "--clip", "1", "--out", out, "--force")["exported"][0]["path"]
+    assert forced == done["exported"][0]["path"]
     logged = Library().catalog.operations("export")
-    assert len(logged) == 2 and logged[0]["summary"]["exported"][0]["path"] == done["exported"][0]["path"]
+    assert len(logged) == 3 and logged[0]["summary"]["exported"][0]["path"] == done["exported"][0]["path"]
     copied = vmr_json("export", "--clip", "1", "--out", out, "--copy")["exported"][0]
     assert copied["path"] != done["exported"][0]["path"] and ffprobe_duration(copied["path"]) > 0
     assert not [p for p in os.listdir(out) if p.startswith(".vmr-export-")]
@@ -95,8 +96,8 @@ def test_export_errors(indexed, tmp_path):
     vmr_json("search", "red", "--top-k", "2")
     code, _, err = vmr("export", "--clip", "9", "--out", tmp_path, expect=1)
     assert "no result 9" in err
-    code, _, err = vmr("export", "--clip", "1", "--out", tmp_path / "absent", expect=1)
-    assert "does not exist" in err
+    code, _, err = vmr("export", "--clip", "1", "--out", tmp_path / "absent" / "deeper", expect=1)
+    assert "does not exist, nor its parent" in err
     code, _, err = vmr("export", "--search", "99", "--clip", "1", "--out", tmp_path, expect=1)
     assert "no search with id 99" in err
 

@@ -254,6 +254,8 @@ class Catalog:
 
     def search(self, search_id: int | None = None) -> dict | None:
         """A logged search with its results; the last one when search_id is None."""
+        if search_id is not None and not -2**63 <= search_id < 2**63:
+            return None  # no row can have an id SQLite cannot even hold
         if search_id is None:
             search_id = self._conn.execute("SELECT max(id) FROM searches").fetchone()[0]
             if search_id is None:
@@ -267,6 +269,13 @@ class Catalog:
         rows = self._conn.execute("SELECT * FROM results WHERE search_id=? ORDER BY rank", (search_id,))
         search["results"] = [_result(r) for r in rows]
         return search
+
+    def searches(self, limit: int | None = None) -> list[dict]:
+        """Logged searches, newest first: id, query, created_at and the number of results."""
+        sql = ("SELECT id, query, created_at, (SELECT count(*) FROM results WHERE search_id=searches.id) "
+               "AS n_results FROM searches ORDER BY id DESC")
+        rows = self._conn.execute(sql + " LIMIT ?", (limit,)) if limit else self._conn.execute(sql)
+        return [dict(row) for row in rows]
 
     # -- operations log -------------------------------------------------------------
     def log_operation(self, command: str, arguments: dict, summary: dict, started_at: float) -> None:

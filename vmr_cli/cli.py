@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 
 import click
 
 from . import __version__
 from .decode import BACKENDS
+from .paths import printable
+
+
+def say(message: str) -> None:
+    """One message line on stderr.  Messages name files, and a file name can hold terminal
+    escapes or newlines: everything that reaches stderr is escaped here, in one place."""
+    click.echo(printable(message), err=True)
 
 
 def _fail(message: str, code: int = 1):
-    click.echo(f"Error: {message}", err=True)
+    say(f"Error: {message}")
     sys.exit(code)
 
 
@@ -43,10 +52,59 @@ def handle_errors(func):
         except OSError as exc:
             if os.environ.get("VMR_DEBUG"):
                 raise
-            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            names = [os.fsdecode(n) if isinstance(n, (str, bytes, os.PathLike)) else str(n)
+                     for n in (exc.filename, exc.filename2) if n is not None]
+            where = f": {' -> '.join(names)}" if names and exc.strerror else ""
             _fail(f"{exc.strerror or exc}{where}")
 
     return wrapper
+
+
+@contextmanager
+def _escaped_click_errors():
+    try:
+        yield
+    except click.ClickException as exc:
+        exc.message = printable(exc.message)
+        raise
+
+
+class _Group(click.Group):
+    """Click's own errors quote what was passed (a glob can pass a file name holding terminal
+    escapes): escaped like vmr's messages."""
+
+    def make_context(self, *args, **kwargs):
+        with _escaped_click_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _escaped_click_errors():
+            return super().invoke(ctx)
+
+
+class _Finite(click.ParamType):
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, not {value}", param, ctx)
+        return number
+
+
+def _set_library(ctx, _param, value):
+    if value is not None:  # after the command name it wins over one given before it
+        ctx.ensure_object(dict)["library"] = value
+
+
+def library_option(func):
+    """--library after the command name too (vmr search Q --library DIR), like before it."""
+    return click.option("--library", type=click.Path(file_okay=False), expose_value=False,
+                        callback=_set_library, help="Library folder (also accepted before the "
+                        "command). Default: $VMR_LIBRARY or ~/.local/share/vmr.")(func)
 
 
 def json_option(func):
@@ -59,16 +117,14 @@ def emit_json(data) -> None:
 
 def open_library(ctx, create: bool = False):
     from .library import Library
-    from .paths import printable
 
     lib = Library(ctx.obj["library"], create=create)
     if lib.readonly:
-        click.echo(f"note: library {printable(lib.directory)} is read-only: nothing is written "
-                   "and searches are not logged", err=True)
+        say(f"note: library {lib.directory} is read-only: nothing is written and searches are not logged")
     return lib
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmr")
 @click.option("--library", "library", type=click.Path(file_okay=False), envvar="VMR_LIBRARY",
               help="Library folder (catalog and vectors). Default: $VMR_LIBRARY or ~/.local/share/vmr.")
@@ -93,6 +149,7 @@ def cli(ctx, library):
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
               show_default=True, help="Video decoder.")
 @json_option
+@library_option
 @click.pass_context
 @handle_errors
 def index(ctx, paths, model, clip_seconds, backend, as_json):
@@ -103,7 +160,6 @@ def index(ctx, paths, model, clip_seconds, backend, as_json):
     code is then 1).
     """
     from .indexer import index_paths
-    from .paths import printable
 
     lib = open_library(ctx, create=True)
     summary = index_paths(lib, list(paths), model=model, clip_seconds=clip_seconds, backend=backend)
@@ -114,15 +170,14 @@ def index(ctx, paths, model, clip_seconds, backend, as_json):
                    f"unchanged {summary['unchanged']}, removed {summary['removed']}, "
                    f"failed {len(summary['failed'])}; {summary['clips']} clips in the library")
         for failure in summary["failed"]:
-            click.echo(f"failed: {printable(failure['path'])}: {failure['error']}", err=True)
+            say(f"failed: {failure['path']}: {failure['error']}")
         for note in summary["fallbacks"]:
-            click.echo(f"note: {printable(note['path'])}: {note['reason']}", err=True)
+            say(f"note: {note['path']}: {note['reason']}")
     if summary["failed"]:
         sys.exit(1)
 
 
 def results_table(results) -> str:
-    from .paths import printable
     from .timecodes import timecode
 
     if not results:
@@ -141,7 +196,7 @@ def results_table(results) -> str:
               help="Decode and encode the fine grid over every clip of every candidate video (the baseline).")
 @click.option("--refine", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Best moments whose edges are refined with a few decoded frames (0: none, fastest).")
-@click.option("--min-score", type=float, default=None, help="Drop moments scoring below this (-1 keeps all).")
+@click.option("--min-score", type=_Finite(), default=None, help="Drop moments scoring below this (-1 keeps all).")
 @click.option("--max-videos", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Candidate videos searched in depth.")
 @click.option("--per-video", type=click.IntRange(1, 1000), default=3, show_default=True,
@@ -151,6 +206,7 @@ def results_table(results) -> str:
               help="Also write a page with thumbnails and players for the results.")
 @click.option("--open", "open_page", is_flag=True, help="Open the --html page in the browser.")
 @json_option
+@library_option
 @click.pass_context
 @handle_errors
 def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, paths_only, html_path,
@@ -158,7 +214,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     """Find the moments that match QUERY, best first."""
     from . import STARTED
     from .errors import VmrError
-    from .paths import printable, user_file_target
+    from .paths import user_file_target
     from .search import Searcher, SearchOptions, clean_query
 
     clean_query(query)  # an empty query fails before any model loads
@@ -177,9 +233,9 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     if html_path:
         _write_page(lib, lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
-        click.echo(f"warning: skipped {printable(skipped['video'])}: {skipped['error']}", err=True)
+        say(f"warning: skipped {skipped['video']}: {skipped['error']}")
     for note in found["stats"].get("fallbacks", []):
-        click.echo(f"note: {printable(note['video'])}: {note['reason']}", err=True)
+        say(f"note: {note['video']}: {note['reason']}")
     if as_json:
         emit_json(found)
     elif paths_only:
@@ -188,26 +244,33 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     else:
         click.echo(results_table(found["results"]))
         label = (f"search {found['search_id']}" if found["search_id"] is not None
-                 else "search (not logged: read-only library)")
+                 else "search (not logged: read-only library; vmr export cannot refer to it)")
         stats = found["stats"]
         cached = f", {stats['frames_cached']} from the cache" if stats["frames_cached"] else ""
-        click.echo(f"{label}: {stats['videos_considered']} videos, {stats['frames_encoded']} frames "
-                   f"encoded{cached}, {time.perf_counter() - STARTED:.2f} s in all", err=True)
+        say(f"{label}: {stats['videos_considered']} videos, {stats['frames_encoded']} frames "
+            f"encoded{cached}, {time.perf_counter() - STARTED:.2f} s in all")
 
 
 @cli.command()
 @click.option("--clip", "clip_flag", is_flag=True, help="Cut clips (the default action; RANKS follow it).")
 @click.argument("ranks", nargs=-1, type=click.IntRange(min=1))
-@click.option("--search", "search_id", type=int, help="A logged search id (default: the last search).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Folder for the cut files.")
+@click.option("--search", "search_id", type=int,
+              help="A logged search id ('vmr searches' lists them). Default: the last search.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for the cut files, created when its parent exists. Default: vmr's own, "
+              "'vmr' in your videos folder ($XDG_VIDEOS_DIR or ~/Videos).")
 @click.option("--copy", is_flag=True, help="Stream copy: fast, but starts at the key frame before the moment.")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--force", is_flag=True,
+              help="Replace existing files of the same name (else a cut gets the next free name: _2, _3...).")
 @json_option
+@library_option
 @click.pass_context
 @handle_errors
 def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
     """Cut results of the last search (or --search ID) into files with ffmpeg.
+
+    Cuts go to ~/Videos/vmr by default (a folder 'vmr index' never indexes);
+    the folder and every file are named in the output.
 
     \b
       vmr export --clip 1 3           # results 1 and 3 of the last search
@@ -215,30 +278,85 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
       vmr export --search 7 --clip 2  # result 2 of logged search 7
     """
     from .export import export_results
-    from .paths import printable
     from .timecodes import timecode
 
+    def announce(logged, chosen, folder):
+        total = len(logged["results"])
+        say(f"cutting {len(chosen)} of {total} result{'s' if total != 1 else ''} of {_search_label(logged)} "
+            f"into {folder}")
+
     lib = open_library(ctx)
-    done = export_results(lib.catalog, list(ranks), search_id=search_id,
-                          out_dir=out_dir, copy=copy, force=force)
+    done = export_results(lib.catalog, list(ranks), search_id=search_id, out_dir=out_dir, copy=copy,
+                          force=force, announce=announce)
     if as_json:
         emit_json(done)
-        return
-    for item in done["exported"]:
-        click.echo(f"{item['rank']:>4}  {timecode(item['start'])} – {timecode(item['end'])}  {printable(item['path'])}")
+    else:
+        for item in done["exported"]:
+            click.echo(f"{item['rank']:>4}  {timecode(item['start'])} – {timecode(item['end'])}  "
+                       f"{printable(item['path'])}")
     if copy:
-        click.echo("stream copy: each file starts at the key frame at or before its start", err=True)
+        say("stream copy: each file starts at the key frame at or before its start")
+
+
+def _when(created_at) -> str:
+    """A search's time for a table: local, to the minute."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(created_at)) if created_at else "-"
+
+
+def _iso(created_at) -> str | None:
+    """A search's time for --json: ISO 8601, local time with its offset."""
+    if not created_at:
+        return None
+    from datetime import datetime
+
+    return datetime.fromtimestamp(created_at).astimezone().isoformat(timespec="seconds")
+
+
+def _search_label(logged: dict) -> str:
+    """'search 5 ("a red door", 2025-06-01 14:03)': which search, in every message about one."""
+    return f"search {logged['id']} ({json.dumps(logged['query'], ensure_ascii=False)}, {_when(logged['created_at'])})"
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Newest searches to list (0: all).")
+@json_option
+@library_option
+@click.pass_context
+@handle_errors
+def searches(ctx, limit, as_json):
+    """List logged searches, newest first: id, time, results, query.
+
+    The id is what 'vmr show ID' and 'vmr export --search ID' take.
+    """
+    lib = open_library(ctx)
+    rows = lib.catalog.searches(limit or None)
+    total = lib.catalog.counts()["searches"]
+    if as_json:
+        emit_json({"total": total, "searches": [
+            {"search_id": r["id"], "created_at": _iso(r["created_at"]), "query": r["query"],
+             "results": r["n_results"]} for r in rows]})
+        return
+    if not rows:
+        say("no searches logged yet; run 'vmr search QUERY'")
+        return
+    click.echo(f"{'id':>5}  {'time':<16}  {'results':>7}  query")
+    for r in rows:
+        query = r["query"] if len(r["query"]) <= 70 else r["query"][:69] + "…"
+        click.echo(printable(f"{r['id']:>5}  {_when(r['created_at']):<16}  {r['n_results']:>7}  {query}"))
+    if len(rows) < total:
+        say(f"{len(rows)} of {total} searches; --limit 0 lists all")
 
 
 @cli.command()
 @click.option("--check", is_flag=True, help="Verify every vector shard against the catalog and repair.")
 @json_option
+@library_option
 @click.pass_context
 @handle_errors
 def status(ctx, check, as_json):
     """What the library holds: videos, clips, vectors, encoder, size."""
     from .library import Library, default_directory
-    from .paths import printable
 
     directory = os.path.abspath(ctx.obj["library"] or default_directory())
     if not check and not os.path.exists(os.path.join(directory, "catalog.db")):
@@ -261,7 +379,7 @@ def status(ctx, check, as_json):
         return
     hours = data["duration"] / 3600
     click.echo(f"library   {printable(data['library'])}")
-    click.echo(f"encoder   {data['encoder'] or '-'}")
+    click.echo(f"encoder   {printable(data['encoder'] or '-')}")
     click.echo(f"videos    {data['videos']} ({hours:.2f} h), failed {data['failed']}, stale {data['stale']}")
     click.echo(f"clips     {data['clips']}, vectors {data['vectors']} "
                f"({'consistent' if data['consistent'] else 'NOT consistent: run vmr status --check'})")
@@ -275,34 +393,52 @@ def status(ctx, check, as_json):
 
 def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
     from .page import open_in_browser, write_page
-    from .paths import printable
 
     # Previews of moments browsers cannot play are cached in the library; a read-only one has none.
     written = write_page(search, html_path, previews_dir=None if lib.readonly else lib.directory)
-    click.echo(f"page: {printable(written)}", err=True)
+    say(f"page: {written}")
     if open_page:
         open_in_browser(written)
 
 
+def logged_as_json(logged: dict) -> dict:
+    """A logged search in the shape 'vmr search --json' prints."""
+    keys = ("rank", "video", "start", "end", "score")
+    return {"query": logged["query"], "search_id": logged["id"],
+            "results": [{k: r[k] for k in keys} for r in logged["results"]], "stats": logged["stats"]}
+
+
 @cli.command()
-@click.argument("search_id", type=int)
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), required=True,
-              help="Write the page here.")
-@click.option("--open", "open_page", is_flag=True, help="Open the page in the browser.")
+@click.argument("search_id", type=int, required=False)
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write a page with thumbnails and players here.")
+@click.option("--open", "open_page", is_flag=True, help="Open the --html page in the browser.")
 @json_option
+@library_option
 @click.pass_context
 @handle_errors
 def show(ctx, search_id, html_path, open_page, as_json):
-    """Show a logged search again, as a page with thumbnails and players."""
+    """Show a logged search again: a table, --json or an --html page.
+
+    SEARCH_ID defaults to the last search ('vmr searches' lists them);
+    --json prints the shape 'vmr search --json' prints.
+    """
     from .errors import VmrError
 
     lib = open_library(ctx)
     logged = lib.catalog.search(search_id)
     if logged is None:
-        raise VmrError(f"no search with id {search_id}")
-    _write_page(lib, logged, html_path, open_page)
+        raise VmrError("no search logged yet; run 'vmr search QUERY' first" if search_id is None
+                       else f"no search with id {search_id} ('vmr searches' lists them)")
+    if open_page and not html_path:
+        raise VmrError("--open opens the --html page: give --html FILE too")
+    if html_path:
+        _write_page(lib, logged, html_path, open_page)
     if as_json:
-        emit_json({"search_id": search_id, "query": logged["query"], "results": logged["results"]})
+        emit_json(logged_as_json(logged))
+        return
+    click.echo(results_table(logged["results"]))
+    say(_search_label(logged))
 
 
 @cli.command()
@@ -350,6 +486,7 @@ def play(ctx, rank, search_id, player):
 @click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False),
               help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting.")
 @json_option
+@library_option
 @click.pass_context
 @handle_errors
 def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_path, as_json):

@@ -10,44 +10,77 @@ video and the IoU).  A uniform-random baseline is computed beside the results.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
 
 from .errors import VmrError
 from .metrics import summarise
-from .paths import VIDEO_EXTENSIONS, absolute, user_file_target
+from .paths import VIDEO_EXTENSIONS, absolute, printable, user_file_target
 from .search import Searcher, SearchOptions
 
 WRONG_VIDEO = (-2.0, -1.0)  # a window that overlaps nothing: a moment in another video
 
 
 def read_annotations(path: str) -> list[dict]:
-    """[{qid, query, vid, windows: [(start, end)]}] from either format."""
+    """[{qid, query, vid, windows: [(start, end)]}] from either format.
+
+    Every line is checked here, before any indexing or search: a bad window or query found an
+    hour into a run would cost the hour.  A bad line is named as FILE:LINE."""
     try:
         with open(path, encoding="utf-8") as handle:
-            lines = [line.rstrip("\n") for line in handle if line.strip()]
+            lines = handle.read().splitlines()
     except OSError as exc:
-        raise VmrError(f"cannot read annotations {path}: {exc.strerror}") from None
+        raise VmrError(f"cannot read annotations {printable(path)}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise VmrError(f"annotations {path} are not UTF-8 text") from None
-    if not lines:
-        raise VmrError(f"annotations {path} are empty")
+        raise VmrError(f"annotations {printable(path)} are not UTF-8 text") from None
     out = []
     for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{printable(path)}:{number}"
         try:
             if line.lstrip().startswith("{"):
                 item = json.loads(line)
-                windows = [tuple(map(float, w)) for w in item["relevant_windows"]]
-                out.append({"qid": item.get("qid", number), "query": item["query"], "vid": str(item["vid"]),
-                            "windows": windows})
+                qid, query, vid, windows = item.get("qid", number), item["query"], item["vid"], item["relevant_windows"]
             else:
-                head, sentence = line.split("##", 1)
+                head, query = line.split("##", 1)
                 vid, start, end = head.split()
-                out.append({"qid": number, "query": sentence.strip(), "vid": vid,
-                            "windows": [(float(start), float(end))]})
-        except (ValueError, KeyError, TypeError) as exc:
-            raise VmrError(f"{path}:{number}: not Charades-STA or QVHighlights ({exc})") from None
+                qid, windows = number, [[float(start), float(end)]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise VmrError(f"{where}: not Charades-STA or QVHighlights ({exc})") from None
+        if not isinstance(vid, (str, int)) or isinstance(vid, bool) or not str(vid).strip():
+            raise VmrError(f"{where}: the video id must be a file stem, not {json.dumps(vid)}")
+        out.append({"qid": qid, "query": _checked_query(query, where), "vid": str(vid).strip(),
+                    "windows": _checked_windows(windows, where)})
+    if not out:
+        raise VmrError(f"annotations {printable(path)} are empty")
+    return out
+
+
+def _checked_query(query, where: str) -> str:
+    if not isinstance(query, str) or not "".join(ch for ch in query if ch.isprintable()).strip():
+        raise VmrError(f"{where}: the query is empty or not text")
+    return query.strip()
+
+
+def _checked_windows(windows, where: str) -> list[tuple[float, float]]:
+    """Each window a [start, end] pair of finite seconds with 0 <= start < end."""
+    if not isinstance(windows, list) or not windows:
+        raise VmrError(f"{where}: relevant_windows must be a list of [start, end] pairs in seconds")
+    out = []
+    for window in windows:
+        text = json.dumps(window)
+        if (not isinstance(window, list) or len(window) != 2
+                or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in window)):
+            raise VmrError(f"{where}: window {text} is not [start, end] in seconds")
+        start, end = float(window[0]), float(window[1])
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise VmrError(f"{where}: window {text} holds a time that is not a finite number")
+        if start < 0 or end <= start:
+            raise VmrError(f"{where}: window {text} must have 0 <= start < end")
+        out.append((start, end))
     return out
 
 

@@ -3,13 +3,24 @@
 Exact by default (re-encode from the requested frame); ``copy`` is a fast
 stream copy that starts at the key frame before the requested start.  Every
 target is checked before anything is cut, the cut goes to a temporary file in
-the output folder, and it is linked into place only if the name is still free
-(``force`` replaces).  A failed cut leaves no partial file.
+the output folder, and it is linked into place only under a name that is
+still free: a name taken by an existing file or by another result of the same
+batch gets ``_2``, ``_3``... (``force`` replaces existing files instead), so
+one file never stands for two results.  A failed cut leaves no partial file.
+
+Cuts go to a folder of vmr's own by default (the user's videos folder, where
+people look for videos, under ``vmr``), never to the current folder: run from
+inside an indexed folder, that put the cuts into the next ``vmr index``.
+vmr never indexes its own outputs: ``without_own_outputs`` recognises them by the
+marker file vmr leaves in its own export folder (it travels with the folder)
+and by the size and fingerprint of every file an export wrote (the export log
+in the catalog), wherever the file is moved.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -20,66 +31,204 @@ from .paths import VIDEO_EXTENSIONS, printable
 from .probe import require_tool
 from .timecodes import file_stamp
 
+MARKER = ".vmr-exports"
+MARKER_TEXT = ("This folder holds clips cut by 'vmr export'. 'vmr index' skips every folder that holds\n"
+               "this file, so that vmr never finds its own cuts; delete the file to have them indexed.\n")
 MAX_STEM_BYTES = 120
 
 
-def target_name(source: str, start: float, end: float, copy: bool) -> str:
+# -- where cuts go --------------------------------------------------------------------------
+def videos_folder() -> str:
+    """The user's videos folder: $XDG_VIDEOS_DIR, else its entry in user-dirs.dirs (what
+    xdg-user-dir VIDEOS reads), else ~/Videos."""
+    home = os.path.expanduser("~")
+    folder = os.environ.get("XDG_VIDEOS_DIR", "").strip() or _user_dirs_entry("XDG_VIDEOS_DIR", home)
+    if not folder or os.path.abspath(folder) == os.path.abspath(home):  # "$HOME" means disabled
+        folder = os.path.join(home, "Videos")
+    return os.path.abspath(os.path.expanduser(folder))
+
+
+def _user_dirs_entry(key: str, home: str) -> str | None:
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    try:
+        with open(os.path.join(config, "user-dirs.dirs"), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        name, _, value = line.strip().partition("=")
+        if name == key and value:
+            value = value.strip().strip('"')
+            return home + value[len("$HOME"):] if value.startswith("$HOME") else value
+    return None
+
+
+def default_export_directory() -> str:
+    """vmr's own folder for cuts: 'vmr' in the user's videos folder."""
+    return os.path.join(videos_folder(), "vmr")
+
+
+def output_folder(out_dir: str | None) -> str:
+    """The folder cuts go to, created when missing: vmr's own (with its marker, when vmr
+    creates it) by default; ``out_dir`` when given, created only when its parent exists."""
+    own = default_export_directory()
+    if out_dir is None or os.path.abspath(out_dir) == own:
+        folder = own
+        if not os.path.isdir(folder):
+            try:
+                os.makedirs(folder)
+            except OSError as exc:
+                raise VmrError(f"cannot create the export folder {printable(folder)}: "
+                               f"{exc.strerror or exc}; name another with --out DIR") from None
+            try:
+                with open(os.path.join(folder, MARKER), "x", encoding="utf-8") as handle:
+                    handle.write(MARKER_TEXT)
+            except OSError as exc:  # never an export folder without its marker
+                shutil.rmtree(folder, ignore_errors=True)
+                raise VmrError(f"cannot write {printable(os.path.join(folder, MARKER))}: "
+                               f"{exc.strerror or exc}") from None
+    else:
+        folder = os.path.abspath(out_dir)
+        if not os.path.isdir(folder):
+            if os.path.lexists(folder):
+                raise VmrError(f"--out {printable(folder)} is not a folder")
+            if not os.path.isdir(os.path.dirname(folder)):
+                raise VmrError(f"output folder does not exist, nor its parent: {printable(folder)}")
+            try:
+                os.mkdir(folder)
+            except OSError as exc:
+                raise VmrError(f"cannot create output folder {printable(folder)}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK):
+        raise VmrError(f"output folder is not writable: {printable(folder)}")
+    return folder
+
+
+# -- recognising vmr's own outputs (called by the index scan) -----------------------------------
+def without_own_outputs(catalog, found: list) -> list:
+    """``found`` (scan.Found items) less vmr's own cuts, which are never indexed: files under a
+    folder holding vmr's marker, and files whose size and fingerprint are those of a file an
+    export wrote (so a cut moved anywhere, or a --out folder under an indexed root, stays out)."""
+    own = _OwnOutputs(catalog)
+    return [item for item in found if not own.holds(item)]
+
+
+class _OwnOutputs:
+    def __init__(self, catalog):
+        self.prints: dict[int, set] = {}
+        for operation in catalog.operations("export"):
+            for cut in operation["summary"].get("files", []):
+                self.prints.setdefault(cut["size"], set()).add(cut["fingerprint"])
+        self.marked: dict[str, bool] = {}
+
+    def holds(self, item) -> bool:
+        if self._in_marked_folder(os.path.dirname(item.path)):
+            return True
+        if item.size not in self.prints:  # a fingerprint only where the size matches a cut's
+            return False
+        from .scan import fingerprint
+
+        try:
+            item.fingerprint = item.fingerprint or fingerprint(item.path, item.size)
+        except OSError:
+            return False  # the scan records what it cannot read
+        return item.fingerprint in self.prints[item.size]
+
+    def _in_marked_folder(self, folder: str) -> bool:
+        if folder not in self.marked:
+            parent = os.path.dirname(folder)
+            self.marked[folder] = (os.path.isfile(os.path.join(folder, MARKER))
+                                   or (parent != folder and self._in_marked_folder(parent)))
+        return self.marked[folder]
+
+
+# -- cutting ----------------------------------------------------------------------------------
+def target_name(source: str, start: float, end: float, copy: bool, number: int = 1) -> str:
+    """The cut's file name; ``number`` > 1 tells apart cuts that would share it."""
     stem, ext = os.path.splitext(os.path.basename(source))
     stem = "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in stem) or "clip"
     stem = os.fsencode(stem)[:MAX_STEM_BYTES].decode("utf-8", "ignore")  # whole characters only
     if stem[0] in "-.":  # no option-like or hidden names for the user's shell later
         stem = "_" + stem[1:]
+    suffix = f"_{number}" if number > 1 else ""
     if copy:  # same container as the source; named apart from the exact cut
         ext = ext.lower() if ext.lower() in VIDEO_EXTENSIONS else ".mkv"  # never odd bytes
-        return f"{stem}_{file_stamp(start)}-{file_stamp(end)}_copy{ext}"
-    return f"{stem}_{file_stamp(start)}-{file_stamp(end)}.mp4"
+        return f"{stem}_{file_stamp(start)}-{file_stamp(end)}_copy{suffix}{ext}"
+    return f"{stem}_{file_stamp(start)}-{file_stamp(end)}{suffix}.mp4"
 
 
-def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: str = ".",
-                   copy: bool = False, force: bool = False) -> dict:
+def choose_search(catalog, search_id: int | None) -> dict:
+    """The logged search an export or ``vmr show`` refers to: ``search_id``, else the last one.
+
+    A read-only library cannot log a search, so there "the last search" is an older one than
+    the user just saw: refused, the user names the search instead."""
+    if search_id is None and catalog.readonly:
+        raise VmrError("this library is read-only, so the searches made on it are not logged and "
+                       "the last logged search is not the one just shown; name one with --search ID "
+                       "('vmr searches' lists them), or use a writable --library")
     search = catalog.search(search_id)
     if search is None:
         raise VmrError("no search logged yet; run 'vmr search QUERY' first" if search_id is None
-                       else f"no search with id {search_id}")
+                       else f"no search with id {search_id} ('vmr searches' lists them)")
+    return search
+
+
+def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: str | None = None,
+                   copy: bool = False, force: bool = False, search: dict | None = None,
+                   announce=None) -> dict:
+    """Cut the results ``ranks`` (every result when empty) of a logged search into files.
+
+    ``out_dir`` None: vmr's own export folder.  ``announce(search, ranks, folder)`` is called
+    once everything is checked, before the first cut.  Returns {search_id, query, folder, exported}."""
+    search = search or choose_search(catalog, search_id)
     by_rank = {r["rank"]: r for r in search["results"]}
     if not by_rank:
         raise VmrError(f"search {search['id']} has no results to export")
-    chosen = list(ranks) if ranks else sorted(by_rank)
+    chosen = list(dict.fromkeys(ranks)) if ranks else sorted(by_rank)  # a rank named twice is one cut
     missing = [r for r in chosen if r not in by_rank]
     if missing:
         raise VmrError(f"search {search['id']} has no result {missing[0]} (it has 1 to {max(by_rank)})")
     ffmpeg = require_tool("ffmpeg")
-    out_dir = os.path.abspath(out_dir)
-    if not os.path.isdir(out_dir):
-        raise VmrError(f"output folder does not exist: {printable(out_dir)}")
-    if not os.access(out_dir, os.W_OK):
-        raise VmrError(f"output folder is not writable: {printable(out_dir)}")
-    jobs = []
     for rank in chosen:
-        result = by_rank[rank]
-        source = result["video"]
+        source = by_rank[rank]["video"]
         if not os.path.isfile(source):
             raise VmrError(f"result {rank}: source no longer exists: {printable(source)} "
                            "(moved since indexing? run 'vmr index' and search again)")
-        target = os.path.join(out_dir, target_name(source, result["start"], result["end"], copy))
-        if os.path.lexists(target) and not force:
-            raise VmrError(f"{printable(target)} exists; use --force to overwrite")
-        jobs.append((rank, result, target))
+    folder = output_folder(out_dir)
+    if announce is not None:
+        announce(search, chosen, folder)
     started = time.time()
-    written = []
-    for rank, result, target in jobs:
-        _cut(ffmpeg, result["video"], result["start"], result["end"], target, copy, force)
-        written.append({"rank": rank, "path": target, "source": result["video"],
-                        "start": result["start"], "end": result["end"], "exact": not copy})
-    done = {"search_id": search["id"], "query": search["query"], "exported": written}
-    catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": out_dir,
-                                     "copy": copy, "force": force}, done, started)
+    written, files, taken = [], [], set()
+    try:
+        for rank in chosen:
+            result = by_rank[rank]
+            names = (os.path.join(folder, target_name(result["video"], result["start"], result["end"], copy, n))
+                     for n in range(1, 100000))
+            names = (name for name in names if name not in taken)  # never one file for two results
+            target = _cut(ffmpeg, result["video"], result["start"], result["end"], names, folder, copy, force)
+            taken.add(target)
+            written.append({"rank": rank, "path": target, "source": result["video"],
+                            "start": result["start"], "end": result["end"], "exact": not copy})
+            files.append(_file_print(target))
+    finally:
+        done = {"search_id": search["id"], "query": search["query"], "folder": folder, "exported": written}
+        if written:  # what was written is logged even when a later cut fails: the index skips it
+            catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
+                                             "copy": copy, "force": force}, dict(done, files=files), started)
     return done
 
 
-def _cut(ffmpeg: str, source: str, start: float, end: float, target: str, copy: bool, force: bool) -> None:
-    ext = os.path.splitext(target)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".vmr-export-", suffix=ext, dir=os.path.dirname(target))
+def _file_print(path: str) -> dict:
+    from .scan import fingerprint
+
+    size = os.path.getsize(path)
+    return {"size": size, "fingerprint": fingerprint(path, size)}
+
+
+def _cut(ffmpeg: str, source: str, start: float, end: float, names, folder: str, copy: bool,
+         force: bool) -> str:
+    """Cut into a temp file in ``folder``, then place it under the first usable name; returns it."""
+    ext = os.path.splitext(target_name(source, start, end, copy))[1]
+    fd, tmp = tempfile.mkstemp(prefix=".vmr-export-", suffix=ext, dir=folder)
     os.close(fd)
     duration = max(0.001, end - start)
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", "-ss", f"{start:.3f}",
@@ -96,22 +245,30 @@ def _cut(ffmpeg: str, source: str, start: float, end: float, target: str, copy: 
             lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
             raise VmrError(f"ffmpeg could not cut {printable(source)}: {lines[-1] if lines else 'failed'}")
         usual_mode(tmp)  # the cut is the user's file, not a private temp file
-        _place(tmp, target, force)
+        return _place(tmp, names, force)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _place(tmp: str, target: str, force: bool) -> None:
-    """Move tmp to target without replacing an existing file unless force."""
-    if force:
-        os.replace(tmp, target)
-        return
-    try:
-        os.link(tmp, target)  # fails if target appeared meanwhile: never overwrite
-    except FileExistsError:
-        raise VmrError(f"{printable(target)} exists; use --force to overwrite") from None
-    except OSError:
+def _place(tmp: str, names, force: bool) -> str:
+    """Give tmp the first of ``names`` that is free (``force``: the first, replacing a file)."""
+    for target in names:
+        if force:
+            if os.path.isdir(target) and not os.path.islink(target):
+                continue  # never a folder, not even with --force
+            os.replace(tmp, target)
+            return target
         if os.path.lexists(target):
-            raise VmrError(f"{printable(target)} exists; use --force to overwrite") from None
-        os.rename(tmp, target)  # filesystems without hard links
+            continue
+        try:
+            os.link(tmp, target)  # fails if target appeared meanwhile: never overwrite
+            return target
+        except FileExistsError:
+            continue
+        except OSError:
+            if os.path.lexists(target):
+                continue
+            os.rename(tmp, target)  # filesystems without hard links (a race here is not caught)
+            return target
+    raise VmrError(f"no free file name for the cut in {printable(os.path.dirname(tmp))}")

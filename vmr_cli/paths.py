@@ -31,8 +31,12 @@ def from_key(key) -> str:
 
 
 def printable(path: str) -> str:
-    """A one-line, valid-UTF-8 rendering of a path for tables and messages."""
-    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A one-line, valid-UTF-8 rendering of a path (or a whole message naming paths) for
+    tables and messages: control characters, terminal escapes included, are shown escaped."""
+    try:
+        text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+        text = path.encode("utf-8", "backslashreplace").decode("utf-8")
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 

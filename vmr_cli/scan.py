@@ -17,6 +17,7 @@ import stat
 from dataclasses import dataclass, field
 
 from .errors import VmrError
+from .export import without_own_outputs
 from .paths import absolute, is_video_name, under
 
 FINGERPRINT_BYTES = 256 * 1024
@@ -104,6 +105,7 @@ def check_roots(paths) -> list[str]:
 
 def plan_index(catalog, roots: list[str]) -> Plan:
     found, failed = find_videos(roots)
+    found = without_own_outputs(catalog, found)  # vmr's own cuts are never indexed
     plan = Plan(failed=failed)
     failed_paths = {f["path"] for f in failed}
     by_path = {v["path"]: v for v in catalog.videos()}

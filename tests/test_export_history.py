@@ -1,0 +1,271 @@
+"""Exports, search history and what reaches the terminal (issues 11 and 12, round 2).
+
+Where cuts go and that vmr never indexes them, names that never collide, `vmr searches` and
+`vmr show`, which search an export cuts from (read-only libraries too), bad numbers and
+annotation windows, escaped file names on stderr, --library after the command, completion.
+TESTING.md ("Round 2: export, history and output") maps every case to its test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, ffprobe_duration, make_video, vmr, vmr_json, vmr_subprocess
+
+from vmr_cli.cli import cli
+
+ESC = "\x1b"
+
+
+@pytest.fixture
+def indexed(videos, tiny_model):
+    vmr_json("index", videos, "--model", tiny_model)
+    return videos
+
+
+def indexed_paths() -> set[str]:
+    from vmr_cli.library import Library
+
+    return {v["path"] for v in Library().catalog.videos()}
+
+
+# -- 12.2: exports land in vmr's own folder, and vmr never indexes its own cuts ----------------
+def test_export_goes_to_vmrs_own_folder_not_the_current_one(indexed, tmp_path, monkeypatch):
+    monkeypatch.chdir(indexed)  # the trap: exporting from inside an indexed folder
+    before = set(os.listdir(indexed))
+    found = vmr_json("search", "red", "--top-k", "3")
+    code, out, err = vmr("export", "1")
+    own = tmp_path / "Videos" / "vmr"  # $XDG_VIDEOS_DIR/vmr, created with its parent
+    path = out.split()[-1]
+    assert os.path.dirname(path) == str(own) and os.path.isfile(path)
+    assert (own / ".vmr-exports").is_file()  # the marker the index scan skips
+    assert set(os.listdir(indexed)) == before  # nothing written where the user stood
+    assert f'results of search {found["search_id"]} ("red", ' in err and f"into {own}" in err
+    done = vmr_json("export", "2")
+    assert done["folder"] == str(own) and done["exported"][0]["path"].startswith(str(own) + os.sep)
+
+
+def test_out_folder_is_created_when_its_parent_exists(indexed, tmp_path):
+    vmr_json("search", "red", "--top-k", "2")
+    done = vmr_json("export", "1", "--out", tmp_path / "new")
+    assert os.path.isfile(done["exported"][0]["path"]) and done["folder"] == str(tmp_path / "new")
+    assert not (tmp_path / "new" / ".vmr-exports").exists()  # the user's folder: no marker in it
+    code, _, err = vmr("export", "1", "--out", tmp_path / "no" / "such", expect=1)
+    assert err.strip() == f"Error: output folder does not exist, nor its parent: {tmp_path / 'no' / 'such'}"
+    assert not (tmp_path / "no").exists()
+
+
+def test_vmrs_own_cuts_are_never_indexed_wherever_they_are_moved(indexed, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    vmr_json("search", "red", "--top-k", "3")
+    default = vmr_json("export", "1", "2")["exported"]
+    in_root = vmr_json("export", "3", "--out", indexed / "cuts")["exported"]  # a --out folder under the root
+    shutil.move(tmp_path / "Videos" / "vmr", indexed / "moved exports")  # the whole folder, marker with it
+    shutil.copy(default[0]["path"].replace(str(tmp_path / "Videos" / "vmr"), str(indexed / "moved exports")),
+                indexed / "sub" / "renamed.mp4")  # one cut moved on its own, renamed
+    before = indexed_paths()
+    summary = vmr_json("index", indexed)
+    assert (summary["added"], summary["updated"], summary["moved"]) == (0, 0, 0)
+    assert indexed_paths() == before and len(before) == 3
+    found = vmr_json("search", "red", "--top-k", "50")["results"]
+    assert {os.path.basename(r["video"]) for r in found} <= {"red_then_blue.mp4", "green.mp4", "pattern.mp4"}
+    assert os.path.isfile(in_root[0]["path"])  # skipped, not touched
+    # A file the user puts into vmr's folder is skipped too (the marker says so); deleting the
+    # marker hands the folder back to the index.
+    os.remove(indexed / "moved exports" / ".vmr-exports")
+    make_video(indexed / "moved exports" / "mine.mp4", [("yellow", 2.0)])
+    vmr_json("index", indexed)
+    assert {os.path.basename(p) for p in indexed_paths() - before} == {"mine.mp4"}  # cuts stay out by print
+
+
+# -- 11.6: one file per result, never a name taken twice ------------------------------------------
+@pytest.fixture
+def two_cards(tiny_model, tmp_path):
+    """GOPR0001.MP4 on two cards: same name, same content, so the same moments in both."""
+    clip = make_video(tmp_path / "src.mp4", [("red", 3.0), ("blue", 3.0)])
+    for card in ("card1", "card2"):
+        (tmp_path / "videos" / card / "DCIM").mkdir(parents=True)
+        shutil.copy(clip, tmp_path / "videos" / card / "DCIM" / "GOPR0001.MP4")
+    vmr_json("index", tmp_path / "videos", "--model", tiny_model)
+    return tmp_path / "videos"
+
+
+def test_export_names_are_unique_in_a_batch_and_against_existing_files(two_cards, tmp_path):
+    results = vmr_json("search", "red", "--top-k", "6", "--exhaustive")["results"]
+    windows = [(r["start"], r["end"]) for r in results]
+    assert len(set(windows)) < len(windows)  # the same moment in both copies: the case at hand
+    out = tmp_path / "cuts"
+    first = vmr_json("export", "--out", out)["exported"]
+    paths = [e["path"] for e in first]
+    assert len(set(paths)) == len(results) == len(os.listdir(out))
+    for item in first:
+        assert abs(ffprobe_duration(item["path"]) - (item["end"] - item["start"])) <= 0.1
+    stamps = {p: os.stat(p).st_mtime_ns for p in paths}
+    again = [e["path"] for e in vmr_json("export", "--out", out)["exported"]]  # same batch again
+    assert len(set(again)) == len(results) and not set(again) & set(paths)
+    assert all(os.stat(p).st_mtime_ns == t for p, t in stamps.items())  # nothing overwritten
+    forced = [e["path"] for e in vmr_json("export", "--out", out, "--force")["exported"]]
+    assert forced == paths  # --force replaces the same names, still one file per result
+    assert len(os.listdir(out)) == 2 * len(results)
+    assert len(vmr_json("export", "1", "1", "--out", out)["exported"]) == 1  # a rank named twice: one cut
+    assert not [p for p in os.listdir(out) if p.startswith(".vmr-export-")]
+
+
+# -- 12.3: vmr searches, vmr show, and which search an export cuts from -------------------------
+def test_searches_lists_the_history_and_show_prints_a_logged_search(indexed, tmp_path):
+    code, red_table, _ = vmr("search", "red", "--top-k", "3")
+    green = vmr_json("search", "green", "--top-k", "2")
+    vmr("search", "pattern", "--paths")
+    listed = vmr_json("searches")
+    assert listed["total"] == 3
+    assert [(s["search_id"], s["query"], s["results"]) for s in listed["searches"]] == \
+        [(3, "pattern", listed["searches"][0]["results"]), (2, "green", len(green["results"])), (1, "red", 3)]
+    assert all(s["created_at"][:2] == "20" and "T" in s["created_at"] for s in listed["searches"])
+    code, out, err = vmr("searches", "--limit", "2")
+    lines = out.splitlines()
+    assert lines[0].split() == ["id", "time", "results", "query"] and len(lines) == 3
+    assert lines[1].split()[0] == "3" and lines[2].split()[-1] == "green"
+    assert lines[2].split()[3] == str(len(green["results"]))
+    assert err.strip() == "2 of 3 searches; --limit 0 lists all"
+    assert len(vmr_json("searches", "--limit", "0")["searches"]) == 3
+    # show: the table by default, the search --json shape with --json, the page with --html
+    code, out, err = vmr("show", "1")
+    assert out == red_table and err.startswith('search 1 ("red", 20')
+    shown = vmr_json("show", "2")
+    assert list(shown) == list(green) and shown["results"] == green["results"]
+    assert shown["query"] == "green" and shown["search_id"] == 2
+    assert {k: v for k, v in shown["stats"].items() if k != "time"} == \
+        {k: v for k, v in green["stats"].items() if k != "time"}
+    assert vmr_json("show")["search_id"] == 3  # no id: the last search, and it says which
+    code, out, err = vmr("show", "1", "--html", tmp_path / "page.html")
+    assert out == red_table and (tmp_path / "page.html").stat().st_size > 0
+    # export says which search and query it cuts from
+    code, out, err = vmr("export", "1", "--search", "2", "--out", tmp_path)
+    assert err.startswith('cutting 1 of 2 results of search 2 ("green", 20')
+
+
+def test_read_only_library_export_refuses_the_last_logged_search(indexed, tmp_path, isolated_library):
+    vmr_json("search", "green", "--top-k", "2")  # search 1, logged
+    out = tmp_path / "out"
+    out.mkdir()
+    for base, dirs, files in os.walk(isolated_library):
+        for name in files:
+            os.chmod(os.path.join(base, name), 0o444)
+        os.chmod(base, 0o555)
+    try:
+        shown = vmr_subprocess(isolated_library, "search", "red", "--top-k", "1", "--json")
+        assert shown.returncode == 0 and json.loads(shown.stdout)["search_id"] is None
+        export = vmr_subprocess(isolated_library, "export", "1", "--out", out)
+        assert export.returncode == 1 and export.stderr.strip().splitlines()[-1] == (
+            "Error: this library is read-only, so the searches made on it are not logged and the last "
+            "logged search is not the one just shown; name one with --search ID ('vmr searches' lists "
+            "them), or use a writable --library")
+        assert os.listdir(out) == []
+        named = vmr_subprocess(isolated_library, "export", "1", "--search", "1", "--out", out, "--json")
+        assert named.returncode == 0, named.stderr
+        assert 'cutting 1 of 2 results of search 1 ("green", ' in named.stderr
+        assert os.path.basename(json.loads(named.stdout)["exported"][0]["source"]) in {
+            "red_then_blue.mp4", "green.mp4", "pattern.mp4"}
+    finally:
+        for base, dirs, files in os.walk(isolated_library):
+            os.chmod(base, 0o755)
+
+
+# -- 11.14: numbers no SQLite or comparison can hold ---------------------------------------------
+def test_search_ids_past_64_bits_and_non_finite_min_score(indexed, tmp_path):
+    vmr_json("search", "red", "--top-k", "1")
+    big = "99999999999999999999"
+    for args in (("export", "--search", big, "1", "--out", tmp_path), ("show", big)):
+        code, out, err = vmr(*args, expect=1)
+        assert err.strip() == f"Error: no search with id {args[2] if args[0] == 'export' else args[1]} " \
+                              "('vmr searches' lists them)"
+    for bad in ("nan", "inf", "-inf", "NaN"):
+        code, out, err = vmr("search", "red", "--min-score", bad, expect=2)
+        assert err.strip().splitlines()[-1] == \
+            f"Error: Invalid value for '--min-score': must be a finite number, not {bad}"
+        assert "Traceback" not in err and out == ""
+
+
+BAD_ANNOTATIONS = [
+    ('{"query": "a", "vid": "green", "relevant_windows": [[1]]}', "window [1] is not [start, end] in seconds"),
+    ('{"query": "a", "vid": "green", "relevant_windows": [[3, 1]]}', "window [3, 1] must have 0 <= start < end"),
+    ('{"query": "a", "vid": "green", "relevant_windows": [[NaN, 1]]}',
+     "window [NaN, 1] holds a time that is not a finite number"),
+    ('{"query": "a", "vid": "green", "relevant_windows": [[0, Infinity]]}',
+     "window [0, Infinity] holds a time that is not a finite number"),
+    ('{"query": "a", "vid": "green", "relevant_windows": ["12"]}', 'window "12" is not [start, end] in seconds'),
+    ('{"query": "a", "vid": "green", "relevant_windows": []}',
+     "relevant_windows must be a list of [start, end] pairs in seconds"),
+    ('{"query": "a", "vid": "green", "relevant_windows": [[-1, 2]]}', "window [-1, 2] must have 0 <= start < end"),
+    ('{"query": "  ", "vid": "green", "relevant_windows": [[0, 2]]}', "the query is empty or not text"),
+    ("green 2.0 nan##a green screen", "window [2.0, NaN] holds a time that is not a finite number"),
+    ("green 3.5 1.0##a green screen", "window [3.5, 1.0] must have 0 <= start < end"),
+    ("green 1 inf##a green screen", "window [1.0, Infinity] holds a time that is not a finite number"),
+]
+
+
+@pytest.mark.parametrize("line, reason", BAD_ANNOTATIONS)
+def test_bad_annotation_windows_are_rejected_when_read_with_file_and_line(line, reason, tmp_path):
+    videos = tmp_path / "v"
+    make_video(videos / "green.mp4", [("green", 2.0)])
+    good = '{"query": "a green screen", "vid": "green", "relevant_windows": [[0, 2]]}'
+    path = tmp_path / "ann.jsonl"
+    path.write_text(f"{good}\n\n{line}\n")  # a blank line: the line number is the file's
+    code, out, err = vmr("eval", path, "--videos", videos, expect=1)
+    assert err.strip() == f"Error: {path}:3: {reason}"
+    assert vmr_json("status")["videos"] == 0  # rejected before anything was indexed
+
+
+# -- 11.15: file names on stderr are escaped, every message ---------------------------------------
+def test_terminal_escapes_in_file_names_never_reach_stderr(tiny_model, tmp_path):
+    folder = tmp_path / f"v{ESC}]0;owned{ESC}\\"
+    hostile = folder / f"{ESC}[2Jclear\x07.mp4"
+    make_video(hostile, [("red", 2.0)])
+    make_video(folder / "plain.mp4", [("red", 2.0)])
+    (folder / f"{ESC}[31mbroken.mp4").write_bytes(os.urandom(2048))
+    code, out, err = vmr("index", folder, "--model", tiny_model, expect=1)
+    assert "failed: " in err and ESC not in err  # the failed: line, ffmpeg's reason included
+    os.remove(hostile)
+    code, out, err = vmr("search", "red")
+    assert "warning: skipped" in err and ESC not in err and "\\x1b[2Jclear\\x07.mp4" in err
+    for args in (("index", tmp_path / f"{ESC}[2Jnothing"),                      # Error: from vmr
+                 ("eval", tmp_path / f"{ESC}]0;t.jsonl", "--videos", tmp_path),
+                 ("export", "--search", "1", "--out", tmp_path / f"x{ESC}[1m" / "y"),
+                 ("show", "1", "--html", tmp_path / f"{ESC}[1mno" / "page.html")):   # an OSError's filename
+        code, out, err = vmr(*args, expect=1)
+        assert err.startswith("Error: ") and ESC not in err, (args, err)
+        assert "\\x1b" in err or args[0] == "show", (args, err)
+    (tmp_path / f"file{ESC}[1m").write_text("")
+    code, out, err = vmr("export", "--out", tmp_path / f"file{ESC}[1m", expect=2)  # click's own error
+    assert "is a file" in err and ESC not in err
+
+
+# -- 12.7: --library after the command, completion ----------------------------------------------
+def test_library_is_accepted_after_the_command_too(indexed, tmp_path, isolated_library, monkeypatch):
+    for name, command in cli.commands.items():
+        assert "--library" in [o for p in command.params for o in p.opts], name
+    vmr_json("search", "red", "--top-k", "1")
+    monkeypatch.setenv("VMR_LIBRARY", str(tmp_path / "elsewhere"))
+    assert vmr_json("status", "--library", isolated_library)["videos"] == 3
+    assert vmr_json("searches", "--library", isolated_library)["total"] == 1
+    assert vmr_json("show", "1", "--library", isolated_library)["query"] == "red"
+    assert vmr_json("search", "green", "--library", isolated_library)["search_id"] == 2
+    assert vmr_json("export", "1", "--out", tmp_path / "o", "--library", isolated_library)["search_id"] == 2
+    assert vmr_json("index", indexed, "--library", isolated_library)["unchanged"] == 3
+    # after the command wins over before it
+    assert vmr_json("--library", tmp_path / "other", "status", "--library", isolated_library)["videos"] == 3
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_shell_completion_script_and_completions():
+    env = dict(os.environ, _VMR_COMPLETE="bash_source")
+    script = subprocess.run([sys.executable, "-m", "vmr_cli"], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert "_vmr_completion()" in script.stdout and "complete -o nosort -F _vmr_completion vmr" in script.stdout
+    env = dict(os.environ, _VMR_COMPLETE="bash_complete", COMP_WORDS="vmr sea", COMP_CWORD="1")
+    words = subprocess.run([sys.executable, "-m", "vmr_cli"], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert words.stdout.split() == ["plain,search", "plain,searches"]
