@@ -448,6 +448,7 @@ def show(ctx, search_id, html_path, open_page, as_json):
 @click.option("--player", type=click.Choice(["auto", "mpv", "vlc", "system"]), default="auto",
               envvar="VMR_PLAYER", show_default=True,
               help="auto: mpv, else VLC, else the system opener (xdg-open / open). Also $VMR_PLAYER.")
+@library_option
 @click.pass_context
 @handle_errors
 def play(ctx, rank, search_id, player):
@@ -460,7 +461,6 @@ def play(ctx, rank, search_id, player):
       vmr play 1                # result 1 of the last search
       vmr play --search 7 3     # result 3 of logged search 7
     """
-    from .paths import printable
     from .player import pick_result, prepare, run
     from .timecodes import timecode
 
@@ -468,12 +468,11 @@ def play(ctx, rank, search_id, player):
     logged, result = pick_result(lib.catalog, rank, search_id, readonly=lib.readonly)
     start, end = float(result["start"]), float(result["end"])
     kind, argv = prepare(result["video"], start, end, player)
-    query = printable(logged["query"])
-    click.echo(f"search {logged['id']} \"{query}\", rank {rank}: {printable(result['video'])} "
-               f"{timecode(start)} – {timecode(end)}", err=True)
+    say(f"search {logged['id']} \"{logged['query']}\", rank {rank}: {result['video']} "
+        f"{timecode(start)} – {timecode(end)}")
     if kind == "system":
-        click.echo(f"{printable(os.path.basename(argv[0]))} cannot start at a time: seek to {timecode(start)} "
-                   f"(the moment ends at {timecode(end)}); mpv or VLC would start there", err=True)
+        say(f"{os.path.basename(argv[0])} cannot start at a time: seek to {timecode(start)} "
+            f"(the moment ends at {timecode(end)}); mpv or VLC would start there")
     run(kind, argv)
 
 

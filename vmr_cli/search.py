@@ -179,7 +179,8 @@ class Searcher:
             times = np.array([(c["start"] + c["end"]) / 2 for c in clips], dtype=np.float64)
             sims = np.asarray(shard["A"], dtype=np.float32) @ q.numpy()
         stats["frames_stored"] += len(times)
-        return _Video(video, clips, times, sims.astype(np.float64))
+        step = self.info["clip_seconds"] / (2 if "F" in shard else 1)
+        return _Video(video, clips, times, sims.astype(np.float64), step)
 
     def _features(self, v) -> dict:
         """The trained trimmer's inputs for one video, from its shard (read again: only then)."""
@@ -210,8 +211,8 @@ class Searcher:
                 else:
                     found = propose_moments(torch.from_numpy(v.times), torch.from_numpy(v.sims), v.step,
                                             top_k=options.per_video, baseline=v.baseline, duration=v.duration,
-                                            alpha=CONTRAST, min_len=v.min_moment - 1e-6)
-                windows += [(v, start, end, score) for start, end, score in found]
+                                            alpha=CONTRAST)
+                windows += [(v, start, end, score) for start, end, score in v.kept(found, options.per_video)]
         windows.sort(key=lambda w: -w[3])
         if options.record_selection:
             for v in videos:
@@ -264,8 +265,8 @@ class Searcher:
             with timer("moment_head"):
                 found = propose_moments(torch.tensor(times), torch.tensor(sims), 1.0 / options.dense_fps,
                                         top_k=options.per_video, baseline=v.baseline, duration=v.duration,
-                                        alpha=CONTRAST, min_len=v.min_moment - 1e-6)
-            for start, end, score in found:
+                                        alpha=CONTRAST)
+            for start, end, score in v.kept(found, options.per_video):
                 out += _moment(v, start, end, score)
             bar.update(1)
         bar.close()
@@ -275,13 +276,18 @@ class Searcher:
 class _Video:
     """A candidate video with its stored timeline: frame times and their query similarity."""
 
-    def __init__(self, row: dict, clips: list[dict], times: np.ndarray, sims: np.ndarray):
-        self.row, self.clips, self.times, self.sims = row, clips, times, sims
+    def __init__(self, row: dict, clips: list[dict], times: np.ndarray, sims: np.ndarray, step: float):
+        self.row, self.clips, self.times, self.sims, self.step = row, clips, times, sims, step
         self.path, self.duration = row["path"], float(row["duration"])
-        gaps = np.diff(times)
-        self.step = float(np.median(gaps)) if len(gaps) else max(self.duration, 1e-3)
         self.baseline = float(np.median(sims))  # the video's background level, no decoding
         self.min_moment = min(MIN_MOMENT, self.duration)
+
+    def kept(self, windows, limit: int) -> list[tuple[float, float, float]]:
+        """Windows widened to the shortest moment a person keeps, then none nested in another."""
+        from vmr_models.moment_head import nms
+
+        widened = [(*_at_least((s, e), self.min_moment, self.duration), score) for s, e, score in windows]
+        return nms(widened, 0.5, limit=limit)
 
 
 def dense_grid(start: float, end: float, fps: float) -> list[float]:
