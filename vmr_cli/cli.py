@@ -107,6 +107,11 @@ def library_option(func):
                         "command). Default: $VMR_LIBRARY or ~/.local/share/vmr.")(func)
 
 
+def trimmer_option(func):
+    return click.option("--trimmer", type=click.Path(file_okay=False, exists=True),
+                        help="A trimmer trained by vmr train: its network chooses the windows.")(func)
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")(func)
 
@@ -201,6 +206,7 @@ def results_table(results) -> str:
               help="Candidate videos searched in depth.")
 @click.option("--per-video", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Moments at most from one video (none lies inside another).")
+@trimmer_option
 @click.option("--paths", "paths_only", is_flag=True, help="Print only the paths of matching videos.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Also write a page with thumbnails and players for the results.")
@@ -209,8 +215,8 @@ def results_table(results) -> str:
 @library_option
 @click.pass_context
 @handle_errors
-def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, paths_only, html_path,
-           open_page, as_json):
+def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, trimmer, paths_only,
+           html_path, open_page, as_json):
     """Find the moments that match QUERY, best first."""
     from . import STARTED
     from .errors import VmrError
@@ -226,7 +232,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     if html_path:
         user_file_target(html_path, "--html")  # refused before the search, not after it
     startup = time.perf_counter() - STARTED
-    searcher = Searcher(lib)
+    searcher = Searcher(lib, trimmer=trimmer)
     found = searcher.search(query, options, progress=None)
     found["stats"]["time"] = {"startup": round(startup, 3), "model_load": round(searcher.load_seconds, 3),
                               **found["stats"]["time"]}
@@ -484,11 +490,12 @@ def play(ctx, rank, search_id, player):
 @click.option("--exhaustive", is_flag=True, help="Verify every clip (the baseline trimming is measured against).")
 @click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False),
               help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting.")
+@trimmer_option
 @json_option
 @library_option
 @click.pass_context
 @handle_errors
-def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_path, as_json):
+def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_path, trimmer, as_json):
     """Score search on an annotation file (Charades-STA or QVHighlights).
 
     Reports R1@0.3/0.5/0.7, mIoU, R5@0.5 and mAP for moment retrieval (query
@@ -502,12 +509,13 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
         user_file_target(predictions_path, "--predictions")  # before a library is created or filled
     lib = open_library(ctx, create=True)
     report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
-                      predictions_path=predictions_path, model=model)
+                      predictions_path=predictions_path, model=model, trimmer=trimmer)
     if as_json:
         emit_json(report)
         return
     keys = ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "R5@0.5", "mAP"]
-    click.echo(f"{report['n_queries']} queries, {'exhaustive' if exhaustive else 'trimmed'} search")
+    mode = "exhaustive" if exhaustive else ("trained trimmer" if trimmer else "trimmed")
+    click.echo(f"{report['n_queries']} queries, {mode} search")
     click.echo(f"{'setting':<22}" + "".join(f"{k:>8}" for k in keys))
     for name, values in [("moment retrieval", report["single"]), ("corpus", report["corpus"]),
                          ("random (moment)", report["random"]["single"]),
@@ -516,6 +524,50 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     c = report["cost"]
     click.echo(f"per query: {c['clips_verified']:.1f} clips verified, {c['frames_decoded']:.0f} frames "
                f"decoded, {c['frames_encoded']:.0f} encoded, {c['seconds']:.2f} s")
+
+
+@cli.command()
+@click.argument("annotations", type=click.Path(dir_okay=False))
+@click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder holding the annotated videos (file stem = video id); indexed if needed.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the trained trimmer (created; an unfinished run there resumes).")
+@click.option("--val", "val_path", type=click.Path(dir_okay=False),
+              help="Annotations to report validation R1@0.5 on after every epoch (videos in --videos).")
+@click.option("--epochs", type=click.IntRange(1, 10000), default=20, show_default=True,
+              help="Epochs of the teacher, then as many of the student.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same data: the same model.")
+@click.option("--model", help="Encoder for a new library (as for vmr index).")
+@json_option
+@library_option
+@click.pass_context
+@handle_errors
+def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, as_json):
+    """Train the paper's clip trimmer on an annotation file (Charades-STA or QVHighlights).
+
+    Its inputs are the features the library already holds, so no epoch decodes
+    anything. After every epoch the state is saved in --out: Ctrl-C keeps the
+    last finished one, and the same command again resumes from it. Use it with
+    vmr search --trimmer DIR and vmr eval --trimmer DIR.
+    """
+    from .train import TrainOptions, train as train_trimmer
+
+    lib = open_library(ctx, create=True)
+
+    def log(record):
+        if not as_json:
+            say(" ".join(f"{k} {v}" for k, v in record.items()))
+
+    summary = train_trimmer(lib, annotations, videos_dir, out_dir, val=val_path,
+                            options=TrainOptions(epochs=epochs, seed=seed), model=model, log=log)
+    if as_json:
+        emit_json(summary)
+        return
+    last = summary["history"][-1] if summary["history"] else {}
+    val = f", validation R1@0.5 {100 * summary['val_R1@0.5']:.1f}" if summary["val_R1@0.5"] is not None else ""
+    click.echo(f"trimmer in {summary['out']}: {summary['queries']} queries, {summary['epochs']} epochs "
+               f"(teacher, then student), vmr loss {last.get('vmr', float('nan')):.3f}{val}, "
+               f"{summary['seconds']:.0f} s")
 
 
 def main():

@@ -80,6 +80,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     if resumed is not None:
         state, teacher = resumed
     weights = LossWeights(distillation=1.0 if options.distill else 0.0)
+    untrained = round(data.recall(net, data.val_examples), 4) if val_items and resumed is None else None
     from .progress import progress as bar_for
 
     started = time.time()
@@ -134,7 +135,8 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
     return {"out": os.path.abspath(out_dir), "queries": len(items), "val_queries": len(val_items),
             "epochs": options.epochs, "history": state["history"], "seconds": round(time.time() - started, 1),
-            "val_R1@0.5": state["history"][-1].get("val_R1@0.5") if state["history"] else None}
+            "val_R1@0.5": state["history"][-1].get("val_R1@0.5") if state["history"] else None,
+            "val_R1@0.5_untrained": untrained}
 
 
 class _Data:
@@ -161,6 +163,7 @@ class _Data:
         self.queries = torch.cat([encoder.encode_text(texts[i:i + 64]) for i in range(0, len(texts), 64)])
         windows = [(it["vid"], i, it["windows"][0]) for i, it in enumerate(items + val_items)]
         self.examples = windows[:len(items)]
+        self.train_videos = sorted({v for v, _i, _w in self.examples})  # negatives come from these only
         self.val_examples = windows[len(items):]
         seconds = info["clip_seconds"]
         longest = max((w[1] - w[0] for _v, _i, w in self.examples), default=seconds)
@@ -179,8 +182,10 @@ class _Data:
 
         examples = [(v, i, w, True) for v, i, w in examples]
         if negatives is not None:
-            names = sorted(self.videos)
+            names = self.train_videos
             for v, i, _w, _p in list(examples):
+                if len(names) < 2:
+                    break
                 other = names[int(torch.randint(len(names) - 1, (1,), generator=negatives))]
                 other = names[-1] if other == v else other
                 examples.append((other, i, (-1.0, -1.0), False))

@@ -1,0 +1,100 @@
+"""vmr train: the trimmer learns from a small generated world, resumes exactly, is refused where it
+does not belong, and search and eval use it.  Synthetic-world numbers only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ROOT, vmr, vmr_json
+from safetensors.torch import load_file
+
+MODEL = ROOT / "examples" / "models" / "tiny-clip"
+pytestmark = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="the trained tiny model is missing")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Training and validation worlds in one folder (train_*, val_*), and their annotations."""
+    from examples.synthetic_world import generate_world
+
+    root = tmp_path_factory.mktemp("train-world")
+    videos = root / "videos"
+    videos.mkdir()
+    for prefix, seed, count in (("train", 31, 8), ("val", 32, 4)):
+        part = root / prefix
+        records = generate_world(part, videos=count, duration=40, seed=seed)
+        lines = []
+        for rec in records:
+            vid = f"{prefix}_{rec['vid']}"
+            if not (videos / f"{vid}.mp4").exists():  # a video holds several events
+                (videos / f"{vid}.mp4").symlink_to(part / f"{rec['vid']}.mp4")
+            lines.append(json.dumps(dict(rec, vid=vid)))
+        (root / f"{prefix}.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _train(world, out, library, epochs=6, extra=()):
+    return vmr_json("--library", library, "train", world / "train.jsonl", "--videos", world / "videos",
+                    "--out", out, "--val", world / "val.jsonl", "--epochs", epochs, "--model", MODEL, *extra)
+
+
+def test_training_lowers_the_loss_and_beats_the_untrained_model(world, tmp_path):
+    summary = _train(world, tmp_path / "trimmer", tmp_path / "lib", epochs=8)
+    teacher = [h["vmr"] for h in summary["history"] if h["phase"] == "teacher"]
+    student = [h for h in summary["history"] if h["phase"] == "student"]
+    assert len(teacher) == len(student) == 8 and teacher[-1] < 0.8 * teacher[0]
+    assert {"selection", "vmr", "distillation", "val_R1@0.5"} <= set(student[-1])
+    assert summary["val_R1@0.5"] > summary["val_R1@0.5_untrained"], summary
+    # search and eval use it; without it the parameter-free path runs unchanged
+    query = json.loads((world / "val.jsonl").read_text().splitlines()[0])["query"]
+    found = vmr_json("--library", tmp_path / "lib", "search", query, "--trimmer", tmp_path / "trimmer")
+    assert found["results"] and found["stats"]["frames_encoded"] <= 40
+    report = vmr_json("--library", tmp_path / "lib", "eval", world / "val.jsonl", "--videos", world / "videos",
+                      "--trimmer", tmp_path / "trimmer")
+    assert report["n_queries"] >= 4 and 0 <= report["single"]["R1@0.5"] <= 1
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(world, tmp_path, monkeypatch):
+    from vmr_cli import train as train_module
+
+    straight = tmp_path / "straight"
+    _train(world, straight, tmp_path / "lib", epochs=2)
+    real_save = train_module._save
+    saves = []
+
+    def save_then_interrupt(*args):
+        real_save(*args)
+        saves.append(args[2]["phase"])
+        if len(saves) == 3:  # after the teacher's two epochs and the student's first
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save", save_then_interrupt)
+    resumed = tmp_path / "resumed"
+    code, _out, err = vmr("--library", tmp_path / "lib", "train", world / "train.jsonl", "--videos",
+                          world / "videos", "--out", resumed, "--val", world / "val.jsonl", "--epochs", 2,
+                          "--model", MODEL, expect=1)
+    assert "interrupted; the last finished epoch is kept" in err and len(err.strip().splitlines()) <= 8
+    monkeypatch.setattr(train_module, "_save", real_save)
+    _train(world, resumed, tmp_path / "lib", epochs=2)
+    a, b = (load_file(next(folder.glob("model-*.safetensors"))) for folder in (straight, resumed))
+    assert set(a) == set(b) and all((a[k] == b[k]).all() for k in a)
+    # another seed into the same folder is refused, not mixed
+    code, _out, err = vmr("--library", tmp_path / "lib", "train", world / "train.jsonl", "--videos",
+                          world / "videos", "--out", resumed, "--val", world / "val.jsonl", "--epochs", 2,
+                          "--seed", 5, expect=1)
+    assert "trained with other data or options" in err
+
+
+def test_a_trimmer_for_another_encoder_is_one_line(world, tmp_path, other_model):
+    _train(world, tmp_path / "trimmer", tmp_path / "lib", epochs=1)
+    vmr_json("--library", tmp_path / "other", "index", world / "val", "--model", other_model)
+    code, _out, err = vmr("--library", tmp_path / "other", "search", "a red circle", "--trimmer",
+                          tmp_path / "trimmer", expect=1)
+    assert err.startswith("Error: trimmer ") and "was trained for encoder" in err
+    assert len(err.strip().splitlines()) == 1
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "config.json").write_text("{}")
+    code, _out, err = vmr("--library", tmp_path / "lib", "search", "a red circle", "--trimmer",
+                          tmp_path / "junk", expect=1)
+    assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
