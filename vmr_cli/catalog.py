@@ -157,6 +157,19 @@ class Catalog:
     def set_meta(self, key: str, value) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
 
+    def try_set_meta(self, values: dict) -> bool:
+        """Write meta values that only save work later (a cache); False, and no error, when the
+        catalog cannot take them now (read-only, busy, disk full)."""
+        if self.readonly:
+            return False
+        try:
+            with self.transaction():
+                for key, value in values.items():
+                    self.set_meta(key, value)
+        except sqlite3.Error:
+            return False
+        return True
+
     # -- videos -----------------------------------------------------------------
     def videos(self, status: str | None = None) -> list[dict]:
         """Every video row (paths as str), or those with the given status, in id order."""

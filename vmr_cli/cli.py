@@ -62,6 +62,7 @@ def open_library(ctx, create: bool = False):
     from .paths import printable
 
     lib = Library(ctx.obj["library"], create=create)
+    ctx.call_on_close(lib.close)
     if lib.readonly:
         click.echo(f"note: library {printable(lib.directory)} is read-only: nothing is written "
                    "and searches are not logged", err=True)
@@ -86,9 +87,10 @@ def cli(ctx, library):
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--model", help="CLIP-family model: hub id or local folder. Default: the library's "
-              "encoder, or openai/clip-vit-base-patch32 for a new library.")
+              "encoder, or openai/clip-vit-base-patch32 for a new library. The library's model moved? "
+              "Give its new place: accepted when its weights hash as recorded.")
 @click.option("--clip-seconds", type=float, help="Clip length of a new library (default 2).")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
               show_default=True, help="Video decoder.")
@@ -100,13 +102,24 @@ def index(ctx, paths, model, clip_seconds, backend, as_json):
 
     Unchanged files are skipped; a moved file keeps its vectors; a file that
     cannot be read is recorded with its reason and the run goes on (the exit
-    code is then 1).
+    code is then 1). With --model and no PATH, only points the library at its
+    model's new place (same weights, checked by their sha256).
     """
     from .indexer import index_paths
     from .paths import printable
 
+    if not paths:
+        if not model:
+            raise click.UsageError("give a PATH to index (or only --model DIR, to point the library at "
+                                   "its model's new place)")
+        return _repoint(ctx, model, as_json)
     lib = open_library(ctx, create=True)
+    before = lib.encoder()
     summary = index_paths(lib, list(paths), model=model, clip_seconds=clip_seconds, backend=backend)
+    after = lib.encoder()
+    if before and after["name"] != before["name"]:
+        click.echo(f"note: the library's model is now {printable(after['name'])} (the same weights as "
+                   f"{printable(before['name'])})", err=True)
     if as_json:
         emit_json(summary)
     else:
@@ -119,6 +132,28 @@ def index(ctx, paths, model, clip_seconds, backend, as_json):
             click.echo(f"note: {printable(note['path'])}: {note['reason']}", err=True)
     if summary["failed"]:
         sys.exit(1)
+
+
+def _repoint(ctx, model: str, as_json: bool) -> None:
+    """``vmr index --model DIR``: the library's model, found at another place, with the same weights."""
+    from .errors import VmrError
+    from .paths import printable
+
+    lib = open_library(ctx)
+    before = lib.encoder()
+    if before is None:
+        raise VmrError(f"library {lib.directory} is empty; index with vmr index PATH --model {model}")
+    with lib.writer_lock("vmr index --model"):
+        files = lib.verify_model(model)
+    info = lib.encoder()
+    if as_json:
+        emit_json({"encoder": info["name"], "previous": before["name"], "sha256": info["weights"]["sha256"],
+                   "folder": files.folder})
+        return
+    click.echo(f"encoder   {printable(info['name'])} (weights sha256 {info['weights']['sha256'][:12]}, as recorded)")
+    if info["name"] != before["name"]:
+        click.echo(f"note: the library's model is now {printable(info['name'])}, was {printable(before['name'])}",
+                   err=True)
 
 
 def results_table(results) -> str:
