@@ -26,11 +26,12 @@ def _fail(message: str, code: int = 1):
 
 
 def handle_errors(func):
-    """Turn the library's exceptions into one-line errors."""
+    """Turn the library's exceptions into one-line errors, and failures of its files (disk full,
+    a damaged catalog: SQLite, safetensors and faiss errors) into lines that name the way out."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from .errors import VmrError
+        from .errors import VmrError, storage_error
 
         try:
             return func(*args, **kwargs)
@@ -40,13 +41,24 @@ def handle_errors(func):
             _fail(str(exc))
         except KeyboardInterrupt:
             _fail("interrupted; what was committed is kept, run the command again to resume", 130)
-        except OSError as exc:
-            if os.environ.get("VMR_DEBUG"):
+        except Exception as exc:
+            known = storage_error(exc, _library_directory())
+            if os.environ.get("VMR_DEBUG") or (known is None and not isinstance(exc, OSError)):
                 raise
+            if known is not None:
+                _fail(str(known))
             where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
             _fail(f"{exc.strerror or exc}{where}")
 
     return wrapper
+
+
+def _library_directory() -> str:
+    from .library import default_directory
+
+    ctx = click.get_current_context(silent=True)
+    chosen = ctx.find_root().obj.get("library") if ctx is not None and ctx.find_root().obj else None
+    return os.path.abspath(chosen or default_directory())
 
 
 def json_option(func):
@@ -205,7 +217,11 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, paths_o
     found = searcher.search(query, options, progress=None)
     found["stats"]["time"] = {"startup": round(startup, 3), "model_load": round(searcher.load_seconds, 3),
                               **found["stats"]["time"]}
-    if html_path:
+    if found["stats"].get("not_logged"):
+        click.echo(f"warning: {found['stats']['not_logged']}", err=True)
+    if html_path and found["search_id"] is None:
+        click.echo("warning: no page written: the page shows a logged search", err=True)
+    elif html_path:
         _write_page(lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
         click.echo(f"warning: skipped {printable(skipped['video'])}: {skipped['error']}", err=True)
@@ -219,6 +235,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, paths_o
     else:
         click.echo(results_table(found["results"]))
         label = (f"search {found['search_id']}" if found["search_id"] is not None
+                 else "search (not logged)" if found["stats"].get("not_logged")
                  else "search (not logged: read-only library)")
         stats = found["stats"]
         cached = f", {stats['frames_cached']} from the cache" if stats["frames_cached"] else ""
@@ -262,46 +279,79 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
 
 
 @cli.command()
-@click.option("--check", is_flag=True, help="Verify every vector shard against the catalog and repair.")
+@click.option("--check", is_flag=True,
+              help="Run SQLite's integrity check (salvaging a damaged catalog), verify every vector shard "
+                   "against the catalog and the model's weights against their recorded sha256, and repair.")
 @json_option
 @click.pass_context
 @handle_errors
 def status(ctx, check, as_json):
     """What the library holds: videos, clips, vectors, encoder, size."""
-    from .library import Library, default_directory
+    from .library import Library, check_library, default_directory, lost_catalog
     from .paths import printable
 
     directory = os.path.abspath(ctx.obj["library"] or default_directory())
-    if not check and not os.path.exists(os.path.join(directory, "catalog.db")):
+    if not check and not os.path.exists(os.path.join(directory, "catalog.db")) and not lost_catalog(directory):
         data = Library.empty_status(directory)
         if as_json:
             emit_json(data)
         else:
             click.echo(f"library   {printable(directory)}: empty; run 'vmr index PATH' to fill it")
         return
-    lib = open_library(ctx)
     report = None
     if check:
-        with lib.writer_lock("vmr status --check"):
-            report = lib.check(repair=True, deep=True)
+        lib, report = check_library(directory)
+        ctx.call_on_close(lib.close)
+    else:
+        lib = open_library(ctx)
     data = lib.status()
     if report is not None:
         data["check"] = report
+    model_failed = report is not None and report["model"] is not None and not report["model"]["ok"]
     if as_json:
         emit_json(data)
-        return
+    else:
+        _print_status(data, report)
+    if model_failed:
+        _fail(report["model"]["error"])
+
+
+def _print_status(data: dict, report: dict | None) -> None:
+    from .paths import printable
+
     hours = data["duration"] / 3600
     click.echo(f"library   {printable(data['library'])}")
-    click.echo(f"encoder   {data['encoder'] or '-'}")
+    click.echo(f"encoder   {printable(data['encoder'] or '-')}")
     click.echo(f"videos    {data['videos']} ({hours:.2f} h), failed {data['failed']}, stale {data['stale']}")
-    click.echo(f"clips     {data['clips']}, vectors {data['vectors']} "
-               f"({'consistent' if data['consistent'] else 'NOT consistent: run vmr status --check'})")
+    if data["consistent"]:
+        agreement = "consistent"
+    elif data["vectors"] == data["clips"]:
+        agreement = f"{data['stale']} stale videos: the next vmr index re-embeds them"
+    else:
+        agreement = "NOT consistent: run vmr status --check"
+    click.echo(f"clips     {data['clips']}, vectors {data['vectors']} ({agreement})")
     click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB, of which frame cache "
                f"{data['frame_cache_bytes'] / 1e6:.1f} MB (safe to delete: frames.db)")
-    if report is not None:
-        click.echo(f"check     stale {len(report['stale_videos'])} (re-embedded by the next vmr index), "
-                   f"orphan shards removed {report['orphan_shards']}, index +{report['index_added']} "
-                   f"-{report['index_removed']}")
+    if report is None:
+        return
+    catalog = report["catalog"]
+    if catalog["ok"]:
+        click.echo("catalog   integrity ok")
+    else:
+        kept = catalog["salvaged"]["tables"]
+        click.echo(f"catalog   damaged ({catalog['problems'][0]}); salvaged {kept.get('videos', 0)} videos, "
+                   f"{kept.get('clips', 0)} clips, {kept.get('searches', 0)} searches (rows on damaged pages "
+                   f"are lost); the damaged file is kept as {printable(catalog['salvaged']['kept_as'])}")
+    click.echo(f"shards    {report['shards_checked']} checked: stale {len(report['stale_videos'])} (re-embedded "
+               f"by the next vmr index), orphan shards removed {report['orphan_shards']}, index "
+               f"+{report['index_added']} -{report['index_removed']}")
+    model = report["model"]
+    if model is None:
+        click.echo("model     -")
+    elif model["ok"]:
+        click.echo(f"model     weights sha256 {model['sha256']}, as recorded")
+    else:
+        click.echo("model     NOT the library's weights, or not found (below)")
 
 
 def _write_page(search: dict, html_path: str, open_page: bool) -> None:

@@ -13,7 +13,9 @@ The library also knows which weights built it (the sha256 of the model's
 weight files, in the catalog's meta): a model whose weights changed in place
 is refused at index and search, and the same weights reached through another
 path (a moved folder, a symlink, a copy) are accepted and can be recorded as
-the library's model.
+the library's model.  ``check_library`` is ``vmr status --check``: SQLite's
+integrity check (a damaged catalog is salvaged row by row into a new one, the
+damaged file kept), every shard against the catalog, and the model's hash.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ import os
 import time
 import uuid
 
-from .catalog import Catalog, folder_size
+from .catalog import Catalog, folder_size, integrity_problems, salvage
 from .encoders import (ModelFiles, is_folder_name, locate_model, model_name, weights_fingerprint,
                        weights_identity)
 from .errors import VmrError
 from .frame_cache import FrameCache
 from .lock import is_locked, writer_lock
 from .paths import printable
-from .vectors import VectorStore
+from .vectors import VectorStore, shard_ids
 
 STALE = "vectors missing or damaged; 'vmr index' re-embeds this video"
 WEIGHTS = "encoder_weights"  # meta: {"sha256", "files"} of the weights the library was built with
@@ -48,6 +50,9 @@ class Library:
     def __init__(self, directory: str | None = None, create: bool = True):
         self.directory = os.path.abspath(directory or default_directory())
         catalog_path = os.path.join(self.directory, "catalog.db")
+        lost = lost_catalog(self.directory)
+        if lost:
+            raise VmrError(lost)
         if not os.path.exists(catalog_path):
             if not create:
                 raise VmrError(f"no vmr library at {self.directory}; run 'vmr index PATH' first")
@@ -63,7 +68,7 @@ class Library:
                            "index into a writable --library")
         # Search, status and export only read: on a read-only library they work, but a search
         # cannot be logged (the CLI says so).
-        self.catalog = Catalog(catalog_path, readonly=self.readonly)
+        self.catalog = Catalog(catalog_path, readonly=self.readonly, read_when_full=not create)
         self.vectors = VectorStore(self.directory)
         self.vectors.dim = self._dim()
         self.frames = FrameCache(self.directory, readonly=self.readonly)
@@ -174,6 +179,18 @@ class Library:
         return message + ("put the original weights back (or point the library at a copy of them: "
                           "vmr index --model DIR), or build a new library with --library NEWDIR")
 
+    def check_model(self) -> dict | None:
+        """``vmr status --check``: the model's weights hashed in full and compared with the record."""
+        info = self.encoder()
+        if info is None:
+            return None
+        try:
+            self.verify_model(rehash=True)
+        except VmrError as exc:
+            return {"name": info["name"], "sha256": (info["weights"] or {}).get("sha256"), "ok": False,
+                    "error": str(exc)}
+        return {"name": info["name"], "sha256": self.encoder()["weights"]["sha256"], "ok": True, "error": None}
+
     def _dim(self) -> int | None:
         info = self.encoder()
         return info["dim"] if info else None
@@ -259,7 +276,7 @@ class Library:
         memory only and the catalog is not written.
         """
         report = {"consistent": True, "stale_videos": [], "orphan_shards": 0,
-                  "index_added": 0, "index_removed": 0}
+                  "index_added": 0, "index_removed": 0, "shards_checked": 0}
         dim = self._dim()
         if dim is None:
             return report
@@ -289,6 +306,7 @@ class Library:
         is missing or does not match their rows (every video when deep)."""
         if deep:
             targets = self.catalog.videos("ok")
+            report["shards_checked"] = len(targets)
         else:
             owners = set(self.catalog.clip_video_ids(missing).values()) if missing else set()
             targets = [v for v in (self.catalog.video(i) for i in owners) if v is not None]
@@ -347,6 +365,54 @@ class Library:
     def close(self) -> None:
         self.catalog.close()
         self.frames.close()
+
+
+def lost_catalog(directory: str) -> str | None:
+    """Why the library's catalog must not be created afresh, or None: vector shards are there but the
+    catalog is missing or empty (zero bytes, and no WAL holding its pages), so a new catalog would
+    silently drop them."""
+    catalog = os.path.join(directory, "catalog.db")
+    exists = os.path.exists(catalog)
+    if exists and (_size(catalog) or _size(catalog + "-wal")):
+        return None
+    shards = len(shard_ids(os.path.join(directory, "shards")))
+    if not shards:
+        return None
+    state = "is empty (zero bytes)" if exists else "is missing"
+    return (f"library {printable(directory)} holds {shards} vector shards but its catalog {printable(catalog)} "
+            f"{state}: the catalog was lost, and a new one would drop them; restore catalog.db from a backup, or "
+            f"start over (delete {printable(os.path.join(directory, 'shards'))}, or use another --library DIR)")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def check_library(directory: str | None = None) -> tuple[Library, dict]:
+    """``vmr status --check``: the catalog's integrity (a damaged one is salvaged into a new catalog,
+    the damaged file kept), every shard against the catalog, and the model's weights hashed in full.
+
+    Returns the library, open, and the report (``check`` plus ``catalog`` and ``model``)."""
+    directory = os.path.abspath(directory or default_directory())
+    catalog = os.path.join(directory, "catalog.db")
+    lost = lost_catalog(directory)
+    if lost:
+        raise VmrError(lost)
+    if not os.path.exists(catalog):
+        raise VmrError(f"no vmr library at {directory}; run 'vmr index PATH' first")
+    if not (os.access(directory, os.W_OK) and os.access(catalog, os.W_OK)):
+        raise VmrError(f"library {directory} is read-only; vmr status --check needs to write it")
+    with writer_lock(directory, "vmr status --check"):
+        problems = integrity_problems(catalog)
+        saved = salvage(catalog, why=problems[0]) if problems else None
+        library = Library(directory, create=False)
+        report = library.check(repair=True, deep=True)
+        report["catalog"] = {"ok": not problems, "problems": problems, "salvaged": saved}
+        report["model"] = library.check_model()
+    return library, report
 
 
 def _sibling_snapshot(files: ModelFiles, recorded: dict) -> str | None:
