@@ -5,6 +5,12 @@ never see the connection.  One transaction per video keeps an interrupted
 index run resumable.  The schema carries an integer version in ``meta``: a
 newer catalog is refused; an older one is migrated, one named step at a
 time, each in its own transaction, after a backup copy is made.
+
+A catalog can be damaged (a bad sector, a copy cut short): ``integrity_problems``
+runs SQLite's integrity check, and ``salvage`` copies every row that can still
+be read into a new catalog that takes the old one's place, keeping the damaged
+file beside it.  Any command that meets a damaged page says so in one line and
+names ``vmr status --check`` (errors.storage_error).
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import shutil
 import sqlite3
 import time
 
-from .errors import VmrError
-from .paths import from_key, to_key
+from .errors import NotLogged, VmrError, catalog_error, first_line, no_space_at
+from .paths import from_key, printable, to_key
 
 
 # -- migrations: step i brings a catalog from version i to i + 1 -----------------------------
@@ -80,8 +86,12 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class Catalog:
     """Typed access to the catalog tables; callers never write SQL."""
 
-    def __init__(self, path: str, readonly: bool = False):
+    def __init__(self, path: str, readonly: bool = False, read_when_full: bool = False):
+        """``read_when_full``: on a full disk, where a writable WAL catalog cannot even be opened
+        (its index file cannot be created), open it read-only instead (``full`` says why); a
+        search then still answers, unlogged."""
         self.path = path
+        self.full = None
         try:
             if readonly:
                 conn = _connect_readonly(path)
@@ -91,7 +101,10 @@ class Catalog:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
         except sqlite3.Error as exc:
-            raise VmrError(f"cannot open catalog {path}: {exc}") from None
+            error = catalog_error(exc, path)
+            if readonly or not read_when_full or not no_space_at(exc, os.path.dirname(os.path.abspath(path))):
+                raise error from None
+            conn, readonly, self.full = _connect_readonly(path), True, str(error)
         conn.row_factory = sqlite3.Row
         self._conn = conn
         self._table_writer = None
@@ -108,7 +121,7 @@ class Catalog:
         except sqlite3.DatabaseError as exc:
             if "no such table" in str(exc):
                 return 0
-            raise VmrError(f"catalog {self.path} is not a vmr catalog: {exc}") from None
+            raise catalog_error(exc, self.path) from None
         return int(row[0]) if row else 0
 
     def _check_version(self, version: int) -> None:
@@ -156,6 +169,19 @@ class Catalog:
 
     def set_meta(self, key: str, value) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+    def try_set_meta(self, values: dict) -> bool:
+        """Write meta values that only save work later (a cache); False, and no error, when the
+        catalog cannot take them now (read-only, busy, disk full)."""
+        if self.readonly:
+            return False
+        try:
+            with self.transaction():
+                for key, value in values.items():
+                    self.set_meta(key, value)
+        except sqlite3.Error:
+            return False
+        return True
 
     # -- videos -----------------------------------------------------------------
     def videos(self, status: str | None = None) -> list[dict]:
@@ -236,9 +262,21 @@ class Catalog:
     # -- searches -----------------------------------------------------------------
     def log_search(self, query: str, model: str, options: dict, stats: dict,
                    results: list[dict]) -> int | None:
-        """The new search's id; None on a read-only catalog, where nothing is logged."""
+        """The new search's id; None on a read-only catalog, where nothing is logged.  NotLogged when
+        the catalog cannot take it (disk full, busy, damaged): the search itself stands."""
+        library = os.path.dirname(os.path.abspath(self.path))
+        full = f"no space left on the device of library {printable(library)}"
+        if self.full:
+            raise NotLogged(_unlogged(full))
         if self.readonly:
             return None
+        try:
+            return self._log_search(query, model, options, stats, results)
+        except sqlite3.Error as exc:
+            reason = full if no_space_at(exc, library) else f"the catalog {printable(self.path)}: {first_line(exc)}"
+            raise NotLogged(_unlogged(reason)) from None
+
+    def _log_search(self, query: str, model: str, options: dict, stats: dict, results: list[dict]) -> int:
         with self.transaction():
             search_id = self._tables()["searches"].insert({
                 "query": query, "model": model, "options": json.dumps(options),
@@ -344,10 +382,25 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error:  # disk full at commit: leave no transaction open behind the error
+                self._rollback()
+                raise
         else:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
         return False
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite rolled back already (it may, on a full disk)
+
+
+def _unlogged(reason: str) -> str:
+    return f"this search was not logged: {reason}; its results cannot be exported by rank"
 
 
 def _video(row) -> dict:
@@ -373,3 +426,164 @@ def folder_size(directory: str) -> int:
             except OSError:
                 pass
     return total
+
+
+# -- a damaged catalog ---------------------------------------------------------------------------
+def integrity_problems(path: str, limit: int = 10) -> list[str]:
+    """What SQLite's integrity check finds wrong with the catalog at path ([] when it is sound)."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            rows = conn.execute(f"PRAGMA integrity_check({int(limit)})").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if not any(words in str(exc).lower() for words in ("malformed", "not a database")):
+            raise catalog_error(exc, path) from None  # a full disk or a lock is not damage
+        return [first_line(exc)]
+    lines = (line.strip() for row in rows for line in str(row[0]).splitlines())
+    return [line for line in lines if line and line != "ok" and not line.startswith("***")]
+
+
+SALVAGE_STEP = 256  # rows copied at once; the size of a range of rowids read where a copy broke off
+
+
+def salvage(path: str, why: str = "no video row can be read") -> dict:
+    """Copy every row that can still be read from the damaged catalog at path into a new catalog
+    that takes its place; the damaged file is kept as ``catalog.db.damaged`` (its WAL with it).
+
+    Rows are copied table by table; where a table cannot be read whole, it is
+    read in ranges of rowids, and a range that fails row by row, so one bad
+    page loses only the rows on it.  Clips and results whose video or search
+    was lost are dropped; the library's check then finds videos whose clips
+    are gone and marks them for re-embedding.  Returns, per table, rows kept
+    (and the rowid range looked at), and where the damaged file went.
+    """
+    new_path = path + ".salvage"
+    for leftover in (new_path, new_path + "-wal", new_path + "-shm"):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+    fresh = Catalog(new_path)
+    conn = fresh._conn
+    try:
+        kept = _copy_readable_rows(conn, path)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        fresh.close()
+    if not kept.get("videos", {}).get("complete") and not kept.get("videos", {}).get("kept"):
+        os.unlink(new_path)
+        raise VmrError(f"the catalog {printable(path)} is damaged beyond salvage ({why}); "
+                       f"restore it from a backup, or start a new library (another --library DIR, or delete "
+                       f"{printable(os.path.dirname(path))})")
+    damaged = _free_name(path + ".damaged")
+    os.link(path, damaged)  # the damaged file stays, under another name, until the user deletes it
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.replace(path + suffix, damaged + suffix)
+    os.replace(new_path, path)
+    return {"tables": {name: info["kept"] for name, info in kept.items()}, "kept_as": damaged}
+
+
+def _copy_readable_rows(conn: sqlite3.Connection, damaged: str) -> dict:
+    """Rows of the damaged catalog (read through a connection of their own, so an error there never
+    touches the new catalog's transaction) inserted into the new one on conn."""
+    try:
+        old = sqlite3.connect(f"file:{_uri_path(damaged)}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return {}
+    try:
+        try:
+            names = {r[0] for r in old.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError:
+            return {}
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("BEGIN IMMEDIATE")
+        out = {}
+        for table in [r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]:
+            if table in names:
+                out[table] = _copy_table(old, conn, table)
+        conn.execute("DELETE FROM clips WHERE video_id NOT IN (SELECT id FROM videos)")
+        conn.execute("DELETE FROM results WHERE search_id NOT IN (SELECT id FROM searches)")
+        try:  # ids are never reused, even those of rows that were lost
+            sequences = old.execute("SELECT name, seq FROM sqlite_sequence").fetchall()
+        except sqlite3.DatabaseError:
+            sequences = []
+        for name, seq in sequences:
+            conn.execute("UPDATE sqlite_sequence SET seq=max(seq, ?) WHERE name=?", (seq, name))
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS "
+                         "(SELECT 1 FROM sqlite_sequence WHERE name=?)", (name, seq, name))
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return out
+    finally:
+        old.close()
+
+
+def _copy_table(old: sqlite3.Connection, conn: sqlite3.Connection, table: str) -> dict:
+    """Rows of one table, copied in rowid order; where the copy breaks off, the rest is read in
+    ranges of rowids, and a range that fails row by row.  {"kept": n, "complete": bool}."""
+    mine = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+    try:
+        theirs = {r[1] for r in old.execute(f'PRAGMA table_info("{table}")')}
+    except sqlite3.DatabaseError:
+        theirs = set(mine)
+    columns = [c for c in mine if c in theirs]
+    names = ", ".join(f'"{c}"' for c in columns)
+    insert = f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})'
+    skip = (lambda row: row[0] == "schema_version") if table == "meta" else (lambda row: False)
+    kept, last = 0, -1
+    try:
+        cursor = old.execute(f'SELECT rowid, {names} FROM "{table}" ORDER BY rowid')
+        while True:
+            rows = cursor.fetchmany(SALVAGE_STEP)
+            if not rows:
+                return {"kept": kept, "complete": True}
+            last = rows[-1][0]
+            rows = [row[1:] for row in rows if not skip(row[1:])]
+            conn.executemany(insert, rows)
+            kept += len(rows)
+    except sqlite3.DatabaseError:
+        pass
+    select = f'SELECT {names} FROM "{table}" WHERE rowid BETWEEN ? AND ?'
+    for low in range(last + 1, _last_rowid(old, table) + 1, SALVAGE_STEP):
+        rows = [row for row in _read_rows(old, select, low, low + SALVAGE_STEP - 1) if not skip(row)]
+        conn.executemany(insert, rows)
+        kept += len(rows)
+    return {"kept": kept, "complete": False}
+
+
+def _read_rows(old: sqlite3.Connection, sql: str, low: int, high: int) -> list:
+    try:
+        return old.execute(sql, (low, high)).fetchall()
+    except sqlite3.DatabaseError:
+        pass
+    rows = []
+    for rowid in range(low, high + 1):
+        try:
+            rows += old.execute(sql, (rowid, rowid)).fetchall()
+        except sqlite3.DatabaseError:
+            pass  # this row was on the damaged page
+    return rows
+
+
+def _last_rowid(old: sqlite3.Connection, table: str) -> int:
+    """The highest rowid to look at: the table's own, else what AUTOINCREMENT handed out."""
+    for sql, args in ((f'SELECT max(rowid) FROM "{table}"', ()),
+                      ("SELECT seq FROM sqlite_sequence WHERE name=?", (table,))):
+        try:
+            row = old.execute(sql, args).fetchone()
+            if row and row[0] is not None:
+                return int(row[0])
+        except sqlite3.DatabaseError:
+            continue
+    return 0
+
+
+def _free_name(path: str) -> str:
+    if not os.path.exists(path):
+        return path
+    n = 2
+    while os.path.exists(f"{path}-{n}"):
+        n += 1
+    return f"{path}-{n}"

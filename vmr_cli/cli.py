@@ -35,11 +35,12 @@ def _fail(message: str, code: int = 1):
 
 
 def handle_errors(func):
-    """Turn the library's exceptions into one-line errors."""
+    """Turn the library's exceptions into one-line errors, and failures of its files (disk full,
+    a damaged catalog: SQLite, safetensors and faiss errors) into lines that name the way out."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from .errors import VmrError
+        from .errors import VmrError, storage_error
 
         try:
             return func(*args, **kwargs)
@@ -49,9 +50,12 @@ def handle_errors(func):
             _fail(str(exc))
         except KeyboardInterrupt:
             _fail("interrupted; what was committed is kept, run the command again to resume", 130)
-        except OSError as exc:
-            if os.environ.get("VMR_DEBUG"):
+        except Exception as exc:
+            known = storage_error(exc, _library_directory())
+            if os.environ.get("VMR_DEBUG") or (known is None and not isinstance(exc, OSError)):
                 raise
+            if known is not None:
+                _fail(str(known))
             names = [os.fsdecode(n) if isinstance(n, (str, bytes, os.PathLike)) else str(n)
                      for n in (exc.filename, exc.filename2) if n is not None]
             where = f": {' -> '.join(names)}" if names and exc.strerror else ""
@@ -112,6 +116,14 @@ def trimmer_option(func):
                         help="A trimmer trained by vmr train: its network chooses the windows.")(func)
 
 
+def _library_directory() -> str:
+    from .library import default_directory
+
+    ctx = click.get_current_context(silent=True)
+    chosen = ctx.find_root().obj.get("library") if ctx is not None and ctx.find_root().obj else None
+    return os.path.abspath(chosen or default_directory())
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")(func)
 
@@ -124,6 +136,7 @@ def open_library(ctx, create: bool = False):
     from .library import Library
 
     lib = Library(ctx.obj["library"], create=create)
+    ctx.call_on_close(lib.close)
     if lib.readonly:
         say(f"note: library {lib.directory} is read-only: nothing is written and searches are not logged")
     return lib
@@ -147,9 +160,10 @@ def cli(ctx, library):
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--model", help="CLIP-family model: hub id or local folder. Default: the library's "
-              "encoder, or openai/clip-vit-base-patch32 for a new library.")
+              "encoder, or openai/clip-vit-base-patch32 for a new library. The library's model moved? "
+              "Give its new place: accepted when its weights hash as recorded.")
 @click.option("--clip-seconds", type=float, help="Clip length of a new library (default 2).")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
               show_default=True, help="Video decoder.")
@@ -162,12 +176,23 @@ def index(ctx, paths, model, clip_seconds, backend, as_json):
 
     Unchanged files are skipped; a moved file keeps its vectors; a file that
     cannot be read is recorded with its reason and the run goes on (the exit
-    code is then 1).
+    code is then 1). With --model and no PATH, only points the library at its
+    model's new place (same weights, checked by their sha256).
     """
     from .indexer import index_paths
 
+    if not paths:
+        if not model:
+            raise click.UsageError("give a PATH to index (or only --model DIR, to point the library at "
+                                   "its model's new place)")
+        return _repoint(ctx, model, as_json)
     lib = open_library(ctx, create=True)
+    before = lib.encoder()
     summary = index_paths(lib, list(paths), model=model, clip_seconds=clip_seconds, backend=backend)
+    after = lib.encoder()
+    if before and after["name"] != before["name"]:
+        click.echo(f"note: the library's model is now {printable(after['name'])} (the same weights as "
+                   f"{printable(before['name'])})", err=True)
     if as_json:
         emit_json(summary)
     else:
@@ -180,6 +205,28 @@ def index(ctx, paths, model, clip_seconds, backend, as_json):
             say(f"note: {note['path']}: {note['reason']}")
     if summary["failed"]:
         sys.exit(1)
+
+
+def _repoint(ctx, model: str, as_json: bool) -> None:
+    """``vmr index --model DIR``: the library's model, found at another place, with the same weights."""
+    from .errors import VmrError
+    from .paths import printable
+
+    lib = open_library(ctx)
+    before = lib.encoder()
+    if before is None:
+        raise VmrError(f"library {lib.directory} is empty; index with vmr index PATH --model {model}")
+    with lib.writer_lock("vmr index --model"):
+        files = lib.verify_model(model)
+    info = lib.encoder()
+    if as_json:
+        emit_json({"encoder": info["name"], "previous": before["name"], "sha256": info["weights"]["sha256"],
+                   "folder": files.folder})
+        return
+    click.echo(f"encoder   {printable(info['name'])} (weights sha256 {info['weights']['sha256'][:12]}, as recorded)")
+    if info["name"] != before["name"]:
+        click.echo(f"note: the library's model is now {printable(info['name'])}, was {printable(before['name'])}",
+                   err=True)
 
 
 def results_table(results) -> str:
@@ -236,7 +283,11 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     found = searcher.search(query, options, progress=None)
     found["stats"]["time"] = {"startup": round(startup, 3), "model_load": round(searcher.load_seconds, 3),
                               **found["stats"]["time"]}
-    if html_path:
+    if found["stats"].get("not_logged"):
+        say(f"warning: {found['stats']['not_logged']}")
+    if html_path and found["search_id"] is None:
+        say("warning: no page written: the page shows a logged search")
+    elif html_path:
         _write_page(lib, lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
         say(f"warning: skipped {skipped['video']}: {skipped['error']}")
@@ -250,6 +301,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     else:
         click.echo(results_table(found["results"]))
         label = (f"search {found['search_id']}" if found["search_id"] is not None
+                 else "search (not logged)" if found["stats"].get("not_logged")
                  else "search (not logged: read-only library; vmr export cannot refer to it)")
         stats = found["stats"]
         cached = f", {stats['frames_cached']} from the cache" if stats["frames_cached"] else ""
@@ -355,46 +407,79 @@ def searches(ctx, limit, as_json):
 
 
 @cli.command()
-@click.option("--check", is_flag=True, help="Verify every vector shard against the catalog and repair.")
+@click.option("--check", is_flag=True,
+              help="Run SQLite's integrity check (salvaging a damaged catalog), verify every vector shard "
+                   "against the catalog and the model's weights against their recorded sha256, and repair.")
 @json_option
 @library_option
 @click.pass_context
 @handle_errors
 def status(ctx, check, as_json):
     """What the library holds: videos, clips, vectors, encoder, size."""
-    from .library import Library, default_directory
+    from .library import Library, check_library, default_directory, lost_catalog
 
     directory = os.path.abspath(ctx.obj["library"] or default_directory())
-    if not check and not os.path.exists(os.path.join(directory, "catalog.db")):
+    if not check and not os.path.exists(os.path.join(directory, "catalog.db")) and not lost_catalog(directory):
         data = Library.empty_status(directory)
         if as_json:
             emit_json(data)
         else:
             click.echo(f"library   {printable(directory)}: empty; run 'vmr index PATH' to fill it")
         return
-    lib = open_library(ctx)
     report = None
     if check:
-        with lib.writer_lock("vmr status --check"):
-            report = lib.check(repair=True, deep=True)
+        lib, report = check_library(directory)
+        ctx.call_on_close(lib.close)
+    else:
+        lib = open_library(ctx)
     data = lib.status()
     if report is not None:
         data["check"] = report
+    model_failed = report is not None and report["model"] is not None and not report["model"]["ok"]
     if as_json:
         emit_json(data)
-        return
+    else:
+        _print_status(data, report)
+    if model_failed:
+        _fail(report["model"]["error"])
+
+
+def _print_status(data: dict, report: dict | None) -> None:
+    from .paths import printable
+
     hours = data["duration"] / 3600
     click.echo(f"library   {printable(data['library'])}")
     click.echo(f"encoder   {printable(data['encoder'] or '-')}")
     click.echo(f"videos    {data['videos']} ({hours:.2f} h), failed {data['failed']}, stale {data['stale']}")
-    click.echo(f"clips     {data['clips']}, vectors {data['vectors']} "
-               f"({'consistent' if data['consistent'] else 'NOT consistent: run vmr status --check'})")
+    if data["consistent"]:
+        agreement = "consistent"
+    elif data["vectors"] == data["clips"]:
+        agreement = f"{data['stale']} stale videos: the next vmr index re-embeds them"
+    else:
+        agreement = "NOT consistent: run vmr status --check"
+    click.echo(f"clips     {data['clips']}, vectors {data['vectors']} ({agreement})")
     click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB, of which frame cache "
                f"{data['frame_cache_bytes'] / 1e6:.1f} MB (safe to delete: frames.db)")
-    if report is not None:
-        click.echo(f"check     stale {len(report['stale_videos'])} (re-embedded by the next vmr index), "
-                   f"orphan shards removed {report['orphan_shards']}, index +{report['index_added']} "
-                   f"-{report['index_removed']}")
+    if report is None:
+        return
+    catalog = report["catalog"]
+    if catalog["ok"]:
+        click.echo("catalog   integrity ok")
+    else:
+        kept = catalog["salvaged"]["tables"]
+        click.echo(f"catalog   damaged ({catalog['problems'][0]}); salvaged {kept.get('videos', 0)} videos, "
+                   f"{kept.get('clips', 0)} clips, {kept.get('searches', 0)} searches (rows on damaged pages "
+                   f"are lost); the damaged file is kept as {printable(catalog['salvaged']['kept_as'])}")
+    click.echo(f"shards    {report['shards_checked']} checked: stale {len(report['stale_videos'])} (re-embedded "
+               f"by the next vmr index), orphan shards removed {report['orphan_shards']}, index "
+               f"+{report['index_added']} -{report['index_removed']}")
+    model = report["model"]
+    if model is None:
+        click.echo("model     -")
+    elif model["ok"]:
+        click.echo(f"model     weights sha256 {model['sha256']}, as recorded")
+    else:
+        click.echo("model     NOT the library's weights, or not found (below)")
 
 
 def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:

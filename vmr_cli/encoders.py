@@ -1,20 +1,44 @@
-"""CLIP-family image and text encoders through transformers.
+"""CLIP-family image and text encoders through transformers, and which weights they are.
 
 Any model with ``get_image_features`` / ``get_text_features`` loads from a hub
 id or a local folder.  Images arrive as uint8 tensors already scaled to the
 model's input size (the decoder does that early); normalisation uses the
 model's own mean and std from its ``preprocessor_config.json``.
+
+Safetensors only, decided before anything is loaded: ``locate_model`` finds
+the folder (a local one, or the hub cache's snapshot of a hub id) and the
+weight files transformers would read from it -- ``model.safetensors``, the
+shards a ``model.safetensors.index.json`` names, or the file the config's
+``transformers_weights`` names -- and refuses the folder when any of them is
+not a safetensors file inside it: such an index or config makes transformers
+call ``torch.load`` on a pickle, which can run code.  The model then loads
+from that folder with ``torch.load`` disabled, so nothing can unpickle even if
+transformers finds another way.
+
+The same files are the model's identity: a library records the sha256 of
+their bytes, and ``weights_identity`` re-hashes only when their cheap
+fingerprint (size, mtime, ctime, inode) changed, so a search pays a few
+``stat`` calls, not seconds of hashing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 from .errors import VmrError, first_line
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+SAFE_WEIGHTS, SAFE_INDEX = "model.safetensors", "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# What a hub download fetches besides the weights: config, tokenizer, preprocessing, indexes.
+HUB_SMALL_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken"]
+CONVERT = "convert it where you trust it, e.g. save_pretrained(DIR, safe_serialization=True)"
 
 
 def model_name(name_or_dir: str) -> str:
@@ -24,15 +48,196 @@ def model_name(name_or_dir: str) -> str:
     return name_or_dir
 
 
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model found on disk: its name, the folder its files are in, and its weight files."""
+
+    name: str                  # what a library records: a folder's absolute path, or a hub id
+    folder: str                # that folder, or the hub cache's snapshot of the hub id
+    weights: tuple[str, ...]   # the safetensors files transformers will load, relative to folder
+    hub: bool = False
+
+    def paths(self) -> list[str]:
+        return [os.path.join(self.folder, name) for name in self.weights]
+
+
+def is_folder_name(name: str) -> bool:
+    """A name that can only mean a folder (a hub id never starts like a path)."""
+    return name.startswith(("/", ".", "~")) or os.path.exists(name)
+
+
+def locate_model(name_or_dir: str, download: bool = True) -> ModelFiles:
+    """The model's folder and weight files, checked to be safetensors only; nothing is loaded.
+
+    A hub id is looked up in the Hugging Face cache first; it is downloaded
+    (when ``download`` and the hub can be reached) only when it is not there.
+    """
+    name = model_name(name_or_dir)
+    if os.path.isdir(name):
+        return ModelFiles(name, name, safetensors_weights(name))
+    if is_folder_name(name):
+        kind = "is not a folder" if os.path.exists(name) else "does not exist"
+        raise VmrError(f"model folder {name} {kind}")
+    folder = hub_snapshot(name)
+    if folder is None:
+        if not download or not _hub_reachable():
+            raise VmrError(offline_message(name))
+        folder = _download(name)
+    return ModelFiles(name, folder, safetensors_weights(folder), hub=True)
+
+
+def offline_message(name: str) -> str:
+    example = _example_model()
+    hint = f", e.g. --model {example}" if example else ""
+    return (f"cannot load model '{name}': it is not in the local cache and the model hub cannot be reached "
+            f"(offline?); download it once with internet, or pass --model DIR with a local CLIP folder{hint}")
+
+
+def _example_model() -> str | None:
+    """The tiny CLIP of the checkout vmr runs from, when there is one (not in an installed copy)."""
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "examples", "models", "tiny-clip")
+    return folder if os.path.isfile(os.path.join(folder, SAFE_WEIGHTS)) else None
+
+
+def hub_snapshot(name: str) -> str | None:
+    """The cached snapshot folder of a hub id (the commit its main ref points at), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repository id
+        raise VmrError(f"model '{name}' is neither a folder nor a hub id") from None
+    return os.path.dirname(found) if isinstance(found, str) else None
+
+
+def _download(name: str) -> str:
+    """Fetch a hub model into the cache: the small files first, then only the weights they name,
+    after they were checked to be safetensors."""
+    from huggingface_hub import list_repo_files, snapshot_download
+
+    try:
+        listing = set(list_repo_files(name))
+        folder = snapshot_download(name, allow_patterns=HUB_SMALL_FILES)
+        weights = declared_weights(folder, listing)
+        snapshot_download(name, allow_patterns=list(weights))
+    except VmrError:
+        raise
+    except Exception as exc:  # network, authentication, missing repository: all one line
+        raise VmrError(f"cannot download model '{name}': {first_line(exc)}") from None
+    return folder
+
+
+def safetensors_weights(folder: str) -> tuple[str, ...]:
+    """The weight files of a model folder, each a safetensors file inside it; a clear error otherwise."""
+    try:
+        names = set(os.listdir(folder))
+    except OSError as exc:
+        raise VmrError(f"cannot read model folder {folder}: {exc.strerror}") from None
+    weights = declared_weights(folder, names)
+    for weight in weights:
+        if not os.path.isfile(os.path.join(folder, weight)):
+            raise VmrError(f"model folder {folder} lacks {weight}, one of its weight files")
+    return weights
+
+
+def declared_weights(folder: str, names: set[str]) -> tuple[str, ...]:
+    """The files transformers would load from folder with use_safetensors=True, given the file
+    names there are (``names``); refuses pickles and names outside the folder."""
+    if "adapter_config.json" in names:
+        raise VmrError(f"model folder {folder} holds a PEFT adapter; vmr loads whole CLIP models: merge "
+                       "the adapter into its base model and save_pretrained the result")
+    explicit = _read_json(folder, "config.json").get("transformers_weights")
+    if explicit:
+        entry, via = str(explicit), " (named by config.json)"
+    elif SAFE_WEIGHTS in names:
+        entry, via = SAFE_WEIGHTS, ""
+    elif SAFE_INDEX in names:
+        entry, via = SAFE_INDEX, ""
+    else:
+        pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
+        if pickles:
+            raise VmrError(f"model folder {folder} holds only pickle weights ({', '.join(pickles)}), which can "
+                           f"run code when loaded; vmr loads safetensors only: {CONVERT}")
+        raise VmrError(f"model folder {folder} has no weights ({SAFE_WEIGHTS})")
+    if entry.endswith(".safetensors.index.json"):
+        weight_map = _read_json(folder, entry).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise VmrError(f"model folder {folder}: {entry} has no weight_map")
+        files, via = sorted({str(f) for f in weight_map.values()}), f" (named by {entry})"
+    else:
+        files = [entry]
+    for name in files:
+        if not name.endswith(".safetensors"):
+            raise VmrError(f"model folder {folder} would load {name}{via}, which is not safetensors: pickle "
+                           f"weights can run code when loaded; vmr loads safetensors only: {CONVERT}")
+        if os.path.isabs(name) or os.path.normpath(name).startswith(".."):
+            raise VmrError(f"model folder {folder} names weights outside itself ({name}{via})")
+    return tuple(files)
+
+
+def _read_json(folder: str, name: str) -> dict:
+    """A JSON file of the model folder ({} when absent); a clear error when unreadable."""
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise VmrError(f"model folder {folder}: cannot read {name}: {first_line(exc)}") from None
+    return data if isinstance(data, dict) else {}
+
+
+# -- which weights: the model's identity ------------------------------------------------------------
+def weights_fingerprint(files: ModelFiles) -> list:
+    """Cheap: per weight file (symlinks followed: the hub cache links to blobs) its name, size,
+    mtime, ctime and inode.  Writing a file changes its ctime, which no tool sets back."""
+    out = []
+    for name, path in zip(files.weights, files.paths()):
+        st = os.stat(path)
+        out.append([name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+    return out
+
+
+def weights_sha256(files: ModelFiles) -> str:
+    """sha256 of the weight files' bytes in name order (for one file, what ``sha256sum`` prints)."""
+    digest = hashlib.sha256()
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    for path in files.paths():
+        with open(path, "rb", buffering=0) as handle:
+            while True:
+                n = handle.readinto(buffer)
+                if not n:
+                    break
+                digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def weights_identity(files: ModelFiles, known: dict | None = None) -> dict:
+    """{"sha256", "files"} of the model's weights; the hash is taken from ``known`` (a library's
+    record) when the fingerprint still matches it, and computed otherwise."""
+    try:
+        fingerprint = weights_fingerprint(files)
+        if known and known.get("files") == fingerprint and known.get("sha256"):
+            return {"sha256": known["sha256"], "files": fingerprint}
+        return {"sha256": weights_sha256(files), "files": fingerprint}
+    except OSError as exc:
+        raise VmrError(f"cannot read the weights of model {files.name}: {exc.strerror}: {exc.filename}") from None
+
+
 class ClipEncoder:
     # 16 frames per forward pass: measured fastest for ViT-B/32 on a 2-core CPU (64 was 15 % slower).
-    def __init__(self, name_or_dir: str = DEFAULT_MODEL, device: str | None = None, batch_size: int = 16):
+    def __init__(self, model: str | ModelFiles = DEFAULT_MODEL, device: str | None = None, batch_size: int = 16):
+        """``model``: a hub id or folder, or the ModelFiles a library verified."""
         import torch
 
-        self.name = model_name(name_or_dir)
+        self.files = model if isinstance(model, ModelFiles) else locate_model(model)
+        self.name = self.files.name
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
-        self.model, self.tokenizer, prep = _load(self.name)
+        self.model, self.tokenizer, prep = _load(self.files)
         self.model.to(self.device).eval()
         vision = self.model.config.vision_config
         self.image_size = int(_crop_size(prep) or vision.image_size)
@@ -85,57 +290,25 @@ def _crop_size(prep: dict):
     return crop
 
 
-def _load(name: str):
-    """Model, tokenizer and preprocessing config; a clear error when offline or not a CLIP.
-
-    The local cache is tried first, so an offline machine with the model cached
-    never touches the network; a hub id that is not cached is fetched only when
-    the hub's host resolves, which avoids minutes of retries before the error.
-    """
+def _load(files: ModelFiles):
+    """Model, tokenizer and preprocessing config from the located folder; nothing is fetched and
+    nothing is unpickled (the weights were checked to be safetensors by locate_model)."""
     import transformers
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     try:
-        return _from_pretrained(name, local_files_only=True)
-    except OSError as exc:
-        local_error = exc
-    if os.path.exists(name):
-        pickles = _pickle_only(name)
-        if pickles:
-            raise VmrError(
-                f"model folder {name} holds only pickle weights ({pickles}), which can run code when "
-                "loaded; vmr loads safetensors only: convert it where you trust it, e.g. "
-                "save_pretrained(DIR, safe_serialization=True)")
-        raise VmrError(f"cannot load model folder {name}: {first_line(local_error)}")
-    if name.startswith(("/", ".", "~")):
-        raise VmrError(f"model folder {name} does not exist")
-    if not _hub_reachable():
-        raise VmrError(
-            f"cannot load model '{name}': it is not in the local cache and the model hub cannot be "
-            "reached (offline?); download it once with internet, or pass --model DIR with a local "
-            "CLIP folder, e.g. --model examples/models/tiny-clip"
-        )
-    try:
-        return _from_pretrained(name, local_files_only=False)
-    except OSError as exc:
-        raise VmrError(f"cannot load model '{name}': {first_line(exc)}") from None
-
-
-def _from_pretrained(name: str, local_files_only: bool):
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    try:
-        config = AutoConfig.from_pretrained(name, local_files_only=local_files_only)
-        # safetensors only: pickle weights (pytorch_model.bin) can run code when loaded.
-        model = AutoModel.from_pretrained(name, config=config, local_files_only=local_files_only,
-                                          use_safetensors=True, dtype=compute_dtype(config))
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
-    except (ValueError, KeyError) as exc:
-        raise VmrError(f"cannot load model '{name}': {first_line(exc)}") from None
+        with _no_unpickling(files.name):
+            config = AutoConfig.from_pretrained(files.folder, local_files_only=True)
+            model = AutoModel.from_pretrained(files.folder, config=config, local_files_only=True,
+                                              use_safetensors=True, dtype=compute_dtype(config))
+            tokenizer = AutoTokenizer.from_pretrained(files.folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise VmrError(f"cannot load model '{files.name}': {first_line(exc)}") from None
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
-        raise VmrError(f"model '{name}' is not a CLIP-family image-text model")
-    return model, tokenizer, _preprocessor_config(name, local_files_only)
+        raise VmrError(f"model '{files.name}' is not a CLIP-family image-text model")
+    return model, tokenizer, _read_json(files.folder, "preprocessor_config.json")
 
 
 # A model this wide is worth bfloat16 on a CPU that computes it natively: ViT-B/32's image
@@ -170,16 +343,23 @@ def _native_bf16() -> bool:
         return False
 
 
-def _pickle_only(folder: str) -> str | None:
-    """The pickle weight files of a folder that has no safetensors, else None."""
+@contextmanager
+def _no_unpickling(name: str):
+    """torch.load refuses while a model loads: the second lock on the "no pickle" door, for a way
+    to a pickle that locate_model did not foresee."""
+    import torch
+
+    original = torch.load
+
+    def refuse(source, *args, **kwargs):
+        raise VmrError(f"model '{name}' asked to unpickle {source}, which can run code; vmr loads "
+                       f"safetensors only: {CONVERT}")
+
+    torch.load = refuse
     try:
-        names = sorted(os.listdir(folder))
-    except OSError:
-        return None
-    if any(n.endswith(".safetensors") for n in names):
-        return None
-    pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
-    return ", ".join(pickles) or None
+        yield
+    finally:
+        torch.load = original
 
 
 def _hub_reachable() -> bool:
@@ -194,17 +374,3 @@ def _hub_reachable() -> bool:
     except OSError:
         return False
     return True
-
-
-def _preprocessor_config(name: str, local_files_only: bool) -> dict:
-    from transformers.utils import cached_file
-
-    try:
-        path = cached_file(name, "preprocessor_config.json", local_files_only=local_files_only,
-                           _raise_exceptions_for_missing_entries=False)
-    except (OSError, ValueError):
-        path = None
-    if not path:
-        return {}
-    with open(path) as handle:
-        return json.load(handle)

@@ -1,5 +1,10 @@
 """Errors the user can fix: the CLI prints them as one line and exits non-zero."""
 
+from __future__ import annotations
+
+import errno
+import os
+
 
 class VmrError(Exception):
     """A problem with input, library or environment, explained in one sentence."""
@@ -13,7 +18,92 @@ class SkipVideo(VmrError):
     """One video cannot take part in a search (its file or vectors are gone); the search goes on."""
 
 
+class NotLogged(VmrError):
+    """A search ran but could not be written to the catalog (disk full, catalog busy): its results
+    are still shown."""
+
+
 def first_line(exc: BaseException) -> str:
     """An exception as one line for a message: its first line, or its type when it says nothing."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+NO_SPACE_CODES = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE_TEXT = ("no space left on device", "database or disk is full", "os error 28", "disk quota exceeded")
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Disk full (or over quota), however the library's writers say it: an OSError, SQLite's
+    'database or disk is full', safetensors' 'os error 28', faiss' '(No space left on device)'."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE_CODES:
+        return True
+    text = str(exc).lower()
+    return any(words in text for words in NO_SPACE_TEXT)
+
+
+def no_space_at(exc: BaseException, folder: str) -> bool:
+    """is_no_space, or SQLite's bare 'disk I/O error' where the folder's file system is full (it says
+    no more when it cannot create the WAL index of a catalog on a full disk)."""
+    if is_no_space(exc):
+        return True
+    if "disk i/o error" not in str(exc).lower():
+        return False
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
+def storage_error(exc: BaseException, library: str) -> VmrError | None:
+    """A low-level failure of the library's own files as one line that names the way out, or None
+    when ``exc`` is not one (then it is a bug, and the traceback is worth seeing)."""
+    import sqlite3
+
+    if no_space_at(exc, library):
+        filename = getattr(exc, "filename", None) if isinstance(exc, OSError) else library
+        if filename is None:
+            return VmrError("no space left on device; free some space and run the command again "
+                            "(what was committed is kept)")
+        if _inside(filename, library):
+            return VmrError(no_space_message(library))
+        return None  # an output file elsewhere: the usual 'No space left on device: FILE'
+    if isinstance(exc, sqlite3.Error):
+        return catalog_error(exc, os.path.join(library, "catalog.db"))
+    return None
+
+
+def no_space_message(library: str) -> str:
+    from .paths import printable
+
+    return (f"no space left on the device of library {printable(library)}; free some space and run the "
+            "command again (what was committed is kept)")
+
+
+def catalog_error(exc: BaseException, path: str) -> VmrError:
+    """A SQLite error of the catalog at path as one line that names the way out."""
+    from .paths import printable
+
+    text, catalog = first_line(exc), printable(path)
+    library = os.path.dirname(os.path.abspath(path))
+    low = text.lower()
+    if no_space_at(exc, library):
+        return VmrError(no_space_message(library))
+    if "not a database" in low:
+        return VmrError(f"the catalog {catalog} is damaged beyond salvage ({text}); restore it from a backup, "
+                        f"or start a new library (another --library DIR, or delete {printable(library)})")
+    if "malformed" in low:
+        return VmrError(f"the catalog {catalog} is damaged ({text}); run 'vmr status --check' to check it and "
+                        "salvage what can be read")
+    if "locked" in low or "busy" in low:
+        return VmrError(f"the catalog {catalog} is busy ({text}): another vmr process holds it; try again")
+    if "readonly" in low or "read-only" in low:
+        return VmrError(f"the catalog {catalog} cannot be written ({text}); check the permissions of "
+                        f"{printable(library)}")
+    return VmrError(f"the catalog {catalog} cannot be used ({text}); check the disk holding {printable(library)}")
+
+
+def _inside(path, folder: str) -> bool:
+    """True when path lies in folder."""
+    path = os.path.abspath(os.fsdecode(path))
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

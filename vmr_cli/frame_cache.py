@@ -36,10 +36,11 @@ class FrameCache:
             if self.readonly:
                 if not os.path.exists(self.path):
                     return None
-                from .catalog import _uri_path
+                from .catalog import _connect_readonly
 
-                self._conn = sqlite3.connect(f"file:{_uri_path(self.path)}?mode=ro", uri=True,
-                                             isolation_level=None, timeout=1)
+                # As the catalog: in a read-only folder, with no -shm left by a writer, only an
+                # immutable open can read a WAL database.
+                self._conn = _connect_readonly(self.path)
             else:
                 self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=2)
                 self._conn.execute("PRAGMA journal_mode=WAL")

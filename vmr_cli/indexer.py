@@ -52,11 +52,9 @@ def resolve_encoder(library, model: str | None, clip_seconds: float | None):
     """The encoder name and clip length to use: the library's own, or the first ones given."""
     recorded = library.encoder()
     if recorded:
-        if model and model_name(model) != recorded["name"]:
-            raise VmrError(
-                f"library {library.directory} was built with encoder '{recorded['name']}', not "
-                f"'{model_name(model)}'; use that model, or index into a new library with "
-                "--library DIR (or delete this one) to rebuild with another")
+        if model:  # the same weights at another place re-point the library; other weights are refused
+            library.verify_model(model)
+            recorded = library.encoder()
         if clip_seconds and abs(clip_seconds - recorded["clip_seconds"]) > 1e-9:
             raise VmrError(
                 f"library {library.directory} uses {recorded['clip_seconds']} s clips; "
@@ -85,10 +83,11 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         _apply_removals(library, plan.remove, summary)
         work = plan.add + plan.update
         if work:
-            if encoder is None:
-                encoder = ClipEncoder(name)
+            if encoder is None:  # the library's model, checked to hold the weights it was built with
+                encoder = ClipEncoder(library.verify_model() if library.encoder() else name)
             if library.encoder() is None:
-                library.record_encoder(encoder.name, encoder.dim, encoder.image_size, clip_seconds)
+                library.record_encoder(encoder.name, encoder.dim, encoder.image_size, clip_seconds,
+                                       files=encoder.files)
             _index_videos(library, work, roots, clip_seconds, encoder, backend, progress, summary)
         library.save()
         summary["clips"] = library.catalog.counts()["clips"]

@@ -8,22 +8,34 @@ Opening a library for writing checks that they agree and repairs what does
 not: FAISS entries without a clip row are dropped, clips missing from FAISS
 are added back from their shard, and a video whose shard is missing or
 damaged is marked stale so the next ``vmr index`` re-embeds just that video.
+
+The library also knows which weights built it (the sha256 of the model's
+weight files, in the catalog's meta): a model whose weights changed in place
+is refused at index and search, and the same weights reached through another
+path (a moved folder, a symlink, a copy) are accepted and can be recorded as
+the library's model.  ``check_library`` is ``vmr status --check``: SQLite's
+integrity check (a damaged catalog is salvaged row by row into a new one, the
+damaged file kept), every shard against the catalog, and the model's hash.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
 
-from .catalog import Catalog, folder_size
+from .catalog import Catalog, folder_size, integrity_problems, salvage
+from .encoders import (ModelFiles, is_folder_name, locate_model, model_name, weights_fingerprint,
+                       weights_identity)
 from .errors import VmrError
 from .frame_cache import FrameCache
 from .lock import is_locked, writer_lock
 from .paths import printable
-from .vectors import VectorStore
+from .vectors import VectorStore, shard_ids
 
 STALE = "vectors missing or damaged; 'vmr index' re-embeds this video"
+WEIGHTS = "encoder_weights"  # meta: {"sha256", "files"} of the weights the library was built with
 
 
 def default_directory() -> str:
@@ -38,6 +50,9 @@ class Library:
     def __init__(self, directory: str | None = None, create: bool = True):
         self.directory = os.path.abspath(directory or default_directory())
         catalog_path = os.path.join(self.directory, "catalog.db")
+        lost = lost_catalog(self.directory)
+        if lost:
+            raise VmrError(lost)
         if not os.path.exists(catalog_path):
             if not create:
                 raise VmrError(f"no vmr library at {self.directory}; run 'vmr index PATH' first")
@@ -53,8 +68,9 @@ class Library:
                            "index into a writable --library")
         # Search, status and export only read: on a read-only library they work, but a search
         # cannot be logged (the CLI says so).
-        self.catalog = Catalog(catalog_path, readonly=self.readonly)
+        self.catalog = Catalog(catalog_path, readonly=self.readonly, read_when_full=not create)
         self.vectors = VectorStore(self.directory)
+        self.vectors.dim = self._dim()
         self.frames = FrameCache(self.directory, readonly=self.readonly)
 
     # -- the encoder this library was built with -----------------------------------------
@@ -67,20 +83,113 @@ class Library:
             "dim": int(self.catalog.get_meta("embedding_dim")),
             "clip_seconds": float(self.catalog.get_meta("clip_seconds")),
             "image_size": int(self.catalog.get_meta("image_size")),
+            "weights": _json(self.catalog.get_meta(WEIGHTS)),
         }
 
-    def record_encoder(self, name: str, dim: int, image_size: int, clip_seconds: float) -> None:
+    def record_encoder(self, name: str, dim: int, image_size: int, clip_seconds: float,
+                       files: ModelFiles | None = None) -> None:
+        """The encoder of a new library; with ``files``, the hash of its weights too."""
+        weights = weights_identity(files) if files is not None else None
         with self.catalog.transaction():
             self.catalog.set_meta("encoder", name)
             self.catalog.set_meta("embedding_dim", dim)
             self.catalog.set_meta("image_size", image_size)
             self.catalog.set_meta("clip_seconds", clip_seconds)
+            if weights:
+                self.catalog.set_meta(WEIGHTS, json.dumps(weights))
+        self.vectors.dim = dim
 
     def require_encoder(self) -> dict:
+        """The library's encoder, after checking that its model still has the recorded weights."""
+        if self.encoder() is None:
+            raise VmrError(f"library {self.directory} is empty; run 'vmr index PATH' first")
+        self.verify_model()
+        return self.encoder()
+
+    def verify_model(self, model: str | None = None, rehash: bool = False) -> ModelFiles:
+        """The files of the model to encode with, whose weights are the ones this library was built
+        with; a one-line error naming the way out when they are not.
+
+        ``model`` names the model another way (a moved folder, a symlink, a
+        copy, a hub id again): when its weights hash to the recorded sha256 it
+        becomes the library's model.  A search pays a few ``stat`` calls: the
+        hash is computed again only when the weight files' fingerprint changed
+        (or ``rehash``, for ``vmr status --check``), and the new fingerprint is
+        remembered when the catalog can take it.
+        """
+        info = self.encoder()
+        current = info["name"]
+        name = model_name(model) if model else current
+        try:
+            files = locate_model(name)
+        except VmrError:
+            if name == current and is_folder_name(current) and not os.path.exists(current):
+                raise VmrError(f"the library's model folder {printable(current)} is gone; if it moved, point the "
+                               "library at its new place: vmr index --model NEWDIR") from None
+            raise
+        recorded = info["weights"]
+        if recorded is None:  # a library from before vmr recorded weights: trusted, then recorded
+            if name == current:
+                if not self.readonly:
+                    self.catalog.try_set_meta({WEIGHTS: json.dumps(weights_identity(files))})
+                return files
+            self._record_first_weights(current, name)
+            return self.verify_model(model)
+        identity = weights_identity(files, known=None if rehash else recorded)
+        if identity["sha256"] != recorded["sha256"]:
+            raise VmrError(self._mismatch(files, current, recorded["sha256"], identity["sha256"]))
+        if name != current:
+            self._write_model(name, identity)
+        elif identity["files"] != recorded["files"]:
+            self.catalog.try_set_meta({WEIGHTS: json.dumps(identity)})  # a cache: best effort
+        return files
+
+    def _record_first_weights(self, current: str, name: str) -> None:
+        """Before another name can be accepted, the weights of the current one must be known."""
+        try:
+            files = locate_model(current, download=False)
+        except VmrError:
+            raise VmrError(
+                f"library {printable(self.directory)} was built before vmr recorded its model's weights, and "
+                f"that model ({printable(current)}) cannot be found, so vmr cannot tell whether "
+                f"{printable(name)} holds the same weights; put the model back at {printable(current)} once "
+                f"(a symlink will do) and run vmr index --model {printable(name)} again") from None
+        self._write_model(current, weights_identity(files))
+
+    def _write_model(self, name: str, identity: dict) -> None:
+        if self.readonly:
+            raise VmrError(f"library {self.directory} is read-only; pointing it at another model needs to write it")
+        with self.catalog.transaction():
+            self.catalog.set_meta("encoder", name)
+            self.catalog.set_meta(WEIGHTS, json.dumps(identity))
+
+    def _mismatch(self, files: ModelFiles, current: str, recorded: str, now: str) -> str:
+        library = printable(self.directory)
+        sums = f"(sha256 {recorded[:12]} recorded, {now[:12]} "
+        if files.name != current:
+            return (f"the weights in {printable(files.name)} are not the ones library {library} was built with "
+                    f"{sums}there); the library keeps its model {printable(current)}; to use this model, index "
+                    "into a new library with --library NEWDIR")
+        where = (f"of {files.name} in the Hugging Face cache" if files.hub else f"in {printable(files.folder)}")
+        message = (f"the model weights {where} changed since library {library} was built {sums}now): "
+                   "indexing or searching with them would mix two embedding spaces; ")
+        original = _sibling_snapshot(files, self.encoder()["weights"]) if files.hub else None
+        if original:
+            return message + f"the original is still in the cache: vmr index --model {printable(original)}"
+        return message + ("put the original weights back (or point the library at a copy of them: "
+                          "vmr index --model DIR), or build a new library with --library NEWDIR")
+
+    def check_model(self) -> dict | None:
+        """``vmr status --check``: the model's weights hashed in full and compared with the record."""
         info = self.encoder()
         if info is None:
-            raise VmrError(f"library {self.directory} is empty; run 'vmr index PATH' first")
-        return info
+            return None
+        try:
+            self.verify_model(rehash=True)
+        except VmrError as exc:
+            return {"name": info["name"], "sha256": (info["weights"] or {}).get("sha256"), "ok": False,
+                    "error": str(exc)}
+        return {"name": info["name"], "sha256": self.encoder()["weights"]["sha256"], "ok": True, "error": None}
 
     def _dim(self) -> int | None:
         info = self.encoder()
@@ -167,7 +276,7 @@ class Library:
         memory only and the catalog is not written.
         """
         report = {"consistent": True, "stale_videos": [], "orphan_shards": 0,
-                  "index_added": 0, "index_removed": 0}
+                  "index_added": 0, "index_removed": 0, "shards_checked": 0}
         dim = self._dim()
         if dim is None:
             return report
@@ -197,6 +306,7 @@ class Library:
         is missing or does not match their rows (every video when deep)."""
         if deep:
             targets = self.catalog.videos("ok")
+            report["shards_checked"] = len(targets)
         else:
             owners = set(self.catalog.clip_video_ids(missing).values()) if missing else set()
             targets = [v for v in (self.catalog.video(i) for i in owners) if v is not None]
@@ -255,3 +365,76 @@ class Library:
     def close(self) -> None:
         self.catalog.close()
         self.frames.close()
+
+
+def lost_catalog(directory: str) -> str | None:
+    """Why the library's catalog must not be created afresh, or None: vector shards are there but the
+    catalog is missing or empty (zero bytes, and no WAL holding its pages), so a new catalog would
+    silently drop them."""
+    catalog = os.path.join(directory, "catalog.db")
+    exists = os.path.exists(catalog)
+    if exists and (_size(catalog) or _size(catalog + "-wal")):
+        return None
+    shards = len(shard_ids(os.path.join(directory, "shards")))
+    if not shards:
+        return None
+    state = "is empty (zero bytes)" if exists else "is missing"
+    return (f"library {printable(directory)} holds {shards} vector shards but its catalog {printable(catalog)} "
+            f"{state}: the catalog was lost, and a new one would drop them; restore catalog.db from a backup, or "
+            f"start over (delete {printable(os.path.join(directory, 'shards'))}, or use another --library DIR)")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def check_library(directory: str | None = None) -> tuple[Library, dict]:
+    """``vmr status --check``: the catalog's integrity (a damaged one is salvaged into a new catalog,
+    the damaged file kept), every shard against the catalog, and the model's weights hashed in full.
+
+    Returns the library, open, and the report (``check`` plus ``catalog`` and ``model``)."""
+    directory = os.path.abspath(directory or default_directory())
+    catalog = os.path.join(directory, "catalog.db")
+    lost = lost_catalog(directory)
+    if lost:
+        raise VmrError(lost)
+    if not os.path.exists(catalog):
+        raise VmrError(f"no vmr library at {directory}; run 'vmr index PATH' first")
+    if not (os.access(directory, os.W_OK) and os.access(catalog, os.W_OK)):
+        raise VmrError(f"library {directory} is read-only; vmr status --check needs to write it")
+    with writer_lock(directory, "vmr status --check"):
+        problems = integrity_problems(catalog)
+        saved = salvage(catalog, why=problems[0]) if problems else None
+        library = Library(directory, create=False)
+        report = library.check(repair=True, deep=True)
+        report["catalog"] = {"ok": not problems, "problems": problems, "salvaged": saved}
+        report["model"] = library.check_model()
+    return library, report
+
+
+def _sibling_snapshot(files: ModelFiles, recorded: dict) -> str | None:
+    """Another snapshot of the same hub model in the cache whose weight files are the very ones
+    recorded (same fingerprint: the blobs the library was built with are still there)."""
+    snapshots = os.path.dirname(files.folder)
+    try:
+        names = sorted(os.listdir(snapshots))
+    except OSError:
+        return None
+    for name in names:
+        other = ModelFiles(files.name, os.path.join(snapshots, name), files.weights, hub=True)
+        try:
+            if other.folder != files.folder and weights_fingerprint(other) == recorded["files"]:
+                return other.folder
+        except OSError:
+            continue
+    return None
+
+
+def _json(text: str | None):
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None

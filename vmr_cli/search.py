@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .decode import open_reader
-from .errors import DecodeError, SkipVideo, VmrError
+from .errors import DecodeError, NotLogged, SkipVideo, VmrError
 from .probe import VideoInfo
 
 MAX_QUERY_CHARS = 2000
@@ -133,7 +133,11 @@ class Searcher:
         stats["time"] = timer.rounded()
         search_id = None
         if log:
-            search_id = self.library.catalog.log_search(text, self.info["name"], asdict(options), stats, results)
+            try:
+                search_id = self.library.catalog.log_search(text, self.info["name"], asdict(options), stats,
+                                                            results)
+            except NotLogged as exc:  # disk full, catalog busy: the results stand, unlogged
+                stats["not_logged"] = str(exc)
         for r in results:
             r.pop("video_id", None)
         return {"query": text, "search_id": search_id, "results": results, "stats": stats}

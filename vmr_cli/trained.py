@@ -26,7 +26,7 @@ OVERLAP = 32
 def describe(library) -> dict:
     """What a checkpoint must match in this library."""
     info = library.require_encoder()
-    return {"encoder": info["name"], "encoder_hash": library.catalog.get_meta("encoder_hash"),
+    return {"encoder": info["name"], "encoder_hash": (info.get("weights") or {}).get("sha256"),
             "embedding_dim": info["dim"], "clip_seconds": info["clip_seconds"]}
 
 
@@ -38,8 +38,10 @@ def check_matches(config: dict, library, where: str) -> None:
         raise VmrError(f"trimmer {where} was written by a newer vmr (format {config['format_version']}); "
                        "upgrade vmr")
     have = describe(library)
-    same_encoder = (config.get("encoder_hash") and config["encoder_hash"] == have["encoder_hash"]) or \
-        config.get("encoder") == have["encoder"]
+    if config.get("encoder_hash") and have["encoder_hash"]:  # the weights decide, wherever they live
+        same_encoder = config["encoder_hash"] == have["encoder_hash"]
+    else:
+        same_encoder = config.get("encoder") == have["encoder"]
     if not same_encoder or config.get("embedding_dim") != have["embedding_dim"]:
         raise VmrError(f"trimmer {where} was trained for encoder '{config.get('encoder')}', but this library "
                        f"uses '{have['encoder']}'; train one for it with 'vmr train'")

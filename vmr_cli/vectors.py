@@ -10,18 +10,33 @@ clip, ID-mapped by clip row id) is a cache for the coarse search: written
 atomically, checked against the catalog every time it is opened, and repaired
 from the shards when they disagree.  A shard that is missing or does not match
 its row marks that video for re-embedding; a shard without a row is removed.
+Files are trusted only as far as they are checked: a shard whose arrays do not
+have the shapes vmr writes counts as damaged, a FAISS file of another index
+type as absent, and only names vmr gives shards (``<id>.safetensors``, ASCII
+digits, no leading zero) are taken for shards -- anything else is left alone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 from vmr_models.atomic import atomic_write
 
 KINDS = ("A", "B", "M")
 FRAMES, FRAME_TIMES = "F", "F_t"  # optional: shards written before vmr 0.2 lack them
 APPROXIMATE_ABOVE = 200_000  # clips; past this the coarse search uses an IVF index
+SHARD_NAME = re.compile(r"([1-9][0-9]*)\.safetensors", re.ASCII)  # str.isdigit takes '²' and '٣'
+
+
+def shard_ids(folder: str) -> set[int]:
+    """Video ids of the shards in folder (names vmr writes only; none when the folder is missing)."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return set()
+    return {int(m.group(1)) for m in map(SHARD_NAME.fullmatch, names) if m}
 
 
 def _faiss():
@@ -38,6 +53,7 @@ class VectorStore:
         os.makedirs(self.shard_dir, exist_ok=True)
         self._index = None
         self.dirty = False
+        self.dim: int | None = None  # the library's embedding size, once it has an encoder
 
     # -- shards -------------------------------------------------------------------
     def shard_path(self, video_id: int) -> str:
@@ -65,9 +81,10 @@ class VectorStore:
             with safe_open(path, framework="numpy") as handle:
                 if token is not None and (handle.metadata() or {}).get("token") != token:
                     return None
-                return {key: handle.get_tensor(key) for key in handle.keys()}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         except Exception:  # missing, truncated or not safetensors: all mean 'no vectors'
             return None
+        return tensors if _well_formed(tensors, self.dim) else None
 
     def delete_shard(self, video_id: int) -> None:
         try:
@@ -89,12 +106,7 @@ class VectorStore:
         return removed
 
     def shard_video_ids(self) -> set[int]:
-        ids = set()
-        for name in os.listdir(self.shard_dir):
-            stem, ext = os.path.splitext(name)
-            if ext == ".safetensors" and stem.isdigit():
-                ids.add(int(stem))
-        return ids
+        return shard_ids(self.shard_dir)
 
     # -- the FAISS cache ----------------------------------------------------------------
     def index(self, dim: int):
@@ -105,10 +117,10 @@ class VectorStore:
             if os.path.exists(self.index_path):
                 try:
                     index = faiss.read_index(self.index_path)
-                    if index.d != dim:
-                        index = None
-                except RuntimeError:
-                    index = None  # truncated or corrupt: rebuilt by the consistency check
+                    if not _ours(faiss, index, dim):
+                        index = None  # another index type or size: rebuilt by the consistency check
+                except Exception:  # truncated or corrupt (RuntimeError), absurd sizes (MemoryError)
+                    index = None
             if index is None:
                 index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
                 self.dirty = True
@@ -193,3 +205,29 @@ class VectorStore:
 def _write_json(path: str, data: dict) -> None:
     with open(path, "w") as handle:
         json.dump(data, handle)
+
+
+def _ours(faiss, index, dim: int) -> bool:
+    """The index vmr writes: exact inner product over dim-sized vectors, mapped by clip id."""
+    return (isinstance(index, faiss.IndexIDMap2) and index.d == dim
+            and isinstance(faiss.downcast_index(index.index), faiss.IndexFlatIP))
+
+
+def _well_formed(tensors: dict, dim: int | None) -> bool:
+    """The shapes vmr writes: clip ids (n,), A, B, M (n, d) with d the library's, frames F (m, d)
+    at times F_t (m,)."""
+    try:
+        ids = tensors["clip_ids"]
+        n = ids.shape[0]
+        d = tensors["A"].shape[1] if tensors["A"].ndim == 2 else -1
+        if ids.ndim != 1 or ids.dtype.kind not in "iu" or (dim is not None and d != dim):
+            return False
+        if any(tensors[k].shape != (n, d) or tensors[k].dtype.kind != "f" for k in KINDS):
+            return False
+        if FRAMES in tensors or FRAME_TIMES in tensors:
+            frames, times = tensors[FRAMES], tensors[FRAME_TIMES]
+            return (frames.ndim == 2 and frames.shape[1] == d and frames.dtype.kind == "f"
+                    and times.shape == (frames.shape[0],) and times.dtype.kind == "f")
+        return True
+    except (KeyError, IndexError, AttributeError):
+        return False
