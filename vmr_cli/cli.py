@@ -86,39 +86,95 @@ def cli(ctx, library):
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--model", help="CLIP-family model: hub id or local folder. Default: the library's "
               "encoder, or openai/clip-vit-base-patch32 for a new library.")
 @click.option("--clip-seconds", type=float, help="Clip length of a new library (default 2).")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
               show_default=True, help="Video decoder.")
+@click.option("--prune", is_flag=True, help="Also remove the entries of a folder whose files are all "
+              "missing at once (kept by default: an unmounted drive looks like that).")
 @json_option
 @click.pass_context
 @handle_errors
-def index(ctx, paths, model, clip_seconds, backend, as_json):
+def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     """Index video files and folders: new, changed, moved and deleted files.
 
-    Unchanged files are skipped; a moved file keeps its vectors; a file that
-    cannot be read is recorded with its reason and the run goes on (the exit
-    code is then 1).
+    With no PATH, the files and folders already in the library are updated
+    (and videos whose vectors went missing are re-embedded). Unchanged files
+    are skipped; a moved file keeps its vectors; a file that cannot be read is
+    reported with its reason and the run goes on (the exit code is then 1).
+    Entries under a folder that cannot be read, or that lost all its files at
+    once, are kept until --prune or 'vmr forget'.
     """
-    from .indexer import index_paths
+    from .indexer import index_paths, skipped_words
     from .paths import printable
 
     lib = open_library(ctx, create=True)
-    summary = index_paths(lib, list(paths), model=model, clip_seconds=clip_seconds, backend=backend)
+    try:
+        summary = index_paths(lib, list(paths), model=model, clip_seconds=clip_seconds, backend=backend,
+                              prune=prune)
+    finally:
+        discarded = lib.discard_if_empty()  # a failed first run leaves no empty library behind
     if as_json:
         emit_json(summary)
     else:
         click.echo(f"added {summary['added']}, updated {summary['updated']}, moved {summary['moved']}, "
                    f"unchanged {summary['unchanged']}, removed {summary['removed']}, "
                    f"failed {len(summary['failed'])}; {summary['clips']} clips in the library")
+        kept = {k["path"] for k in summary["kept"]}
         for failure in summary["failed"]:
-            click.echo(f"failed: {printable(failure['path'])}: {failure['error']}", err=True)
+            if failure["path"] not in kept:  # an unreadable folder: its kept: line says it all
+                click.echo(f"failed: {printable(failure['path'])}: {failure['error']}", err=True)
+        for note in summary["kept"]:
+            click.echo(f"kept: {printable(note['path'])}: {note['reason']}", err=True)
         for note in summary["fallbacks"]:
             click.echo(f"note: {printable(note['path'])}: {note['reason']}", err=True)
+        for note in summary["damaged"]:
+            n = note["bad_frames"]
+            click.echo(f"note: {printable(note['path'])}: {n} frame{'s' if n != 1 else ''} could not be "
+                       "decoded (damaged stream); indexed with the frames around them", err=True)
+        if summary["skipped"]["files"]:
+            click.echo(skipped_words(summary["skipped"]["extensions"]).lstrip("; "), err=True)
+    if discarded:
+        click.echo(f"note: nothing was indexed, so no library was left at {printable(lib.directory)}", err=True)
     if summary["failed"]:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@json_option
+@click.pass_context
+@handle_errors
+def forget(ctx, paths, as_json):
+    """Drop the library's entries for files and folders, on purpose.
+
+    Everything at or under each PATH goes (its vectors with it), whether or
+    not PATH exists now: the way out for a drive or share that is gone for
+    good. Nothing outside PATH is touched, and no file on disk.
+    """
+    from .errors import VmrError
+    from .paths import absolute, printable
+
+    lib = open_library(ctx)
+    roots = [absolute(p) for p in paths]
+    with lib.writer_lock("vmr forget"):
+        empty = [r for r in roots if not lib.catalog.videos_under(r)]
+        if empty:
+            raise VmrError(f"the library holds nothing at or under {printable(empty[0])}; "
+                           "nothing was forgotten")
+        started = time.time()
+        forgotten = [{"path": r, "videos": len(lib.forget(r))} for r in roots]
+        lib.save()
+        result = {"forgotten": forgotten, "videos": sum(f["videos"] for f in forgotten)}
+        lib.catalog.log_operation("forget", {"paths": roots}, result, started)
+    if as_json:
+        emit_json(result)
+        return
+    for item in forgotten:
+        click.echo(f"forgot {item['videos']} entr{'y' if item['videos'] == 1 else 'ies'} under "
+                   f"{printable(item['path'])}")
 
 
 def results_table(results) -> str:
@@ -228,10 +284,12 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
 
 @cli.command()
 @click.option("--check", is_flag=True, help="Verify every vector shard against the catalog and repair.")
+@click.option("--failed", "list_failed", is_flag=True,
+              help="Also list the files that could not be indexed, and why.")
 @json_option
 @click.pass_context
 @handle_errors
-def status(ctx, check, as_json):
+def status(ctx, check, list_failed, as_json):
     """What the library holds: videos, clips, vectors, encoder, size."""
     from .library import Library, default_directory
     from .paths import printable
@@ -239,6 +297,8 @@ def status(ctx, check, as_json):
     directory = os.path.abspath(ctx.obj["library"] or default_directory())
     if not check and not os.path.exists(os.path.join(directory, "catalog.db")):
         data = Library.empty_status(directory)
+        if list_failed:
+            data["failed_files"] = []
         if as_json:
             emit_json(data)
         else:
@@ -252,6 +312,8 @@ def status(ctx, check, as_json):
     data = lib.status()
     if report is not None:
         data["check"] = report
+    if list_failed:
+        data["failed_files"] = lib.failed_files()
     if as_json:
         emit_json(data)
         return
@@ -267,6 +329,10 @@ def status(ctx, check, as_json):
         click.echo(f"check     stale {len(report['stale_videos'])} (re-embedded by the next vmr index), "
                    f"orphan shards removed {report['orphan_shards']}, index +{report['index_added']} "
                    f"-{report['index_removed']}")
+    for failed in data.get("failed_files", []):
+        click.echo(f"failed    {printable(failed['path'])}: {failed['error']}")
+    if data.get("failed_files"):
+        click.echo("each is tried again when it changes, or when vmr, its decoder or ffmpeg does", err=True)
 
 
 def _write_page(search: dict, html_path: str, open_page: bool) -> None:
@@ -321,8 +387,12 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     from .evaluate import evaluate
 
     lib = open_library(ctx, create=True)
-    report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
-                      predictions_path=predictions_path, model=model)
+    try:
+        report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
+                          predictions_path=predictions_path, model=model)
+    except BaseException:
+        lib.discard_if_empty()  # a failed first run leaves no empty library behind
+        raise
     if as_json:
         emit_json(report)
         return
