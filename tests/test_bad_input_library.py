@@ -170,8 +170,9 @@ def test_catalog_from_a_newer_vmr_is_refused(indexed, isolated_library):
 def test_catalog_from_vmr_1_is_migrated_with_a_backup(indexed, isolated_library):
     found = vmr_json("search", "red", "--top-k", "3")
     db = isolated_library / "catalog.db"
-    conn = sqlite3.connect(db)  # what vmr 1 wrote: no codec column, schema 1
-    conn.execute("ALTER TABLE videos DROP COLUMN codec")
+    conn = sqlite3.connect(db)  # what vmr 1 wrote: no codec column (nor those of schema 3), schema 1
+    for column in ("codec", "failed_with", "bad_frames"):
+        conn.execute(f"ALTER TABLE videos DROP COLUMN {column}")
     conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     conn.commit()
     rows_v1 = conn.execute("SELECT id, path, n_clips, vectors_token FROM videos").fetchall()
@@ -183,7 +184,7 @@ def test_catalog_from_vmr_1_is_migrated_with_a_backup(indexed, isolated_library)
     assert backup.execute("SELECT id, path, n_clips, vectors_token FROM videos").fetchall() == rows_v1
     backup.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     assert conn.execute("SELECT id, path, n_clips, vectors_token, codec FROM videos").fetchall() == \
         [row + (None,) for row in rows_v1]
     conn.close()

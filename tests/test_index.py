@@ -21,7 +21,8 @@ def test_first_run_indexes_everything_and_second_does_nothing(videos, tiny_model
     assert first["clips"] == 8
     second = index(videos)
     assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "removed": 0,
-                      "failed": [], "fallbacks": [], "clips": 8}
+                      "failed": [], "fallbacks": [], "damaged": [], "kept": [],
+                      "skipped": {"files": 0, "extensions": {}}, "clips": 8}
     status = vmr_json("status")
     assert (status["videos"], status["clips"], status["vectors"], status["failed"]) == (3, 8, 8, 0)
     assert status["encoder"] == os.path.abspath(tiny_model) and status["consistent"]

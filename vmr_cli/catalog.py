@@ -76,9 +76,21 @@ def _videos_codec(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE videos ADD COLUMN codec TEXT")
 
 
+def _videos_failed_with(conn: sqlite3.Connection) -> None:
+    """What a failed file failed with (vmr, decoder and ffmpeg versions): it is tried again
+    when one of them changes, not only when the file does.  And how many frames of an indexed
+    file could not be decoded (a damaged stream indexed with concealment)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(videos)")}
+    if "failed_with" not in have:
+        conn.execute("ALTER TABLE videos ADD COLUMN failed_with TEXT")
+    if "bad_frames" not in have:
+        conn.execute("ALTER TABLE videos ADD COLUMN bad_frames INTEGER DEFAULT 0")
+
+
 MIGRATIONS = [
     ("initial schema", _initial_schema),
     ("videos.codec", _videos_codec),
+    ("videos.failed_with", _videos_failed_with),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -199,6 +211,21 @@ class Catalog:
     def video_by_path(self, path: str) -> dict | None:
         row = self._conn.execute("SELECT * FROM videos WHERE path=?", (to_key(path),)).fetchone()
         return _video(row) if row else None
+
+    def videos_under(self, path: str) -> list[dict]:
+        """The rows of path itself and of everything inside it (by the path's bytes), in id order."""
+        key = to_key(path).rstrip(b"/")
+        if not key:  # the root folder holds everything
+            return self.videos()
+        rows = self._conn.execute(
+            "SELECT * FROM videos WHERE path=? OR (path>=? AND path<?) ORDER BY id",
+            (key, key + b"/", key + b"0"))  # b'0' is the byte after b'/'
+        return [_video(row) for row in rows]
+
+    def roots(self) -> list[str]:
+        """The files and folders that index runs were given, as recorded with their videos."""
+        rows = self._conn.execute("SELECT DISTINCT root FROM videos WHERE root IS NOT NULL")
+        return sorted(from_key(row[0]) for row in rows)
 
     def upsert_video(self, row: dict) -> int:
         """Insert or update the row for row['path']; returns its id (kept when it existed)."""

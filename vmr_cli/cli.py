@@ -167,42 +167,60 @@ def cli(ctx, library):
 @click.option("--clip-seconds", type=float, help="Clip length of a new library (default 2).")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
               show_default=True, help="Video decoder.")
+@click.option("--prune", is_flag=True, help="Also remove the entries of a folder whose files are all "
+              "missing at once (kept by default: an unmounted drive looks like that).")
 @json_option
 @library_option
 @click.pass_context
 @handle_errors
-def index(ctx, paths, model, clip_seconds, backend, as_json):
+def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     """Index video files and folders: new, changed, moved and deleted files.
 
-    Unchanged files are skipped; a moved file keeps its vectors; a file that
-    cannot be read is recorded with its reason and the run goes on (the exit
-    code is then 1). With --model and no PATH, only points the library at its
-    model's new place (same weights, checked by their sha256).
+    With no PATH, the files and folders already in the library are updated
+    (and videos whose vectors went missing are re-embedded). Unchanged files
+    are skipped; a moved file keeps its vectors; a file that cannot be read is
+    reported with its reason and the run goes on (the exit code is then 1).
+    Entries under a folder that cannot be read, or that lost all its files at
+    once, are kept until --prune or 'vmr forget'. With --model and no PATH,
+    only points the library at its model's new place (same weights, checked
+    by their sha256).
     """
-    from .indexer import index_paths
+    from .indexer import index_paths, skipped_words
 
-    if not paths:
-        if not model:
-            raise click.UsageError("give a PATH to index (or only --model DIR, to point the library at "
-                                   "its model's new place)")
+    if not paths and model:
         return _repoint(ctx, model, as_json)
     lib = open_library(ctx, create=True)
     before = lib.encoder()
-    summary = index_paths(lib, list(paths), model=model, clip_seconds=clip_seconds, backend=backend)
-    after = lib.encoder()
-    if before and after["name"] != before["name"]:
-        click.echo(f"note: the library's model is now {printable(after['name'])} (the same weights as "
-                   f"{printable(before['name'])})", err=True)
+    try:
+        summary = index_paths(lib, list(paths), model=model, clip_seconds=clip_seconds, backend=backend,
+                              prune=prune)
+        after = lib.encoder()
+    finally:
+        discarded = lib.discard_if_empty()  # a failed first run leaves no empty library behind
+    if before and after and after["name"] != before["name"]:
+        say(f"note: the library's model is now {after['name']} (the same weights as {before['name']})")
     if as_json:
         emit_json(summary)
     else:
         click.echo(f"added {summary['added']}, updated {summary['updated']}, moved {summary['moved']}, "
                    f"unchanged {summary['unchanged']}, removed {summary['removed']}, "
                    f"failed {len(summary['failed'])}; {summary['clips']} clips in the library")
+        kept = {k["path"] for k in summary["kept"]}
         for failure in summary["failed"]:
-            say(f"failed: {failure['path']}: {failure['error']}")
+            if failure["path"] not in kept:  # an unreadable folder: its kept: line says it all
+                say(f"failed: {failure['path']}: {failure['error']}")
+        for note in summary["kept"]:
+            say(f"kept: {note['path']}: {note['reason']}")
         for note in summary["fallbacks"]:
             say(f"note: {note['path']}: {note['reason']}")
+        for note in summary["damaged"]:
+            n = note["bad_frames"]
+            say(f"note: {note['path']}: {n} frame{'s' if n != 1 else ''} could not be "
+                "decoded (damaged stream); indexed with the frames around them")
+        if summary["skipped"]["files"]:
+            say(skipped_words(summary["skipped"]["extensions"]).lstrip("; "))
+    if discarded:
+        say(f"note: nothing was indexed, so no library was left at {lib.directory}")
     if summary["failed"]:
         sys.exit(1)
 
@@ -210,7 +228,6 @@ def index(ctx, paths, model, clip_seconds, backend, as_json):
 def _repoint(ctx, model: str, as_json: bool) -> None:
     """``vmr index --model DIR``: the library's model, found at another place, with the same weights."""
     from .errors import VmrError
-    from .paths import printable
 
     lib = open_library(ctx)
     before = lib.encoder()
@@ -225,8 +242,42 @@ def _repoint(ctx, model: str, as_json: bool) -> None:
         return
     click.echo(f"encoder   {printable(info['name'])} (weights sha256 {info['weights']['sha256'][:12]}, as recorded)")
     if info["name"] != before["name"]:
-        click.echo(f"note: the library's model is now {printable(info['name'])}, was {printable(before['name'])}",
-                   err=True)
+        say(f"note: the library's model is now {info['name']}, was {before['name']}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@json_option
+@library_option
+@click.pass_context
+@handle_errors
+def forget(ctx, paths, as_json):
+    """Drop the library's entries for files and folders, on purpose.
+
+    Everything at or under each PATH goes (its vectors with it), whether or
+    not PATH exists now: the way out for a drive or share that is gone for
+    good. Nothing outside PATH is touched, and no file on disk.
+    """
+    from .errors import VmrError
+    from .paths import absolute
+
+    lib = open_library(ctx)
+    roots = [absolute(p) for p in paths]
+    with lib.writer_lock("vmr forget"):
+        empty = [r for r in roots if not lib.catalog.videos_under(r)]
+        if empty:
+            raise VmrError(f"the library holds nothing at or under {empty[0]}; nothing was forgotten")
+        started = time.time()
+        forgotten = [{"path": r, "videos": len(lib.forget(r))} for r in roots]
+        lib.save()
+        result = {"forgotten": forgotten, "videos": sum(f["videos"] for f in forgotten)}
+        lib.catalog.log_operation("forget", {"paths": roots}, result, started)
+    if as_json:
+        emit_json(result)
+        return
+    for item in forgotten:
+        click.echo(f"forgot {item['videos']} entr{'y' if item['videos'] == 1 else 'ies'} under "
+                   f"{printable(item['path'])}")
 
 
 def results_table(results) -> str:
@@ -410,17 +461,21 @@ def searches(ctx, limit, as_json):
 @click.option("--check", is_flag=True,
               help="Run SQLite's integrity check (salvaging a damaged catalog), verify every vector shard "
                    "against the catalog and the model's weights against their recorded sha256, and repair.")
+@click.option("--failed", "list_failed", is_flag=True,
+              help="Also list the files that could not be indexed, and why.")
 @json_option
 @library_option
 @click.pass_context
 @handle_errors
-def status(ctx, check, as_json):
+def status(ctx, check, list_failed, as_json):
     """What the library holds: videos, clips, vectors, encoder, size."""
     from .library import Library, check_library, default_directory, lost_catalog
 
     directory = os.path.abspath(ctx.obj["library"] or default_directory())
     if not check and not os.path.exists(os.path.join(directory, "catalog.db")) and not lost_catalog(directory):
         data = Library.empty_status(directory)
+        if list_failed:
+            data["failed_files"] = []
         if as_json:
             emit_json(data)
         else:
@@ -435,6 +490,8 @@ def status(ctx, check, as_json):
     data = lib.status()
     if report is not None:
         data["check"] = report
+    if list_failed:
+        data["failed_files"] = lib.failed_files()
     model_failed = report is not None and report["model"] is not None and not report["model"]["ok"]
     if as_json:
         emit_json(data)
@@ -445,8 +502,6 @@ def status(ctx, check, as_json):
 
 
 def _print_status(data: dict, report: dict | None) -> None:
-    from .paths import printable
-
     hours = data["duration"] / 3600
     click.echo(f"library   {printable(data['library'])}")
     click.echo(f"encoder   {printable(data['encoder'] or '-')}")
@@ -460,6 +515,10 @@ def _print_status(data: dict, report: dict | None) -> None:
     click.echo(f"clips     {data['clips']}, vectors {data['vectors']} ({agreement})")
     click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB, of which frame cache "
                f"{data['frame_cache_bytes'] / 1e6:.1f} MB (safe to delete: frames.db)")
+    for failed in data.get("failed_files", []):
+        click.echo(f"failed    {printable(failed['path'])}: {failed['error']}")
+    if data.get("failed_files"):
+        say("each is tried again when it changes, or when vmr, its decoder or ffmpeg does")
     if report is None:
         return
     catalog = report["catalog"]
@@ -593,8 +652,12 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     if predictions_path:
         user_file_target(predictions_path, "--predictions")  # before a library is created or filled
     lib = open_library(ctx, create=True)
-    report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
-                      predictions_path=predictions_path, model=model, trimmer=trimmer)
+    try:
+        report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
+                          predictions_path=predictions_path, model=model, trimmer=trimmer)
+    except BaseException:
+        lib.discard_if_empty()  # a failed first run leaves no empty library behind
+        raise
     if as_json:
         emit_json(report)
         return

@@ -20,8 +20,8 @@ A switch from the chosen backend to PyAV is never silent: the reader's
 
 from __future__ import annotations
 
-from .errors import DecodeError, VmrError, first_line
-from .probe import VideoInfo
+from .errors import DecodeError, TransientError, VmrError, first_line
+from .probe import VideoInfo, check_duration, is_environment_error
 
 # torch is imported where frames are made, not here: the CLI reads BACKENDS at start-up.
 
@@ -77,6 +77,9 @@ class TorchcodecReader(_Reader):
         meta = self._decoder.metadata
         self._begin = float(meta.begin_stream_seconds or 0.0)
         self._end = float(meta.end_stream_seconds or self.info.duration)
+        # torchcodec scanned the stream: a duration it cannot back is the file's lie
+        check_duration(self.info.duration, fps=self.info.fps, frames=meta.num_frames,
+                       stream_end=self._end - self._begin if meta.end_stream_seconds else None)
 
     def _frames(self, times):
         import torch
@@ -100,14 +103,19 @@ class PyAVReader(_Reader):
 
     The decoder stays open between calls and only moves forward, so the
     chunks of an index run cost one pass over the file; a request for an
-    earlier time starts a new pass.
+    earlier time starts a new pass.  A packet the decoder rejects (a damaged
+    stream) is counted in ``bad_frames`` and skipped, as ffmpeg does: the frame
+    before it stays shown.  Whether too little was usable is the caller's call.
     """
 
     backend = "pyav"
+    DEMUX_ERRORS_IN_A_ROW = 100  # then the rest of the file is taken as unreadable
 
     def __init__(self, path: str, info: VideoInfo, size: int):
         super().__init__(path, info, size)
         self._container = None
+        self.bad_frames = 0
+        self.good_frames = 0
 
     def _frames(self, times):
         import av
@@ -126,6 +134,10 @@ class PyAVReader(_Reader):
                 shown = self._shown if self._shown is not None else self._next
                 if shown is None:
                     break
+                if self._next is None and not self._ended:
+                    self._ended = True  # the stream ends here: can it back the duration claimed?
+                    check_duration(self.info.duration, fps=self.info.fps, stream_end=self._shown_t,
+                                   frames=self.good_frames + self.bad_frames)
                 if self._converted is None or self._converted[0] is not shown:
                     self._converted = (shown, self._convert(shown))
                 picked[order[pos]] = self._converted[1]
@@ -143,19 +155,62 @@ class PyAVReader(_Reader):
             container = av.open(self.path)
             stream = container.streams.video[0]
         except (av.error.FFmpegError, IndexError) as exc:
+            if is_environment_error(exc):
+                raise TransientError(first_line(exc)) from None
             raise DecodeError(f"cannot decode: {exc}") from None
         stream.thread_type = "AUTO"
-        self._container = container
-        self._packets = container.decode(stream)
+        self._container, self._stream = container, stream
+        self._frames_in_order = self._decoded()
         self._base = stream.time_base
         self._start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        self._shown, self._shown_t, self._converted = None, float("-inf"), None
+        self._shown, self._shown_t, self._converted, self._ended = None, float("-inf"), None, False
+        self.bad_frames = self.good_frames = 0  # of this pass, which reads the file from its start
+        self._untimed = False
         self._next, self._next_t = self._advance()
 
+    def _decoded(self):
+        """The stream's frames in order.  A packet the decoder rejects is counted and skipped; a
+        demuxer error resumes after the damage; an I/O error is not the file's fault."""
+        import av
+
+        container, stream = self._container, self._stream
+        packets = container.demux(stream)
+        errors_in_a_row = 0
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as exc:
+                if is_environment_error(exc):
+                    raise TransientError(first_line(exc)) from None
+                errors_in_a_row += 1
+                if errors_in_a_row > self.DEMUX_ERRORS_IN_A_ROW:
+                    return
+                packets = container.demux(stream)  # reads on from where the damage stopped it
+                continue
+            errors_in_a_row = 0
+            try:
+                frames = stream.decode(packet)
+            except av.error.EOFError:
+                return
+            except av.error.FFmpegError:
+                if packet.size:
+                    self.bad_frames += 1
+                continue
+            for frame in frames:
+                self.good_frames += 1
+                yield frame
+
     def _advance(self):
-        for frame in self._packets:
-            if frame.pts is not None:
+        for frame in self._frames_in_order:
+            if frame.pts is not None and not self._untimed:
                 return frame, float(frame.pts * self._base) - self._start
+            if self._untimed or (self.good_frames == 1 and self._stream.start_time is None):
+                # A raw elementary stream (.h264, .m2v): no timestamps at all; frames are
+                # shown one after another at the stream's rate.
+                self._untimed = True
+                return frame, (self.good_frames - 1) / (self.info.fps or 25.0)
         return None, float("inf")
 
     def close(self) -> None:
@@ -229,6 +284,15 @@ class _FallbackReader(_Reader):
             self.reader = PyAVReader(self.path, self.info, self.size)
             return self.reader._frames(times)
 
+    @property
+    def bad_frames(self) -> int:
+        """Frames that could not be decoded (counted by the sequential reader only)."""
+        return getattr(self.reader, "bad_frames", 0)
+
+    @property
+    def good_frames(self) -> int | None:
+        return getattr(self.reader, "good_frames", None)
+
     def close(self) -> None:
         self.reader.close()
 
@@ -247,6 +311,16 @@ def require_backend(name: str) -> None:
         except ImportError:
             raise VmrError("the decord backend is not installed: pip install 'vmr[decord]', "
                            "or use --backend torchcodec") from None
+    if name == "torchcodec":
+        try:
+            import torchcodec.decoders  # noqa: F401  (loads its FFmpeg libraries)
+        except Exception as exc:  # ImportError, or OSError/RuntimeError when the libraries fail
+            raise VmrError(f"the torchcodec backend cannot load ({first_line(exc)}); reinstall it "
+                           "(pip install torchcodec), or use --backend pyav") from None
+    try:
+        import av  # noqa: F401  (every backend falls back to PyAV, and MPEG-1/2 always uses it)
+    except Exception as exc:
+        raise VmrError(f"PyAV cannot load ({first_line(exc)}); reinstall it: pip install av") from None
 
 
 def open_reader(path: str, info: VideoInfo, size: int, backend: str = "torchcodec") -> _FallbackReader:

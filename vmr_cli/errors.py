@@ -14,6 +14,11 @@ class DecodeError(VmrError):
     """A video file could not be read; the index run records it and goes on."""
 
 
+class TransientError(VmrError):
+    """Reading a file failed for a reason outside the file (a timeout, an I/O error, permission):
+    the run reports it, records nothing against the file, and the next run tries again."""
+
+
 class SkipVideo(VmrError):
     """One video cannot take part in a search (its file or vectors are gone); the search goes on."""
 

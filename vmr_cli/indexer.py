@@ -19,14 +19,15 @@ import torch
 
 from .decode import open_reader, require_backend
 from .encoders import DEFAULT_MODEL, ClipEncoder, model_name
-from .errors import DecodeError, VmrError, first_line
+from .errors import DecodeError, TransientError, VmrError, first_line
 from .paths import printable, under
-from .probe import probe, require_tool
-from .scan import check_roots, fingerprint, plan_index
+from .probe import ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
+from .scan import check_roots, collapse, fingerprint, plan_index
 
 CHUNK_CLIPS = 32        # clips decoded per step: bounds memory on very long videos
 THUMB = 32              # thumbnail size for the shot and motion measures
 SAVE_EVERY_SECONDS = 60  # FAISS cache written at least this often during a run
+TIMEOUTS_TO_STOP = 3     # ffprobe timing out on this many files in a row stops the run (a dead share)
 CHANGED = "file changed or vanished while it was being indexed; the next 'vmr index' picks up its new state"
 
 
@@ -63,24 +64,65 @@ def resolve_encoder(library, model: str | None, clip_seconds: float | None):
     return model_name(model or DEFAULT_MODEL), clip_seconds or 2.0
 
 
+def decoder_signature(backend: str) -> str:
+    """What this run reads videos with: vmr, the decoder (and PyAV, its fallback) and ffmpeg.
+    A failed file is recorded with it and tried again when it changes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "?"
+
+    parts = [f"vmr {__version__}"]
+    if backend != "pyav":
+        parts.append(f"{backend} {of(backend)}")
+    parts += [f"av {of('av')}", f"ffmpeg {ffprobe_version()}"]
+    return "; ".join(parts)
+
+
 def index_paths(library, paths, model: str | None = None, clip_seconds: float | None = None,
-                backend: str = "torchcodec", progress: bool | None = None, encoder=None) -> dict:
-    """Bring the library up to date with the files under paths; returns the run's summary."""
+                backend: str = "torchcodec", progress: bool | None = None, encoder=None,
+                prune: bool = False) -> dict:
+    """Bring the library up to date with the files under paths (with no paths: every file and
+    folder it already holds); returns the run's summary.
+
+    ``prune`` also removes the entries of a folder that lost all its files at once (an
+    unmounted drive looks like that, so without it they are kept and reported).
+    """
     started = time.time()
-    roots = check_roots(paths)
+    if paths:
+        roots = check_roots(paths, library.catalog, prune=prune)
+    else:
+        roots = collapse(library.catalog.roots())
+        if not roots:
+            raise VmrError("the library holds no folders yet; say what to index: vmr index PATH")
     if clip_seconds is not None and not (0.25 <= clip_seconds <= 60):
         raise VmrError("--clip-seconds must be between 0.25 and 60")
     # Errors of the environment stop the run here, before the library is touched.
     require_tool("ffprobe")
     require_backend(backend)
+    signature = decoder_signature(backend)
     with library.writer_lock("vmr index"):
         name, clip_seconds = resolve_encoder(library, model, clip_seconds)
         library.check(repair=True)
-        plan = plan_index(library.catalog, roots)
+        library.repair_missing_shards()  # what a search reported as 'vectors missing'
+        plan = plan_index(library.catalog, roots, prune=prune, signature=signature)
+        if not (plan.add or plan.update or plan.move or plan.remove or plan.unchanged or plan.failed
+                or plan.kept or library.catalog.videos()):
+            raise VmrError(f"no video files in {', '.join(printable(r) for r in roots)}"
+                           f"{skipped_words(plan.skipped)}")
         summary = {"added": 0, "updated": 0, "moved": 0, "unchanged": plan.unchanged,
-                   "removed": 0, "failed": list(plan.failed), "fallbacks": [], "clips": 0}
+                   "removed": 0, "failed": [dict(f, recorded=False) for f in plan.failed],
+                   "fallbacks": [], "damaged": [], "kept": plan.kept,
+                   "skipped": {"files": sum(plan.skipped.values()), "extensions": plan.skipped},
+                   "clips": 0}
         _apply_moves(library, plan.move, roots, summary)
-        _apply_removals(library, plan.remove, summary)
+        library.remove_videos(plan.remove)
+        summary["removed"] = len(plan.remove)
         work = plan.add + plan.update
         if work:
             if encoder is None:  # the library's model, checked to hold the weights it was built with
@@ -88,12 +130,22 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
             if library.encoder() is None:
                 library.record_encoder(encoder.name, encoder.dim, encoder.image_size, clip_seconds,
                                        files=encoder.files)
-            _index_videos(library, work, roots, clip_seconds, encoder, backend, progress, summary)
+            _index_videos(library, work, roots, clip_seconds, encoder, backend, progress, summary, signature)
         library.save()
         summary["clips"] = library.catalog.counts()["clips"]
-        library.catalog.log_operation("index", {"paths": roots, "model": name, "clip_seconds": clip_seconds},
-                                      summary, started)
+        library.catalog.log_operation("index", {"paths": roots, "model": name, "clip_seconds": clip_seconds,
+                                                "prune": prune}, summary, started)
     return summary
+
+
+def skipped_words(skipped: dict) -> str:
+    """', skipped 3 files by extension (.jpg 2, .txt 1)', or ''."""
+    if not skipped:
+        return ""
+    top = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{ext} {count}" for ext, count in top[:5]) + (", ..." if len(top) > 5 else "")
+    total = sum(skipped.values())
+    return f"; skipped {total} file{'s' if total != 1 else ''} by extension ({shown}): name a file to index it anyway"
 
 
 def _apply_moves(library, moves, roots, summary) -> None:
@@ -102,18 +154,14 @@ def _apply_moves(library, moves, roots, summary) -> None:
         summary["moved"] += 1
 
 
-def _apply_removals(library, rows, summary) -> None:
-    for row in rows:
-        library.remove_video(row)
-        summary["removed"] += 1
-
-
-def _index_videos(library, work, roots, clip_seconds, encoder, backend, progress, summary) -> None:
-    """Decode, encode and commit each (file, old row or None); failures are recorded."""
+def _index_videos(library, work, roots, clip_seconds, encoder, backend, progress, summary, signature) -> None:
+    """Decode, encode and commit each (file, old row or None).  A file whose content is the
+    problem is recorded as failed; a failure outside the file (TransientError) only reported."""
     from .progress import progress as bar_for
 
     bar = bar_for(len(work), "indexing", "video", enabled=progress)
     last_save = time.time()
+    timeouts_in_a_row = 0
 
     def on_clips(item, done, total):
         bar.set_postfix_str(f"{printable(os.path.basename(item.path))[-30:]} {done}/{total} clips")
@@ -122,16 +170,28 @@ def _index_videos(library, work, roots, clip_seconds, encoder, backend, progress
         try:
             if isinstance(result, Exception):
                 raise result
-            info, grid, times, embeddings, hists, motion, fallback = result
+            info, grid, times, embeddings, hists, motion, fallback, bad_frames = result
             _commit_video(library, encoder, item, info, grid, times, embeddings, hists, motion,
-                          root=_root_of(item.path, roots))
+                          root=_root_of(item.path, roots), bad_frames=bad_frames)
+        except TransientError as exc:
+            summary["failed"].append({"path": item.path, "error": str(exc), "recorded": False})
+            timeouts_in_a_row = timeouts_in_a_row + 1 if isinstance(exc, ProbeTimeout) else 0
+            if timeouts_in_a_row >= TIMEOUTS_TO_STOP:
+                bar.close()
+                raise VmrError(f"stopped: ffprobe timed out on {timeouts_in_a_row} files in a row (last "
+                               f"{printable(item.path)}); nothing was recorded against them, and what "
+                               "was indexed is kept: run 'vmr index' again once the files can be read") from None
         except DecodeError as exc:
-            library.mark_failed(_file_row(item), str(exc))
-            summary["failed"].append({"path": item.path, "error": str(exc)})
+            timeouts_in_a_row = 0
+            library.mark_failed(_file_row(item), str(exc), failed_with=signature)
+            summary["failed"].append({"path": item.path, "error": str(exc), "recorded": True})
         else:
+            timeouts_in_a_row = 0
             summary["updated" if row else "added"] += 1
             if fallback:
                 summary["fallbacks"].append({"path": item.path, "reason": fallback})
+            if bad_frames:
+                summary["damaged"].append({"path": item.path, "bad_frames": bad_frames})
         bar.update(1)
         if time.time() - last_save > SAVE_EVERY_SECONDS:
             library.save()
@@ -154,7 +214,8 @@ def _file_row(item) -> dict:
 # -- decode in one thread, encode in this one ---------------------------------------------------
 def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
     """Producer: ("frames", i, (tensor, first_is_repeat, clips_done, clips_total)) per chunk of
-    clips, then ("done", i, (info, grid, times, fallback)) or ("error", i, DecodeError).
+    clips, then ("done", i, (info, grid, times, fallback, bad_frames)) or ("error", i, DecodeError
+    or TransientError).
 
     A chunk of clips k0..k1-1 holds frames 2k0..2k1, so each clip's three frames are in one
     chunk; a chunk's first frame is the previous chunk's last (decoded again, not encoded)."""
@@ -171,11 +232,17 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
                     yield "frames", i, (frames, k0 > 0, k1, len(grid))
             finally:
                 reader.close()
-            yield "done", i, (info, grid, times, reader.fallback)
-        except DecodeError as exc:
+            bad, good = reader.bad_frames, reader.good_frames
+            if bad and good is not None and bad > good:
+                raise DecodeError(f"too damaged to index: {bad} of {bad + good} frames could not be decoded")
+            yield "done", i, (info, grid, times, reader.fallback, bad)
+        except (DecodeError, TransientError) as exc:
             yield "error", i, exc
         except (RuntimeError, ValueError, OSError) as exc:
-            yield "error", i, DecodeError(f"cannot decode: {first_line(exc)}")
+            if is_environment_error(exc):
+                yield "error", i, TransientError(getattr(exc, "strerror", None) or first_line(exc))
+            else:
+                yield "error", i, DecodeError(f"cannot decode: {first_line(exc)}")
 
 
 def _in_background(messages, maxsize: int = 4):
@@ -219,7 +286,8 @@ def _in_background(messages, maxsize: int = 4):
 
 
 def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
-    """Yield (item, row, (info, grid, times, embeddings, histograms, motion, fallback) or DecodeError).
+    """Yield (item, row, (info, grid, times, embeddings, histograms, motion, fallback, bad_frames)
+    or DecodeError / TransientError).
 
     ``on_clips(item, done, total)`` reports progress inside a video (long
     videos take minutes).  Of a video only its frame embeddings and per-clip
@@ -238,9 +306,9 @@ def _encoded(work, clip_seconds: float, encoder, backend: str, on_clips=None):
                 on_clips(item, done, total)
             continue
         if kind == "done":
-            info, grid, times, fallback = payload
+            info, grid, times, fallback, bad_frames = payload
             yield item, row, (info, grid, times, torch.cat(embeddings), torch.cat([h for h, _ in measures]),
-                              torch.cat([m for _, m in measures]), fallback)
+                              torch.cat([m for _, m in measures]), fallback, bad_frames)
         else:
             yield item, row, payload
         embeddings, measures = [], []
@@ -260,7 +328,8 @@ def clip_measures(frames: torch.Tensor):
 
 
 # -- one video into the library ----------------------------------------------------------------
-def _commit_video(library, encoder, item, info, grid, times, embeddings, hists, motion, root: str) -> None:
+def _commit_video(library, encoder, item, info, grid, times, embeddings, hists, motion, root: str,
+                  bad_frames: int = 0) -> None:
     """BAM vectors, stored frames and clip rows of one decoded video, handed to the library if
     the file is still the one that was decoded."""
     from vmr_models.bam import bam_features, shot_ids_from_histograms
@@ -274,8 +343,8 @@ def _commit_video(library, encoder, item, info, grid, times, embeddings, hists, 
     fp = _unchanged_fingerprint(item)
     vectors = {"A": A.numpy(), "B": B.numpy(), "M": M.numpy(), "F": embeddings.numpy(),
                "F_t": torch.tensor(times, dtype=torch.float32).numpy()}
-    library.put_video(dict(_file_row(item), fingerprint=fp, root=root, model=encoder.name, **info.as_row()),
-                      clips, vectors)
+    library.put_video(dict(_file_row(item), fingerprint=fp, root=root, model=encoder.name,
+                           bad_frames=bad_frames, **info.as_row()), clips, vectors)
 
 
 def _unchanged_fingerprint(item) -> str:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
+from contextlib import contextmanager, suppress
 
 from .catalog import Catalog, folder_size, integrity_problems, salvage
 from .encoders import (ModelFiles, is_folder_name, locate_model, model_name, weights_fingerprint,
@@ -53,13 +55,19 @@ class Library:
         lost = lost_catalog(self.directory)
         if lost:
             raise VmrError(lost)
+        # A library this process creates is removed again if it ends up holding nothing
+        # (discard_if_empty): what was in its folder before is remembered and never touched.
+        self.created = False
+        self._before: set[str] | None = None
         if not os.path.exists(catalog_path):
             if not create:
                 raise VmrError(f"no vmr library at {self.directory}; run 'vmr index PATH' first")
             try:
+                self._before = set(os.listdir(self.directory)) if os.path.isdir(self.directory) else None
                 os.makedirs(self.directory, exist_ok=True)
             except OSError as exc:
                 raise VmrError(f"cannot create library folder {self.directory}: {exc.strerror}") from None
+            self.created = True
         writable = os.access(self.directory, os.W_OK) and (
             not os.path.exists(catalog_path) or os.access(catalog_path, os.W_OK))
         self.readonly = not writable
@@ -196,13 +204,45 @@ class Library:
         return info["dim"] if info else None
 
     # -- one writer at a time ------------------------------------------------------------
+    @contextmanager
     def writer_lock(self, what: str = "vmr index"):
         if self.readonly:
             raise VmrError(f"library {self.directory} is read-only; {what} needs to write it")
-        return writer_lock(self.directory, what)
+        with writer_lock(self.directory, what):
+            if not os.path.exists(self.catalog.path):  # a first run that failed removed it meanwhile
+                raise VmrError(f"library {printable(self.directory)} was removed while this command "
+                               "started; run it again")
+            yield
 
     def is_locked(self) -> bool:
         return is_locked(self.directory)
+
+    def discard_if_empty(self) -> bool:
+        """Remove a library that this process created and that holds no indexed video (a first
+        'vmr index' that failed or found nothing), so no empty library is left behind.  Only
+        what vmr created goes: the folder itself only if it did not exist before."""
+        if not self.created or self.readonly:
+            return False
+        try:
+            with writer_lock(self.directory, "removing an empty new library"):
+                counts = self.catalog.counts()
+                if counts["videos"] or counts["stale"]:
+                    return False
+                self.close()
+                for name in set(os.listdir(self.directory)) - (self._before or set()):
+                    path = os.path.join(self.directory, name)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        with suppress(OSError):
+                            os.unlink(path)
+        except (VmrError, OSError):
+            return False  # another process holds it now: not ours to remove
+        self.created = False
+        if self._before is None:
+            with suppress(OSError):
+                os.rmdir(self.directory)
+        return True
 
     # -- changes to one video: catalog row, shard and FAISS cache together --------------------
     def put_video(self, row: dict, clips: list[dict], vectors: dict) -> int:
@@ -218,7 +258,7 @@ class Library:
         old_ids = self.catalog.clip_ids_of(existing["id"]) if existing else []
         with self.catalog.transaction():
             video_id = self.catalog.upsert_video(dict(
-                row, n_clips=len(clips), status="ok", error=None, vectors_token=token,
+                row, n_clips=len(clips), status="ok", error=None, failed_with=None, vectors_token=token,
                 indexed_at=time.time()))
             clip_ids = self.catalog.replace_clips(video_id, clips)
             self.vectors.write_shard(video_id, token, clip_ids, vectors)
@@ -233,20 +273,40 @@ class Library:
             self.catalog.move_video(row["id"], new_path, root, mtime_ns)
 
     def remove_video(self, row: dict) -> None:
-        clip_ids = self.catalog.clip_ids_of(row["id"])
-        with self.catalog.transaction():
-            self.catalog.delete_video(row["id"])
-        self._drop_vectors(row["id"], clip_ids)
+        self.remove_videos([row])
 
-    def mark_failed(self, row: dict, error: str) -> None:
-        """Record a file that could not be indexed, with its reason; its old vectors (if it
-        had any) describe a file that is no longer there and go."""
+    def remove_videos(self, rows: list[dict]) -> None:
+        """Rows, clips, shards and FAISS entries of these videos, the rows in one transaction."""
+        if not rows:
+            return
+        clip_ids = {row["id"]: self.catalog.clip_ids_of(row["id"]) for row in rows}
+        with self.catalog.transaction():
+            for row in rows:
+                self.catalog.delete_video(row["id"])
+        dim = self._dim()
+        if dim:
+            self.vectors.remove(dim, [c for ids in clip_ids.values() for c in ids])
+        for video_id in clip_ids:
+            self.vectors.delete_shard(video_id)
+            self.frames.forget(video_id)
+
+    def forget(self, path: str) -> list[dict]:
+        """Drop every entry at or under path (a file or a folder, present or not), on purpose:
+        the way out when a folder is gone for good.  Returns the rows removed."""
+        rows = self.catalog.videos_under(path)
+        self.remove_videos(rows)
+        return rows
+
+    def mark_failed(self, row: dict, error: str, failed_with: str | None = None) -> None:
+        """Record a file that could not be indexed because of what it holds, with its reason and
+        what it failed with (tried again when that changes); its old vectors (if it had any)
+        describe a file that is no longer there and go."""
         existing = self.catalog.video_by_path(row["path"])
         if existing and existing["status"] == "ok":
             self.remove_video(existing)
         with self.catalog.transaction():
-            self.catalog.upsert_video(dict(row, status="failed", error=error, n_clips=0,
-                                           indexed_at=time.time()))
+            self.catalog.upsert_video(dict(row, status="failed", error=error, failed_with=failed_with,
+                                           n_clips=0, bad_frames=0, indexed_at=time.time()))
 
     def mark_stale(self, video_ids, reason: str = STALE) -> None:
         """Videos whose vectors are gone or damaged keep their row; 'vmr index' re-embeds them."""
@@ -255,6 +315,15 @@ class Library:
             with self.catalog.transaction():
                 self.catalog.mark_stale(video_id, reason)
             self._drop_vectors(video_id, clip_ids)
+
+    def repair_missing_shards(self) -> list[int]:
+        """Mark stale every indexed video whose shard is gone or is not the one its row was
+        committed with (its header is read, not its vectors), so that the next index run
+        re-embeds it: what a search's 'vectors missing' asks 'vmr index' to do."""
+        missing = [v["id"] for v in self.catalog.videos("ok")
+                   if not self.vectors.shard_matches(v["id"], v["vectors_token"], v["n_clips"])]
+        self.mark_stale(missing)
+        return missing
 
     def _drop_vectors(self, video_id: int, clip_ids: list[int]) -> None:
         dim = self._dim()
@@ -355,6 +424,11 @@ class Library:
             "size_bytes": folder_size(self.directory),
             "frame_cache_bytes": self.frames.size_bytes(),
         }
+
+    def failed_files(self) -> list[dict]:
+        """The files that could not be indexed: path, why, and what they failed with."""
+        return [{"path": v["path"], "error": v["error"], "failed_with": v.get("failed_with"),
+                 "size": v["size"], "failed_at": v["indexed_at"]} for v in self.catalog.videos("failed")]
 
     @staticmethod
     def empty_status(directory: str) -> dict:

@@ -11,9 +11,21 @@ from __future__ import annotations
 
 import os
 
+# The common containers.  export keeps a source's extension for its cuts only when it is one of these.
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .m2ts .mts .ts .wmv .flv .3gp .ogv .ogg .mxf .vob".split()
 )
+
+# What 'vmr index' looks at in a folder: the "common extensions" that ffmpeg's demuxers and
+# muxers list (ffmpeg -h demuxer=NAME / muxer=NAME) for formats that carry video, less images,
+# audio-only formats, playlists/manifests and headerless raw frames (.yuv).  Four names that
+# ffmpeg reads by content but lists under no format are added: .divx (AVI), .rmvb (RealMedia),
+# .qt (QuickTime) and .dvr-ms (ASF).  A file named on the command line is always taken.
+INDEX_EXTENSIONS = VIDEO_EXTENSIONS | frozenset("""
+    .3g2 .amv .asf .dav .dif .divx .dv .dvr-ms .f4v .gxf .ismv .ivf .m2t .mj2 .mk3d .mjpeg .mjpg
+    .nut .psp .qt .rm .rmvb .wtv .y4m
+    .264 .265 .avc .h261 .h263 .h264 .h265 .h26l .hevc .m1v .m2v .obu .vc1 .rcv .cavs .drc .dnxhd
+    """.split())
 
 
 def absolute(path) -> str:
@@ -40,8 +52,13 @@ def printable(path: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
+def extension(path: str) -> str:
+    """The lower-case extension, with its dot ('' when there is none)."""
+    return os.path.splitext(os.path.basename(path))[1].lower()
+
+
 def is_video_name(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+    return extension(path) in INDEX_EXTENSIONS
 
 
 def under(path: str, root: str) -> bool:

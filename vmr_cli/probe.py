@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 
-from .errors import DecodeError, VmrError
+from .errors import DecodeError, TransientError, VmrError
 
 
 @dataclass
@@ -30,35 +32,134 @@ def require_tool(name: str) -> str:
     return path
 
 
+PROBE_TIMEOUT = 60  # seconds for one ffprobe call
+
+# Raw elementary video streams (.h264, .m2v ...) carry no duration: it is counted from packets.
+RAW_STREAMS = frozenset("h264 hevc mpegvideo m4v vc1 cavsvideo avs2 avs3 h261 h263 obu mjpeg dirac".split())
+
+# A claimed duration that the stream cannot back is refused (issue 11.7): a few KB claiming
+# 100 hours would cost the indexer 180,000 clips.  Real files are far from these limits: the
+# 3-hour 1 fps 32x32 test video holds 14 bytes per second, a 0.1 fps 16x16 one 2.8.
+MIN_BYTES_PER_SECOND = 1.0
+LONG_CLAIM = 3600.0             # over a claim this long, the frames must back it:
+MAX_SECONDS_PER_FRAME = 600.0   # at least one frame per 10 minutes on average, and
+MAX_RATE_SHORTFALL = 1000.0     # at least 1/1000 of the frames the stream's own rate implies
+
+# Errors of the machine, not of the file (ffmpeg prints them with strerror's words): the file
+# is not recorded as failed, and the next run tries again.
+ENVIRONMENT_ERRNOS = tuple(getattr(errno, name) for name in (
+    "EACCES", "ENOENT", "EIO", "ENXIO", "ENOTCONN", "ESTALE", "ETIMEDOUT", "EAGAIN", "ENOMEM",
+    "EMFILE", "ENFILE", "EHOSTDOWN", "EHOSTUNREACH", "ENETDOWN", "ENETUNREACH", "ECONNRESET",
+    "ECONNABORTED", "EREMOTEIO", "ENOLINK", "ECOMM") if hasattr(errno, name))
+ENVIRONMENT_MESSAGES = tuple(os.strerror(number) for number in ENVIRONMENT_ERRNOS)
+
+
+class ProbeTimeout(TransientError):
+    """ffprobe took longer than PROBE_TIMEOUT: a slow or dead share, or a pathological file."""
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """True for an OS error (or an ffmpeg message carrying one) that says nothing about the file."""
+    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+        return True
+    return any(text in str(exc) for text in ENVIRONMENT_MESSAGES)
+
+
 def probe(path: str) -> VideoInfo:
-    """Read stream metadata; DecodeError with ffprobe's reason when it is not a video."""
-    cmd = [require_tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_streams",
-           "-show_format", "-select_streams", "v:0", "file:" + path]
-    try:
-        done = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise DecodeError("ffprobe timed out") from None
-    if done.returncode != 0:
-        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise DecodeError(_clean_reason(reason[-1] if reason else "ffprobe failed", path))
-    data = json.loads(done.stdout or b"{}")
+    """Read stream metadata; DecodeError with ffprobe's reason when it is not a video,
+    TransientError when the reason is not the file's (it cannot be opened now, ffprobe timed out)."""
+    ffprobe = require_tool("ffprobe")
+    size = _readable_size(path)
+    data = _ffprobe(ffprobe, path, ["-show_streams", "-show_format", "-select_streams", "v:0"])
     streams = [s for s in data.get("streams", []) if s.get("codec_type") == "video"
                and not s.get("disposition", {}).get("attached_pic")]
     if not streams:
         raise DecodeError("no video stream (audio-only, image or not a media file)")
     stream = streams[0]
-    duration = _number(stream.get("duration")) or _number(data.get("format", {}).get("duration"))
+    fmt = data.get("format", {})
+    duration = _number(stream.get("duration")) or _number(fmt.get("duration"))
     fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
+    frames = _number(stream.get("nb_frames"))
+    if not duration and fps and set(str(fmt.get("format_name", "")).split(",")) & RAW_STREAMS:
+        counted = _ffprobe(ffprobe, path, ["-count_packets", "-select_streams", "v:0",
+                                           "-show_entries", "stream=nb_read_packets"])
+        frames = _number((counted.get("streams") or [{}])[0].get("nb_read_packets"))
+        duration = frames / fps if frames else None
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if not duration or duration <= 0:
         raise DecodeError("no duration: zero frames or a still image")
     if width <= 0 or height <= 0:
         raise DecodeError("video stream has no frame size")
+    check_duration(float(duration), fps=fps, size=size, frames=frames)
     rotation = _rotation(stream)
     if rotation % 180:
         width, height = height, width
     return VideoInfo(duration=float(duration), fps=float(fps or 0.0), width=width, height=height,
                      rotation=rotation, codec=str(stream.get("codec_name", "")))
+
+
+def check_duration(duration: float, fps: float | None = None, size: int | None = None,
+                   frames: float | None = None, stream_end: float | None = None) -> None:
+    """DecodeError when what the file holds cannot back the duration it claims: too few bytes,
+    too few frames, or a video stream that ends long before.  The probe checks what ffprobe
+    reads from the header; the decoders check again with what they find in the stream."""
+    from .timecodes import timecode
+
+    claim = f"claims to last {timecode(duration)}"
+    if size is not None and size < duration * MIN_BYTES_PER_SECOND:
+        raise DecodeError(f"{claim} but holds only {size} bytes ({size / duration:.3g} per second): "
+                          "its duration is wrong (a damaged or crafted file)")
+    if stream_end is not None and duration > 2 * stream_end + 60:
+        raise DecodeError(f"{claim} but its video stream ends at {timecode(stream_end)}: its "
+                          "duration is wrong (a damaged or crafted file)")
+    if frames and duration > LONG_CLAIM and (duration / frames > MAX_SECONDS_PER_FRAME
+                                             or frames * MAX_RATE_SHORTFALL < duration * (fps or 0)):
+        raise DecodeError(f"{claim} but its video stream holds {int(frames)} frames: its duration "
+                          "is wrong (a damaged or crafted file)")
+
+
+def ffprobe_version() -> str:
+    """ffprobe's version, part of what a failed file is recorded as having failed with."""
+    try:
+        done = subprocess.run([require_tool("ffprobe"), "-v", "error", "-version"], capture_output=True,
+                              timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    words = done.stdout.decode("utf-8", "replace").split()
+    return words[2] if len(words) > 2 and words[:2] == ["ffprobe", "version"] else "unknown"
+
+
+def _readable_size(path: str) -> int:
+    """The file's size, after reading its first bytes: a file that cannot be opened or read
+    now (permissions, I/O error, a dropped share) is not the file's fault."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(4096)
+            return os.fstat(handle.fileno()).st_size
+    except OSError as exc:
+        raise TransientError(exc.strerror or str(exc)) from None
+
+
+def _ffprobe(ffprobe: str, path: str, args: list[str]) -> dict:
+    cmd = [ffprobe, "-v", "error", "-print_format", "json", *args, "file:" + path]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise ProbeTimeout(f"ffprobe timed out after {PROBE_TIMEOUT} s") from None
+    except FileNotFoundError:
+        raise VmrError("ffprobe vanished while vmr was running; install ffmpeg again") from None
+    if done.returncode < 0:
+        raise TransientError(f"ffprobe was killed by signal {-done.returncode}")
+    if done.returncode != 0:
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = _clean_reason(reason[-1] if reason else "ffprobe failed", path)
+        if any(text in reason for text in ENVIRONMENT_MESSAGES):
+            raise TransientError(reason)
+        raise DecodeError(reason)
+    try:
+        return json.loads(done.stdout or b"{}")
+    except ValueError:
+        raise DecodeError("ffprobe printed no readable description of this file") from None
 
 
 def _clean_reason(reason: str, path: str) -> str:

@@ -3,9 +3,12 @@
 Incremental like rclip: a file whose (size, mtime) is unchanged is skipped; a
 new path whose size and head+tail fingerprint match a vanished catalog entry
 is a move and keeps its vectors; a changed file is re-indexed; catalog
-entries under a scanned root that are no longer there are removed.  Symlinked
-folders are not followed (no loops); a symlinked file is indexed by its link
-name.
+entries under a scanned root that are no longer there are removed, except
+where that would lose a library by accident: under a folder that could not
+be read, or a folder that lost all its indexed files at once (an unmounted
+drive, a dropped share), entries are kept until ``--prune`` or ``vmr forget``.
+Symlinked folders are not followed (no loops); a symlinked file is indexed by
+its link name.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import errno
 import hashlib
 import os
 import stat
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .errors import VmrError
 from .export import without_own_outputs
-from .paths import absolute, is_video_name, under
+from .paths import absolute, extension, is_video_name, printable, under
 
 FINGERPRINT_BYTES = 256 * 1024
 
@@ -41,6 +45,18 @@ class Plan:
     remove: list = field(default_factory=list)     # catalog rows
     unchanged: int = 0
     failed: list = field(default_factory=list)     # {"path", "error"}
+    kept: list = field(default_factory=list)       # {"path", "videos", "reason"}: entries not removed
+    skipped: dict = field(default_factory=dict)    # extension -> files not looked at
+
+
+@dataclass
+class Walk:
+    """What a walk over the roots found."""
+
+    found: list = field(default_factory=list)       # Found, sorted by path bytes
+    failed: list = field(default_factory=list)      # {"path", "error"}
+    unreadable: dict = field(default_factory=dict)  # folder -> why it could not be listed
+    skipped: Counter = field(default_factory=Counter)  # extension -> files not looked at
 
 
 def fingerprint(path: str, size: int) -> str:
@@ -54,13 +70,19 @@ def fingerprint(path: str, size: int) -> str:
     return digest.hexdigest()
 
 
-def find_videos(roots: list[str]) -> tuple[list[Found], list[dict]]:
-    """Video files under roots (by extension; a file named directly is always taken)."""
+def find_videos(roots: list[str]) -> Walk:
+    """Video files under roots (by extension; a file named directly is always taken).
+
+    A folder that cannot be listed (permissions, a dropped network share) is
+    recorded as unreadable, so that its entries are kept; a root that does not
+    exist is simply empty (the caller decides whether that is allowed).
+    """
+    walk = Walk()
     found: dict[str, Found] = {}
-    failed: list[dict] = []
 
     def consider(path: str, named: bool) -> None:
         if not named and not is_video_name(path):
+            walk.skipped[extension(path) or "(none)"] += 1
             return
         try:
             st = os.stat(path)
@@ -71,56 +93,119 @@ def find_videos(roots: list[str]) -> tuple[list[Found], list[dict]]:
                 reason = "broken symbolic link"
             else:
                 reason = exc.strerror or str(exc)
-            failed.append({"path": path, "error": reason})
+            walk.failed.append({"path": path, "error": reason})
             return
         if stat.S_ISREG(st.st_mode):
             found[path] = Found(path, st.st_size, st.st_mtime_ns)
         elif named:
-            failed.append({"path": path, "error": "not a regular file"})
+            walk.failed.append({"path": path, "error": "not a regular file"})
+
+    def unreadable(path: str, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        walk.unreadable[path] = reason
+        walk.failed.append({"path": path, "error": f"cannot read folder: {reason}"})
 
     for root in roots:
-        if os.path.isdir(root):
-            def on_error(exc, root=root):
-                failed.append({"path": absolute(exc.filename or root), "error": exc.strerror or str(exc)})
-            for base, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
-                dirs.sort()
-                for name in sorted(files):
-                    consider(os.path.join(base, name), named=False)
-                for name in dirs:  # symlinked folders are listed as dirs but never entered
-                    full = os.path.join(base, name)
-                    if os.path.islink(full) and is_video_name(full):
-                        consider(full, named=False)
-        else:
+        try:
+            st = os.stat(root)
+        except FileNotFoundError:
+            if os.path.islink(root):
+                consider(root, named=True)  # a broken link: recorded as such
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                consider(root, named=True)
+            else:  # EACCES on a parent, EIO, a stale or disconnected share: keep what is under it
+                unreadable(root, exc)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
             consider(root, named=True)
-    return sorted(found.values(), key=lambda f: os.fsencode(f.path)), failed
+            continue
+        for base, dirs, files in os.walk(root, onerror=lambda exc, root=root: unreadable(
+                absolute(exc.filename or root), exc), followlinks=False):
+            dirs.sort()
+            for name in sorted(files):
+                consider(os.path.join(base, name), named=False)
+            for name in dirs:  # symlinked folders are listed as dirs but never entered
+                full = os.path.join(base, name)
+                if os.path.islink(full) and is_video_name(full):
+                    consider(full, named=False)
+    walk.found = sorted(found.values(), key=lambda f: os.fsencode(f.path))
+    return walk
 
 
-def check_roots(paths) -> list[str]:
+def collapse(roots: list[str]) -> list[str]:
+    """Roots without those inside another root, each once, in order."""
+    out: list[str] = []
+    for root in sorted(set(roots), key=len):
+        if not any(under(root, kept) for kept in out):
+            out.append(root)
+    return sorted(out)
+
+
+def check_roots(paths, catalog=None, prune: bool = False) -> list[str]:
+    """Absolute roots; a missing one is an error, unless the library holds entries under it
+    and --prune asks to drop them (without --prune they are kept, and the error says so)."""
     roots = [absolute(p) for p in paths]
     for root in roots:
-        if not os.path.lexists(root):
-            raise VmrError(f"no such file or folder: {root}")
+        try:
+            os.lstat(root)
+            continue
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError:
+            continue  # there but cannot be looked at (a parent's permissions): the walk keeps it
+        held = len(catalog.videos_under(root)) if catalog is not None else 0
+        if held and prune:
+            continue
+        if held:
+            raise VmrError(f"no such file or folder: {printable(root)}; the library keeps its {held} "
+                           "entries under it (unmounted drive?): 'vmr index --prune PATH' or "
+                           "'vmr forget PATH' drops them")
+        raise VmrError(f"no such file or folder: {printable(root)}")
     return roots
 
 
-def plan_index(catalog, roots: list[str]) -> Plan:
-    found, failed = find_videos(roots)
-    found = without_own_outputs(catalog, found)  # vmr's own cuts are never indexed
-    plan = Plan(failed=failed)
-    failed_paths = {f["path"] for f in failed}
+def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | None = None) -> Plan:
+    """Compare the files under roots with the catalog.
+
+    Entries whose files were not seen are removed, except: under a folder that
+    could not be read (kept: its files may be there), and under a folder (a
+    root or one inside it) that has lost all of its indexed files at once, at
+    least two, which is what an unmounted drive or a dropped share looks like
+    (kept unless ``prune``).  A single file deleted is removed as usual.  A
+    failed file is tried again when it changes, or when ``signature`` (what
+    vmr reads videos with) is not what it failed with.
+    """
+    walk = find_videos(roots)
+    walk.found = without_own_outputs(catalog, walk.found)  # vmr's own cuts are never indexed
+    plan = Plan(failed=walk.failed, skipped=dict(walk.skipped))
     by_path = {v["path"]: v for v in catalog.videos()}
-    present = {f.path for f in found} | failed_paths
-    gone = {v["path"]: v for v in by_path.values()
-            if any(under(v["path"], r) for r in roots) and v["path"] not in present}
+    present = {f.path for f in walk.found} | {f["path"] for f in walk.failed}
+    in_scope = [v for v in by_path.values() if any(under(v["path"], r) for r in roots)]
+    unread_held: Counter = Counter()
+    gone: dict[str, dict] = {}
+    for row in in_scope:
+        folder = next((u for u in walk.unreadable if under(row["path"], u)), None)
+        if folder is not None:
+            unread_held[folder] += 1
+        elif row["path"] not in present:
+            gone[row["path"]] = row
+    for folder, count in unread_held.items():
+        plan.kept.append({"path": folder, "videos": count,
+                          "reason": f"cannot read the folder ({walk.unreadable[folder]}); its {count} "
+                                    "entries are kept: 'vmr forget PATH' drops them"})
     new: list[Found] = []
-    for item in found:
+    for item in walk.found:
         row = by_path.get(item.path)
         if row is None:
             new.append(item)
-        elif row["size"] == item.size and row["mtime_ns"] == item.mtime_ns and row["status"] != "stale":
-            plan.unchanged += 1
-        else:
+        elif (row["size"], row["mtime_ns"]) != (item.size, item.mtime_ns) or row["status"] == "stale":
             plan.update.append((item, row))
+        elif row["status"] == "failed" and signature is not None and row.get("failed_with") != signature:
+            plan.update.append((item, row))  # vmr, its decoder or ffmpeg changed: try again
+        else:
+            plan.unchanged += 1
     gone_by_print: dict[tuple, list] = {}
     for row in gone.values():
         if row["status"] == "ok" and row["fingerprint"]:
@@ -138,5 +223,54 @@ def plan_index(catalog, roots: list[str]) -> Plan:
             gone.pop(match["path"], None)
         else:
             plan.add.append((item, None))
+    lost = _lost_folders(in_scope, gone, roots, walk.unreadable)
+    for folder, rows in lost.items():
+        if prune:
+            continue
+        for row in rows:
+            gone.pop(row["path"], None)
+        what = ("the folder is gone, and all" if not os.path.lexists(folder) else "all")
+        plan.kept.append({"path": folder, "videos": len(rows),
+                          "reason": f"{what} {len(rows)} indexed files in it are missing at once "
+                                    "(unmounted drive? dropped share?); they are kept: "
+                                    "'vmr index --prune' or 'vmr forget PATH' drops them"})
     plan.remove = list(gone.values())
     return plan
+
+
+def _lost_folders(in_scope: list[dict], gone: dict, roots: list[str], unreadable) -> dict[str, list]:
+    """The top-most folders (a root or inside one) that held two or more entries, none of
+    which was seen now (moved files were seen): folder -> its rows."""
+    total: Counter = Counter()
+    missing: Counter = Counter()
+    chains = {}
+    for row in in_scope:
+        if any(under(row["path"], u) for u in unreadable):
+            continue
+        root = max((r for r in roots if under(row["path"], r)), key=len)
+        chain = list(_folders_between(row["path"], root))
+        chains[row["path"]] = chain
+        for folder in chain:
+            total[folder] += 1
+            if row["path"] in gone:
+                missing[folder] += 1
+    lost: dict[str, list] = {}
+    for path, row in gone.items():
+        for folder in reversed(chains.get(path, [])):  # the top-most first
+            if total[folder] >= 2 and missing[folder] == total[folder]:
+                lost.setdefault(folder, []).append(row)
+                break
+    return lost
+
+
+def _folders_between(path: str, root: str):
+    """The folders holding path, from its own up to root (none when root is the file itself)."""
+    folder = os.path.dirname(path)
+    while under(folder, root):
+        yield folder
+        if folder == root:
+            return
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent

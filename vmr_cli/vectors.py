@@ -86,6 +86,19 @@ class VectorStore:
             return None
         return tensors if _well_formed(tensors, self.dim) else None
 
+    def shard_matches(self, video_id: int, token: str | None, n_clips: int) -> bool:
+        """Whether the shard is there, whole, and the one its row was committed with: only its
+        header is read (safetensors checks the file's length against it), not its vectors."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(self.shard_path(video_id), framework="numpy") as handle:
+                if (handle.metadata() or {}).get("token") != token:
+                    return False
+                return handle.get_slice("clip_ids").get_shape() == [n_clips]
+        except Exception:  # missing, truncated or not safetensors
+            return False
+
     def delete_shard(self, video_id: int) -> None:
         try:
             os.unlink(self.shard_path(video_id))

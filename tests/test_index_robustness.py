@@ -1,0 +1,556 @@
+"""Never lose the library, round 2 (issue 11, index side; issue 12 item 7): folders that cannot
+be read or lost all their files at once, errors of the environment, absurd durations, missing
+vectors, extensions, damaged streams, `vmr forget`, `vmr status --failed`, a failed first run.
+
+TESTING.md ("Round 2: index") lists every case with what the user sees.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import PHONE, VTEST, make_video, vmr, vmr_json, vmr_subprocess
+
+from vmr_cli import indexer, probe
+from vmr_cli.catalog import SCHEMA_VERSION, Catalog
+from vmr_cli.library import Library
+from vmr_cli.paths import INDEX_EXTENSIONS, is_video_name
+from vmr_cli.scan import plan_index
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def failures(summary) -> dict:
+    return {os.path.basename(f["path"]): f["error"] for f in summary["failed"]}
+
+
+def status():
+    return vmr_json("status")
+
+
+# -- 11.1: an unreadable or vanished folder keeps its entries ---------------------------------------
+def test_unreadable_folder_keeps_its_entries(tiny_model, tmp_path):
+    folder, lib = tmp_path / "v", tmp_path / "lib"
+    make_video(folder / "top.mp4", [("red", 2.0)])
+    make_video(folder / "trip" / "a.mp4", [("blue", 2.0)])
+    make_video(folder / "trip" / "b.mp4", [("green", 2.0)])
+    done = vmr_subprocess(lib, "index", folder, "--model", tiny_model, "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["added"] == 3, done.stderr
+    os.chmod(folder / "trip", 0)
+    try:
+        done = vmr_subprocess(lib, "index", folder, "--json")
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        summary = json.loads(done.stdout)
+        assert summary["removed"] == 0 and summary["unchanged"] == 1
+        assert summary["kept"] == [{"path": str(folder / "trip"), "videos": 2, "reason": (
+            "cannot read the folder (Permission denied); its 2 entries are kept: "
+            "'vmr forget PATH' drops them")}]
+        assert failures(summary) == {"trip": "cannot read folder: Permission denied"}
+        # The table form says it in one line; --prune never drops what could not be read.
+        done = vmr_subprocess(lib, "index", folder, "--prune")
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines() == [
+            f"kept: {folder / 'trip'}: cannot read the folder (Permission denied); its 2 entries are "
+            "kept: 'vmr forget PATH' drops them"]
+        # A root whose parent cannot be searched cannot even be looked at: kept too.
+        os.chmod(folder, 0o600)
+        done = vmr_subprocess(lib, "index", folder / "trip", "--json")
+        assert json.loads(done.stdout)["kept"][0]["videos"] == 2, done.stderr
+    finally:
+        os.chmod(folder, 0o755)
+        os.chmod(folder / "trip", 0o755)
+    done = vmr_subprocess(lib, "status", "--json")
+    assert json.loads(done.stdout)["videos"] == 3
+    done = vmr_subprocess(lib, "index", folder, "--json")
+    assert json.loads(done.stdout)["unchanged"] == 3  # nothing was re-embedded
+
+
+def test_folder_that_lost_all_its_files_at_once_is_kept_until_prune(tiny_model, tmp_path):
+    root = tmp_path / "videos"
+    for name, colour in (("keep1.mp4", "red"), ("keep2.mp4", "blue"), ("extra.mp4", "white"),
+                         ("trip/a.mp4", "green"), ("trip/b.mp4", "yellow"), ("trip/day2/c.mp4", "gray")):
+        make_video(root / name, [(colour, 2.0)])
+    assert vmr_json("index", root, "--model", tiny_model)["added"] == 6
+    trip = root / "trip"
+    # An unmounted drive: the mount point is an empty folder.
+    shutil.move(str(trip), str(tmp_path / "away"))
+    trip.mkdir()
+    summary = vmr_json("index", root)
+    assert (summary["removed"], summary["unchanged"], summary["failed"]) == (0, 3, [])
+    assert summary["kept"] == [{"path": str(trip), "videos": 3, "reason": (
+        "all 3 indexed files in it are missing at once (unmounted drive? dropped share?); they are "
+        "kept: 'vmr index --prune' or 'vmr forget PATH' drops them")}]
+    code, out, err = vmr("index", root)
+    assert err.strip() == (f"kept: {trip}: all 3 indexed files in it are missing at once (unmounted "
+                           "drive? dropped share?); they are kept: 'vmr index --prune' or 'vmr forget "
+                           "PATH' drops them")
+    assert status()["videos"] == 6
+    # A single file deleted is still removed, while the folder stays kept.
+    os.unlink(root / "extra.mp4")
+    summary = vmr_json("index")  # no PATH: the folders the library holds
+    assert summary["removed"] == 1 and summary["kept"][0]["videos"] == 3
+    # The mount point itself gone: kept, and said so; named explicitly, a clear error.
+    trip.rmdir()
+    assert vmr_json("index", root)["kept"][0]["reason"].startswith(
+        "the folder is gone, and all 3 indexed files in it are missing at once")
+    code, out, err = vmr("index", trip, expect=1)
+    assert err.strip() == (f"Error: no such file or folder: {trip}; the library keeps its 3 entries under "
+                           "it (unmounted drive?): 'vmr index --prune PATH' or 'vmr forget PATH' drops them")
+    # The drive comes back: nothing to redo.
+    shutil.move(str(tmp_path / "away"), str(trip))
+    assert vmr_json("index", root)["unchanged"] == 5
+    # Gone for good: --prune removes them (and their vectors).
+    shutil.rmtree(trip)
+    summary = vmr_json("index", root, "--prune")
+    assert (summary["removed"], summary["kept"]) == (3, [])
+    after = status()
+    assert (after["videos"], after["vectors"], after["consistent"]) == (2, after["clips"], True)
+    # A whole root that vanished (no PATH given: the library's own folders) is kept as well.
+    shutil.move(str(root), str(tmp_path / "elsewhere"))
+    summary = vmr_json("index")
+    assert summary["kept"][0]["path"] == str(root) and summary["removed"] == 0
+
+
+def _row(catalog, path, root, status="ok"):
+    with catalog.transaction():
+        catalog.upsert_video({"path": path, "root": root, "size": 1, "mtime_ns": 1, "status": status,
+                              "fingerprint": path})
+
+
+def test_plan_keeps_only_what_a_folder_lost_at_once(tmp_path):
+    """The plan alone (no media): nested folders, a sibling whose name starts like the folder,
+    a single file, and a folder moved elsewhere (a move, not a loss)."""
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    root = tmp_path / "v"
+    (root / "trip2").mkdir(parents=True)
+    (root / "trip2" / "x.mp4").write_bytes(b"x")
+    for path in ("trip/a.mp4", "trip/day/b.mp4", "trip/day/c.mp4", "solo/d.mp4"):
+        _row(catalog, str(root / path), str(root))
+    x = os.stat(root / "trip2" / "x.mp4")
+    with catalog.transaction():
+        catalog.upsert_video({"path": str(root / "trip2" / "x.mp4"), "root": str(root), "size": x.st_size,
+                              "mtime_ns": x.st_mtime_ns, "status": "ok"})
+    plan = plan_index(catalog, [str(root)])
+    # trip (3 entries, none left) is kept as one folder; solo/d.mp4, a single file, is removed;
+    # trip2 is untouched although its name starts with 'trip'.
+    assert [(k["path"], k["videos"]) for k in plan.kept] == [(str(root / "trip"), 3)]
+    assert [r["path"] for r in plan.remove] == [str(root / "solo" / "d.mp4")]
+    assert plan.unchanged == 1
+    assert len(plan_index(catalog, [str(root)], prune=True).remove) == 4
+
+
+def test_forget_drops_only_what_is_under_the_path(tiny_model, tmp_path):
+    root = tmp_path / "v"
+    make_video(root / "trip" / "a.mp4", [("red", 2.0)])
+    make_video(root / "trip2" / "b.mp4", [("blue", 2.0)])  # starts like 'trip': never touched
+    make_video(root / "c.mp4", [("green", 2.0)])
+    code, out, err = vmr("forget", root, expect=1)  # no library yet
+    assert err.strip().startswith("Error: no vmr library at")
+    vmr_json("index", root, "--model", tiny_model)
+    assert vmr_json("forget", root / "trip") == {"forgotten": [{"path": str(root / "trip"), "videos": 1}],
+                                                 "videos": 1}
+    after = status()
+    assert (after["videos"], after["clips"], after["vectors"], after["consistent"]) == (2, 2, 2, True)
+    assert (root / "trip" / "a.mp4").exists()  # files on disk are never touched
+    code, out, err = vmr("forget", root / "trip", expect=1)
+    assert err.strip() == f"Error: the library holds nothing at or under {root / 'trip'}; nothing was forgotten"
+    code, out, err = vmr("forget", root / "c.mp4")
+    assert out.strip() == f"forgot 1 entry under {root / 'c.mp4'}"
+    found = vmr_json("search", "a red screen", "--top-k", "20")
+    assert {os.path.basename(r["video"]) for r in found["results"]} == {"b.mp4"}
+    assert vmr_json("index", root)["added"] == 2  # forgetting is not a ban: indexing brings them back
+    assert [o["command"] for o in Library().catalog.operations()].count("forget") == 2
+
+
+# -- 12.7: a first run that fails leaves no library; status --failed ---------------------------------
+def test_a_failed_first_index_leaves_no_library(tiny_model, tmp_path):
+    videos = tmp_path / "v"
+    make_video(videos / "a.mp4", [("red", 2.0)])
+    library = tmp_path / "new-library"
+    code, out, err = vmr("--library", library, "index", videos, "--model", tmp_path / "no-such-model", expect=1)
+    assert err.startswith("Error: ") and not library.exists()
+    # A folder the user made keeps what was in it, and only that.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    vmr("--library", mine, "index", videos, "--model", tmp_path / "no-such-model", expect=1)
+    assert os.listdir(mine) == ["notes.txt"]
+    # Nothing to index: an error that says what was passed over, and no library.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a video")
+    code, out, err = vmr("--library", library, "index", empty, "--model", tiny_model, expect=1)
+    assert err.strip() == (f"Error: no video files in {empty}; skipped 1 file by extension (.txt 1): "
+                           "name a file to index it anyway")
+    assert not library.exists()
+    # Only files that fail: they are listed, and still no library is left behind.
+    (empty / "noise.mp4").write_bytes(os.urandom(20_000))
+    code, out, err = vmr("--library", library, "index", empty, "--model", tiny_model, expect=1)
+    assert f"failed: {empty / 'noise.mp4'}: " in err
+    assert err.strip().endswith(f"note: nothing was indexed, so no library was left at {library}")
+    assert not library.exists()
+    vmr("--library", library, "index", videos, "--model", tiny_model)
+    assert (library / "catalog.db").exists()
+
+
+def test_status_lists_failed_files_and_why(tiny_model, tmp_path):
+    folder = tmp_path / "v"
+    make_video(folder / "good.mp4", [("red", 2.0)])
+    (folder / "noise.mp4").write_bytes(os.urandom(20_000))
+    vmr_json("index", folder, "--model", tiny_model, expect=1)
+    code, out, err = vmr("status", "--failed")
+    assert out.strip().splitlines()[-1] == (f"failed    {folder / 'noise.mp4'}: "
+                                            "Invalid data found when processing input")
+    assert "tried again when it changes, or when vmr, its decoder or ffmpeg does" in err
+    data = vmr_json("status", "--failed")
+    assert data["failed"] == 1
+    (entry,) = data["failed_files"]
+    assert (entry["path"], entry["error"]) == (str(folder / "noise.mp4"), "Invalid data found when processing input")
+    assert entry["failed_with"] == indexer.decoder_signature("torchcodec")
+    assert "failed_files" not in vmr_json("status")
+
+
+# -- 11.2: errors of the environment are not failures of files -----------------------------------
+def _slow_ffprobe(tmp_path, monkeypatch):
+    """ffprobe that hangs on files whose name holds 'slow', as on a dead network share."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "ffprobe"
+    script.write_text(f'#!/bin/sh\ncase "$*" in *slow*) exec sleep 5;; esac\nexec {shutil.which("ffprobe")} "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(probe, "PROBE_TIMEOUT", 1)
+
+
+def test_ffprobe_timeouts_are_not_recorded_and_stop_the_run_when_repeated(tiny_model, tmp_path, monkeypatch):
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    make_video(folder / "slow1.mp4", [("blue", 2.0)])
+    with pytest.MonkeyPatch.context() as mp:
+        _slow_ffprobe(tmp_path, mp)
+        summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
+    assert summary["failed"] == [{"path": str(folder / "slow1.mp4"), "error": "ffprobe timed out after 1 s",
+                                  "recorded": False}]
+    assert status()["failed"] == 0
+    assert vmr_json("index", folder)["added"] == 1  # the next run simply tries again
+    for name in ("slow2.mp4", "slow3.mp4", "slow4.mp4", "slow5.mp4"):
+        make_video(folder / name, [("green", 2.0)])
+    with pytest.MonkeyPatch.context() as mp:
+        _slow_ffprobe(tmp_path, mp)
+        code, out, err = vmr("index", folder, expect=1)
+    assert err.strip().splitlines()[-1] == (
+        f"Error: stopped: ffprobe timed out on 3 files in a row (last {folder / 'slow4.mp4'}); nothing was "
+        "recorded against them, and what was indexed is kept: run 'vmr index' again once the files "
+        "can be read")
+    assert status()["failed"] == 0 and status()["videos"] == 2
+
+
+def test_io_errors_keep_the_old_vectors_and_nothing_is_recorded(tiny_model, tmp_path, monkeypatch):
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    vmr_json("index", folder, "--model", tiny_model)
+    make_video(folder / "a.mp4", [("red", 2.0), ("blue", 2.0)])  # changed on disk
+
+    def broken(path, info, size, backend="torchcodec"):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(indexer, "open_reader", broken)
+        summary = vmr_json("index", folder, expect=1)
+    assert summary["failed"] == [{"path": str(folder / "a.mp4"), "error": "Input/output error",
+                                  "recorded": False}]
+    now = status()
+    assert (now["videos"], now["failed"], now["clips"], now["vectors"]) == (1, 0, 1, 1)  # old vectors kept
+    assert vmr_json("index", folder)["updated"] == 1 and status()["clips"] == 2
+
+
+def test_a_missing_backend_stops_the_run_before_any_file(tiny_model, tmp_path, monkeypatch):
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    vmr_json("index", folder, "--model", tiny_model)
+    make_video(folder / "b.mp4", [("blue", 2.0)])
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import fails, as when not installed
+    code, out, err = vmr("index", folder, expect=1)
+    assert err.startswith("Error: the torchcodec backend cannot load (") and len(err.strip().splitlines()) == 1
+    assert err.strip().endswith("reinstall it (pip install torchcodec), or use --backend pyav")
+    assert (status()["videos"], status()["failed"]) == (1, 0)
+
+
+def test_unreadable_changed_file_is_not_recorded_and_keeps_its_vectors(tiny_model, tmp_path):
+    folder, lib = tmp_path / "v", tmp_path / "lib"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    assert vmr_subprocess(lib, "index", folder, "--model", tiny_model).returncode == 0
+    make_video(folder / "a.mp4", [("red", 2.0), ("blue", 2.0)])
+    os.chmod(folder / "a.mp4", 0)
+    try:
+        done = vmr_subprocess(lib, "index", folder, "--json")
+        assert done.returncode == 1, done.stderr
+        assert json.loads(done.stdout)["failed"] == [
+            {"path": str(folder / "a.mp4"), "error": "Permission denied", "recorded": False}]
+    finally:
+        os.chmod(folder / "a.mp4", 0o644)
+    data = json.loads(vmr_subprocess(lib, "status", "--json").stdout)
+    assert (data["videos"], data["failed"], data["clips"]) == (1, 0, 1)
+    assert json.loads(vmr_subprocess(lib, "index", folder, "--json").stdout)["updated"] == 1
+
+
+def test_a_failed_file_is_retried_when_what_it_failed_with_changes(tiny_model, tmp_path, monkeypatch):
+    folder = tmp_path / "v"
+    make_video(folder / "good.mp4", [("red", 2.0)])
+    (folder / "noise.mp4").write_bytes(os.urandom(20_000))
+    first = vmr_json("index", folder, "--model", tiny_model, expect=1)
+    assert first["failed"][0]["recorded"] is True
+    signature = indexer.decoder_signature("torchcodec")
+    assert signature.startswith("vmr ") and "torchcodec " in signature and "ffmpeg " in signature
+    row = Library().catalog.video_by_path(str(folder / "noise.mp4"))
+    assert (row["status"], row["failed_with"]) == ("failed", signature)
+    assert vmr_json("index", folder)["unchanged"] == 2  # same file, same decoder: not tried again
+    monkeypatch.setattr(indexer, "decoder_signature", lambda backend: "vmr 9.9; torchcodec 9.9")
+    again = vmr_json("index", folder, expect=1)
+    assert [f["path"] for f in again["failed"]] == [str(folder / "noise.mp4")]
+    assert Library().catalog.video_by_path(str(folder / "noise.mp4"))["failed_with"] == "vmr 9.9; torchcodec 9.9"
+
+
+def test_schema_2_catalog_is_migrated_and_its_failures_retried(tiny_model, tmp_path, isolated_library):
+    folder = tmp_path / "v"
+    make_video(folder / "good.mp4", [("red", 2.0)])
+    (folder / "noise.mp4").write_bytes(os.urandom(20_000))
+    vmr_json("index", folder, "--model", tiny_model, expect=1)
+    db = isolated_library / "catalog.db"
+    conn = sqlite3.connect(db)  # as vmr with schema 2 left it
+    for column in ("failed_with", "bad_frames"):
+        conn.execute(f"ALTER TABLE videos DROP COLUMN {column}")
+    conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    summary = vmr_json("index", folder, expect=1)  # migrates; the old failure is tried once more
+    assert [f["path"] for f in summary["failed"]] == [str(folder / "noise.mp4")] and summary["unchanged"] == 1
+    assert Catalog(str(db)).schema_version() == SCHEMA_VERSION == 3
+    assert os.path.exists(f"{db}.v2.bak")
+
+
+# -- 11.7: a duration the stream cannot back -------------------------------------------------------
+def _claim(src, dst, seconds):
+    """Rewrite a Matroska file's Segment duration (element 0x4489, 8-byte float, milliseconds)."""
+    data = bytearray(src.read_bytes())
+    at = data.find(bytes.fromhex("448988"))
+    assert at > 0
+    data[at + 3:at + 11] = struct.pack(">d", seconds * 1000.0)
+    dst.write_bytes(data)
+
+
+def test_absurd_durations_are_failed_with_the_reason(tiny_model, tmp_path):
+    folder, work = tmp_path / "v", tmp_path / "work"
+    folder.mkdir()
+    work.mkdir()
+    ffmpeg("-f", "lavfi", "-t", "4", "-i", "color=red:size=64x48:rate=10", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", work / "small.mkv")
+    _claim(work / "small.mkv", folder / "few KB claiming 100 h.mkv", 360_000)
+    ffmpeg("-f", "lavfi", "-t", "20", "-i", "testsrc2=size=160x120:rate=10", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", work / "h264.mkv")
+    _claim(work / "h264.mkv", folder / "h264 claiming 10 h.mkv", 36_000)
+    ffmpeg("-f", "lavfi", "-t", "20", "-i", "testsrc2=size=160x120:rate=25", "-c:v", "mpeg1video",
+           work / "mpeg1.mkv")  # MPEG-1 is read sequentially by PyAV: checked at the end of its stream
+    _claim(work / "mpeg1.mkv", folder / "mpeg1 claiming 10 h.mkv", 36_000)
+    # Honest timestamps, absurd content: 199 frames in 20 s, then one frame 10 hours later.
+    ffmpeg("-f", "lavfi", "-t", "20", "-i", "testsrc2=size=160x120:rate=10",
+           "-vf", "setpts='if(eq(N,199),36000/TB,PTS)'", "-fps_mode", "vfr", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", folder / "last frame after 10 h.mkv")
+    make_video(folder / "real.mp4", [("blue", 2.0)])
+    started = time.monotonic()
+    summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
+    assert time.monotonic() - started < 120  # 10 h of clips would take far longer
+    assert summary["added"] == 1
+    wrong = "its duration is wrong (a damaged or crafted file)"
+    failed = failures(summary)
+    assert failed == {
+        "few KB claiming 100 h.mkv": f"claims to last 100:00:00.0 but holds only "
+                                     f"{(folder / 'few KB claiming 100 h.mkv').stat().st_size} bytes "
+                                     f"({(folder / 'few KB claiming 100 h.mkv').stat().st_size / 360000:.3g} "
+                                     f"per second): {wrong}",
+        "h264 claiming 10 h.mkv": f"claims to last 10:00:00.0 but its video stream ends at 0:00:20.0: {wrong}",
+        "mpeg1 claiming 10 h.mkv": failed["mpeg1 claiming 10 h.mkv"],
+        "last frame after 10 h.mkv": f"claims to last 10:00:00.1 but its video stream holds 200 frames: {wrong}",
+    }
+    assert failed["mpeg1 claiming 10 h.mkv"].startswith("claims to last 10:00:00.0 but its video stream ends at 0:00:")
+    assert vmr_json("status")["failed"] == 4  # recorded: these are the files' own faults
+
+
+def test_real_long_and_variable_rate_files_pass_the_duration_check(tmp_path):
+    """What the checks must let through: the real camera files, variable frame rate, and long
+    sparse videos (the 3-hour 1 fps test video is indexed in full in test_bad_input.py)."""
+    from vmr_cli.decode import TorchcodecReader
+
+    ffmpeg("-f", "lavfi", "-t", "10800", "-i", "color=green:size=32x32:rate=1", "-c:v", "libx264",
+           "-preset", "ultrafast", "-pix_fmt", "yuv420p", tmp_path / "3h.mp4")
+    ffmpeg("-f", "lavfi", "-t", "3600", "-i", "color=green:size=16x16:rate=0.1", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", tmp_path / "1h at 0.1 fps.mkv")
+    ffmpeg("-f", "lavfi", "-t", "6", "-i", "testsrc2=size=160x120:rate=20",
+           "-vf", "setpts='if(lt(N,40),N/20,2+(N-40)/4)/TB'", "-fps_mode", "vfr",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", tmp_path / "vfr.mp4")
+    paths = [tmp_path / "3h.mp4", tmp_path / "1h at 0.1 fps.mkv", tmp_path / "vfr.mp4"]
+    paths += [p for p in (VTEST, PHONE) if p.exists()]
+    for path in paths:
+        info = probe.probe(str(path))
+        TorchcodecReader(str(path), info, 32)._open()  # the decoder's own check, on the scanned stream
+
+
+# -- 11.8: "vectors missing; run 'vmr index' to repair" works as written -----------------------------
+def test_missing_vectors_are_repaired_by_vmr_index_as_search_says(tiny_model, videos, isolated_library):
+    vmr_json("index", videos, "--model", tiny_model)
+    lib = Library()
+    victim = lib.catalog.video_by_path(str(videos / "green.mp4"))
+    lib.close()
+    os.unlink(isolated_library / "shards" / f"{victim['id']}.safetensors")
+    code, out, err = vmr("search", "a green screen")
+    assert f"warning: skipped {videos / 'green.mp4'}: vectors missing; run 'vmr index' to repair" in err
+    summary = vmr_json("index")  # exactly what the message says
+    assert (summary["updated"], summary["unchanged"], summary["failed"]) == (1, 2, [])
+    code, out, err = vmr("search", "a green screen", "--top-k", "20")
+    assert "vectors missing" not in err and str(videos / "green.mp4") in out
+    now = status()
+    assert now["consistent"] and now["vectors"] == now["clips"] == 8
+
+
+def test_index_without_path_needs_a_library_with_folders():
+    code, out, err = vmr("index", expect=1)
+    assert err.strip() == "Error: the library holds no folders yet; say what to index: vmr index PATH"
+
+
+# -- 11.9: the extensions ffmpeg reads, and what was skipped -----------------------------------------
+def test_extensions_ffmpeg_reads_are_indexed_and_skipped_files_are_counted(tiny_model, tmp_path):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    small = ["-f", "lavfi", "-t", "1", "-i", "testsrc2=size=176x144:rate=10"]
+    ffmpeg(*small, "-c:v", "h263", folder / "a.3g2")
+    ffmpeg(*small, "-c:v", "wmv2", folder / "a.asf")
+    ffmpeg(*small, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "f4v", folder / "a.f4v")
+    ffmpeg(*small, "-c:v", "rv10", folder / "a.rm")
+    ffmpeg(*small, "-c:v", "rv20", "-f", "rm", folder / "a.rmvb")
+    ffmpeg(*small, "-c:v", "mpeg4", "-f", "avi", folder / "a.divx")
+    ffmpeg("-f", "lavfi", "-t", "1", "-i", "testsrc2=size=720x576:rate=25", "-pix_fmt", "yuv420p",
+           "-c:v", "dvvideo", folder / "a.dv")
+    ffmpeg("-f", "lavfi", "-t", "1", "-i", "testsrc2=size=176x144:rate=25", "-c:v", "mpeg2video",
+           folder / "a.m2v")  # a raw MPEG-2 stream: no duration in it; counted from its frames
+    ffmpeg("-f", "lavfi", "-t", "1", "-i", "testsrc2=size=176x144:rate=25", "-c:v", "mpeg2video",
+           folder / "a.wtv")
+    ffmpeg(*small, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-bsf:v", "h264_mp4toannexb", "-f", "h264",
+           folder / "a.h264")  # raw H.264: no timestamps either
+    (folder / "photo.jpg").write_bytes(b"\xff\xd8not really")
+    (folder / "notes.txt").write_text("x")
+    (folder / "README").write_text("x")
+    summary = vmr_json("index", folder, "--model", tiny_model)
+    assert summary["failed"] == [] and summary["added"] == 10
+    assert summary["skipped"] == {"files": 3, "extensions": {".jpg": 1, ".txt": 1, "(none)": 1}}
+    (folder / "more.txt").write_text("x")
+    code, out, err = vmr("index", folder)
+    assert err.strip() == ("skipped 4 files by extension (.txt 2, (none) 1, .jpg 1): "
+                           "name a file to index it anyway")
+
+
+def test_index_extensions_are_those_ffmpeg_lists_for_video():
+    """Every common extension ffmpeg lists for these video demuxers is looked at, less the
+    audio-only, image and manifest ones; and the names of issue 11.9 are all in."""
+    audio_image_manifest = {".m4a", ".m4b", ".isma", ".ism", ".avif", ".mka", ".mks"}
+    for demuxer in ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "flv", "dv", "h264", "hevc", "m4v"):
+        text = subprocess.run(["ffmpeg", "-hide_banner", "-h", f"demuxer={demuxer}"], capture_output=True,
+                              text=True).stdout
+        (line,) = [x for x in text.splitlines() if "Common extensions" in x]
+        listed = {"." + e.strip() for e in line.split(":", 1)[1].strip(" .").split(",")}
+        assert listed - audio_image_manifest <= INDEX_EXTENSIONS, (demuxer, listed - INDEX_EXTENSIONS)
+    for name in ("x.3g2", "x.ASF", "x.f4v", "x.rm", "x.rmvb", "x.divx", "x.dv", "x.m2v", "x.wtv", "x.dvr-ms"):
+        assert is_video_name(name), name
+    assert not any(is_video_name(n) for n in ("x.jpg", "x.mp3", "x.m3u8", "x.txt", "x.yuv", "noext"))
+
+
+# -- 11.10: damaged streams are indexed where ffmpeg gets through ------------------------------------
+def _damage_packets(src, dst, every: int, keep_first: int = 1) -> int:
+    """Overwrite the first NAL length of every `every`-th H.264 packet (after the first ones)."""
+    import av
+
+    with av.open(str(src)) as container:
+        stream = container.streams.video[0]
+        spans = [(p.pos, p.size) for p in container.demux(stream) if p.size and (p.pos or 0) > 0]
+    data = bytearray(src.read_bytes())
+    hit = 0
+    for k, (pos, size) in enumerate(spans):
+        if k >= keep_first and k % every == 0 and size > 8:
+            data[pos:pos + 4] = b"\xff\xff\xff\xff"
+            hit += 1
+    dst.write_bytes(data)
+    return hit
+
+
+def _ogg_crc(page: bytes) -> int:
+    crc = 0
+    for byte in page:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+            crc &= 0xFFFFFFFF
+    return crc
+
+
+def _damage_ogg(src, dst, seed: int = 1):
+    """Random bytes inside the Theora packets of the middle pages, with valid page checksums
+    (so the demuxer keeps them and the decoder meets the damage, as with a damaged recording)."""
+    import random
+
+    rng = random.Random(seed)
+    data = bytearray(src.read_bytes())
+    pages, at = [], 0
+    while (at := data.find(b"OggS", at)) >= 0:
+        nseg = data[at + 26]
+        body = at + 27 + nseg
+        end = body + sum(data[at + 27:body])
+        pages.append((at, body, end))
+        at = end
+    for k, (start, body, end) in enumerate(pages):
+        if 0.3 * len(pages) < k < 0.5 * len(pages) and k % 2 == 0 and end - body > 20:
+            for _ in range(10):
+                data[body + rng.randrange(end - body)] = rng.randrange(256)
+        data[start + 22:start + 26] = b"\0\0\0\0"
+        data[start + 22:start + 26] = struct.pack("<I", _ogg_crc(bytes(data[start:end])))
+    dst.write_bytes(data)
+
+
+def test_damaged_streams_are_indexed_and_too_damaged_ones_fail(tiny_model, tmp_path):
+    folder, work = tmp_path / "v", tmp_path / "work"
+    folder.mkdir()
+    work.mkdir()
+    ffmpeg("-f", "lavfi", "-t", "20", "-i", "testsrc2=size=160x120:rate=10", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", "-g", "20", work / "h264.mp4")
+    hit = _damage_packets(work / "h264.mp4", folder / "some frames damaged.mp4", every=10)
+    _damage_packets(work / "h264.mp4", folder / "mostly damaged.mp4", every=1, keep_first=40)
+    ffmpeg("-f", "lavfi", "-t", "20", "-i", "testsrc2=size=160x120:rate=10", "-c:v", "libtheora",
+           "-q:v", "5", work / "theora.ogv")
+    _damage_ogg(work / "theora.ogv", folder / "damaged theora.ogv")
+    for name in ("some frames damaged.mp4", "damaged theora.ogv"):  # ffmpeg gets through these two
+        assert subprocess.run(["ffmpeg", "-v", "quiet", "-i", str(folder / name), "-f", "null", "-"]).returncode == 0
+    summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
+    assert summary["added"] == 2
+    damaged = {os.path.basename(d["path"]): d["bad_frames"] for d in summary["damaged"]}
+    assert damaged["some frames damaged.mp4"] == hit and damaged["damaged theora.ogv"] >= 1
+    (reason,) = failures(summary).values()
+    bad, seen = re.fullmatch(r"too damaged to index: (\d+) of (\d+) frames could not be decoded", reason).groups()
+    assert int(bad) > int(seen) / 2 and failures(summary).keys() == {"mostly damaged.mp4"}
+    rows = {os.path.basename(v["path"]): v for v in Library().catalog.videos()}
+    assert rows["some frames damaged.mp4"]["bad_frames"] == hit and rows["some frames damaged.mp4"]["n_clips"] == 10
+    code, out, err = vmr("search", "a test pattern", "--top-k", "5")
+    assert "some frames damaged.mp4" in out or "damaged theora.ogv" in out
+    os.utime(folder / "some frames damaged.mp4")
+    code, out, err = vmr("index", folder, expect=0)
+    assert f"note: {folder / 'some frames damaged.mp4'}: {hit} frames could not be decoded (damaged stream); " \
+           "indexed with the frames around them" in err
