@@ -269,3 +269,17 @@ def test_shell_completion_script_and_completions():
     env = dict(os.environ, _VMR_COMPLETE="bash_complete", COMP_WORDS="vmr sea", COMP_CWORD="1")
     words = subprocess.run([sys.executable, "-m", "vmr_cli"], env=env, capture_output=True, text=True, cwd=ROOT)
     assert words.stdout.split() == ["plain,search", "plain,searches"]
+
+
+def test_the_library_folder_is_never_indexed(tiny_model, tmp_path):
+    """A library kept under an indexed folder: its previews (MP4s) are vmr's own, never results."""
+    from conftest import make_video
+
+    videos = tmp_path / "videos"
+    make_video(videos / "a.mp4", [("red", 2.0)])
+    library = videos / "vmr library"
+    make_video(library / "previews" / "moment.mp4", [("blue", 2.0)])  # as a page would leave it
+    summary = vmr_json("--library", library, "index", videos, "--model", tiny_model)
+    assert summary["added"] == 1
+    assert [r["video"] for r in vmr_json("--library", library, "search", "blue")["results"]] == \
+        [str(videos / "a.mp4")]
