@@ -1,4 +1,4 @@
-"""CLIP-family image and text encoders through transformers, and which weights they are.
+"""CLIP-family image and text encoders, and which weights they are.
 
 Any model with ``get_image_features`` / ``get_text_features`` loads from a hub
 id or a local folder.  Images arrive as uint8 tensors already scaled to the
@@ -228,25 +228,38 @@ def weights_identity(files: ModelFiles, known: dict | None = None) -> dict:
 
 
 class ClipEncoder:
+    """A CLIP-family model's image and text encoders: plain torch for CLIP folders
+    (vmr_cli/clip_torch.py: no transformers import, seconds faster to start), transformers for
+    anything else."""
+
     # 16 frames per forward pass: measured fastest for ViT-B/32 on a 2-core CPU (64 was 15 % slower).
     def __init__(self, model: str | ModelFiles = DEFAULT_MODEL, device: str | None = None, batch_size: int = 16):
         """``model``: a hub id or folder, or the ModelFiles a library verified."""
         import torch
 
+        from . import clip_torch
+
         self.files = model if isinstance(model, ModelFiles) else locate_model(model)
         self.name = self.files.name
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
-        self.model, self.tokenizer, prep = _load(self.files)
-        self.model.to(self.device).eval()
-        vision = self.model.config.vision_config
-        self.image_size = int(_crop_size(prep) or vision.image_size)
+        prep = _read_json(self.files.folder, "preprocessor_config.json")
+        self.towers = None
+        if self.files.weights and clip_torch.supported(self.files.folder):  # safetensors to read, or none
+            config = _read_json(self.files.folder, "config.json")
+            width = int(config["vision_config"].get("hidden_size", 0))
+            try:
+                self.towers = clip_torch.TorchClip(self.files.folder, self.files.weights, self.device,
+                                                   compute_dtype(width))
+                image_size, self.dim = int(config["vision_config"].get("image_size", 224)), self.towers.projection_dim
+            except clip_torch.Unsupported:  # weights named otherwise: transformers knows more layouts
+                self.towers = None
+        if self.towers is None:
+            self.towers = _TransformersTowers(self.files, self.device)
+            image_size, self.dim = self.towers.image_size, self.towers.dim
+        self.image_size = int(_crop_size(prep) or image_size)
         self.mean = tuple(prep.get("image_mean", OPENAI_MEAN))
         self.std = tuple(prep.get("image_std", OPENAI_STD))
-        self.dim = int(self.model.config.projection_dim)
-        text = self.model.config.text_config
-        self.max_length = int(min(getattr(self.tokenizer, "model_max_length", 77) or 77,
-                                  text.max_position_embeddings))
 
     def encode_images(self, frames):
         """uint8 (N, 3, S, S) -> unit-norm float32 (N, D) on the CPU, in batches."""
@@ -262,7 +275,7 @@ class ClipEncoder:
         with torch.inference_mode():
             for i in range(0, frames.shape[0], self.batch_size):
                 pixels = normalize(frames[i:i + self.batch_size], self.mean, self.std).to(self.device)
-                feats = _pooled(self.model.get_image_features(pixel_values=pixels))
+                feats = self.towers.image_features(pixels)
                 out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out)
 
@@ -270,12 +283,32 @@ class ClipEncoder:
         """Sentences -> unit-norm float32 (N, D); long text is truncated to the model's length."""
         import torch
 
-        tokens = self.tokenizer(list(texts), padding=True, truncation=True,
-                                max_length=self.max_length, return_tensors="pt")
-        tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
         with torch.inference_mode():
-            feats = _pooled(self.model.get_text_features(**tokens))
+            feats = self.towers.text_features(list(texts))
         return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
+
+
+class _TransformersTowers:
+    """Any CLIP-family model through transformers (get_image_features / get_text_features)."""
+
+    def __init__(self, files: ModelFiles, device: str):
+        self.model, self.tokenizer, _prep = _load(files)
+        self.model.to(device).eval()
+        self.device = device
+        self.image_size = int(self.model.config.vision_config.image_size)
+        self.dim = int(self.model.config.projection_dim)
+        text = self.model.config.text_config
+        self.max_length = int(min(getattr(self.tokenizer, "model_max_length", 77) or 77,
+                                  text.max_position_embeddings))
+
+    def image_features(self, pixels):
+        return _pooled(self.model.get_image_features(pixel_values=pixels))
+
+    def text_features(self, texts: list[str]):
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                return_tensors="pt")
+        tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+        return _pooled(self.model.get_text_features(**tokens))
 
 
 def _pooled(output):
@@ -301,8 +334,9 @@ def _load(files: ModelFiles):
     try:
         with _no_unpickling(files.name):
             config = AutoConfig.from_pretrained(files.folder, local_files_only=True)
+            width = getattr(getattr(config, "vision_config", None), "hidden_size", 0) or 0
             model = AutoModel.from_pretrained(files.folder, config=config, local_files_only=True,
-                                              use_safetensors=True, dtype=compute_dtype(config))
+                                              use_safetensors=True, dtype=compute_dtype(width))
             tokenizer = AutoTokenizer.from_pretrained(files.folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise VmrError(f"cannot load model '{files.name}': {first_line(exc)}") from None
@@ -317,10 +351,10 @@ def _load(files: ModelFiles):
 BF16_FROM_WIDTH = 512
 
 
-def compute_dtype(config):
-    """bfloat16 for a large model on a CPU with native bfloat16 (AVX512-BF16 or AMX), else
-    float32; VMR_DTYPE=float32 or bfloat16 forces one.  On a CPU without native bfloat16 it
-    is emulated and 4.7x slower than float32, so it is never chosen there."""
+def compute_dtype(width: int):
+    """bfloat16 for a model whose image tower is ``width`` wide or more on a CPU with native
+    bfloat16 (AVX512-BF16 or AMX), else float32; VMR_DTYPE=float32 or bfloat16 forces one.  On a
+    CPU without native bfloat16 it is emulated and 4.7x slower than float32, so never there."""
     import torch
 
     forced = os.environ.get("VMR_DTYPE", "auto").lower()
@@ -330,7 +364,6 @@ def compute_dtype(config):
         return torch.bfloat16
     if torch.cuda.is_available():
         return torch.float32
-    width = getattr(getattr(config, "vision_config", None), "hidden_size", 0) or 0
     return torch.bfloat16 if width >= BF16_FROM_WIDTH and _native_bf16() else torch.float32
 
 

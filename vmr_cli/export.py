@@ -105,15 +105,16 @@ def output_folder(out_dir: str | None) -> str:
 
 # -- recognising vmr's own outputs (called by the index scan) -----------------------------------
 def without_own_outputs(catalog, found: list) -> list:
-    """``found`` (scan.Found items) less vmr's own outputs, which are never indexed: files in the
-    library folder (previews), files under a folder holding vmr's marker, and files whose size and
-    fingerprint are those of a file an export wrote (so a cut moved anywhere, or a --out folder
-    under an indexed root, stays out)."""
+    """``found`` (scan.Found items) less vmr's own outputs, which are never indexed: the library's
+    previews (MP4s in its previews/ folder), files under a folder holding vmr's marker, and files
+    whose size and fingerprint are those of a file an export wrote (so a cut moved anywhere, or a
+    --out folder under an indexed root, stays out)."""
     from .paths import under
+    from .preview import FOLDER
 
-    library = os.path.dirname(os.path.abspath(catalog.path))
+    previews = os.path.join(os.path.dirname(os.path.abspath(catalog.path)), FOLDER)
     own = _OwnOutputs(catalog)
-    return [item for item in found if not under(item.path, library) and not own.holds(item)]
+    return [item for item in found if not under(item.path, previews) and not own.holds(item)]
 
 
 class _OwnOutputs:

@@ -1,0 +1,168 @@
+"""CLIP's two encoders in plain torch, read straight from a transformers CLIP folder.
+
+Why: importing transformers' CLIP code costs about 2.9 s in every fresh
+process on a 2-core CPU (it pulls in torch.distributed, dynamo, sympy...),
+more than the model itself takes to load; a search is a fresh process.  A
+CLIP forward pass is small, so for the one family vmr uses by default
+(``model_type: clip``, the OpenAI checkpoints and their fine-tunes) vmr runs
+it here from the same safetensors file and the same ``tokenizer.json``, and
+falls back to transformers for anything else (SigLIP, other families, a
+folder without ``tokenizer.json``).  tests/test_clip_torch.py checks that both
+give the same embeddings.
+
+Architecture (transformers' CLIPModel): pre-LayerNorm transformer blocks;
+the image tower embeds patches plus a class token, its pooled output is the
+class token after ``post_layernorm``; the text tower is causal, pooled at the
+end-of-text token (the highest token id for configs with the legacy
+``eos_token_id`` 2); both project without bias.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+
+ACTIVATIONS = {
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "gelu": F.gelu,
+}
+
+
+def supported(folder: str) -> bool:
+    """A CLIP folder this module can run: model_type clip, known activations, a tokenizer.json."""
+    if os.environ.get("VMR_TRANSFORMERS") == "1":  # force the transformers path (debugging)
+        return False
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    towers = (config.get("vision_config") or {}, config.get("text_config") or {})
+    return (config.get("model_type") == "clip"
+            and all(t.get("hidden_act", "quick_gelu") in ACTIVATIONS for t in towers)
+            and os.path.isfile(os.path.join(folder, "tokenizer.json")))
+
+
+REQUIRED = ("vision_model.embeddings.patch_embedding.weight", "text_model.embeddings.token_embedding.weight",
+            "visual_projection.weight", "text_projection.weight")
+
+
+class Unsupported(Exception):
+    """The folder's weights are not laid out as this module reads them."""
+
+
+class TorchClip:
+    """The image and text towers of one CLIP folder, in eval mode, on one device and dtype."""
+
+    def __init__(self, folder: str, weight_files, device: str = "cpu", dtype=torch.float32):
+        from safetensors.torch import load_file
+
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+        self.vision, self.text = config["vision_config"], config["text_config"]
+        self.projection_dim = int(config.get("projection_dim", 512))
+        self.dtype, self.device = dtype, device
+        weights = {}
+        for name in weight_files:
+            weights.update(load_file(os.path.join(folder, name), device="cpu"))
+        if any(key not in weights for key in REQUIRED):
+            raise Unsupported("weights not in transformers' CLIPModel layout")
+        self.w = {k: (v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device))
+                  for k, v in weights.items()}
+        self.tokenizer = _Tokenizer(folder, int(self.text.get("max_position_embeddings", 77)))
+
+    # -- blocks ------------------------------------------------------------------------
+    def _ln(self, x, name: str, eps: float):
+        return F.layer_norm(x, x.shape[-1:], self.w[name + ".weight"], self.w[name + ".bias"], eps)
+
+    def _linear(self, x, name: str, bias: bool = True):
+        return F.linear(x, self.w[name + ".weight"], self.w.get(name + ".bias") if bias else None)
+
+    def _encoder(self, x, prefix: str, tower: dict, mask=None):
+        eps = float(tower.get("layer_norm_eps", 1e-5))
+        heads = int(tower["num_attention_heads"])
+        act = ACTIVATIONS[tower.get("hidden_act", "quick_gelu")]
+        b, s, d = x.shape
+        for i in range(int(tower["num_hidden_layers"])):
+            p = f"{prefix}.encoder.layers.{i}"
+            h = self._ln(x, p + ".layer_norm1", eps)
+            q, k, v = (self._linear(h, f"{p}.self_attn.{n}_proj").view(b, s, heads, -1).transpose(1, 2)
+                       for n in "qkv")
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            x = x + self._linear(a.transpose(1, 2).reshape(b, s, d), p + ".self_attn.out_proj")
+            h = self._ln(x, p + ".layer_norm2", eps)
+            x = x + self._linear(act(self._linear(h, p + ".mlp.fc1")), p + ".mlp.fc2")
+        return x
+
+    # -- towers ------------------------------------------------------------------------
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels (N, 3, S, S) -> projected embeddings (N, D), not normalised."""
+        w, pre = self.w, "vision_model"
+        eps = float(self.vision.get("layer_norm_eps", 1e-5))
+        x = F.conv2d(pixels.to(device=self.device, dtype=self.dtype), w[pre + ".embeddings.patch_embedding.weight"],
+                     stride=int(self.vision["patch_size"]))
+        x = x.flatten(2).transpose(1, 2)
+        cls = w[pre + ".embeddings.class_embedding"].expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], 1) + w[pre + ".embeddings.position_embedding.weight"][: x.shape[1] + 1]
+        x = self._ln(x, pre + ".pre_layrnorm", eps)
+        x = self._encoder(x, pre, self.vision)
+        pooled = self._ln(x[:, 0], pre + ".post_layernorm", eps)
+        return self._linear(pooled, "visual_projection", bias=False)
+
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        """Sentences -> projected embeddings (N, D), not normalised; long ones truncated."""
+        ids, attention = self.tokenizer(texts)
+        ids, attention = ids.to(self.device), attention.to(self.device)
+        w, pre = self.w, "text_model"
+        s = ids.shape[1]
+        x = w[pre + ".embeddings.token_embedding.weight"][ids] + w[pre + ".embeddings.position_embedding.weight"][:s]
+        blocked = torch.full((s, s), float("-inf"), dtype=x.dtype, device=x.device).triu(1)
+        padding = torch.zeros(attention.shape, dtype=x.dtype, device=x.device).masked_fill(attention == 0,
+                                                                                          float("-inf"))
+        mask = blocked[None, None] + padding[:, None, None, :]
+        x = self._encoder(x, pre, self.text, mask=mask)
+        x = self._ln(x, pre + ".final_layer_norm", float(self.text.get("layer_norm_eps", 1e-5)))
+        eos = int(self.text.get("eos_token_id", 2))
+        if eos == 2:  # configs from before transformers knew the token: the highest id is end-of-text
+            at = ids.argmax(-1)
+        else:
+            at = (ids == eos).int().argmax(-1)
+        return self._linear(x[torch.arange(ids.shape[0], device=x.device), at], "text_projection", bias=False)
+
+
+class _Tokenizer:
+    """tokenizer.json through the tokenizers library (no transformers import), padded and truncated
+    the way transformers' fast CLIP tokenizer does: at most model_max_length tokens, padded with the
+    pad token (or end-of-text) to the longest sentence."""
+
+    def __init__(self, folder: str, positions: int):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+        settings = _json(folder, "tokenizer_config.json")
+        specials = _json(folder, "special_tokens_map.json")
+        pad = settings.get("pad_token") or specials.get("pad_token") or "<|endoftext|>"
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        pad_id = self.tokenizer.token_to_id(pad)
+        self.max_length = int(min(settings.get("model_max_length") or positions, positions))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+        self.tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad)
+
+    def __call__(self, texts: list[str]):
+        encoded = self.tokenizer.encode_batch(list(texts))
+        ids = torch.tensor([e.ids for e in encoded], dtype=torch.long)
+        attention = torch.tensor([e.attention_mask for e in encoded], dtype=torch.long)
+        return ids, attention
+
+
+def _json(folder: str, name: str) -> dict:
+    try:
+        with open(os.path.join(folder, name), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
