@@ -94,3 +94,24 @@ def test_a_read_only_library_reads_the_frame_cache_and_writes_nothing(indexed_vi
 def indexed_videos(videos, tiny_model):
     vmr_json("index", videos, "--model", tiny_model)
     return videos
+
+
+def test_torchcodec_loads_without_dynamo_and_dynamo_still_works_after(tmp_path):
+    """A process that decodes does not pay for torch._dynamo (1-2 s); whoever imports it later gets the real one."""
+    import subprocess
+    import sys
+
+    video = make_video(tmp_path / "red.mp4", (("red", 2.0),))
+    code = (
+        "import sys, torch\n"
+        "from vmr_cli.decode import import_torchcodec\n"
+        "decoders = import_torchcodec()\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "frame = decoders.VideoDecoder(sys.argv[1]).get_frames_played_at([1.0]).data\n"
+        "assert frame.shape[0] == 1 and int(frame[0, 0].float().mean()) > 150  # red\n"
+        "import torch._dynamo\n"
+        "assert callable(torch._dynamo.optimize) and torch._dynamo.__file__.endswith('__init__.py')\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(video)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

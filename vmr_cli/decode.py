@@ -66,6 +66,7 @@ class TorchcodecReader(_Reader):
         self._decoder = None
 
     def _open(self):
+        import_torchcodec()
         from torchcodec.decoders import VideoDecoder
         from torchcodec.transforms import CenterCrop, Resize
 
@@ -90,6 +91,8 @@ class TorchcodecReader(_Reader):
         eps = 1e-4
         clamped = [min(max(times[i] + self._begin, self._begin), self._end - eps) for i in order]
         batch = self._decoder.get_frames_played_at(clamped).data
+        if order == sorted(order):  # the usual case: no torch op in the decode thread (see indexer)
+            return batch
         out = torch.empty_like(batch)
         out[torch.tensor(order)] = batch
         return out
@@ -300,6 +303,43 @@ class _FallbackReader(_Reader):
 BACKENDS = {"torchcodec": TorchcodecReader, "pyav": PyAVReader, "decord": DecordReader}
 
 
+def import_torchcodec():
+    """``torchcodec.decoders``, imported without importing torch._dynamo.
+
+    At import, torchcodec marks its ops with ``torch._dynamo.disallow_in_graph``,
+    and that one call imports dynamo: 1.2 to 2 s of every process that decodes
+    (a search is a fresh process), for torch.compile, which vmr never runs.
+    While torchcodec imports, a stand-in answers that call (the marks matter only
+    inside torch.compile); then it is gone, and ``torch._dynamo`` imports for
+    real for anyone who asks.  Should torchcodec ever want more of dynamo at
+    import, it is imported again the usual way.
+    """
+    import sys
+    import types
+
+    import torch
+
+    if "torchcodec.decoders" in sys.modules or "torch._dynamo" in sys.modules:
+        import torchcodec.decoders
+        return torchcodec.decoders
+    stand_in = types.ModuleType("torch._dynamo")
+    stand_in.disallow_in_graph = lambda fn: fn
+    sys.modules["torch._dynamo"] = stand_in
+    try:
+        import torchcodec.decoders
+        return torchcodec.decoders
+    except AttributeError:  # a torchcodec that asks more of dynamo: forget the attempt, import plainly
+        for name in [m for m in sys.modules if m == "torchcodec" or m.startswith("torchcodec.")]:
+            del sys.modules[name]
+    finally:
+        if sys.modules.get("torch._dynamo") is stand_in:
+            del sys.modules["torch._dynamo"]
+        if torch.__dict__.get("_dynamo") is stand_in:
+            del torch._dynamo
+    import torchcodec.decoders
+    return torchcodec.decoders
+
+
 def require_backend(name: str) -> None:
     """An unknown or missing backend is an error of the environment: it stops the run
     before any file is touched (never a failure recorded against every file)."""
@@ -313,7 +353,7 @@ def require_backend(name: str) -> None:
                            "or use --backend torchcodec") from None
     if name == "torchcodec":
         try:
-            import torchcodec.decoders  # noqa: F401  (loads its FFmpeg libraries)
+            import_torchcodec()  # loads its FFmpeg libraries
         except Exception as exc:  # ImportError, or OSError/RuntimeError when the libraries fail
             raise VmrError(f"the torchcodec backend cannot load ({first_line(exc)}); reinstall it "
                            "(pip install torchcodec), or use --backend pyav") from None
