@@ -223,3 +223,12 @@ def test_per_chunk_clip_measures_match_the_whole_video():
     assert torch.allclose(motion, motion_energy(first, last))
     assert shots[-1] > 20  # the case has many cuts
     assert hists.element_size() * hists[0].numel() < 1000  # bytes kept per clip
+
+
+def test_a_reader_that_closes_the_pipe_ends_vmr_quietly(tmp_path):
+    """`vmr status | head`: once the reader is gone vmr stops, with no 'Error: Broken pipe' line."""
+    proc = subprocess.Popen([sys.executable, "-m", "vmr_cli", "--library", str(tmp_path / "lib"), "status"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()  # before vmr writes anything: its first line meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err

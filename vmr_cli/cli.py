@@ -50,6 +50,9 @@ def handle_errors(func):
             _fail(str(exc))
         except KeyboardInterrupt:
             _fail("interrupted; what was committed is kept, run the command again to resume", 130)
+        except BrokenPipeError:  # `vmr status | head`: the reader has what it wanted; end as quietly as cat
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a writer the pipe closed on
         except Exception as exc:
             known = storage_error(exc, _library_directory())
             if os.environ.get("VMR_DEBUG") or (known is None and not isinstance(exc, OSError)):
