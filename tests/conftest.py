@@ -7,6 +7,8 @@ loaded through the same path as a hub model.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import shutil
@@ -127,3 +129,18 @@ def vmr_subprocess(library, *args):
                                        *map(str, args)])
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, errors="replace",
                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
+
+
+@contextlib.contextmanager
+def small_disk(folder, size: str, instead: str):
+    """``folder`` (made here) as a tmpfs of ``size``, so writes there really run out of space;
+    the test is skipped where mounting is not allowed (``instead`` names the test covering it)."""
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                           capture_output=True, check=False).returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here; {instead} covers the case")
+    try:
+        yield folder
+    finally:
+        gc.collect()  # libraries that in-process commands left open
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)

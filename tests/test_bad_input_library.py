@@ -10,10 +10,9 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 
 import pytest
-from conftest import make_video, vmr, vmr_json, vmr_subprocess
+from conftest import make_video, small_disk, vmr, vmr_json, vmr_subprocess
 
 from vmr_cli.catalog import SCHEMA_VERSION
 
@@ -68,12 +67,7 @@ def test_queries_long_scripts_emoji_control_characters(indexed):
 
 def test_export_without_space_leaves_no_partial_file(indexed, tmp_path):
     vmr_json("search", "red", "--top-k", "1")
-    out = tmp_path / "small"
-    out.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(out)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here; test_export_when_ffmpeg_hits_no_space covers the case")
-    try:
+    with small_disk(tmp_path / "small", "64k", "test_export_when_ffmpeg_hits_no_space") as out:
         with open(out / "filler", "wb") as handle:  # fill it up
             try:
                 for _ in range(64):
@@ -85,8 +79,6 @@ def test_export_without_space_leaves_no_partial_file(indexed, tmp_path):
         err = err.strip().splitlines()[-1]  # after the line that says which search it cuts from
         assert err.startswith("Error: ")
         assert sorted(os.listdir(out)) == ["filler"]
-    finally:
-        subprocess.run(["umount", str(out)], check=True)
 
 
 def test_export_when_ffmpeg_hits_no_space(indexed, tmp_path, monkeypatch):

@@ -8,18 +8,16 @@ files.  TESTING.md ("Round 2: library and model") maps each case to its test.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
 import re
 import shutil
 import sqlite3
-import subprocess
 
 import numpy as np
 import pytest
-from conftest import make_video, vmr, vmr_json
+from conftest import make_video, small_disk, vmr, vmr_json
 
 from vmr_cli import encoders
 from vmr_cli.library import Library
@@ -284,12 +282,7 @@ def _fill(folder) -> None:
 
 
 def test_disk_full_on_a_real_tmpfs(tiny_model, two_videos, tmp_path, monkeypatch):
-    disk = tmp_path / "small-disk"
-    disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here; test_disk_full_when_each_write_fails covers the case")
-    try:
+    with small_disk(tmp_path / "small-disk", "6m", "test_disk_full_when_each_write_fails") as disk:
         monkeypatch.setenv("VMR_LIBRARY", str(disk / "library"))
         vmr_json("index", two_videos, "--model", tiny_model)
         before = counts()
@@ -309,9 +302,6 @@ def test_disk_full_on_a_real_tmpfs(tiny_model, two_videos, tmp_path, monkeypatch
         assert checked["consistent"] and counts() == before
         assert vmr_json("index", two_videos)["added"] == 1
         assert vmr_json("search", "yellow")["search_id"] is not None
-    finally:
-        gc.collect()  # libraries the in-process commands left open
-        subprocess.run(["umount", "--lazy", str(disk)], check=True)
 
 
 def test_disk_full_when_each_write_fails(tiny_model, two_videos, isolated_library, monkeypatch):
