@@ -184,14 +184,12 @@ class Searcher:
             sims = np.asarray(shard["A"], dtype=np.float32) @ q.numpy()
         stats["frames_stored"] += len(times)
         step = self.info["clip_seconds"] / (2 if "F" in shard else 1)
-        return _Video(video, clips, times, sims.astype(np.float64), step)
+        v = _Video(video, clips, times, sims.astype(np.float64), step)
+        if self.trimmer is not None:  # its inputs come from the same shard, read once
+            from .features import clip_features
 
-    def _features(self, v) -> dict:
-        """The trained trimmer's inputs for one video, from its shard (read again: only then)."""
-        from .features import clip_features
-
-        _clips, shard = self._stored_vectors(v.row)
-        return clip_features(shard, v.clips, self.trimmer.drop)
+            v.features = clip_features(shard, clips, self.trimmer.drop)
+        return v
 
     def _stored_vectors(self, video: dict):
         """The video's clip rows and shard; SkipVideo when they are gone or the file is."""
@@ -205,17 +203,13 @@ class Searcher:
 
     # -- trimmed: windows on the stored timeline, edges refined with a few dense frames -------------
     def _trimmed(self, videos, q, options: SearchOptions, stats: dict, timer: Timer, progress) -> list[dict]:
-        from vmr_models.moment_head import propose_moments
-
         windows = []
         with timer("moment_head"):
             for v in videos:
                 if self.trimmer is not None:
-                    found = [_snapped(v, w) for w in self.trimmer.windows(self._features(v), q, options.per_video)]
+                    found = [_snapped(v, w) for w in self.trimmer.windows(v.features, q, options.per_video)]
                 else:
-                    found = propose_moments(torch.from_numpy(v.times), torch.from_numpy(v.sims), v.step,
-                                            top_k=options.per_video, baseline=v.baseline, duration=v.duration,
-                                            alpha=CONTRAST)
+                    found = v.proposals(v.times, v.sims, v.step, options.per_video)
                 windows += [(v, start, end, score) for start, end, score in v.kept(found, options.per_video)]
         windows.sort(key=lambda w: -w[3])
         if options.record_selection:
@@ -251,8 +245,6 @@ class Searcher:
 
     # -- exhaustive: the fine grid over every clip ---------------------------------------------------
     def _exhaustive(self, videos, q, options: SearchOptions, stats: dict, timer: Timer, progress) -> list[dict]:
-        from vmr_models.moment_head import propose_moments
-
         from .progress import progress as bar_for
 
         out = []
@@ -267,9 +259,7 @@ class Searcher:
                 continue
             stats["clips_verified"] += len(v.clips)
             with timer("moment_head"):
-                found = propose_moments(torch.tensor(times), torch.tensor(sims), 1.0 / options.dense_fps,
-                                        top_k=options.per_video, baseline=v.baseline, duration=v.duration,
-                                        alpha=CONTRAST)
+                found = v.proposals(times, sims, 1.0 / options.dense_fps, options.per_video)
             for start, end, score in v.kept(found, options.per_video):
                 out += _moment(v, start, end, score)
             bar.update(1)
@@ -282,9 +272,18 @@ class _Video:
 
     def __init__(self, row: dict, clips: list[dict], times: np.ndarray, sims: np.ndarray, step: float):
         self.row, self.clips, self.times, self.sims, self.step = row, clips, times, sims, step
+        self.features: dict | None = None  # the trained trimmer's inputs, when one is used
         self.path, self.duration = row["path"], float(row["duration"])
         self.baseline = float(np.median(sims))  # the video's background level, no decoding
         self.min_moment = min(MIN_MOMENT, self.duration)
+
+    def proposals(self, times, sims, step: float, top_k: int) -> list[tuple[float, float, float]]:
+        """The parameter-free moment head over frames of this video (stored or dense), judged
+        against the video's background level and bounded by its duration."""
+        from vmr_models.moment_head import propose_moments
+
+        return propose_moments(torch.as_tensor(times), torch.as_tensor(sims), step, top_k=top_k,
+                               baseline=self.baseline, duration=self.duration, alpha=CONTRAST)
 
     def kept(self, windows, limit: int) -> list[tuple[float, float, float]]:
         """Windows widened to the shortest moment a person keeps, then none nested in another."""
@@ -301,14 +300,11 @@ def _snapped(v, window) -> tuple[float, float, float]:
     run of frames that stands out, at the timeline's resolution (R1@0.5 71 -> 82 on the seed-0
     synthetic benchmark).  The score multiplies the two: the timeline's is comparable across
     videos, the network's alone is not (corpus R1@0.5 18 with it alone, 40 with the product)."""
-    from vmr_models.moment_head import propose_moments
-
     start, end, score = window
     inside = (v.times >= start) & (v.times <= end)
     if inside.sum() < 2:
         return window
-    found = propose_moments(torch.from_numpy(v.times[inside]), torch.from_numpy(v.sims[inside]), v.step,
-                            top_k=1, baseline=v.baseline, duration=v.duration, alpha=CONTRAST)
+    found = v.proposals(v.times[inside], v.sims[inside], v.step, 1)
     if not found:
         return window
     return found[0][0], found[0][1], found[0][2] * math.sqrt(max(score, 0.0))
