@@ -91,7 +91,7 @@ class TorchcodecReader(_Reader):
         eps = 1e-4
         clamped = [min(max(times[i] + self._begin, self._begin), self._end - eps) for i in order]
         batch = self._decoder.get_frames_played_at(clamped).data
-        if order == sorted(order):  # the usual case: no torch op in the decode thread (see indexer)
+        if order == list(range(len(order))):  # times already in order, the usual case: no reordering
             return batch
         out = torch.empty_like(batch)
         out[torch.tensor(order)] = batch
