@@ -223,6 +223,19 @@ def test_a_pickle_that_slips_past_the_check_is_still_never_unpickled(tiny_model,
     assert "asked to unpickle" in line and "vmr loads safetensors only" in line
 
 
+@pytest.mark.parametrize("path", ["plain torch", "transformers"])
+def test_damaged_weights_are_one_line_on_either_loading_path(tiny_model, two_videos, tmp_path, monkeypatch, path):
+    import shutil
+
+    folder = tmp_path / "damaged-model"
+    shutil.copytree(tiny_model, folder)
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[:len(data) // 2])  # a download cut short
+    monkeypatch.setenv("VMR_TRANSFORMERS", "1" if path == "transformers" else "0")
+    line = one_error(vmr("index", two_videos, "--model", folder, expect=1)[2])
+    assert "cannot load model" in line and "damaged" in line
+
+
 def test_a_hub_download_fetches_weights_only_after_checking_them(tiny_model, two_videos, tmp_path, hub_cache,
                                                                 monkeypatch):
     import huggingface_hub

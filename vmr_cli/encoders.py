@@ -244,22 +244,32 @@ class ClipEncoder:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
         prep = _read_json(self.files.folder, "preprocessor_config.json")
-        self.towers = None
-        if self.files.weights and clip_torch.supported(self.files.folder):  # safetensors to read, or none
-            config = _read_json(self.files.folder, "config.json")
-            width = int(config["vision_config"].get("hidden_size", 0))
-            try:
-                self.towers = clip_torch.TorchClip(self.files.folder, self.files.weights, self.device,
-                                                   compute_dtype(width))
-                image_size, self.dim = int(config["vision_config"].get("image_size", 224)), self.towers.projection_dim
-            except clip_torch.Unsupported:  # weights named otherwise: transformers knows more layouts
-                self.towers = None
-        if self.towers is None:
-            self.towers = _TransformersTowers(self.files, self.device)
-            image_size, self.dim = self.towers.image_size, self.towers.dim
+        from safetensors import SafetensorError
+
+        try:
+            image_size = self._load_towers(clip_torch)
+        except SafetensorError as exc:  # a truncated or damaged weight file, on either path
+            raise VmrError(f"cannot load model '{self.name}': {first_line(exc)}; its weight files look damaged: "
+                           "download or copy them again") from None
         self.image_size = int(_crop_size(prep) or image_size)
         self.mean = tuple(prep.get("image_mean", OPENAI_MEAN))
         self.std = tuple(prep.get("image_std", OPENAI_STD))
+
+    def _load_towers(self, clip_torch) -> int:
+        """self.towers and self.dim: plain torch where it can read the folder, else transformers;
+        returns the image tower's input size from the config."""
+        if self.files.weights and clip_torch.supported(self.files.folder):  # safetensors to read, or none
+            vision = _read_json(self.files.folder, "config.json")["vision_config"]
+            try:
+                self.towers = clip_torch.TorchClip(self.files.folder, self.files.weights, self.device,
+                                                   compute_dtype(int(vision.get("hidden_size", 0))))
+                self.dim = self.towers.projection_dim
+                return int(vision.get("image_size", 224))
+            except clip_torch.Unsupported:  # weights named otherwise: transformers knows more layouts
+                pass
+        self.towers = _TransformersTowers(self.files, self.device)
+        self.dim = self.towers.dim
+        return self.towers.image_size
 
     def encode_images(self, frames):
         """uint8 (N, 3, S, S) -> unit-norm float32 (N, D) on the CPU, in batches."""
