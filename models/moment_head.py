@@ -114,14 +114,14 @@ def _nested(a, b, eps: float = 1e-6) -> bool:
 def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_k: int = 5,
                     nms_iou: float = 0.5, min_len: float | None = None,
                     alpha: float = 1.0, smooth: float = 1.0, baseline: float | None = None,
-                    duration: float | None = None) -> list[tuple[float, float, float]]:
+                    duration: float | None = None, min_frames: int = 1) -> list[tuple[float, float, float]]:
     """Moments (start, end, score) sorted by score, at most ``top_k``.
 
     times: sorted frame timestamps in seconds [T]; scores: frame-query cosine
     similarity [T]; step: the dense sampling interval. A run of frames i..j
     spans [times[i] - step/2 (>= 0), times[j] + step/2]. Runs never cross a
     gap > 1.5 * step (unverified clips). Proposals shorter than ``min_len``
-    seconds are dropped. Runs are found, and scored, on the scores smoothed by
+    seconds, or of fewer than ``min_frames`` frames, are dropped. Runs are found, and scored, on the scores smoothed by
     a moving average of about ``smooth`` seconds (0 turns it off); ``alpha``
     weighs the contrast with the frames around a window.
 
@@ -157,7 +157,7 @@ def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_
     for i, j in sorted(spans):
         start = max(0.0, times_list[i] - step / 2)
         end = times_list[j] + step / 2
-        if min_len is not None and end - start < min_len:
+        if (min_len is not None and end - start < min_len) or j - i + 1 < min_frames:
             continue
         proposals.append((start, end, score(i, j, start, end)))
     return nms(proposals, nms_iou, limit=top_k)

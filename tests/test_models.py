@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -192,6 +193,27 @@ def test_moment_head_respects_gaps_and_nms():
     nested = [(10.0, 20.0, 0.9), (12.0, 14.0, 0.8), (0.0, 60.0, 0.7), (30.0, 34.0, 0.6)]
     assert nms(nested, 0.5) == [(10.0, 20.0, 0.9), (30.0, 34.0, 0.6)]
     assert propose_moments(torch.zeros(0), torch.zeros(0), step=0.25) == []
+
+
+def test_moment_head_min_frames_drops_a_one_frame_spike():
+    # 1 frame per second: a lone frame at 0.9 beats a two-frame bump at 0.7 unless a moment
+    # must hold two frames
+    times = torch.arange(0.0, 60.0)
+    scores = torch.full_like(times, 0.2)
+    scores[10] = 0.9
+    scores[[40, 41]] = 0.7
+    assert propose_moments(times, scores, step=1.0, top_k=1)[0][:2] == (9.5, 10.5)
+    start, end, _ = propose_moments(times, scores, step=1.0, top_k=1, min_frames=2)[0]
+    assert (start, end) == (39.5, 41.5)
+    assert all(e - s >= 2 for s, e, _ in propose_moments(times, scores, step=1.0, top_k=5, min_frames=2))
+
+
+def test_search_proposals_fall_back_to_one_frame_when_no_two_frame_run_exists():
+    from vmr_cli.search import _Video
+
+    row = {"path": "v.mp4", "duration": 1.0, "id": 1}
+    v = _Video(row, [], np.array([0.5]), np.array([0.8]), 1.0)
+    assert len(v.proposals(v.times, v.sims, v.step, 3)) == 1
 
 
 # --- checkpoint -------------------------------------------------------------------
