@@ -28,3 +28,11 @@ def cached_world(folder: Path, videos: int, duration: float, seed: int) -> list[
         print(f"generating {folder.name} (once)...", file=sys.stderr)
         generate_world(folder, videos=videos, duration=duration, seed=seed)
     return [json.loads(line) for line in marker.read_text().splitlines() if line.strip()]
+
+
+def library_for(folder: Path, model: Path | str = TINY_MODEL) -> Path:
+    """Where a world's library is kept for a model: one library per (world, model), so a
+    benchmark run with ``--model`` never mixes embeddings of two encoders."""
+    model = Path(model)
+    suffix = "" if model.resolve() == TINY_MODEL.resolve() else f"_{model.name}"
+    return OUT / f"library_{folder.name}{suffix}"

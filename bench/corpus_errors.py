@@ -1,9 +1,9 @@
 """Why corpus search misses: the top result of every query of a synthetic world, classified.
 
-    python bench/corpus_errors.py [--videos 10] [--duration 120] [--seed 0] [--exhaustive]
+    python bench/corpus_errors.py [--videos 10] [--duration 120] [--seed 0] [--model DIR] [--exhaustive]
 
 Runs each query of the world against the whole library (the corpus setting of
-``vmr eval``) with the trained tiny CLIP and sorts its top result into:
+``vmr eval``) with the trained tiny CLIP (or ``--model``) and sorts its top result into:
 
 - right: the right video, IoU >= 0.5 with the moment;
 - right video, poor overlap: the right video, IoU < 0.5;
@@ -21,7 +21,7 @@ import argparse
 import json
 from collections import Counter
 
-from common import OUT, TINY_MODEL, cached_world
+from common import OUT, TINY_MODEL, cached_world, library_for
 
 
 def classify(result: dict, query_event: dict, plans: dict, path_of: dict) -> str:
@@ -55,14 +55,15 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=10)
     parser.add_argument("--duration", type=float, default=120)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=str(TINY_MODEL), help="encoder folder (default: the tiny CLIP)")
     parser.add_argument("--exhaustive", action="store_true")
     args = parser.parse_args()
     folder = OUT / f"eval_world_{args.videos}v_{args.duration:g}s_seed{args.seed}"
     records = cached_world(folder, args.videos, args.duration, args.seed)
     plans = {p["video_id"]: p for p in plan_world(args.videos, args.duration, args.seed)}
     events = {ev["query"]: dict(ev, vid=vid) for vid, p in plans.items() for ev in p["events"]}
-    library = Library(str(OUT / f"library_{folder.name}"))
-    index_paths(library, [str(folder)], model=str(TINY_MODEL), progress=False)
+    library = Library(str(library_for(folder, args.model)))
+    index_paths(library, [str(folder)], model=args.model, progress=False)
     path_of = {vid: str(folder / f"{vid}.mp4") for vid in plans}
     searcher = Searcher(library, frame_cache=False)
     counts, lines = Counter(), []

@@ -1,9 +1,9 @@
 """The README's accuracy table: vmr eval on a fixed synthetic world, trimmed and exhaustive.
 
-    python bench/world_eval.py [--videos 10] [--duration 120] [--seed 0]
+    python bench/world_eval.py [--videos 10] [--duration 120] [--seed 0] [--model DIR]
 
 Generates the world once (bench/out/), indexes it with the trained tiny CLIP
-and runs ``vmr eval`` twice (trimmed, then exhaustive); prints one table with
+(or ``--model``, into a library of its own) and runs ``vmr eval`` twice (trimmed, then exhaustive); prints one table with
 the uniform-random baseline.  Synthetic-world numbers only.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from common import OUT, TINY_MODEL, cached_world
+from common import OUT, TINY_MODEL, cached_world, library_for
 
 KEYS = ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "R5@0.5", "mAP"]
 
@@ -25,12 +25,13 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=10)
     parser.add_argument("--duration", type=float, default=120)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=str(TINY_MODEL), help="encoder folder (default: the tiny CLIP)")
     args = parser.parse_args()
     folder = OUT / f"eval_world_{args.videos}v_{args.duration:g}s_seed{args.seed}"
     cached_world(folder, args.videos, args.duration, args.seed)
-    library = Library(str(OUT / f"library_{folder.name}"))
+    library = Library(str(library_for(folder, args.model)))
     reports = {mode: evaluate(library, str(folder / "annotations.jsonl"), str(folder),
-                              exhaustive=mode == "exhaustive", model=str(TINY_MODEL), progress=False)
+                              exhaustive=mode == "exhaustive", model=args.model, progress=False)
                for mode in ("trimmed", "exhaustive")}
     print(json.dumps(reports, indent=2))
     n = reports["trimmed"]["n_queries"]
