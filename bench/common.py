@@ -30,9 +30,14 @@ def cached_world(folder: Path, videos: int, duration: float, seed: int) -> list[
     return [json.loads(line) for line in marker.read_text().splitlines() if line.strip()]
 
 
+def model_suffix(model: Path | str = TINY_MODEL) -> str:
+    """Nothing for the tiny CLIP, else "_<folder name>": what tells apart the outputs of one
+    benchmark run with another encoder (``--model``)."""
+    model = Path(model)
+    return "" if model.resolve() == TINY_MODEL.resolve() else f"_{model.name}"
+
+
 def library_for(folder: Path, model: Path | str = TINY_MODEL) -> Path:
     """Where a world's library is kept for a model: one library per (world, model), so a
     benchmark run with ``--model`` never mixes embeddings of two encoders."""
-    model = Path(model)
-    suffix = "" if model.resolve() == TINY_MODEL.resolve() else f"_{model.name}"
-    return OUT / f"library_{folder.name}{suffix}"
+    return OUT / f"library_{folder.name}{model_suffix(model)}"

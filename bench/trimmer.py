@@ -1,6 +1,6 @@
 """The trained trimmer against the parameter-free path, with ablations, on synthetic worlds.
 
-    python bench/trimmer.py [--train-seeds 100-123] [--epochs 20] [--eval-seed 0] [--only full,noB,...]
+    python bench/trimmer.py [--train-seeds 100-123] [--epochs 20] [--eval-seed 0] [--only full,noB,...] [--model DIR]
 
 Training data: worlds of 10 videos x 60 s for each training seed (generated
 once into bench/out/), gathered into one folder of links with one annotation
@@ -11,7 +11,8 @@ Each variant is trained once into bench/out/trimmer_<variant> (an existing
 finished one is reused: delete the folder to retrain).  Variants: full,
 noA/noB/noM (that input zero in training and search), nodistill (student
 without the distillation loss), K1 (one selection step instead of three).
-All numbers are synthetic-world numbers with the tiny CLIP.
+All numbers are synthetic-world numbers with the tiny CLIP (or ``--model``: its own libraries
+and trimmer folders).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import os
 import sys
 
-from common import OUT, TINY_MODEL, cached_world
+from common import OUT, TINY_MODEL, cached_world, library_for, model_suffix
 
 VARIANTS = {"full": {}, "noA": {"drop": ("A",)}, "noB": {"drop": ("B",)}, "noM": {"drop": ("M",)},
             "nodistill": {"distill": False}, "K1": {"steps": 1}}
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--eval-seed", type=int, default=0)
     parser.add_argument("--only", default=",".join(VARIANTS))
+    parser.add_argument("--model", default=str(TINY_MODEL), help="encoder folder (default: the tiny CLIP)")
     args = parser.parse_args()
     from vmr_cli.evaluate import evaluate
     from vmr_cli.library import Library
@@ -65,23 +67,24 @@ def main() -> None:
     data = training_folder(train_seeds)
     eval_world = OUT / f"eval_world_10v_120s_seed{args.eval_seed}"
     cached_world(eval_world, 10, 120, args.eval_seed)
-    eval_library = Library(str(OUT / f"library_{eval_world.name}"))
-    train_library = Library(str(OUT / data.name.replace("train_combined", "library_train")))
+    eval_library = Library(str(library_for(eval_world, args.model)))
+    suffix = model_suffix(args.model)
+    train_library = Library(str(OUT / (data.name.replace("train_combined", "library_train") + suffix)))
     rows = []
 
     def measure(name: str, trimmer: str | None) -> None:
         found = evaluate(eval_library, str(eval_world / "annotations.jsonl"), str(eval_world),
-                         model=str(TINY_MODEL), progress=False, trimmer=trimmer)
+                         model=args.model, progress=False, trimmer=trimmer)
         rows.append({"variant": name, "single": found["single"], "corpus": found["corpus"],
                      "frames": found["cost"]["frames_encoded"]})
         print(f"{name}: {json.dumps(rows[-1])}", file=sys.stderr)
 
     measure("parameter-free", None)
     for name in args.only.split(","):
-        out = OUT / f"trimmer_{name}_{args.train_seeds}_e{args.epochs}"
+        out = OUT / f"trimmer_{name}_{args.train_seeds}_e{args.epochs}{suffix}"
         options = TrainOptions(epochs=args.epochs, **VARIANTS[name])
         train(train_library, str(data / "annotations.jsonl"), str(data), str(out), options=options,
-              model=str(TINY_MODEL), progress=False)
+              model=args.model, progress=False)
         measure(name, str(out))
     (OUT / "trimmer.json").write_text(json.dumps(rows, indent=2))
     print(f"\ntrained on worlds {args.train_seeds} (10 x 60 s each), {args.epochs} epochs; evaluated on world "
