@@ -106,6 +106,34 @@ def test_a_library_from_before_weight_hashes_records_them_on_first_use(model, tw
     assert checked["check"]["model"]["sha256"] == sha256_of(model / "model.safetensors")
 
 
+def test_a_changed_preprocessor_config_is_refused_at_index_and_search(model, two_videos, isolated_library):
+    vmr_json("index", two_videos, "--model", model)
+    before = counts()
+    config = model / "preprocessor_config.json"
+    original = config.read_text()
+    edited = json.loads(original)
+    edited["image_mean"] = [0.5, 0.5, 0.5]  # same weights, frames normalised differently
+    config.write_text(json.dumps(edited))
+    make_video(two_videos / "new.mp4", [("yellow", 2.0)])
+    for args in (("search", "red"), ("index", two_videos)):
+        line = one_error(vmr(*args, expect=1)[2])
+        assert "prepares frames differently" in line and "mean" in line and "--library" in line
+    assert counts() == before
+    config.write_text(original)  # the way out: the original file back
+    assert vmr_json("search", "red")["results"]
+    assert vmr_json("index", two_videos)["added"] == 1
+    # a library from before the preprocessing was recorded records it on first use
+    conn = sqlite3.connect(isolated_library / "catalog.db")
+    conn.execute("DELETE FROM meta WHERE key='encoder_preprocessing'")
+    conn.commit()
+    conn.close()
+    assert vmr_json("search", "red")["results"]
+    conn = sqlite3.connect(isolated_library / "catalog.db")
+    recorded = json.loads(conn.execute("SELECT value FROM meta WHERE key='encoder_preprocessing'").fetchone()[0])
+    conn.close()
+    assert recorded["mean"] == [round(x, 6) for x in json.loads(original)["image_mean"]]
+
+
 # -- 12.7 a moved model folder, a symlink, another model -------------------------------------------------
 def test_a_moved_model_folder_is_re_pointed_when_its_weights_agree(model, retrained, two_videos, tmp_path):
     vmr_json("index", two_videos, "--model", model)

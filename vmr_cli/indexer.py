@@ -130,6 +130,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
             if library.encoder() is None:
                 library.record_encoder(encoder.name, encoder.dim, encoder.image_size, clip_seconds,
                                        files=encoder.files)
+            library.check_preprocessing(encoder)
             _index_videos(library, work, roots, clip_seconds, encoder, backend, progress, summary, signature)
         library.save()
         summary["clips"] = library.catalog.counts()["clips"]

@@ -38,6 +38,7 @@ from .vectors import VectorStore, shard_ids
 
 STALE = "vectors missing or damaged; 'vmr index' re-embeds this video"
 WEIGHTS = "encoder_weights"  # meta: {"sha256", "files"} of the weights the library was built with
+PREPROCESSING = "encoder_preprocessing"  # meta: {"image_size", "mean", "std"} its frames were encoded with
 
 
 def default_directory() -> str:
@@ -186,6 +187,28 @@ class Library:
             return message + f"the original is still in the cache: vmr index --model {printable(original)}"
         return message + ("put the original weights back (or point the library at a copy of them: "
                           "vmr index --model DIR), or build a new library with --library NEWDIR")
+
+    def check_preprocessing(self, encoder) -> None:
+        """The encoder prepares frames as this library's were prepared (input size, mean, std), or
+        a one-line error.  The weights' hash does not cover ``preprocessor_config.json``: edited,
+        or another folder with the same weights and other preprocessing, it would mix two
+        embedding spaces silently.  A library from before this was recorded records it now."""
+        current = {"image_size": int(encoder.image_size), "mean": [round(float(x), 6) for x in encoder.mean],
+                   "std": [round(float(x), 6) for x in encoder.std]}
+        recorded = _json(self.catalog.get_meta(PREPROCESSING))
+        if recorded is None:
+            size = self.catalog.get_meta("image_size")
+            recorded = {"image_size": int(size)} if size is not None else {}
+            if all(recorded[k] == current[k] for k in recorded):
+                self.catalog.try_set_meta({PREPROCESSING: json.dumps(current)})
+                return
+        changed = [f"{k.replace('_', ' ')} {recorded[k]} recorded, {current[k]} now" for k in current
+                   if k in recorded and recorded[k] != current[k]]
+        if changed:
+            raise VmrError(f"model {printable(encoder.name)} prepares frames differently from when library "
+                           f"{printable(self.directory)} was built ({'; '.join(changed)}): its "
+                           "preprocessor_config.json changed, and encoding with it would mix two embedding "
+                           "spaces; put the original file back, or build a new library with --library NEWDIR")
 
     def check_model(self) -> dict | None:
         """``vmr status --check``: the model's weights hashed in full and compared with the record."""

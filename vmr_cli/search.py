@@ -102,6 +102,7 @@ class Searcher:
         if self.encoder.name != self.info["name"] or self.encoder.dim != self.info["dim"]:
             raise VmrError(f"library was built with encoder '{self.info['name']}', not "
                            f"'{self.encoder.name}'; search with the same model, or rebuild the library")
+        library.check_preprocessing(self.encoder)
         self.backend = backend
         self.frame_cache = library.frames if frame_cache else None
         # Repairs the FAISS cache in memory only: a search never writes the catalog or the
