@@ -118,8 +118,9 @@ def main() -> None:
                   f"{stats['frames_encoded']} frames encoded, {stats['frames_cached']} cached", file=sys.stderr)
 
     report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "videos": args.videos,
-              "duration": args.duration, "index": {"seconds": index_seconds, "per_frame": per_frame, "runs": index_runs, "per_frame_runs": per_frames,
-                                                   "passes_per_video_second": passes, "summary": summary},
+              "duration": args.duration,
+              "index": {"seconds": index_seconds, "per_frame": per_frame, "runs": index_runs,
+                        "per_frame_runs": per_frames, "passes_per_video_second": passes, "summary": summary},
               "searches": rows}
     (OUT / "realsize.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

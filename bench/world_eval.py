@@ -3,8 +3,9 @@
     python bench/world_eval.py [--videos 10] [--duration 120] [--seed 0] [--model DIR]
 
 Generates the world once (bench/out/), indexes it with the trained tiny CLIP
-(or ``--model``, into a library of its own) and runs ``vmr eval`` twice (trimmed, then exhaustive); prints one table with
-the uniform-random baseline.  Synthetic-world numbers only.
+(or ``--model``, into a library of its own) and runs ``vmr eval`` twice
+(trimmed, then exhaustive); prints one table with the uniform-random baseline.
+Synthetic-world numbers only.
 """
 
 from __future__ import annotations

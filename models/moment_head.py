@@ -121,9 +121,10 @@ def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_
     similarity [T]; step: the dense sampling interval. A run of frames i..j
     spans [times[i] - step/2 (>= 0), times[j] + step/2]. Runs never cross a
     gap > 1.5 * step (unverified clips). Proposals shorter than ``min_len``
-    seconds, or of fewer than ``min_frames`` frames, are dropped. Runs are found, and scored, on the scores smoothed by
-    a moving average of about ``smooth`` seconds (0 turns it off); ``alpha``
-    weighs the contrast with the frames around a window.
+    seconds, or of fewer than ``min_frames`` frames, are dropped. Runs are
+    found, and scored, on the scores smoothed by a moving average of about
+    ``smooth`` seconds (0 turns it off); ``alpha`` weighs the contrast with the
+    frames around a window.
 
     ``baseline`` is the video's background similarity level (e.g. the median
     query similarity of all its clips' index vectors). With it, thresholds run

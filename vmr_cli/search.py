@@ -285,10 +285,10 @@ class _Video:
 
         A moment needs at least two frames: on the 1-per-second stored timeline one frame that
         happens to match (a passing object, a lucky pose) would otherwise score as high as a
-        whole event (R1@0.5 on the synthetic benchmark,
-        seeds 0/1/2: moment retrieval 82.2/87.2/73.9 -> 84.4/87.2/73.9, corpus
-        51.1/55.3/52.2 -> 53.3/57.4/52.2).
-        Only where no run of two frames exists (a very short video) does one frame do."""
+        whole event (R1@0.5 on the synthetic benchmark, seeds 0/1/2: moment retrieval
+        82.2/87.2/73.9 -> 84.4/87.2/73.9, corpus 51.1/55.3/52.2 -> 53.3/57.4/52.2).  Only
+        where no run of two frames exists (a very short video) does one frame do, so frames
+        given always yield a window."""
         from vmr_models.moment_head import propose_moments
 
         def propose(min_frames):
@@ -317,10 +317,8 @@ def _snapped(v, window) -> tuple[float, float, float]:
     inside = (v.times >= start) & (v.times <= end)
     if inside.sum() < 2:
         return window
-    found = v.proposals(v.times[inside], v.sims[inside], v.step, 1)
-    if not found:
-        return window
-    return found[0][0], found[0][1], found[0][2] * math.sqrt(max(score, 0.0))
+    (start, end, level), = v.proposals(v.times[inside], v.sims[inside], v.step, 1)
+    return start, end, level * math.sqrt(max(score, 0.0))
 
 
 def dense_grid(start: float, end: float, fps: float) -> list[float]:
