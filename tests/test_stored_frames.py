@@ -35,6 +35,57 @@ def test_index_encodes_2n_plus_1_frames_and_stores_them(tiny_model, tmp_path, mo
     assert np.allclose(shard["A"], shard["F"][1::2].astype(np.float32), atol=2e-3)
 
 
+@pytest.mark.parametrize("guess", [None, 17])
+def test_decoding_that_starts_before_the_model_loads_ends_at_the_size_the_model_takes(
+        tiny_model, tmp_path, monkeypatch, guess):
+    """The index decodes while the model loads, at the size the model's configs name; where they
+    name none (or another), the frames are decoded again at the loaded model's size, so the
+    stored embeddings are the ones a plain run gives."""
+    from vmr_cli import indexer
+    from vmr_cli.encoders import ClipEncoder
+
+    make_video(tmp_path / "v" / "two.mp4", [("red", 2.0), ("testsrc", 3.0)])
+    sizes = []
+    real = ClipEncoder.encode_images
+
+    def seeing(self, frames):
+        sizes.append(frames.shape[-1])
+        return real(self, frames)
+
+    monkeypatch.setattr(ClipEncoder, "encode_images", seeing)
+    vmr_json("--library", tmp_path / "plain", "index", tmp_path / "v", "--model", tiny_model)
+    monkeypatch.setattr(indexer, "input_size", lambda files: guess)
+    vmr_json("--library", tmp_path / "guessed", "index", tmp_path / "v", "--model", tiny_model)
+    assert len(set(sizes)) == 1  # never frames of another size handed to the encoder
+    shards = []
+    for name in ("plain", "guessed"):
+        lib = Library(str(tmp_path / name))
+        video = lib.catalog.videos("ok")[0]
+        shards.append(lib.vectors.read_shard(video["id"], video["vectors_token"])["F"])
+        lib.close()
+    assert np.array_equal(shards[0], shards[1])
+
+
+def test_a_model_that_fails_to_load_leaves_no_decoding_behind(tiny_model, tmp_path, monkeypatch):
+    import threading
+
+    from vmr_cli import indexer
+    from vmr_cli.errors import VmrError
+
+    def broken(self, files, *args, **kwargs):
+        raise VmrError("cannot load model: damaged")
+
+    for k in range(4):  # more messages than the decode queue holds: only closing it ends the thread
+        make_video(tmp_path / "v" / f"{k}.mp4", [("red", 2.0)])
+    monkeypatch.setattr(indexer.ClipEncoder, "__init__", broken)
+    lib = Library(str(tmp_path / "lib"))
+    with pytest.raises(VmrError, match="damaged"):
+        indexer.index_paths(lib, [str(tmp_path / "v")], model=tiny_model, progress=False)
+    assert not [t for t in threading.enumerate() if t.name == "vmr-decode"]
+    assert lib.catalog.videos() == [] and lib.encoder() is None  # nothing recorded for a model never loaded
+    lib.close()
+
+
 def test_search_reuses_frames_and_a_changed_video_drops_them(indexed_videos):
     folder = indexed_videos
     first = vmr_json("search", "blue", "--refine", "3")

@@ -326,6 +326,15 @@ def _pooled(output):
     return getattr(output, "pooler_output", output)
 
 
+def input_size(files: ModelFiles) -> int | None:
+    """The frame size the model's image tower takes, from its configs alone (nothing loaded), so
+    decoding can start while the weights load; None where only loading the model can tell."""
+    prep = _read_json(files.folder, "preprocessor_config.json")
+    vision = _read_json(files.folder, "config.json").get("vision_config") or {}
+    size = _crop_size(prep) or vision.get("image_size")
+    return int(size) if size else None
+
+
 def _crop_size(prep: dict):
     crop = prep.get("crop_size")
     if isinstance(crop, dict):

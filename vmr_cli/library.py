@@ -96,9 +96,11 @@ class Library:
         }
 
     def record_encoder(self, name: str, dim: int, image_size: int, clip_seconds: float,
-                       files: ModelFiles | None = None) -> None:
-        """The encoder of a new library; with ``files``, the hash of its weights too."""
-        weights = weights_identity(files) if files is not None else None
+                       files: ModelFiles | None = None, weights: dict | None = None) -> None:
+        """The encoder of a new library; with ``files``, the hash of its weights too (``weights``:
+        their ``weights_identity``, when the caller computed it already)."""
+        if weights is None and files is not None:
+            weights = weights_identity(files)
         with self.catalog.transaction():
             self.catalog.set_meta("encoder", name)
             self.catalog.set_meta("embedding_dim", dim)
