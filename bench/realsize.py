@@ -1,6 +1,6 @@
 """Speed at the size users run: index and search with a ViT-B/32-sized CLIP on this CPU.
 
-    python bench/realsize.py [--videos 8] [--duration 120] [--rounds 3]
+    python bench/realsize.py [--videos 8] [--duration 120] [--rounds 3] [--index-runs 3]
 
 A CLIP with ViT-B/32's shapes and random weights (bench/vitb32.py) costs what
 openai/clip-vit-base-patch32 costs.  On a synthetic-world library of
@@ -9,7 +9,8 @@ openai/clip-vit-base-patch32 costs.  On a synthetic-world library of
 
 - index: ``vmr index`` wall time over (per-frame encode time x seconds of
   video): encoder passes per second of video, decoding and start-up included;
-  the per-frame time is measured in the same run, at the batch size vmr uses;
+  the per-frame time is measured in the same run, at the batch size vmr uses,
+  before, between and after ``--index-runs`` index runs (medians of each);
 - F, the floor every search pays: a fresh process that imports what ``vmr
   search`` imports (torchcodec included, which a search imports when it
   decodes; not transformers, which vmr no longer needs for a CLIP model),
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--duration", type=float, default=120)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--index-runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
     from vitb32 import make_vitb32
@@ -87,10 +89,10 @@ def main() -> None:
     vmr = [sys.executable, "-m", "vmr_cli", "--library", str(library)]
     py = sys.executable
 
-    # The machine is noisy (one frame took 30 to 50 ms in runs minutes apart), so the per-frame
-    # time is measured before, between and after two index runs, and medians are compared.
+    # The machine is noisy (one frame took 26 to 52 ms in runs minutes apart), so the per-frame
+    # time is measured before, between and after three index runs, and medians are compared.
     per_frames, index_runs = [], []
-    for run in range(2):
+    for run in range(args.index_runs):
         per_frames.append(json.loads(timed([py, "-c", PER_FRAME, str(model), "64"])[1]))
         shutil.rmtree(library, ignore_errors=True)
         seconds, out = timed(vmr + ["index", str(world), "--model", str(model), "--json"])
