@@ -534,8 +534,10 @@ def test_damaged_streams_are_indexed_and_too_damaged_ones_fail(tiny_model, tmp_p
            "-pix_fmt", "yuv420p", "-g", "20", work / "h264.mp4")
     hit = _damage_packets(work / "h264.mp4", folder / "some frames damaged.mp4", every=10)
     _damage_packets(work / "h264.mp4", folder / "mostly damaged.mp4", every=1, keep_first=40)
+    # Key frames 10 s apart: the frames the index samples are decoded through the damage (with
+    # one every 1.2 s, libtheora's default, it samples key frames around it and never meets it).
     ffmpeg("-f", "lavfi", "-t", "20", "-i", "testsrc2=size=160x120:rate=10", "-c:v", "libtheora",
-           "-q:v", "5", work / "theora.ogv")
+           "-q:v", "5", "-g", "100", work / "theora.ogv")
     _damage_ogg(work / "theora.ogv", folder / "damaged theora.ogv")
     for name in ("some frames damaged.mp4", "damaged theora.ogv"):  # ffmpeg gets through these two
         assert subprocess.run(["ffmpeg", "-v", "quiet", "-i", str(folder / name), "-f", "null", "-"]).returncode == 0

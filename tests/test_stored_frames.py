@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -83,6 +84,55 @@ def test_a_model_that_fails_to_load_leaves_no_decoding_behind(tiny_model, tmp_pa
         indexer.index_paths(lib, [str(tmp_path / "v")], model=tiny_model, progress=False)
     assert not [t for t in threading.enumerate() if t.name == "vmr-decode"]
     assert lib.catalog.videos() == [] and lib.encoder() is None  # nothing recorded for a model never loaded
+    lib.close()
+
+
+def test_index_times_move_onto_nearby_key_frames_in_order():
+    from vmr_cli.indexer import on_key_frames
+
+    keys = [(k * 1.15, k * 1.15 + 0.1) for k in range(6)]  # phone-like: a key frame every 1.15 s
+    times = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 5.9]
+    moved = on_key_frames(times, keys, tolerance=0.5)
+    # 0.0 is on a key frame already; 4.0 has none within 0.5 s but the one 3.0 took; 5.0
+    # takes the middle of the key frame before it, 5.9 the one just before it
+    assert moved == pytest.approx([0.0, 1.2, 2.35, 3.5, 4.0, 4.65, 5.8])
+    assert all(abs(m - t) <= 0.5 for m, t in zip(moved, times))
+    assert all(a < b for a, b in zip(moved, moved[1:]))
+    assert on_key_frames(times, [], 0.5) == times  # no key frames known: nothing moves
+    # never past the next time asked, never onto the frame the time before took
+    assert on_key_frames([1.0, 1.2], [(1.1, 1.2)], 0.5) == [pytest.approx(1.15), 1.2]
+    assert on_key_frames([1.0, 1.1], [(1.4, 1.5)], 0.5) == [1.0, pytest.approx(1.45)]  # 1.0 may not pass 1.1
+
+
+def test_a_phone_like_video_is_indexed_on_its_key_frames(tiny_model, tmp_path):
+    """29.97 fps with a key frame every 30 frames: no sampled second falls on a key frame, so
+    each would decode up to a second of frames; the index takes the key frames instead, and
+    stores the times it took them at."""
+    from vmr_cli.decode import open_reader
+    from vmr_cli.encoders import ClipEncoder
+    from vmr_cli.probe import probe
+
+    path = tmp_path / "v" / "phone.mp4"
+    path.parent.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30000/1001",
+                    "-frames:v", "330", "-c:v", "libx264", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0",
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+    vmr_json("index", path.parent, "--model", tiny_model)
+    lib = Library()
+    video = lib.catalog.videos("ok")[0]
+    shard = lib.vectors.read_shard(video["id"], video["vectors_token"])
+    times = [float(t) for t in shard["F_t"]]
+    assert len(times) == 2 * video["n_clips"] + 1 and all(a < b for a, b in zip(times, times[1:]))
+    keys = [k * 1001 / 30000 for k in range(0, 400, 30)]  # where the key frames are shown
+    on_key = [t for t in times if any(k <= t < k + 1001 / 30000 for k in keys)]
+    assert len(on_key) >= len(times) - 2 and all(abs(t - round(t)) <= 0.5 for t in times[:-1])
+    # what is stored is the frame shown at the stored time
+    info = probe(str(path))
+    encoder = ClipEncoder(tiny_model)
+    reader = open_reader(str(path), info, encoder.image_size)
+    again = encoder.encode_images(reader.frames_at(times)).numpy()
+    reader.close()
+    assert np.allclose(shard["F"].astype(np.float32), again, atol=2e-3)
     lib.close()
 
 

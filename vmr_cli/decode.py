@@ -54,6 +54,12 @@ class _Reader:
     def _frames(self, times: list[float]):
         raise NotImplementedError
 
+    def key_frames(self) -> list[tuple[float, float]]:
+        """The display intervals [start, end) of the file's key frames, in seconds from the
+        stream's start, where the backend knows them cheaply; [] otherwise (then times are
+        never moved to key frames)."""
+        return []
+
     def close(self) -> None:
         """Release what the decoder holds between calls."""
 
@@ -73,14 +79,33 @@ class TorchcodecReader(_Reader):
         w, h = self.info.width, self.info.height
         scale = self.size / min(w, h)
         resized = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
-        self._decoder = VideoDecoder(self.path, num_ffmpeg_threads=0,
-                                     transforms=[Resize(resized), CenterCrop((self.size, self.size))])
-        meta = self._decoder.metadata
+        decoder = VideoDecoder(self.path, num_ffmpeg_threads=0,
+                               transforms=[Resize(resized), CenterCrop((self.size, self.size))])
+        meta = decoder.metadata
         self._begin = float(meta.begin_stream_seconds or 0.0)
         self._end = float(meta.end_stream_seconds or self.info.duration)
-        # torchcodec scanned the stream: a duration it cannot back is the file's lie
+        # torchcodec scanned the stream: a duration it cannot back is the file's lie (checked
+        # before the decoder is kept, so every later call asks again rather than decoding)
         check_duration(self.info.duration, fps=self.info.fps, frames=meta.num_frames,
                        stream_end=self._end - self._begin if meta.end_stream_seconds else None)
+        self._decoder = decoder
+
+    def key_frames(self) -> list[tuple[float, float]]:
+        """From the index torchcodec builds when it opens the file (no decoding), at the
+        average frame rate.  [] when (nearly) every frame is a key frame: random access
+        already decodes one frame per time there."""
+        if self._decoder is None:
+            self._open()
+        meta = self._decoder.metadata
+        fps = float(meta.average_fps or self.info.fps or 0.0)
+        # A private method of torchcodec (pinned): without it, times simply stay where they are.
+        indices = getattr(self._decoder, "_get_key_frame_indices", None)
+        if fps <= 0 or indices is None:
+            return []
+        keys = indices().tolist()
+        if not keys or len(keys) * 4 > (meta.num_frames or 0):
+            return []
+        return [(i / fps, (i + 1) / fps) for i in keys]
 
     def _frames(self, times):
         import torch
@@ -286,6 +311,17 @@ class _FallbackReader(_Reader):
             self.reader.close()
             self.reader = PyAVReader(self.path, self.info, self.size)
             return self.reader._frames(times)
+
+    def key_frames(self) -> list[tuple[float, float]]:
+        """The backend's key frames; [] where it cannot tell (a file it fails to open is then
+        handled by the decode that follows, which falls back as usual).  A DecodeError (the
+        file itself is wrong) is the file's answer either way."""
+        try:
+            return self.reader.key_frames()
+        except DecodeError:
+            raise
+        except (RuntimeError, ValueError, IndexError, OSError):
+            return []
 
     @property
     def bad_frames(self) -> int:
