@@ -1,9 +1,10 @@
 """Index speed against the bare decode cost of the same file, measured side by side.
 
-    python bench/index.py [--minutes 5] [--model DIR] [--repeat 2]
+    python bench/index.py [--minutes 5] [--model DIR] [--repeat 2] [--fps 30] [--gop 60]
 
 Generates (once, cached in bench/out/) a 1080p H.264 video at 30 fps with a
-2 s key-frame interval, then times, alternately:
+2 s key-frame interval (``--fps 29.97 --gop 30``: as phones record, a key frame
+every 30 frames that seldom falls on the second), then times, alternately:
   * ffmpeg decoding the whole file scaled to the encoder's input size
     (``-vf scale=S:S -f null -``), and
   * ``vmr index`` of that file into a fresh library (the whole process: start-up,
@@ -26,16 +27,20 @@ from pathlib import Path
 from common import OUT, TINY_MODEL
 
 
-def make_video(minutes: float) -> Path:
+RATES = {"30": "30", "29.97": "30000/1001", "25": "25", "60": "60", "59.94": "60000/1001"}
+
+
+def make_video(minutes: float, fps: str = "30", gop: int = 60) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"bench_{minutes:g}min_1080p30.mp4"
+    name = "" if (fps, gop) == ("30", 60) else f"_{fps}fps_gop{gop}"
+    path = OUT / f"bench_{minutes:g}min_1080p30{name}.mp4"
     if not path.exists():
         print(f"generating {path.name} (once)...", file=sys.stderr)
         tmp = path.with_suffix(".tmp.mp4")
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                        f"testsrc2=size=1920x1080:rate=30:duration={minutes * 60}",
-                        "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p",
-                        str(tmp)], check=True)
+                        f"testsrc2=size=1920x1080:rate={RATES[fps]}:duration={minutes * 60}",
+                        "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop), "-keyint_min", str(gop),
+                        "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(tmp)], check=True)
         tmp.rename(path)
     return path
 
@@ -76,9 +81,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--model", default=None)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--fps", choices=sorted(RATES), default="30")
+    parser.add_argument("--gop", type=int, default=60, help="frames from one key frame to the next")
     args = parser.parse_args()
     model = args.model or default_model()
-    video = make_video(args.minutes)
+    video = make_video(args.minutes, args.fps, args.gop)
     size = image_size(model)
     decode, index = [], []
     for _ in range(args.repeat):  # alternate, so both see the same machine load

@@ -59,9 +59,14 @@ def on_key_frames(times: list[float], keys: list[tuple[float, float]], tolerance
     ``keys``: display intervals [start, end) of the key frames, sorted.  A moved time is
     the middle of its key frame's interval, strictly after the time before it and before
     the next time asked, so the times stay in order and each still stands for its place in
-    the clip grid.  Times already on a key frame, or with none near, stay as they are."""
+    the clip grid.  Times already on a key frame, or with none near, stay as they are, and
+    so do all of them where key frames come less than once every 4 x ``tolerance`` seconds
+    (a clip) on average: the decoder then runs through every GOP anyway, and nothing would
+    be saved by moving a few times."""
     import bisect
 
+    if not times or len(keys) * 4 * tolerance < times[-1] - times[0]:
+        return list(times)
     starts = [a for a, _ in keys]
     out: list[float] = []
     for i, t in enumerate(times):
