@@ -99,12 +99,15 @@ def test_index_times_move_onto_nearby_key_frames_in_order():
     assert all(abs(m - t) <= 0.5 for m, t in zip(moved, times))
     assert all(a < b for a, b in zip(moved, moved[1:]))
     assert on_key_frames(times, [], 0.5) == times  # no key frames known: nothing moves
+    # no gap search would read as a hole: 1.0 -> 0.5 may not be followed by 2.0 -> 2.5
+    gapless = on_key_frames([0.0, 1.0, 2.0, 3.0], [(0.0, 0.1), (0.45, 0.55), (2.45, 2.55)], 0.5)
+    assert gapless == pytest.approx([0.0, 0.5, 2.0, 2.5]) and max(b - a for a, b in zip(gapless, gapless[1:])) <= 1.5
     # key frames far apart (fewer than one a clip): the decoder reads every GOP anyway
     assert on_key_frames([float(t) for t in range(41)], [(0.0, 0.1), (20.8, 20.9), (40.0, 40.1)], 0.5) \
         == [float(t) for t in range(41)]
     # never past the next time asked, never onto the frame the time before took
     assert on_key_frames([1.0, 1.2], [(1.1, 1.2)], 0.5) == [pytest.approx(1.15), 1.2]
-    assert on_key_frames([1.0, 1.1], [(1.4, 1.5)], 0.5) == [1.0, pytest.approx(1.45)]  # 1.0 may not pass 1.1
+    assert on_key_frames([1.0, 1.1], [(1.4, 1.5)], 0.5) == [1.0, 1.1]  # 1.0 may not pass 1.1, 1.1 not leap 0.35
 
 
 def test_a_phone_like_video_is_indexed_on_its_key_frames(tiny_model, tmp_path):

@@ -58,11 +58,12 @@ def on_key_frames(times: list[float], keys: list[tuple[float, float]], tolerance
 
     ``keys``: display intervals [start, end) of the key frames, sorted.  A moved time is
     the middle of its key frame's interval, strictly after the time before it and before
-    the next time asked, so the times stay in order and each still stands for its place in
-    the clip grid.  Times already on a key frame, or with none near, stay as they are, and
-    so do all of them where key frames come less than once every 4 x ``tolerance`` seconds
-    (a clip) on average: the decoder then runs through every GOP anyway, and nothing would
-    be saved by moving a few times."""
+    the next time asked, and no further from the time before it than 1.5 times the step
+    asked (search reads a wider gap as a hole in the timeline), so the times stay in order
+    and each still stands for its place in the clip grid.  Times already on a key frame, or
+    with none near, stay as they are, and so do all of them where key frames come less than
+    once every 4 x ``tolerance`` seconds (a clip) on average: the decoder then runs through
+    every GOP anyway, and nothing would be saved by moving a few times."""
     import bisect
 
     if not times or len(keys) * 4 * tolerance < times[-1] - times[0]:
@@ -72,12 +73,13 @@ def on_key_frames(times: list[float], keys: list[tuple[float, float]], tolerance
     for i, t in enumerate(times):
         previous = out[-1] if out else -math.inf
         after = times[i + 1] if i + 1 < len(times) else math.inf
+        reach = previous + 1.5 * (t - times[i - 1]) if i else math.inf
         k = bisect.bisect_right(starts, t) - 1
         if k >= 0 and keys[k][0] <= t < keys[k][1]:
             out.append(t)
             continue
         near = [(a + b) / 2 for a, b in keys[max(0, k):k + 2]]
-        near = [m for m in near if abs(m - t) <= tolerance and previous < m < after]
+        near = [m for m in near if abs(m - t) <= tolerance and previous < m < after and m <= reach]
         out.append(min(near, key=lambda m: abs(m - t)) if near else t)
     return out
 
