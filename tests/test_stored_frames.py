@@ -87,6 +87,15 @@ def test_a_model_that_fails_to_load_leaves_no_decoding_behind(tiny_model, tmp_pa
     lib.close()
 
 
+def test_index_times_never_go_back_at_a_very_short_last_clip():
+    from vmr_cli.indexer import clip_grid, grid_times
+
+    times = grid_times(clip_grid(12.012, 2.0), 30000 / 1001)  # 12 s and a 12 ms last clip
+    assert times[-3:] == pytest.approx([12.0, 12.006, 12.006])
+    assert all(a <= b for a, b in zip(times, times[1:]))
+    assert grid_times(clip_grid(6.0, 2.0), 10.0) == pytest.approx([0, 1, 2, 3, 4, 5, 5.9])
+
+
 def test_index_times_move_onto_nearby_key_frames_in_order():
     from vmr_cli.indexer import on_key_frames
 

@@ -45,7 +45,7 @@ def grid_times(grid, fps: float) -> list[float]:
     for start, end in grid:
         times += [start, (start + end) / 2]
     start, end = grid[-1]
-    times.append(max(start, end - step))
+    times.append(max((start + end) / 2, end - step))  # a last clip shorter than two frames: its middle
     return times
 
 
