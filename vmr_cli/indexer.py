@@ -192,8 +192,8 @@ def _index_videos(library, work, roots, name, clip_seconds, encoder, backend, pr
     (TransientError) only reported.
 
     Loading the model, hashing its weights (a new library) and decoding the first frames run
-    at once: on 2 cores that took 0.6 s off every run's start, which is all of the
-    run when one new video is indexed."""
+    at once: on 2 cores that took about half a second off every run's start, most of a run
+    that indexes one short new video."""
     from concurrent.futures import ThreadPoolExecutor
 
     new = library.encoder() is None
@@ -286,8 +286,8 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
             info = probe(item.path)
             grid = clip_grid(info.duration, clip_seconds)
             reader = open_reader(item.path, info, size, backend=backend)
-            times = on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
             try:
+                times = on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
                 for k0 in range(0, len(grid), CHUNK_CLIPS):
                     k1 = min(len(grid), k0 + CHUNK_CLIPS)
                     frames = reader.frames_at(times[2 * k0:2 * k1 + 1])
