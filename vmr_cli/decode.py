@@ -26,6 +26,9 @@ from .probe import VideoInfo, check_duration, is_environment_error
 # torch is imported where frames are made, not here: the CLI reads BACKENDS at start-up.
 
 SEQUENTIAL_ONLY = frozenset({"mpeg1video", "mpeg2video"})
+# What a backend raises when it cannot read a file, so PyAV reads it instead.  DecodeError (the
+# file itself is wrong) is none of these: it passes through every reader to the caller.
+BACKEND_FAILURES = (RuntimeError, ValueError, IndexError, OSError)
 
 
 def frame_times(times, info: VideoInfo) -> list[float]:
@@ -302,9 +305,7 @@ class _FallbackReader(_Reader):
     def _frames(self, times):
         try:
             return self.reader._frames(times)
-        except DecodeError:
-            raise
-        except (RuntimeError, ValueError, IndexError, OSError) as exc:
+        except BACKEND_FAILURES as exc:
             if isinstance(self.reader, PyAVReader):
                 raise
             self.fallback = f"decoded with PyAV: {self.reader.backend} failed ({first_line(exc)})"
@@ -314,13 +315,10 @@ class _FallbackReader(_Reader):
 
     def key_frames(self) -> list[tuple[float, float]]:
         """The backend's key frames; [] where it cannot tell (a file it fails to open is then
-        handled by the decode that follows, which falls back as usual).  A DecodeError (the
-        file itself is wrong) is the file's answer either way."""
+        handled by the decode that follows, which falls back as usual)."""
         try:
             return self.reader.key_frames()
-        except DecodeError:
-            raise
-        except (RuntimeError, ValueError, IndexError, OSError):
+        except BACKEND_FAILURES:
             return []
 
     @property
