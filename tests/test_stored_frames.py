@@ -87,6 +87,40 @@ def test_a_model_that_fails_to_load_leaves_no_decoding_behind(tiny_model, tmp_pa
     lib.close()
 
 
+def test_a_new_library_encodes_before_its_weights_hash_is_done(tiny_model, tmp_path, monkeypatch):
+    """Hashing the weights (0.6 s for ViT-B/32's, more from a cold disk) no longer holds back the
+    first frames: the hash is awaited at the first write, and recorded with the encoder."""
+    import threading
+
+    from vmr_cli import indexer
+
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0), ("testsrc", 2.0)])
+    encoding = threading.Event()
+    real_encode, real_hash = indexer.ClipEncoder.encode_images, indexer.weights_identity
+
+    def encode(self, frames):
+        encoding.set()
+        return real_encode(self, frames)
+
+    def slow_hash(files):  # returns only once encoding has begun (or gives up after 30 s)
+        return dict(real_hash(files), began_first=encoding.wait(30))
+
+    monkeypatch.setattr(indexer.ClipEncoder, "encode_images", encode)
+    monkeypatch.setattr(indexer, "weights_identity", slow_hash)
+    lib = Library(str(tmp_path / "lib"))
+    summary = indexer.index_paths(lib, [str(tmp_path / "v")], model=tiny_model, progress=False)
+    assert summary["added"] == 1
+    assert lib.encoder()["weights"]["began_first"] is True  # encoding did not wait for the hash
+    lib.close()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.mp4").write_bytes(b"not a video at all" * 100)
+    lib = Library(str(tmp_path / "lib2"))  # a new library whose only file fails still records its encoder
+    summary = indexer.index_paths(lib, [str(tmp_path / "bad")], model=tiny_model, progress=False)
+    assert [f["recorded"] for f in summary["failed"]] == [True]
+    assert lib.encoder()["name"] and "sha256" in lib.encoder()["weights"]
+    lib.close()
+
+
 def test_index_times_never_go_back_at_a_very_short_last_clip():
     from vmr_cli.indexer import clip_grid, grid_times
 
