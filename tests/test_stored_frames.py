@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -111,6 +112,10 @@ def test_a_new_library_encodes_before_its_weights_hash_is_done(tiny_model, tmp_p
     summary = indexer.index_paths(lib, [str(tmp_path / "v")], model=tiny_model, progress=False)
     assert summary["added"] == 1
     assert lib.encoder()["weights"]["began_first"] is True  # encoding did not wait for the hash
+    from vmr_cli.library import PREPROCESSING
+
+    recorded = json.loads(lib.catalog.get_meta(PREPROCESSING))  # written with the encoder, in one transaction
+    assert recorded["image_size"] == lib.encoder()["image_size"] and len(recorded["mean"]) == 3
     lib.close()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken.mp4").write_bytes(b"not a video at all" * 100)

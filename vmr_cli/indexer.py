@@ -197,6 +197,8 @@ def _index_videos(library, work, roots, name, clip_seconds, encoder, backend, pr
     600 MB of ViT-B/32 weights, more from a cold disk): it is needed at the first write."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from .library import preprocessing
+
     new = library.encoder() is None
     files = None if encoder else (locate_model(name) if new else library.verify_model())
     size = encoder.image_size if encoder else (input_size(files) if new else library.encoder()["image_size"])
@@ -208,8 +210,8 @@ def _index_videos(library, work, roots, name, clip_seconds, encoder, backend, pr
 
             def record_encoder():  # a new library's; the hash is awaited only here, not before encoding
                 library.record_encoder(encoder.name, encoder.dim, encoder.image_size, clip_seconds,
-                                       files=encoder.files, weights=weights.result() if weights else None)
-                library.check_preprocessing(encoder)
+                                       files=encoder.files, weights=weights.result() if weights else None,
+                                       preprocessing=preprocessing(encoder))
 
             if not new:
                 library.check_preprocessing(encoder)

@@ -96,9 +96,11 @@ class Library:
         }
 
     def record_encoder(self, name: str, dim: int, image_size: int, clip_seconds: float,
-                       files: ModelFiles | None = None, weights: dict | None = None) -> None:
+                       files: ModelFiles | None = None, weights: dict | None = None,
+                       preprocessing: dict | None = None) -> None:
         """The encoder of a new library; with ``files``, the hash of its weights too (``weights``:
-        their ``weights_identity``, when the caller computed it already)."""
+        their ``weights_identity``, when the caller computed it already), and its
+        ``preprocessing(encoder)``, all in one transaction."""
         if weights is None and files is not None:
             weights = weights_identity(files)
         with self.catalog.transaction():
@@ -108,6 +110,8 @@ class Library:
             self.catalog.set_meta("clip_seconds", clip_seconds)
             if weights:
                 self.catalog.set_meta(WEIGHTS, json.dumps(weights))
+            if preprocessing:
+                self.catalog.set_meta(PREPROCESSING, json.dumps(preprocessing))
         self.vectors.dim = dim
 
     def require_encoder(self) -> dict:
@@ -195,8 +199,7 @@ class Library:
         a one-line error.  The weights' hash does not cover ``preprocessor_config.json``: edited,
         or another folder with the same weights and other preprocessing, it would mix two
         embedding spaces silently.  A library from before this was recorded records it now."""
-        current = {"image_size": int(encoder.image_size), "mean": [round(float(x), 6) for x in encoder.mean],
-                   "std": [round(float(x), 6) for x in encoder.std]}
+        current = preprocessing(encoder)
         recorded = _json(self.catalog.get_meta(PREPROCESSING))
         if recorded is None:
             size = self.catalog.get_meta("image_size")
@@ -530,6 +533,12 @@ def _sibling_snapshot(files: ModelFiles, recorded: dict) -> str | None:
         except OSError:
             continue
     return None
+
+
+def preprocessing(encoder) -> dict:
+    """How an encoder prepares frames, as a library records it: input size, mean, std."""
+    return {"image_size": int(encoder.image_size), "mean": [round(float(x), 6) for x in encoder.mean],
+            "std": [round(float(x), 6) for x in encoder.std]}
 
 
 def _json(text: str | None):
