@@ -1,0 +1,53 @@
+"""How a vmr process ends once torch is loaded: without the interpreter's 0.4 s teardown, but
+with its exit status, its atexit handlers, its output flushed, and any running thread finished."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+PRELUDE = """
+import atexit, sys, threading, time
+import torch
+from vmr_cli import cli
+
+class Finalized:  # its __del__ runs only in the interpreter's teardown
+    def __del__(self):
+        sys.stdout.write("teardown ran\\n")
+
+kept = Finalized()
+atexit.register(lambda: sys.stdout.write("atexit ran\\n"))
+sys.stdout.write("x" * 100000 + "\\n")  # buffered output that must still arrive
+"""
+
+
+def run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PRELUDE + code], capture_output=True, text=True,
+                          cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+
+
+def test_a_torch_process_skips_teardown_but_keeps_status_handlers_and_output():
+    done = run("cli.exit_process(3)")
+    assert done.returncode == 3
+    assert "x" * 100000 in done.stdout and "atexit ran" in done.stdout
+    assert "teardown ran" not in done.stdout  # the 0.4 s of freeing torch's modules is skipped
+
+
+def test_a_message_exit_prints_it_and_returns_1():
+    done = run("cli.exit_process('Error: something')")
+    assert done.returncode == 1 and "Error: something" in done.stderr
+
+
+def test_a_running_thread_gets_the_ordinary_exit_and_finishes():
+    done = run("threading.Thread(target=lambda: (time.sleep(0.3), sys.stdout.write('thread done\\n'))).start()\n"
+               "cli.exit_process(0)")
+    assert done.returncode == 0 and "thread done" in done.stdout and "teardown ran" in done.stdout
+
+
+def test_vmr_main_ends_with_the_commands_status():
+    done = subprocess.run([sys.executable, "-m", "vmr_cli", "--library", os.devnull, "search", "x"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 1 and done.stderr.startswith("Error:")
