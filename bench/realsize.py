@@ -44,7 +44,7 @@ from vmr_cli.decode import import_torchcodec; import_torchcodec()  # what a sear
 import vmr_cli.cli, vmr_cli.library, vmr_cli.search
 from vmr_cli.encoders import ClipEncoder
 ClipEncoder(sys.argv[1]).encode_text([sys.argv[2]])
-import os; sys.stdout.flush(); os._exit(0)  # without the interpreter's teardown, as vmr ends
+vmr_cli.cli.exit_process(0)  # without the interpreter's teardown, as vmr ends
 """
 
 PER_FRAME = """
@@ -92,7 +92,7 @@ def main() -> None:
     py = sys.executable
 
     # The machine is noisy (one frame took 26 to 52 ms in runs minutes apart), so the per-frame
-    # time is measured before, between and after three index runs, and medians are compared.
+    # time is measured before, between and after the --index-runs index runs, and medians are compared.
     per_frames, index_runs = [], []
     for run in range(args.index_runs):
         per_frames.append(json.loads(timed([py, "-c", PER_FRAME, str(model), "64"])[1]))
