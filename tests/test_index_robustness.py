@@ -288,6 +288,27 @@ def test_a_missing_backend_stops_the_run_before_any_file(tiny_model, tmp_path, m
     assert (status()["videos"], status()["failed"]) == (1, 0)
 
 
+def test_a_search_decodes_with_pyav_where_torchcodec_cannot_load(tiny_model, tmp_path, monkeypatch):
+    """Indexed with --backend pyav because torchcodec does not load here: searching must work
+    too (with a note), and an explicit --backend torchcodec is the index's one-line error."""
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("blue", 3.0), ("red", 3.0), ("blue", 3.0)])
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import fails, as when not installed
+    vmr_json("index", folder, "--model", tiny_model, "--backend", "pyav")
+    code, out, err = vmr("search", "red", "--backend", "torchcodec", expect=1)
+    assert err.startswith("Error: the torchcodec backend cannot load (") and len(err.strip().splitlines()) == 1
+    found = vmr_json("search", "a red screen", "--top-k", "1")
+    assert found["stats"]["frames_decoded"] > 0 and found["stats"]["decoder"] == "pyav"
+    assert found["stats"]["decoder_note"].startswith("decoding with PyAV: torchcodec cannot load (")
+    assert found["results"][0]["video"] == str(folder / "a.mp4")
+    other = tmp_path / "other-library"  # its frame cache is empty: the table's search decodes too
+    vmr_json("index", folder, "--model", tiny_model, "--backend", "pyav", "--library", other)
+    code, out, err = vmr("search", "a red screen", "--top-k", "1", "--library", other)
+    assert "note: decoding with PyAV: torchcodec cannot load (" in err and "a.mp4" in out
+    found = vmr_json("search", "a blue screen", "--backend", "pyav", "--library", other, "--exhaustive")
+    assert found["stats"]["decoder"] == "pyav" and "decoder_note" not in found["stats"]
+
+
 def test_unreadable_changed_file_is_not_recorded_and_keeps_its_vectors(tiny_model, tmp_path):
     folder, lib = tmp_path / "v", tmp_path / "lib"
     make_video(folder / "a.mp4", [("red", 2.0)])

@@ -114,6 +114,12 @@ def library_option(func):
                         "command). Default: $VMR_LIBRARY or ~/.local/share/vmr.")(func)
 
 
+def search_backend_option(func):
+    return click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
+                        help="Video decoder for the frames a search looks at. Default: torchcodec, "
+                        "or PyAV where torchcodec cannot load (with a note).")(func)
+
+
 def trimmer_option(func):
     return click.option("--trimmer", type=click.Path(file_okay=False, exists=True),
                         help="A trimmer trained by vmr train: its network chooses the windows.")(func)
@@ -308,6 +314,7 @@ def results_table(results) -> str:
 @click.option("--per-video", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Moments at most from one video (none lies inside another).")
 @trimmer_option
+@search_backend_option
 @click.option("--paths", "paths_only", is_flag=True, help="Print only the paths of matching videos.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Also write a page with thumbnails and players for the results.")
@@ -316,8 +323,8 @@ def results_table(results) -> str:
 @library_option
 @click.pass_context
 @handle_errors
-def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, trimmer, paths_only,
-           html_path, open_page, as_json):
+def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, trimmer, backend,
+           paths_only, html_path, open_page, as_json):
     """Find the moments that match QUERY, best first."""
     from . import STARTED
     from .errors import VmrError
@@ -333,7 +340,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     if html_path:
         user_file_target(html_path, "--html")  # refused before the search, not after it
     startup = time.perf_counter() - STARTED
-    searcher = Searcher(lib, trimmer=trimmer)
+    searcher = Searcher(lib, trimmer=trimmer, backend=backend)
     found = searcher.search(query, options, progress=None)
     found["stats"]["time"] = {"startup": round(startup, 3), "model_load": round(searcher.load_seconds, 3),
                               **found["stats"]["time"]}
@@ -345,6 +352,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         _write_page(lib, lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
         say(f"warning: skipped {skipped['video']}: {skipped['error']}")
+    if found["stats"].get("decoder_note"):
+        say(f"note: {found['stats']['decoder_note']}")
     for note in found["stats"].get("fallbacks", []):
         say(f"note: {note['video']}: {note['reason']}")
     if as_json:
@@ -638,11 +647,13 @@ def play(ctx, rank, search_id, player):
 @click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False),
               help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting.")
 @trimmer_option
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
+              show_default=True, help="Video decoder, for indexing and search.")
 @json_option
 @library_option
 @click.pass_context
 @handle_errors
-def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_path, trimmer, as_json):
+def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_path, trimmer, backend, as_json):
     """Score search on an annotation file (Charades-STA or QVHighlights).
 
     Reports R1@0.3/0.5/0.7, mIoU, R5@0.5 and mAP for moment retrieval (query
@@ -657,7 +668,7 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     lib = open_library(ctx, create=True)
     try:
         report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
-                          predictions_path=predictions_path, model=model, trimmer=trimmer)
+                          predictions_path=predictions_path, model=model, trimmer=trimmer, backend=backend)
     except BaseException:
         lib.discard_if_empty()  # a failed first run leaves no empty library behind
         raise

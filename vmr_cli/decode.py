@@ -386,15 +386,41 @@ def require_backend(name: str) -> None:
             raise VmrError("the decord backend is not installed: pip install 'vmr[decord]', "
                            "or use --backend torchcodec") from None
     if name == "torchcodec":
-        try:
-            import_torchcodec()  # loads its FFmpeg libraries
-        except Exception as exc:  # ImportError, or OSError/RuntimeError when the libraries fail
-            raise VmrError(f"the torchcodec backend cannot load ({first_line(exc)}); reinstall it "
-                           "(pip install torchcodec), or use --backend pyav") from None
+        problem = _torchcodec_problem()
+        if problem:
+            raise VmrError(f"the torchcodec backend cannot load ({problem}); reinstall it "
+                           "(pip install torchcodec), or use --backend pyav")
     try:
         import av  # noqa: F401  (every backend falls back to PyAV, and MPEG-1/2 always uses it)
     except Exception as exc:
         raise VmrError(f"PyAV cannot load ({first_line(exc)}); reinstall it: pip install av") from None
+
+
+def _torchcodec_problem() -> str | None:
+    """Why torchcodec cannot load here (one line), or None when it loads."""
+    try:
+        import_torchcodec()  # loads its FFmpeg libraries
+    except Exception as exc:  # ImportError, or OSError/RuntimeError when the libraries fail
+        return first_line(exc)
+    return None
+
+
+def search_backend(name: str | None) -> tuple[str, str | None]:
+    """The backend a search decodes with, and a note when it is not the default.
+
+    ``name`` when given (an error when it cannot load, as for ``vmr index``).  By default
+    torchcodec, or PyAV where torchcodec cannot load: a search reads frames at a few times
+    of videos that were indexed already, whichever backend indexed them, so a broken
+    torchcodec slows it down rather than stopping it; the note says so.
+    """
+    if name is not None:
+        require_backend(name)
+        return name, None
+    problem = _torchcodec_problem()
+    if problem is None:
+        return "torchcodec", None
+    require_backend("pyav")
+    return "pyav", f"decoding with PyAV: torchcodec cannot load ({problem})"
 
 
 def open_reader(path: str, info: VideoInfo, size: int, backend: str = "torchcodec") -> _FallbackReader:

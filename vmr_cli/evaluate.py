@@ -98,7 +98,7 @@ def video_files(videos_dir: str) -> dict[str, str]:
 def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool = False,
              predictions_path: str | None = None, model: str | None = None, top_k: int = 10,
              progress: bool | None = None, options: SearchOptions | None = None,
-             trimmer: str | None = None) -> dict:
+             trimmer: str | None = None, backend: str = "torchcodec") -> dict:
     from .indexer import index_paths
     from .progress import progress as bar_for
 
@@ -112,9 +112,9 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     missing = sorted({it["vid"] for it in items if it["vid"] not in files})
     if missing:
         raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
-    index_paths(library, [videos_dir], model=model, progress=progress)
+    index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     # Without the frame cache: each query's cost is what a first search of it costs.
-    searcher = Searcher(library, frame_cache=False, trimmer=trimmer)
+    searcher = Searcher(library, frame_cache=False, trimmer=trimmer, backend=backend)
     base = options or SearchOptions()
     base.top_k, base.exhaustive = top_k, exhaustive
     single_preds, corpus_preds, truth, cost = [], [], [], []

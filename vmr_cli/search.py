@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from .decode import open_reader
+from .decode import open_reader, search_backend
 from .errors import DecodeError, NotLogged, SkipVideo, VmrError
 from .probe import VideoInfo
 
@@ -83,9 +83,12 @@ class Timer:
 class Searcher:
     """Holds the encoder so that many queries (eval, benchmarks) share one load."""
 
-    def __init__(self, library, encoder=None, backend: str = "torchcodec", frame_cache: bool = True,
+    def __init__(self, library, encoder=None, backend: str | None = None, frame_cache: bool = True,
                  trimmer: str | None = None):
-        """``frame_cache`` False neither reads nor writes the frame cache (benchmarks that compare
+        """``backend``: the decoder, or None for torchcodec where it loads, else PyAV
+        (``decode.search_backend``; chosen at the first frame decoded, so a search that decodes
+        nothing never imports a decoder).
+        ``frame_cache`` False neither reads nor writes the frame cache (benchmarks that compare
         search modes on one library, so that one mode does not encode for the other).
         ``trimmer``: a folder written by ``vmr train``; its network then chooses the windows
         on the stored features instead of the parameter-free moment head."""
@@ -103,11 +106,25 @@ class Searcher:
             raise VmrError(f"library was built with encoder '{self.info['name']}', not "
                            f"'{self.encoder.name}'; search with the same model, or rebuild the library")
         library.check_preprocessing(self.encoder)
-        self.backend = backend
+        self.backend_asked = backend
+        # One asked for by name is checked now, like vmr index does: a missing one is an error
+        # before anything is searched.
+        self._backend = search_backend(backend) if backend is not None else None
         self.frame_cache = library.frames if frame_cache else None
         # Repairs the FAISS cache in memory only: a search never writes the catalog or the
         # vectors, so it is safe beside a running index (which repairs and saves for real).
         library.check(repair=True, save=False)
+
+    def _decoder(self, stats: dict) -> str:
+        """The backend to decode with, chosen once; its note (PyAV instead of torchcodec)
+        goes into every search's stats that decodes."""
+        if self._backend is None:
+            self._backend = search_backend(self.backend_asked)
+        name, note = self._backend
+        stats["decoder"] = name
+        if note:
+            stats["decoder_note"] = note
+        return name
 
     def search(self, query: str, options: SearchOptions | None = None, log: bool = True,
                progress: bool | None = False) -> dict:
@@ -228,7 +245,7 @@ class Searcher:
             mine = [(w, _edges(w, options.dense_fps)) for w in best if w[0] is v]
             times = sorted({x for _w, edges in mine for edge in edges for x in edge[-1]})
             try:
-                with _FrameSource(self.frame_cache, v, self.encoder, self.backend, q, stats, timer) as frames:
+                with _FrameSource(self.frame_cache, v, self.encoder, self._decoder, q, stats, timer) as frames:
                     sims = dict(zip(times, frames.similarities(times))) if times else {}
             except DecodeError as exc:  # the file broke since indexing: its stored windows stand
                 stats.setdefault("skipped", []).append({"video": v.path, "error": str(exc)})
@@ -254,7 +271,7 @@ class Searcher:
         for v in videos:
             times = [t for c in v.clips for t in dense_grid(c["start"], c["end"], options.dense_fps)]
             try:
-                with _FrameSource(self.frame_cache, v, self.encoder, self.backend, q, stats, timer) as frames:
+                with _FrameSource(self.frame_cache, v, self.encoder, self._decoder, q, stats, timer) as frames:
                     sims = frames.similarities(times)
             except DecodeError as exc:
                 stats.setdefault("skipped", []).append({"video": v.path, "error": str(exc)})
@@ -400,9 +417,10 @@ class _FrameSource:
     """Embeddings of a video's frames at fine-grid times: from the frame cache where it has
     them, else decoded and encoded (then cached).  Each frame is counted once, here."""
 
-    def __init__(self, cache, video: _Video, encoder, backend: str, q: torch.Tensor, stats: dict,
+    def __init__(self, cache, video: _Video, encoder, decoder, q: torch.Tensor, stats: dict,
                  timer: Timer):
-        self.cache, self.video, self.encoder, self.backend = cache, video, encoder, backend
+        """``decoder(stats)``: the backend name, asked only when a frame must be decoded."""
+        self.cache, self.video, self.encoder, self.decoder = cache, video, encoder, decoder
         self.q, self.stats, self.timer = q.float(), stats, timer
         self.reader = None
 
@@ -442,7 +460,7 @@ class _FrameSource:
             row = self.video.row
             info = VideoInfo(duration=row["duration"], fps=row["fps"] or 0.0, width=row["width"],
                              height=row["height"], rotation=row["rotation"] or 0, codec=row.get("codec") or "")
-            self.reader = open_reader(row["path"], info, self.encoder.image_size, backend=self.backend)
+            self.reader = open_reader(row["path"], info, self.encoder.image_size, backend=self.decoder(self.stats))
         return self.reader
 
     def __exit__(self, *exc):
