@@ -16,6 +16,7 @@ TEXTS = ["A red circle moves to the left", "", "the blue square " * 30, "an oran
 
 
 def _both(folder, monkeypatch):
+    monkeypatch.setenv("VMR_DTYPE", "float32")  # one arithmetic on both sides (a GPU's default is float16)
     fast = ClipEncoder(str(folder))
     assert isinstance(fast.towers, clip_torch.TorchClip)
     monkeypatch.setenv("VMR_TRANSFORMERS", "1")
@@ -89,3 +90,17 @@ def test_weights_in_another_layout_fall_back_to_transformers(tmp_path, tiny_mode
     encoder = ClipEncoder(tiny_model)
     assert not isinstance(encoder.towers, real)
     assert encoder.encode_text(["a red circle"]).shape == (1, encoder.dim)
+
+
+def test_compute_dtype_by_device(monkeypatch):
+    """float16 on a GPU for clip_torch (the transformers path keeps float32 there), never on a
+    CPU; VMR_DTYPE forces any of the three.  bench/cuda.py measures what this choice costs."""
+    from vmr_cli.encoders import compute_dtype
+
+    monkeypatch.delenv("VMR_DTYPE", raising=False)
+    assert compute_dtype(768, "cuda") == torch.float16 and compute_dtype(768, "cuda:1") == torch.float16
+    assert compute_dtype(768, "cuda", half_on_gpu=False) == torch.float32
+    assert compute_dtype(768, "cpu") in (torch.float32, torch.bfloat16) and compute_dtype(64) == torch.float32
+    for forced, dtype in (("float32", torch.float32), ("bf16", torch.bfloat16), ("float16", torch.float16)):
+        monkeypatch.setenv("VMR_DTYPE", forced)
+        assert compute_dtype(768, "cuda") == dtype and compute_dtype(64, "cpu") == dtype

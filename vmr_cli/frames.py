@@ -30,7 +30,7 @@ def resize_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def normalize(frames: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 (N, 3, S, S) -> float32 normalised by the model's mean and std."""
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    """uint8 (N, 3, S, S) -> float32 normalised by the model's mean and std, on the frames' device."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
     return (frames.float() / 255.0 - mean_t) / std_t
