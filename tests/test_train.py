@@ -98,3 +98,20 @@ def test_a_trimmer_for_another_encoder_is_one_line(world, tmp_path, other_model)
     code, _out, err = vmr("--library", tmp_path / "lib", "search", "a red circle", "--trimmer",
                           tmp_path / "junk", expect=1)
     assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_train_and_eval_index_with_pyav_where_torchcodec_cannot_load(world, tmp_path, monkeypatch):
+    """Both index first: --backend pyav is the way out that the error names, as for vmr index."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import fails, as when not installed
+    code, out, err = vmr("--library", tmp_path / "lib", "train", world / "train.jsonl", "--videos",
+                         world / "videos", "--out", tmp_path / "trimmer", "--epochs", 1, "--model", MODEL,
+                         expect=1)
+    assert err.startswith("Error: the torchcodec backend cannot load (") and err.strip().endswith(
+        "or use --backend pyav") and not (tmp_path / "lib").exists() and not (tmp_path / "trimmer").exists()
+    summary = _train(world, tmp_path / "trimmer", tmp_path / "lib", epochs=1, extra=("--backend", "pyav"))
+    assert summary["epochs"] == 1 and summary["queries"] > 0
+    report = vmr_json("--library", tmp_path / "lib2", "eval", world / "val.jsonl", "--videos", world / "videos",
+                      "--model", MODEL, "--backend", "pyav")
+    assert report["n_queries"] >= 4 and report["cost"]["frames_decoded"] > 0

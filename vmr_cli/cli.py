@@ -700,11 +700,13 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
               help="Epochs of the teacher, then as many of the student.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same data: the same model.")
 @click.option("--model", help="Encoder for a new library (as for vmr index).")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
+              show_default=True, help="Video decoder, for indexing the videos (as for vmr index).")
 @json_option
 @library_option
 @click.pass_context
 @handle_errors
-def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, as_json):
+def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, backend, as_json):
     """Train the paper's clip trimmer on an annotation file (Charades-STA or QVHighlights).
 
     Its inputs are the features the library already holds, so no epoch decodes
@@ -720,8 +722,13 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
         if not as_json:
             say(" ".join(f"{k} {v}" for k, v in record.items()))
 
-    summary = train_trimmer(lib, annotations, videos_dir, out_dir, val=val_path,
-                            options=TrainOptions(epochs=epochs, seed=seed), model=model, log=log)
+    try:
+        summary = train_trimmer(lib, annotations, videos_dir, out_dir, val=val_path,
+                                options=TrainOptions(epochs=epochs, seed=seed), model=model, log=log,
+                                backend=backend)
+    except BaseException:
+        lib.discard_if_empty()  # a failed first run leaves no empty library behind, as eval and index
+        raise
     if as_json:
         emit_json(summary)
         return

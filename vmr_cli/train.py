@@ -45,7 +45,7 @@ class TrainOptions:
 
 def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | None = None,
           options: TrainOptions | None = None, model: str | None = None, progress: bool | None = None,
-          log=None) -> dict:
+          log=None, backend: str = "torchcodec") -> dict:
     """Train (or resume) a trimmer into out_dir; returns the run's summary."""
     from vmr_models.losses import LossWeights, total_loss, vmr_loss
     from vmr_models.trimmer import Trimmer, TrimmerConfig
@@ -64,7 +64,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     missing = sorted({it["vid"] for it in items + val_items if it["vid"] not in files})
     if missing:
         raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
-    index_paths(library, [videos_dir], model=model, progress=progress)
+    index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     data = _Data(library, items, val_items, files, options.drop)
     config = TrimmerConfig(dim=data.dim, hidden=options.hidden, layers=options.layers, steps=options.steps,
                            budget=options.budget, dropout=options.dropout)
