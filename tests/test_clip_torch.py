@@ -104,3 +104,58 @@ def test_compute_dtype_by_device(monkeypatch):
     for forced, dtype in (("float32", torch.float32), ("bf16", torch.bfloat16), ("float16", torch.float16)):
         monkeypatch.setenv("VMR_DTYPE", forced)
         assert compute_dtype(768, "cuda") == dtype and compute_dtype(64, "cpu") == dtype
+
+
+def test_vmr_device_chooses_the_encoders_device(tiny_model, tmp_path, monkeypatch):
+    from conftest import make_video, vmr
+
+    from vmr_cli.encoders import choose_device
+    from vmr_cli.errors import VmrError
+
+    monkeypatch.setenv("VMR_DEVICE", "cpu")
+    assert choose_device() == "cpu" and ClipEncoder(tiny_model).device == "cpu"
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    vmr("index", tmp_path / "v", "--model", tiny_model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("VMR_DEVICE", " CUDA ")
+    code, out, err = vmr("search", "a red screen", expect=1)
+    assert err.startswith("Error: VMR_DEVICE=cuda, but this torch sees no CUDA GPU (torch ")
+    assert err.strip().endswith("unset it to encode on the CPU") and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("VMR_DEVICE", "gpu")
+    with pytest.raises(VmrError, match=r"^VMR_DEVICE=gpu: say cpu, cuda or cuda:N$"):
+        choose_device()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("VMR_DEVICE", "cuda:1")
+    with pytest.raises(VmrError, match=r"^VMR_DEVICE=cuda:1, but this torch sees 1 GPU\(s\)$"):
+        choose_device()
+    monkeypatch.setenv("VMR_DEVICE", "cuda:0")
+    assert choose_device() == "cuda:0"
+    monkeypatch.delenv("VMR_DEVICE")
+    assert choose_device() == "cuda"
+
+
+def test_a_gpu_failure_is_one_line_naming_vmr_device(tiny_model, monkeypatch):
+    """Out of GPU memory (or no kernels for this GPU, a lost device): torch raises RuntimeError
+    subclasses; vmr says which step failed and how to go on without the GPU.  On the CPU the
+    same errors pass unchanged (they are vmr's bugs there, not the machine's)."""
+    from vmr_cli.errors import VmrError
+
+    encoder = ClipEncoder(tiny_model, device="cpu")
+    frames = torch.zeros((3, 3, encoder.image_size, encoder.image_size), dtype=torch.uint8)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(encoder.towers, "image_features", out_of_memory)
+    monkeypatch.setattr(encoder.towers, "text_features", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        encoder.encode_images(frames)
+    encoder.device = "cuda:0"
+    monkeypatch.setattr(encoder, "_to_device", lambda batch: batch)  # no GPU here: stays where it is
+    for call, doing in ((lambda: encoder.encode_images(frames), "encoding frames"),
+                        (lambda: encoder.encode_text(["a red circle"]), "encoding text")):
+        with pytest.raises(VmrError) as caught:
+            call()
+        assert str(caught.value) == (f"the GPU failed while {doing} (CUDA out of memory. Tried to allocate "
+                                     "2.00 GiB); run with VMR_DEVICE=cpu to encode on the CPU instead")

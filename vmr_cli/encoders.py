@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -236,20 +237,20 @@ class ClipEncoder:
     # on a GPU 64 (H200, float16: 0.07 ms a frame against 0.19 at 16; bench/cuda.py).
     def __init__(self, model: str | ModelFiles = DEFAULT_MODEL, device: str | None = None,
                  batch_size: int | None = None):
-        """``model``: a hub id or folder, or the ModelFiles a library verified."""
-        import torch
-
+        """``model``: a hub id or folder, or the ModelFiles a library verified; ``device``: cpu,
+        cuda or cuda:N, by default ``choose_device()``."""
         from . import clip_torch
 
         self.files = model if isinstance(model, ModelFiles) else locate_model(model)
         self.name = self.files.name
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.batch_size = batch_size or (64 if str(self.device).startswith("cuda") else 16)
+        self.device = device or choose_device()
+        self.batch_size = batch_size or (64 if self.device.startswith("cuda") else 16)
         prep = _read_json(self.files.folder, "preprocessor_config.json")
         from safetensors import SafetensorError
 
         try:
-            image_size = self._load_towers(clip_torch)
+            with self._gpu_errors(f"loading model '{self.name}'"):
+                image_size = self._load_towers(clip_torch)
         except SafetensorError as exc:  # a truncated or damaged weight file, on either path
             raise VmrError(f"cannot load model '{self.name}': {first_line(exc)}; its weight files look damaged: "
                            "download or copy them again") from None
@@ -284,10 +285,10 @@ class ClipEncoder:
         if frames.shape[-1] != self.image_size or frames.shape[-2] != self.image_size:
             frames = resize_center_crop(frames, self.image_size)
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._gpu_errors("encoding frames"):
             for i in range(0, frames.shape[0], self.batch_size):
                 # uint8 crosses to the GPU (a quarter of float32's bytes) and is normalised there.
-                pixels = normalize(frames[i:i + self.batch_size].to(self.device), self.mean, self.std)
+                pixels = normalize(self._to_device(frames[i:i + self.batch_size]), self.mean, self.std)
                 feats = self.towers.image_features(pixels)
                 out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out)
@@ -296,9 +297,25 @@ class ClipEncoder:
         """Sentences -> unit-norm float32 (N, D); long text is truncated to the model's length."""
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self._gpu_errors("encoding text"):
             feats = self.towers.text_features(list(texts))
         return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
+
+    def _to_device(self, batch):
+        return batch.to(self.device)
+
+    @contextmanager
+    def _gpu_errors(self, doing: str):
+        """A GPU's failure (out of memory, no kernels for this GPU, a lost device: torch raises
+        RuntimeError) as one line that names the way out; on the CPU, errors pass unchanged.
+        What an index committed before it is kept (the run stops, nothing is recorded)."""
+        try:
+            yield
+        except RuntimeError as exc:
+            if not self.device.startswith("cuda"):
+                raise
+            raise VmrError(f"the GPU failed while {doing} ({first_line(exc)}); "
+                           "run with VMR_DEVICE=cpu to encode on the CPU instead") from None
 
 
 class _TransformersTowers:
@@ -372,6 +389,24 @@ def _load(files: ModelFiles, device: str = "cpu"):
 # encoder ran in 0.50x the time of float32 (cosine to float32 >= 0.9999 on every frame tried);
 # smaller models (the tests' tiny CLIPs) stay in float32, where speed does not matter.
 BF16_FROM_WIDTH = 512
+
+
+def choose_device() -> str:
+    """VMR_DEVICE (cpu, cuda or cuda:N) when set, else cuda where torch sees a GPU, else cpu."""
+    import torch
+
+    asked = os.environ.get("VMR_DEVICE", "").strip().lower()
+    if not asked:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if asked != "cpu" and not re.fullmatch(r"cuda(:\d+)?", asked):
+        raise VmrError(f"VMR_DEVICE={asked}: say cpu, cuda or cuda:N")
+    if asked.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise VmrError(f"VMR_DEVICE={asked}, but this torch sees no CUDA GPU "
+                           f"(torch {torch.__version__}); unset it to encode on the CPU")
+        if ":" in asked and int(asked.split(":")[1]) >= torch.cuda.device_count():
+            raise VmrError(f"VMR_DEVICE={asked}, but this torch sees {torch.cuda.device_count()} GPU(s)")
+    return asked
 
 
 def compute_dtype(width: int, device: str = "cpu", half_on_gpu: bool = True):
