@@ -411,9 +411,9 @@ def choose_device() -> str:
 
 def compute_dtype(width: int, device: str = "cpu", half_on_gpu: bool = True):
     """On a GPU (``device`` cuda) float16 for a CLIP read by clip_torch (``half_on_gpu``), as
-    OpenAI's own CLIP package runs there (ViT-B/32 on an H200: half the time of float32, embeddings at cosine
-    1.0000 to the CPU's float32; bench/cuda.py), float32 for other families (unmeasured).  On a
-    CPU bfloat16 for a model whose image tower is ``width`` wide or more where the CPU has
+    OpenAI's own CLIP package runs there (ViT-B/32 on an H200: a fifth of float32's time at
+    64 frames a pass, embeddings at cosine 1.0000 to the CPU's float32; bench/cuda.py),
+    float32 for other families (unmeasured).  On a CPU bfloat16 for a model whose image tower is ``width`` wide or more where the CPU has
     native bfloat16 (AVX512-BF16 or AMX), else float32: without native bfloat16 it is emulated
     and 4.7x slower than float32.  VMR_DTYPE=float32, bfloat16 or float16 forces one."""
     import torch
