@@ -8,8 +8,9 @@ Runs each query of the world against the whole library (the corpus setting of
 - right: the right video, IoU >= 0.5 with the moment;
 - right video, poor overlap: the right video, IoU < 0.5;
 - wrong video, then by what the window shows there (from the world's plan):
-  no event (only scenery or a distractor shape), an event of the same colour,
-  of the same shape, or an unrelated event.
+  an event of the same colour, of the same shape, or an unrelated event; where
+  no event overlaps it, a distractor (the world's reserved colour+shape pairs)
+  of the same colour, of the same shape, or another one; else no object at all.
 
 Prints the counts and one line per miss, so the cause of each remaining error
 is visible.  Synthetic-world numbers only.
@@ -33,16 +34,18 @@ def classify(result: dict, query_event: dict, plans: dict, path_of: dict) -> str
     if vid == query_event["vid"]:
         iou = temporal_iou(window, (query_event["start"], query_event["end"]))
         return "right" if iou >= 0.5 else "right video, poor overlap"
-    overlapping = [ev for ev in plans[vid]["events"]
-                   if min(window[1], ev["end"]) - max(window[0], ev["start"]) > 0] if vid else []
-    if not overlapping:
-        return "wrong video: no event"
-    best = max(overlapping, key=lambda ev: min(window[1], ev["end"]) - max(window[0], ev["start"]))
-    if best["colour"] == query_event["colour"]:
-        return "wrong video: same colour"
-    if best["shape"] == query_event["shape"]:
-        return "wrong video: same shape"
-    return "wrong video: unrelated event"
+    for kind, what in (("events", "event"), ("distractors", "distractor")):
+        overlapping = [ob for ob in plans[vid][kind]
+                       if min(window[1], ob["end"]) - max(window[0], ob["start"]) > 0] if vid else []
+        if not overlapping:
+            continue
+        best = max(overlapping, key=lambda ob: min(window[1], ob["end"]) - max(window[0], ob["start"]))
+        if best["colour"] == query_event["colour"]:
+            return f"wrong video: {what} of the same colour"
+        if best["shape"] == query_event["shape"]:
+            return f"wrong video: {what} of the same shape"
+        return f"wrong video: unrelated {what}"
+    return "wrong video: no object"
 
 
 def main() -> None:
@@ -75,14 +78,16 @@ def main() -> None:
         if kind != "right":
             where = f"{top['video'].rsplit('/', 1)[-1]} {top['start']:.1f}-{top['end']:.1f}" if top else "-"
             truth = f"{rec['vid']} {rec['relevant_windows'][0][0]:.1f}-{rec['relevant_windows'][0][1]:.1f}"
-            lines.append(f"  {kind:<30} {rec['query']!r}: got {where} ({top['score']:.3f}), truth {truth}")
+            lines.append(f"  {kind:<40} {rec['query']!r}: got {where} ({top['score']:.3f}), truth {truth}")
     n = len(records)
     print(json.dumps(dict(counts), indent=2))
     print(f"\n{args.videos} videos x {args.duration:g} s, seed {args.seed}, {n} queries, "
           f"{'exhaustive' if args.exhaustive else 'trimmed'} search, corpus setting\n")
     print("| top result | queries | share |\n|---|---|---|")
-    order = ["right", "right video, poor overlap", "wrong video: no event", "wrong video: same colour",
-             "wrong video: same shape", "wrong video: unrelated event", "no result"]
+    order = ["right", "right video, poor overlap"] + [
+        f"wrong video: {kind}" for what in ("event", "distractor")
+        for kind in (f"{what} of the same colour", f"{what} of the same shape", f"unrelated {what}")] + [
+        "wrong video: no object", "no result"]
     for kind in order:
         if counts[kind]:
             print(f"| {kind} | {counts[kind]} | {100 * counts[kind] / n:.1f} % |")
