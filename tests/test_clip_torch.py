@@ -93,13 +93,16 @@ def test_weights_in_another_layout_fall_back_to_transformers(tmp_path, tiny_mode
 
 
 def test_compute_dtype_by_device(monkeypatch):
-    """float16 on a GPU for clip_torch (the transformers path keeps float32 there), never on a
-    CPU; VMR_DTYPE forces any of the three.  bench/cuda.py measures what this choice costs."""
+    """float16 on a GPU with tensor cores for clip_torch (older GPUs and the transformers path
+    keep float32), never on a CPU; VMR_DTYPE forces any of the three.  bench/cuda.py measures what this choice costs."""
     from vmr_cli.encoders import compute_dtype
 
     monkeypatch.delenv("VMR_DTYPE", raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H200
     assert compute_dtype(768, "cuda") == torch.float16 and compute_dtype(768, "cuda:1") == torch.float16
     assert compute_dtype(768, "cuda", half_on_gpu=False) == torch.float32
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 1))  # a GTX 1080
+    assert compute_dtype(768, "cuda") == torch.float32
     assert compute_dtype(768, "cpu") in (torch.float32, torch.bfloat16) and compute_dtype(64) == torch.float32
     for forced, dtype in (("float32", torch.float32), ("bf16", torch.bfloat16), ("float16", torch.float16)):
         monkeypatch.setenv("VMR_DTYPE", forced)

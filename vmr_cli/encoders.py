@@ -410,12 +410,15 @@ def choose_device() -> str:
 
 
 def compute_dtype(width: int, device: str = "cpu", half_on_gpu: bool = True):
-    """On a GPU (``device`` cuda) float16 for a CLIP read by clip_torch (``half_on_gpu``), as
-    OpenAI's own CLIP package runs there (ViT-B/32 on an H200: a fifth of float32's time at
-    64 frames a pass, embeddings at cosine 1.0000 to the CPU's float32; bench/cuda.py),
-    float32 for other families (unmeasured).  On a CPU bfloat16 for a model whose image tower is ``width`` wide or more where the CPU has
-    native bfloat16 (AVX512-BF16 or AMX), else float32: without native bfloat16 it is emulated
-    and 4.7x slower than float32.  VMR_DTYPE=float32, bfloat16 or float16 forces one."""
+    """The dtype the encoder computes in.
+
+    On a GPU (``device`` cuda) of compute capability 7.0 or later, float16 for a CLIP read by
+    clip_torch (``half_on_gpu``), as OpenAI's own CLIP package runs there: ViT-B/32 on an H200
+    took a fifth of float32's time at 64 frames a pass, embeddings at cosine 1.0000 to the CPU's
+    float32 (bench/cuda.py).  float32 on older GPUs and for other families (unmeasured).
+    On a CPU, bfloat16 for a model whose image tower is ``width`` wide or more where the CPU has
+    native bfloat16 (AVX512-BF16 or AMX), else float32: emulated bfloat16 is 4.7x slower than
+    float32.  VMR_DTYPE=float32, bfloat16 or float16 forces one."""
     import torch
 
     forced = os.environ.get("VMR_DTYPE", "auto").lower()
@@ -426,8 +429,19 @@ def compute_dtype(width: int, device: str = "cpu", half_on_gpu: bool = True):
     if forced in ("float16", "fp16"):
         return torch.float16
     if str(device).startswith("cuda"):
-        return torch.float16 if half_on_gpu else torch.float32
+        return torch.float16 if half_on_gpu and _tensor_cores(device) else torch.float32
     return torch.bfloat16 if width >= BF16_FROM_WIDTH and _native_bf16() else torch.float32
+
+
+def _tensor_cores(device: str) -> bool:
+    """A GPU of compute capability 7.0 or later (Volta on): float16 runs on tensor cores there.
+    Older ones (Pascal's GeForce cards: float16 at 1/64 of float32's rate) keep float32."""
+    import torch
+
+    try:
+        return torch.cuda.get_device_capability(device)[0] >= 7
+    except (RuntimeError, AssertionError, ValueError):  # no such GPU here: loading says so next
+        return False
 
 
 def _native_bf16() -> bool:
