@@ -254,7 +254,7 @@ class ClipEncoder:
         except SafetensorError as exc:  # a truncated or damaged weight file, on either path
             raise VmrError(f"cannot load model '{self.name}': {first_line(exc)}; its weight files look damaged: "
                            "download or copy them again") from None
-        self.image_size = input_size(self.files) or int(image_size)  # the size the indexer decoded at
+        self.image_size = int(_crop_size(prep) or image_size)
         self.mean = tuple(prep.get("image_mean", OPENAI_MEAN))
         self.std = tuple(prep.get("image_std", OPENAI_STD))
 
