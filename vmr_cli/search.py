@@ -106,9 +106,8 @@ class Searcher:
             raise VmrError(f"library was built with encoder '{self.info['name']}', not "
                            f"'{self.encoder.name}'; search with the same model, or rebuild the library")
         library.check_preprocessing(self.encoder)
-        self.backend_asked = backend
         # One asked for by name is checked now, like vmr index does: a missing one is an error
-        # before anything is searched.
+        # before anything is searched.  The default is chosen at the first frame decoded.
         self._backend = search_backend(backend) if backend is not None else None
         self.frame_cache = library.frames if frame_cache else None
         # Repairs the FAISS cache in memory only: a search never writes the catalog or the
@@ -119,7 +118,7 @@ class Searcher:
         """The backend to decode with, chosen once; its note (PyAV instead of torchcodec)
         goes into every search's stats that decodes."""
         if self._backend is None:
-            self._backend = search_backend(self.backend_asked)
+            self._backend = search_backend(None)
         name, note = self._backend
         stats["decoder"] = name
         if note:
