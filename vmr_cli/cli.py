@@ -114,10 +114,10 @@ def library_option(func):
                         "command). Default: $VMR_LIBRARY or ~/.local/share/vmr.")(func)
 
 
-def search_backend_option(func):
-    return click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
-                        help="Video decoder for the frames a search looks at. Default: torchcodec, "
-                        "or PyAV where torchcodec cannot load (with a note).")(func)
+def backend_option(text: str, default: str | None = "torchcodec"):
+    """--backend: the video decoder (index, eval, train: torchcodec unless told; search: None)."""
+    return click.option("--backend", type=click.Choice(list(BACKENDS)), default=default,
+                        show_default=default is not None, help=text)
 
 
 def trimmer_option(func):
@@ -174,8 +174,7 @@ def cli(ctx, library):
               "encoder, or openai/clip-vit-base-patch32 for a new library. The library's model moved? "
               "Give its new place: accepted when its weights hash as recorded.")
 @click.option("--clip-seconds", type=float, help="Clip length of a new library (default 2).")
-@click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
-              show_default=True, help="Video decoder.")
+@backend_option("Video decoder.")
 @click.option("--prune", is_flag=True, help="Also remove the entries of a folder whose files are all "
               "missing at once (kept by default: an unmounted drive looks like that).")
 @json_option
@@ -314,7 +313,8 @@ def results_table(results) -> str:
 @click.option("--per-video", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Moments at most from one video (none lies inside another).")
 @trimmer_option
-@search_backend_option
+@backend_option("Video decoder for the frames a search looks at. Default: torchcodec, "
+                "or PyAV where torchcodec cannot load (with a note).", default=None)
 @click.option("--paths", "paths_only", is_flag=True, help="Print only the paths of matching videos.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Also write a page with thumbnails and players for the results.")
@@ -647,8 +647,7 @@ def play(ctx, rank, search_id, player):
 @click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False),
               help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting.")
 @trimmer_option
-@click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
-              show_default=True, help="Video decoder, for indexing and search.")
+@backend_option("Video decoder, for indexing and search.")
 @json_option
 @library_option
 @click.pass_context
@@ -700,8 +699,7 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
               help="Epochs of the teacher, then as many of the student.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same data: the same model.")
 @click.option("--model", help="Encoder for a new library (as for vmr index).")
-@click.option("--backend", type=click.Choice(list(BACKENDS)), default="torchcodec",
-              show_default=True, help="Video decoder, for indexing the videos (as for vmr index).")
+@backend_option("Video decoder, for indexing the videos (as for vmr index).")
 @json_option
 @library_option
 @click.pass_context
