@@ -34,12 +34,14 @@ def classify(result: dict, query_event: dict, plans: dict, path_of: dict) -> str
     if vid == query_event["vid"]:
         iou = temporal_iou(window, (query_event["start"], query_event["end"]))
         return "right" if iou >= 0.5 else "right video, poor overlap"
+    def overlap(ob) -> float:
+        return min(window[1], ob["end"]) - max(window[0], ob["start"])
+
     for kind, what in (("events", "event"), ("distractors", "distractor")):
-        overlapping = [ob for ob in plans[vid][kind]
-                       if min(window[1], ob["end"]) - max(window[0], ob["start"]) > 0] if vid else []
+        overlapping = [ob for ob in plans[vid][kind] if overlap(ob) > 0] if vid else []
         if not overlapping:
             continue
-        best = max(overlapping, key=lambda ob: min(window[1], ob["end"]) - max(window[0], ob["start"]))
+        best = max(overlapping, key=overlap)
         if best["colour"] == query_event["colour"]:
             return f"wrong video: {what} of the same colour"
         if best["shape"] == query_event["shape"]:
