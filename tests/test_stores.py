@@ -139,15 +139,40 @@ def test_put_move_remove_keep_catalog_shards_and_faiss_in_step(lib):
     lib.save()
     assert lib.check(deep=True)["consistent"]
     assert set(lib.vectors.indexed_ids(DIM).tolist()) == lib.catalog.clip_ids()
-    again = _put(lib, "a.mp4", clips=4, seed=2)  # re-indexed: same row, new clips
-    assert again == a and len(lib.catalog.clip_ids_of(a)) == 4
+    again = _put(lib, "a.mp4", clips=4, seed=2)  # re-indexed: a new row (and shard) for the path
+    assert again != a and lib.catalog.video(a) is None and len(lib.catalog.clip_ids_of(again)) == 4
+    assert lib.vectors.shard_video_ids() == {again, b}
     lib.move_video(lib.catalog.video(b), "/w/b.mp4", "/w", 2)
-    lib.remove_video(lib.catalog.video(a))
+    lib.remove_video(lib.catalog.video(again))
     lib.save()
     assert lib.vectors.shard_video_ids() == {b}
     assert set(lib.vectors.indexed_ids(DIM).tolist()) == lib.catalog.clip_ids()
     report = lib.check(deep=True)
     assert report["consistent"] and report["stale_videos"] == []
+
+
+def test_a_kill_while_re_indexing_a_video_keeps_its_committed_vectors(lib, monkeypatch):
+    """Dying after the new shard is written but before its row commits (what CI's kill -9
+    test once hit) leaves the committed row with the shard it was committed with."""
+    a = _put(lib, "a.mp4")
+    lib.save()
+    committed = lib.catalog.video(a)
+    write = lib.vectors.write_shard
+
+    def write_then_die(*args, **kwargs):
+        write(*args, **kwargs)
+        raise KeyboardInterrupt  # the transaction is rolled back, as a kill leaves it
+
+    monkeypatch.setattr(lib.vectors, "write_shard", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _put(lib, "a.mp4", clips=4, seed=2)
+    monkeypatch.undo()
+    assert lib.catalog.video(a)["vectors_token"] == committed["vectors_token"]
+    shard = lib.vectors.read_shard(a, committed["vectors_token"])
+    assert shard is not None and shard["clip_ids"].tolist() == lib.catalog.clip_ids_of(a)
+    report = lib.check(deep=True)  # the next writer: the new, uncommitted shard is an orphan
+    assert report["stale_videos"] == [] and report["orphan_shards"] == 1
+    assert lib.vectors.shard_video_ids() == {a} and lib.check(deep=True)["consistent"]
 
 
 def test_check_repairs_a_lost_shard_a_foreign_shard_an_orphan_and_faiss_drift(lib):

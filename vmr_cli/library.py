@@ -278,13 +278,17 @@ class Library:
 
         ``row`` holds the video's columns (path, root, size, mtime_ns, fingerprint,
         model and what the probe found); ``vectors`` the shard's arrays per clip.
-        A video already at that path is replaced, its old vectors with it.
+        A video already at that path is replaced, its old vectors with it, under a
+        new id: its new shard is then a new file, and the old row keeps its own
+        shard until the transaction commits (a kill in between loses neither).
         """
         dim = self._dim()
         token = uuid.uuid4().hex
         existing = self.catalog.video_by_path(row["path"])
         old_ids = self.catalog.clip_ids_of(existing["id"]) if existing else []
         with self.catalog.transaction():
+            if existing:
+                self.catalog.delete_video(existing["id"])
             video_id = self.catalog.upsert_video(dict(
                 row, n_clips=len(clips), status="ok", error=None, failed_with=None, vectors_token=token,
                 indexed_at=time.time()))
@@ -292,7 +296,9 @@ class Library:
             self.vectors.write_shard(video_id, token, clip_ids, vectors)
         self.vectors.remove(dim, old_ids)
         self.vectors.add(dim, clip_ids, vectors["A"])
-        self.frames.forget(video_id)
+        if existing:
+            self.vectors.delete_shard(existing["id"])
+            self.frames.forget(existing["id"])
         return video_id
 
     def move_video(self, row: dict, new_path: str, root: str, mtime_ns: int) -> None:
