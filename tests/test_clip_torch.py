@@ -148,7 +148,13 @@ def test_a_gpu_failure_is_one_line_naming_vmr_device(tiny_model, monkeypatch):
     frames = torch.zeros((3, 3, encoder.image_size, encoder.image_size), dtype=torch.uint8)
 
     def out_of_memory(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+        # torch 2.13's message on the H200, one line (there with only 146.59 KiB allowed)
+        raise torch.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 MiB. GPU 0 has a total capacity of 139.80 GiB of which "
+            "139.29 GiB is free. Including non-PyTorch memory, this process has 518.00 MiB memory in use. "
+            "146.59 KiB allowed; Of the allocated memory 0 bytes is allocated by PyTorch, and 0 bytes is "
+            "reserved by PyTorch but unallocated. If reserved but unallocated memory is large try setting "
+            "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.\nmore detail")
 
     monkeypatch.setattr(encoder.towers, "image_features", out_of_memory)
     monkeypatch.setattr(encoder.towers, "text_features", out_of_memory)
@@ -161,4 +167,4 @@ def test_a_gpu_failure_is_one_line_naming_vmr_device(tiny_model, monkeypatch):
         with pytest.raises(VmrError) as caught:
             call()
         assert str(caught.value) == (f"the GPU failed while {doing} (CUDA out of memory. Tried to allocate "
-                                     "2.00 GiB); run with VMR_DEVICE=cpu to encode on the CPU instead")
+                                     "2.00 MiB); run with VMR_DEVICE=cpu to encode on the CPU instead")

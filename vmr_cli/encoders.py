@@ -314,8 +314,16 @@ class ClipEncoder:
         except RuntimeError as exc:
             if not self.device.startswith("cuda"):
                 raise
-            raise VmrError(f"the GPU failed while {doing} ({first_line(exc)}); "
+            raise VmrError(f"the GPU failed while {doing} ({_gist(first_line(exc))}); "
                            "run with VMR_DEVICE=cpu to encode on the CPU instead") from None
+
+
+def _gist(reason: str, sentences: int = 2, longer_than: int = 160) -> str:
+    """The first sentences of a long error line: torch's out-of-memory line runs to 600
+    characters of allocator advice after 'CUDA out of memory. Tried to allocate 2.00 MiB.'"""
+    if len(reason) <= longer_than:
+        return reason
+    return ". ".join(reason.split(". ")[:sentences]).rstrip(".")
 
 
 class _TransformersTowers:
