@@ -168,3 +168,48 @@ def test_a_gpu_failure_is_one_line_naming_vmr_device(tiny_model, monkeypatch):
             call()
         assert str(caught.value) == (f"the GPU failed while {doing} (CUDA out of memory. Tried to allocate "
                                      "2.00 MiB); run with VMR_DEVICE=cpu to encode on the CPU instead")
+
+
+def test_a_gpu_failing_mid_index_keeps_what_was_committed(tiny_model, tmp_path, monkeypatch):
+    """The GPU runs out of memory on the second video: the run ends with the one-line error,
+    the first video stays indexed, nothing is recorded against the files it did not finish,
+    and the next run (on the CPU) indexes the rest."""
+    from conftest import make_video
+
+    from vmr_cli.errors import VmrError
+    from vmr_cli.indexer import index_paths
+    from vmr_cli.library import Library
+
+    folder = tmp_path / "videos"
+    for i, colour in enumerate(("red", "green", "blue")):
+        make_video(folder / f"v{i}.mp4", [(colour, 2.0), ("white", 2.0)])
+    encoder = ClipEncoder(tiny_model, device="cpu")
+    image_features, calls = encoder.towers.image_features, []
+
+    def fails_on_the_second_video(pixels):
+        calls.append(len(pixels))
+        if len(calls) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 MiB")
+        return image_features(pixels)
+
+    encoder.device = "cuda:0"
+    monkeypatch.setattr(encoder, "_to_device", lambda batch: batch)  # no GPU here: stays where it is
+    monkeypatch.setattr(encoder.towers, "image_features", fails_on_the_second_video)
+    library = Library(str(tmp_path / "library"))
+    with pytest.raises(VmrError, match=r"^the GPU failed while encoding frames \(CUDA out of memory\. "
+                                       r"Tried to allocate 2\.00 MiB\); run with VMR_DEVICE=cpu"):
+        index_paths(library, [str(folder)], encoder=encoder, progress=False)
+    library.close()
+
+    library = Library(str(tmp_path / "library"))
+    ok = library.catalog.videos("ok")
+    assert [os.path.basename(v["path"]) for v in ok] == ["v0.mp4"] and library.catalog.videos("failed") == []
+    assert library.vectors.read_shard(ok[0]["id"], ok[0]["vectors_token"]) is not None
+    library.check(repair=True)
+    assert library.check(repair=False)["consistent"]
+    monkeypatch.undo()
+    encoder.device = "cpu"
+    summary = index_paths(library, [str(folder)], encoder=encoder, progress=False)
+    assert (summary["added"], summary["unchanged"], summary["failed"]) == (2, 1, [])
+    assert len(library.catalog.videos("ok")) == 3 and library.check(repair=False)["consistent"]
+    library.close()
