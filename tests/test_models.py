@@ -216,6 +216,22 @@ def test_search_proposals_fall_back_to_one_frame_when_no_two_frame_run_exists():
     assert len(v.proposals(v.times, v.sims, v.step, 3)) == 1
 
 
+def test_a_trained_trimmers_window_is_scored_by_the_timeline_alone():
+    """The network says where; the stored timeline sets the edges and the score, so windows
+    of different videos compare (the network's own score does not: README, the trained trimmer)."""
+    from vmr_cli.search import _snapped, _Video
+
+    times = np.arange(0.0, 60.0)
+    sims = np.full_like(times, 0.2)
+    sims[[20, 21, 22]] = 0.6
+    v = _Video({"path": "v.mp4", "duration": 60.0, "id": 1}, [], times, sims, 1.0)
+    (start, end, level), = v.proposals(times[18:26], sims[18:26], 1.0, 1)
+    assert _snapped(v, (18.0, 25.0, 0.9)) == _snapped(v, (18.0, 25.0, 0.01)) == (start, end, level)
+    assert 19.0 <= start and end <= 23.5 and level > 0.4
+    old = _Video({"path": "v.mp4", "duration": 60.0, "id": 1}, [], times[1::2], sims[1::2], 2.0)
+    assert _snapped(old, (20.0, 22.0, 0.01)) == (20.0, 22.0, 0.6)  # one stored frame inside: its own
+
+
 # --- checkpoint -------------------------------------------------------------------
 
 def test_checkpoint_round_trip(tmp_path):
