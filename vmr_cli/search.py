@@ -329,8 +329,8 @@ def _snapped(v, window) -> tuple[float, float, float]:
     run of frames that stands out, at the timeline's resolution (R1@0.5 71 -> 82 on the seed-0
     synthetic benchmark), and scores it: the timeline's score is comparable across videos,
     the network's is not (corpus R1@0.5 18 with it alone); with the network's score mixed in
-    (times its square root, its fourth root, itself) every setting was as bad or worse on
-    synthetic seeds 0, 1 and 2 (README, "The trained trimmer, measured")."""
+    (times its square root, its fourth root, itself) the trimmer of README's table was as bad
+    or worse on synthetic seeds 0, 1 and 2 (README, "The trained trimmer, measured")."""
     start, end, _network = window
     inside = (v.times >= start) & (v.times <= end)
     if inside.sum() < 2:  # a shard from before frames were stored: one middle frame a clip
