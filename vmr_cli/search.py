@@ -334,8 +334,8 @@ def _snapped(v, window) -> tuple[float, float, float]:
     start, end, _network = window
     inside = (v.times >= start) & (v.times <= end)
     if inside.sum() < 2:  # a shard from before frames were stored: one middle frame a clip
-        nearest = int(np.argmin(np.abs(v.times - (start + end) / 2)))
-        return start, end, float(v.sims[inside].max()) if inside.any() else float(v.sims[nearest])
+        near = inside if inside.any() else np.argmin(np.abs(v.times - (start + end) / 2))
+        return start, end, float(np.max(v.sims[near]))
     (start, end, level), = v.proposals(v.times[inside], v.sims[inside], v.step, 1)
     return start, end, level
 
