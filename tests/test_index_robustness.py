@@ -445,6 +445,32 @@ def test_missing_vectors_are_repaired_by_vmr_index_as_search_says(tiny_model, vi
     assert now["consistent"] and now["vectors"] == now["clips"] == 8
 
 
+def test_a_search_that_read_a_row_before_a_re_index_committed_uses_the_new_vectors(tiny_model, videos,
+                                                                                    monkeypatch):
+    """A search beside a running index: the video's row was read, then the index re-embedded it
+    (new row id, old shard deleted).  The search reads the row again instead of skipping it."""
+    from vmr_cli.search import Searcher, SearchOptions
+
+    vmr_json("index", videos, "--model", tiny_model)
+    lib = Library()
+    stale = lib.catalog.videos("ok")
+    old = lib.catalog.video_by_path(str(videos / "green.mp4"))
+    make_video(videos / "green.mp4", [("green", 3.0), ("yellow", 3.0)])  # changed: re-embedded
+    assert vmr_json("index")["updated"] == 1
+    new = lib.catalog.video_by_path(str(videos / "green.mp4"))
+    assert new["id"] != old["id"] and not os.path.exists(lib.vectors.shard_path(old["id"]))
+    searcher = Searcher(lib, frame_cache=False)
+    options = SearchOptions(top_k=20)
+    expected = searcher.search("a green screen", options, log=False)
+    monkeypatch.setattr(lib.catalog, "videos", lambda status=None: stale)  # as read before the commit
+    found = searcher.search("a green screen", options, log=False)
+    lib.close()
+    assert "skipped" not in found["stats"]
+    assert found["results"] == expected["results"]
+    assert found["stats"]["frames_stored"] == expected["stats"]["frames_stored"]  # the 6 s video's, not 4 s
+    assert str(videos / "green.mp4") in [r["video"] for r in found["results"]]
+
+
 def test_index_without_path_needs_a_library_with_folders():
     code, out, err = vmr("index", expect=1)
     assert err.strip() == "Error: the library holds no folders yet; say what to index: vmr index PATH"

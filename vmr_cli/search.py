@@ -189,7 +189,7 @@ class Searcher:
     def _stored(self, video: dict, q: torch.Tensor, stats: dict):
         """The video with its stored timeline scored against q, or None when it must be skipped."""
         try:
-            clips, shard = self._stored_vectors(video)
+            video, clips, shard = self._stored_vectors(video)
         except SkipVideo as exc:
             stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc)})
             return None
@@ -210,14 +210,26 @@ class Searcher:
         return v
 
     def _stored_vectors(self, video: dict):
-        """The video's clip rows and shard; SkipVideo when they are gone or the file is."""
-        shard = self.library.vectors.read_shard(video["id"], video["vectors_token"])
-        clips = self.library.catalog.clips(video["id"])
-        if shard is None or len(shard["clip_ids"]) != len(clips):
-            raise SkipVideo("vectors missing; run 'vmr index' to repair")
+        """(row, clip rows, shard) of the video; SkipVideo when they are gone or the file is.
+
+        A ``vmr index`` running beside the search may re-index the video between the moment
+        its row was read and its shard: the video then has a new row (a new id, see
+        ``Library.put_video``) and the old shard is deleted.  Its row is read again, once, by
+        path, so the search uses the new vectors instead of skipping the video."""
+        catalog = self.library.catalog
+        for again in (False, True):
+            shard = self.library.vectors.read_shard(video["id"], video["vectors_token"])
+            clips = catalog.clips(video["id"])
+            if shard is not None and len(shard["clip_ids"]) == len(clips):
+                break
+            now = None if again else catalog.video_by_path(video["path"])
+            if (now is None or now["status"] != "ok"
+                    or (now["id"], now["vectors_token"]) == (video["id"], video["vectors_token"])):
+                raise SkipVideo("vectors missing; run 'vmr index' to repair")
+            video = now
         if not os.path.exists(video["path"]):
             raise SkipVideo(f"file no longer exists: {video['path']}")
-        return clips, shard
+        return video, clips, shard
 
     # -- trimmed: windows on the stored timeline, edges refined with a few dense frames -------------
     def _trimmed(self, videos, q, options: SearchOptions, stats: dict, timer: Timer, progress) -> list[dict]:
