@@ -1,6 +1,6 @@
 """Why corpus search misses: the top result of every query of a synthetic world, classified.
 
-    python bench/corpus_errors.py [--videos 10] [--duration 120] [--seed 0] [--model DIR] [--exhaustive]
+    python bench/corpus_errors.py [--videos 10] [--duration 120] [--seed 0] [--model DIR] [--exhaustive] [--moment]
 
 Runs each query of the world against the whole library (the corpus setting of
 ``vmr eval``) with the trained tiny CLIP (or ``--model``) and sorts its top result into:
@@ -11,6 +11,9 @@ Runs each query of the world against the whole library (the corpus setting of
   an event of the same colour, of the same shape, or an unrelated event; where
   no event overlaps it, a distractor (the world's reserved colour+shape pairs)
   of the same colour, of the same shape, or another one; else no object at all.
+
+``--moment`` searches each query in its own video instead (moment retrieval) and
+sorts a miss by what its window shows besides the query's event, the same way.
 
 Prints the counts and one line per miss, so the cause of each remaining error
 is visible.  Synthetic-world numbers only.
@@ -25,29 +28,41 @@ from collections import Counter
 from common import OUT, TINY_MODEL, cached_world, library_for
 
 
-def classify(result: dict, query_event: dict, plans: dict, path_of: dict) -> str:
-    """The category of a top result for the query whose event is query_event."""
+def classify(result: dict, query_event: dict, plans: dict, path_of: dict, moment: bool = False) -> str:
+    """The category of a top result for the query whose event is query_event.  ``moment``: the
+    search was in the query's own video, so a miss there is sorted by what its window shows."""
     from vmr_cli.metrics import temporal_iou
 
     vid = next((v for v, p in path_of.items() if p == result["video"]), None)
     window = (result["start"], result["end"])
     if vid == query_event["vid"]:
         iou = temporal_iou(window, (query_event["start"], query_event["end"]))
-        return "right" if iou >= 0.5 else "right video, poor overlap"
+        if iou >= 0.5:
+            return "right"
+        if not moment:
+            return "right video, poor overlap"
+        return "own video: " + shown(window, plans[vid], query_event, own=True)
+    return "wrong video: " + (shown(window, plans[vid], query_event) if vid else "no object")
+
+
+def shown(window, plan: dict, query_event: dict, own: bool = False) -> str:
+    """What the window shows most of, from the world's plan: an event or distractor of the query's
+    colour, of its shape, or unrelated, or no object (``own``: the query's event does not count)."""
     def overlap(ob) -> float:
         return min(window[1], ob["end"]) - max(window[0], ob["start"])
 
     for kind, what in (("events", "event"), ("distractors", "distractor")):
-        overlapping = [ob for ob in plans[vid][kind] if overlap(ob) > 0] if vid else []
+        overlapping = [ob for ob in plan[kind] if overlap(ob) > 0
+                       and not (own and ob.get("query") == query_event["query"])]
         if not overlapping:
             continue
         best = max(overlapping, key=overlap)
         if best["colour"] == query_event["colour"]:
-            return f"wrong video: {what} of the same colour"
+            return f"{what} of the same colour"
         if best["shape"] == query_event["shape"]:
-            return f"wrong video: {what} of the same shape"
-        return f"wrong video: unrelated {what}"
-    return "wrong video: no object"
+            return f"{what} of the same shape"
+        return f"unrelated {what}"
+    return "no object" + (" but the query's event" if own else "")
 
 
 def main() -> None:
@@ -62,6 +77,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=str(TINY_MODEL), help="encoder folder (default: the tiny CLIP)")
     parser.add_argument("--exhaustive", action="store_true")
+    parser.add_argument("--moment", action="store_true",
+                        help="each query in its own video (moment retrieval), not the whole library")
     args = parser.parse_args()
     folder = OUT / f"eval_world_{args.videos}v_{args.duration:g}s_seed{args.seed}"
     records = cached_world(folder, args.videos, args.duration, args.seed)
@@ -73,9 +90,10 @@ def main() -> None:
     searcher = Searcher(library, frame_cache=False)
     counts, lines = Counter(), []
     for rec in records:
-        found = searcher.search(rec["query"], SearchOptions(exhaustive=args.exhaustive), log=False)
+        own = path_of[rec["vid"]] if args.moment else None
+        found = searcher.search(rec["query"], SearchOptions(exhaustive=args.exhaustive, only_video=own), log=False)
         top = found["results"][0] if found["results"] else None
-        kind = classify(top, events[rec["query"]], plans, path_of) if top else "no result"
+        kind = classify(top, events[rec["query"]], plans, path_of, moment=args.moment) if top else "no result"
         counts[kind] += 1
         if kind != "right":
             where = f"{top['video'].rsplit('/', 1)[-1]} {top['start']:.1f}-{top['end']:.1f}" if top else "-"
@@ -84,12 +102,14 @@ def main() -> None:
     n = len(records)
     print(json.dumps(dict(counts), indent=2))
     print(f"\n{args.videos} videos x {args.duration:g} s, seed {args.seed}, {n} queries, "
-          f"{'exhaustive' if args.exhaustive else 'trimmed'} search, corpus setting\n")
+          f"{'exhaustive' if args.exhaustive else 'trimmed'} search, "
+          f"{'moment retrieval (each query in its own video)' if args.moment else 'corpus setting'}\n")
     print("| top result | queries | share |\n|---|---|---|")
-    order = ["right", "right video, poor overlap"] + [
-        f"wrong video: {kind}" for what in ("event", "distractor")
-        for kind in (f"{what} of the same colour", f"{what} of the same shape", f"unrelated {what}")] + [
-        "wrong video: no object", "no result"]
+    shows = [kind for what in ("event", "distractor")
+             for kind in (f"{what} of the same colour", f"{what} of the same shape", f"unrelated {what}")]
+    order = (["right", "right video, poor overlap"] + [f"own video: {k}" for k in shows]
+             + ["own video: no object but the query's event"] + [f"wrong video: {k}" for k in shows]
+             + ["wrong video: no object", "no result"])
     for kind in order:
         if counts[kind]:
             print(f"| {kind} | {counts[kind]} | {100 * counts[kind] / n:.1f} % |")
