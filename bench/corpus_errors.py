@@ -7,10 +7,10 @@ Runs each query of the world against the whole library (the corpus setting of
 
 - right: the right video, IoU >= 0.5 with the moment;
 - right video, poor overlap: the right video, IoU < 0.5;
-- wrong video, then by what the window shows there (from the world's plan):
-  an event of the same colour, of the same shape, or an unrelated event; where
-  no event overlaps it, a distractor (the world's reserved colour+shape pairs)
-  of the same colour, of the same shape, or another one; else no object at all.
+- wrong video, then by what the window shows there (from the world's plan): the
+  object overlapping it longest (an event on a tie), an event or a distractor
+  (the world's reserved colour+shape pairs) of the same colour, of the same
+  shape, or unrelated; else no object at all.
 
 ``--moment`` searches each query in its own video instead (moment retrieval) and
 sorts a miss by what its window shows besides the query's event, the same way.
@@ -46,23 +46,24 @@ def classify(result: dict, query_event: dict, plans: dict, path_of: dict, moment
 
 
 def shown(window, plan: dict, query_event: dict, own: bool = False) -> str:
-    """What the window shows most of, from the world's plan: an event or distractor of the query's
-    colour, of its shape, or unrelated, or no object (``own``: the query's event does not count)."""
+    """What the window shows most of, from the world's plan: the object overlapping it longest
+    (an event where an event and a distractor overlap it as long), an event or distractor of the
+    query's colour, of its shape, or unrelated; or no object (``own``: the query's event does not
+    count)."""
     def overlap(ob) -> float:
         return min(window[1], ob["end"]) - max(window[0], ob["start"])
 
-    for kind, what in (("events", "event"), ("distractors", "distractor")):
-        overlapping = [ob for ob in plan[kind] if overlap(ob) > 0
-                       and not (own and ob.get("query") == query_event["query"])]
-        if not overlapping:
-            continue
-        best = max(overlapping, key=overlap)
-        if best["colour"] == query_event["colour"]:
-            return f"{what} of the same colour"
-        if best["shape"] == query_event["shape"]:
-            return f"{what} of the same shape"
-        return f"unrelated {what}"
-    return "no object" + (" but the query's event" if own else "")
+    candidates = [(overlap(ob), kind == "events", ob, what)
+                  for kind, what in (("events", "event"), ("distractors", "distractor")) for ob in plan[kind]
+                  if overlap(ob) > 0 and not (own and ob.get("query") == query_event["query"])]
+    if not candidates:
+        return "no object" + (" but the query's event" if own else "")
+    _, _, best, what = max(candidates, key=lambda c: c[:2])
+    if best["colour"] == query_event["colour"]:
+        return f"{what} of the same colour"
+    if best["shape"] == query_event["shape"]:
+        return f"{what} of the same shape"
+    return f"unrelated {what}"
 
 
 def main() -> None:
