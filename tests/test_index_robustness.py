@@ -471,6 +471,23 @@ def test_a_search_that_read_a_row_before_a_re_index_committed_uses_the_new_vecto
     assert str(videos / "green.mp4") in [r["video"] for r in found["results"]]
 
 
+def test_a_search_that_read_a_row_before_an_index_removed_the_video_says_so(tiny_model, videos, monkeypatch):
+    from vmr_cli.search import Searcher, SearchOptions
+
+    vmr_json("index", videos, "--model", tiny_model)
+    lib = Library()
+    stale = lib.catalog.videos("ok")
+    os.unlink(videos / "green.mp4")
+    assert vmr_json("index")["removed"] == 1
+    searcher = Searcher(lib, frame_cache=False)
+    monkeypatch.setattr(lib.catalog, "videos", lambda status=None: stale)  # as read before the commit
+    found = searcher.search("a green screen", SearchOptions(top_k=20), log=False)
+    lib.close()
+    assert found["stats"]["skipped"] == [{"video": str(videos / "green.mp4"),
+                                          "error": "removed from the library while this search ran"}]
+    assert found["results"] and str(videos / "green.mp4") not in [r["video"] for r in found["results"]]
+
+
 def test_index_without_path_needs_a_library_with_folders():
     code, out, err = vmr("index", expect=1)
     assert err.strip() == "Error: the library holds no folders yet; say what to index: vmr index PATH"

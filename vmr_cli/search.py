@@ -215,7 +215,8 @@ class Searcher:
         A ``vmr index`` running beside the search may re-index the video between the moment
         its row was read and its shard: the video then has a new row (a new id, see
         ``Library.put_video``) and the old shard is deleted.  Its row is read again, once, by
-        path, so the search uses the new vectors instead of skipping the video."""
+        path, so the search uses the new vectors instead of skipping the video (or says it was
+        removed, when the index took it out of the library)."""
         catalog = self.library.catalog
         for again in (False, True):
             shard = self.library.vectors.read_shard(video["id"], video["vectors_token"])
@@ -223,6 +224,8 @@ class Searcher:
             if shard is not None and len(shard["clip_ids"]) == len(clips):
                 break
             now = None if again else catalog.video_by_path(video["path"])
+            if now is None and not again:
+                raise SkipVideo("removed from the library while this search ran")
             if (now is None or now["status"] != "ok"
                     or (now["id"], now["vectors_token"]) == (video["id"], video["vectors_token"])):
                 raise SkipVideo("vectors missing; run 'vmr index' to repair")
