@@ -217,22 +217,27 @@ class Searcher:
         ``Library.put_video``) and the old shard is deleted.  Its row is read again, once, by
         path, so the search uses the new vectors instead of skipping the video (or says it was
         removed, when the index took it out of the library)."""
-        catalog = self.library.catalog
-        for again in (False, True):
-            shard = self.library.vectors.read_shard(video["id"], video["vectors_token"])
-            clips = catalog.clips(video["id"])
-            if shard is not None and len(shard["clip_ids"]) == len(clips):
-                break
-            now = None if again else catalog.video_by_path(video["path"])
-            if now is None and not again:
+        found = self._shard_and_clips(video)
+        if found is None:
+            now = self.library.catalog.video_by_path(video["path"])
+            if now is None:
                 raise SkipVideo("removed from the library while this search ran")
-            if (now is None or now["status"] != "ok"
-                    or (now["id"], now["vectors_token"]) == (video["id"], video["vectors_token"])):
-                raise SkipVideo("vectors missing; run 'vmr index' to repair")
-            video = now
+            if now["status"] == "ok" and (now["id"], now["vectors_token"]) != (video["id"], video["vectors_token"]):
+                video, found = now, self._shard_and_clips(now)
+        if found is None:
+            raise SkipVideo("vectors missing; run 'vmr index' to repair")
+        shard, clips = found
         if not os.path.exists(video["path"]):
             raise SkipVideo(f"file no longer exists: {video['path']}")
         return video, clips, shard
+
+    def _shard_and_clips(self, video: dict):
+        """(shard, clip rows) of the row, or None when its shard is gone or does not match them."""
+        shard = self.library.vectors.read_shard(video["id"], video["vectors_token"])
+        clips = self.library.catalog.clips(video["id"])
+        if shard is None or len(shard["clip_ids"]) != len(clips):
+            return None
+        return shard, clips
 
     # -- trimmed: windows on the stored timeline, edges refined with a few dense frames -------------
     def _trimmed(self, videos, q, options: SearchOptions, stats: dict, timer: Timer, progress) -> list[dict]:
