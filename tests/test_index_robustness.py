@@ -488,6 +488,28 @@ def test_a_search_that_read_a_row_before_an_index_removed_the_video_says_so(tiny
     assert found["results"] and str(videos / "green.mp4") not in [r["video"] for r in found["results"]]
 
 
+def test_a_search_that_read_a_row_before_a_re_index_failed_says_why(tiny_model, videos, monkeypatch):
+    """The index re-read a changed file, could not decode it, and recorded it as failed (its old
+    vectors go): the search says what the index found, not 'vectors missing', which would send
+    the user to run an index that fails the same way."""
+    from vmr_cli.search import Searcher, SearchOptions
+
+    vmr_json("index", videos, "--model", tiny_model)
+    lib = Library()
+    stale = lib.catalog.videos("ok")
+    (videos / "green.mp4").write_bytes(b"not a video any more")
+    failed = vmr_json("index", expect=1)["failed"]  # a file that failed: exit 1, the rest kept
+    assert [f["path"] for f in failed] == [str(videos / "green.mp4")]
+    searcher = Searcher(lib, frame_cache=False)
+    monkeypatch.setattr(lib.catalog, "videos", lambda status=None: stale)  # as read before the commit
+    found = searcher.search("a green screen", SearchOptions(top_k=20), log=False)
+    lib.close()
+    [skip] = found["stats"]["skipped"]
+    assert skip["video"] == str(videos / "green.mp4")
+    assert skip["error"] == f"could not be indexed again while this search ran: {failed[0]['error']}"
+    assert found["results"] and str(videos / "green.mp4") not in [r["video"] for r in found["results"]]
+
+
 def test_index_without_path_needs_a_library_with_folders():
     code, out, err = vmr("index", expect=1)
     assert err.strip() == "Error: the library holds no folders yet; say what to index: vmr index PATH"

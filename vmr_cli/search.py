@@ -216,12 +216,14 @@ class Searcher:
         its row was read and its shard: the video then has a new row (a new id, see
         ``Library.put_video``) and the old shard is deleted.  Its row is read again, once, by
         path, so the search uses the new vectors instead of skipping the video (or says it was
-        removed, when the index took it out of the library)."""
+        removed, or why its new version could not be indexed)."""
         found = self._shard_and_clips(video)
         if found is None:
             now = self.library.catalog.video_by_path(video["path"])
             if now is None:
                 raise SkipVideo("removed from the library while this search ran")
+            if now["status"] == "failed":  # 'vmr index' would fail the same way: say why instead
+                raise SkipVideo(f"could not be indexed again while this search ran: {now['error']}")
             if now["status"] == "ok" and (now["id"], now["vectors_token"]) != (video["id"], video["vectors_token"]):
                 video, found = now, self._shard_and_clips(now)
         if found is None:
