@@ -1,6 +1,7 @@
 """Why corpus search misses: the top result of every query of a synthetic world, classified.
 
     python bench/corpus_errors.py [--videos 10] [--duration 120] [--seed 0] [--model DIR] [--exhaustive] [--moment]
+                                  [--max-videos 10] [--beside VIDEOS DURATION SEED]
 
 Runs each query of the world against the whole library (the corpus setting of
 ``vmr eval``) with the trained tiny CLIP (or ``--model``) and sorts its top result into:
@@ -14,6 +15,11 @@ Runs each query of the world against the whole library (the corpus setting of
 
 ``--moment`` searches each query in its own video instead (moment retrieval) and
 sorts a miss by what its window shows besides the query's event, the same way.
+In the corpus setting it also counts how often the right video is among the
+candidate videos the coarse FAISS stage hands on (``--max-videos``, as ``vmr
+search``): in libraries of more videos than that, a video left out there cannot
+be found at all.  ``--beside`` indexes a second world's videos into the same
+library (its queries are not asked): a library of short and long videos mixed.
 
 Prints the counts and one line per miss, so the cause of each remaining error
 is visible.  Synthetic-world numbers only.
@@ -80,20 +86,40 @@ def main() -> None:
     parser.add_argument("--exhaustive", action="store_true")
     parser.add_argument("--moment", action="store_true",
                         help="each query in its own video (moment retrieval), not the whole library")
+    parser.add_argument("--max-videos", type=int, default=SearchOptions.max_videos,
+                        help="candidate videos searched per query, as vmr search --max-videos")
+    parser.add_argument("--beside", nargs=3, type=float, metavar=("VIDEOS", "DURATION", "SEED"),
+                        help="also index this world's videos into the library (not its queries)")
     args = parser.parse_args()
     folder = OUT / f"eval_world_{args.videos}v_{args.duration:g}s_seed{args.seed}"
     records = cached_world(folder, args.videos, args.duration, args.seed)
     plans = {p["video_id"]: p for p in plan_world(args.videos, args.duration, args.seed)}
     events = {ev["query"]: dict(ev, vid=vid) for vid, p in plans.items() for ev in p["events"]}
-    library = Library(str(library_for(folder, args.model)))
-    index_paths(library, [str(folder)], model=args.model, progress=False)
+    folders, name = [folder], library_for(folder, args.model)
+    if args.beside:
+        videos, duration, seed = int(args.beside[0]), args.beside[1], int(args.beside[2])
+        other = OUT / f"eval_world_{videos}v_{duration:g}s_seed{seed}"
+        cached_world(other, videos, duration, seed)
+        folders.append(other)
+        name = name.with_name(f"{name.name}_beside_{other.name}")
+    library = Library(str(name))
+    index_paths(library, [str(f) for f in folders], model=args.model, progress=False)
     path_of = {vid: str(folder / f"{vid}.mp4") for vid in plans}
+    if args.beside:  # its videos by path, as their ids repeat this world's
+        for p in plan_world(videos, duration, seed):
+            key = f"{other.name}/{p['video_id']}"
+            plans[key], path_of[key] = p, str(other / f"{p['video_id']}.mp4")
     searcher = Searcher(library, frame_cache=False)
-    counts, lines = Counter(), []
+    counts, lines, among, in_beside = Counter(), [], 0, 0
     for rec in records:
         own = path_of[rec["vid"]] if args.moment else None
-        found = searcher.search(rec["query"], SearchOptions(exhaustive=args.exhaustive, only_video=own), log=False)
+        options = SearchOptions(exhaustive=args.exhaustive, only_video=own, max_videos=args.max_videos)
+        found = searcher.search(rec["query"], options, log=False)
+        if not args.moment:  # the coarse stage again, as the search ran it: was the right video handed on?
+            q = searcher.encoder.encode_text([rec["query"]])[0]
+            among += path_of[rec["vid"]] in {v["path"] for v in searcher._candidates(q, options)}
         top = found["results"][0] if found["results"] else None
+        in_beside += bool(args.beside and top and top["video"].startswith(str(other) + "/"))
         kind = classify(top, events[rec["query"]], plans, path_of, moment=args.moment) if top else "no result"
         counts[kind] += 1
         if kind != "right":
@@ -102,7 +128,8 @@ def main() -> None:
             lines.append(f"  {kind:<40} {rec['query']!r}: got {where} ({top['score']:.3f}), truth {truth}")
     n = len(records)
     print(json.dumps(dict(counts), indent=2))
-    print(f"\n{args.videos} videos x {args.duration:g} s, seed {args.seed}, {n} queries, "
+    beside = f" (library: these and {folders[1].name})" if args.beside else ""
+    print(f"\n{args.videos} videos x {args.duration:g} s, seed {args.seed}{beside}, {n} queries, "
           f"{'exhaustive' if args.exhaustive else 'trimmed'} search, "
           f"{'moment retrieval (each query in its own video)' if args.moment else 'corpus setting'}\n")
     print("| top result | queries | share |\n|---|---|---|")
@@ -114,6 +141,11 @@ def main() -> None:
     for kind in order:
         if counts[kind]:
             print(f"| {kind} | {counts[kind]} | {100 * counts[kind] / n:.1f} % |")
+    if not args.moment:
+        print(f"\nthe right video among the {args.max_videos} candidate videos of the coarse stage: "
+              f"{among} of {n} ({100 * among / n:.1f} %)")
+    if args.beside:
+        print(f"top result in a video of {other.name}: {in_beside} of {n} ({100 * in_beside / n:.1f} %)")
     print("\nmisses:\n" + "\n".join(lines))
 
 
