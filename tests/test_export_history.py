@@ -245,6 +245,14 @@ def test_terminal_escapes_in_file_names_never_reach_stderr(tiny_model, tmp_path)
     assert "is a file" in err and ESC not in err
 
 
+def test_bare_vmr_prints_its_help_on_lines_as_click_writes_it():
+    """Click's errors are escaped line by line: the help that bare 'vmr' prints keeps its lines."""
+    code, out, err = vmr(expect=None)
+    text = out + err
+    assert code in (0, 2) and "\\n" not in text
+    assert " [OPTIONS] COMMAND [ARGS]...\n" in text and "\nCommands:\n" in text
+
+
 # -- 12.7: --library after the command, completion ----------------------------------------------
 def test_library_is_accepted_after_the_command_too(indexed, tmp_path, isolated_library, monkeypatch):
     for name, command in cli.commands.items():

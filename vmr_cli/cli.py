@@ -72,7 +72,8 @@ def _escaped_click_errors():
     try:
         yield
     except click.ClickException as exc:
-        exc.message = printable(exc.message)
+        # Line by line: click's own messages span lines (bare 'vmr' prints the help as one).
+        exc.message = "\n".join(printable(line) for line in exc.message.split("\n"))
         raise
 
 
