@@ -183,3 +183,12 @@ def test_catalog_from_vmr_1_is_migrated_with_a_backup(indexed, isolated_library)
     again = vmr_json("search", "red", "--top-k", "3")  # same data, same answers
     assert [(r["video"], r["start"]) for r in again["results"]] == \
         [(r["video"], r["start"]) for r in found["results"]]
+
+
+def test_an_empty_path_is_an_error_not_the_current_folder(indexed, monkeypatch):
+    """'vmr forget "$DIR"' with DIR unset must not forget everything under the current folder."""
+    monkeypatch.chdir(indexed)
+    for args in (("forget", ""), ("index", ""), ("eval", "a.jsonl", "--videos", ""), ("export", "--out", "")):
+        code, out, err = vmr(*args, expect=2)
+        assert "empty path (an unset shell variable?)" in err, args
+    assert vmr_json("status")["videos"] == 1

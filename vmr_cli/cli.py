@@ -90,6 +90,16 @@ class _Group(click.Group):
             return super().invoke(ctx)
 
 
+class _Path(click.Path):
+    """click.Path that refuses an empty string: an unset shell variable ('vmr forget "$DIR"')
+    must not mean the current folder."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value == "":
+            self.fail("empty path (an unset shell variable?)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class _Finite(click.ParamType):
     name = "number"
 
@@ -110,7 +120,7 @@ def _set_library(ctx, _param, value):
 
 def library_option(func):
     """--library after the command name too (vmr search Q --library DIR), like before it."""
-    return click.option("--library", type=click.Path(file_okay=False), expose_value=False,
+    return click.option("--library", type=_Path(file_okay=False), expose_value=False,
                         callback=_set_library, help="Library folder (also accepted before the "
                         "command). Default: $VMR_LIBRARY or ~/.local/share/vmr.")(func)
 
@@ -122,7 +132,7 @@ def backend_option(text: str, default: str | None = "torchcodec"):
 
 
 def trimmer_option(func):
-    return click.option("--trimmer", type=click.Path(file_okay=False, exists=True),
+    return click.option("--trimmer", type=_Path(file_okay=False, exists=True),
                         help="A trimmer trained by vmr train: its network chooses the windows.")(func)
 
 
@@ -154,7 +164,7 @@ def open_library(ctx, create: bool = False):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmr")
-@click.option("--library", "library", type=click.Path(file_okay=False), envvar="VMR_LIBRARY",
+@click.option("--library", "library", type=_Path(file_okay=False), envvar="VMR_LIBRARY",
               help="Library folder (catalog and vectors). Default: $VMR_LIBRARY or ~/.local/share/vmr.")
 @click.pass_context
 def cli(ctx, library):
@@ -170,7 +180,7 @@ def cli(ctx, library):
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=_Path(path_type=str))
 @click.option("--model", help="CLIP-family model: hub id or local folder. Default: the library's "
               "encoder, or openai/clip-vit-base-patch32 for a new library. The library's model moved? "
               "Give its new place: accepted when its weights hash as recorded.")
@@ -255,7 +265,7 @@ def _repoint(ctx, model: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, required=True, type=_Path(path_type=str))
 @json_option
 @library_option
 @click.pass_context
@@ -317,7 +327,7 @@ def results_table(results) -> str:
 @backend_option("Video decoder for the frames a search looks at. Default: torchcodec, "
                 "or PyAV where torchcodec cannot load (with a note).", default=None)
 @click.option("--paths", "paths_only", is_flag=True, help="Print only the paths of matching videos.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+@click.option("--html", "html_path", type=_Path(dir_okay=False),
               help="Also write a page with thumbnails and players for the results.")
 @click.option("--open", "open_page", is_flag=True, help="Open the --html page in the browser.")
 @json_option
@@ -378,7 +388,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
 @click.argument("ranks", nargs=-1, type=click.IntRange(min=1))
 @click.option("--search", "search_id", type=int,
               help="A logged search id ('vmr searches' lists them). Default: the last search.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", type=_Path(file_okay=False),
               help="Folder for the cut files, created when its parent exists. Default: vmr's own, "
               "'vmr' in your videos folder ($XDG_VIDEOS_DIR or ~/Videos).")
 @click.option("--copy", is_flag=True, help="Stream copy: fast, but starts at the key frame before the moment.")
@@ -573,7 +583,7 @@ def logged_as_json(logged: dict) -> dict:
 
 @cli.command()
 @click.argument("search_id", type=int, required=False)
-@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+@click.option("--html", "html_path", type=_Path(dir_okay=False),
               help="Also write a page with thumbnails and players here.")
 @click.option("--open", "open_page", is_flag=True, help="Open the --html page in the browser.")
 @json_option
@@ -640,12 +650,12 @@ def play(ctx, rank, search_id, player):
 
 
 @cli.command(name="eval")
-@click.argument("annotations", type=click.Path(dir_okay=False))
-@click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False),
+@click.argument("annotations", type=_Path(dir_okay=False))
+@click.option("--videos", "videos_dir", required=True, type=_Path(file_okay=False),
               help="Folder holding the annotated videos (file stem = video id).")
 @click.option("--model", help="Encoder for a new library (as for vmr index).")
 @click.option("--exhaustive", is_flag=True, help="Verify every clip (the baseline trimming is measured against).")
-@click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False),
+@click.option("--predictions", "predictions_path", type=_Path(dir_okay=False),
               help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting.")
 @trimmer_option
 @backend_option("Video decoder, for indexing and search.")
@@ -689,12 +699,12 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
 
 
 @cli.command()
-@click.argument("annotations", type=click.Path(dir_okay=False))
-@click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False),
+@click.argument("annotations", type=_Path(dir_okay=False))
+@click.option("--videos", "videos_dir", required=True, type=_Path(file_okay=False),
               help="Folder holding the annotated videos (file stem = video id); indexed if needed.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", required=True, type=_Path(file_okay=False),
               help="Folder for the trained trimmer (created; an unfinished run there resumes).")
-@click.option("--val", "val_path", type=click.Path(dir_okay=False),
+@click.option("--val", "val_path", type=_Path(dir_okay=False),
               help="Annotations to report validation R1@0.5 on after every epoch (videos in --videos).")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=20, show_default=True,
               help="Epochs of the teacher, then as many of the student.")
