@@ -88,8 +88,14 @@ def test_refuses_folder_and_missing_parent_overwrites_file(tmp_path):
     with pytest.raises(VmrError, match="does not exist"):
         write_page(search, str(tmp_path / "nope" / "page.html"))
     page = tmp_path / "page.html"
-    page.write_text("old")
+    page.write_text("old")  # not a page vmr wrote: the user's, left as it is
+    with pytest.raises(VmrError, match="exists and is not a file vmr wrote"):
+        write_page(search, str(page))
+    assert page.read_text() == "old"
+    page.write_text("")  # an empty file (touch page.html) is written
     write_page(search, str(page))
+    assert "No results" in page.read_text()
+    write_page(fake_search([]), str(page))  # a page vmr wrote is replaced
     assert "No results" in page.read_text()
 
 

@@ -215,7 +215,7 @@ def test_html_onto_fifo_dev_null_and_symlinks(tmp_path):
 
     real = tmp_path / "pages" / "real.html"
     real.parent.mkdir()
-    real.write_text("old")
+    real.write_text("<!DOCTYPE html>\n<html><head><title>vmr: old</title></head></html>\n")  # an earlier page
     real.chmod(0o640)
     link = tmp_path / "link.html"
     link.symlink_to(real)
@@ -267,6 +267,32 @@ def test_predictions_written_through_a_symlink(tmp_path, tiny_model):
     assert link.is_symlink()
     rows = [json.loads(line) for line in real.read_text().splitlines()]
     assert [r["vid"] for r in rows] == ["red"]
+
+
+def test_html_and_predictions_never_replace_a_file_vmr_did_not_write(tmp_path, tiny_model):
+    """--predictions naming the annotations it scores, --html naming an indexed video: refused,
+    both files untouched; predictions and pages vmr wrote itself are replaced."""
+    folder = tmp_path / "videos"
+    make_video(folder / "red.mp4", [("red", 2.0), ("blue", 2.0)])
+    annotations = tmp_path / "ann.jsonl"
+    annotations.write_text(json.dumps({"qid": 1, "query": "red", "vid": "red", "duration": 4.0,
+                                       "relevant_windows": [[0, 2]]}) + "\n")
+    before = annotations.read_bytes()
+    _code, _out, err = vmr("eval", annotations, "--videos", folder, "--predictions", annotations,
+                           "--model", tiny_model, expect=1)
+    assert "--predictions" in err and "is not a file vmr wrote" in err and annotations.read_bytes() == before
+    predictions = tmp_path / "pred.jsonl"
+    for _ in range(2):  # the second run replaces the first run's predictions
+        vmr_json("eval", annotations, "--videos", folder, "--predictions", predictions, "--model", tiny_model)
+        assert [json.loads(line)["vid"] for line in predictions.read_text().splitlines()] == ["red"]
+    video = folder / "red.mp4"
+    video_bytes = video.read_bytes()
+    _code, _out, err = vmr("search", "red", "--html", video, expect=1)
+    assert "is not a file vmr wrote" in err and video.read_bytes() == video_bytes
+    found = vmr_json("search", "red", "--html", tmp_path / "page.html")
+    _code, _out, err = vmr("show", found["search_id"], "--html", video, expect=1)
+    assert "is not a file vmr wrote" in err and video.read_bytes() == video_bytes
+    vmr_json("show", found["search_id"], "--html", tmp_path / "page.html")  # its own page: replaced
 
 
 # -- progress on stderr --------------------------------------------------------------------

@@ -328,7 +328,7 @@ def results_table(results) -> str:
                 "or PyAV where torchcodec cannot load (with a note).", default=None)
 @click.option("--paths", "paths_only", is_flag=True, help="Print only the paths of matching videos.")
 @click.option("--html", "html_path", type=_Path(dir_okay=False),
-              help="Also write a page with thumbnails and players for the results.")
+              help="Also write a page with thumbnails and players for the results (a new file, or a page vmr wrote).")
 @click.option("--open", "open_page", is_flag=True, help="Open the --html page in the browser.")
 @json_option
 @library_option
@@ -349,7 +349,9 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     if html_path and lib.readonly:
         raise VmrError(f"--html needs a logged search, and library {lib.directory} is read-only")
     if html_path:
-        user_file_target(html_path, "--html")  # refused before the search, not after it
+        from .page import is_page
+
+        user_file_target(html_path, "--html", ours=is_page)  # refused before the search, not after it
     startup = time.perf_counter() - STARTED
     searcher = Searcher(lib, trimmer=trimmer, backend=backend)
     found = searcher.search(query, options, progress=None)
@@ -584,7 +586,7 @@ def logged_as_json(logged: dict) -> dict:
 @cli.command()
 @click.argument("search_id", type=int, required=False)
 @click.option("--html", "html_path", type=_Path(dir_okay=False),
-              help="Also write a page with thumbnails and players here.")
+              help="Also write a page with thumbnails and players here (a new file, or a page vmr wrote).")
 @click.option("--open", "open_page", is_flag=True, help="Open the --html page in the browser.")
 @json_option
 @library_option
@@ -656,7 +658,7 @@ def play(ctx, rank, search_id, player):
 @click.option("--model", help="Encoder for a new library (as for vmr index).")
 @click.option("--exhaustive", is_flag=True, help="Verify every clip (the baseline trimming is measured against).")
 @click.option("--predictions", "predictions_path", type=_Path(dir_okay=False),
-              help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting.")
+              help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting (a new file, or predictions vmr wrote).")
 @trimmer_option
 @backend_option("Video decoder, for indexing and search.")
 @json_option
@@ -670,11 +672,11 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     against its own video) and corpus moment retrieval (against the whole
     library), the cost per query, and a uniform-random baseline.
     """
-    from .evaluate import evaluate
+    from .evaluate import are_predictions, evaluate
     from .paths import user_file_target
 
     if predictions_path:
-        user_file_target(predictions_path, "--predictions")  # before a library is created or filled
+        user_file_target(predictions_path, "--predictions", ours=are_predictions)  # before a library is created or filled
     lib = open_library(ctx, create=True)
     try:
         report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,

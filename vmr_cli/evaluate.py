@@ -104,7 +104,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
 
     items = read_annotations(annotations_path)
     # The predictions file is checked now, not after a run of minutes.
-    target = user_file_target(predictions_path, "--predictions") if predictions_path else None
+    target = user_file_target(predictions_path, "--predictions", ours=are_predictions) if predictions_path else None
     videos_dir = absolute(videos_dir)
     if not os.path.isdir(videos_dir):
         raise VmrError(f"no such folder: {videos_dir}")
@@ -174,6 +174,16 @@ def _with(options: SearchOptions, **changes) -> SearchOptions:
     from dataclasses import replace
 
     return replace(options, **changes)
+
+
+def are_predictions(head: bytes) -> bool:
+    """Whether a file's first bytes are predictions ``evaluate`` wrote (only those are replaced;
+    never the annotations being scored)."""
+    try:
+        first = json.loads(head.split(b"\n", 1)[0])
+    except ValueError:
+        return False
+    return isinstance(first, dict) and "pred_relevant_windows" in first
 
 
 def _write_jsonl(target: str, rows: list[dict]) -> None:

@@ -253,7 +253,7 @@ def write_page(search: dict, html_path: str, ffmpeg: str = "ffmpeg", previews_di
     Returns the absolute path of the file written.  The target is checked
     before the (slow) thumbnails and previews are made.
     """
-    target = user_file_target(html_path, "--html")
+    target = user_file_target(html_path, "--html", ours=is_page)
     text = render(search, ffmpeg=ffmpeg, previews_dir=previews_dir, progress=progress)
 
     def write(tmp: str) -> None:
@@ -262,6 +262,11 @@ def write_page(search: dict, html_path: str, ffmpeg: str = "ffmpeg", previews_di
 
     atomic_write(target, write, shared=True)
     return target
+
+
+def is_page(head: bytes) -> bool:
+    """Whether a file's first bytes are a page ``render`` wrote: only such a file is replaced."""
+    return head.startswith(b"<!DOCTYPE html>") and b"<title>vmr: " in head
 
 
 def open_in_browser(path: str) -> None:

@@ -66,8 +66,12 @@ def under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def user_file_target(path, option: str = "the output") -> str:
+def user_file_target(path, option: str = "the output", ours=None) -> str:
     """The regular file to replace when writing ``path`` for the user, atomically.
+
+    ``ours(head)``, given the first 4 KB of an existing non-empty file, says whether vmr
+    wrote it (an earlier page, earlier predictions): only such a file is replaced; any other
+    (the annotations being scored, an indexed video) is refused, never overwritten.
 
     ``atomic_write`` renames a temp file over its target, which would turn a
     device or FIFO into a plain file (as root, ``/dev/null``) and replace a
@@ -109,6 +113,15 @@ def user_file_target(path, option: str = "the output") -> str:
     if not stat.S_ISREG(info.st_mode):
         raise VmrError(f"{option} {printable(target)} is {_kind(info.st_mode)}, not a regular file; "
                        "vmr writes only regular files (name a new or existing file)")
+    if ours is not None and info.st_size > 0:
+        try:
+            with open(resolved, "rb") as existing:
+                head = existing.read(4096)
+        except OSError as exc:
+            raise VmrError(f"cannot write {option} {printable(target)}: {exc.strerror}") from None
+        if not ours(head):
+            raise VmrError(f"{option} {printable(target)} exists and is not a file vmr wrote; it is left "
+                           "as it is: name a new file, or remove that one first")
     return resolved
 
 
