@@ -510,6 +510,42 @@ def test_a_search_that_read_a_row_before_a_re_index_failed_says_why(tiny_model, 
     assert found["results"] and str(videos / "green.mp4") not in [r["video"] for r in found["results"]]
 
 
+def test_a_video_that_cannot_be_read_is_skipped_not_the_whole_search(tiny_model, videos, monkeypatch):
+    """A file made unreadable after indexing (chmod, a share that went away): the search goes
+    on without it and says why; it used to end with 'Error: [Errno 13] Permission denied'."""
+    from vmr_cli import search
+
+    vmr_json("index", videos, "--model", tiny_model)
+    green, red = str(videos / "green.mp4"), str(videos / "red_then_blue.mp4")
+    real_open, real_stat = search.open_reader, os.stat
+    denied = {red, green}
+
+    def open_denied(path, *args, **kwargs):
+        if path in denied:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(search, "open_reader", open_denied)
+    found = vmr_json("search", "a red screen", "--top-k", "20")  # trimmed: decodes to refine the edge at 3 s
+    assert {"video": red, "error": "cannot read the file: Permission denied"} in found["stats"]["skipped"]
+    assert red in [r["video"] for r in found["results"]]  # its stored windows stand
+    found = vmr_json("search", "a green screen", "--top-k", "20", "--exhaustive")  # decodes every video
+    assert {"video": green, "error": "cannot read the file: Permission denied"} in found["stats"]["skipped"]
+    assert found["results"]
+    monkeypatch.setattr(search, "open_reader", real_open)
+
+    def stat_denied(path, *args, **kwargs):  # a folder on the way that cannot be entered
+        if os.fsdecode(path) == green:
+            raise PermissionError(13, "Permission denied", path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_denied)
+    found = vmr_json("search", "a green screen", "--top-k", "20")
+    monkeypatch.setattr(os, "stat", real_stat)
+    assert {"video": green, "error": "cannot read the file: Permission denied"} in found["stats"]["skipped"]
+    assert found["results"] and green not in [r["video"] for r in found["results"]]
+
+
 def test_index_without_path_needs_a_library_with_folders():
     code, out, err = vmr("index", expect=1)
     assert err.strip() == "Error: the library holds no folders yet; say what to index: vmr index PATH"

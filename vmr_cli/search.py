@@ -229,8 +229,12 @@ class Searcher:
         if found is None:
             raise SkipVideo("vectors missing; run 'vmr index' to repair")
         shard, clips = found
-        if not os.path.exists(video["path"]):
-            raise SkipVideo(f"file no longer exists: {video['path']}")
+        try:
+            os.stat(video["path"])
+        except FileNotFoundError:
+            raise SkipVideo(f"file no longer exists: {video['path']}") from None
+        except OSError as exc:  # a folder on the way that cannot be entered, a dropped share
+            raise SkipVideo(f"cannot read the file: {exc.strerror}") from None
         return video, clips, shard
 
     def _shard_and_clips(self, video: dict):
@@ -268,8 +272,8 @@ class Searcher:
             try:
                 with _FrameSource(self.frame_cache, v, self.encoder, self._decoder, q, stats, timer) as frames:
                     sims = dict(zip(times, frames.similarities(times))) if times else {}
-            except DecodeError as exc:  # the file broke since indexing: its stored windows stand
-                stats.setdefault("skipped", []).append({"video": v.path, "error": str(exc)})
+            except (DecodeError, OSError) as exc:  # broke or unreadable since indexing: its stored windows stand
+                stats.setdefault("skipped", []).append({"video": v.path, "error": _unreadable(exc)})
                 continue
             for w, edges in mine:
                 stats["clips_verified"] += len(edges)
@@ -294,8 +298,8 @@ class Searcher:
             try:
                 with _FrameSource(self.frame_cache, v, self.encoder, self._decoder, q, stats, timer) as frames:
                     sims = frames.similarities(times)
-            except DecodeError as exc:
-                stats.setdefault("skipped", []).append({"video": v.path, "error": str(exc)})
+            except (DecodeError, OSError) as exc:
+                stats.setdefault("skipped", []).append({"video": v.path, "error": _unreadable(exc)})
                 continue
             stats["clips_verified"] += len(v.clips)
             with timer("moment_head"):
@@ -435,6 +439,13 @@ def _moment(v: _Video, start: float, end: float, score: float) -> list[dict]:
         return []
     return [{"video": v.path, "video_id": v.row["id"], "start": round(start, 3), "end": round(end, 3),
              "score": round(float(score), 4)}]
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why a candidate's frames could not be read: the decoder's reason, or the system's."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot read the file: {exc.strerror}"
+    return str(exc)
 
 
 class _FrameSource:
