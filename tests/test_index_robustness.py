@@ -648,6 +648,27 @@ def _damage_ogg(src, dst, seed: int = 1):
     dst.write_bytes(data)
 
 
+def test_a_file_cut_short_counts_its_missing_frames(tiny_model, tmp_path):
+    """A copy or download that stopped (the header, written first, still claims 30 s): the
+    frames it no longer holds count as undecodable, so a file cut to 30 % fails and one cut to
+    90 % is indexed with a damaged note, instead of indexing the last frame over the lost part."""
+    folder, work = tmp_path / "v", tmp_path / "work"
+    folder.mkdir()
+    work.mkdir()
+    ffmpeg("-f", "lavfi", "-t", "30", "-i", "testsrc2=size=160x120:rate=10", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", "-movflags", "+faststart", work / "whole.mp4")
+    data = (work / "whole.mp4").read_bytes()
+    (folder / "cut to 30 %.mp4").write_bytes(data[:len(data) * 30 // 100])
+    (folder / "cut to 90 %.mp4").write_bytes(data[:len(data) * 90 // 100])
+    summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
+    (reason,) = failures(summary).values()
+    assert failures(summary).keys() == {"cut to 30 %.mp4"}
+    bad, seen = re.fullmatch(r"too damaged to index: (\d+) of (\d+) frames could not be decoded", reason).groups()
+    assert int(bad) > int(seen) / 2
+    (damaged,) = summary["damaged"]
+    assert os.path.basename(damaged["path"]) == "cut to 90 %.mp4" and 10 <= damaged["bad_frames"] < 60
+
+
 def test_damaged_streams_are_indexed_and_too_damaged_ones_fail(tiny_model, tmp_path):
     folder, work = tmp_path / "v", tmp_path / "work"
     folder.mkdir()

@@ -169,6 +169,7 @@ class PyAVReader(_Reader):
                     self._ended = True  # the stream ends here: can it back the duration claimed?
                     check_duration(self.info.duration, fps=self.info.fps, stream_end=self._shown_t,
                                    frames=self.good_frames + self.bad_frames)
+                    self.bad_frames += self._cut_off(self._shown_t)
                 if self._converted is None or self._converted[0] is not shown:
                     self._converted = (shown, self._convert(shown))
                 picked[order[pos]] = self._converted[1]
@@ -177,6 +178,15 @@ class PyAVReader(_Reader):
         if any(p is None for p in picked):
             raise DecodeError("no frames could be decoded")
         return torch.stack(picked)  # type: ignore[arg-type]
+
+    TRUNCATED_AFTER = 2.0  # seconds of claimed duration past the stream's last frame that count as lost
+
+    def _cut_off(self, stream_end: float) -> int:
+        """Frames the stream claims but ends before (a file cut short: a copy or download that
+        stopped): they count as frames that could not be decoded, as damage does, so the
+        caller's "more than half" rule sees them instead of the last frame shown for them."""
+        missing = self.info.duration - stream_end - self.TRUNCATED_AFTER
+        return int(round(missing * (self.info.fps or 1.0))) if missing > 0 else 0
 
     def _open(self) -> None:
         import av
