@@ -546,6 +546,40 @@ def test_a_video_that_cannot_be_read_is_skipped_not_the_whole_search(tiny_model,
     assert found["results"] and green not in [r["video"] for r in found["results"]]
 
 
+def test_status_after_an_interrupted_index_counts_the_stored_vectors(tiny_model, videos, isolated_library):
+    """The FAISS cache is written every minute and at the end of a run: after a run stopped
+    early (or during one) it lags the committed videos, whose vectors are in their shards.
+    That is not damage, and status says so; a shard really missing still is."""
+    first = videos / "sub"
+    vmr_json("index", first, "--model", tiny_model)
+    cache = [isolated_library / name for name in ("appearance.faiss", "appearance.faiss.json")]
+    saved = [path.read_bytes() for path in cache]
+    vmr_json("index", videos)  # two more videos; then put back the cache of before, as a Ctrl-C leaves it
+    for path, data in zip(cache, saved):
+        path.write_bytes(data)
+    now = status()
+    assert now["videos"] == 3 and now["vectors"] < now["clips"]
+    assert now["consistent"] and now["vector_cache_lag"] == now["clips"] - now["vectors"]
+    assert not now["index_running"]
+    code, out, err = vmr("status")
+    assert f"consistent: the FAISS cache lags the stored vectors by {now['vector_cache_lag']} clips" in out
+    found = vmr_json("search", "a green screen", "--top-k", "20")  # searches see every video
+    assert str(videos / "green.mp4") in [r["video"] for r in found["results"]]
+    lib = Library()
+    green = lib.catalog.video_by_path(str(videos / "green.mp4"))
+    lib.close()
+    os.unlink(isolated_library / "shards" / f"{green['id']}.safetensors")
+    assert not status()["consistent"]
+    code, out, err = vmr("status")
+    assert "NOT consistent: run vmr status --check" in out
+    from vmr_cli.lock import writer_lock
+
+    with writer_lock(str(isolated_library), "vmr index"):  # as a running index holds it
+        assert status()["index_running"]
+        code, out, err = vmr("status")
+        assert "a vmr index is running: these numbers are what it has committed so far" in out
+
+
 def test_index_without_path_needs_a_library_with_folders():
     code, out, err = vmr("index", expect=1)
     assert err.strip() == "Error: the library holds no folders yet; say what to index: vmr index PATH"

@@ -531,13 +531,18 @@ def _print_status(data: dict, report: dict | None) -> None:
     click.echo(f"library   {printable(data['library'])}")
     click.echo(f"encoder   {printable(data['encoder'] or '-')}")
     click.echo(f"videos    {data['videos']} ({hours:.2f} h), failed {data['failed']}, stale {data['stale']}")
-    if data["consistent"]:
+    if data["consistent"] and data.get("vector_cache_lag"):
+        agreement = (f"consistent: the FAISS cache lags the stored vectors by {data['vector_cache_lag']} "
+                     "clips; searches rebuild it from them, the next vmr index saves it")
+    elif data["consistent"]:
         agreement = "consistent"
     elif data["vectors"] == data["clips"]:
         agreement = f"{data['stale']} stale videos: the next vmr index re-embeds them"
     else:
         agreement = "NOT consistent: run vmr status --check"
     click.echo(f"clips     {data['clips']}, vectors {data['vectors']} ({agreement})")
+    if data.get("index_running"):
+        click.echo("index     a vmr index is running: these numbers are what it has committed so far")
     click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB, of which frame cache "
                f"{data['frame_cache_bytes'] / 1e6:.1f} MB (safe to delete: frames.db)")
     for failed in data.get("failed_files", []):

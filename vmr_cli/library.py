@@ -442,6 +442,13 @@ class Library:
         counts = self.catalog.counts()
         info = self.encoder()
         vectors = self.vectors.count(info["dim"]) if info else 0
+        consistent = vectors == counts["clips"] and counts["stale"] == 0
+        lag = 0
+        if not consistent and counts["stale"] == 0 and self._shards_match():
+            # The FAISS cache is written every minute and at the end of an index run, so during
+            # one, or after one was interrupted, it lags what was committed; every committed
+            # video's vectors are in its shard, from which the cache is rebuilt.
+            consistent, lag = True, abs(counts["clips"] - vectors)
         return {
             "library": self.directory,
             "videos": counts["videos"],
@@ -449,7 +456,9 @@ class Library:
             "stale": counts["stale"],
             "clips": counts["clips"],
             "vectors": vectors,
-            "consistent": vectors == counts["clips"] and counts["stale"] == 0,
+            "consistent": consistent,
+            "vector_cache_lag": lag,
+            "index_running": self._index_running(),
             "duration": round(counts["duration"], 3),
             "searches": counts["searches"],
             "encoder": info["name"] if info else None,
@@ -459,6 +468,18 @@ class Library:
             "frame_cache_bytes": self.frames.size_bytes(),
         }
 
+    def _index_running(self) -> bool:
+        try:
+            return self.is_locked()
+        except OSError:  # a library this user can only read: nobody indexes it as this user
+            return False
+
+    def _shards_match(self) -> bool:
+        """Whether every indexed video's shard is there and is the one its row was committed
+        with (headers only)."""
+        return all(self.vectors.shard_matches(v["id"], v["vectors_token"], v["n_clips"])
+                   for v in self.catalog.videos("ok"))
+
     def failed_files(self) -> list[dict]:
         """The files that could not be indexed: path, why, and what they failed with."""
         return [{"path": v["path"], "error": v["error"], "failed_with": v.get("failed_with"),
@@ -467,7 +488,8 @@ class Library:
     @staticmethod
     def empty_status(directory: str) -> dict:
         return {"library": directory, "videos": 0, "failed": 0, "stale": 0, "clips": 0, "vectors": 0,
-                "consistent": True, "duration": 0.0, "searches": 0, "encoder": None,
+                "consistent": True, "vector_cache_lag": 0, "index_running": False,
+                "duration": 0.0, "searches": 0, "encoder": None,
                 "embedding_dim": None, "clip_seconds": None, "size_bytes": 0, "frame_cache_bytes": 0}
 
     def close(self) -> None:
