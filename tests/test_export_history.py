@@ -291,3 +291,6 @@ def test_the_library_folder_is_never_indexed(tiny_model, tmp_path):
     assert summary["added"] == 1
     assert [r["video"] for r in vmr_json("--library", library, "search", "blue")["results"]] == \
         [str(videos / "a.mp4")]
+    # ... and so are another library's, indexed into a second library elsewhere
+    summary = vmr_json("--library", tmp_path / "second", "index", videos, "--model", tiny_model)
+    assert summary["added"] == 1 and summary["failed"] == []

@@ -106,7 +106,7 @@ def output_folder(out_dir: str | None) -> str:
 # -- recognising vmr's own outputs (called by the index scan) -----------------------------------
 def without_own_outputs(catalog, found: list) -> list:
     """``found`` (scan.Found items) less vmr's own outputs, which are never indexed: the library's
-    previews (MP4s in its previews/ folder), files under a folder holding vmr's marker, and files
+    previews (MP4s in its previews/ folder, and in any other vmr library's), files under a folder holding vmr's marker, and files
     whose size and fingerprint are those of a file an export wrote (so a cut moved anywhere, or a
     --out folder under an indexed root, stays out)."""
     from .paths import under
@@ -114,7 +114,19 @@ def without_own_outputs(catalog, found: list) -> list:
 
     previews = os.path.join(os.path.dirname(os.path.abspath(catalog.path)), FOLDER)
     own = _OwnOutputs(catalog)
-    return [item for item in found if not under(item.path, previews) and not own.holds(item)]
+    libraries: dict[str, bool] = {}
+
+    def in_any_library_previews(path: str) -> bool:
+        """Another vmr library's previews (a library kept inside an indexed folder)."""
+        folder = os.path.dirname(path)
+        if os.path.basename(folder) != FOLDER:
+            return False
+        if folder not in libraries:
+            libraries[folder] = os.path.isfile(os.path.join(os.path.dirname(folder), "catalog.db"))
+        return libraries[folder]
+
+    return [item for item in found if not under(item.path, previews) and not own.holds(item)
+            and not in_any_library_previews(item.path)]
 
 
 class _OwnOutputs:
