@@ -245,6 +245,31 @@ def test_terminal_escapes_in_file_names_never_reach_stderr(tiny_model, tmp_path)
     assert "is a file" in err and ESC not in err
 
 
+def test_export_follows_a_move_the_index_recorded_and_warns_of_a_changed_file(indexed, tmp_path):
+    """Moved after the search, then 'vmr index' (which records the move): export cuts the file
+    where it is now. Changed after the search: the cut is made, with a warning that its times
+    may not show the moment."""
+    found = vmr_json("search", "a green screen", "--top-k", "3")
+    rank = next(r["rank"] for r in found["results"] if r["video"].endswith("green.mp4"))
+    os.rename(indexed / "green.mp4", indexed / "renamed.mp4")
+    assert vmr_json("index")["moved"] == 1
+    done = vmr_json("export", rank, "--out", tmp_path / "cuts")
+    [item] = done["exported"]
+    assert item["source"] == str(indexed / "renamed.mp4") and "warning" not in item and os.path.isfile(item["path"])
+    code, out, err = vmr("export", rank, "--out", tmp_path / "cuts")
+    assert "warning" not in err
+
+    make_video(indexed / "renamed.mp4", [("yellow", 4.0)])  # new content under the same name
+    code, out, err = vmr("export", rank, "--out", tmp_path / "cuts", "--json")
+    [item] = json.loads(out)["exported"]
+    expected = (f"result {rank}: {indexed / 'renamed.mp4'} changed since this search (modified or re-indexed); "
+                "its times may not show the moment: search again")
+    assert item["warning"] == expected and f"warning: {expected}" in err
+    vmr_json("index")  # re-indexed as new content: what the search saw is in no file any more
+    code, out, err = vmr("export", rank, "--out", tmp_path / "cuts", expect=1)
+    assert f"Error: result {rank}: source no longer exists: {indexed / 'green.mp4'}" in err
+
+
 def test_bare_vmr_prints_its_help_on_lines_as_click_writes_it():
     """Click's errors are escaped line by line: the help that bare 'vmr' prints keeps its lines."""
     code, out, err = vmr(expect=None)

@@ -127,7 +127,7 @@ def test_play_errors_are_one_line(tmp_path, fake_players):
     video.unlink()
     calls_before = len(calls())
     _code, _out, err = vmr("play", 1, expect=1)
-    assert "the video no longer exists" in err and len(calls()) == calls_before
+    assert "result 1: source no longer exists" in err and len(calls()) == calls_before
 
 
 def test_play_on_a_read_only_library_needs_a_search_id(tmp_path):

@@ -422,6 +422,9 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
     lib = open_library(ctx)
     done = export_results(lib.catalog, list(ranks), search_id=search_id, out_dir=out_dir, copy=copy,
                           force=force, announce=announce)
+    for item in done["exported"]:
+        if item.get("warning"):
+            say(f"warning: {item['warning']}")
     if as_json:
         emit_json(done)
     else:
@@ -641,15 +644,19 @@ def play(ctx, rank, search_id, player):
       vmr play 1                # result 1 of the last search
       vmr play --search 7 3     # result 3 of logged search 7
     """
+    from .export import result_source
     from .player import pick_result, prepare, run
     from .timecodes import timecode
 
     lib = open_library(ctx)
     logged, result = pick_result(lib.catalog, rank, search_id, readonly=lib.readonly)
     start, end = float(result["start"]), float(result["end"])
-    kind, argv = prepare(result["video"], start, end, player)
-    say(f"search {logged['id']} \"{logged['query']}\", rank {rank}: {result['video']} "
+    source, warning = result_source(lib.catalog, result, f"result {rank}")
+    kind, argv = prepare(source, start, end, player)
+    say(f"search {logged['id']} \"{logged['query']}\", rank {rank}: {source} "
         f"{timecode(start)} – {timecode(end)}")
+    if warning:
+        say(f"warning: {warning}")
     if kind == "system":
         say(f"{os.path.basename(argv[0])} cannot start at a time: seek to {timecode(start)} "
             f"(the moment ends at {timecode(end)}); mpv or VLC would start there")

@@ -205,11 +205,7 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
     if missing:
         raise VmrError(f"search {search['id']} has no result {missing[0]} (it has 1 to {max(by_rank)})")
     ffmpeg = require_tool("ffmpeg")
-    for rank in chosen:
-        source = by_rank[rank]["video"]
-        if not os.path.isfile(source):
-            raise VmrError(f"result {rank}: source no longer exists: {printable(source)} "
-                           "(moved since indexing? run 'vmr index' and search again)")
+    sources = {rank: result_source(catalog, by_rank[rank], f"result {rank}") for rank in chosen}
     folder = output_folder(out_dir)
     if announce is not None:
         announce(search, chosen, folder)
@@ -217,14 +213,15 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
     written, files, taken = [], [], set()
     try:
         for rank in chosen:
-            result = by_rank[rank]
-            names = (os.path.join(folder, target_name(result["video"], result["start"], result["end"], copy, n))
+            result, (source, warning) = by_rank[rank], sources[rank]
+            names = (os.path.join(folder, target_name(source, result["start"], result["end"], copy, n))
                      for n in range(1, 100000))
             names = (name for name in names if name not in taken)  # never one file for two results
-            target = _cut(ffmpeg, result["video"], result["start"], result["end"], names, folder, copy, force)
+            target = _cut(ffmpeg, source, result["start"], result["end"], names, folder, copy, force)
             taken.add(target)
-            written.append({"rank": rank, "path": target, "source": result["video"],
-                            "start": result["start"], "end": result["end"], "exact": not copy})
+            written.append({"rank": rank, "path": target, "source": source,
+                            "start": result["start"], "end": result["end"], "exact": not copy}
+                           | ({"warning": warning} if warning else {}))
             files.append(_file_print(target))
     finally:
         done = {"search_id": search["id"], "query": search["query"], "folder": folder, "exported": written}
@@ -232,6 +229,32 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
                                              "copy": copy, "force": force}, dict(done, files=files), started)
     return done
+
+
+def result_source(catalog, result: dict, what: str) -> tuple[str, str | None]:
+    """(the file a logged result is in now, a warning or None): the path it was found at, or
+    where 'vmr index' recorded it moved since (the same row); a warning when the file there is
+    not the content the search saw (re-indexed since, or modified since it was indexed), as
+    its times may then show something else.  VmrError when the file is gone."""
+    path = result["video"]
+    row = catalog.video(result["video_id"]) if result.get("video_id") is not None else None
+    if not os.path.isfile(path):
+        if row is None or row["status"] != "ok" or not os.path.isfile(row["path"]):
+            raise VmrError(f"{what}: source no longer exists: {printable(path)} "
+                           "(moved or deleted since this search? run 'vmr index' and search again)")
+        path = row["path"]  # moved, and the index followed it
+    if result.get("video_id") is None:  # logged before results named their video's row
+        return path, None
+    now = catalog.video_by_path(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise VmrError(f"{what}: cannot read {printable(path)}: {exc.strerror}") from None
+    if now is None or row is None or now["id"] != row["id"] or \
+            (now["size"], now["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
+        return path, (f"{what}: {printable(path)} changed since this search (modified or re-indexed); "
+                      "its times may not show the moment: search again")
+    return path, None
 
 
 def _file_print(path: str) -> dict:
