@@ -106,6 +106,24 @@ def test_moving_a_whole_folder_keeps_vectors(videos, tiny_model, tmp_path):
     assert (summary["moved"], summary["added"], summary["removed"]) == (1, 0, 0)
 
 
+def test_a_folder_moved_out_of_the_indexed_tree_is_followed_when_its_new_place_is_indexed(
+        videos, tiny_model, tmp_path):
+    """Only the new place is indexed: its files match the entries whose old paths are gone
+    (moved, vectors kept) instead of being embedded again beside ghosts of the old folder."""
+    make_video(videos / "trip" / "a.mp4", [("red", 2.0)])
+    make_video(videos / "trip" / "b.mp4", [("blue", 2.0)])
+    index(videos, "--model", tiny_model)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.move(str(videos / "trip"), str(archive / "trip"))
+    summary = index(archive)
+    assert (summary["moved"], summary["added"], summary["removed"]) == (2, 0, 0)
+    summary = index()  # every root: nothing missing is left to keep or to search
+    assert (summary["kept"], summary["removed"], summary["unchanged"]) == ([], 0, 5)
+    code, out, err = vmr("search", "red")
+    assert "warning" not in err and str(archive / "trip" / "a.mp4") in out
+
+
 def test_status_reads_without_heavy_imports(videos, tiny_model, isolated_library):
     import subprocess
     import sys

@@ -210,6 +210,12 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     for row in gone.values():
         if row["status"] == "ok" and row["fingerprint"]:
             gone_by_print.setdefault((row["size"], row["fingerprint"]), []).append(row)
+    # Entries outside these roots: a file moved in from a folder indexed before (the folder
+    # moved out of its tree) is matched too, when its old path is gone.
+    elsewhere: dict[tuple, list] = {}
+    for row in by_path.values():
+        if row["status"] == "ok" and row["fingerprint"] and not any(under(row["path"], r) for r in roots):
+            elsewhere.setdefault((row["size"], row["fingerprint"]), []).append(row)
     for item in new:
         try:
             item.fingerprint = fingerprint(item.path, item.size)
@@ -218,6 +224,11 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
             continue
         candidates = gone_by_print.get((item.size, item.fingerprint))
         match = candidates.pop(0) if candidates else None
+        if match is None:
+            outside = elsewhere.get((item.size, item.fingerprint), [])
+            match = next((row for row in outside if not os.path.lexists(row["path"])), None)
+            if match is not None:
+                outside.remove(match)
         if match is not None:
             plan.move.append((item, match))
             gone.pop(match["path"], None)
