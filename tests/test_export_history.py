@@ -106,12 +106,19 @@ def test_export_names_are_unique_in_a_batch_and_against_existing_files(two_cards
     for item in first:
         assert abs(ffprobe_duration(item["path"]) - (item["end"] - item["start"])) <= 0.1
     stamps = {p: os.stat(p).st_mtime_ns for p in paths}
-    again = [e["path"] for e in vmr_json("export", "--out", out)["exported"]]  # same batch again
-    assert len(set(again)) == len(results) and not set(again) & set(paths)
+    again = vmr_json("export", "--out", out)["exported"]  # the same batch again: what it cut stands
+    assert [e["path"] for e in again] == paths and all(e["existing"] for e in again)
     assert all(os.stat(p).st_mtime_ns == t for p, t in stamps.items())  # nothing overwritten
+    assert len(os.listdir(out)) == len(results)
+    os.unlink(paths[0])  # gone since: cut again, under its free name
+    again = vmr_json("export", "--out", out)["exported"]
+    assert [e["path"] for e in again] == paths and [e.get("existing", False) for e in again] == \
+        [False] + [True] * (len(paths) - 1)
     forced = [e["path"] for e in vmr_json("export", "--out", out, "--force")["exported"]]
-    assert forced == paths  # --force replaces the same names, still one file per result
-    assert len(os.listdir(out)) == 2 * len(results)
+    assert forced == paths  # --force cuts again, replacing the same names, still one file per result
+    assert len(os.listdir(out)) == len(results)
+    code, out_text, err = vmr("export", "--out", out, "--search", "1")
+    assert out_text.count("(cut before)") == len(results)
     assert len(vmr_json("export", "1", "1", "--out", out)["exported"]) == 1  # a rank named twice: one cut
     assert not [p for p in os.listdir(out) if p.startswith(".vmr-export-")]
 
@@ -260,13 +267,13 @@ def test_export_follows_a_move_the_index_recorded_and_warns_of_a_changed_file(in
     assert "warning" not in err
 
     make_video(indexed / "renamed.mp4", [("yellow", 4.0)])  # new content under the same name
-    code, out, err = vmr("export", rank, "--out", tmp_path / "cuts", "--json")
+    code, out, err = vmr("export", rank, "--out", tmp_path / "cuts 2", "--json")
     [item] = json.loads(out)["exported"]
     expected = (f"result {rank}: {indexed / 'renamed.mp4'} changed since this search (modified or re-indexed); "
                 "its times may not show the moment: search again")
     assert item["warning"] == expected and f"warning: {expected}" in err
     vmr_json("index")  # re-indexed as new content: what the search saw is in no file any more
-    code, out, err = vmr("export", rank, "--out", tmp_path / "cuts", expect=1)
+    code, out, err = vmr("export", rank, "--out", tmp_path / "cuts 3", expect=1)
     assert f"Error: result {rank}: source no longer exists: {indexed / 'green.mp4'}" in err
 
 

@@ -430,7 +430,7 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
     else:
         for item in done["exported"]:
             click.echo(f"{item['rank']:>4}  {timecode(item['start'])} – {timecode(item['end'])}  "
-                       f"{printable(item['path'])}")
+                       f"{printable(item['path'])}{'  (cut before)' if item.get('existing') else ''}")
     if copy:
         say("stream copy: each file starts at the key frame at or before its start")
 

@@ -205,7 +205,10 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
     if missing:
         raise VmrError(f"search {search['id']} has no result {missing[0]} (it has 1 to {max(by_rank)})")
     ffmpeg = require_tool("ffmpeg")
-    sources = {rank: result_source(catalog, by_rank[rank], f"result {rank}") for rank in chosen}
+    planned = default_export_directory() if out_dir is None else os.path.abspath(out_dir)
+    done_before = {} if force else _cut_before(catalog, search["id"], planned, copy)
+    sources = {rank: result_source(catalog, by_rank[rank], f"result {rank}") for rank in chosen
+               if rank not in done_before}
     folder = output_folder(out_dir)
     if announce is not None:
         announce(search, chosen, folder)
@@ -213,6 +216,11 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
     written, files, taken = [], [], set()
     try:
         for rank in chosen:
+            if rank in done_before:  # an earlier run (one that was stopped, say) cut it: not again
+                item, file_print = done_before[rank]
+                written.append(dict(item, existing=True))
+                files.append(file_print)
+                continue
             result, (source, warning) = by_rank[rank], sources[rank]
             names = (os.path.join(folder, target_name(source, result["start"], result["end"], copy, n))
                      for n in range(1, 100000))
@@ -229,6 +237,29 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
                                              "copy": copy, "force": force}, dict(done, files=files), started)
     return done
+
+
+def _cut_before(catalog, search_id: int, folder: str, copy: bool) -> dict[int, tuple[dict, dict]]:
+    """rank -> (exported item, file print) of the cuts earlier exports of this search made into
+    this folder the same way (exact or copy) whose files are still there unchanged."""
+    from .scan import fingerprint
+
+    found: dict[int, tuple[dict, dict]] = {}
+    for operation in catalog.operations("export"):
+        summary = operation["summary"]
+        if summary.get("search_id") != search_id or summary.get("folder") != folder:
+            continue
+        for item, file_print in zip(summary.get("exported", []), summary.get("files", [])):
+            if item.get("exact") != (not copy) or item.get("existing"):
+                continue
+            try:
+                size = os.path.getsize(item["path"])
+                same = size == file_print["size"] and fingerprint(item["path"], size) == file_print["fingerprint"]
+            except OSError:
+                continue
+            if same:
+                found[item["rank"]] = (item, file_print)
+    return found
 
 
 def result_source(catalog, result: dict, what: str) -> tuple[str, str | None]:
