@@ -109,8 +109,13 @@ def test_open_in_browser_without_browser(tmp_path, monkeypatch):
         raise webbrowser.Error("could not locate runnable browser")
 
     monkeypatch.setattr(webbrowser, "open", fail)
-    open_in_browser(str(tmp_path / "a b.html"))
+    assert open_in_browser(str(tmp_path / "a b.html")) is False
     assert seen == [(tmp_path / "a b.html").as_uri()]
+    monkeypatch.setattr(webbrowser, "open", lambda url: False)  # none found, no error raised
+    assert open_in_browser(str(tmp_path / "a b.html")) is False
+    monkeypatch.setattr(webbrowser, "open", lambda url: True)
+    assert open_in_browser(str(tmp_path / "a b.html")) is True
+
 
 
 # -- headless Chromium --------------------------------------------------------------------

@@ -295,6 +295,22 @@ def test_html_and_predictions_never_replace_a_file_vmr_did_not_write(tmp_path, t
     vmr_json("show", found["search_id"], "--html", tmp_path / "page.html")  # its own page: replaced
 
 
+def test_open_without_html_is_the_same_error_in_search_and_show(tmp_path, monkeypatch):
+    """vmr search --open without --html was silently ignored; vmr show said so."""
+    import webbrowser
+
+    code, out, err = vmr("search", "red", "--open", expect=1)
+    assert err.strip() == "Error: --open opens the --html page: give --html FILE too"
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    sid = log_search([(video, 0.0, 1.0)])
+    code, out, err = vmr("show", sid, "--open", expect=1)
+    assert err.strip() == "Error: --open opens the --html page: give --html FILE too"
+    monkeypatch.setattr(webbrowser, "open", lambda url: False)  # a machine without a browser
+    code, out, err = vmr("show", sid, "--html", tmp_path / "p.html", "--open")
+    assert "note: no browser could be opened here; open the page above yourself" in err
+
+
 # -- progress on stderr --------------------------------------------------------------------
 
 @pytest.fixture

@@ -343,6 +343,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     from .search import Searcher, SearchOptions, clean_query
 
     clean_query(query)  # an empty query fails before any model loads
+    if open_page and not html_path:  # as vmr show says
+        raise VmrError("--open opens the --html page: give --html FILE too")
     lib = open_library(ctx)
     options = SearchOptions(top_k=top_k, exhaustive=exhaustive, refine=refine, min_score=min_score,
                             max_videos=max_videos, per_video=per_video)
@@ -580,8 +582,8 @@ def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
     # Previews of moments browsers cannot play are cached in the library; a read-only one has none.
     written = write_page(search, html_path, previews_dir=None if lib.readonly else lib.directory)
     say(f"page: {written}")
-    if open_page:
-        open_in_browser(written)
+    if open_page and not open_in_browser(written):
+        say("note: no browser could be opened here; open the page above yourself")
 
 
 def logged_as_json(logged: dict) -> dict:

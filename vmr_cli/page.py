@@ -269,9 +269,10 @@ def is_page(head: bytes) -> bool:
     return head.startswith(b"<!DOCTYPE html>") and b"<title>vmr: " in head
 
 
-def open_in_browser(path: str) -> None:
-    """Best effort: a machine without a browser still has the page written."""
+def open_in_browser(path: str) -> bool:
+    """Best effort: a machine without a browser still has the page written.  Whether a
+    browser was started."""
     try:
-        webbrowser.open(Path(os.path.abspath(path)).as_uri())
+        return bool(webbrowser.open(Path(os.path.abspath(path)).as_uri()))
     except Exception:  # webbrowser.Error, or a broken browser command
-        pass
+        return False
