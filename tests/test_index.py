@@ -139,3 +139,13 @@ def test_status_reads_without_heavy_imports(videos, tiny_model, isolated_library
                          env={**os.environ, "VMR_LIBRARY": str(isolated_library)})
     assert '"vectors": 8' in out.stdout
     assert out.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_a_folder_named_twice_is_walked_once_and_mac_metadata_files_are_not_videos(videos, tiny_model):
+    """'vmr index DIR DIR DIR/' counted every passed-over file three times; '._NAME.MP4' files a
+    Mac leaves on other disks are metadata, not videos that fail every run."""
+    (videos / "notes.txt").write_text("x")
+    (videos / "._green.mp4").write_bytes(os.urandom(4096))
+    summary = index(videos, videos, str(videos) + "/", "--model", tiny_model)
+    assert summary["added"] == 3 and summary["failed"] == []
+    assert summary["skipped"] == {"files": 2, "extensions": {".txt": 1, "._*": 1}}

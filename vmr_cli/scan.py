@@ -59,6 +59,9 @@ class Walk:
     skipped: Counter = field(default_factory=Counter)  # extension -> files not looked at
 
 
+APPLEDOUBLE = "._"  # macOS writes '._NAME' beside files it copies to non-Mac disks
+
+
 def fingerprint(path: str, size: int) -> str:
     """sha256 of the size, the first and the last 256 KiB: cheap, and survives a rename."""
     digest = hashlib.sha256(str(size).encode())
@@ -83,6 +86,9 @@ def find_videos(roots: list[str]) -> Walk:
     def consider(path: str, named: bool) -> None:
         if not named and not is_video_name(path):
             walk.skipped[extension(path) or "(none)"] += 1
+            return
+        if not named and os.path.basename(path).startswith(APPLEDOUBLE):
+            walk.skipped[APPLEDOUBLE + "*"] += 1  # a Mac's metadata beside a copied file, never a video
             return
         try:
             st = os.stat(path)
@@ -146,7 +152,7 @@ def collapse(roots: list[str]) -> list[str]:
 def check_roots(paths, catalog=None, prune: bool = False) -> list[str]:
     """Absolute roots; a missing one is an error, unless the library holds entries under it
     and --prune asks to drop them (without --prune they are kept, and the error says so)."""
-    roots = [absolute(p) for p in paths]
+    roots = list(dict.fromkeys(absolute(p) for p in paths))  # 'dir' and 'dir/' once
     for root in roots:
         try:
             os.lstat(root)
