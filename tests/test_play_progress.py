@@ -359,3 +359,24 @@ def test_progress_is_silent_when_disabled_and_on_stdout_never(capsys, chatty):
     assert captured.out == ""
     assert "work: 2/3 item" in captured.err and "work: 2/3 item (note)" in captured.err
     assert "quiet" not in captured.err
+
+
+def test_search_paths_null_prints_names_exactly(tiny_model, tmp_path):
+    """--paths escapes unusual characters (a newline and a literal backslash-n look alike
+    there); -0 gives each path's exact bytes, ended by NUL."""
+    folder = tmp_path / "videos"
+    names = [HOSTILE + ".mp4", "back\\nslash.mp4", "plain.mp4"]
+    for name in names:
+        make_video(folder / name, [("red", 2.0)])
+    vmr_json("index", folder, "--model", tiny_model)
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    done = subprocess.run([sys.executable, "-m", "vmr_cli", "search", "red", "--paths", "-0"],
+                          capture_output=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.split(b"\0")
+    assert printed[-1] == b"" and sorted(printed[:-1]) == sorted(os.fsencode(folder / n) for n in names)
+    code, out, err = vmr("search", "red", "-0", expect=1)
+    assert "give --paths too" in err

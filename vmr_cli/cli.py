@@ -327,6 +327,8 @@ def results_table(results) -> str:
 @backend_option("Video decoder for the frames a search looks at. Default: torchcodec, "
                 "or PyAV where torchcodec cannot load (with a note).", default=None)
 @click.option("--paths", "paths_only", is_flag=True, help="Print only the paths of matching videos.")
+@click.option("-0", "--null", "null_paths", is_flag=True,
+              help="With --paths: each path exactly as it is on disk, ended by a NUL byte (for xargs -0).")
 @click.option("--html", "html_path", type=_Path(dir_okay=False),
               help="Also write a page with thumbnails and players for the results (a new file, or a page vmr wrote).")
 @click.option("--open", "open_page", is_flag=True, help="Open the --html page in the browser.")
@@ -335,7 +337,7 @@ def results_table(results) -> str:
 @click.pass_context
 @handle_errors
 def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, trimmer, backend,
-           paths_only, html_path, open_page, as_json):
+           paths_only, null_paths, html_path, open_page, as_json):
     """Find the moments that match QUERY, best first."""
     from . import STARTED
     from .errors import VmrError
@@ -345,6 +347,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     clean_query(query)  # an empty query fails before any model loads
     if open_page and not html_path:  # as vmr show says
         raise VmrError("--open opens the --html page: give --html FILE too")
+    if null_paths and not paths_only:
+        raise VmrError("-0/--null ends the paths of --paths with NUL bytes: give --paths too")
     lib = open_library(ctx)
     options = SearchOptions(top_k=top_k, exhaustive=exhaustive, refine=refine, min_score=min_score,
                             max_videos=max_videos, per_video=per_video)
@@ -373,6 +377,11 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         say(f"note: {note['video']}: {note['reason']}")
     if as_json:
         emit_json(found)
+    elif paths_only and null_paths:  # exact bytes: a name may hold a newline or a backslash
+        out = click.get_binary_stream("stdout")
+        for path in dict.fromkeys(r["video"] for r in found["results"]):
+            out.write(os.fsencode(path) + b"\0")
+        out.flush()
     elif paths_only:
         for path in dict.fromkeys(r["video"] for r in found["results"]):
             click.echo(printable(path))
