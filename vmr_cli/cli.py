@@ -681,7 +681,8 @@ def play(ctx, rank, search_id, player):
 @click.option("--model", help="Encoder for a new library (as for vmr index).")
 @click.option("--exhaustive", is_flag=True, help="Verify every clip (the baseline trimming is measured against).")
 @click.option("--predictions", "predictions_path", type=_Path(dir_okay=False),
-              help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting (a new file, or predictions vmr wrote).")
+              help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting "
+              "(a new file, or predictions vmr wrote).")
 @trimmer_option
 @backend_option("Video decoder, for indexing and search.")
 @json_option
@@ -699,7 +700,8 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     from .paths import user_file_target
 
     if predictions_path:
-        user_file_target(predictions_path, "--predictions", ours=are_predictions)  # before a library is created or filled
+        # before a library is created or filled
+        user_file_target(predictions_path, "--predictions", ours=are_predictions)
     lib = open_library(ctx, create=True)
     try:
         report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,

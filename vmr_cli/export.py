@@ -106,9 +106,9 @@ def output_folder(out_dir: str | None) -> str:
 # -- recognising vmr's own outputs (called by the index scan) -----------------------------------
 def without_own_outputs(catalog, found: list) -> list:
     """``found`` (scan.Found items) less vmr's own outputs, which are never indexed: the library's
-    previews (MP4s in its previews/ folder, and in any other vmr library's), files under a folder holding vmr's marker, and files
-    whose size and fingerprint are those of a file an export wrote (so a cut moved anywhere, or a
-    --out folder under an indexed root, stays out)."""
+    previews (MP4s in its previews/ folder, and in any other vmr library's), files under a folder
+    holding vmr's marker, and files whose size and fingerprint are those of a file an export wrote
+    (so a cut moved anywhere, or a --out folder under an indexed root, stays out)."""
     from .paths import under
     from .preview import FOLDER
 
