@@ -277,6 +277,22 @@ def test_export_follows_a_move_the_index_recorded_and_warns_of_a_changed_file(in
     assert f"Error: result {rank}: source no longer exists: {indexed / 'green.mp4'}" in err
 
 
+def test_exporting_every_result_cuts_what_it_can_when_one_source_is_gone(indexed, tmp_path):
+    """With no rank named, one deleted source used to stop the whole export before any cut."""
+    found = vmr_json("search", "a green screen", "--top-k", "5")["results"]
+    green = next(r for r in found if r["video"].endswith("green.mp4"))
+    os.unlink(green["video"])
+    code, out, err = vmr("export", "--out", tmp_path / "cuts", "--json", expect=1)
+    done = json.loads(out)
+    assert [s["rank"] for s in done["skipped"]] == [r["rank"] for r in found if r["video"] == green["video"]]
+    assert f"skipped: result {green['rank']}: source no longer exists" in err
+    assert sorted(e["rank"] for e in done["exported"]) == sorted(r["rank"] for r in found
+                                                                  if r["video"] != green["video"])
+    assert all(os.path.isfile(e["path"]) for e in done["exported"])
+    code, out, err = vmr("export", str(green["rank"]), "--out", tmp_path / "cuts 2", expect=1)  # named: an error
+    assert f"Error: result {green['rank']}: source no longer exists" in err and not (tmp_path / "cuts 2").exists()
+
+
 def test_bare_vmr_prints_its_help_on_lines_as_click_writes_it():
     """Click's errors are escaped line by line: the help that bare 'vmr' prints keeps its lines."""
     code, out, err = vmr(expect=None)

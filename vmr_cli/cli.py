@@ -436,6 +436,8 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
     for item in done["exported"]:
         if item.get("warning"):
             say(f"warning: {item['warning']}")
+    for item in done["skipped"]:
+        say(f"skipped: {item['error']}")
     if as_json:
         emit_json(done)
     else:
@@ -444,6 +446,8 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
                        f"{printable(item['path'])}{'  (cut before)' if item.get('existing') else ''}")
     if copy:
         say("stream copy: each file starts at the key frame at or before its start")
+    if done["skipped"]:
+        sys.exit(1)  # as vmr index does when a file failed: what could be cut was
 
 
 def _when(created_at) -> str:

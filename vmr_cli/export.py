@@ -195,7 +195,9 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
     """Cut the results ``ranks`` (every result when empty) of a logged search into files.
 
     ``out_dir`` None: vmr's own export folder.  ``announce(search, ranks, folder)`` is called
-    once everything is checked, before the first cut.  Returns {search_id, query, folder, exported}."""
+    once everything is checked, before the first cut.  Returns {search_id, query, folder, exported,
+    skipped}: with no ``ranks``, a result whose file is gone is skipped (the others are cut); a
+    rank named whose file is gone is an error before anything is cut."""
     search = search or choose_search(catalog, search_id)
     by_rank = {r["rank"]: r for r in search["results"]}
     if not by_rank:
@@ -207,8 +209,17 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
     ffmpeg = require_tool("ffmpeg")
     planned = default_export_directory() if out_dir is None else os.path.abspath(out_dir)
     done_before = {} if force else _cut_before(catalog, search["id"], planned, copy)
-    sources = {rank: result_source(catalog, by_rank[rank], f"result {rank}") for rank in chosen
-               if rank not in done_before}
+    sources, skipped = {}, []
+    for rank in (r for r in chosen if r not in done_before):
+        try:
+            sources[rank] = result_source(catalog, by_rank[rank], f"result {rank}")
+        except VmrError as exc:
+            if ranks:  # named on purpose: nothing is cut without it
+                raise
+            skipped.append({"rank": rank, "error": str(exc)})  # every result: the others are cut
+    chosen = [rank for rank in chosen if rank in sources or rank in done_before]
+    if not chosen:
+        raise VmrError(skipped[0]["error"] + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
     folder = output_folder(out_dir)
     if announce is not None:
         announce(search, chosen, folder)
@@ -232,7 +243,8 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
                            | ({"warning": warning} if warning else {}))
             files.append(_file_print(target))
     finally:
-        done = {"search_id": search["id"], "query": search["query"], "folder": folder, "exported": written}
+        done = {"search_id": search["id"], "query": search["query"], "folder": folder, "exported": written,
+                "skipped": skipped}
         if written:  # what was written is logged even when a later cut fails: the index skips it
             catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
                                              "copy": copy, "force": force}, dict(done, files=files), started)
