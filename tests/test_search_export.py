@@ -78,13 +78,23 @@ def test_export_exact_durations_refusal_and_force(indexed, tmp_path):
         assert os.stat(item["path"]).st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not 0600
         assert abs(ffprobe_duration(item["path"]) - (result["end"] - result["start"])) <= 0.1
     before = os.path.getmtime(done["exported"][0]["path"])
-    again = vmr_json("export", "--clip", "1", "--out", out)["exported"][0]["path"]  # never overwrites:
-    assert again == done["exported"][0]["path"].replace(".mp4", "_2.mp4")        # the next free name
+    again = vmr_json("export", "--clip", "1", "--out", out)["exported"][0]  # cut before: not again
+    assert again["path"] == done["exported"][0]["path"] and again["existing"]
     assert os.path.getmtime(done["exported"][0]["path"]) == before
+    first = done["exported"][0]["path"]
+    os.rename(first, first + ".kept")
+    with open(first, "wb") as mine:  # a file of the user's under that name: never overwritten
+        mine.write(b"the user's own file")
+    again = vmr_json("export", "--clip", "1", "--out", out)["exported"][0]["path"]
+    assert again == first.replace(".mp4", "_2.mp4")  # the next free name
+    with open(first, "rb") as mine:
+        assert mine.read() == b"the user's own file"
+    os.unlink(again)
+    os.replace(first + ".kept", first)
     forced = vmr_json("export", "--clip", "1", "--out", out, "--force")["exported"][0]["path"]
     assert forced == done["exported"][0]["path"]
     logged = Library().catalog.operations("export")
-    assert len(logged) == 3 and logged[0]["summary"]["exported"][0]["path"] == done["exported"][0]["path"]
+    assert len(logged) == 4 and logged[0]["summary"]["exported"][0]["path"] == done["exported"][0]["path"]
     copied = vmr_json("export", "--clip", "1", "--out", out, "--copy")["exported"][0]
     assert copied["path"] != done["exported"][0]["path"] and ffprobe_duration(copied["path"]) > 0
     assert not [p for p in os.listdir(out) if p.startswith(".vmr-export-")]
