@@ -21,7 +21,7 @@ def test_first_run_indexes_everything_and_second_does_nothing(videos, tiny_model
     assert first["clips"] == 8
     second = index(videos)
     assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "removed": 0,
-                      "failed": [], "fallbacks": [], "damaged": [], "kept": [],
+                      "failed": [], "fallbacks": [], "damaged": [], "kept": [], "same_file": [],
                       "skipped": {"files": 0, "extensions": {}}, "clips": 8}
     status = vmr_json("status")
     assert (status["videos"], status["clips"], status["vectors"], status["failed"]) == (3, 8, 8, 0)
@@ -149,3 +149,23 @@ def test_a_folder_named_twice_is_walked_once_and_mac_metadata_files_are_not_vide
     summary = index(videos, videos, str(videos) + "/", "--model", tiny_model)
     assert summary["added"] == 3 and summary["failed"] == []
     assert summary["skipped"] == {"files": 2, "extensions": {".txt": 1, "._*": 1}}
+
+
+def test_a_file_reached_by_two_names_is_indexed_once(tiny_model, tmp_path):
+    """A symlinked folder and its target (a home folder linked to a data disk), or a hard link:
+    one file, so one entry (every result used to appear twice, embedded twice)."""
+    real = tmp_path / "real"
+    make_video(real / "a.mp4", [("red", 2.0)])
+    os.link(real / "a.mp4", real / "hard link.mp4")
+    (tmp_path / "link").symlink_to(real)
+    summary = index(tmp_path / "link", real, "--model", tiny_model)
+    assert summary["added"] == 1
+    assert sorted(n["path"] for n in summary["same_file"]) == sorted(
+        [str(tmp_path / "link" / "hard link.mp4"), str(real / "a.mp4"), str(real / "hard link.mp4")])
+    assert {n["indexed_as"] for n in summary["same_file"]} == {str(tmp_path / "link" / "a.mp4")}
+    summary = index(real)  # later, the other name alone: still one entry
+    assert summary["added"] == 0 and len(summary["same_file"]) == 2
+    code, out, err = vmr("index", real)
+    assert f"note: {real / 'a.mp4'}: the same file as {tmp_path / 'link' / 'a.mp4'}" in err
+    results = vmr_json("search", "red", "--top-k", "10")["results"]
+    assert {r["video"] for r in results} == {str(tmp_path / "link" / "a.mp4")}

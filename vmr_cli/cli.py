@@ -230,6 +230,9 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
                 say(f"failed: {failure['path']}: {failure['error']}")
         for note in summary["kept"]:
             say(f"kept: {note['path']}: {note['reason']}")
+        for note in summary["same_file"]:
+            say(f"note: {note['path']}: the same file as {note['indexed_as']} "
+                "(a link or another name for it), indexed once under that name")
         for note in summary["fallbacks"]:
             say(f"note: {note['path']}: {note['reason']}")
         for note in summary["damaged"]:

@@ -47,6 +47,7 @@ class Plan:
     failed: list = field(default_factory=list)     # {"path", "error"}
     kept: list = field(default_factory=list)       # {"path", "videos", "reason"}: entries not removed
     skipped: dict = field(default_factory=dict)    # extension -> files not looked at
+    same_file: list = field(default_factory=list)  # {"path", "indexed_as"}: another name of an indexed file
 
 
 @dataclass
@@ -222,7 +223,16 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     for row in by_path.values():
         if row["status"] == "ok" and row["fingerprint"] and not any(under(row["path"], r) for r in roots):
             elsewhere.setdefault((row["size"], row["fingerprint"]), []).append(row)
+    by_size: dict[int, list] = {}
+    for row in by_path.values():
+        if row["status"] == "ok":
+            by_size.setdefault(row["size"], []).append(row)
+    this_run: dict[tuple, str] = {}  # (device, inode) -> the first new name seen for it
     for item in new:
+        indexed_as = _same_file(item, by_size.get(item.size, []), this_run)
+        if indexed_as is not None:  # a symlinked folder and its target, or a hard link: indexed once
+            plan.same_file.append({"path": item.path, "indexed_as": indexed_as})
+            continue
         try:
             item.fingerprint = fingerprint(item.path, item.size)
         except OSError as exc:
@@ -253,6 +263,28 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
                                     "'vmr index --prune' or 'vmr forget PATH' drops them"})
     plan.remove = list(gone.values())
     return plan
+
+
+def _same_file(item, rows: list[dict], this_run: dict) -> str | None:
+    """The path under which the file at item.path is already indexed, or is about to be in this
+    run (the same device and inode reached by another name), or None.  Of the catalog, only
+    rows of its size are looked at."""
+    try:
+        mine = os.stat(item.path)
+    except OSError:
+        return None
+    key = (mine.st_dev, mine.st_ino)
+    for row in rows:
+        try:
+            other = os.stat(row["path"])
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == key:
+            return row["path"]
+    if key in this_run:
+        return this_run[key]
+    this_run[key] = item.path
+    return None
 
 
 def _lost_folders(in_scope: list[dict], gone: dict, roots: list[str], unreadable) -> dict[str, list]:
