@@ -20,7 +20,7 @@ def test_first_run_indexes_everything_and_second_does_nothing(videos, tiny_model
     # 6 s, 4 s and 5 s at 2 s clips: 3 + 2 + 3 clips
     assert first["clips"] == 8
     second = index(videos)
-    assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "removed": 0,
+    assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "failed_before": 0, "removed": 0,
                       "failed": [], "fallbacks": [], "damaged": [], "kept": [], "same_file": [],
                       "skipped": {"files": 0, "extensions": {}}, "clips": 8}
     status = vmr_json("status")

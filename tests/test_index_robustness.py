@@ -337,7 +337,10 @@ def test_a_failed_file_is_retried_when_what_it_failed_with_changes(tiny_model, t
     assert signature.startswith("vmr ") and "torchcodec " in signature and "ffmpeg " in signature
     row = Library().catalog.video_by_path(str(folder / "noise.mp4"))
     assert (row["status"], row["failed_with"]) == ("failed", signature)
-    assert vmr_json("index", folder)["unchanged"] == 2  # same file, same decoder: not tried again
+    second = vmr_json("index", folder)  # same file, same decoder: not tried again
+    assert (second["unchanged"], second["failed_before"], second["failed"]) == (1, 1, [])
+    code, out, err = vmr("index", folder)
+    assert "unchanged 1," in out and "(1 file that failed before, unchanged: vmr status --failed)" in out
     monkeypatch.setattr(indexer, "decoder_signature", lambda backend: "vmr 9.9; torchcodec 9.9")
     again = vmr_json("index", folder, expect=1)
     assert [f["path"] for f in again["failed"]] == [str(folder / "noise.mp4")]

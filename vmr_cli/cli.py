@@ -221,9 +221,12 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     if as_json:
         emit_json(summary)
     else:
+        before = summary["failed_before"]
         click.echo(f"added {summary['added']}, updated {summary['updated']}, moved {summary['moved']}, "
                    f"unchanged {summary['unchanged']}, removed {summary['removed']}, "
-                   f"failed {len(summary['failed'])}; {summary['clips']} clips in the library")
+                   f"failed {len(summary['failed'])}; {summary['clips']} clips in the library"
+                   + (f" ({before} file{'s' if before != 1 else ''} that failed before, unchanged: "
+                      "vmr status --failed)" if before else ""))
         kept = {k["path"] for k in summary["kept"]}
         for failure in summary["failed"]:
             if failure["path"] not in kept:  # an unreadable folder: its kept: line says it all

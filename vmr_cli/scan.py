@@ -44,6 +44,7 @@ class Plan:
     move: list = field(default_factory=list)       # (Found, catalog row it moved from)
     remove: list = field(default_factory=list)     # catalog rows
     unchanged: int = 0
+    failed_before: int = 0                         # files recorded as failed, unchanged: not tried again
     failed: list = field(default_factory=list)     # {"path", "error"}
     kept: list = field(default_factory=list)       # {"path", "videos", "reason"}: entries not removed
     skipped: dict = field(default_factory=dict)    # extension -> files not looked at
@@ -211,6 +212,8 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
             plan.update.append((item, row))
         elif row["status"] == "failed" and signature is not None and row.get("failed_with") != signature:
             plan.update.append((item, row))  # vmr, its decoder or ffmpeg changed: try again
+        elif row["status"] == "failed":
+            plan.failed_before += 1  # recorded as failed, unchanged since: not tried again
         else:
             plan.unchanged += 1
     gone_by_print: dict[tuple, list] = {}
