@@ -281,6 +281,13 @@ def test_html_and_predictions_never_replace_a_file_vmr_did_not_write(tmp_path, t
     _code, _out, err = vmr("eval", annotations, "--videos", folder, "--predictions", annotations,
                            "--model", tiny_model, expect=1)
     assert "--predictions" in err and "is not a file vmr wrote" in err and annotations.read_bytes() == before
+    theirs = tmp_path / "hl_val_submission.jsonl"  # another tool's predictions (Moment-DETR's keys)
+    theirs.write_text(json.dumps({"qid": 1, "query": "red", "vid": "red", "pred_relevant_windows": [[0, 2, 0.9]],
+                                  "pred_saliency_scores": [0.1]}) + "\n")
+    before_theirs = theirs.read_bytes()
+    _code, _out, err = vmr("eval", annotations, "--videos", folder, "--predictions", theirs,
+                           "--model", tiny_model, expect=1)
+    assert "is not a file vmr wrote" in err and theirs.read_bytes() == before_theirs
     predictions = tmp_path / "pred.jsonl"
     for _ in range(2):  # the second run replaces the first run's predictions
         vmr_json("eval", annotations, "--videos", folder, "--predictions", predictions, "--model", tiny_model)

@@ -176,6 +176,9 @@ def _with(options: SearchOptions, **changes) -> SearchOptions:
     return replace(options, **changes)
 
 
+PREDICTION_KEYS = {"qid", "query", "vid", "pred_relevant_windows"}  # exactly what evaluate writes per line
+
+
 def are_predictions(head: bytes) -> bool:
     """Whether a file's first bytes are predictions ``evaluate`` wrote (only those are replaced;
     never the annotations being scored)."""
@@ -183,7 +186,7 @@ def are_predictions(head: bytes) -> bool:
         first = json.loads(head.split(b"\n", 1)[0])
     except ValueError:
         return False
-    return isinstance(first, dict) and "pred_relevant_windows" in first
+    return isinstance(first, dict) and set(first) == PREDICTION_KEYS  # another tool's has more (saliency)
 
 
 def _write_jsonl(target: str, rows: list[dict]) -> None:
