@@ -387,3 +387,14 @@ def test_search_paths_null_prints_names_exactly(tiny_model, tmp_path):
     assert printed[-1] == b"" and sorted(printed[:-1]) == sorted(os.fsencode(folder / n) for n in names)
     code, out, err = vmr("search", "red", "-0", expect=1)
     assert "give --paths too" in err
+
+
+def test_trimmer_with_exhaustive_is_refused_not_ignored(tmp_path):
+    """--exhaustive verifies every clip: a --trimmer beside it used to be silently ignored."""
+    trimmer = tmp_path / "trimmer"
+    trimmer.mkdir()
+    for args in (("search", "red", "--exhaustive", "--trimmer", trimmer),
+                 ("eval", tmp_path / "a.txt", "--videos", tmp_path, "--exhaustive", "--trimmer", trimmer)):
+        code, out, err = vmr(*args, expect=1)
+        assert err.strip() == ("Error: --exhaustive verifies every clip, so a --trimmer has nothing to "
+                               "choose: give one or the other"), args

@@ -90,6 +90,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
 
 
+EXHAUSTIVE_TRIMMER = ("--exhaustive verifies every clip, so a --trimmer has nothing to choose: "
+                      "give one or the other")
+
+
 class _Path(click.Path):
     """click.Path that refuses an empty string: an unset shell variable ('vmr forget "$DIR"')
     must not mean the current folder."""
@@ -355,6 +359,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         raise VmrError("--open opens the --html page: give --html FILE too")
     if null_paths and not paths_only:
         raise VmrError("-0/--null ends the paths of --paths with NUL bytes: give --paths too")
+    if trimmer and exhaustive:
+        raise VmrError(EXHAUSTIVE_TRIMMER)
     lib = open_library(ctx)
     options = SearchOptions(top_k=top_k, exhaustive=exhaustive, refine=refine, min_score=min_score,
                             max_videos=max_videos, per_video=per_video)
@@ -706,8 +712,12 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     against its own video) and corpus moment retrieval (against the whole
     library), the cost per query, and a uniform-random baseline.
     """
+    from .errors import VmrError
     from .evaluate import are_predictions, evaluate
     from .paths import user_file_target
+
+    if trimmer and exhaustive:
+        raise VmrError(EXHAUSTIVE_TRIMMER)
 
     if predictions_path:
         # before a library is created or filled
