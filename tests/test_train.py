@@ -98,6 +98,24 @@ def test_a_trimmer_for_another_encoder_is_one_line(world, tmp_path, other_model)
     code, _out, err = vmr("--library", tmp_path / "lib", "search", "a red circle", "--trimmer",
                           tmp_path / "junk", expect=1)
     assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+    # a config.json edited by hand: one line each, never a traceback or a silently different search
+    import shutil
+
+    config = json.loads((tmp_path / "trimmer" / "config.json").read_text())
+    edits = [("clip_seconds", "abc"), ("clip_seconds", None), ("drop", ["zzz"]), ("trimmer", None),
+             ("max_len", "x"), ("max_len", 0), ("embedding_dim", 32)]
+    for key, value in edits + [("trimmer", dict(config["trimmer"], bogus=1)), ("trimmer", ...)]:
+        edited = tmp_path / f"edited {key}"
+        shutil.rmtree(edited, ignore_errors=True)
+        shutil.copytree(tmp_path / "trimmer", edited)
+        changed = {k: v for k, v in config.items() if not (k == key and value is ...)}
+        if value is not ...:
+            changed[key] = value
+        (edited / "config.json").write_text(json.dumps(changed))
+        for command in (("search", "a red circle"), ("eval", world / "val.jsonl", "--videos", world / "videos")):
+            code, _out, err = vmr("--library", tmp_path / "lib", *command, "--trimmer", edited, expect=1)
+            assert err.startswith(f"Error: trimmer {edited}") and len(err.strip().splitlines()) == 1, (key, err)
+            assert "damaged config.json" in err, (key, err)
 
 
 def test_train_and_eval_index_with_pyav_where_torchcodec_cannot_load(world, tmp_path, monkeypatch):

@@ -15,12 +15,14 @@ import os
 
 import torch
 
-from .errors import VmrError
+from .errors import VmrError, first_line
+from .features import INDEX_KINDS
 
 FORMAT = "vmr-trimmer"
 FORMAT_VERSION = 1
 MAX_CLIPS = 256     # clips the network sees at once; longer videos go through in overlapping pieces
 OVERLAP = 32
+DROPPABLE = set(INDEX_KINDS) | {"c"}  # the inputs an ablation may switch off
 
 
 def describe(library) -> dict:
@@ -42,9 +44,12 @@ def check_matches(config: dict, library, where: str) -> None:
         same_encoder = config["encoder_hash"] == have["encoder_hash"]
     else:
         same_encoder = config.get("encoder") == have["encoder"]
-    if not same_encoder or config.get("embedding_dim") != have["embedding_dim"]:
+    if not same_encoder:
         raise VmrError(f"trimmer {where} was trained for encoder '{config.get('encoder')}', but this library "
                        f"uses '{have['encoder']}'; train one for it with 'vmr train'")
+    if config.get("embedding_dim") != have["embedding_dim"]:
+        raise VmrError(f"trimmer {where} says embedding_dim {config.get('embedding_dim')!r}, but its encoder "
+                       f"gives {have['embedding_dim']}: a damaged config.json; train it again with 'vmr train'")
     if abs(float(config.get("clip_seconds", -1)) - have["clip_seconds"]) > 1e-9:
         raise VmrError(f"trimmer {where} was trained on {config.get('clip_seconds')} s clips, this library "
                        f"uses {have['clip_seconds']} s clips; train one for it with 'vmr train'")
@@ -64,11 +69,20 @@ class TrainedTrimmer:
             raise VmrError(str(exc)) from None
         except OSError as exc:
             raise VmrError(f"cannot read trimmer {where}: {exc.strerror or exc}") from None
-        check_matches(config, library, where)
+        try:  # a config.json edited by hand: one line, never a traceback or a silent change
+            check_matches(config, library, where)
+            self.drop = tuple(config.get("drop", ()))
+            self.max_len = config.get("max_len")
+            if not set(self.drop) <= DROPPABLE:
+                raise ValueError(f"drop names {sorted(set(self.drop) - DROPPABLE)}")
+            if self.max_len is not None and (isinstance(self.max_len, bool) or not isinstance(self.max_len, int)
+                                             or self.max_len < 1):
+                raise ValueError(f"max_len {self.max_len!r} is not a positive whole number")
+            self.model = trimmer_from_config(config["trimmer"])
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise VmrError(f"trimmer {where} has a damaged config.json ({first_line(exc)}); "
+                           "train it again with 'vmr train'") from None
         self.config = config
-        self.drop = tuple(config.get("drop", ()))
-        self.max_len = config.get("max_len")
-        self.model = trimmer_from_config(config["trimmer"])
         weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             self.model.load_state_dict(weights)
