@@ -213,6 +213,8 @@ BAD_ANNOTATIONS = [
     ("green 2.0 nan##a green screen", "window [2.0, NaN] holds a time that is not a finite number"),
     ("green 3.5 1.0##a green screen", "window [3.5, 1.0] must have 0 <= start < end"),
     ("green 1 inf##a green screen", "window [1.0, Infinity] holds a time that is not a finite number"),
+    ('{"qid": 1, "query": "a", "vid": "green", "relevant_windows": [[0, 1]]}',
+     "qid 1 again (first on line 1); each query needs its own"),
 ]
 
 
@@ -220,12 +222,36 @@ BAD_ANNOTATIONS = [
 def test_bad_annotation_windows_are_rejected_when_read_with_file_and_line(line, reason, tmp_path):
     videos = tmp_path / "v"
     make_video(videos / "green.mp4", [("green", 2.0)])
-    good = '{"query": "a green screen", "vid": "green", "relevant_windows": [[0, 2]]}'
+    good = ('{"qid": 1, "query": "a green screen", "vid": "green", "relevant_windows": [[0, 2]]}'
+            if line.startswith("{") else "green 0 2##a green screen")  # one format per file
     path = tmp_path / "ann.jsonl"
     path.write_text(f"{good}\n\n{line}\n")  # a blank line: the line number is the file's
     code, out, err = vmr("eval", path, "--videos", videos, expect=1)
     assert err.strip() == f"Error: {path}:3: {reason}"
     assert vmr_json("status")["videos"] == 0  # rejected before anything was indexed
+
+
+def test_annotations_mixing_formats_and_ambiguous_video_ids_are_refused(tmp_path):
+    """A Charades-STA line among QVHighlights ones (their line numbers and qids would collide), and
+    an annotated id two files answer to (a/x.mp4, b/x.mp4): refused before anything is indexed."""
+    videos = tmp_path / "v"
+    make_video(videos / "green.mp4", [("green", 2.0)])
+    path = tmp_path / "mixed.txt"
+    path.write_text('{"qid": 2, "query": "a green screen", "vid": "green", "relevant_windows": [[0, 2]]}\n'
+                    "green 0 2##a green screen\n")
+    code, out, err = vmr("eval", path, "--videos", videos, expect=1)
+    assert err.strip() == (f"Error: {path}:2: a Charades-STA line in a file of QVHighlights lines (from line 1); "
+                           "one format per file")
+    make_video(videos / "a" / "red.mp4", [("red", 2.0)])
+    make_video(videos / "b" / "red.mp4", [("blue", 2.0)])
+    path.write_text("red 0 2##a red screen\n")
+    for command in (("eval", path, "--videos", videos),
+                    ("train", path, "--videos", videos, "--out", tmp_path / "t", "--epochs", "1")):
+        code, out, err = vmr(*command, expect=1)
+        assert err.strip() == (f"Error: annotated video 'red' is ambiguous under {videos}: {videos / 'a' / 'red.mp4'} "
+                               f"and {videos / 'b' / 'red.mp4'} both have that name; point --videos at a folder "
+                               "where it is one file"), command
+    assert vmr_json("status")["videos"] == 0
 
 
 # -- 11.15: file names on stderr are escaped, every message ---------------------------------------

@@ -35,13 +35,19 @@ def read_annotations(path: str) -> list[dict]:
         raise VmrError(f"cannot read annotations {printable(path)}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise VmrError(f"annotations {printable(path)} are not UTF-8 text") from None
-    out = []
+    out, kinds, qids = [], {}, {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         where = f"{printable(path)}:{number}"
+        kind = "QVHighlights" if line.lstrip().startswith("{") else "Charades-STA"
+        kinds.setdefault(kind, number)
+        if len(kinds) > 1:  # line numbers and qids would collide
+            first = min(kinds, key=kinds.get)
+            raise VmrError(f"{where}: a {kind} line in a file of {first} lines (from line {kinds[first]}); "
+                           "one format per file")
         try:
-            if line.lstrip().startswith("{"):
+            if kind == "QVHighlights":
                 item = json.loads(line)
                 qid, query, vid, windows = item.get("qid", number), item["query"], item["vid"], item["relevant_windows"]
             else:
@@ -52,6 +58,10 @@ def read_annotations(path: str) -> list[dict]:
             raise VmrError(f"{where}: not Charades-STA or QVHighlights ({exc})") from None
         if not isinstance(vid, (str, int)) or isinstance(vid, bool) or not str(vid).strip():
             raise VmrError(f"{where}: the video id must be a file stem, not {json.dumps(vid)}")
+        key = json.dumps(qid)
+        if key in qids:
+            raise VmrError(f"{where}: qid {key} again (first on line {qids[key]}); each query needs its own")
+        qids[key] = number
         out.append({"qid": qid, "query": _checked_query(query, where), "vid": str(vid).strip(),
                     "windows": _checked_windows(windows, where)})
     if not out:
@@ -84,15 +94,23 @@ def _checked_windows(windows, where: str) -> list[tuple[float, float]]:
     return out
 
 
-def video_files(videos_dir: str) -> dict[str, str]:
-    """File stem -> absolute path, for every video under videos_dir."""
-    found = {}
-    for base, _dirs, files in os.walk(videos_dir):
+def video_files(videos_dir: str, wanted=()) -> dict[str, str]:
+    """File stem -> absolute path, for every video under videos_dir.  An id in ``wanted`` (the
+    annotated ones) that two files answer to (a/x.mp4 and b/x.mp4) is an error naming both:
+    taking either would score against a video the annotations may not mean."""
+    found: dict[str, list] = {}
+    for base, dirs, files in os.walk(videos_dir):
+        dirs.sort()
         for name in sorted(files):
             stem, ext = os.path.splitext(name)
             if ext.lower() in VIDEO_EXTENSIONS:
-                found.setdefault(stem, os.path.join(base, name))
-    return found
+                found.setdefault(stem, []).append(os.path.join(base, name))
+    for vid in sorted(set(wanted)):
+        if len(found.get(vid, [])) > 1:
+            first, second = found[vid][:2]
+            raise VmrError(f"annotated video '{vid}' is ambiguous under {videos_dir}: {first} and {second} "
+                           "both have that name; point --videos at a folder where it is one file")
+    return {stem: paths[0] for stem, paths in found.items()}
 
 
 def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool = False,
@@ -108,7 +126,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     videos_dir = absolute(videos_dir)
     if not os.path.isdir(videos_dir):
         raise VmrError(f"no such folder: {videos_dir}")
-    files = video_files(videos_dir)
+    files = video_files(videos_dir, wanted=[it["vid"] for it in items])
     missing = sorted({it["vid"] for it in items if it["vid"] not in files})
     if missing:
         raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")

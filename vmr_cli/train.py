@@ -60,7 +60,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     videos_dir = absolute(videos_dir)
     if not os.path.isdir(videos_dir):
         raise VmrError(f"no such folder: {videos_dir}")
-    files = video_files(videos_dir)
+    files = video_files(videos_dir, wanted=[it["vid"] for it in items + val_items])
     missing = sorted({it["vid"] for it in items + val_items if it["vid"] not in files})
     if missing:
         raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
