@@ -73,8 +73,17 @@ def test_an_interrupted_run_resumes_to_the_same_model(world, tmp_path, monkeypat
     resumed = tmp_path / "resumed"
     code, _out, err = vmr("--library", tmp_path / "lib", "train", world / "train.jsonl", "--videos",
                           world / "videos", "--out", resumed, "--val", world / "val.jsonl", "--epochs", 2,
-                          "--model", MODEL, expect=1)
+                          "--model", MODEL, expect=130)  # as any Ctrl-C
     assert "interrupted; the last finished epoch is kept" in err and len(err.strip().splitlines()) <= 8
+
+    def interrupt_first(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save", interrupt_first)  # before any epoch was written
+    code, _out, err = vmr("--library", tmp_path / "lib", "train", world / "train.jsonl", "--videos",
+                          world / "videos", "--out", tmp_path / "never", "--epochs", 2, expect=130)
+    assert (f"Error: interrupted before the first epoch finished; nothing was written to {tmp_path / 'never'}"
+            in err) and not (tmp_path / "never").exists()
     monkeypatch.setattr(train_module, "_save", real_save)
     _train(world, resumed, tmp_path / "lib", epochs=2)
     a, b = (load_file(next(folder.glob("model-*.safetensors"))) for folder in (straight, resumed))

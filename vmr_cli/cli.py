@@ -40,14 +40,14 @@ def handle_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from .errors import VmrError, storage_error
+        from .errors import Interrupted, VmrError, storage_error
 
         try:
             return func(*args, **kwargs)
         except VmrError as exc:
             if os.environ.get("VMR_DEBUG"):
                 raise
-            _fail(str(exc))
+            _fail(str(exc), 130 if isinstance(exc, Interrupted) else 1)
         except KeyboardInterrupt:
             _fail("interrupted; what was committed is kept, run the command again to resume", 130)
         except BrokenPipeError:  # `vmr status | head`: the reader has what it wanted; end as quietly as cat
@@ -775,8 +775,8 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
     lib = open_library(ctx, create=True)
 
     def log(record):
-        if not as_json:
-            say(" ".join(f"{k} {v}" for k, v in record.items()))
+        if not as_json:  # R1 in percent, as the summary line and vmr eval print it
+            say(" ".join(f"{k} {100 * v:.1f}" if k == "val_R1@0.5" else f"{k} {v}" for k, v in record.items()))
 
     try:
         summary = train_trimmer(lib, annotations, videos_dir, out_dir, val=val_path,

@@ -10,6 +10,10 @@ class VmrError(Exception):
     """A problem with input, library or environment, explained in one sentence."""
 
 
+class Interrupted(VmrError):
+    """Ctrl-C, with what was kept said in one sentence: exit status 130, as for any interrupt."""
+
+
 class DecodeError(VmrError):
     """A video file could not be read; the index run records it and goes on."""
 

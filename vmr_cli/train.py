@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .errors import VmrError
+from .errors import Interrupted, VmrError
 from .trained import FORMAT, FORMAT_VERSION, describe
 
 
@@ -47,6 +47,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
           options: TrainOptions | None = None, model: str | None = None, progress: bool | None = None,
           log=None, backend: str = "torchcodec") -> dict:
     """Train (or resume) a trimmer into out_dir; returns the run's summary."""
+    from vmr_models.checkpoint import CONFIG_NAME
     from vmr_models.losses import LossWeights, total_loss, vmr_loss
     from vmr_models.trimmer import Trimmer, TrimmerConfig
 
@@ -130,8 +131,11 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
             if log:
                 log(record)
     except KeyboardInterrupt:
-        raise VmrError(f"interrupted; the last finished epoch is kept in {out_dir}: run the same command "
-                       "again to resume") from None
+        if not os.path.isfile(os.path.join(out_dir, CONFIG_NAME)):  # no epoch was ever written there
+            raise Interrupted("interrupted before the first epoch finished; nothing was written to "
+                              f"{out_dir} (what was indexed is kept): run the same command again") from None
+        raise Interrupted(f"interrupted; the last finished epoch is kept in {out_dir}: run the same command "
+                          "again to resume") from None
     _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
     return {"out": os.path.abspath(out_dir), "queries": len(items), "val_queries": len(val_items),
             "epochs": options.epochs, "history": state["history"], "seconds": round(time.time() - started, 1),
