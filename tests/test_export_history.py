@@ -368,3 +368,17 @@ def test_the_library_folder_is_never_indexed(tiny_model, tmp_path):
     # ... and so are another library's, indexed into a second library elsewhere
     summary = vmr_json("--library", tmp_path / "second", "index", videos, "--model", tiny_model)
     assert summary["added"] == 1 and summary["failed"] == []
+
+
+def test_windows_after_the_video_ends_are_named_by_eval_and_train(tiny_model, tmp_path):
+    """A window past its video's end (a wrong id or wrong times) can never be found: said, with
+    FILE:LINE, instead of silently scoring zero."""
+    videos = tmp_path / "v"
+    make_video(videos / "green.mp4", [("green", 4.0)])
+    path = tmp_path / "ann.txt"
+    path.write_text("green 0 2##a green screen\ngreen 100 200##a green screen later\n")
+    code, out, err = vmr("eval", path, "--videos", videos, "--model", tiny_model, "--json")
+    expected = (f"{path}:2: window [100, 200] starts after video 'green' ends (4.0 s); no search can find it")
+    assert json.loads(out)["warnings"] == [expected] and f"warning: {expected}" in err
+    code, out, err = vmr("train", path, "--videos", videos, "--out", tmp_path / "t", "--epochs", "1")
+    assert f"warning: {expected}" in err

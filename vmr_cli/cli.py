@@ -611,6 +611,13 @@ def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
         say("note: no browser could be opened here; open the page above yourself")
 
 
+def _warn_about(warnings: list[str], shown: int = 5) -> None:
+    for line in warnings[:shown]:
+        say(f"warning: {line}")
+    if len(warnings) > shown:
+        say(f"warning: ... and {len(warnings) - shown} more such windows")
+
+
 def logged_as_json(logged: dict) -> dict:
     """A logged search in the shape 'vmr search --json' prints."""
     keys = ("rank", "video", "start", "end", "score")
@@ -729,6 +736,7 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     except BaseException:
         lib.discard_if_empty()  # a failed first run leaves no empty library behind
         raise
+    _warn_about(report["warnings"])
     if as_json:
         emit_json(report)
         return
@@ -785,6 +793,7 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
     except BaseException:
         lib.discard_if_empty()  # a failed first run leaves no empty library behind, as eval and index
         raise
+    _warn_about(summary["warnings"])
     if as_json:
         emit_json(summary)
         return

@@ -63,7 +63,7 @@ def read_annotations(path: str) -> list[dict]:
             raise VmrError(f"{where}: qid {key} again (first on line {qids[key]}); each query needs its own")
         qids[key] = number
         out.append({"qid": qid, "query": _checked_query(query, where), "vid": str(vid).strip(),
-                    "windows": _checked_windows(windows, where)})
+                    "windows": _checked_windows(windows, where), "where": where})
     if not out:
         raise VmrError(f"annotations {printable(path)} are empty")
     return out
@@ -131,6 +131,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     if missing:
         raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
+    warnings = windows_past_end(library, items, files)
     # Without the frame cache: each query's cost is what a first search of it costs.
     searcher = Searcher(library, frame_cache=False, trimmer=trimmer, backend=backend)
     base = options or SearchOptions()
@@ -165,7 +166,22 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
         "corpus": summarise(corpus_preds, truth),
         "cost": {k: round(sum(c[k] for c in cost) / n, 4) for k in keys},
         "random": random_baseline(library, items, files, truth),
+        "warnings": warnings,
     }
+
+
+def windows_past_end(library, items, files) -> list[str]:
+    """A line for each annotated window that starts after its video ends (a wrong id or
+    times): no search can find it, so the scores are lower than the search deserves."""
+    durations = {v["path"]: v["duration"] for v in library.catalog.videos("ok")}
+    out = []
+    for item in items:
+        duration = durations.get(files.get(item["vid"]))
+        for start, end in item["windows"]:
+            if duration is not None and start >= duration:
+                out.append(f"{item['where']}: window [{start:g}, {end:g}] starts after video '{item['vid']}' "
+                           f"ends ({duration:.1f} s); no search can find it")
+    return out
 
 
 def random_baseline(library, items, files, truth, seed: int = 0) -> dict:

@@ -51,7 +51,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     from vmr_models.losses import LossWeights, total_loss, vmr_loss
     from vmr_models.trimmer import Trimmer, TrimmerConfig
 
-    from .evaluate import read_annotations, video_files
+    from .evaluate import read_annotations, video_files, windows_past_end
     from .indexer import index_paths
     from .paths import absolute
 
@@ -66,6 +66,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     if missing:
         raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
+    warnings = windows_past_end(library, items + val_items, files)
     data = _Data(library, items, val_items, files, options.drop)
     config = TrimmerConfig(dim=data.dim, hidden=options.hidden, layers=options.layers, steps=options.steps,
                            budget=options.budget, dropout=options.dropout)
@@ -137,7 +138,8 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
         raise Interrupted(f"interrupted; the last finished epoch is kept in {out_dir}: run the same command "
                           "again to resume") from None
     _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
-    return {"out": os.path.abspath(out_dir), "queries": len(items), "val_queries": len(val_items),
+    return {"out": os.path.abspath(out_dir), "warnings": warnings, "queries": len(items),
+            "val_queries": len(val_items),
             "epochs": options.epochs, "history": state["history"], "seconds": round(time.time() - started, 1),
             "val_R1@0.5": state["history"][-1].get("val_R1@0.5") if state["history"] else None,
             "val_R1@0.5_untrained": untrained}
