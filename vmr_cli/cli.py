@@ -90,6 +90,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
 
 
+OPEN_NEEDS_HTML = "--open opens the --html page: give --html FILE too"
 EXHAUSTIVE_TRIMMER = ("--exhaustive verifies every clip, so a --trimmer has nothing to choose: "
                       "give one or the other")
 
@@ -356,7 +357,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
 
     clean_query(query)  # an empty query fails before any model loads
     if open_page and not html_path:  # as vmr show says
-        raise VmrError("--open opens the --html page: give --html FILE too")
+        raise VmrError(OPEN_NEEDS_HTML)
     if null_paths and not paths_only:
         raise VmrError("-0/--null ends the paths of --paths with NUL bytes: give --paths too")
     if trimmer and exhaustive:
@@ -648,7 +649,7 @@ def show(ctx, search_id, html_path, open_page, as_json):
         raise VmrError("no search logged yet; run 'vmr search QUERY' first" if search_id is None
                        else f"no search with id {search_id} ('vmr searches' lists them)")
     if open_page and not html_path:
-        raise VmrError("--open opens the --html page: give --html FILE too")
+        raise VmrError(OPEN_NEEDS_HTML)
     if html_path:
         _write_page(lib, logged, html_path, open_page)
     if as_json:

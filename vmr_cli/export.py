@@ -254,8 +254,6 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
 def _cut_before(catalog, search_id: int, folder: str, copy: bool) -> dict[int, tuple[dict, dict]]:
     """rank -> (exported item, file print) of the cuts earlier exports of this search made into
     this folder the same way (exact or copy) whose files are still there unchanged."""
-    from .scan import fingerprint
-
     found: dict[int, tuple[dict, dict]] = {}
     for operation in catalog.operations("export"):
         summary = operation["summary"]
@@ -265,8 +263,7 @@ def _cut_before(catalog, search_id: int, folder: str, copy: bool) -> dict[int, t
             if item.get("exact") != (not copy) or item.get("existing"):
                 continue
             try:
-                size = os.path.getsize(item["path"])
-                same = size == file_print["size"] and fingerprint(item["path"], size) == file_print["fingerprint"]
+                same = _file_print(item["path"]) == file_print
             except OSError:
                 continue
             if same:

@@ -220,16 +220,19 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     for row in gone.values():
         if row["status"] == "ok" and row["fingerprint"]:
             gone_by_print.setdefault((row["size"], row["fingerprint"]), []).append(row)
-    # Entries outside these roots: a file moved in from a folder indexed before (the folder
-    # moved out of its tree) is matched too, when its old path is gone.
+    # For new files only: indexed entries by size (another name of the same file), and those
+    # outside these roots by print (a file moved in from a folder indexed before, the folder
+    # moved out of its tree: matched when its old path is gone).
     elsewhere: dict[tuple, list] = {}
-    for row in by_path.values():
-        if row["status"] == "ok" and row["fingerprint"] and not any(under(row["path"], r) for r in roots):
-            elsewhere.setdefault((row["size"], row["fingerprint"]), []).append(row)
     by_size: dict[int, list] = {}
-    for row in by_path.values():
-        if row["status"] == "ok":
+    if new:
+        scope = {row["path"] for row in in_scope}
+        for row in by_path.values():
+            if row["status"] != "ok":
+                continue
             by_size.setdefault(row["size"], []).append(row)
+            if row["fingerprint"] and row["path"] not in scope:
+                elsewhere.setdefault((row["size"], row["fingerprint"]), []).append(row)
     this_run: dict[tuple, str] = {}  # (device, inode) -> the first new name seen for it
     for item in new:
         indexed_as = _same_file(item, by_size.get(item.size, []), this_run)

@@ -234,7 +234,7 @@ class Searcher:
         except FileNotFoundError:
             raise SkipVideo(f"file no longer exists: {video['path']}") from None
         except OSError as exc:  # a folder on the way that cannot be entered, a dropped share
-            raise SkipVideo(f"cannot read the file: {exc.strerror}") from None
+            raise SkipVideo(_unreadable(exc)) from None
         return video, clips, shard
 
     def _shard_and_clips(self, video: dict):
