@@ -155,3 +155,18 @@ def test_search_skips_a_video_that_vanished_and_says_so(indexed):
     found = vmr_json("search", "green", "--top-k", "20")
     assert found["results"] and all(not r["video"].endswith("green.mp4") for r in found["results"])
     assert [s["video"].rsplit("/", 1)[1] for s in found["stats"]["skipped"]] == ["green.mp4"]
+
+
+def test_ctrl_c_says_what_a_second_run_goes_on_from(indexed, tiny_model, monkeypatch):
+    """Exit 130 always; only a command whose work a second run resumes says to run it again."""
+    from vmr_cli import indexer, search
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search.Searcher, "search", interrupt)
+    _code, out, err = vmr("search", "a red screen", expect=130)
+    assert err.strip() == "Error: interrupted" and out == ""
+    monkeypatch.setattr(indexer, "index_paths", interrupt)
+    _code, _out, err = vmr("index", indexed, expect=130)
+    assert "what was committed is kept, run the command again to resume" in err

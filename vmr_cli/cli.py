@@ -34,6 +34,15 @@ def _fail(message: str, code: int = 1):
     sys.exit(code)
 
 
+# What Ctrl-C leaves, by command: only these have work a second run goes on from.
+INTERRUPTED = {
+    "index": "interrupted; what was committed is kept, run the command again to resume",
+    "export": "interrupted; the clips cut so far are kept, run the command again to cut the rest",
+    "eval": "interrupted; the videos indexed so far are kept (run the command again: indexing resumes, "
+            "the searches run again)",
+}
+
+
 def handle_errors(func):
     """Turn the library's exceptions into one-line errors, and failures of its files (disk full,
     a damaged catalog: SQLite, safetensors and faiss errors) into lines that name the way out."""
@@ -49,7 +58,7 @@ def handle_errors(func):
                 raise
             _fail(str(exc), 130 if isinstance(exc, Interrupted) else 1)
         except KeyboardInterrupt:
-            _fail("interrupted; what was committed is kept, run the command again to resume", 130)
+            _fail(INTERRUPTED.get(click.get_current_context().info_name, "interrupted"), 130)
         except BrokenPipeError:  # `vmr status | head`: the reader has what it wanted; end as quietly as cat
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a writer the pipe closed on
