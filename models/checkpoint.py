@@ -27,6 +27,10 @@ class CheckpointError(ValueError):
     """A checkpoint folder that is missing, incomplete or not one of ours."""
 
 
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint's config.json is there, its weights are missing or do not match it."""
+
+
 def save_checkpoint(directory, tensors: dict[str, torch.Tensor], config: dict) -> None:
     """Write the weights and ``config.json`` into ``directory`` (created if needed).
 
@@ -62,7 +66,7 @@ def load_checkpoint(directory) -> tuple[dict[str, torch.Tensor], dict]:
         raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG_NAME} names no weights")
     weights = directory / record["file"]
     if not weights.is_file() or _sha256(weights) != record.get("sha256"):
-        raise CheckpointError(f"checkpoint {directory} is incomplete: {record['file']} is missing "
+        raise DamagedCheckpoint(f"checkpoint {directory} is incomplete: {record['file']} is missing "
                               "or does not match its config")
     return load_file(str(weights), device="cpu"), config
 

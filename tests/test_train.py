@@ -125,6 +125,14 @@ def test_a_trimmer_for_another_encoder_is_one_line(world, tmp_path, other_model)
             code, _out, err = vmr("--library", tmp_path / "lib", *command, "--trimmer", edited, expect=1)
             assert err.startswith(f"Error: trimmer {edited}") and len(err.strip().splitlines()) == 1, (key, err)
             assert "damaged config.json" in err, (key, err)
+    # weights cut short (a copy that stopped): training into it again says so, never "not a trimmer"
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tmp_path / "trimmer", damaged)
+    weights = next(damaged.glob("model-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    code, _out, err = vmr("--library", tmp_path / "lib", "train", world / "train.jsonl", "--videos",
+                          world / "videos", "--out", damaged, "--epochs", 1, "--model", MODEL, expect=1)
+    assert f"--out {damaged} holds a damaged checkpoint" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_train_and_eval_index_with_pyav_where_torchcodec_cannot_load(world, tmp_path, monkeypatch):

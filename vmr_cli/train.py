@@ -256,7 +256,7 @@ def _resume(out_dir: str, header: dict, net, optimiser):
     """(state, teacher) of an unfinished run of the same training in out_dir, else None.
 
     A folder holding something else is refused rather than overwritten."""
-    from vmr_models.checkpoint import CheckpointError, load_checkpoint
+    from vmr_models.checkpoint import CheckpointError, DamagedCheckpoint, load_checkpoint
 
     if not os.path.exists(out_dir):
         return None
@@ -266,6 +266,9 @@ def _resume(out_dir: str, header: dict, net, optimiser):
         return None
     try:
         tensors, config = load_checkpoint(out_dir)
+    except DamagedCheckpoint:
+        raise VmrError(f"--out {out_dir} holds a damaged checkpoint (its weights are missing or do not match "
+                       "config.json): delete it to start over, or choose another folder") from None
     except CheckpointError:
         raise VmrError(f"--out {out_dir} holds files that are not a vmr trimmer; choose another folder") from None
     if config.get("format") != FORMAT:
