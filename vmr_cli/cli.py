@@ -770,7 +770,9 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
 @click.option("--out", "out_dir", required=True, type=_Path(file_okay=False),
               help="Folder for the trained trimmer (created; an unfinished run there resumes).")
 @click.option("--val", "val_path", type=_Path(dir_okay=False),
-              help="Annotations to report validation R1@0.5 on after every epoch (videos in --videos).")
+              help="Annotations to report validation R1@0.5 on after every epoch (videos in --videos): "
+              "the moment search ranks first in each query's video, as eval --trimmer scores it "
+              "before edges are refined with decoded frames.")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=20, show_default=True,
               help="Epochs of the teacher, then as many of the student.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same data: the same model.")

@@ -194,15 +194,8 @@ class Searcher:
             stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc)})
             return None
         stats["videos_considered"] += 1
-        if "F" in shard and len(shard["F"]) == len(shard["F_t"]):
-            times = np.asarray(shard["F_t"], dtype=np.float64)
-            sims = np.asarray(shard["F"], dtype=np.float32) @ q.numpy()
-        else:  # a shard from before frames were stored: the middle frames only
-            times = np.array([(c["start"] + c["end"]) / 2 for c in clips], dtype=np.float64)
-            sims = np.asarray(shard["A"], dtype=np.float32) @ q.numpy()
-        stats["frames_stored"] += len(times)
-        step = self.info["clip_seconds"] / (2 if "F" in shard else 1)
-        v = _Video(video, clips, times, sims.astype(np.float64), step)
+        v = stored_timeline(video, clips, shard, q, self.info["clip_seconds"])
+        stats["frames_stored"] += len(v.times)
         if self.trimmer is not None:  # its inputs come from the same shard, read once
             from .features import clip_features
 
@@ -251,10 +244,11 @@ class Searcher:
         with timer("moment_head"):
             for v in videos:
                 if self.trimmer is not None:
-                    found = [_snapped(v, w) for w in self.trimmer.windows(v.features, q, options.per_video)]
+                    kept = trimmer_moments(v, self.trimmer.windows(v.features, q, options.per_video),
+                                           options.per_video)
                 else:
-                    found = v.proposals(v.times, v.sims, v.step, options.per_video)
-                windows += [(v, start, end, score) for start, end, score in v.kept(found, options.per_video)]
+                    kept = v.kept(v.proposals(v.times, v.sims, v.step, options.per_video), options.per_video)
+                windows += [(v, start, end, score) for start, end, score in kept]
         windows.sort(key=lambda w: -w[3])
         if options.record_selection:
             for v in videos:
@@ -309,6 +303,24 @@ class Searcher:
             bar.update(1)
         bar.close()
         return out
+
+
+def stored_timeline(row: dict, clips: list[dict], shard: dict, q: torch.Tensor, clip_seconds: float) -> "_Video":
+    """The video's stored frames scored against q: what search reads instead of decoding."""
+    if "F" in shard and len(shard["F"]) == len(shard["F_t"]):
+        times = np.asarray(shard["F_t"], dtype=np.float64)
+        sims = np.asarray(shard["F"], dtype=np.float32) @ q.numpy()
+    else:  # a shard from before frames were stored: the middle frames only
+        times = np.array([(c["start"] + c["end"]) / 2 for c in clips], dtype=np.float64)
+        sims = np.asarray(shard["A"], dtype=np.float32) @ q.numpy()
+    step = clip_seconds / (2 if "F" in shard else 1)
+    return _Video(row, clips, times, sims.astype(np.float64), step)
+
+
+def trimmer_moments(v: "_Video", windows, limit: int) -> list[tuple[float, float, float]]:
+    """A trained trimmer's windows of v as search ranks them: edges and score from the stored
+    timeline (_snapped), then widened and de-nested like any moment (_Video.kept)."""
+    return v.kept([_snapped(v, w) for w in windows], limit)
 
 
 class _Video:

@@ -155,6 +155,8 @@ class _Data:
         info = library.require_encoder()
         self.dim = info["dim"]
         self.videos = {}
+        self.timelines = {}  # validation videos: (row, clips, shard) for their stored timeline
+        val_vids = {it["vid"] for it in val_items}
         for vid in sorted({it["vid"] for it in items + val_items}):
             row = library.catalog.video_by_path(files[vid])
             if row is None or row["status"] != "ok":
@@ -163,7 +165,11 @@ class _Data:
             shard = library.vectors.read_shard(row["id"], row["vectors_token"])
             if shard is None:
                 raise VmrError(f"vectors of {vid} are missing; run 'vmr index' to repair")
-            self.videos[vid] = clip_features(shard, library.catalog.clips(row["id"]), drop)
+            clips = library.catalog.clips(row["id"])
+            self.videos[vid] = clip_features(shard, clips, drop)
+            if vid in val_vids:
+                self.timelines[vid] = (row, clips, {k: shard[k] for k in ("F", "F_t", "A") if k in shard})
+        self.clip_seconds = info["clip_seconds"]
         encoder = ClipEncoder(info["name"])
         texts = [it["query"] for it in items + val_items]
         self.queries = torch.cat([encoder.encode_text(texts[i:i + 64]) for i in range(0, len(texts), 64)])
@@ -204,21 +210,26 @@ class _Data:
         return batch, targets
 
     def recall(self, net, examples, iou: float = 0.5) -> float:
-        """R1@iou of the student's top window, each query against its own video."""
+        """R1@iou of the moment search would rank first, each query against its own video: the
+        network's windows with edges and score from the stored timeline, as ``vmr eval
+        --trimmer`` scores them except for the edges it refines with decoded frames."""
         from vmr_models.moment_head import temporal_iou
-        from vmr_models.trimmer import decode_moments
+
+        from .search import SearchOptions, stored_timeline, trimmer_moments
+        from .trained import network_windows
 
         if not examples:
             return 0.0
         net.eval()
+        top_k = SearchOptions().top_k  # as many windows as eval's moment retrieval asks one video for
         hits = 0
-        with torch.inference_mode():
-            for vid, i, window in examples:
-                batch, _ = self.batch([(vid, i, window)])
-                out = net(batch)
-                found = decode_moments(out["start_logits"][0], out["end_logits"][0], out["highlight_logits"][0],
-                                       batch["clip_start"][0], batch["clip_end"][0], max_len=self.max_len)
-                hits += bool(found) and temporal_iou(found[0][:2], window) >= iou
+        for vid, i, window in examples:
+            row, clips, shard = self.timelines[vid]
+            q = self.queries[i]
+            v = stored_timeline(row, clips, shard, q, self.clip_seconds)
+            found = trimmer_moments(v, network_windows(net, self.max_len, self.videos[vid], q, top_k), top_k)
+            best = max(found, key=lambda m: m[2], default=None)
+            hits += best is not None and temporal_iou(best[:2], window) >= iou
         return hits / len(examples)
 
 

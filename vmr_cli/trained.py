@@ -92,21 +92,29 @@ class TrainedTrimmer:
 
     def windows(self, features: dict, q: torch.Tensor, top_k: int) -> list[tuple[float, float, float]]:
         """(start, end, score) in seconds, best first, at most top_k, none sharing a clip."""
-        from vmr_models.moment_head import nms
-        from vmr_models.trimmer import decode_moments
+        return network_windows(self.model, self.max_len, features, q, top_k)
 
-        from .features import batch_of
 
-        n = features["A"].shape[0]
-        found = []
-        for lo in range(0, max(1, n - OVERLAP), MAX_CLIPS - OVERLAP):
-            hi = min(n, lo + MAX_CLIPS)
-            piece = {k: v[lo:hi] for k, v in features.items()}
-            batch = batch_of([piece], q.view(1, -1).float())
-            with torch.inference_mode():
-                out = self.model(batch)
-            found += decode_moments(out["start_logits"][0], out["end_logits"][0], out["highlight_logits"][0],
-                                    piece["clip_start"], piece["clip_end"], max_len=self.max_len, top_k=top_k)
-            if hi == n:
-                break
-        return nms(found, 0.5, limit=top_k)
+def network_windows(model, max_len: int, features: dict, q: torch.Tensor,
+                    top_k: int) -> list[tuple[float, float, float]]:
+    """The network's windows of one video (search, and validation while it trains): (start, end,
+    score) in seconds, best first, at most top_k, none sharing a clip; a long video goes through
+    in overlapping pieces of MAX_CLIPS clips."""
+    from vmr_models.moment_head import nms
+    from vmr_models.trimmer import decode_moments
+
+    from .features import batch_of
+
+    n = features["A"].shape[0]
+    found = []
+    for lo in range(0, max(1, n - OVERLAP), MAX_CLIPS - OVERLAP):
+        hi = min(n, lo + MAX_CLIPS)
+        piece = {k: v[lo:hi] for k, v in features.items()}
+        batch = batch_of([piece], q.view(1, -1).float())
+        with torch.inference_mode():
+            out = model(batch)
+        found += decode_moments(out["start_logits"][0], out["end_logits"][0], out["highlight_logits"][0],
+                                piece["clip_start"], piece["clip_end"], max_len=max_len, top_k=top_k)
+        if hi == n:
+            break
+    return nms(found, 0.5, limit=top_k)
