@@ -202,6 +202,37 @@ def test_a_search_repairs_in_memory_only(lib):
     assert lib.catalog.videos("ok")[0]["id"] == a  # nothing written
 
 
+def test_the_coarse_search_is_exact_at_any_size(tmp_path):
+    """Past 200,000 clips vmr trained an IVF index in every search process: 70 s a search
+    (ViT-B/32-sized vectors) and another top-k than the exact one."""
+    from vmr_cli.vectors import VectorStore
+
+    rng = np.random.default_rng(0)
+    n, dim = 200_500, 16
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    store = VectorStore(str(tmp_path / "v"))
+    store.add(dim, np.arange(1, n + 1), vectors)
+    store.save()
+    query = rng.standard_normal(dim).astype(np.float32)
+    _scores, ids = VectorStore(str(tmp_path / "v")).search(dim, query, 50)  # as a new process reads it
+    assert ids.tolist() == (np.argsort(-(vectors @ query))[:50] + 1).tolist()
+
+
+def test_a_faiss_cache_read_from_its_file_is_copied_before_it_changes(lib):
+    """A new process maps the cache's vectors from the file; faiss aborts the process on a change
+    to them, so an index run (or a search's repair in memory) must work on its own copy."""
+    a, _b = _put(lib, "a.mp4"), _put(lib, "b.mp4", seed=1)
+    lib.save()
+    again = Library(lib.directory)
+    assert len(again.vectors.search(DIM, np.ones(DIM, np.float32), 4)[1]) == 4
+    _put(again, "c.mp4", seed=2)
+    again.remove_video(again.catalog.video(a))
+    again.save()
+    third = Library(lib.directory)
+    assert set(third.vectors.indexed_ids(DIM).tolist()) == third.catalog.clip_ids()
+    assert third.check(deep=True)["consistent"] and len(third.catalog.clip_ids()) == 6
+
+
 # -- packaging --------------------------------------------------------------------------------
 def test_pip_install_puts_only_vmr_names_into_site_packages(tmp_path):
     """The repository's models/ folder installs as vmr_models: a bare 'models' would collide."""

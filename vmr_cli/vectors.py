@@ -26,7 +26,6 @@ from vmr_models.atomic import atomic_write
 
 KINDS = ("A", "B", "M")
 FRAMES, FRAME_TIMES = "F", "F_t"  # optional: shards written before vmr 0.2 lack them
-APPROXIMATE_ABOVE = 200_000  # clips; past this the coarse search uses an IVF index
 SHARD_NAME = re.compile(r"([1-9][0-9]*)\.safetensors", re.ASCII)  # str.isdigit takes '²' and '٣'
 
 
@@ -52,6 +51,7 @@ class VectorStore:
         self.index_path = os.path.join(directory, "appearance.faiss")
         os.makedirs(self.shard_dir, exist_ok=True)
         self._index = None
+        self._mapped = False  # _index reads its vectors from the file (mmap): never changed in place
         self.dirty = False
         self.dim: int | None = None  # the library's embedding size, once it has an encoder
 
@@ -123,21 +123,42 @@ class VectorStore:
 
     # -- the FAISS cache ----------------------------------------------------------------
     def index(self, dim: int):
-        """The appearance index, loaded on first use (empty if absent or unreadable)."""
+        """The appearance index, loaded on first use (empty if absent or unreadable).
+
+        Its vectors are mapped from the file, not read (0.01 s instead of 0.37 s at 210,000
+        clips): most processes only search it.  add and remove first take an owned copy
+        (``_writable``); faiss aborts the process on a change to mapped vectors."""
         if self._index is None:
             faiss = _faiss()
-            index = None
+            index, self._mapped = None, False
             if os.path.exists(self.index_path):
                 try:
-                    index = faiss.read_index(self.index_path)
+                    try:
+                        index, self._mapped = faiss.read_index(self.index_path, faiss.IO_FLAG_MMAP_IFC), True
+                    except RuntimeError:  # a faiss build that cannot map this file: read it
+                        index = faiss.read_index(self.index_path)
                     if not _ours(faiss, index, dim):
-                        index = None  # another index type or size: rebuilt by the consistency check
+                        index, self._mapped = None, False  # another index type or size: rebuilt by the check
                 except Exception:  # truncated or corrupt (RuntimeError), absurd sizes (MemoryError)
-                    index = None
+                    index, self._mapped = None, False
             if index is None:
                 index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
                 self.dirty = True
             self._index = index
+        return self._index
+
+    def _writable(self, dim: int):
+        """The index, as an owned copy once it was mapped from the file."""
+        import numpy as np
+
+        index = self.index(dim)
+        if self._mapped:
+            faiss = _faiss()
+            owned = faiss.IndexIDMap2(faiss.IndexFlatIP(index.d))
+            if index.ntotal:
+                owned.add_with_ids(index.index.reconstruct_n(0, index.ntotal),
+                                   faiss.vector_to_array(index.id_map).astype(np.int64))
+            self._index, self._mapped = owned, False
         return self._index
 
     def indexed_ids(self, dim: int):
@@ -150,7 +171,7 @@ class VectorStore:
         import numpy as np
 
         if len(clip_ids):
-            self.index(dim).add_with_ids(np.ascontiguousarray(appearance, dtype=np.float32),
+            self._writable(dim).add_with_ids(np.ascontiguousarray(appearance, dtype=np.float32),
                                          np.asarray(clip_ids, dtype=np.int64))
             self.dirty = True
 
@@ -159,7 +180,7 @@ class VectorStore:
 
         if len(clip_ids):
             faiss = _faiss()
-            self.index(dim).remove_ids(faiss.IDSelectorBatch(np.asarray(list(clip_ids), dtype=np.int64)))
+            self._writable(dim).remove_ids(faiss.IDSelectorBatch(np.asarray(list(clip_ids), dtype=np.int64)))
             self.dirty = True
 
     def save(self) -> None:
@@ -185,34 +206,20 @@ class VectorStore:
         return int(self.index(dim).ntotal)
 
     def search(self, dim: int, query, k: int):
-        """(scores, clip ids) of the k nearest appearance vectors; exact below APPROXIMATE_ABOVE."""
+        """(scores, clip ids) of the k nearest appearance vectors: exact, at every size.
+
+        An IVF index trained in each search process (vmr did so past 200,000 clips) took 70 s
+        at 210,000 clips where the exact search takes 0.07 s, and 1,000,000 clips (about 550
+        hours of 2-second clips) search exactly in 0.6 s on 2 cores (bench/coarse_stage.py)."""
         import numpy as np
 
         index = self.index(dim)
         if index.ntotal == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         k = min(k, index.ntotal)
-        searcher = self._approximate(index) if index.ntotal > APPROXIMATE_ABOVE else index
-        scores, ids = searcher.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
+        scores, ids = index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
-
-    def _approximate(self, index):
-        """An IVF index over the same vectors, built once per process for very large libraries."""
-        import numpy as np
-
-        if getattr(self, "_ivf", None) is None or self._ivf.ntotal != index.ntotal:
-            faiss = _faiss()
-            ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-            vectors = index.index.reconstruct_n(0, index.ntotal)
-            nlist = int(4 * np.sqrt(len(ids)))
-            quantizer = faiss.IndexFlatIP(index.d)
-            ivf = faiss.IndexIVFFlat(quantizer, index.d, nlist, faiss.METRIC_INNER_PRODUCT)
-            ivf.train(vectors)
-            ivf.nprobe = 16
-            self._ivf = faiss.IndexIDMap2(ivf)
-            self._ivf.add_with_ids(vectors, ids)
-        return self._ivf
 
 
 def _write_json(path: str, data: dict) -> None:
