@@ -193,6 +193,37 @@ def test_check_repairs_a_lost_shard_a_foreign_shard_an_orphan_and_faiss_drift(li
     assert lib.check(deep=True)["consistent"]
 
 
+def test_starting_over_without_the_catalog_drops_the_old_faiss_cache(lib, tmp_path):
+    """The lost-catalog error says to delete shards/ to start over; the FAISS cache left beside
+    them held the old library's clip ids, which a new catalog hands out again from 1."""
+    for i in range(3):
+        _put(lib, f"{i}.mp4", clips=4, seed=i)
+    lib.save()
+    for name in os.listdir(lib.directory):
+        if name.startswith("catalog.db"):
+            os.unlink(os.path.join(lib.directory, name))
+    shutil.rmtree(lib.vectors.shard_dir)
+    fresh = Library(lib.directory)
+    fresh.record_encoder("hand-made", DIM, 32, 2.0)
+    _put(fresh, "new.mp4", clips=2, seed=9)
+    fresh.save()
+    again = Library(lib.directory)
+    assert sorted(again.vectors.indexed_ids(DIM).tolist()) == sorted(again.catalog.clip_ids())
+    assert again.status()["vectors"] == 2 and again.check()["consistent"]
+
+
+def test_check_rebuilds_a_faiss_cache_holding_an_id_twice(lib):
+    """Sets of ids cannot see a clip id held twice (old and new vectors): the cache is built again."""
+    a = _put(lib, "a.mp4")
+    ids = lib.catalog.clip_ids_of(a)
+    lib.vectors.add(DIM, ids, np.ones((len(ids), DIM), np.float32))  # another library's vectors, same ids
+    report = lib.check()
+    assert not report["consistent"] and report["index_removed"] == 2 * len(ids)
+    assert report["index_added"] == len(ids)
+    assert sorted(lib.vectors.indexed_ids(DIM).tolist()) == sorted(ids)
+    assert lib.check()["consistent"]
+
+
 def test_a_search_repairs_in_memory_only(lib):
     a = _put(lib, "a.mp4")
     lib.save()

@@ -113,6 +113,10 @@ class Library:
             if preprocessing:
                 self.catalog.set_meta(PREPROCESSING, json.dumps(preprocessing))
         self.vectors.dim = dim
+        # A new library has no clips: a FAISS cache already in its folder (left when the catalog
+        # was deleted to start over) holds another library's ids, which start at 1 again.
+        if os.path.exists(self.vectors.index_path):
+            self.vectors.reset(dim)
 
     def require_encoder(self) -> dict:
         """The library's encoder, after checking that its model still has the recorded weights."""
@@ -384,9 +388,18 @@ class Library:
         if dim is None:
             return report
         rows = self.catalog.clip_ids()
-        indexed = set(self.vectors.indexed_ids(dim).tolist())
+        ids = self.vectors.indexed_ids(dim).tolist()
+        indexed = set(ids)
+        if len(indexed) != len(ids):
+            # One id twice: a cache left from a catalog that was deleted (clip ids start again at
+            # 1) -- its vectors would answer for the new clips.  Built again from the shards.
+            report["consistent"] = False
+            if repair:
+                report["index_removed"] = len(ids)
+                self.vectors.reset(dim)
+                indexed = set()
         if indexed != rows or deep:
-            report["consistent"] = indexed == rows
+            report["consistent"] = report["consistent"] and indexed == rows
             extra = indexed - rows
             if repair and extra:
                 self.vectors.remove(dim, extra)

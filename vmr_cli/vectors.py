@@ -161,6 +161,11 @@ class VectorStore:
             self._index, self._mapped = owned, False
         return self._index
 
+    def reset(self, dim: int) -> None:
+        """An empty cache, to be filled again from the shards (its ids cannot be trusted)."""
+        faiss = _faiss()
+        self._index, self._mapped, self.dirty = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), False, True
+
     def indexed_ids(self, dim: int):
         import numpy as np
 
