@@ -170,3 +170,14 @@ def test_ctrl_c_says_what_a_second_run_goes_on_from(indexed, tiny_model, monkeyp
     monkeypatch.setattr(indexer, "index_paths", interrupt)
     _code, _out, err = vmr("index", indexed, expect=130)
     assert "what was committed is kept, run the command again to resume" in err
+
+
+def test_a_moment_at_the_end_of_a_video_is_still_at_least_a_second():
+    """A window may reach half a frame step past the video's end; it is cut to the video before
+    it is measured (a 0.82 s moment at the end of a 9.32 s video passed as long enough)."""
+    from vmr_cli.search import MIN_MOMENT, _at_least
+
+    for window, duration in (((8.5, 9.82), 9.32), ((8.16, 9.5), 9.32), ((-0.4, 0.5), 9.32), ((0.0, 0.3), 0.6)):
+        start, end = _at_least(window, min(MIN_MOMENT, duration), duration)
+        assert 0.0 <= start < end <= duration + 1e-9, (window, start, end)
+        assert end - start >= min(MIN_MOMENT, duration) - 1e-9, (window, start, end)

@@ -437,8 +437,10 @@ def _refined(window, edges, sims: dict) -> tuple[float, float]:
 
 
 def _at_least(window: tuple[float, float], length: float, duration: float) -> tuple[float, float]:
-    """The window widened evenly around its centre to ``length`` seconds, inside the video."""
-    start, end = window
+    """The window, cut to the video, widened evenly around its centre to ``length`` seconds
+    inside it.  (A window can reach half a frame step past the end; measured before the cut, a
+    0.82 s moment at the end of a 9.32 s video passed as long enough.)"""
+    start, end = max(0.0, window[0]), min(duration, window[1])
     if end - start >= length:
         return start, end
     centre = min(max((start + end) / 2, length / 2), duration - length / 2)
