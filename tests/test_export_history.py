@@ -382,3 +382,22 @@ def test_windows_after_the_video_ends_are_named_by_eval_and_train(tiny_model, tm
     assert json.loads(out)["warnings"] == [expected] and f"warning: {expected}" in err
     code, out, err = vmr("train", path, "--videos", videos, "--out", tmp_path / "t", "--epochs", "1")
     assert f"warning: {expected}" in err
+
+
+def test_eval_names_an_annotated_video_that_could_not_be_indexed_and_finds_what_index_takes(tiny_model, tmp_path):
+    """A broken annotated video: eval said "video not in the library" after running (and
+    discarding) the queries before it; now why, before any query.  And a .qt file vmr index
+    takes from a folder is found by its id (eval took only the common containers)."""
+    videos = tmp_path / "v"
+    make_video(videos / "green.mp4", [("green", 4.0)])
+    make_video(videos / "red.mp4", [("red", 4.0)])
+    (videos / "red.mp4").rename(videos / "red.qt")
+    (videos / "bad.mp4").write_bytes(os.urandom(4000))
+    path = tmp_path / "ann.txt"
+    path.write_text("green 0 2##a green screen\nred 0 2##a red screen\n")
+    report = json.loads(vmr("eval", path, "--videos", videos, "--model", tiny_model, "--json")[1])
+    assert report["n_queries"] == 2
+    path.write_text("green 0 2##a green screen\nbad 1 2##a dog\n")
+    code, out, err = vmr("eval", path, "--videos", videos, expect=1)
+    assert err.startswith("Error: annotated video bad could not be indexed: ") and str(videos / "bad.mp4") in err
+    assert len(err.strip().splitlines()) == 1 and out == ""

@@ -17,7 +17,7 @@ import time
 
 from .errors import VmrError
 from .metrics import summarise
-from .paths import VIDEO_EXTENSIONS, absolute, printable, user_file_target
+from .paths import absolute, is_video_name, printable, user_file_target
 from .search import Searcher, SearchOptions
 
 WRONG_VIDEO = (-2.0, -1.0)  # a window that overlaps nothing: a moment in another video
@@ -102,9 +102,8 @@ def video_files(videos_dir: str, wanted=()) -> dict[str, str]:
     for base, dirs, files in os.walk(videos_dir):
         dirs.sort()
         for name in sorted(files):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in VIDEO_EXTENSIONS:
-                found.setdefault(stem, []).append(os.path.join(base, name))
+            if is_video_name(name):  # what vmr index takes from a folder
+                found.setdefault(os.path.splitext(name)[0], []).append(os.path.join(base, name))
     for vid in sorted(set(wanted)):
         if len(found.get(vid, [])) > 1:
             first, second = found[vid][:2]
@@ -131,6 +130,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     if missing:
         raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
+    require_indexed(library, [it["vid"] for it in items], files)
     warnings = windows_past_end(library, items, files)
     # Without the frame cache: each query's cost is what a first search of it costs.
     searcher = Searcher(library, frame_cache=False, trimmer=trimmer, backend=backend)
@@ -168,6 +168,17 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
         "random": random_baseline(library, items, files, truth),
         "warnings": warnings,
     }
+
+
+def require_indexed(library, vids, files) -> None:
+    """An error naming an annotated video that could not be indexed, and why, before any query
+    runs: its queries could only fail ("video not in the library") or score as misses."""
+    for vid in sorted(set(vids)):
+        row = library.catalog.video_by_path(files[vid])
+        if row is None or row["status"] != "ok":
+            reason = row["error"] if row and row["error"] else "not indexed"
+            raise VmrError(f"annotated video {vid} could not be indexed: {printable(reason)} ({printable(files[vid])}); "
+                           "fix or remove it and its annotations")
 
 
 def windows_past_end(library, items, files) -> list[str]:
