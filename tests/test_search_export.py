@@ -181,3 +181,12 @@ def test_a_moment_at_the_end_of_a_video_is_still_at_least_a_second():
         start, end = _at_least(window, min(MIN_MOMENT, duration), duration)
         assert 0.0 <= start < end <= duration + 1e-9, (window, start, end)
         assert end - start >= min(MIN_MOMENT, duration) - 1e-9, (window, start, end)
+
+
+def test_exhaustive_search_of_a_video_shorter_than_its_grid_step(tiny_model, tmp_path):
+    """A one-frame 0.1 s video has no point of the 4-per-second grid: exhaustive search and eval
+    ended in a traceback ("need at least one array to stack")."""
+    make_video(tmp_path / "v" / "blink.mp4", [("red", 0.1)])
+    vmr_json("index", tmp_path / "v", "--model", tiny_model)
+    found = vmr_json("search", "a red screen", "--exhaustive")
+    assert len(found["results"]) == 1 and 0 <= found["results"][0]["start"] < found["results"][0]["end"] <= 0.1 + 1e-6

@@ -289,6 +289,7 @@ class Searcher:
         bar = bar_for(len(videos), "verifying", "video", enabled=progress)
         for v in videos:
             times = [t for c in v.clips for t in dense_grid(c["start"], c["end"], options.dense_fps)]
+            times = times or [v.duration / 2]  # shorter than the grid's first point (one frame, 0.1 s)
             try:
                 with _FrameSource(self.frame_cache, v, self.encoder, self._decoder, q, stats, timer) as frames:
                     sims = frames.similarities(times)
