@@ -190,3 +190,73 @@ def test_exhaustive_search_of_a_video_shorter_than_its_grid_step(tiny_model, tmp
     vmr_json("index", tmp_path / "v", "--model", tiny_model)
     found = vmr_json("search", "a red screen", "--exhaustive")
     assert len(found["results"]) == 1 and 0 <= found["results"][0]["start"] < found["results"][0]["end"] <= 0.1 + 1e-6
+
+
+def _probe(path) -> tuple[int, float]:
+    """(video frames, duration) of a cut, by ffprobe."""
+    import json
+    import subprocess
+
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
+                          "stream=nb_read_packets:format=duration", "-of", "json", "file:" + str(path)],
+                         capture_output=True, check=True).stdout
+    data = json.loads(out)
+    return int((data.get("streams") or [{}])[0].get("nb_read_packets", 0)), float(data["format"].get("duration", 0))
+
+
+def test_export_of_an_mpeg_ts_recording_holds_the_moment(tiny_model, tmp_path):
+    """Seeking before -i lands on no frame in such a .ts (ffmpeg's default key-frame spacing), and
+    ffmpeg exits 0: the cut was an empty file, listed as exported (and as '(cut before)' after)."""
+    import subprocess
+
+    (tmp_path / "v").mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:d=12", "-c:v",
+                    "libx264", "-preset", "ultrafast", "-f", "mpegts", str(tmp_path / "v" / "screen.ts")], check=True)
+    vmr_json("index", tmp_path / "v", "--model", tiny_model)
+    found = vmr_json("search", "a test pattern", "--top-k", "2")["results"]
+    done = vmr_json("export", "--out", tmp_path / "out")
+    assert [item["rank"] for item in done["exported"]] == [r["rank"] for r in found] and not done["skipped"]
+    for item, result in zip(done["exported"], found):
+        frames, seconds = _probe(item["path"])
+        assert frames > 0 and abs(seconds - (result["end"] - result["start"])) < 0.3, (item, frames, seconds)
+
+
+def _ffmpeg_wrapper(tmp_path, monkeypatch, script: str):
+    """A fake ffmpeg first on PATH: the shell snippet, then the real ffmpeg."""
+    import shutil
+
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(f"#!/bin/sh\n{script}\nexec {shutil.which('ffmpeg')} \"$@\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_export_cuts_without_sound_what_ffmpeg_cannot_read_the_audio_of(indexed, tmp_path, monkeypatch):
+    found = vmr_json("search", "a red screen", "--top-k", "1")["results"]
+    _ffmpeg_wrapper(tmp_path, monkeypatch, 'case "$*" in *0:a:0*) echo "Error while decoding stream #0:1: Invalid '
+                    'argument" >&2; echo "    Last message repeated 460 times" >&2; exit 69;; esac')
+    code, out, err = vmr("export", "1", "--out", tmp_path / "out")
+    item = out.strip().splitlines()
+    assert len(item) == 1 and _probe(item[0].split("  ")[-1])[0] > 0
+    assert ("warning: cut without its sound: ffmpeg could not read the audio (Error while decoding stream #0:1: "
+            "Invalid argument)") in err, err
+    assert found
+
+
+def test_a_cut_that_fails_is_skipped_with_its_reason_and_the_others_are_cut(indexed, tmp_path, monkeypatch):
+    """One source ffmpeg cannot cut ended the whole export, with 'Last message repeated N times'
+    for a reason and the cuts already made unreported."""
+    found = vmr_json("search", "a red screen", "--top-k", "3")["results"]
+    bad = os.path.basename(found[1]["video"])
+    _ffmpeg_wrapper(tmp_path, monkeypatch, f'case "$*" in *{bad}*) echo "Invalid data found when processing input" '
+                    '>&2; echo "    Last message repeated 3 times" >&2; exit 1;; esac')
+    code, out, err = vmr("export", "--out", tmp_path / "out", expect=1)
+    cut = [r["rank"] for r in found if os.path.basename(r["video"]) != bad]
+    assert [int(line.split()[0]) for line in out.strip().splitlines()] == cut
+    assert f"skipped: result 2: ffmpeg could not cut {found[1]['video']}: Invalid data found when processing input" \
+        in err, err
+    # ffmpeg exits 0 but writes no frame (a full disk's broken file looks so): never exported, never "cut before"
+    _ffmpeg_wrapper(tmp_path, monkeypatch, 'for last; do :; done; head -c 300 /dev/zero > "${last#file:}"; exit 0')
+    code, out, err = vmr("export", "1", "--out", tmp_path / "out2", expect=1)
+    assert err.strip().endswith("the cut holds no video frame") and os.listdir(tmp_path / "out2") == []

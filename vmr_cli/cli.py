@@ -447,14 +447,22 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
     from .export import export_results
     from .timecodes import timecode
 
-    def announce(logged, chosen, folder):
-        total = len(logged["results"])
-        say(f"cutting {len(chosen)} of {total} result{'s' if total != 1 else ''} of {_search_label(logged)} "
-            f"into {folder}")
+    def announce(logged, chosen, folder, before):
+        total, label = len(logged["results"]), _search_label(logged)
+        if before == len(chosen):
+            which = f"the {before} results asked for were" if before > 1 else "the result asked for was"
+            say(f"nothing to cut from {label}: {which} cut into {folder} before (--force cuts again)")
+        else:
+            say(f"cutting {len(chosen) - before} of {total} result{'s' if total != 1 else ''} of {label} "
+                f"into {folder}" + (f" ({before} more cut there before)" if before else ""))
+
+    def line(item):  # as each is cut: what a Ctrl-C or a later failure leaves is on screen
+        click.echo(f"{item['rank']:>4}  {timecode(item['start'])} – {timecode(item['end'])}  "
+                   f"{printable(item['path'])}{'  (cut before)' if item.get('existing') else ''}")
 
     lib = open_library(ctx)
     done = export_results(lib.catalog, list(ranks), search_id=search_id, out_dir=out_dir, copy=copy,
-                          force=force, announce=announce)
+                          force=force, announce=announce, on_cut=None if as_json else line)
     for item in done["exported"]:
         if item.get("warning"):
             say(f"warning: {item['warning']}")
@@ -462,10 +470,6 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
         say(f"skipped: {item['error']}")
     if as_json:
         emit_json(done)
-    else:
-        for item in done["exported"]:
-            click.echo(f"{item['rank']:>4}  {timecode(item['start'])} – {timecode(item['end'])}  "
-                       f"{printable(item['path'])}{'  (cut before)' if item.get('existing') else ''}")
     if copy:
         say("stream copy: each file starts at the key frame at or before its start")
     if done["skipped"]:

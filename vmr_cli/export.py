@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
 from vmr_models.atomic import usual_mode
+from .cut import CutError, DiskFull
 from .errors import VmrError
 from .paths import VIDEO_EXTENSIONS, printable
 from .probe import require_tool
@@ -191,13 +191,16 @@ def choose_search(catalog, search_id: int | None) -> dict:
 
 def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: str | None = None,
                    copy: bool = False, force: bool = False, search: dict | None = None,
-                   announce=None) -> dict:
+                   announce=None, on_cut=None) -> dict:
     """Cut the results ``ranks`` (every result when empty) of a logged search into files.
 
-    ``out_dir`` None: vmr's own export folder.  ``announce(search, ranks, folder)`` is called
-    once everything is checked, before the first cut.  Returns {search_id, query, folder, exported,
-    skipped}: with no ``ranks``, a result whose file is gone is skipped (the others are cut); a
-    rank named whose file is gone is an error before anything is cut."""
+    ``out_dir`` None: vmr's own export folder.  ``announce(search, ranks, folder, before)`` is called
+    once everything is checked, before the first cut (``before``: how many of the ranks an earlier
+    run cut there); ``on_cut(item)`` after each result, cut now or before.  A cut that fails
+    (the file, or ffmpeg) is skipped with its reason and the others are cut; a full disk skips
+    the rest.  Returns {search_id, query, folder, exported, skipped}: with no ``ranks``, a
+    result whose file is gone is skipped (the others are cut); a rank named whose file is gone
+    is an error before anything is cut."""
     search = search or choose_search(catalog, search_id)
     by_rank = {r["rank"]: r for r in search["results"]}
     if not by_rank:
@@ -222,32 +225,52 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
         raise VmrError(skipped[0]["error"] + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
     folder = output_folder(out_dir)
     if announce is not None:
-        announce(search, chosen, folder)
+        announce(search, chosen, folder, sum(rank in done_before for rank in chosen))
     started = time.time()
-    written, files, taken = [], [], set()
+    written, files, taken, full = [], [], set(), None
     try:
         for rank in chosen:
             if rank in done_before:  # an earlier run (one that was stopped, say) cut it: not again
                 item, file_print = done_before[rank]
                 written.append(dict(item, existing=True))
                 files.append(file_print)
+                if on_cut is not None:
+                    on_cut(written[-1])
+                continue
+            if full is not None:
+                skipped.append({"rank": rank, "error": f"result {rank}: not cut: {full}"})
                 continue
             result, (source, warning) = by_rank[rank], sources[rank]
             names = (os.path.join(folder, target_name(source, result["start"], result["end"], copy, n))
                      for n in range(1, 100000))
             names = (name for name in names if name not in taken)  # never one file for two results
-            target = _cut(ffmpeg, source, result["start"], result["end"], names, folder, copy, force)
+            try:
+                target, cut_warning = _cut(ffmpeg, source, result["start"], result["end"], names, folder, copy,
+                                           force)
+            except CutError as exc:  # this file's (or ffmpeg's) trouble: the other results are cut
+                skipped.append({"rank": rank, "error": f"result {rank}: ffmpeg could not cut "
+                                                       f"{printable(source)}: {exc}"})
+                continue
+            except DiskFull as exc:  # no other cut can succeed: the rest are not tried
+                full = exc
+                skipped.append({"rank": rank, "error": f"result {rank}: not cut: {full}"})
+                continue
             taken.add(target)
-            written.append({"rank": rank, "path": target, "source": source,
-                            "start": result["start"], "end": result["end"], "exact": not copy}
-                           | ({"warning": warning} if warning else {}))
+            warning = "; ".join(w for w in (warning, cut_warning) if w) or None
+            item = ({"rank": rank, "path": target, "source": source, "start": result["start"],
+                     "end": result["end"], "exact": not copy} | ({"warning": warning} if warning else {}))
+            written.append(item)
             files.append(_file_print(target))
+            if on_cut is not None:
+                on_cut(item)
     finally:
         done = {"search_id": search["id"], "query": search["query"], "folder": folder, "exported": written,
                 "skipped": skipped}
         if written:  # what was written is logged even when a later cut fails: the index skips it
             catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
                                              "copy": copy, "force": force}, dict(done, files=files), started)
+    if not written:  # nothing cut at all: one error, as when every source is gone
+        raise VmrError(skipped[0]["error"] + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
     return done
 
 
@@ -305,27 +328,23 @@ def _file_print(path: str) -> dict:
 
 
 def _cut(ffmpeg: str, source: str, start: float, end: float, names, folder: str, copy: bool,
-         force: bool) -> str:
-    """Cut into a temp file in ``folder``, then place it under the first usable name; returns it."""
+         force: bool) -> tuple[str, str | None]:
+    """Cut into a temp file in ``folder`` (checked: see cut.py), then place it under the first
+    usable name; returns it and a warning (cut without its sound) or None."""
+    from .cut import cut
+
     ext = os.path.splitext(target_name(source, start, end, copy))[1]
     fd, tmp = tempfile.mkstemp(prefix=".vmr-export-", suffix=ext, dir=folder)
     os.close(fd)
-    duration = max(0.001, end - start)
-    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", "-ss", f"{start:.3f}",
-           "-i", "file:" + source, "-t", f"{duration:.3f}", "-map", "0:v:0", "-map", "0:a:0?"]
     if copy:
-        cmd += ["-c", "copy", "-avoid_negative_ts", "make_zero"]
+        codec = ["-c", "copy", "-avoid_negative_ts", "make_zero"]
     else:
-        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-                "-c:a", "aac", "-movflags", "+faststart"]
-    cmd.append("file:" + tmp)
+        codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+                 "-c:a", "aac", "-movflags", "+faststart"]
     try:
-        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise VmrError(f"ffmpeg could not cut {printable(source)}: {lines[-1] if lines else 'failed'}")
+        warning = cut(ffmpeg, source, start, max(0.001, end - start), tmp, codec, keyframe_start=copy)
         usual_mode(tmp)  # the cut is the user's file, not a private temp file
-        return _place(tmp, names, force)
+        return _place(tmp, names, force), warning
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

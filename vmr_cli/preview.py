@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import time
 
+from .cut import cut
 from .errors import VmrError, first_line
 
 FOLDER = "previews"
@@ -102,18 +103,14 @@ def preview_key(path: str, start: float, end: float) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def preview_command(source: str, start: float, end: float, target: str, ffmpeg: str = "ffmpeg") -> list[str]:
-    """ffmpeg argv for the moment as H.264/AAC MP4; display aspect and rotation kept, never upscaled."""
-    seconds = max(0.1, min(end - start, MAX_SECONDS))
-    side = MAX_SIDE
+def preview_codec(side: int = MAX_SIDE) -> list[str]:
+    """ffmpeg output options of a preview: H.264/AAC MP4, display aspect and rotation kept, never
+    upscaled past ``side``."""
     scale = (f"scale=w='max(2,trunc(if(gte(dar,1),min({side},iw*sar),min({side},ih)*dar)/2)*2)'"
              f":h='max(2,trunc(ow/dar/2)*2)',setsar=1,format=yuv420p")
-    return [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-ss", f"{max(0.0, start):.3f}",
-            "-t", f"{seconds:.3f}", "-i", "file:" + os.path.abspath(source),
-            "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn", "-map_metadata", "-1", "-vf", scale,
+    return ["-sn", "-dn", "-map_metadata", "-1", "-vf", scale,
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "28", "-maxrate", "1500k", "-bufsize", "3000k",
-            "-c:a", "aac", "-b:a", "96k", "-ac", "2", "-movflags", "+faststart", "-f", "mp4", "-y",
-            "file:" + target]
+            "-c:a", "aac", "-b:a", "96k", "-ac", "2", "-movflags", "+faststart", "-f", "mp4"]
 
 
 class Previews:
@@ -140,16 +137,12 @@ class Previews:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=self.folder)
         os.close(fd)
         try:
+            seconds = max(0.1, min(end - start, MAX_SECONDS))
             try:
-                done = subprocess.run(preview_command(path, start, end, tmp, self.ffmpeg), capture_output=True,
-                                      stdin=subprocess.DEVNULL, timeout=FFMPEG_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                raise PreviewError("ffmpeg took too long") from None
-            except OSError as exc:
-                raise PreviewError(f"cannot run ffmpeg: {exc.strerror}") from None
-            if done.returncode != 0 or os.path.getsize(tmp) == 0:
-                lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-                raise PreviewError(f"ffmpeg failed: {lines[-1] if lines else 'no output'}")
+                cut(self.ffmpeg, os.path.abspath(path), max(0.0, start), seconds, tmp, preview_codec(),
+                    timeout=FFMPEG_TIMEOUT)
+            except VmrError as exc:  # the cut's reason (no frame, a full disk, ffmpeg's own words)
+                raise PreviewError(f"ffmpeg failed: {exc}") from None
             os.chmod(tmp, 0o644)
             os.replace(tmp, final)
         finally:

@@ -1,0 +1,108 @@
+"""Cutting a moment out of a video with ffmpeg, checked: what export and the page's previews share.
+
+ffmpeg's exit status does not say the cut is right.  It exits 0 after writing a
+file that holds no frame (seeking before ``-i`` in some MPEG-TS recordings lands
+nowhere) or a file cut short by a full disk, and it fails a whole cut over an
+audio stream it cannot decode.  So every cut is probed afterwards (a video frame
+at least, and about the length asked for) and tried again another way when it
+is not right: seeking after ``-i`` (decodes from the start: slower, exact), and
+without the audio when only the audio is in the way (said in a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from .errors import VmrError
+
+RUN_TIMEOUT = 600  # seconds for one ffmpeg call
+REPEATED = "Last message repeated"
+MIN_FREE = 1 << 20  # bytes: less than this free after a failed cut means the disk is full
+
+
+class CutError(VmrError):
+    """This moment could not be cut (the file's fault, or ffmpeg's): other cuts can go on."""
+
+
+class DiskFull(VmrError):
+    """No room left where the cuts go: no other cut can succeed either."""
+
+
+def ffmpeg_reason(stderr: bytes) -> str:
+    """The last line of ffmpeg's stderr that says something ("Last message repeated N times" does not)."""
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line and not line.startswith(REPEATED)]
+    return lines[-1] if lines else "failed"
+
+
+def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, codec_args: list[str],
+        keyframe_start: bool = False, timeout: float = RUN_TIMEOUT) -> str | None:
+    """Write [start, start + seconds] of source's first video stream (and first audio stream,
+    when it can be read) to target, encoded with codec_args; returns a warning or None.
+
+    ``keyframe_start``: a stream copy, which starts at the key frame before ``start`` (so may
+    be longer).  CutError when no way gives a right file; DiskFull when the disk is full."""
+    ffprobe = shutil.which("ffprobe") or "ffprobe"
+    reason, attempts = None, [("input", True)]
+    while attempts:
+        seek, audio = attempts.pop()
+        failed = _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout)
+        wrong = _wrong(ffprobe, target, seconds, keyframe_start) if failed is None else None
+        if failed is None and wrong is None:
+            return None if audio else ("cut without its sound: ffmpeg could not read the audio"
+                                       + (f" ({reason})" if reason else ""))
+        reason = reason or failed or wrong
+        if "No space left on device" in (failed or "") or _disk_full(target):
+            raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
+        if failed is not None and audio:
+            attempts.append((seek, False))  # an audio stream ffmpeg cannot decode stops the whole cut
+        elif failed is None and seek == "input":
+            attempts.append(("output", audio))  # a seek before -i that landed nowhere: decode from the start
+    raise CutError(reason)
+
+
+def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout) -> str | None:
+    """ffmpeg's reason when it failed, else None."""
+    where = ["-ss", f"{start:.3f}", "-i", "file:" + source] if seek == "input" else \
+        ["-i", "file:" + source, "-ss", f"{start:.3f}"]
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", *where, "-t", f"{seconds:.3f}",
+           "-map", "0:v:0", *(["-map", "0:a:0?"] if audio else ["-an"]), *codec_args, "file:" + target]
+    try:
+        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"ffmpeg took longer than {timeout:.0f} s"
+    except OSError as exc:
+        return f"cannot run ffmpeg: {exc.strerror}"
+    return ffmpeg_reason(done.stderr) if done.returncode != 0 else None
+
+
+def _wrong(ffprobe: str, target: str, seconds: float, keyframe_start: bool) -> str | None:
+    """Why the cut in target is not the moment asked for, or None when it is: no video frame,
+    or shorter than asked by more than 5 % (a quarter second, two frames, at least)."""
+    cmd = [ffprobe, "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
+           "stream=nb_read_packets,avg_frame_rate:format=duration", "-of", "json", "file:" + target]
+    try:
+        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT)
+        data = json.loads(done.stdout or b"{}")
+        streams = data.get("streams") or [{}]
+        frames = int(streams[0].get("nb_read_packets") or 0)
+        length = float((data.get("format") or {}).get("duration") or 0.0)
+        num, _, den = (streams[0].get("avg_frame_rate") or "0/1").partition("/")
+        frame = float(den) / float(num) if float(num or 0) > 0 and float(den or 0) > 0 else 0.0
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return "the cut could not be read back"
+    if frames == 0:
+        return "the cut holds no video frame"
+    if length < seconds - max(0.25, 0.05 * seconds, 2 * frame):
+        return f"the cut is {length:.2f} s long instead of {seconds:.2f} s"
+    return None
+
+
+def _disk_full(target: str) -> bool:
+    try:
+        return shutil.disk_usage(os.path.dirname(target) or ".").free < MIN_FREE
+    except OSError:
+        return False
