@@ -292,37 +292,60 @@ def _file_row(item) -> dict:
 
 
 # -- decode in one thread, encode in this one ---------------------------------------------------
+PROBE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+PROBE_AHEAD = 8
+
+
 def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
     """Producer: ("frames", i, (tensor, first_is_repeat, clips_done, clips_total)) per chunk of
     clips, then ("done", i, (info, grid, times, fallback, bad_frames)) or ("error", i, DecodeError
     or TransientError).
 
     A chunk of clips k0..k1-1 holds frames 2k0..2k1, so each clip's three frames are in one
-    chunk; a chunk's first frame is the previous chunk's last (decoded again, not encoded)."""
-    for i, (item, _row) in enumerate(work):
+    chunk; a chunk's first frame is the previous chunk's last (decoded again, not encoded).
+
+    Files are probed PROBE_AHEAD ahead in PROBE_WORKERS threads: one ffprobe process costs about
+    0.1 s to start (it loads every ffmpeg library), which was most of the time a library of
+    short clips took (200 one-second clips: 24 s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="vmr-probe")
+    probes: dict = {}
+    try:
+        for i, (item, _row) in enumerate(work):
+            for j in range(i, min(len(work), i + PROBE_AHEAD)):
+                if j not in probes:
+                    probes[j] = pool.submit(probe, work[j][0].path)
+            yield from _decode_one(i, item, probes.pop(i), clip_seconds, size, backend)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str):
+    """The messages of _decode_chunks for one file, whose probe() runs in ``probed`` (a future)."""
+    try:
+        info = probed.result()
+        grid = clip_grid(info.duration, clip_seconds)
+        reader = open_reader(item.path, info, size, backend=backend)
         try:
-            info = probe(item.path)
-            grid = clip_grid(info.duration, clip_seconds)
-            reader = open_reader(item.path, info, size, backend=backend)
-            try:
-                times = on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
-                for k0 in range(0, len(grid), CHUNK_CLIPS):
-                    k1 = min(len(grid), k0 + CHUNK_CLIPS)
-                    frames = reader.frames_at(times[2 * k0:2 * k1 + 1])
-                    yield "frames", i, (frames, k0 > 0, k1, len(grid))
-            finally:
-                reader.close()
-            bad, good = reader.bad_frames, reader.good_frames
-            if bad and good is not None and bad > good:
-                raise DecodeError(f"too damaged to index: {bad} of {bad + good} frames could not be decoded")
-            yield "done", i, (info, grid, times, reader.fallback, bad)
-        except (DecodeError, TransientError) as exc:
-            yield "error", i, exc
-        except (RuntimeError, ValueError, OSError) as exc:
-            if is_environment_error(exc):
-                yield "error", i, TransientError(getattr(exc, "strerror", None) or first_line(exc))
-            else:
-                yield "error", i, DecodeError(f"cannot decode: {first_line(exc)}")
+            times = on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
+            for k0 in range(0, len(grid), CHUNK_CLIPS):
+                k1 = min(len(grid), k0 + CHUNK_CLIPS)
+                frames = reader.frames_at(times[2 * k0:2 * k1 + 1])
+                yield "frames", i, (frames, k0 > 0, k1, len(grid))
+        finally:
+            reader.close()
+        bad, good = reader.bad_frames, reader.good_frames
+        if bad and good is not None and bad > good:
+            raise DecodeError(f"too damaged to index: {bad} of {bad + good} frames could not be decoded")
+        yield "done", i, (info, grid, times, reader.fallback, bad)
+    except (DecodeError, TransientError) as exc:
+        yield "error", i, exc
+    except (RuntimeError, ValueError, OSError) as exc:
+        if is_environment_error(exc):
+            yield "error", i, TransientError(getattr(exc, "strerror", None) or first_line(exc))
+        else:
+            yield "error", i, DecodeError(f"cannot decode: {first_line(exc)}")
 
 
 class _Background:
