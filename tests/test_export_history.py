@@ -291,6 +291,9 @@ def test_export_follows_a_move_the_index_recorded_and_warns_of_a_changed_file(in
     assert item["source"] == str(indexed / "renamed.mp4") and "warning" not in item and os.path.isfile(item["path"])
     code, out, err = vmr("export", rank, "--out", tmp_path / "cuts")
     assert "warning" not in err
+    vmr("show", "--html", tmp_path / "page.html")  # the page shows it where it is now, not "no longer exists"
+    page = (tmp_path / "page.html").read_text()
+    assert "renamed.mp4" in page and "no longer exists" not in page
 
     make_video(indexed / "renamed.mp4", [("yellow", 4.0)])  # new content under the same name
     code, out, err = vmr("export", rank, "--out", tmp_path / "cuts 2", "--json")

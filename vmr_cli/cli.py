@@ -616,10 +616,20 @@ def _print_status(data: dict, report: dict | None) -> None:
 
 
 def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
+    from .errors import VmrError
+    from .export import result_source
     from .page import open_in_browser, write_page
 
+    results = []
+    for result in search["results"]:  # a file vmr index saw move is shown where it is now, as export cuts it
+        try:
+            result = dict(result, video=result_source(lib.catalog, result, f"result {result['rank']}")[0])
+        except VmrError:
+            pass  # gone: the page says so
+        results.append(result)
     # Previews of moments browsers cannot play are cached in the library; a read-only one has none.
-    written = write_page(search, html_path, previews_dir=None if lib.readonly else lib.directory)
+    written = write_page(dict(search, results=results), html_path,
+                         previews_dir=None if lib.readonly else lib.directory)
     say(f"page: {written}")
     if open_page and not open_in_browser(written):
         say("note: no browser could be opened here; open the page above yourself")
