@@ -20,12 +20,34 @@ def test_first_run_indexes_everything_and_second_does_nothing(videos, tiny_model
     # 6 s, 4 s and 5 s at 2 s clips: 3 + 2 + 3 clips
     assert first["clips"] == 8
     second = index(videos)
-    assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "failed_before": 0, "removed": 0,
+    assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "touched": 0, "failed_before": 0,
+                      "removed": 0,
                       "failed": [], "fallbacks": [], "damaged": [], "kept": [], "same_file": [],
                       "skipped": {"files": 0, "extensions": {}}, "clips": 8}
     status = vmr_json("status")
     assert (status["videos"], status["clips"], status["vectors"], status["failed"]) == (3, 8, 8, 0)
     assert status["encoder"] == os.path.abspath(tiny_model) and status["consistent"]
+
+
+def test_a_touched_file_keeps_its_vectors_and_a_rewritten_one_does_not(videos, tiny_model, isolated_library):
+    """touch, or a copy back that did not keep the times: same size and print, so the same content
+    (it was embedded again, hours for a whole library); new bytes of the same size are indexed."""
+    index(videos, "--model", tiny_model)
+    path = videos / "green.mp4"
+    before = Library().catalog.video_by_path(str(path))
+    os.utime(path, ns=(before["mtime_ns"] + 10**9, before["mtime_ns"] + 10**9))
+    summary = index(videos)
+    assert (summary["updated"], summary["unchanged"], summary["touched"]) == (0, 3, 1)
+    after = Library().catalog.video_by_path(str(path))
+    assert (after["id"], after["vectors_token"]) == (before["id"], before["vectors_token"])
+    assert after["mtime_ns"] == os.stat(path).st_mtime_ns and index(videos)["touched"] == 0
+    code, out, _err = vmr("index", videos)
+    assert "unchanged 3, removed 0" in out
+    data = bytearray(path.read_bytes())  # a small file: the print covers every byte
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    summary = index(videos)
+    assert (summary["updated"], summary["touched"]) == (1, 0)
 
 
 def test_renamed_file_keeps_its_vectors(videos, tiny_model, isolated_library):

@@ -237,7 +237,9 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     else:
         before = summary["failed_before"]
         click.echo(f"added {summary['added']}, updated {summary['updated']}, moved {summary['moved']}, "
-                   f"unchanged {summary['unchanged']}, removed {summary['removed']}, "
+                   f"unchanged {summary['unchanged']}"
+                   + (f" ({summary['touched']} with a new time only)" if summary.get("touched") else "")
+                   + f", removed {summary['removed']}, "
                    f"failed {len(summary['failed'])}; {summary['clips']} clips in the library"
                    + (f" ({before} file{'s' if before != 1 else ''} that failed before, unchanged: "
                       "vmr status --failed)" if before else ""))

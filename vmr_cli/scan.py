@@ -42,6 +42,7 @@ class Plan:
     add: list = field(default_factory=list)        # (Found, None)
     update: list = field(default_factory=list)     # (Found, catalog row)
     move: list = field(default_factory=list)       # (Found, catalog row it moved from)
+    touched: list = field(default_factory=list)    # (Found, catalog row): new mtime, same size and print
     remove: list = field(default_factory=list)     # catalog rows
     unchanged: int = 0
     failed_before: int = 0                         # files recorded as failed, unchanged: not tried again
@@ -62,6 +63,17 @@ class Walk:
 
 
 APPLEDOUBLE = "._"  # macOS writes '._NAME' beside files it copies to non-Mac disks
+
+
+def _same_print(item: Found, row: dict) -> bool:
+    """Whether the file still has the row's fingerprint (item.fingerprint is set on the way)."""
+    if not row.get("fingerprint"):
+        return False
+    try:
+        item.fingerprint = item.fingerprint or fingerprint(item.path, item.size)
+    except OSError:
+        return False
+    return item.fingerprint == row["fingerprint"]
 
 
 def fingerprint(path: str, size: int) -> str:
@@ -208,6 +220,9 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
         row = by_path.get(item.path)
         if row is None:
             new.append(item)
+        elif row["status"] == "ok" and row["size"] == item.size and row["mtime_ns"] != item.mtime_ns \
+                and _same_print(item, row):
+            plan.touched.append((item, row))  # touched, or copied back without its times: same content
         elif (row["size"], row["mtime_ns"]) != (item.size, item.mtime_ns) or row["status"] == "stale":
             plan.update.append((item, row))
         elif row["status"] == "failed" and signature is not None and row.get("failed_with") != signature:
