@@ -50,6 +50,22 @@ def test_a_touched_file_keeps_its_vectors_and_a_rewritten_one_does_not(videos, t
     assert (summary["updated"], summary["touched"]) == (1, 0)
 
 
+def test_a_file_moved_over_another_keeps_its_vectors(videos, tiny_model, isolated_library):
+    """The edited version renamed over the original: the path's content changed to what another
+    entry held; that entry moves here with its vectors, the original's entry is removed."""
+    index(videos, "--model", tiny_model)
+    lib = Library()
+    green = lib.catalog.video_by_path(str(videos / "green.mp4"))
+    lib.close()
+    os.replace(videos / "green.mp4", videos / "red_then_blue.mp4")
+    summary = index(videos)
+    assert (summary["moved"], summary["removed"], summary["updated"], summary["added"]) == (1, 1, 0, 0)
+    lib = Library()
+    now = lib.catalog.video_by_path(str(videos / "red_then_blue.mp4"))
+    assert (now["id"], now["vectors_token"]) == (green["id"], green["vectors_token"])
+    assert len(lib.catalog.videos()) == 2 and lib.check(deep=True)["consistent"]
+
+
 def test_renamed_file_keeps_its_vectors(videos, tiny_model, isolated_library):
     index(videos, "--model", tiny_model)
     lib = Library()

@@ -146,10 +146,8 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         library.check(repair=True)
         library.repair_missing_shards()  # what a search reported as 'vectors missing'
         plan = plan_index(library.catalog, roots, prune=prune, signature=signature)
-        if not (plan.add or plan.update or plan.move or plan.touched or plan.remove or plan.unchanged
-                or plan.failed_before
-                or plan.failed
-                or plan.kept or library.catalog.videos()):
+        if not (plan.add or plan.update or plan.move or plan.touched or plan.replaced or plan.remove
+                or plan.unchanged or plan.failed_before or plan.failed or plan.kept or library.catalog.videos()):
             raise VmrError(f"no video files in {', '.join(printable(r) for r in roots)}"
                            f"{skipped_words(plan.skipped)}")
         summary = {"added": 0, "updated": 0, "moved": 0, "unchanged": plan.unchanged + len(plan.touched),
@@ -159,11 +157,15 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
                    "fallbacks": [], "damaged": [], "kept": plan.kept, "same_file": plan.same_file,
                    "skipped": {"files": sum(plan.skipped.values()), "extensions": plan.skipped},
                    "clips": 0}
+        for item, before, moved in plan.replaced:  # a file moved over another: its entry follows it
+            library.remove_videos([before])
+            summary["removed"] += 1
+            _apply_moves(library, [(item, moved)], roots, summary)
         _apply_moves(library, plan.move, roots, summary)
         for item, row in plan.touched:  # only the time changed: the row learns it, the vectors stay
             library.move_video(row, item.path, row["root"], item.mtime_ns)
         library.remove_videos(plan.remove)
-        summary["removed"] = len(plan.remove)
+        summary["removed"] += len(plan.remove)
         work = plan.add + plan.update
         if work:
             _index_videos(library, work, roots, name, clip_seconds, encoder, backend, progress, summary,

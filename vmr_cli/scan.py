@@ -43,6 +43,7 @@ class Plan:
     update: list = field(default_factory=list)     # (Found, catalog row)
     move: list = field(default_factory=list)       # (Found, catalog row it moved from)
     touched: list = field(default_factory=list)    # (Found, catalog row): new mtime, same size and print
+    replaced: list = field(default_factory=list)   # (Found, row there before, vanished row whose file it is)
     remove: list = field(default_factory=list)     # catalog rows
     unchanged: int = 0
     failed_before: int = 0                         # files recorded as failed, unchanged: not tried again
@@ -271,6 +272,22 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
             gone.pop(match["path"], None)
         else:
             plan.add.append((item, None))
+    # A changed file that holds what a vanished entry held: that file was moved over this one
+    # (the edited version renamed over the original).  Its entry moves here and keeps its
+    # vectors; the entry of what was here before is removed.
+    for item, row in list(plan.update):
+        if not any(gone_by_print.values()):
+            break
+        try:
+            item.fingerprint = item.fingerprint or fingerprint(item.path, item.size)
+        except OSError:
+            continue  # indexed again as planned, which says why
+        candidates = gone_by_print.get((item.size, item.fingerprint))
+        if candidates:
+            match = candidates.pop(0)
+            gone.pop(match["path"], None)
+            plan.update.remove((item, row))
+            plan.replaced.append((item, row, match))
     lost = _lost_folders(in_scope, gone, roots, walk.unreadable)
     for folder, rows in lost.items():
         if prune:
