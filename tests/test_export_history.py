@@ -69,8 +69,14 @@ def test_vmrs_own_cuts_are_never_indexed_wherever_they_are_moved(indexed, tmp_pa
     shutil.copy(default[0]["path"].replace(str(tmp_path / "Videos" / "vmr"), str(indexed / "moved exports")),
                 indexed / "sub" / "renamed.mp4")  # one cut moved on its own, renamed
     before = indexed_paths()
+    code, out, err = vmr("index", indexed)
+    # the cuts are passed over, said so; vmr's marker file is not counted as a skipped file
+    assert "note: passed over 4 files vmr made itself" in err and "skipped" not in err, err
     summary = vmr_json("index", indexed)
-    assert (summary["added"], summary["updated"], summary["moved"]) == (0, 0, 0)
+    assert (summary["added"], summary["updated"], summary["moved"], summary["own_outputs"]) == (0, 0, 0, 4)
+    assert summary["skipped"]["files"] == 0
+    code, out, err = vmr("index", indexed / "sub" / "renamed.mp4")  # named on purpose: still said
+    assert "note: passed over 1 file vmr made itself" in err
     assert indexed_paths() == before and len(before) == 3
     found = vmr_json("search", "red", "--top-k", "50")["results"]
     assert {os.path.basename(r["video"]) for r in found} <= {"red_then_blue.mp4", "green.mp4", "pattern.mp4"}
@@ -291,9 +297,10 @@ def test_export_follows_a_move_the_index_recorded_and_warns_of_a_changed_file(in
     assert item["source"] == str(indexed / "renamed.mp4") and "warning" not in item and os.path.isfile(item["path"])
     code, out, err = vmr("export", rank, "--out", tmp_path / "cuts")
     assert "warning" not in err
-    vmr("show", "--html", tmp_path / "page.html")  # the page shows it where it is now, not "no longer exists"
+    code, out, err = vmr("show", "--html", tmp_path / "page.html")  # where it is now, not "no longer exists"
     page = (tmp_path / "page.html").read_text()
-    assert "renamed.mp4" in page and "no longer exists" not in page
+    assert "renamed.mp4" in page and "no longer exists" not in page and "renamed.mp4" in out
+    assert str(indexed / "renamed.mp4") in [r["video"] for r in vmr_json("show")["results"]]
 
     make_video(indexed / "renamed.mp4", [("yellow", 4.0)])  # new content under the same name
     code, out, err = vmr("export", rank, "--out", tmp_path / "cuts 2", "--json")

@@ -21,7 +21,7 @@ def test_first_run_indexes_everything_and_second_does_nothing(videos, tiny_model
     assert first["clips"] == 8
     second = index(videos)
     assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "touched": 0, "failed_before": 0,
-                      "removed": 0,
+                      "own_outputs": 0, "removed": 0,
                       "failed": [], "fallbacks": [], "damaged": [], "kept": [], "same_file": [],
                       "skipped": {"files": 0, "extensions": {}}, "clips": 8}
     status = vmr_json("status")

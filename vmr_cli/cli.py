@@ -254,6 +254,10 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
                 "(a link or another name for it), indexed once under that name")
         for note in summary["fallbacks"]:
             say(f"note: {note['path']}: {note['reason']}")
+        if summary.get("own_outputs"):
+            n = summary["own_outputs"]
+            say(f"note: passed over {n} file{'s' if n != 1 else ''} vmr made itself (cuts of vmr export, "
+                "previews): vmr never indexes its own outputs")
         for note in summary["damaged"]:
             n = note["bad_frames"]
             say(f"note: {note['path']}: {n} frame{'s' if n != 1 else ''} could not be "
@@ -617,21 +621,27 @@ def _print_status(data: dict, report: dict | None) -> None:
         click.echo("model     NOT the library's weights, or not found (below)")
 
 
-def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
+def where_now(lib, search: dict) -> dict:
+    """The logged search with each result's video where it is now: a file vmr index recorded
+    moving is shown there, as export cuts it and play plays it (a gone one as logged)."""
     from .errors import VmrError
     from .export import result_source
-    from .page import open_in_browser, write_page
 
     results = []
-    for result in search["results"]:  # a file vmr index saw move is shown where it is now, as export cuts it
+    for result in search["results"]:
         try:
             result = dict(result, video=result_source(lib.catalog, result, f"result {result['rank']}")[0])
         except VmrError:
-            pass  # gone: the page says so
+            pass
         results.append(result)
+    return dict(search, results=results)
+
+
+def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
+    from .page import open_in_browser, write_page
+
     # Previews of moments browsers cannot play are cached in the library; a read-only one has none.
-    written = write_page(dict(search, results=results), html_path,
-                         previews_dir=None if lib.readonly else lib.directory)
+    written = write_page(where_now(lib, search), html_path, previews_dir=None if lib.readonly else lib.directory)
     say(f"page: {written}")
     if open_page and not open_in_browser(written):
         say("note: no browser could be opened here; open the page above yourself")
@@ -664,7 +674,9 @@ def show(ctx, search_id, html_path, open_page, as_json):
     """Show a logged search again: a table, --json or an --html page.
 
     SEARCH_ID defaults to the last search ('vmr searches' lists them);
-    --json prints the shape 'vmr search --json' prints.
+    --json prints the shape 'vmr search --json' prints (its stats.time
+    without the process's startup and model_load). A file 'vmr index' saw
+    move since is shown where it is now.
     """
     from .errors import VmrError
 
@@ -675,6 +687,7 @@ def show(ctx, search_id, html_path, open_page, as_json):
                        else f"no search with id {search_id} ('vmr searches' lists them)")
     if open_page and not html_path:
         raise VmrError(OPEN_NEEDS_HTML)
+    logged = where_now(lib, logged)
     if html_path:
         _write_page(lib, logged, html_path, open_page)
     if as_json:

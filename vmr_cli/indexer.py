@@ -152,7 +152,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
                            f"{skipped_words(plan.skipped)}")
         summary = {"added": 0, "updated": 0, "moved": 0, "unchanged": plan.unchanged + len(plan.touched),
                    "touched": len(plan.touched),
-                   "failed_before": plan.failed_before,
+                   "failed_before": plan.failed_before, "own_outputs": plan.own_outputs,
                    "removed": 0, "failed": [dict(f, recorded=False) for f in plan.failed],
                    "fallbacks": [], "damaged": [], "kept": plan.kept, "same_file": plan.same_file,
                    "skipped": {"files": sum(plan.skipped.values()), "extensions": plan.skipped},

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .errors import VmrError
-from .export import without_own_outputs
+from .export import MARKER, without_own_outputs
 from .paths import absolute, extension, is_video_name, printable, under
 
 FINGERPRINT_BYTES = 256 * 1024
@@ -44,6 +44,7 @@ class Plan:
     move: list = field(default_factory=list)       # (Found, catalog row it moved from)
     touched: list = field(default_factory=list)    # (Found, catalog row): new mtime, same size and print
     replaced: list = field(default_factory=list)   # (Found, row there before, vanished row whose file it is)
+    own_outputs: int = 0                           # files vmr made (cuts, previews): passed over
     remove: list = field(default_factory=list)     # catalog rows
     unchanged: int = 0
     failed_before: int = 0                         # files recorded as failed, unchanged: not tried again
@@ -99,6 +100,8 @@ def find_videos(roots: list[str]) -> Walk:
     found: dict[str, Found] = {}
 
     def consider(path: str, named: bool) -> None:
+        if os.path.basename(path) == MARKER:
+            return  # vmr's own note in its export folder: not a file the user would index
         if not named and not is_video_name(path):
             walk.skipped[extension(path) or "(none)"] += 1
             return
@@ -199,8 +202,9 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     vmr reads videos with) is not what it failed with.
     """
     walk = find_videos(roots)
-    walk.found = without_own_outputs(catalog, walk.found)  # vmr's own cuts are never indexed
-    plan = Plan(failed=walk.failed, skipped=dict(walk.skipped))
+    theirs = without_own_outputs(catalog, walk.found)  # vmr's own cuts are never indexed
+    plan = Plan(failed=walk.failed, skipped=dict(walk.skipped), own_outputs=len(walk.found) - len(theirs))
+    walk.found = theirs
     by_path = {v["path"]: v for v in catalog.videos()}
     present = {f.path for f in walk.found} | {f["path"] for f in walk.failed}
     in_scope = [v for v in by_path.values() if any(under(v["path"], r) for r in roots)]
