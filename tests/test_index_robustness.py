@@ -572,15 +572,29 @@ def test_status_after_an_interrupted_index_counts_the_stored_vectors(tiny_model,
     green = lib.catalog.video_by_path(str(videos / "green.mp4"))
     lib.close()
     os.unlink(isolated_library / "shards" / f"{green['id']}.safetensors")
-    assert not status()["consistent"]
+    assert not status()["consistent"] and status()["videos_without_vectors"] == 1
     code, out, err = vmr("status")
-    assert "NOT consistent: run vmr status --check" in out
+    assert "NOT consistent: 1 video has no vector shard; the next vmr index re-embeds them" in out
     from vmr_cli.lock import writer_lock
 
     with writer_lock(str(isolated_library), "vmr index"):  # as a running index holds it
         assert status()["index_running"]
         code, out, err = vmr("status")
         assert "a vmr index is running: these numbers are what it has committed so far" in out
+
+
+def test_status_says_when_a_shard_is_gone_though_the_faiss_cache_still_counts_it(tiny_model, videos):
+    """The counts agree (the cache holds the vectors) while a search skips the video as 'vectors
+    missing': plain status said "consistent"."""
+    vmr_json("index", videos, "--model", tiny_model)
+    lib = Library()
+    green = lib.catalog.video_by_path(str(videos / "green.mp4"))
+    os.unlink(lib.vectors.shard_path(green["id"]))
+    lib.close()
+    now = status()
+    assert now["vectors"] == now["clips"] and not now["consistent"] and now["videos_without_vectors"] == 1
+    summary = vmr_json("index", videos)
+    assert summary["updated"] == 1 and status()["consistent"] and status()["videos_without_vectors"] == 0
 
 
 def test_index_without_path_needs_a_library_with_folders():

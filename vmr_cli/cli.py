@@ -586,6 +586,10 @@ def _print_status(data: dict, report: dict | None) -> None:
                      "clips; searches rebuild it from them, the next vmr index saves it")
     elif data["consistent"]:
         agreement = "consistent"
+    elif data.get("videos_without_vectors"):
+        n = data["videos_without_vectors"]
+        agreement = (f"NOT consistent: {n} video{'s have' if n != 1 else ' has'} no vector shard; "
+                     "the next vmr index re-embeds them")
     elif data["vectors"] == data["clips"]:
         agreement = f"{data['stale']} stale videos: the next vmr index re-embeds them"
     else:

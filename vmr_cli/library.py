@@ -455,9 +455,13 @@ class Library:
         counts = self.catalog.counts()
         info = self.encoder()
         vectors = self.vectors.count(info["dim"]) if info else 0
-        consistent = vectors == counts["clips"] and counts["stale"] == 0
+        # A shard deleted by hand while the FAISS cache still holds its vectors: the counts agree,
+        # but a search skips the video ("vectors missing").  Names only, no file opened.
+        shards = self.vectors.shard_video_ids()
+        no_shard = sum(v["id"] not in shards for v in self.catalog.videos("ok"))
+        consistent = vectors == counts["clips"] and counts["stale"] == 0 and not no_shard
         lag = 0
-        if not consistent and counts["stale"] == 0 and self._shards_match():
+        if not consistent and counts["stale"] == 0 and not no_shard and self._shards_match():
             # The FAISS cache is written every minute and at the end of an index run, so during
             # one, or after one was interrupted, it lags what was committed; every committed
             # video's vectors are in its shard, from which the cache is rebuilt.
@@ -471,6 +475,7 @@ class Library:
             "vectors": vectors,
             "consistent": consistent,
             "vector_cache_lag": lag,
+            "videos_without_vectors": no_shard,
             "index_running": self._index_running(),
             "duration": round(counts["duration"], 3),
             "searches": counts["searches"],
