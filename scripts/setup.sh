@@ -147,7 +147,7 @@ if [ "$need_pip" = 1 ]; then
   rm -f "$stamp_main" "$stamp_test"
   export PIP_DISABLE_PIP_VERSION_CHECK=1
   say "pip install -r requirements-cpu.txt (into .venv; the first time takes a few minutes)"
-  "$venv/bin/python" -m pip install -q -r requirements-cpu.txt  # pinned torch first: no CUDA build
+  "$venv/bin/python" -m pip install -q -r requirements-cpu.txt  # the tested versions, torch first
   say "pip install -e '$target' (into .venv)"
   "$venv/bin/python" -m pip install -q -e "$target"
   echo "$key" >"$stamp_main"

@@ -136,7 +136,7 @@ def library_option(func):
     """--library after the command name too (vmr search Q --library DIR), like before it."""
     return click.option("--library", type=_Path(file_okay=False), expose_value=False,
                         callback=_set_library, help="Library folder (also accepted before the "
-                        "command). Default: $VMR_LIBRARY or ~/.local/share/vmr.")(func)
+                        "command). Default: $VMR_LIBRARY, else $XDG_DATA_HOME/vmr, else ~/.local/share/vmr.")(func)
 
 
 def backend_option(text: str, default: str | None = "torchcodec"):
@@ -179,7 +179,8 @@ def open_library(ctx, create: bool = False):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmr")
 @click.option("--library", "library", type=_Path(file_okay=False), envvar="VMR_LIBRARY",
-              help="Library folder (catalog and vectors). Default: $VMR_LIBRARY or ~/.local/share/vmr.")
+              help="Library folder (catalog and vectors). Default: $VMR_LIBRARY, else $XDG_DATA_HOME/vmr, else "
+              "~/.local/share/vmr.")
 @click.pass_context
 def cli(ctx, library):
     """vmr: find moments in your videos from a sentence.
@@ -198,7 +199,7 @@ def cli(ctx, library):
 @click.option("--model", help="CLIP-family model: hub id or local folder. Default: the library's "
               "encoder, or openai/clip-vit-base-patch32 for a new library. The library's model moved? "
               "Give its new place: accepted when its weights hash as recorded.")
-@click.option("--clip-seconds", type=float, help="Clip length of a new library (default 2).")
+@click.option("--clip-seconds", type=float, help="Clip length of a new library, 0.25 to 60 seconds (default 2).")
 @backend_option("Video decoder.")
 @click.option("--prune", is_flag=True, help="Also remove the entries of a folder whose files are all "
               "missing at once (kept by default: an unmounted drive looks like that).")
@@ -420,7 +421,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
                  else "search (not logged: read-only library; vmr export cannot refer to it)")
         stats = found["stats"]
         cached = f", {stats['frames_cached']} from the cache" if stats["frames_cached"] else ""
-        say(f"{label}: {stats['videos_considered']} videos, {stats['frames_encoded']} frames "
+        say(f"{label}: {stats['videos_considered']} video{'s' if stats['videos_considered'] != 1 else ''}, {stats['frames_encoded']} frames "
             f"encoded{cached}, {time.perf_counter() - STARTED:.2f} s in all")
 
 
@@ -591,7 +592,7 @@ def _print_status(data: dict, report: dict | None) -> None:
         agreement = (f"NOT consistent: {n} video{'s have' if n != 1 else ' has'} no vector shard; "
                      "the next vmr index re-embeds them")
     elif data["vectors"] == data["clips"]:
-        agreement = f"{data['stale']} stale videos: the next vmr index re-embeds them"
+        agreement = f"{data['stale']} stale video{'s' if data['stale'] != 1 else ''}: the next vmr index re-embeds them"
     else:
         agreement = "NOT consistent: run vmr status --check"
     click.echo(f"clips     {data['clips']}, vectors {data['vectors']} ({agreement})")
@@ -703,7 +704,7 @@ def show(ctx, search_id, html_path, open_page, as_json):
 
 @cli.command()
 @click.argument("rank", type=click.IntRange(min=1))
-@click.option("--search", "search_id", type=click.IntRange(1, 2**63 - 1),
+@click.option("--search", "search_id", type=click.IntRange(min=1),
               help="A logged search id (default: the last search).")
 @click.option("--player", type=click.Choice(["auto", "mpv", "vlc", "system"]), default="auto",
               envvar="VMR_PLAYER", show_default=True,
@@ -844,7 +845,8 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
         return
     last = summary["history"][-1] if summary["history"] else {}
     val = f", validation R1@0.5 {100 * summary['val_R1@0.5']:.1f}" if summary["val_R1@0.5"] is not None else ""
-    click.echo(f"trimmer in {summary['out']}: {summary['queries']} queries, {summary['epochs']} epochs "
+    epochs = f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}"
+    click.echo(f"trimmer in {summary['out']}: {summary['queries']} queries, {epochs} "
                f"(teacher, then student), vmr loss {last.get('vmr', float('nan')):.3f}{val}, "
                f"{summary['seconds']:.0f} s")
 

@@ -393,7 +393,7 @@ def require_backend(name: str) -> None:
         try:
             import decord  # noqa: F401
         except ImportError:
-            raise VmrError("the decord backend is not installed: pip install 'vmr[decord]', "
+            raise VmrError("the decord backend is not installed: pip install -e '.[decord]' in vmr's folder, "
                            "or use --backend torchcodec") from None
     if name == "torchcodec":
         problem = _torchcodec_problem()

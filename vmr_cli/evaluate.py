@@ -128,7 +128,8 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     files = video_files(videos_dir, wanted=[it["vid"] for it in items])
     missing = sorted({it["vid"] for it in items if it["vid"] not in files})
     if missing:
-        raise VmrError(f"{len(missing)} annotated videos not found under {videos_dir}, e.g. '{missing[0]}'")
+        raise VmrError(f"{len(missing)} annotated video{'s' if len(missing) != 1 else ''} not found under "
+                       f"{videos_dir}, e.g. '{missing[0]}'")
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items], files)
     warnings = windows_past_end(library, items, files)
