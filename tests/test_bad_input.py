@@ -180,7 +180,7 @@ def test_decode_thread_errors_reach_the_caller(tiny_model, tmp_path, monkeypatch
     """An unexpected error while decoding used to die in the thread: exit 0, nothing indexed."""
     make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
 
-    def broken(path):
+    def broken(path, *args):
         raise MemoryError("decoder exploded")
 
     monkeypatch.setattr(indexer, "probe", broken)

@@ -257,6 +257,33 @@ def test_ffprobe_timeouts_are_not_recorded_and_stop_the_run_when_repeated(tiny_m
     assert status()["failed"] == 0 and status()["videos"] == 2
 
 
+def test_a_probe_running_ahead_is_killed_when_the_index_stops(tmp_path, monkeypatch):
+    """Probes run ahead of the decoder in threads; when the run stops (3 timeouts in a row on a
+    dead share, an error) the ones still running are killed instead of held to their timeout,
+    which kept the process alive up to a minute after its last line."""
+    import threading
+
+    from vmr_cli.probe import ProbeCancelled, probe as probe_file
+
+    make_video(tmp_path / "slow.mp4", [("red", 1.0)])
+    with pytest.MonkeyPatch.context() as mp:
+        _slow_ffprobe(tmp_path, mp)
+        mp.setattr(probe, "PROBE_TIMEOUT", 60)
+        stop, outcome = threading.Event(), []
+
+        def run():
+            try:
+                probe_file(str(tmp_path / "slow.mp4"), stop)
+            except ProbeCancelled as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        stop.set()
+        worker.join(timeout=3)  # the fake ffprobe sleeps 5 s, the timeout is 60 s
+        assert not worker.is_alive() and len(outcome) == 1
+
+
 def test_io_errors_keep_the_old_vectors_and_nothing_is_recorded(tiny_model, tmp_path, monkeypatch):
     folder = tmp_path / "v"
     make_video(folder / "a.mp4", [("red", 2.0)])

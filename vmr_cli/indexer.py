@@ -315,15 +315,16 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
     short clips took (200 one-second clips: 24 s)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pool = ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="vmr-probe")
+    pool, stop = ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="vmr-probe"), threading.Event()
     probes: dict = {}
     try:
         for i, (item, _row) in enumerate(work):
             for j in range(i, min(len(work), i + PROBE_AHEAD)):
                 if j not in probes:
-                    probes[j] = pool.submit(probe, work[j][0].path)
+                    probes[j] = pool.submit(probe, work[j][0].path, stop)
             yield from _decode_one(i, item, probes.pop(i), clip_seconds, size, backend)
-    finally:
+    finally:  # stopped early (an error, Ctrl-C): probes still running are killed, not waited for
+        stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
 
 

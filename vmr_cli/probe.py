@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import asdict, dataclass
 
 from .errors import DecodeError, TransientError, VmrError
@@ -65,12 +67,13 @@ def is_environment_error(exc: BaseException) -> bool:
     return any(text in str(exc) for text in ENVIRONMENT_MESSAGES)
 
 
-def probe(path: str) -> VideoInfo:
+def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
     """Read stream metadata; DecodeError with ffprobe's reason when it is not a video,
-    TransientError when the reason is not the file's (it cannot be opened now, ffprobe timed out)."""
+    TransientError when the reason is not the file's (it cannot be opened now, ffprobe timed out).
+    ``cancel``: an event that, once set, stops the probe (ProbeCancelled)."""
     ffprobe = require_tool("ffprobe")
     size = _readable_size(path)
-    data = _ffprobe(ffprobe, path, ["-show_streams", "-show_format", "-select_streams", "v:0"])
+    data = _ffprobe(ffprobe, path, ["-show_streams", "-show_format", "-select_streams", "v:0"], cancel)
     streams = [s for s in data.get("streams", []) if s.get("codec_type") == "video"
                and not s.get("disposition", {}).get("attached_pic")]
     if not streams:
@@ -82,7 +85,7 @@ def probe(path: str) -> VideoInfo:
     frames = _number(stream.get("nb_frames"))
     if not duration and fps and set(str(fmt.get("format_name", "")).split(",")) & RAW_STREAMS:
         counted = _ffprobe(ffprobe, path, ["-count_packets", "-select_streams", "v:0",
-                                           "-show_entries", "stream=nb_read_packets"])
+                                           "-show_entries", "stream=nb_read_packets"], cancel)
         frames = _number((counted.get("streams") or [{}])[0].get("nb_read_packets"))
         duration = frames / fps if frames else None
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
@@ -140,14 +143,32 @@ def _readable_size(path: str) -> int:
         raise TransientError(exc.strerror or str(exc)) from None
 
 
-def _ffprobe(ffprobe: str, path: str, args: list[str]) -> dict:
+class ProbeCancelled(TransientError):
+    """The index that asked for this probe stopped before it finished."""
+
+
+def _ffprobe(ffprobe: str, path: str, args: list[str], cancel: threading.Event | None = None) -> dict:
+    """ffprobe's JSON for path.  ``cancel`` set: the process is killed within a quarter second
+    (probes run ahead of the decoder; an index that stops must not wait for them)."""
     cmd = [ffprobe, "-v", "error", "-print_format", "json", *args, "file:" + path]
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise ProbeTimeout(f"ffprobe timed out after {PROBE_TIMEOUT} s") from None
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise VmrError("ffprobe vanished while vmr was running; install ffmpeg again") from None
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    while True:
+        try:
+            stdout, stderr = proc.communicate(timeout=0.25 if cancel is not None else PROBE_TIMEOUT)
+            break
+        except subprocess.TimeoutExpired:
+            stopped = cancel is not None and cancel.is_set()
+            if stopped or time.monotonic() >= deadline:
+                proc.kill()
+                proc.communicate()
+                if stopped:
+                    raise ProbeCancelled("the index stopped") from None
+                raise ProbeTimeout(f"ffprobe timed out after {PROBE_TIMEOUT} s") from None
+    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if done.returncode < 0:
         raise TransientError(f"ffprobe was killed by signal {-done.returncode}")
     if done.returncode != 0:
