@@ -205,8 +205,11 @@ def test_starting_over_without_the_catalog_drops_the_old_faiss_cache(lib, tmp_pa
     shutil.rmtree(lib.vectors.shard_dir)
     fresh = Library(lib.directory)
     fresh.record_encoder("hand-made", DIM, 32, 2.0)
-    _put(fresh, "new.mp4", clips=2, seed=9)
-    fresh.save()
+    _put(fresh, "new.mp4", clips=2, seed=9)  # and the run stops before it saves (Ctrl-C, a kill)
+    again = Library(lib.directory)
+    assert again.vectors.count(DIM) == 0  # the old cache was dropped on disk at once
+    again.check()
+    again.save()
     again = Library(lib.directory)
     assert sorted(again.vectors.indexed_ids(DIM).tolist()) == sorted(again.catalog.clip_ids())
     assert again.status()["vectors"] == 2 and again.check()["consistent"]
@@ -249,13 +252,23 @@ def test_the_coarse_search_is_exact_at_any_size(tmp_path):
     assert ids.tolist() == (np.argsort(-(vectors @ query))[:50] + 1).tolist()
 
 
-def test_a_faiss_cache_read_from_its_file_is_copied_before_it_changes(lib):
-    """A new process maps the cache's vectors from the file; faiss aborts the process on a change
-    to them, so an index run (or a search's repair in memory) must work on its own copy."""
+def test_a_faiss_cache_read_from_its_file_is_copied_before_it_changes(lib, monkeypatch):
+    """A new process maps a large cache's vectors from the file; faiss aborts the process on a
+    change to them, so an index run (or a search's repair in memory) must work on its own copy.
+    Without the mapping flag (faiss before 1.11) the cache is read as before, not dropped."""
+    from vmr_cli import vectors
+
+    monkeypatch.setattr(vectors, "MAP_FROM_BYTES", 0)  # map this small one too
     a, _b = _put(lib, "a.mp4"), _put(lib, "b.mp4", seed=1)
     lib.save()
+    older = Library(lib.directory)
+    with monkeypatch.context() as mp:
+        import faiss
+
+        mp.delattr(faiss, "IO_FLAG_MMAP_IFC")
+        assert older.vectors.index(DIM).ntotal == 6 and not older.vectors._mapped
     again = Library(lib.directory)
-    assert len(again.vectors.search(DIM, np.ones(DIM, np.float32), 4)[1]) == 4
+    assert len(again.vectors.search(DIM, np.ones(DIM, np.float32), 4)[1]) == 4 and again.vectors._mapped
     _put(again, "c.mp4", seed=2)
     again.remove_video(again.catalog.video(a))
     again.save()

@@ -117,6 +117,7 @@ class Library:
         # was deleted to start over) holds another library's ids, which start at 1 again.
         if os.path.exists(self.vectors.index_path):
             self.vectors.reset(dim)
+            self.vectors.save()  # now, not at the end: a first run stopped early must not leave it
 
     def require_encoder(self) -> dict:
         """The library's encoder, after checking that its model still has the recorded weights."""
