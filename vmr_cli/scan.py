@@ -216,6 +216,7 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
             unread_held[folder] += 1
         elif row["path"] not in present:
             gone[row["path"]] = row
+    lost_first = _lost_folders(in_scope, gone, roots, walk.unreadable)
     for folder, count in unread_held.items():
         plan.kept.append({"path": folder, "videos": count,
                           "reason": f"cannot read the folder ({walk.unreadable[folder]}); its {count} "
@@ -225,8 +226,10 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
         row = by_path.get(item.path)
         if row is None:
             new.append(item)
-        elif row["status"] == "ok" and row["size"] == item.size and row["mtime_ns"] != item.mtime_ns \
-                and _same_print(item, row):
+        elif row["status"] == "ok" and not row.get("bad_frames") and row["size"] == item.size \
+                and row["mtime_ns"] != item.mtime_ns and _same_print(item, row):
+            # (a file indexed with damaged frames is read again: a download finished in place can
+            # keep its size and its first and last 256 KiB)
             plan.touched.append((item, row))  # touched, or copied back without its times: same content
         elif (row["size"], row["mtime_ns"]) != (item.size, item.mtime_ns) or row["status"] == "stale":
             plan.update.append((item, row))
@@ -292,17 +295,22 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
             gone.pop(match["path"], None)
             plan.update.remove((item, row))
             plan.replaced.append((item, row, match))
-    lost = _lost_folders(in_scope, gone, roots, walk.unreadable)
-    for folder, rows in lost.items():
-        if prune:
+    # Folders judged on what was missing before any file was matched as moved: a file copied off
+    # a drive that is then unmounted matches its entry as a move, and must not make the drive's
+    # other entries look deleted one by one (a folder moved whole matches every entry: none left).
+    for folder, rows in lost_first.items():
+        rows = [row for row in rows if row["path"] in gone]
+        if prune or not rows:
             continue
         for row in rows:
             gone.pop(row["path"], None)
-        what = ("the folder is gone, and all" if not os.path.lexists(folder) else "all")
+        what = ("the folder is gone, and" if not os.path.lexists(folder) else "")
+        some = (f"all {len(rows)} indexed files in it are missing at once" if len(rows) == len(lost_first[folder])
+                else f"all its indexed files are missing at once; {len(rows)} of them "
+                f"{'was' if len(rows) == 1 else 'were'} found nowhere else")
         plan.kept.append({"path": folder, "videos": len(rows),
-                          "reason": f"{what} {len(rows)} indexed files in it are missing at once "
-                                    "(unmounted drive? dropped share?); they are kept: "
-                                    "'vmr index --prune' or 'vmr forget PATH' drops them"})
+                          "reason": f"{what} {some} (unmounted drive? dropped share?); they are kept: ".lstrip()
+                                    + "'vmr index --prune' or 'vmr forget PATH' drops them"})
     plan.remove = list(gone.values())
     return plan
 
@@ -331,7 +339,7 @@ def _same_file(item, rows: list[dict], this_run: dict) -> str | None:
 
 def _lost_folders(in_scope: list[dict], gone: dict, roots: list[str], unreadable) -> dict[str, list]:
     """The top-most folders (a root or inside one) that held two or more entries, none of
-    which was seen now (moved files were seen): folder -> its rows."""
+    which was seen now: folder -> its rows."""
     total: Counter = Counter()
     missing: Counter = Counter()
     chains = {}
