@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from conftest import ffprobe_duration, make_video, vmr, vmr_json
@@ -192,6 +193,9 @@ def test_exhaustive_search_of_a_video_shorter_than_its_grid_step(tiny_model, tmp
     assert len(found["results"]) == 1 and 0 <= found["results"][0]["start"] < found["results"][0]["end"] <= 0.1 + 1e-6
 
 
+REAL_FFMPEG = shutil.which("ffmpeg")
+
+
 def _probe(path) -> tuple[int, float]:
     """(video frames, duration) of a cut, by ffprobe."""
     import json
@@ -222,12 +226,11 @@ def test_export_of_an_mpeg_ts_recording_holds_the_moment(tiny_model, tmp_path):
 
 
 def _ffmpeg_wrapper(tmp_path, monkeypatch, script: str):
-    """A fake ffmpeg first on PATH: the shell snippet, then the real ffmpeg."""
-    import shutil
-
+    """A fake ffmpeg first on PATH: the shell snippet, then the real ffmpeg (found once, before
+    any fake: a second wrapper must not call the first)."""
     fake = tmp_path / "bin" / "ffmpeg"
     fake.parent.mkdir(exist_ok=True)
-    fake.write_text(f"#!/bin/sh\n{script}\nexec {shutil.which('ffmpeg')} \"$@\"\n")
+    fake.write_text(f"#!/bin/sh\n{script}\nexec {REAL_FFMPEG} \"$@\"\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
 
@@ -242,6 +245,12 @@ def test_export_cuts_without_sound_what_ffmpeg_cannot_read_the_audio_of(indexed,
     assert ("warning: cut without its sound: ffmpeg could not read the audio (Error while decoding stream #0:1: "
             "Invalid argument)") in err, err
     assert found
+    # a failure that passes (an I/O error once) is not blamed on the audio: the cut keeps its sound
+    mark = tmp_path / "failed once"
+    _ffmpeg_wrapper(tmp_path, monkeypatch, f'if [ ! -e "{mark}" ]; then : > "{mark}"; '
+                    'echo "Input/output error" >&2; exit 1; fi')
+    code, out, err = vmr("export", "1", "--out", tmp_path / "out2")
+    assert "warning" not in err and mark.exists()
 
 
 def test_a_cut_that_fails_is_skipped_with_its_reason_and_the_others_are_cut(indexed, tmp_path, monkeypatch):

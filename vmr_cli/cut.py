@@ -18,7 +18,7 @@ import subprocess
 
 from .errors import VmrError
 
-RUN_TIMEOUT = 600  # seconds for one ffmpeg call
+PROBE_TIMEOUT = 600  # seconds for reading a cut back
 REPEATED = "Last message repeated"
 MIN_FREE = 1 << 20  # bytes: less than this free after a failed cut means the disk is full
 
@@ -39,29 +39,46 @@ def ffmpeg_reason(stderr: bytes) -> str:
 
 
 def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, codec_args: list[str],
-        keyframe_start: bool = False, timeout: float = RUN_TIMEOUT) -> str | None:
+        timeout: float | None = None) -> str | None:
     """Write [start, start + seconds] of source's first video stream (and first audio stream,
     when it can be read) to target, encoded with codec_args; returns a warning or None.
 
-    ``keyframe_start``: a stream copy, which starts at the key frame before ``start`` (so may
-    be longer).  CutError when no way gives a right file; DiskFull when the disk is full."""
+    Only a cut shorter than asked is wrong (a stream copy starts at the key frame before
+    ``start``, so may be longer).  ``timeout``: seconds per ffmpeg run (None: no
+    limit).  CutError when no way gives a right file; DiskFull when the disk is full."""
     ffprobe = shutil.which("ffprobe") or "ffprobe"
-    reason, attempts = None, [("input", True)]
-    while attempts:
-        seek, audio = attempts.pop()
+
+    def attempt(seek: str, audio: bool) -> str | None:
+        """Why this way failed, or None when target now holds the moment."""
         failed = _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout)
-        wrong = _wrong(ffprobe, target, seconds, keyframe_start) if failed is None else None
-        if failed is None and wrong is None:
-            return None if audio else ("cut without its sound: ffmpeg could not read the audio"
-                                       + (f" ({reason})" if reason else ""))
-        reason = reason or failed or wrong
-        if "No space left on device" in (failed or "") or _disk_full(target):
+        if failed is not None and ("No space left on device" in failed or _disk_full(target)):
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
-        if failed is not None and audio:
-            attempts.append((seek, False))  # an audio stream ffmpeg cannot decode stops the whole cut
-        elif failed is None and seek == "input":
-            attempts.append(("output", audio))  # a seek before -i that landed nowhere: decode from the start
-    raise CutError(reason)
+        if failed is None:
+            failed = _wrong(ffprobe, target, seconds)
+            if failed is not None and _disk_full(target):  # ffmpeg exits 0 on a full disk too
+                raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
+        return failed
+
+    first = attempt("input", True)
+    if first is None:
+        return None
+    if first.startswith(TIMED_OUT):
+        raise CutError(first)  # no other way is faster
+    if not first.startswith(WRONG):  # ffmpeg failed: the audio, if the video alone goes through
+        if attempt("input", False) is None:
+            if attempt("input", True) is None:  # it was not the audio after all (a passing I/O error)
+                return None
+            if attempt("input", False) is None:
+                return f"cut without its sound: ffmpeg could not read the audio ({first})"
+        raise CutError(first)
+    # ffmpeg exited 0 with a wrong file: a seek before -i that landed nowhere; decode from the start
+    if attempt("output", True) is None:
+        return None
+    raise CutError(first)
+
+
+TIMED_OUT = "ffmpeg took longer than"
+WRONG = "the cut "  # how _wrong's reasons begin
 
 
 def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout) -> str | None:
@@ -73,19 +90,19 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
     try:
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return f"ffmpeg took longer than {timeout:.0f} s"
+        return f"{TIMED_OUT} {timeout:.0f} s"
     except OSError as exc:
         return f"cannot run ffmpeg: {exc.strerror}"
     return ffmpeg_reason(done.stderr) if done.returncode != 0 else None
 
 
-def _wrong(ffprobe: str, target: str, seconds: float, keyframe_start: bool) -> str | None:
+def _wrong(ffprobe: str, target: str, seconds: float) -> str | None:
     """Why the cut in target is not the moment asked for, or None when it is: no video frame,
     or shorter than asked by more than 5 % (a quarter second, two frames, at least)."""
     cmd = [ffprobe, "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
            "stream=nb_read_packets,avg_frame_rate:format=duration", "-of", "json", "file:" + target]
     try:
-        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT)
+        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT)
         data = json.loads(done.stdout or b"{}")
         streams = data.get("streams") or [{}]
         frames = int(streams[0].get("nb_read_packets") or 0)

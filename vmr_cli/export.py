@@ -342,7 +342,7 @@ def _cut(ffmpeg: str, source: str, start: float, end: float, names, folder: str,
         codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
                  "-c:a", "aac", "-movflags", "+faststart"]
     try:
-        warning = cut(ffmpeg, source, start, max(0.001, end - start), tmp, codec, keyframe_start=copy)
+        warning = cut(ffmpeg, source, start, max(0.001, end - start), tmp, codec)
         usual_mode(tmp)  # the cut is the user's file, not a private temp file
         return _place(tmp, names, force), warning
     finally:
