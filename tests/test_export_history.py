@@ -407,6 +407,9 @@ def test_eval_names_an_annotated_video_that_could_not_be_indexed_and_finds_what_
     path.write_text("green 0 2##a green screen\nred 0 2##a red screen\n")
     report = json.loads(vmr("eval", path, "--videos", videos, "--model", tiny_model, "--json")[1])
     assert report["n_queries"] == 2
+    (tmp_path / "link").symlink_to(videos)  # the same videos through a link: indexed once, found
+    again = json.loads(vmr("eval", path, "--videos", tmp_path / "link", "--json")[1])
+    assert again["single"] == report["single"] and again["corpus"] == report["corpus"]
     path.write_text("green 0 2##a green screen\nbad 1 2##a dog\n")
     code, out, err = vmr("eval", path, "--videos", videos, expect=1)
     assert err.startswith("Error: annotated video bad could not be indexed: ") and str(videos / "bad.mp4") in err

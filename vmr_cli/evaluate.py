@@ -173,13 +173,34 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
 
 def require_indexed(library, vids, files) -> None:
     """An error naming an annotated video that could not be indexed, and why, before any query
-    runs: its queries could only fail ("video not in the library") or score as misses."""
+    runs: its queries could only fail ("video not in the library") or score as misses.  A file
+    the library holds under another name (``--videos`` through a symbolic link to a folder
+    indexed before) is the same video: ``files`` is pointed at that name."""
     for vid in sorted(set(vids)):
-        row = library.catalog.video_by_path(files[vid])
+        row = library.catalog.video_by_path(files[vid]) or _same_file_row(library, files[vid])
         if row is None or row["status"] != "ok":
             reason = row["error"] if row and row["error"] else "not indexed"
-            raise VmrError(f"annotated video {vid} could not be indexed: {printable(reason)} ({printable(files[vid])}); "
-                           "fix or remove it and its annotations")
+            raise VmrError(f"annotated video {vid} could not be indexed: {printable(reason)} "
+                           f"({printable(files[vid])}); fix or remove it and its annotations")
+        files[vid] = row["path"]
+
+
+def _same_file_row(library, path: str) -> dict | None:
+    """The catalog row of the same file (device and inode) under another name, or None."""
+    try:
+        mine = os.stat(path)
+    except OSError:
+        return None
+    for row in library.catalog.videos():
+        if row["size"] != mine.st_size:
+            continue
+        try:
+            other = os.stat(row["path"])
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (mine.st_dev, mine.st_ino):
+            return row
+    return None
 
 
 def windows_past_end(library, items, files) -> list[str]:
