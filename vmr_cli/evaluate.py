@@ -186,21 +186,13 @@ def require_indexed(library, vids, files) -> None:
 
 
 def _same_file_row(library, path: str) -> dict | None:
-    """The catalog row of the same file (device and inode) under another name, or None."""
+    """The catalog row of the same file under another name, or None."""
+    from .scan import same_file_row
+
     try:
-        mine = os.stat(path)
+        return same_file_row(os.stat(path), library.catalog.videos())
     except OSError:
         return None
-    for row in library.catalog.videos():
-        if row["size"] != mine.st_size:
-            continue
-        try:
-            other = os.stat(row["path"])
-        except OSError:
-            continue
-        if (other.st_dev, other.st_ino) == (mine.st_dev, mine.st_ino):
-            return row
-    return None
 
 
 def windows_past_end(library, items, files) -> list[str]:

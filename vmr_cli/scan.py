@@ -323,17 +323,28 @@ def _same_file(item, rows: list[dict], this_run: dict) -> str | None:
         mine = os.stat(item.path)
     except OSError:
         return None
+    row = same_file_row(mine, rows)
+    if row is not None:
+        return row["path"]
     key = (mine.st_dev, mine.st_ino)
+    if key in this_run:
+        return this_run[key]
+    this_run[key] = item.path
+    return None
+
+
+def same_file_row(mine: os.stat_result, rows) -> dict | None:
+    """The first of rows whose file is the one ``mine`` describes (same device and inode: a hard
+    link, or a path through a symbolic link), or None."""
     for row in rows:
+        if row["size"] != mine.st_size:
+            continue
         try:
             other = os.stat(row["path"])
         except OSError:
             continue
-        if (other.st_dev, other.st_ino) == key:
-            return row["path"]
-    if key in this_run:
-        return this_run[key]
-    this_run[key] = item.path
+        if (other.st_dev, other.st_ino) == (mine.st_dev, mine.st_ino):
+            return row
     return None
 
 
