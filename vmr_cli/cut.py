@@ -51,12 +51,10 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
     def attempt(seek: str, audio: bool) -> str | None:
         """Why this way failed, or None when target now holds the moment."""
         failed = _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout)
+        if failed is None:  # ffmpeg exits 0 on a full disk too: the file is read back
+            failed = _wrong(ffprobe, target, seconds)
         if failed is not None and ("No space left on device" in failed or _disk_full(target)):
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
-        if failed is None:
-            failed = _wrong(ffprobe, target, seconds)
-            if failed is not None and _disk_full(target):  # ffmpeg exits 0 on a full disk too
-                raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
         return failed
 
     first = attempt("input", True)

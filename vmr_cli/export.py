@@ -222,7 +222,7 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             skipped.append({"rank": rank, "error": str(exc)})  # every result: the others are cut
     chosen = [rank for rank in chosen if rank in sources or rank in done_before]
     if not chosen:
-        raise VmrError(skipped[0]["error"] + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
+        raise _nothing_cut(skipped)
     folder = output_folder(out_dir)
     if announce is not None:
         announce(search, chosen, folder, sum(rank in done_before for rank in chosen))
@@ -270,8 +270,13 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
                                              "copy": copy, "force": force}, dict(done, files=files), started)
     if not written:  # nothing cut at all: one error, as when every source is gone
-        raise VmrError(skipped[0]["error"] + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
+        raise _nothing_cut(skipped)
     return done
+
+
+def _nothing_cut(skipped: list[dict]) -> VmrError:
+    """The one error of an export that cut nothing: the first reason, and how many more."""
+    return VmrError(skipped[0]["error"] + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
 
 
 def _cut_before(catalog, search_id: int, folder: str, copy: bool) -> dict[int, tuple[dict, dict]]:
