@@ -67,15 +67,18 @@ class Walk:
 APPLEDOUBLE = "._"  # macOS writes '._NAME' beside files it copies to non-Mac disks
 
 
-def _same_print(item: Found, row: dict) -> bool:
-    """Whether the file still has the row's fingerprint (item.fingerprint is set on the way)."""
-    if not row.get("fingerprint"):
-        return False
+def _print_of(item: Found) -> str | None:
+    """item's fingerprint, computed once (set on item), or None when the file cannot be read."""
     try:
         item.fingerprint = item.fingerprint or fingerprint(item.path, item.size)
     except OSError:
-        return False
-    return item.fingerprint == row["fingerprint"]
+        return None
+    return item.fingerprint
+
+
+def _same_print(item: Found, row: dict) -> bool:
+    """Whether the file still has the row's fingerprint."""
+    return bool(row.get("fingerprint")) and _print_of(item) == row["fingerprint"]
 
 
 def fingerprint(path: str, size: int) -> str:
@@ -285,9 +288,7 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     for item, row in list(plan.update):
         if not any(gone_by_print.values()):
             break
-        try:
-            item.fingerprint = item.fingerprint or fingerprint(item.path, item.size)
-        except OSError:
+        if _print_of(item) is None:
             continue  # indexed again as planned, which says why
         candidates = gone_by_print.get((item.size, item.fingerprint))
         if candidates:
