@@ -150,7 +150,7 @@ class VectorStore:
                 except Exception:  # truncated or corrupt (RuntimeError), absurd sizes (MemoryError)
                     index, self._mapped = None, False
             if index is None:
-                index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+                index = _empty(faiss, dim)
                 self.dirty = True
             self._index = index
         return self._index
@@ -162,7 +162,7 @@ class VectorStore:
         index = self.index(dim)
         if self._mapped:
             faiss = _faiss()
-            owned = faiss.IndexIDMap2(faiss.IndexFlatIP(index.d))
+            owned = _empty(faiss, index.d)
             if index.ntotal:
                 owned.add_with_ids(index.index.reconstruct_n(0, index.ntotal),
                                    faiss.vector_to_array(index.id_map).astype(np.int64))
@@ -172,7 +172,7 @@ class VectorStore:
     def reset(self, dim: int) -> None:
         """An empty cache, to be filled again from the shards (its ids cannot be trusted)."""
         faiss = _faiss()
-        self._index, self._mapped, self.dirty = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), False, True
+        self._index, self._mapped, self.dirty = _empty(faiss, dim), False, True
 
     def indexed_ids(self, dim: int):
         import numpy as np
@@ -238,6 +238,11 @@ class VectorStore:
 def _write_json(path: str, data: dict) -> None:
     with open(path, "w") as handle:
         json.dump(data, handle)
+
+
+def _empty(faiss, dim: int):
+    """An empty index of the kind vmr writes (see _ours)."""
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
 def _ours(faiss, index, dim: int) -> bool:
