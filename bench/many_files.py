@@ -1,10 +1,10 @@
 """Indexing a library of many short clips, where each file's fixed costs add up.
 
-    python bench/many_files.py [--files 200] [--rounds 2]
+    python bench/many_files.py [--files 200] [--rounds 2] [--model DIR]
 
 ``--files`` one-second clips (160x120, 10 fps, each with its own title so no two
 are the same file), generated once into bench/out/; each round indexes them into
-a fresh library with the tiny CLIP, in this process, once with the files probed
+a fresh library with the tiny CLIP (or ``--model``, e.g. bench/out/vitb32: ViT-B/32's size), in this process, once with the files probed
 one at a time just before each is decoded (``PROBE_WORKERS = 1``, as vmr did
 before 2026-12-01) and once with vmr's default (probes run ahead in a few
 threads), alternated.  Also the cost of one bare ``ffprobe`` process on such a
@@ -14,6 +14,7 @@ file, which is what each file pays at least.  Time only.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -44,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--model", default=str(TINY_MODEL), help="encoder folder (default: the tiny CLIP)")
     args = parser.parse_args()
     folder = clips(args.files)
     first = str(next(folder.glob("*.mp4")))
@@ -60,13 +62,14 @@ def main() -> None:
             indexer.PROBE_WORKERS = workers
             library = Library(str(library_dir))
             started = time.perf_counter()
-            summary = indexer.index_paths(library, [str(folder)], model=str(TINY_MODEL), progress=False)
+            summary = indexer.index_paths(library, [str(folder)], model=args.model, progress=False)
             times[workers].append(time.perf_counter() - started)
             library.close()
             assert summary["added"] == args.files, summary
             print(f"probe workers {workers}: {times[workers][-1]:.1f} s", file=sys.stderr, flush=True)
     indexer.PROBE_WORKERS = default
-    print(f"\n{args.files} one-second clips, tiny CLIP, {time.strftime('%Y-%m-%d')}; one bare ffprobe "
+    model = "tiny CLIP" if os.path.samefile(args.model, TINY_MODEL) else args.model
+    print(f"\n{args.files} one-second clips, {model}, {time.strftime('%Y-%m-%d')}; one bare ffprobe "
           f"{1000 * bare:.0f} ms\n")
     print("| probes | index (s), each round | per file (ms, median) |\n|---|---|---|")
     for workers, label in ((1, "one at a time, before each decode (before)"),
