@@ -312,7 +312,8 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
 
     Files are probed PROBE_AHEAD ahead in PROBE_WORKERS threads: one ffprobe process costs about
     0.1 s to start (it loads every ffmpeg library), which was most of the time a library of
-    short clips took (200 one-second clips: 24 s)."""
+    short clips took with the tiny model (200 one-second clips: 24 s; at ViT-B/32 size on a CPU the
+    encoder hides it: bench/many_files.py)."""
     from concurrent.futures import ThreadPoolExecutor
 
     pool, stop = ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="vmr-probe"), threading.Event()
