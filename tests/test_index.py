@@ -207,3 +207,16 @@ def test_a_file_reached_by_two_names_is_indexed_once(tiny_model, tmp_path):
     assert f"note: {real / 'a.mp4'}: the same file as {tmp_path / 'link' / 'a.mp4'}" in err
     results = vmr_json("search", "red", "--top-k", "10")["results"]
     assert {r["video"] for r in results} == {str(tmp_path / "link" / "a.mp4")}
+
+
+def test_a_file_named_once_stays_indexed_when_its_folder_is(videos, tiny_model):
+    """A video under a name the walk passes over (a VCD's .DAT, say), indexed by naming it, was
+    removed by the next index of its folder, which then said to name it again."""
+    shutil.copy(videos / "green.mp4", videos / "AVSEQ01.DAT")
+    first = index(videos / "AVSEQ01.DAT", "--model", tiny_model)
+    assert first["added"] == 1
+    for again in (index(videos), index()):
+        assert (again["removed"], again["skipped"]["files"]) == (0, 0), again
+    assert Library().catalog.video_by_path(str(videos / "AVSEQ01.DAT"))["status"] == "ok"
+    (videos / "AVSEQ01.DAT").unlink()
+    assert index(videos)["removed"] == 1  # gone is still gone

@@ -92,8 +92,9 @@ def fingerprint(path: str, size: int) -> str:
     return digest.hexdigest()
 
 
-def find_videos(roots: list[str]) -> Walk:
-    """Video files under roots (by extension; a file named directly is always taken).
+def find_videos(roots: list[str], indexed=frozenset()) -> Walk:
+    """Video files under roots (by extension; a file named directly is always taken, and so is
+    one in ``indexed``, the catalog's paths: named once, it stays taken when its folder is).
 
     A folder that cannot be listed (permissions, a dropped network share) is
     recorded as unreadable, so that its entries are kept; a root that does not
@@ -105,10 +106,11 @@ def find_videos(roots: list[str]) -> Walk:
     def consider(path: str, named: bool) -> None:
         if os.path.basename(path) == MARKER:
             return  # vmr's own note in its export folder: not a file the user would index
-        if not named and not is_video_name(path):
+        taken = named or path in indexed
+        if not taken and not is_video_name(path):
             walk.skipped[extension(path) or "(none)"] += 1
             return
-        if not named and os.path.basename(path).startswith(APPLEDOUBLE):
+        if not taken and os.path.basename(path).startswith(APPLEDOUBLE):
             walk.skipped[APPLEDOUBLE + "*"] += 1  # a Mac's metadata beside a copied file, never a video
             return
         try:
@@ -204,11 +206,11 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     failed file is tried again when it changes, or when ``signature`` (what
     vmr reads videos with) is not what it failed with.
     """
-    walk = find_videos(roots)
+    by_path = {v["path"]: v for v in catalog.videos()}
+    walk = find_videos(roots, indexed=by_path.keys())
     theirs = without_own_outputs(catalog, walk.found)  # vmr's own cuts are never indexed
     plan = Plan(failed=walk.failed, skipped=dict(walk.skipped), own_outputs=len(walk.found) - len(theirs))
     walk.found = theirs
-    by_path = {v["path"]: v for v in catalog.videos()}
     present = {f.path for f in walk.found} | {f["path"] for f in walk.failed}
     in_scope = [v for v in by_path.values() if any(under(v["path"], r) for r in roots)]
     unread_held: Counter = Counter()
