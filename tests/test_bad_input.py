@@ -146,8 +146,60 @@ def test_file_that_changes_while_being_indexed_is_retried(tiny_model, tmp_path):
         _patch_stat(mp, before=lambda p: p.endswith("a.mp4") and os.utime(p, ns=(1, 1)))
         summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
     assert failures(summary) == {"a.mp4": indexer.CHANGED} and summary["added"] == 1
+    assert [f["recorded"] for f in summary["failed"]] == [False]
     again = vmr_json("index", folder)
-    assert (again["updated"], again["unchanged"], again["failed"]) == (1, 1, [])
+    assert (again["added"], again["unchanged"], again["failed"]) == (1, 1, [])
+
+
+def test_a_file_moved_away_and_back_during_an_index_is_read_next_time(tiny_model, tmp_path):
+    """A folder renamed and renamed back while an index ran: its file was recorded as failed with
+    its unchanged size and time, so it was never read again; an indexed one lost its vectors."""
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    make_video(folder / "b.mp4", [("blue", 2.0)])
+    vmr_json("index", folder / "b.mp4", "--model", tiny_model)
+    lib = Library()
+    b_before = lib.catalog.video_by_path(str(folder / "b.mp4"))
+    lib.close()
+    (folder / "b.mp4").write_bytes((folder / "b.mp4").read_bytes() + b"\0")  # changed: to be updated
+
+    def before(path):  # a.mp4 away at the check, b.mp4 given a new time
+        if path.endswith("a.mp4"):
+            os.rename(path, path + ".away")
+        elif path.endswith("b.mp4"):
+            os.utime(path, ns=(1, 1))
+
+    def after(path):  # a.mp4 back, as it was
+        if path.endswith("a.mp4"):
+            os.rename(path + ".away", path)
+
+    with pytest.MonkeyPatch.context() as mp:
+        _patch_stat(mp, before=before, after=after)
+        summary = vmr_json("index", folder, expect=1)
+    assert failures(summary) == {"a.mp4": indexer.CHANGED, "b.mp4": indexer.CHANGED}
+    lib = Library()
+    assert lib.catalog.video_by_path(str(folder / "a.mp4")) is None  # nothing recorded
+    b_now = lib.catalog.video_by_path(str(folder / "b.mp4"))
+    assert (b_now["status"], b_now["vectors_token"]) == ("ok", b_before["vectors_token"])  # kept
+    lib.close()
+    again = vmr_json("index", folder)
+    assert (again["added"], again["updated"], again["failed_before"], again["failed"]) == (1, 1, 0, [])
+    assert vmr_json("status")["consistent"]
+
+
+def test_a_deleted_folder_of_failed_files_is_not_kept_as_an_unmounted_drive(tiny_model, tmp_path):
+    """Entries of files that failed made their deleted folder look like an unmounted drive: kept
+    (and counted as failed) for good."""
+    folder = tmp_path / "v"
+    make_video(folder / "good.mp4", [("red", 2.0)])
+    (folder / "junk").mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / "junk" / name).write_bytes(b"not a video")
+    assert len(vmr_json("index", folder, "--model", tiny_model, expect=1)["failed"]) == 2
+    shutil.rmtree(folder / "junk")
+    again = vmr_json("index", folder)
+    assert (again["removed"], again["kept"]) == (2, [])
+    assert vmr_json("status")["failed"] == 0
 
 
 def test_file_that_vanishes_while_being_indexed(tiny_model, tmp_path):
@@ -162,7 +214,7 @@ def test_file_that_vanishes_while_being_indexed(tiny_model, tmp_path):
     assert failures(summary) == {"a.mp4": indexer.CHANGED, "b.mp4": indexer.CHANGED}
     assert summary["added"] == 1
     again = vmr_json("index", folder)
-    assert again["removed"] == 2 and again["failed"] == []
+    assert again["removed"] == 0 and again["failed"] == []  # nothing was recorded for them
     assert vmr_json("status")["consistent"]
 
 

@@ -464,14 +464,17 @@ def _commit_video(library, encoder, item, info, grid, times, embeddings, hists, 
 
 
 def _unchanged_fingerprint(item) -> str:
-    """The file's fingerprint, after checking it is still the file that was planned."""
+    """The file's fingerprint, after checking it is still the file that was planned.  If not,
+    nothing is recorded (TransientError): an entry it had keeps its vectors, and the next run
+    reads the file as it is then.  Recorded as failed, a file moved away and back during the run
+    (same size and time) was never read again, and an indexed one lost its vectors."""
     st = _stat(item.path)
     if st is None or (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
-        raise DecodeError(CHANGED)
+        raise TransientError(CHANGED)
     try:
         return fingerprint(item.path, item.size)
     except OSError:  # vanished after the re-stat: the same outcome as before it
-        raise DecodeError(CHANGED) from None
+        raise TransientError(CHANGED) from None
 
 
 def _stat(path: str):

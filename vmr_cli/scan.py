@@ -352,13 +352,14 @@ def same_file_row(mine: os.stat_result, rows) -> dict | None:
 
 
 def _lost_folders(in_scope: list[dict], gone: dict, roots: list[str], unreadable) -> dict[str, list]:
-    """The top-most folders (a root or inside one) that held two or more entries, none of
-    which was seen now: folder -> its rows."""
+    """The top-most folders (a root or inside one) that held two or more indexed videos, none
+    of which was seen now: folder -> their rows.  Entries of files that failed do not count
+    (a deleted folder of broken files is not a drive to wait for): they are removed."""
     total: Counter = Counter()
     missing: Counter = Counter()
     chains = {}
     for row in in_scope:
-        if any(under(row["path"], u) for u in unreadable):
+        if row["status"] == "failed" or any(under(row["path"], u) for u in unreadable):
             continue
         root = max((r for r in roots if under(row["path"], r)), key=len)
         chain = list(_folders_between(row["path"], root))
