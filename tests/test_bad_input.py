@@ -284,3 +284,33 @@ def test_a_reader_that_closes_the_pipe_ends_vmr_quietly(tmp_path):
     proc.stdout.close()  # before vmr writes anything: its first line meets a closed pipe
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err
+
+
+def test_a_shard_that_cannot_be_read_is_not_taken_for_damage(tiny_model, tmp_path):
+    """After a 'sudo vmr index', the shards it wrote are root's (mode 0600): the user's next index
+    took each for missing, deleted it and re-embedded (or, with the source unreadable too, left the
+    video unsearchable); now index stops with the reason and search skips just that video."""
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    make_video(folder / "b.mp4", [("blue", 2.0)])
+    library = tmp_path / "lib"
+    assert vmr_subprocess(library, "index", folder, "--model", tiny_model).returncode == 0
+    lib = Library(str(library))
+    row = lib.catalog.video_by_path(str(folder / "a.mp4"))
+    lib.close()
+    shard = library / "shards" / f"{row['id']}.safetensors"
+    os.chmod(shard, 0)
+    done = vmr_subprocess(library, "index", folder)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().startswith(f"Error: cannot read {shard} (Permission denied)"), done.stderr
+    found = vmr_subprocess(library, "search", "blue", "--json")
+    assert found.returncode == 0, found.stderr
+    assert {r["video"] for r in json.loads(found.stdout)["results"]} == {str(folder / "b.mp4")}
+    assert f"skipped {folder / 'a.mp4'}: cannot read" in found.stderr
+    os.chmod(shard, 0o644)
+    assert shard.exists()
+    lib = Library(str(library))
+    assert lib.catalog.video_by_path(str(folder / "a.mp4"))["vectors_token"] == row["vectors_token"]
+    lib.close()
+    again = json.loads(vmr_subprocess(library, "index", folder, "--json").stdout)
+    assert (again["unchanged"], again["updated"]) == (2, 0)

@@ -27,6 +27,12 @@ class SkipVideo(VmrError):
     """One video cannot take part in a search (its file or vectors are gone); the search goes on."""
 
 
+class VectorsUnreadable(SkipVideo):
+    """A shard is there but cannot be read (permission denied, an I/O error): not damage, so
+    nothing is deleted or re-embedded over it.  A search skips its video; index, status and
+    train stop with this one line."""
+
+
 class NotLogged(VmrError):
     """A search ran but could not be written to the catalog (disk full, catalog busy): its results
     are still shown."""

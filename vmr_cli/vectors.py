@@ -42,6 +42,23 @@ def shard_ids(folder: str) -> set[int]:
     return {int(m.group(1)) for m in map(SHARD_NAME.fullmatch, names) if m}
 
 
+def _require_readable(path: str) -> None:
+    """Raise VectorsUnreadable when the file is there but cannot be opened.  safetensors says
+    'No such file or directory' for a file it may not read too, and a shard taken for missing is
+    deleted and its video re-embedded: every shard a 'sudo vmr index' wrote, say."""
+    from .errors import VectorsUnreadable
+    from .paths import printable
+
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise VectorsUnreadable(
+            f"cannot read {printable(path)} ({exc.strerror or exc}): are the library's files another "
+            "user's (after 'sudo vmr ...')? nothing was changed") from None
+
+
 def _faiss():
     import faiss  # heavy: imported only when vectors are touched
 
@@ -87,6 +104,7 @@ class VectorStore:
                     return None
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         except Exception:  # missing, truncated or not safetensors: all mean 'no vectors'
+            _require_readable(path)
             return None
         return tensors if _well_formed(tensors, self.dim) else None
 
@@ -95,12 +113,14 @@ class VectorStore:
         header is read (safetensors checks the file's length against it), not its vectors."""
         from safetensors import safe_open
 
+        path = self.shard_path(video_id)
         try:
-            with safe_open(self.shard_path(video_id), framework="numpy") as handle:
+            with safe_open(path, framework="numpy") as handle:
                 if (handle.metadata() or {}).get("token") != token:
                     return False
                 return handle.get_slice("clip_ids").get_shape() == [n_clips]
         except Exception:  # missing, truncated or not safetensors
+            _require_readable(path)
             return False
 
     def delete_shard(self, video_id: int) -> None:
