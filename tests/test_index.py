@@ -220,3 +220,23 @@ def test_a_file_named_once_stays_indexed_when_its_folder_is(videos, tiny_model):
     assert Library().catalog.video_by_path(str(videos / "AVSEQ01.DAT"))["status"] == "ok"
     (videos / "AVSEQ01.DAT").unlink()
     assert index(videos)["removed"] == 1  # gone is still gone
+
+
+def test_a_symlinked_folder_indexed_by_name_is_kept_by_a_plain_index(tiny_model, tmp_path):
+    """A folder linked into an indexed folder (not followed by its walk) and indexed by name: a
+    plain 'vmr index' and 'vmr index OUTER' took its entries for deleted (one) or for an unmounted
+    drive's (two or more, then never refreshed)."""
+    outer, elsewhere = tmp_path / "videos", tmp_path / "elsewhere"
+    make_video(outer / "home.mp4", [("red", 2.0)])
+    make_video(elsewhere / "a.mp4", [("green", 2.0)])
+    make_video(elsewhere / "b.mp4", [("blue", 2.0)])
+    (outer / "linked").symlink_to(elsewhere)
+    index(outer, "--model", tiny_model)
+    assert index(outer / "linked")["added"] == 2
+    for again in (index(), index(outer)):
+        assert (again["removed"], again["kept"], again["added"]) == (0, [], 0), again
+    make_video(elsewhere / "c.mp4", [("red", 2.0)])
+    assert index()["added"] == 1  # a plain index refreshes it as a root of its own
+    (elsewhere / "a.mp4").unlink()
+    assert index()["removed"] == 1
+    assert vmr_json("status")["videos"] == 3

@@ -164,12 +164,23 @@ def find_videos(roots: list[str], indexed=frozenset()) -> Walk:
 
 
 def collapse(roots: list[str]) -> list[str]:
-    """Roots without those inside another root, each once, in order."""
+    """Roots without those the walk of another root reaches, each once, in order.  A root inside
+    another through a symlinked folder stays a root: the walk does not follow links, and its
+    entries were removed (or held as an unmounted drive's) by every 'vmr index' with no PATH."""
     out: list[str] = []
     for root in sorted(set(roots), key=len):
-        if not any(under(root, kept) for kept in out):
+        if not any(under(root, kept) and not _through_link(root, kept) for kept in out):
             out.append(root)
     return sorted(out)
+
+
+def _through_link(path: str, root: str) -> bool:
+    """Whether a folder between root (not itself) and path (itself included) is a symlink."""
+    while path != root and under(path, root):
+        if os.path.islink(path):
+            return True
+        path = os.path.dirname(path)
+    return False
 
 
 def check_roots(paths, catalog=None, prune: bool = False) -> list[str]:
@@ -212,7 +223,19 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     plan = Plan(failed=walk.failed, skipped=dict(walk.skipped), own_outputs=len(walk.found) - len(theirs))
     walk.found = theirs
     present = {f.path for f in walk.found} | {f["path"] for f in walk.failed}
-    in_scope = [v for v in by_path.values() if any(under(v["path"], r) for r in roots)]
+    linked = {}  # folder -> whether the walk of a root reaches it only through a symlinked folder
+
+    def walked(path: str, root: str) -> bool:
+        if not under(path, root):
+            return False
+        folder = os.path.dirname(path)
+        if (folder, root) not in linked:
+            linked[folder, root] = _through_link(folder, root)
+        return not linked[folder, root]
+
+    # Entries under a symlinked folder inside a root are not the root's (its walk does not go
+    # there): they are left alone, not taken for deleted; that folder indexed by name is a root.
+    in_scope = [v for v in by_path.values() if any(walked(v["path"], r) for r in roots)]
     unread_held: Counter = Counter()
     gone: dict[str, dict] = {}
     for row in in_scope:
