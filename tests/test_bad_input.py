@@ -40,12 +40,16 @@ def test_media_that_is_not_a_video_is_skipped_with_its_reason(tiny_model, tmp_pa
     failed = failures(summary)
     assert failed == {
         "audio.mp4": "no video stream (audio-only, image or not a media file)",
-        "png.mp4": "no duration: zero frames or a still image",
-        "jpeg.mp4": "no duration: zero frames or a still image",
+        "png.mp4": "a still image (png), not a video",
+        "jpeg.mp4": "a still image (mjpeg), not a video",
         "zero frames.mp4": "no video stream (audio-only, image or not a media file)",
     }
     assert summary["added"] == 1 and summary["clips"] == 1
     assert vmr_json("status")["failed"] == 4
+    # A photo named on purpose: ffmpeg's image2 gave it a 0.04 s duration, so it was a 'video'
+    ffmpeg("-f", "lavfi", "-i", "color=red:size=64x48", "-frames:v", "1", tmp_path / "photo.jpg")
+    named = vmr_json("index", tmp_path / "photo.jpg", expect=1)
+    assert failures(named) == {"photo.jpg": "a still image (mjpeg), not a video"}
     os.utime(folder / "audio.mp4")  # changed: tried again, reported again in the table form
     code, out, err = vmr("index", folder, expect=1)
     assert err.strip() == (f"failed: {folder / 'audio.mp4'}: "

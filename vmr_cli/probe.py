@@ -80,6 +80,8 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
         raise DecodeError("no video stream (audio-only, image or not a media file)")
     stream = streams[0]
     fmt = data.get("format", {})
+    if _still_image(str(fmt.get("format_name", ""))):  # a JPEG was a 0.04 s 'video' of one frame
+        raise DecodeError(f"a still image ({stream.get('codec_name') or 'image'}), not a video")
     duration = _number(stream.get("duration")) or _number(fmt.get("duration"))
     fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
     frames = _number(stream.get("nb_frames"))
@@ -99,6 +101,13 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
         width, height = height, width
     return VideoInfo(duration=float(duration), fps=float(fps or 0.0), width=width, height=height,
                      rotation=rotation, codec=str(stream.get("codec_name", "")))
+
+
+def _still_image(format_name: str) -> bool:
+    """Whether ffmpeg read the file with an image demuxer: image2 (one JPEG, TIFF ...) or one
+    of the image pipes (png_pipe, webp_pipe ...).  An animated GIF or a motion-JPEG stream is
+    not one of them."""
+    return any(name == "image2" or name.endswith("_pipe") for name in format_name.split(","))
 
 
 def check_duration(duration: float, fps: float | None = None, size: int | None = None,
