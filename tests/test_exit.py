@@ -51,3 +51,30 @@ def test_vmr_main_ends_with_the_commands_status():
     done = subprocess.run([sys.executable, "-m", "vmr_cli", "--library", os.devnull, "search", "x"],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 1 and done.stderr.startswith("Error:")
+
+
+LATE_CTRL_C = """
+import os, signal, sys
+import click
+from vmr_cli import cli
+
+close = click.Context.close
+
+def ctrl_c_then_close(self):  # Ctrl-C once the command is done, as click tidies up
+    if self.parent is None:
+        os.kill(os.getpid(), signal.SIGINT)
+    close(self)
+
+click.Context.close = ctrl_c_then_close
+sys.argv = ["vmr", "--library", sys.argv[1], "status"]
+cli.main()
+"""
+
+
+def test_a_ctrl_c_after_the_command_finished_does_not_fail_it(tmp_path):
+    """A Ctrl-C landing after an index had committed and printed its summary made click say
+    'Aborted!' and exit 1."""
+    done = subprocess.run([sys.executable, "-c", LATE_CTRL_C, str(tmp_path / "lib")], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert (done.returncode, done.stderr) == (0, ""), done
+    assert "empty; run 'vmr index PATH'" in done.stdout

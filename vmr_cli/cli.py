@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import os
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -55,7 +56,10 @@ def handle_errors(func):
         from .errors import Interrupted, VmrError, storage_error
 
         try:
-            return func(*args, **kwargs)
+            done = func(*args, **kwargs)
+            if _AS_PROCESS:  # the work is done and said: a Ctrl-C now made click say 'Aborted!', exit 1
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return done
         except VmrError as exc:
             if os.environ.get("VMR_DEBUG"):
                 raise
@@ -854,7 +858,12 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
                f"{summary['seconds']:.0f} s")
 
 
+_AS_PROCESS = False  # set by main(): not when tests call the CLI in their own process
+
+
 def main():
+    global _AS_PROCESS
+    _AS_PROCESS = True
     try:
         cli(prog_name="vmr")
     except SystemExit as exc:
