@@ -318,3 +318,17 @@ def test_a_shard_that_cannot_be_read_is_not_taken_for_damage(tiny_model, tmp_pat
     lib.close()
     again = json.loads(vmr_subprocess(library, "index", folder, "--json").stdout)
     assert (again["unchanged"], again["updated"]) == (2, 0)
+
+
+def test_a_name_that_is_not_utf8_is_read_by_torchcodec(tiny_model, tmp_path):
+    """torchcodec takes file names as UTF-8 only: every file whose name holds other bytes fell
+    back to PyAV, with a note, at index and at every search that decoded it."""
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 3.0), ("blue", 3.0)])
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.mp4")
+    os.rename(os.fsencode(folder / "a.mp4"), odd)
+    summary = vmr_json("index", folder, "--model", tiny_model)
+    assert (summary["added"], summary["fallbacks"]) == (1, [])
+    found = vmr_json("search", "blue")
+    assert found["results"][0]["video"] == os.fsdecode(odd)
+    assert found["stats"]["frames_decoded"] > 0 and "fallbacks" not in found["stats"], found["stats"]

@@ -73,6 +73,18 @@ class TorchcodecReader(_Reader):
     def __init__(self, path: str, info: VideoInfo, size: int):
         super().__init__(path, info, size)
         self._decoder = None
+        self._file = None
+
+    def _source(self):
+        """The path, or the open file where the name is not UTF-8 (bytes a Linux file name may
+        hold): torchcodec takes names as UTF-8 only, and every such file fell back to PyAV."""
+        try:
+            self.path.encode("utf-8")
+            return self.path
+        except UnicodeEncodeError:
+            if self._file is None:
+                self._file = open(self.path, "rb")
+            return self._file
 
     def _open(self):
         import_torchcodec()
@@ -82,7 +94,7 @@ class TorchcodecReader(_Reader):
         w, h = self.info.width, self.info.height
         scale = self.size / min(w, h)
         resized = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
-        decoder = VideoDecoder(self.path, num_ffmpeg_threads=0,
+        decoder = VideoDecoder(self._source(), num_ffmpeg_threads=0,
                                transforms=[Resize(resized), CenterCrop((self.size, self.size))])
         meta = decoder.metadata
         self._begin = float(meta.begin_stream_seconds or 0.0)
@@ -127,6 +139,9 @@ class TorchcodecReader(_Reader):
 
     def close(self) -> None:
         self._decoder = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class PyAVReader(_Reader):
