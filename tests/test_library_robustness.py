@@ -521,3 +521,26 @@ def test_a_shard_with_arrays_of_the_wrong_shape_is_re_embedded(model, two_videos
     assert checked["check"]["stale_videos"] == [video["id"]]
     assert vmr_json("index", two_videos)["updated"] == 1
     assert vmr_json("status", "--check")["consistent"]
+
+
+def test_a_catalog_that_lost_its_model_record_says_so_and_index_model_recovers(model, two_videos):
+    """A salvage that lost the catalog's meta page left videos, clips and shards but no model
+    record: status called 0 vectors 'consistent', search said 'empty', index did nothing."""
+    vmr_json("index", two_videos, "--model", model)
+    lib = Library()
+    catalog_path = os.path.join(lib.directory, "catalog.db")
+    lib.close()
+    with sqlite3.connect(catalog_path) as conn:
+        conn.execute("DELETE FROM meta WHERE key NOT IN ('schema_version')")
+    status = vmr_json("status")
+    assert (status["consistent"], status["encoder_lost"]) == (False, True)
+    code, out, err = vmr("status")
+    assert "NOT consistent: the record of the model was lost" in out
+    for args in (("search", "red"), ("index", two_videos)):
+        code, out, err = vmr(*args, expect=1)
+        assert "lost its record of the model its 2 videos were embedded with" in one_error(err)
+    again = vmr_json("index", "--model", model, two_videos)
+    assert (again["updated"], again["unchanged"]) == (2, 0)
+    status = vmr_json("status")
+    assert (status["consistent"], status["encoder_lost"], status["vectors"]) == (True, False, status["clips"])
+    assert vmr_json("search", "red")["results"]

@@ -594,6 +594,8 @@ def _print_status(data: dict, report: dict | None) -> None:
                      "clips; searches rebuild it from them, the next vmr index saves it")
     elif data["consistent"]:
         agreement = "consistent"
+    elif data.get("encoder_lost"):
+        agreement = "NOT consistent: the record of the model was lost; vmr index --model NAME embeds them again"
     elif data.get("videos_without_vectors"):
         n = data["videos_without_vectors"]
         agreement = (f"NOT consistent: {n} video{'s have' if n != 1 else ' has'} no vector shard; "

@@ -143,6 +143,11 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
     signature = decoder_signature(backend)
     with library.writer_lock("vmr index"):
         name, clip_seconds = resolve_encoder(library, model, clip_seconds)
+        lost = library.lost_encoder()
+        if lost and not model:
+            raise VmrError(lost)
+        if lost:  # every video is embedded again, with the model named; old vectors go first
+            library.mark_stale([v["id"] for v in library.catalog.videos("ok")], "the model's record was lost")
         library.check(repair=True)
         library.repair_missing_shards()  # what a search reported as 'vectors missing'
         plan = plan_index(library.catalog, roots, prune=prune, signature=signature)

@@ -119,10 +119,24 @@ class Library:
             self.vectors.reset(dim)
             self.vectors.save()  # now, not at the end: a first run stopped early must not leave it
 
+    def lost_encoder(self) -> str | None:
+        """What to do when the catalog holds videos but no record of the model that embedded
+        them (a catalog salvaged by 'vmr status --check' that lost its meta page), else None.
+        The vectors cannot be vouched for: they are embedded again with the model named."""
+        if self.encoder() is not None:
+            return None
+        counts = self.catalog.counts()
+        held = counts["videos"] + counts["stale"]
+        if not held:
+            return None
+        return (f"library {printable(self.directory)} lost its record of the model its {held} "
+                f"video{'s were' if held != 1 else ' was'} embedded with (a salvaged catalog?); run "
+                "'vmr index --model NAME' to embed them again with that model or another")
+
     def require_encoder(self) -> dict:
         """The library's encoder, after checking that its model still has the recorded weights."""
         if self.encoder() is None:
-            raise VmrError(f"library {self.directory} is empty; run 'vmr index PATH' first")
+            raise VmrError(self.lost_encoder() or f"library {self.directory} is empty; run 'vmr index PATH' first")
         self.verify_model()
         return self.encoder()
 
@@ -460,9 +474,10 @@ class Library:
         # but a search skips the video ("vectors missing").  Names only, no file opened.
         shards = self.vectors.shard_video_ids()
         no_shard = sum(v["id"] not in shards for v in self.catalog.videos("ok"))
-        consistent = vectors == counts["clips"] and counts["stale"] == 0 and not no_shard
+        lost = self.lost_encoder()
+        consistent = vectors == counts["clips"] and counts["stale"] == 0 and not no_shard and not lost
         lag = 0
-        if not consistent and counts["stale"] == 0 and not no_shard and self._shards_match():
+        if not consistent and counts["stale"] == 0 and not no_shard and not lost and self._shards_match():
             # The FAISS cache is written every minute and at the end of an index run, so during
             # one, or after one was interrupted, it lags what was committed; every committed
             # video's vectors are in its shard, from which the cache is rebuilt.
@@ -477,6 +492,7 @@ class Library:
             "consistent": consistent,
             "vector_cache_lag": lag,
             "videos_without_vectors": no_shard,
+            "encoder_lost": lost is not None,
             "index_running": self._index_running(),
             "duration": round(counts["duration"], 3),
             "searches": counts["searches"],
