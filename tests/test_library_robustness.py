@@ -544,3 +544,10 @@ def test_a_catalog_that_lost_its_model_record_says_so_and_index_model_recovers(m
     status = vmr_json("status")
     assert (status["consistent"], status["encoder_lost"], status["vectors"]) == (True, False, status["clips"])
     assert vmr_json("search", "red")["results"]
+
+
+def test_status_json_has_the_same_keys_before_any_index(model, two_videos):
+    """A script reading status --json met a KeyError on a library not made yet."""
+    before = vmr_json("status")
+    vmr_json("index", two_videos, "--model", model)
+    assert set(before) == set(vmr_json("status"))

@@ -523,7 +523,8 @@ class Library:
     @staticmethod
     def empty_status(directory: str) -> dict:
         return {"library": directory, "videos": 0, "failed": 0, "stale": 0, "clips": 0, "vectors": 0,
-                "consistent": True, "vector_cache_lag": 0, "index_running": False,
+                "consistent": True, "vector_cache_lag": 0, "videos_without_vectors": 0, "encoder_lost": False,
+                "index_running": False,
                 "duration": 0.0, "searches": 0, "encoder": None,
                 "embedding_dim": None, "clip_seconds": None, "size_bytes": 0, "frame_cache_bytes": 0}
 
