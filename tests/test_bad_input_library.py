@@ -191,3 +191,18 @@ def test_an_empty_path_is_an_error_not_the_current_folder(indexed, monkeypatch):
         code, out, err = vmr(*args, expect=2)
         assert "empty path (an unset shell variable?)" in err, args
     assert vmr_json("status")["videos"] == 1
+
+
+def test_a_catalog_of_another_user_is_named_as_such(tiny_model, tmp_path):
+    """A catalog this user may not open (a 'sudo vmr index' made it root's) was reported as
+    'unable to open database file; check the disk'."""
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    library = tmp_path / "lib"
+    assert vmr_subprocess(library, "index", tmp_path / "v", "--model", tiny_model).returncode == 0
+    os.chmod(library / "catalog.db", 0)
+    for args in (("status",), ("search", "red")):
+        done = vmr_subprocess(library, *args)
+        assert done.returncode == 1 and done.stdout == "", done
+        assert done.stderr.strip() == (f"Error: the catalog {library / 'catalog.db'} cannot be read (Permission "
+                                       "denied); are the library's files another user's (after 'sudo vmr ...')? "
+                                       f"check the permissions of {library}"), done.stderr

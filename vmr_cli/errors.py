@@ -115,7 +115,23 @@ def catalog_error(exc: BaseException, path: str) -> VmrError:
     if "readonly" in low or "read-only" in low:
         return VmrError(f"the catalog {catalog} cannot be written ({text}); check the permissions of "
                         f"{printable(library)}")
+    if "unable to open" in low and _unreadable(path):  # SQLite does not say why: a file of another user
+        return VmrError(f"the catalog {catalog} cannot be read ({_unreadable(path)}); are the library's "
+                        "files another user's (after 'sudo vmr ...')? check the permissions of "
+                        f"{printable(library)}")
     return VmrError(f"the catalog {catalog} cannot be used ({text}); check the disk holding {printable(library)}")
+
+
+def _unreadable(path: str) -> str | None:
+    """Why path, which exists, cannot be opened for reading and writing, or None."""
+    for flags in (os.O_RDONLY, os.O_RDWR):
+        try:
+            os.close(os.open(path, flags))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def _inside(path, folder: str) -> bool:
