@@ -18,6 +18,7 @@ import pytest
 from conftest import ROOT, ffprobe_duration, make_video, vmr, vmr_json, vmr_subprocess
 
 from vmr_cli.cli import cli
+from vmr_cli.errors import VmrError
 
 ESC = "\x1b"
 
@@ -235,6 +236,24 @@ def test_bad_annotation_windows_are_rejected_when_read_with_file_and_line(line, 
     code, out, err = vmr("eval", path, "--videos", videos, expect=1)
     assert err.strip() == f"Error: {path}:3: {reason}"
     assert vmr_json("status")["videos"] == 0  # rejected before anything was indexed
+
+
+def test_annotations_with_a_byte_order_mark_and_unicode_line_separators_are_read(tmp_path):
+    """A BOM (Windows editors write one) is not part of the first video id, and a line ends at
+    "\n" (or "\r\n") only: U+2028, U+0085 or a form feed inside a query is text, not a new line."""
+    from vmr_cli.evaluate import read_annotations
+
+    path = tmp_path / "ann.txt"
+    path.write_bytes("\ufeffgreen 0 2##a green\u2028screen\r\nred 1 3##a red\x0cone\u0085here\n".encode())
+    assert [(it["vid"], it["query"], it["where"]) for it in read_annotations(str(path))] == [
+        ("green", "a green\u2028screen", f"{path}:1"), ("red", "a red\x0cone\u0085here", f"{path}:2")]
+    row = {"qid": 7, "query": "a green\u2028screen", "vid": "green", "relevant_windows": [[0, 2]]}
+    path.write_bytes("\ufeff".encode() + json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    [item] = read_annotations(str(path))
+    assert (item["qid"], item["query"], item["vid"]) == (7, "a green\u2028screen", "green")
+    path.write_bytes("green 0 2##a\u2029b\nred 3 1##c\n".encode())  # the bad line is named as it is in the file
+    with pytest.raises(VmrError, match=f"{path}:2: window"):
+        read_annotations(str(path))
 
 
 def test_annotations_mixing_formats_and_ambiguous_video_ids_are_refused(tmp_path):

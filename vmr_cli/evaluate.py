@@ -28,9 +28,10 @@ def read_annotations(path: str) -> list[dict]:
 
     Every line is checked here, before any indexing or search: a bad window or query found an
     hour into a run would cost the hour.  A bad line is named as FILE:LINE."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+    try:  # utf-8-sig: a byte-order mark is not part of the first line; lines end at "\n" alone,
+        # since str.splitlines() also splits at U+2028, U+0085, \x0c..., which are text in a query
+        with open(path, encoding="utf-8-sig") as handle:
+            lines = handle.read().split("\n")
     except OSError as exc:
         raise VmrError(f"cannot read annotations {printable(path)}: {exc.strerror}") from None
     except UnicodeDecodeError:
