@@ -15,7 +15,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import make_video, vmr, vmr_json
+from conftest import make_video, vmr, vmr_json, vmr_subprocess
 from vmr_cli.errors import VmrError
 
 HOSTILE = "-rf --start=99\nnew line.mp4"
@@ -193,6 +193,18 @@ def test_user_file_target_refuses_special_files_and_follows_links(tmp_path):
     to_fifo.symlink_to(fifo)
     with pytest.raises(VmrError, match="FIFO"):
         user_file_target(to_fifo)
+    _read, write = os.pipe()  # /dev/stdout piped: a link to /proc/self/fd/1, whose link names "pipe:[N]"
+    with pytest.raises(VmrError, match=r"is a FIFO \(named pipe\), not a regular file"):
+        user_file_target(f"/dev/fd/{write}", "--predictions")
+    os.close(_read), os.close(write)
+
+
+def test_predictions_to_piped_stdout_is_refused_as_a_pipe(tmp_path):
+    done = vmr_subprocess(tmp_path / "lib", "eval", tmp_path / "ann.jsonl", "--videos", tmp_path,
+                          "--predictions", "/dev/stdout")
+    assert done.returncode == 1 and done.stderr == ("Error: --predictions /dev/stdout is a FIFO (named pipe), "
+                                                    "not a regular file; vmr writes only regular files (name a "
+                                                    "new or existing file)\n"), done.stderr
 
 
 def test_html_onto_fifo_dev_null_and_symlinks(tmp_path):

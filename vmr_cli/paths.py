@@ -97,9 +97,9 @@ def user_file_target(path, option: str = "the output", ours=None) -> str:
     except OSError as exc:
         raise VmrError(f"cannot write {option} {printable(target)}: {exc.strerror}") from None
     if stat.S_ISLNK(own.st_mode):
-        try:
-            resolved = os.path.realpath(target, strict=True)
-            info = os.stat(resolved)
+        try:  # stat first: /dev/stdout's link names "pipe:[N]", which only stat can follow
+            info = os.stat(target)
+            resolved = os.path.realpath(target, strict=True) if stat.S_ISREG(info.st_mode) else target
         except FileNotFoundError:
             raise VmrError(f"{option} {printable(target)} is a symbolic link to nothing "
                            f"({printable(os.readlink(target))}); remove it or name another file") from None
