@@ -198,6 +198,8 @@ def test_search_ids_past_64_bits_and_non_finite_min_score(indexed, tmp_path):
         code, out, err = vmr(*args, expect=1)
         assert err.strip() == f"Error: no search with id {args[2] if args[0] == 'export' else args[1]} " \
                               "('vmr searches' lists them)"
+    for limit in (2**63 - 1, 2**63, 10**30):  # more than any log holds: all of it, never an OverflowError
+        assert len(vmr_json("searches", "--limit", limit)["searches"]) == 1
     for bad in ("nan", "inf", "-inf", "NaN"):
         code, out, err = vmr("search", "red", "--min-score", bad, expect=2)
         assert err.strip().splitlines()[-1] == \

@@ -336,10 +336,14 @@ class Catalog:
         return search
 
     def searches(self, limit: int | None = None) -> list[dict]:
-        """Logged searches, newest first: id, query, created_at and the number of results."""
+        """Logged searches, newest first: id, query, created_at and the number of results.  A limit
+        past SQLite's 64-bit integers (which it cannot bind) is more than any log holds: all."""
         sql = ("SELECT id, query, created_at, (SELECT count(*) FROM results WHERE search_id=searches.id) "
                "AS n_results FROM searches ORDER BY id DESC")
-        rows = self._conn.execute(sql + " LIMIT ?", (limit,)) if limit else self._conn.execute(sql)
+        if limit and limit < 2**63:
+            rows = self._conn.execute(sql + " LIMIT ?", (limit,))
+        else:
+            rows = self._conn.execute(sql)
         return [dict(row) for row in rows]
 
     # -- operations log -------------------------------------------------------------
