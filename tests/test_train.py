@@ -176,3 +176,12 @@ def test_validation_scores_the_moment_search_ranks_first(world, tmp_path):
         top = searcher.search(it["query"], options, log=False)["results"][0]
         hits += max(temporal_iou((top["start"], top["end"]), w) for w in it["windows"]) >= 0.5
     assert hits and summary["val_R1@0.5"] == round(hits / len(val), 4), (summary["val_R1@0.5"], hits, len(val))
+
+
+def test_a_seed_past_what_torch_takes_is_refused_in_one_line(tmp_path):
+    """--seed $(date +%s%N) would overflow torch's 64-bit generator seeds an epoch later."""
+    for seed in (1764586800123456789, -(10**18)):
+        code, out, err = vmr("train", tmp_path / "a.jsonl", "--videos", tmp_path, "--out", tmp_path / "t",
+                             "--seed", seed, expect=2)
+        assert f"Error: Invalid value for '--seed': {seed} is not in the range" in err and "Traceback" not in err
+    assert not (tmp_path / "library").exists() and not (tmp_path / "t").exists()

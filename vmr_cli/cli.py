@@ -818,7 +818,8 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
               "before edges are refined with decoded frames.")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=20, show_default=True,
               help="Epochs of the teacher, then as many of the student.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same data: the same model.")
+@click.option("--seed", type=click.IntRange(-10**15, 10**15), default=0, show_default=True,  # train.SEED_LIMIT
+              help="Same seed, same data: the same model.")
 @click.option("--model", help="Encoder for a new library (as for vmr index).")
 @backend_option("Video decoder, for indexing the videos (as for vmr index).")
 @json_option

@@ -27,6 +27,9 @@ from .errors import Interrupted, VmrError
 from .trained import FORMAT, FORMAT_VERSION, describe
 
 
+SEED_LIMIT = 10**15  # |--seed| at most: seed * 1000 + epoch seeds torch generators, which take 64 bits
+
+
 @dataclass
 class TrainOptions:
     epochs: int = 20
@@ -56,6 +59,8 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     from .paths import absolute
 
     options = options or TrainOptions()
+    if not -SEED_LIMIT <= options.seed <= SEED_LIMIT:
+        raise VmrError(f"seed {options.seed} is out of range: at most {SEED_LIMIT} either side of 0")
     items = read_annotations(annotations)
     val_items = read_annotations(val) if val else []
     videos_dir = absolute(videos_dir)
