@@ -415,6 +415,17 @@ def test_windows_after_the_video_ends_are_named_by_eval_and_train(tiny_model, tm
     assert f"warning: {expected}" in err
 
 
+def test_one_query_is_counted_as_one_query_by_eval_and_train(tiny_model, tmp_path):
+    videos = tmp_path / "v"
+    make_video(videos / "green.mp4", [("green", 4.0)])
+    path = tmp_path / "ann.txt"
+    path.write_text("green 0 2##a green screen\n")
+    code, out, err = vmr("eval", path, "--videos", videos, "--model", tiny_model)
+    assert out.startswith("1 query, trimmed search\n")
+    code, out, err = vmr("train", path, "--videos", videos, "--out", tmp_path / "t", "--epochs", "1")
+    assert f"trimmer in {tmp_path / 't'}: 1 query, 1 epoch (teacher, then student)" in out
+
+
 def test_eval_names_an_annotated_video_that_could_not_be_indexed_and_finds_what_index_takes(tiny_model, tmp_path):
     """A broken annotated video: eval said "video not in the library" after running (and
     discarding) the queries before it; now why, before any query.  And a .qt file vmr index

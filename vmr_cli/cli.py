@@ -795,7 +795,7 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
         return
     keys = ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "R5@0.5", "mAP"]
     mode = "exhaustive" if exhaustive else ("trained trimmer" if trimmer else "trimmed")
-    click.echo(f"{report['n_queries']} queries, {mode} search")
+    click.echo(f"{report['n_queries']} quer{'y' if report['n_queries'] == 1 else 'ies'}, {mode} search")
     click.echo(f"{'setting':<22}" + "".join(f"{k:>8}" for k in keys))
     for name, values in [("moment retrieval", report["single"]), ("corpus", report["corpus"]),
                          ("random (moment)", report["random"]["single"]),
@@ -856,7 +856,7 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
     last = summary["history"][-1] if summary["history"] else {}
     val = f", validation R1@0.5 {100 * summary['val_R1@0.5']:.1f}" if summary["val_R1@0.5"] is not None else ""
     epochs = f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}"
-    click.echo(f"trimmer in {summary['out']}: {summary['queries']} queries, {epochs} "
+    click.echo(f"trimmer in {summary['out']}: {summary['queries']} quer{'y' if summary['queries'] == 1 else 'ies'}, {epochs} "
                f"(teacher, then student), vmr loss {last.get('vmr', float('nan')):.3f}{val}, "
                f"{summary['seconds']:.0f} s")
 
