@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT, vmr, vmr_json
+from conftest import ROOT, make_video, vmr, vmr_json
 from safetensors.torch import load_file
 
 MODEL = ROOT / "examples" / "models" / "tiny-clip"
@@ -185,3 +185,31 @@ def test_a_seed_past_what_torch_takes_is_refused_in_one_line(tmp_path):
                              "--seed", seed, expect=2)
         assert f"Error: Invalid value for '--seed': {seed} is not in the range" in err and "Traceback" not in err
     assert not (tmp_path / "library").exists() and not (tmp_path / "t").exists()
+
+
+@pytest.fixture
+def small(tmp_path):
+    """One short video and one query: enough to train a trimmer for an epoch in seconds."""
+    make_video(tmp_path / "v" / "green.mp4", [("red", 2.0), ("green", 2.0)])
+    (tmp_path / "ann.txt").write_text("green 2 4##a green screen\n")
+    return tmp_path
+
+
+def test_out_and_trimmer_are_refused_before_anything_is_indexed(small, tmp_path):
+    """A wrong --out or --trimmer was refused only after the whole --videos folder was indexed."""
+    ann, videos = small / "ann.txt", small / "v"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    code, out, err = vmr("train", ann, "--videos", videos, "--out", mine, "--model", MODEL, expect=1)
+    assert err == f"Error: --out {mine} holds files that are not a vmr trimmer; choose another folder\n"
+    code, out, err = vmr("eval", ann, "--videos", videos, "--trimmer", mine, "--model", MODEL, expect=1)
+    assert err.startswith(f"Error: {mine} is not a checkpoint") and len(err.splitlines()) == 1
+    assert not (tmp_path / "library").exists()  # nothing was created, let alone indexed
+    vmr("--library", tmp_path / "lib", "train", ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1,
+        "--model", MODEL)
+    for other in (("--seed", 5), ("--epochs", 2)):
+        code, out, err = vmr("train", ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1, *other,
+                             "--model", MODEL, expect=1)
+        assert "holds a trimmer trained with other data or options" in err
+    assert not (tmp_path / "library").exists() and (mine / "notes.txt").read_text() == "the user's"

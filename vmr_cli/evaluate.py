@@ -119,10 +119,14 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
              trimmer: str | None = None, backend: str = "torchcodec") -> dict:
     from .indexer import index_paths
     from .progress import progress as bar_for
+    from .trained import TrainedTrimmer
 
     items = read_annotations(annotations_path)
-    # The predictions file is checked now, not after a run of minutes.
+    # The predictions file and the trimmer are checked now, not after a run of minutes (the
+    # trimmer's encoder only where the library has one already).
     target = user_file_target(predictions_path, "--predictions", ours=are_predictions) if predictions_path else None
+    if trimmer:
+        TrainedTrimmer(trimmer, library if library.encoder() else None)
     videos_dir = absolute(videos_dir)
     if not os.path.isdir(videos_dir):
         raise VmrError(f"no such folder: {videos_dir}")

@@ -71,6 +71,11 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     if missing:
         raise VmrError(f"{len(missing)} annotated video{'s' if len(missing) != 1 else ''} not found under "
                        f"{videos_dir}, e.g. '{missing[0]}'")
+    recipe = {"drop": list(options.drop), "options": _plain(asdict(options)),
+              "data": _fingerprint(items + val_items)}
+    found = _checkpoint_in(out_dir)
+    if found is not None:  # refused before anything is indexed: all but the encoder can be compared now
+        _same_training(out_dir, recipe, found[1])
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items + val_items], files)
     warnings = windows_past_end(library, items + val_items, files)
@@ -83,8 +88,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     state = {"phase": "teacher", "epoch": 0, "history": []}
     teacher = None
     header = dict(describe(library), format=FORMAT, format_version=FORMAT_VERSION, trimmer=asdict(config),
-                  drop=list(options.drop), max_len=data.max_len, options=_plain(asdict(options)),
-                  data=data.fingerprint)
+                  max_len=data.max_len, **recipe)
     resumed = _resume(out_dir, header, net, optimiser)
     if resumed is not None:
         state, teacher = resumed
@@ -186,8 +190,6 @@ class _Data:
         seconds = info["clip_seconds"]
         longest = max((w[1] - w[0] for _v, _i, w in self.examples), default=seconds)
         self.max_len = max(8, int(2 * longest / seconds) + 1)
-        described = [(it["vid"], it["query"], it["windows"]) for it in items + val_items]
-        self.fingerprint = hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
 
     def batch(self, examples, negatives: torch.Generator | None = None):
         """A padded batch of (video, query, window) examples and their targets.
@@ -247,6 +249,12 @@ def _frozen(net):
     return teacher
 
 
+def _fingerprint(items) -> str:
+    """What the annotations say, so a resumed run is known to train on the same data."""
+    described = [(it["vid"], it["query"], it["windows"]) for it in items]
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
+
+
 def _plain(value):
     """JSON-safe copy (tuples become lists)."""
     return json.loads(json.dumps(value))
@@ -269,10 +277,9 @@ def _save(out_dir: str, header: dict, state: dict, net, teacher, optimiser) -> N
     save_checkpoint(out_dir, tensors, dict(header, training=state, **extra))
 
 
-def _resume(out_dir: str, header: dict, net, optimiser):
-    """(state, teacher) of an unfinished run of the same training in out_dir, else None.
-
-    A folder holding something else is refused rather than overwritten."""
+def _checkpoint_in(out_dir: str):
+    """(tensors, config) of the trimmer in out_dir; None for a new or empty folder.  A folder
+    holding something else is refused rather than overwritten."""
     from vmr_models.checkpoint import CheckpointError, DamagedCheckpoint, load_checkpoint
 
     if not os.path.exists(out_dir):
@@ -290,11 +297,26 @@ def _resume(out_dir: str, header: dict, net, optimiser):
         raise VmrError(f"--out {out_dir} holds files that are not a vmr trimmer; choose another folder") from None
     if config.get("format") != FORMAT:
         raise VmrError(f"--out {out_dir} holds files that are not a vmr trimmer; choose another folder")
-    mine = {k: header[k] for k in ("encoder", "embedding_dim", "clip_seconds", "trimmer", "drop", "options", "data")}
+    return tensors, config
+
+
+def _same_training(out_dir: str, header: dict, config: dict) -> None:
+    """Refuses a checkpoint trained otherwise than ``header`` says (on the keys it has)."""
+    mine = {k: header[k] for k in ("encoder", "embedding_dim", "clip_seconds", "trimmer", "drop", "options", "data")
+            if k in header}
     theirs = {k: config.get(k) for k in mine}
     if _plain(mine) != _plain(theirs):
         raise VmrError(f"--out {out_dir} holds a trimmer trained with other data or options; choose another "
                        "folder, or delete it to start over")
+
+
+def _resume(out_dir: str, header: dict, net, optimiser):
+    """(state, teacher) of an unfinished run of the same training in out_dir, else None."""
+    found = _checkpoint_in(out_dir)
+    if found is None:
+        return None
+    tensors, config = found
+    _same_training(out_dir, header, config)
     state = config["training"]
     if state["phase"] == "done":
         net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})

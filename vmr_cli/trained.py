@@ -32,13 +32,18 @@ def describe(library) -> dict:
             "embedding_dim": info["dim"], "clip_seconds": info["clip_seconds"]}
 
 
-def check_matches(config: dict, library, where: str) -> None:
-    """One line when the checkpoint was trained for another encoder or clip length."""
+def check_format(config: dict, where: str) -> None:
+    """One line when the folder is no vmr trimmer, or one a newer vmr wrote."""
     if config.get("format") != FORMAT:
         raise VmrError(f"{where} is not a vmr trimmer checkpoint")
     if int(config.get("format_version", 0)) > FORMAT_VERSION:
         raise VmrError(f"trimmer {where} was written by a newer vmr (format {config['format_version']}); "
                        "upgrade vmr")
+
+
+def check_matches(config: dict, library, where: str) -> None:
+    """One line when the checkpoint was trained for another encoder or clip length."""
+    check_format(config, where)
     have = describe(library)
     if config.get("encoder_hash") and have["encoder_hash"]:  # the weights decide, wherever they live
         same_encoder = config["encoder_hash"] == have["encoder_hash"]
@@ -56,9 +61,11 @@ def check_matches(config: dict, library, where: str) -> None:
 
 
 class TrainedTrimmer:
-    """The network in eval mode, with what it needs to turn a video's features into windows."""
+    """The network in eval mode, with what it needs to turn a video's features into windows.
 
-    def __init__(self, directory: str, library):
+    Without a library, everything but the encoder is checked (eval, before a new library has one)."""
+
+    def __init__(self, directory: str, library=None):
         from vmr_models.checkpoint import CheckpointError, load_checkpoint
         from vmr_models.trimmer import trimmer_from_config
 
@@ -70,7 +77,7 @@ class TrainedTrimmer:
         except OSError as exc:
             raise VmrError(f"cannot read trimmer {where}: {exc.strerror or exc}") from None
         try:  # a config.json edited by hand: one line, never a traceback or a silent change
-            check_matches(config, library, where)
+            check_matches(config, library, where) if library is not None else check_format(config, where)
             self.drop = tuple(config.get("drop", ()))
             self.max_len = config.get("max_len")
             if not set(self.drop) <= DROPPABLE:
