@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -52,6 +53,22 @@ def save_checkpoint(directory, tensors: dict[str, torch.Tensor], config: dict) -
     for old in directory.glob("model-*.safetensors"):
         if old.name != weights:
             old.unlink(missing_ok=True)
+
+
+def only_leftovers(directory) -> bool:
+    """Whether a folder holds no config.json and only files a first save cut short leaves
+    (staged weights, atomic_write's temp files, weights named by their own hash): a new
+    checkpoint may be written there, and nothing of anyone else's is overwritten."""
+    directory = Path(directory)
+    for path in directory.iterdir():
+        named = re.fullmatch(r"model-([0-9a-f]{16})\.safetensors", path.name)
+        if path.is_symlink() or not path.is_file():
+            return False
+        if named and _sha256(path).startswith(named[1]):
+            continue
+        if path.name != ".weights.staging" and not re.fullmatch(r"\.tmp-[a-z0-9_]{8}", path.name):
+            return False
+    return True
 
 
 def load_checkpoint(directory) -> tuple[dict[str, torch.Tensor], dict]:

@@ -213,3 +213,25 @@ def test_out_and_trimmer_are_refused_before_anything_is_indexed(small, tmp_path)
                              "--model", MODEL, expect=1)
         assert "holds a trimmer trained with other data or options" in err
     assert not (tmp_path / "library").exists() and (mine / "notes.txt").read_text() == "the user's"
+
+
+def test_a_first_save_cut_short_leaves_a_folder_training_starts_over_in(small, tmp_path):
+    """Killed between the weights' rename and config.json: only vmr's own files are there, and the
+    same command again trains there, where it said the folder held files that are not a trimmer."""
+    import torch
+    from vmr_models.checkpoint import save_checkpoint
+
+    out = tmp_path / "t"
+    save_checkpoint(out, {"x": torch.zeros(3)}, {})
+    (out / "config.json").unlink()
+    [weights] = out.glob("model-*.safetensors")
+    (out / ".weights.staging").write_bytes(weights.read_bytes())
+    forged = tmp_path / "forged"  # a name like vmr's on weights that are not what it says: not ours
+    forged.mkdir()
+    (forged / weights.name).write_bytes(b"0" * 100)
+    code, _out, err = vmr("train", small / "ann.txt", "--videos", small / "v", "--out", forged, "--epochs", 1,
+                          "--model", MODEL, expect=1)
+    assert "holds files that are not a vmr trimmer" in err and (forged / weights.name).read_bytes() == b"0" * 100
+    summary = vmr_json("train", small / "ann.txt", "--videos", small / "v", "--out", out, "--epochs", 1,
+                       "--model", MODEL)
+    assert summary["epochs"] == 1 and not (out / weights.name).exists() and (out / "config.json").is_file()

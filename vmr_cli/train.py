@@ -278,15 +278,16 @@ def _save(out_dir: str, header: dict, state: dict, net, teacher, optimiser) -> N
 
 
 def _checkpoint_in(out_dir: str):
-    """(tensors, config) of the trimmer in out_dir; None for a new or empty folder.  A folder
-    holding something else is refused rather than overwritten."""
-    from vmr_models.checkpoint import CheckpointError, DamagedCheckpoint, load_checkpoint
+    """(tensors, config) of the trimmer in out_dir; None for a new or empty folder, or one holding
+    only what a first save cut short leaves.  A folder holding something else is refused rather
+    than overwritten."""
+    from vmr_models.checkpoint import CheckpointError, DamagedCheckpoint, load_checkpoint, only_leftovers
 
     if not os.path.exists(out_dir):
         return None
     if not os.path.isdir(out_dir):
         raise VmrError(f"--out {out_dir} is not a folder")
-    if not os.listdir(out_dir):
+    if only_leftovers(out_dir):
         return None
     try:
         tensors, config = load_checkpoint(out_dir)
