@@ -235,3 +235,22 @@ def test_a_first_save_cut_short_leaves_a_folder_training_starts_over_in(small, t
     summary = vmr_json("train", small / "ann.txt", "--videos", small / "v", "--out", out, "--epochs", 1,
                        "--model", MODEL)
     assert summary["epochs"] == 1 and not (out / weights.name).exists() and (out / "config.json").is_file()
+
+
+def test_an_unfinished_trimmer_is_used_with_a_warning(small, tmp_path):
+    """A checkpoint of an interrupted run works, but is not the model asked for: search and eval
+    say so (eval in its warnings too), and how to finish it."""
+    ann, videos, lib = small / "ann.txt", small / "v", tmp_path / "lib"
+    vmr("--library", lib, "train", ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1, "--model", MODEL)
+    code, out, err = vmr("--library", lib, "search", "green", "--trimmer", tmp_path / "t")
+    assert "unfinished" not in err
+    config = json.loads((tmp_path / "t" / "config.json").read_text())
+    config["training"].update(phase="teacher", epoch=1)
+    config["options"]["epochs"] = 150
+    (tmp_path / "t" / "config.json").write_text(json.dumps(config))
+    warning = (f"warning: trimmer {tmp_path / 't'} is unfinished: its training stopped after teacher epoch 1 of "
+               "150; running the same 'vmr train' command again resumes it\n")
+    code, out, err = vmr("--library", lib, "search", "green", "--trimmer", tmp_path / "t")
+    assert warning in err and out
+    code, out, err = vmr("--library", lib, "eval", ann, "--videos", videos, "--trimmer", tmp_path / "t", "--json")
+    assert json.loads(out)["warnings"] == [warning[len("warning: "):-1]] and warning in err

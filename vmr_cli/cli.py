@@ -396,6 +396,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         user_file_target(html_path, "--html", ours=is_page)  # refused before the search, not after it
     startup = time.perf_counter() - STARTED
     searcher = Searcher(lib, trimmer=trimmer, backend=backend)
+    if searcher.trimmer is not None and searcher.trimmer.unfinished:
+        say(f"warning: {searcher.trimmer.unfinished}")
     found = searcher.search(query, options, progress=None)
     found["stats"]["time"] = {"startup": round(startup, 3), "model_load": round(searcher.load_seconds, 3),
                               **found["stats"]["time"]}

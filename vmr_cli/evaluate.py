@@ -125,8 +125,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     # The predictions file and the trimmer are checked now, not after a run of minutes (the
     # trimmer's encoder only where the library has one already).
     target = user_file_target(predictions_path, "--predictions", ours=are_predictions) if predictions_path else None
-    if trimmer:
-        TrainedTrimmer(trimmer, library if library.encoder() else None)
+    checked = TrainedTrimmer(trimmer, library if library.encoder() else None) if trimmer else None
     videos_dir = absolute(videos_dir)
     if not os.path.isdir(videos_dir):
         raise VmrError(f"no such folder: {videos_dir}")
@@ -137,7 +136,8 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
                        f"{videos_dir}, e.g. '{missing[0]}'")
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items], files)
-    warnings = windows_past_end(library, items, files)
+    warnings = [checked.unfinished] if checked and checked.unfinished else []
+    warnings += windows_past_end(library, items, files)
     # Without the frame cache: each query's cost is what a first search of it costs.
     searcher = Searcher(library, frame_cache=False, trimmer=trimmer, backend=backend)
     base = options or SearchOptions()

@@ -60,6 +60,17 @@ def check_matches(config: dict, library, where: str) -> None:
                        f"uses {have['clip_seconds']} s clips; train one for it with 'vmr train'")
 
 
+def unfinished(config: dict, where: str) -> str | None:
+    """A warning for a checkpoint whose training stopped before the end (Ctrl-C, a crash): it
+    works, but is not the model that training asked for."""
+    state = config.get("training")
+    if not isinstance(state, dict) or state.get("phase") in (None, "done"):
+        return None
+    epochs = config["options"].get("epochs") if isinstance(config.get("options"), dict) else None
+    return (f"trimmer {where} is unfinished: its training stopped after {state.get('phase')} epoch "
+            f"{state.get('epoch')} of {epochs}; running the same 'vmr train' command again resumes it")
+
+
 class TrainedTrimmer:
     """The network in eval mode, with what it needs to turn a video's features into windows.
 
@@ -90,6 +101,7 @@ class TrainedTrimmer:
             raise VmrError(f"trimmer {where} has a damaged config.json ({first_line(exc)}); "
                            "train it again with 'vmr train'") from None
         self.config = config
+        self.unfinished = unfinished(config, where)
         weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             self.model.load_state_dict(weights)
