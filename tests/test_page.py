@@ -496,3 +496,26 @@ def test_previews_beside_a_running_index_and_a_library_check(tmp_path):
         lib.vectors.remove_temp_files()
     lib.close()
     assert list((Path(lib.directory) / "previews").iterdir()) == previews
+
+
+def test_page_commands_name_a_library_that_is_not_the_default(tmp_path):
+    """The copy box and the 'vmr play' note left out --library: pasted, they acted on another library."""
+    from vmr_cli.page import render
+
+    clip = make_avi(tmp_path / "clip.avi", seconds=2.0)
+    search = fake_search([(clip, 0.0, 1.0)], search_id=2)
+    text = render(search, library="/tmp/my lib")
+    assert "vmr --library &#x27;/tmp/my lib&#x27; export --search 2 --clip" in text
+    assert "<code>vmr --library &#x27;/tmp/my lib&#x27; play --search 2 1</code>" in text
+    plain = render(search)  # the default library: not named
+    assert "vmr export --search 2 --clip" in plain and "<code>vmr play --search 2 1</code>" in plain
+
+
+def test_search_page_names_the_library_it_was_made_from(tmp_path, tiny_model):
+    from conftest import vmr
+
+    make_video(tmp_path / "v" / "red.mp4", [("red", 3.0)])
+    library = tmp_path / "other library"
+    vmr("--library", library, "index", tmp_path / "v", "--model", tiny_model)
+    vmr("--library", library, "search", "red", "--html", tmp_path / "page.html")
+    assert f"vmr --library &#x27;{library}&#x27; export --search 1 --clip" in (tmp_path / "page.html").read_text()

@@ -657,10 +657,19 @@ def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
     from .page import open_in_browser, write_page
 
     # Previews of moments browsers cannot play are cached in the library; a read-only one has none.
-    written = write_page(where_now(lib, search), html_path, previews_dir=None if lib.readonly else lib.directory)
+    written = write_page(where_now(lib, search), html_path, previews_dir=None if lib.readonly else lib.directory,
+                         library=_named_library(lib))
     say(f"page: {written}")
     if open_page and not open_in_browser(written):
         say("note: no browser could be opened here; open the page above yourself")
+
+
+def _named_library(lib) -> str | None:
+    """The library a page's commands must name (None: the default one, $VMR_LIBRARY included):
+    pasted without it, they would act on another library."""
+    from .library import default_directory
+
+    return None if lib.directory == default_directory() else lib.directory
 
 
 def _warn_about(warnings: list[str], shown: int = 5) -> None:

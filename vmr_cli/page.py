@@ -21,6 +21,7 @@ import base64
 import html
 import os
 import secrets
+import shlex
 import subprocess
 import time
 import urllib.parse
@@ -128,10 +129,17 @@ boxes.forEach(b => b.addEventListener('change', update)); update();
 """
 
 
-def _player_html(result: dict, media: dict, search_id: int) -> str:
+def vmr_command(library: str | None, words: str) -> str:
+    """A command line to paste: it names the library (shell-quoted) unless it is the default one,
+    so that pasted later, in another shell, it acts on the library the page shows."""
+    where = f" --library {shlex.quote(printable(library))}" if library else ""
+    return f"vmr{where} {words}"
+
+
+def _player_html(result: dict, media: dict, search_id: int, library: str | None = None) -> str:
     """The <video> of one moment: the original when browsers play it, else its preview."""
     rank, start, end = int(result["rank"]), float(result["start"]), float(result["end"])
-    play = f"<code>vmr play --search {int(search_id)} {rank}</code>"
+    play = f"<code>{esc(vmr_command(library, f'play --search {int(search_id)} {rank}'))}</code>"
     if media.get("preview"):
         offset, src = start, media["preview"]
         first, last = 0.0, max(0.0, min(end - start, MAX_SECONDS))
@@ -151,7 +159,7 @@ def _player_html(result: dict, media: dict, search_id: int) -> str:
 
 
 def _result_html(result: dict, frames: list[bytes | None] | None, media: dict | None = None,
-                 search_id: int = 0) -> str:
+                 search_id: int = 0, library: str | None = None) -> str:
     rank, start, end = int(result["rank"]), float(result["start"]), float(result["end"])
     head = (f'<div class="head"><label><input type="checkbox" class="pick" value="{rank}"> '
             f'<span class="rank">#{rank}</span></label>'
@@ -170,7 +178,7 @@ def _result_html(result: dict, frames: list[bytes | None] | None, media: dict | 
                 data = base64.b64encode(jpeg).decode("ascii")
                 imgs.append(f'<img class="thumb" alt="frame at {timecode(t)}" title="{timecode(t)}" '
                             f'src="data:image/jpeg;base64,{data}">')
-        body = f'<div class="strip">{"".join(imgs)}</div>' + _player_html(result, media or {}, search_id)
+        body = f'<div class="strip">{"".join(imgs)}</div>' + _player_html(result, media or {}, search_id, library)
     return f'<section class="result" data-rank="{rank}">{head}<div class="body">{body}</div></section>'
 
 
@@ -202,11 +210,12 @@ def _sibling(ffmpeg: str, tool: str) -> str:
 
 
 def render(search: dict, ffmpeg: str = "ffmpeg", previews_dir: str | None = None,
-           progress: bool | None = None) -> str:
+           progress: bool | None = None, library: str | None = None) -> str:
     """The page as a string; thumbnails and previews are made in parallel (ffmpeg is the slow part).
 
     ``previews_dir``: the library folder whose ``previews/`` caches playable
-    previews; None links every original as it is.
+    previews; None links every original as it is.  ``library``: the library the page's
+    commands name with --library (None: the default library, not named).
     """
     from .progress import progress as bar_for
 
@@ -230,11 +239,11 @@ def render(search: dict, ffmpeg: str = "ffmpeg", previews_dir: str | None = None
         previews.prune(keep=[m["preview"] for _f, m in prepared if m.get("preview")])
     query = esc(search["query"])
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(search.get("created_at") or 0))
-    sections = "\n".join(_result_html(r, f, m, int(search["id"])) for r, (f, m) in zip(results, prepared))
+    sections = "\n".join(_result_html(r, f, m, int(search["id"]), library) for r, (f, m) in zip(results, prepared))
     if not results:
         sections = '<p class="missing">No results.</p>'
     nonce = secrets.token_urlsafe(16)  # CSP: only this script runs, no inline handlers
-    base = f"vmr export --search {int(search['id'])} --clip"
+    base = vmr_command(library, f"export --search {int(search['id'])} --clip")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
             f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
@@ -247,14 +256,14 @@ def render(search: dict, ffmpeg: str = "ffmpeg", previews_dir: str | None = None
 
 
 def write_page(search: dict, html_path: str, ffmpeg: str = "ffmpeg", previews_dir: str | None = None,
-               progress: bool | None = None) -> str:
+               progress: bool | None = None, library: str | None = None) -> str:
     """Write the page atomically over a new name or a regular file (a symlink is written through).
 
     Returns the absolute path of the file written.  The target is checked
     before the (slow) thumbnails and previews are made.
     """
     target = user_file_target(html_path, "--html", ours=is_page)
-    text = render(search, ffmpeg=ffmpeg, previews_dir=previews_dir, progress=progress)
+    text = render(search, ffmpeg=ffmpeg, previews_dir=previews_dir, progress=progress, library=library)
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as out:
