@@ -269,3 +269,14 @@ def test_a_cut_that_fails_is_skipped_with_its_reason_and_the_others_are_cut(inde
     _ffmpeg_wrapper(tmp_path, monkeypatch, 'for last; do :; done; head -c 300 /dev/zero > "${last#file:}"; exit 0')
     code, out, err = vmr("export", "1", "--out", tmp_path / "out2", expect=1)
     assert err.strip().endswith("the cut holds no video frame") and os.listdir(tmp_path / "out2") == []
+
+
+def test_search_stats_always_name_the_decoder(indexed):
+    """stats.decoder was missing when nothing was decoded (--refine 0, a search served from the
+    frame cache), though it is documented as always there: null then."""
+    first = vmr_json("search", "a red screen")["stats"]
+    assert first["frames_decoded"] > 0 and first["decoder"]
+    undecoded = vmr_json("search", "a red screen", "--refine", "0")["stats"]
+    assert undecoded["frames_decoded"] == 0 and undecoded["decoder"] is None
+    again = vmr_json("search", "a red screen")["stats"]
+    assert again["frames_decoded"] == 0 and "decoder" in again and again["decoder"] is None

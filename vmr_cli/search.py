@@ -134,7 +134,8 @@ class Searcher:
         with timer("text_encode"):
             q = self.encoder.encode_text([text])[0]
         stats = {"videos_considered": 0, "clips_verified": 0, "frames_stored": 0, "frames_cached": 0,
-                 "frames_decoded": 0, "frames_encoded": 0, "seconds": 0.0}
+                 "frames_decoded": 0, "frames_encoded": 0, "seconds": 0.0,
+                 "decoder": None}  # always there for scripts: None when nothing was decoded
         with timer("vectors"):
             videos = [v for v in (self._stored(video, q, stats) for video in self._candidates(q, options)) if v]
         if options.only_video is not None:  # one video: its best top_k moments, not a per-video cap
