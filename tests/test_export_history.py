@@ -446,3 +446,11 @@ def test_eval_names_an_annotated_video_that_could_not_be_indexed_and_finds_what_
     code, out, err = vmr("eval", path, "--videos", videos, expect=1)
     assert err.startswith("Error: annotated video bad could not be indexed: ") and str(videos / "bad.mp4") in err
     assert len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_export_of_a_forgotten_file_does_not_say_it_was_modified_or_re_indexed(indexed, tmp_path):
+    found = vmr_json("search", "a green screen", "--top-k", "1")["results"][0]
+    vmr("forget", found["video"])
+    code, out, err = vmr("export", "1", "--out", tmp_path / "cuts")
+    assert f"{found['video']} is no longer in the library (forgotten since this search?)" in err, err
+    assert "modified or re-indexed" not in err

@@ -302,8 +302,9 @@ def _cut_before(catalog, search_id: int, folder: str, copy: bool) -> dict[int, t
 def result_source(catalog, result: dict, what: str) -> tuple[str, str | None]:
     """(the file a logged result is in now, a warning or None): the path it was found at, or
     where 'vmr index' recorded it moved since (the same row); a warning when the file there is
-    not the content the search saw (re-indexed since, or modified since it was indexed), as
-    its times may then show something else.  VmrError when the file is gone."""
+    not the content the search saw (re-indexed since, or modified since it was indexed), or
+    when 'vmr forget' dropped its record (nothing left to compare it with), as its times may
+    then show something else.  VmrError when the file is gone."""
     path = result["video"]
     row = catalog.video(result["video_id"]) if result.get("video_id") is not None else None
     if not os.path.isfile(path):
@@ -318,11 +319,13 @@ def result_source(catalog, result: dict, what: str) -> tuple[str, str | None]:
         st = os.stat(path)
     except OSError as exc:
         raise VmrError(f"{what}: cannot read {printable(path)}: {exc.strerror}") from None
-    if now is None or row is None or now["id"] != row["id"] or \
-            (now["size"], now["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
-        return path, (f"{what}: {printable(path)} changed since this search (modified or re-indexed); "
-                      "its times may not show the moment: search again")
-    return path, None
+    if now is None:  # 'vmr forget' since: vmr has no record to compare the file with
+        return path, (f"{what}: {printable(path)} is no longer in the library (forgotten since this search?), "
+                      "so vmr cannot tell whether it changed; its times may not show the moment")
+    if row is not None and now["id"] == row["id"] and (now["size"], now["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
+        return path, None
+    return path, (f"{what}: {printable(path)} changed since this search (modified or re-indexed); "
+                  "its times may not show the moment: search again")
 
 
 def _file_print(path: str) -> dict:
