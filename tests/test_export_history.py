@@ -448,6 +448,29 @@ def test_eval_names_an_annotated_video_that_could_not_be_indexed_and_finds_what_
     assert len(err.strip().splitlines()) == 1 and out == ""
 
 
+def _late_result(query: str) -> dict:
+    """A result of a fresh search that starts a second or more into its video."""
+    found = vmr_json("search", query, "--top-k", "9", "--refine", "0")["results"]
+    late = [r for r in found if r["start"] >= 1.0]
+    assert late, found
+    return late[0]
+
+
+def test_export_of_a_moment_that_a_shortened_file_no_longer_holds(indexed, tmp_path):
+    """Shortened and re-indexed after the search, the cut failed with 'the cut holds no video
+    frame' and the 'changed since this search' warning was dropped; shortened only, the same
+    ffmpeg reason said nothing of the change."""
+    result = _late_result("a blue screen")
+    source = result["video"]
+    make_video(source, [("red", 0.5)])
+    code, out, err = vmr("export", result["rank"], "--out", tmp_path / "cuts", expect=1)
+    assert "the file changed since this search, so the moment may lie beyond its end now" in err, err
+    vmr_json("index")
+    code, out, err = vmr("export", result["rank"], "--out", tmp_path / "cuts", expect=1)
+    assert f"now lies beyond the end of {source}" in err and "the file changed since this search" in err, err
+    assert "holds no video frame" not in err
+
+
 def test_export_of_a_forgotten_file_does_not_say_it_was_modified_or_re_indexed(indexed, tmp_path):
     found = vmr_json("search", "a green screen", "--top-k", "1")["results"][0]
     vmr("forget", found["video"])

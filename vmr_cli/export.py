@@ -29,7 +29,7 @@ from .cut import CutError, DiskFull
 from .errors import VmrError
 from .paths import VIDEO_EXTENSIONS, printable
 from .probe import require_tool
-from .timecodes import file_stamp
+from .timecodes import file_stamp, timecode
 
 MARKER = ".vmr-exports"
 MARKER_TEXT = ("This folder holds clips cut by 'vmr export'. 'vmr index' skips every folder that holds\n"
@@ -248,8 +248,12 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
                 target, cut_warning = _cut(ffmpeg, source, result["start"], result["end"], names, folder, copy,
                                            force)
             except CutError as exc:  # this file's (or ffmpeg's) trouble: the other results are cut
+                # A file changed since the search may end before the moment: that is the likely why.
+                changed = "changed" if warning and "changed since" in warning else "may have changed"
+                why = f"; the file {changed} since this search, so the moment may lie beyond its end now" \
+                    if warning else ""
                 skipped.append({"rank": rank, "error": f"result {rank}: ffmpeg could not cut "
-                                                       f"{printable(source)}: {exc}"})
+                                                       f"{printable(source)}: {exc}{why}"})
                 continue
             except DiskFull as exc:  # no other cut can succeed: the rest are not tried
                 full = exc
@@ -304,7 +308,8 @@ def result_source(catalog, result: dict, what: str) -> tuple[str, str | None]:
     where 'vmr index' recorded it moved since (the same row); a warning when the file there is
     not the content the search saw (re-indexed since, or modified since it was indexed), or
     when 'vmr forget' dropped its record (nothing left to compare it with), as its times may
-    then show something else.  VmrError when the file is gone."""
+    then show something else.  VmrError when the file is gone, or was re-indexed shorter
+    than where the moment starts."""
     path = result["video"]
     row = catalog.video(result["video_id"]) if result.get("video_id") is not None else None
     if not os.path.isfile(path):
@@ -324,6 +329,11 @@ def result_source(catalog, result: dict, what: str) -> tuple[str, str | None]:
                       "so vmr cannot tell whether it changed; its times may not show the moment")
     if row is not None and now["id"] == row["id"] and (now["size"], now["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
         return path, None
+    if (row is None or now["id"] != row["id"]) and now["duration"] is not None and \
+            float(result["start"]) >= float(now["duration"]):  # re-indexed shorter: nothing there to cut
+        raise VmrError(f"{what}: the moment ({timecode(result['start'])} – {timecode(result['end'])}) now lies "
+                       f"beyond the end of {printable(path)} ({timecode(now['duration'])} long): the file "
+                       "changed since this search; search again")
     return path, (f"{what}: {printable(path)} changed since this search (modified or re-indexed); "
                   "its times may not show the moment: search again")
 
