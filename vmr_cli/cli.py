@@ -472,16 +472,21 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
             say(f"cutting {len(chosen) - before} of {total} result{'s' if total != 1 else ''} of {label} "
                 f"into {folder}" + (f" ({before} more cut there before)" if before else ""))
 
+    def warn(item):  # a cut made before was warned of when it was made
+        if item.get("warning") and not item.get("existing"):
+            say(f"warning: {item['warning']}")
+
     def line(item):  # as each is cut: what a Ctrl-C or a later failure leaves is on screen
         click.echo(f"{item['rank']:>4}  {timecode(item['start'])} – {timecode(item['end'])}  "
                    f"{printable(item['path'])}{'  (cut before)' if item.get('existing') else ''}")
+        warn(item)
 
     lib = open_library(ctx)
     done = export_results(lib.catalog, list(ranks), search_id=search_id, out_dir=out_dir, copy=copy,
                           force=force, announce=announce, on_cut=None if as_json else line)
-    for item in done["exported"]:
-        if item.get("warning"):
-            say(f"warning: {item['warning']}")
+    if as_json:
+        for item in done["exported"]:
+            warn(item)
     for item in done["skipped"]:
         say(f"skipped: {item['error']}")
     if as_json:

@@ -260,6 +260,8 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
                 skipped.append({"rank": rank, "error": f"result {rank}: not cut: {full}"})
                 continue
             taken.add(target)
+            if cut_warning:  # printed among other results' lines: it names its own
+                cut_warning = f"result {rank}: {printable(source)}: {cut_warning}"
             warning = "; ".join(w for w in (warning, cut_warning) if w) or None
             item = ({"rank": rank, "path": target, "source": source, "start": result["start"],
                      "end": result["end"], "exact": not copy} | ({"warning": warning} if warning else {}))
