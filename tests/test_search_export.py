@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -270,6 +271,12 @@ def test_a_cut_that_fails_is_skipped_with_its_reason_and_the_others_are_cut(inde
     _ffmpeg_wrapper(tmp_path, monkeypatch, 'for last; do :; done; head -c 300 /dev/zero > "${last#file:}"; exit 0')
     code, out, err = vmr("export", "1", "--out", tmp_path / "out2", expect=1)
     assert err.strip().endswith("the cut holds no video frame") and os.listdir(tmp_path / "out2") == []
+    # --json when the one cut named fails: the same JSON (the reason in skipped), not an Error line alone
+    code, out, err = vmr("export", "1", "--out", tmp_path / "out2", "--json", expect=1)
+    done = json.loads(out)
+    assert done["exported"] == [] and [s["rank"] for s in done["skipped"]] == [1]
+    assert done["skipped"][0]["error"].endswith("the cut holds no video frame") and done["folder"] == str(tmp_path / "out2")
+    assert "skipped: result 1: " in err
 
 
 def test_search_stats_always_name_the_decoder(indexed):

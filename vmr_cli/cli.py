@@ -460,7 +460,7 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
       vmr export --clip               # every result of the last search
       vmr export --search 7 --clip 2  # result 2 of logged search 7
     """
-    from .export import export_results
+    from .export import NothingCut, export_results
     from .timecodes import timecode
 
     def announce(logged, chosen, folder, before):
@@ -482,8 +482,13 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
         warn(item)
 
     lib = open_library(ctx)
-    done = export_results(lib.catalog, list(ranks), search_id=search_id, out_dir=out_dir, copy=copy,
-                          force=force, announce=announce, on_cut=None if as_json else line)
+    try:
+        done = export_results(lib.catalog, list(ranks), search_id=search_id, out_dir=out_dir, copy=copy,
+                              force=force, announce=announce, on_cut=None if as_json else line)
+    except NothingCut as exc:
+        if not as_json:
+            raise
+        done = exc.done  # a script gets the reasons as JSON too (and exit 1, below)
     if as_json:
         for item in done["exported"]:
             warn(item)

@@ -222,7 +222,8 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             skipped.append({"rank": rank, "error": str(exc)})  # every result: the others are cut
     chosen = [rank for rank in chosen if rank in sources or rank in done_before]
     if not chosen:
-        raise _nothing_cut(skipped)
+        raise NothingCut({"search_id": search["id"], "query": search["query"], "folder": planned,
+                          "exported": [], "skipped": skipped})
     folder = output_folder(out_dir)
     if announce is not None:
         announce(search, chosen, folder, sum(rank in done_before for rank in chosen))
@@ -276,13 +277,18 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
                                              "copy": copy, "force": force}, dict(done, files=files), started)
     if not written:  # nothing cut at all: one error, as when every source is gone
-        raise _nothing_cut(skipped)
+        raise NothingCut(done)
     return done
 
 
-def _nothing_cut(skipped: list[dict]) -> VmrError:
-    """The one error of an export that cut nothing: the first reason, and how many more."""
-    return VmrError(skipped[0]["error"] + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
+class NothingCut(VmrError):
+    """The one error of an export that cut nothing: the first reason, and how many more.  ``done``
+    is the summary all the same (nothing exported, why each was skipped), for --json."""
+
+    def __init__(self, done: dict):
+        skipped = done["skipped"]
+        super().__init__(skipped[0]["error"] + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
+        self.done = done
 
 
 def _cut_before(catalog, search_id: int, folder: str, copy: bool) -> dict[int, tuple[dict, dict]]:
