@@ -288,3 +288,16 @@ def test_search_stats_always_name_the_decoder(indexed):
     assert undecoded["frames_decoded"] == 0 and undecoded["decoder"] is None
     again = vmr_json("search", "a red screen")["stats"]
     assert again["frames_decoded"] == 0 and "decoder" in again and again["decoder"] is None
+
+
+def test_search_warns_of_a_result_whose_file_changed_since_it_was_indexed(indexed):
+    """A file shortened since it was indexed gave moments past its end, with no warning (a
+    deleted one is reported as skipped)."""
+    make_video(indexed / "green.mp4", [("green", 1.0)])
+    code, out, err = vmr("search", "a green screen", "--top-k", "9")
+    assert "green.mp4" in out  # kept, as export keeps such results
+    assert f"warning: {indexed / 'green.mp4'}: changed since it was indexed" in err and "'vmr index' updates it" in err
+    stats = vmr_json("search", "a green screen", "--top-k", "9")["stats"]
+    assert [c["video"] for c in stats["changed"]] == [str(indexed / "green.mp4")]
+    vmr("index")
+    assert "changed" not in vmr_json("search", "a green screen", "--top-k", "9")["stats"]

@@ -409,6 +409,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         _write_page(lib, lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
         say(f"warning: skipped {skipped['video']}: {skipped['error']}")
+    for changed in found["stats"].get("changed", []):
+        say(f"warning: {changed['video']}: {changed['reason']}")
     if found["stats"].get("decoder_note"):
         say(f"note: {found['stats']['decoder_note']}")
     for note in found["stats"].get("fallbacks", []):

@@ -148,6 +148,10 @@ class Searcher:
         if options.min_score is not None:
             moments = [m for m in moments if m["score"] >= options.min_score]
         results = [dict(rank=i + 1, **m) for i, m in enumerate(moments[:options.top_k])]
+        shown = {r["video"] for r in results}
+        changed = [c for c in stats.pop("changed", []) if c["video"] in shown]
+        if changed:  # kept, as export keeps them: said only of the videos results are in
+            stats["changed"] = changed
         stats["seconds"] = round(time.perf_counter() - started, 3)
         stats["time"] = timer.rounded()
         search_id = None
@@ -190,10 +194,14 @@ class Searcher:
     def _stored(self, video: dict, q: torch.Tensor, stats: dict):
         """The video with its stored timeline scored against q, or None when it must be skipped."""
         try:
-            video, clips, shard = self._stored_vectors(video)
+            video, clips, shard, st = self._stored_vectors(video)
         except SkipVideo as exc:
             stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc)})
             return None
+        if (st.st_size, st.st_mtime_ns) != (video["size"], video["mtime_ns"]):  # its moments may be elsewhere now
+            stats.setdefault("changed", []).append({
+                "video": video["path"], "reason": "changed since it was indexed (its size or time differ), so its "
+                "moments may lie elsewhere or past its end now; 'vmr index' updates it"})
         stats["videos_considered"] += 1
         v = stored_timeline(video, clips, shard, q, self.info["clip_seconds"])
         stats["frames_stored"] += len(v.times)
@@ -204,7 +212,8 @@ class Searcher:
         return v
 
     def _stored_vectors(self, video: dict):
-        """(row, clip rows, shard) of the video; SkipVideo when they are gone or the file is.
+        """(row, clip rows, shard, the file's os.stat) of the video; SkipVideo when they are gone
+        or the file is.
 
         A ``vmr index`` running beside the search may re-index the video between the moment
         its row was read and its shard: the video then has a new row (a new id, see
@@ -224,12 +233,12 @@ class Searcher:
             raise SkipVideo("vectors missing; run 'vmr index' to repair")
         shard, clips = found
         try:
-            os.stat(video["path"])
+            st = os.stat(video["path"])
         except FileNotFoundError:
             raise SkipVideo(f"file no longer exists: {video['path']}") from None
         except OSError as exc:  # a folder on the way that cannot be entered, a dropped share
             raise SkipVideo(_unreadable(exc)) from None
-        return video, clips, shard
+        return video, clips, shard, st
 
     def _shard_and_clips(self, video: dict):
         """(shard, clip rows) of the row, or None when its shard is gone or does not match them."""
