@@ -213,3 +213,13 @@ def test_a_gpu_failing_mid_index_keeps_what_was_committed(tiny_model, tmp_path, 
     assert (summary["added"], summary["unchanged"], summary["failed"]) == (2, 1, [])
     assert len(library.catalog.videos("ok")) == 3 and library.check(repair=False)["consistent"]
     library.close()
+
+
+def test_both_paths_say_what_they_read_of_a_long_sentence(tiny_model, monkeypatch):
+    """The rest of a sentence past the model's text length was dropped without a word."""
+    fast, slow = _both(tiny_model, monkeypatch)
+    assert fast.text_tokens == slow.text_tokens == 32
+    assert fast.text_read("a red circle") is None and slow.text_read("a red circle") is None
+    long = " ".join(f"word{i}" if i % 2 else "door" for i in range(60))
+    assert fast.text_read(long) == slow.text_read(long)
+    assert long.startswith(fast.text_read(long)) and len(fast.text_read(long).split()) < 60

@@ -54,6 +54,10 @@ def test_search_table_and_bad_queries(indexed):
         assert "query is empty" in err
     long = vmr_json("search", "door " * 2000)
     assert long["results"]
+    assert long["stats"]["query_note"].startswith("only the first 30 of the query's 2000 words were used")
+    code, out, err = vmr("search", "the red door " * 20)  # past the tiny model's 32 tokens: said
+    assert 'note: only the first 30 of the query\'s 60 words were used (up to "the red door")' in err, err
+    assert "query_note" not in vmr_json("search", "a red screen")["stats"]
     weird = vmr_json("search", "чёрная кошка 🐈 \x07 猫")
     assert weird["query"] and "\x07" not in weird["query"]
 

@@ -411,6 +411,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         say(f"warning: skipped {skipped['video']}: {skipped['error']}")
     for changed in found["stats"].get("changed", []):
         say(f"warning: {changed['video']}: {changed['reason']}")
+    if found["stats"].get("query_note"):
+        say(f"note: {found['stats']['query_note']}")
     if found["stats"].get("decoder_note"):
         say(f"note: {found['stats']['decoder_note']}")
     for note in found["stats"].get("fallbacks", []):

@@ -73,6 +73,7 @@ class TorchClip:
         self.w = {k: (v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device))
                   for k, v in weights.items()}
         self.tokenizer = _Tokenizer(folder, int(self.text.get("max_position_embeddings", 77)))
+        self.max_length = self.tokenizer.max_length
 
     # -- blocks ------------------------------------------------------------------------
     def _ln(self, x, name: str, eps: float):
@@ -111,6 +112,10 @@ class TorchClip:
         x = self._encoder(x, pre, self.vision)
         pooled = self._ln(x[:, 0], pre + ".post_layernorm", eps)
         return self._linear(pooled, "visual_projection", bias=False)
+
+    def text_read(self, text: str) -> str | None:
+        """What text_features reads of a long sentence (None: all of it)."""
+        return self.tokenizer.read(text)
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         """Sentences -> projected embeddings (N, D), not normalised; long ones truncated."""
@@ -152,6 +157,14 @@ class _Tokenizer:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad)
+
+    def read(self, text: str) -> str | None:
+        """The start of text that fits in max_length tokens, or None when all of it does: the
+        rest is dropped, and the user is told so."""
+        encoded = self.tokenizer.encode(text)
+        if not encoded.overflowing:
+            return None
+        return text[:max((end for _start, end in encoded.offsets), default=0)]
 
     def __call__(self, texts: list[str]):
         encoded = self.tokenizer.encode_batch(list(texts))

@@ -255,6 +255,7 @@ class ClipEncoder:
             raise VmrError(f"cannot load model '{self.name}': {first_line(exc)}; its weight files look damaged: "
                            "download or copy them again") from None
         self.image_size = int(_crop_size(prep) or image_size)
+        self.text_tokens = self.towers.max_length  # what encode_text reads of a sentence, at most
         self.mean = tuple(prep.get("image_mean", OPENAI_MEAN))
         self.std = tuple(prep.get("image_std", OPENAI_STD))
 
@@ -301,6 +302,11 @@ class ClipEncoder:
             feats = self.towers.text_features(list(texts))
         return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
 
+    def text_read(self, text: str) -> str | None:
+        """The part of text encode_text reads (the model's text length is fixed), or None when it
+        reads all of it: the rest of a long query is dropped without a word otherwise."""
+        return self.towers.text_read(text)
+
     def _to_device(self, batch):
         return batch.to(self.device)
 
@@ -341,6 +347,18 @@ class _TransformersTowers:
 
     def image_features(self, pixels):
         return _pooled(self.model.get_image_features(pixel_values=pixels))
+
+    def text_read(self, text: str) -> str | None:
+        """What text_features reads of a long sentence (None: all of it)."""
+        ids = self.tokenizer(text, verbose=False)["input_ids"]
+        if len(ids) <= self.max_length:
+            return None
+        try:
+            offsets = self.tokenizer(text, truncation=True, max_length=self.max_length,
+                                     return_offsets_mapping=True)["offset_mapping"]
+            return text[:max(end for _start, end in offsets)]
+        except NotImplementedError:  # a slow tokenizer has no offsets: the text as it spells it
+            return self.tokenizer.decode(ids[1:self.max_length - 1], skip_special_tokens=True)
 
     def text_features(self, texts: list[str]):
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,

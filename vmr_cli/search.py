@@ -53,13 +53,13 @@ class SearchOptions:
     record_selection: bool = False   # stats["selections"]: the clips the windows cover, per video
 
 
-def clean_query(query: str) -> str:
-    """One line of printable text; a clear error for an empty query."""
+def clean_query(query: str, limit: int | None = MAX_QUERY_CHARS) -> str:
+    """One line of printable text, at most ``limit`` characters; a clear error for an empty query."""
     text = "".join(ch if ch.isprintable() else " " for ch in query)
     text = " ".join(text.split())
     if not text:
         raise VmrError("the query is empty; say what happens, e.g. vmr search \"person opens the door\"")
-    return text[:MAX_QUERY_CHARS]
+    return text[:limit]
 
 
 class Timer:
@@ -136,6 +136,13 @@ class Searcher:
         stats = {"videos_considered": 0, "clips_verified": 0, "frames_stored": 0, "frames_cached": 0,
                  "frames_decoded": 0, "frames_encoded": 0, "seconds": 0.0,
                  "decoder": None}  # always there for scripts: None when nothing was decoded
+        read = self.encoder.text_read(text)
+        whole = clean_query(query, limit=None)
+        if read is not None or whole != text:  # dropped by the model's text length, or MAX_QUERY_CHARS
+            read = read if read is not None else text
+            stats["query_note"] = (f"only the first {len(read.split())} of the query's {len(whole.split())} words "
+                                   f"were used (up to \"{' '.join(read.split()[-3:])}\"): the model reads at most "
+                                   f"{self.encoder.text_tokens} tokens of a query")
         with timer("vectors"):
             videos = [v for v in (self._stored(video, q, stats) for video in self._candidates(q, options)) if v]
         if options.only_video is not None:  # one video: its best top_k moments, not a per-video cap
