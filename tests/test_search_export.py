@@ -7,7 +7,7 @@ import os
 import shutil
 
 import pytest
-from conftest import ffprobe_duration, make_video, vmr, vmr_json
+from conftest import TEST_MEDIA, ffprobe_duration, make_video, vmr, vmr_json
 
 from vmr_cli.library import Library
 
@@ -199,6 +199,7 @@ def test_exhaustive_search_of_a_video_shorter_than_its_grid_step(tiny_model, tmp
 
 
 REAL_FFMPEG = shutil.which("ffmpeg")
+MOVIE_OGG = "usr/share/forensics-samples/original-files/movie2/movie-hello.ogg"
 
 
 def _probe(path) -> tuple[int, float]:
@@ -305,3 +306,29 @@ def test_search_warns_of_a_result_whose_file_changed_since_it_was_indexed(indexe
     assert [c["video"] for c in stats["changed"]] == [str(indexed / "green.mp4")]
     vmr("index")
     assert "changed" not in vmr_json("search", "a green screen", "--top-k", "9")["stats"]
+
+
+def test_a_stream_copy_that_lost_video_frames_is_not_kept(indexed, tmp_path, monkeypatch):
+    """An Ogg/Theora stream copy held a few of the moment's video frames while its audio ran the
+    whole length, and passed as right (exit 0, no warning): the length read was the audio's."""
+    found = vmr_json("search", "a test pattern", "--top-k", "9")["results"]
+    rank = next(r["rank"] for r in found if r["video"].endswith("pattern.mp4") and r["end"] - r["start"] >= 1.5)
+    drop = "'noise=drop=gte(n\\,3)'"  # a copy that keeps 3 video packets, and all of the audio
+    _ffmpeg_wrapper(tmp_path, monkeypatch, f'case "$*" in *"-c copy"*) {REAL_FFMPEG} "$@" || exit $?; '
+                    'for last; do :; done; f="${last#file:}"; '
+                    f'{REAL_FFMPEG} -v error -y -i "file:$f" -map 0 -c copy -bsf:v {drop} "file:$f.x.mp4" '
+                    '&& mv "$f.x.mp4" "$f"; exit $?;; esac')
+    code, out, err = vmr("export", rank, "--copy", "--out", tmp_path / "out", expect=1)
+    assert "the cut holds only 3 of the moment's" in err and "export it without --copy" in err, err
+    assert os.listdir(tmp_path / "out") == []
+    vmr("export", rank, "--out", tmp_path / "out")  # an exact cut is not held to a stream copy's frames
+
+
+@pytest.mark.skipif(not (TEST_MEDIA / MOVIE_OGG).exists(), reason="test media not installed (TEST_MEDIA.md)")
+def test_a_stream_copy_of_an_ogg_theora_file(tiny_model, tmp_path):
+    (tmp_path / "v").mkdir()
+    shutil.copy(TEST_MEDIA / MOVIE_OGG, tmp_path / "v")
+    vmr_json("index", tmp_path / "v", "--model", tiny_model)
+    vmr_json("search", "a screen", "--top-k", "1")
+    code, out, err = vmr("export", "--copy", "--out", tmp_path / "out", expect=1)
+    assert "video frames; a stream copy of this file loses frames: export it without --copy" in err, err

@@ -3,8 +3,10 @@
 ffmpeg's exit status does not say the cut is right.  It exits 0 after writing a
 file that holds no frame (seeking before ``-i`` in some MPEG-TS recordings lands
 nowhere) or a file cut short by a full disk, and it fails a whole cut over an
-audio stream it cannot decode.  So every cut is probed afterwards (a video frame
-at least, and about the length asked for) and tried again another way when it
+audio stream it cannot decode, and a stream copy (Ogg/Theora) can keep a few of the
+moment's video frames while the audio, and so the file's length, is whole.  So every cut
+is probed afterwards (a video frame at least, about the length asked for, and for a
+stream copy the source's video frames in the moment) and tried again another way when it
 is not right: seeking after ``-i`` (decodes from the start: slower, exact), and
 without the audio when only the audio is in the way (said in a warning).
 """
@@ -47,12 +49,15 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
     ``start``, so may be longer).  ``timeout``: seconds per ffmpeg run (None: no
     limit).  CutError when no way gives a right file; DiskFull when the disk is full."""
     ffprobe = shutil.which("ffprobe") or "ffprobe"
+    # A stream copy holds the source's packets: it must hold every video frame of the moment
+    # (an Ogg/Theora copy kept 25 of 129 while its audio, and so its length, was whole).
+    expected = _frames_in(ffprobe, source, start, seconds) if "copy" in codec_args else None
 
     def attempt(seek: str, audio: bool) -> str | None:
         """Why this way failed, or None when target now holds the moment."""
         failed = _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout)
         if failed is None:  # ffmpeg exits 0 on a full disk too: the file is read back
-            failed = _wrong(ffprobe, target, seconds)
+            failed = _wrong(ffprobe, target, seconds, expected)
         if failed is not None and ("No space left on device" in failed or _disk_full(target)):
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
         return failed
@@ -72,11 +77,13 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
     # ffmpeg exited 0 with a wrong file: a seek before -i that landed nowhere; decode from the start
     if attempt("output", True) is None:
         return None
-    raise CutError(first)
+    raise CutError(first + ("; a stream copy of this file loses frames: export it without --copy"
+                            if expected and first.startswith(FEWER) else ""))
 
 
 TIMED_OUT = "ffmpeg took longer than"
 WRONG = "the cut "  # how _wrong's reasons begin
+FEWER = "the cut holds only"
 
 
 def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout) -> str | None:
@@ -94,9 +101,28 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
     return ffmpeg_reason(done.stderr) if done.returncode != 0 else None
 
 
-def _wrong(ffprobe: str, target: str, seconds: float) -> str | None:
+def _frames_in(ffprobe: str, source: str, start: float, seconds: float) -> int | None:
+    """Video packets of source timed in [start, start + seconds), or None when ffprobe cannot
+    tell.  Cheap: ffprobe seeks there and reads packets, decoding nothing."""
+    def probe(*args: str) -> bytes:
+        return subprocess.run([ffprobe, "-v", "error", *args, "-of", "csv=p=0", "file:" + source],
+                              capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT).stdout
+
+    try:  # times in vmr are from the file's start; packet times may begin later (MPEG-TS)
+        origin = float(probe("-show_entries", "format=start_time").strip() or 0.0)
+        begin, end = origin + start, origin + start + seconds  # an absolute end: '%+' counts from the key frame
+        lines = probe("-select_streams", "v:0", "-read_intervals", f"{begin:.3f}%{end:.3f}",
+                      "-show_entries", "packet=pts_time").decode("ascii", "replace").split()
+        times = [float(f) for f in (line.split(",")[0] for line in lines) if f not in ("", "N/A")]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return sum(begin - 1e-6 <= t < end for t in times) or None
+
+
+def _wrong(ffprobe: str, target: str, seconds: float, expected: int | None = None) -> str | None:
     """Why the cut in target is not the moment asked for, or None when it is: no video frame,
-    or shorter than asked by more than 5 % (a quarter second, two frames, at least)."""
+    shorter than asked by more than 5 % (a quarter second, two frames, at least), or, with
+    ``expected`` (the source's video frames in the moment), missing more than a tenth of them."""
     cmd = [ffprobe, "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
            "stream=nb_read_packets,avg_frame_rate:format=duration", "-of", "json", "file:" + target]
     try:
@@ -111,6 +137,8 @@ def _wrong(ffprobe: str, target: str, seconds: float) -> str | None:
         return "the cut could not be read back"
     if frames == 0:
         return "the cut holds no video frame"
+    if expected and frames < expected - max(2, expected // 10):
+        return f"{FEWER} {frames} of the moment's {expected} video frames"
     if length < seconds - max(0.25, 0.05 * seconds, 2 * frame):
         return f"the cut is {length:.2f} s long instead of {seconds:.2f} s"
     return None
