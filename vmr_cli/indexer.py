@@ -20,9 +20,9 @@ import torch
 from .decode import open_reader, require_backend
 from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, model_name, weights_identity
 from .errors import DecodeError, TransientError, VmrError, first_line
-from .paths import printable, under
+from .paths import printable
 from .probe import ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
-from .scan import check_roots, collapse, fingerprint, plan_index
+from .scan import Roots, check_roots, collapse, fingerprint, plan_index
 
 CHUNK_CLIPS = 32        # clips decoded per step: bounds memory on very long videos
 THUMB = 32              # thumbnail size for the shot and motion measures
@@ -151,6 +151,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         library.check(repair=True)
         library.repair_missing_shards()  # what a search reported as 'vectors missing'
         plan = plan_index(library.catalog, roots, prune=prune, signature=signature)
+        lookup = Roots(roots)  # the root each file is recorded under
         if not (plan.add or plan.update or plan.move or plan.touched or plan.replaced or plan.remove
                 or plan.unchanged or plan.failed_before or plan.failed or plan.kept or library.catalog.videos()):
             raise VmrError(f"no video files in {', '.join(printable(r) for r in roots)}"
@@ -165,15 +166,15 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         for item, before, moved in plan.replaced:  # a file moved over another: its entry follows it
             library.remove_videos([before])
             summary["removed"] += 1
-            _apply_moves(library, [(item, moved)], roots, summary)
-        _apply_moves(library, plan.move, roots, summary)
+            _apply_moves(library, [(item, moved)], lookup, summary)
+        _apply_moves(library, plan.move, lookup, summary)
         for item, row in plan.touched:  # only the time changed: the row learns it, the vectors stay
             library.move_video(row, item.path, row["root"], item.mtime_ns)
         library.remove_videos(plan.remove)
         summary["removed"] += len(plan.remove)
         work = plan.add + plan.update
         if work:
-            _index_videos(library, work, roots, name, clip_seconds, encoder, backend, progress, summary,
+            _index_videos(library, work, lookup, name, clip_seconds, encoder, backend, progress, summary,
                           signature)
         library.save()
         summary["clips"] = library.catalog.counts()["clips"]
@@ -290,11 +291,10 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
     bar.close()
 
 
-def _root_of(path: str, roots: list[str]) -> str:
-    for root in roots:
-        if under(path, root):
-            return root
-    return os.path.dirname(path)
+def _root_of(path: str, roots) -> str:
+    """The root a file is recorded under: the nearest whose walk reaches it (a symlinked folder
+    named as a root of its own stays its root: recorded under the outer one, it was forgotten)."""
+    return roots.walked_root(path) or os.path.dirname(path)
 
 
 def _file_row(item) -> dict:

@@ -167,11 +167,48 @@ def collapse(roots: list[str]) -> list[str]:
     """Roots without those the walk of another root reaches, each once, in order.  A root inside
     another through a symlinked folder stays a root: the walk does not follow links, and its
     entries were removed (or held as an unmounted drive's) by every 'vmr index' with no PATH."""
-    out: list[str] = []
+    kept = Roots([])
     for root in sorted(set(roots), key=len):
-        if not any(under(root, kept) and not _through_link(root, kept) for kept in out):
-            out.append(root)
-    return sorted(out)
+        if kept.walked_root(root, of_folder=True) is None:
+            kept.add(root)
+    return sorted(kept.all)
+
+
+class Roots:
+    """The roots of an index run, found for a path among its ancestors (set lookups), not by
+    comparing it with every root: 'vmr index ~/Downloads/*.mp4' makes every file a root, and a
+    plan that compared each entry with each root took 14 s at 6,000 files (quadratic)."""
+
+    def __init__(self, roots):
+        self.all = set(roots)
+        self._linked: dict = {}  # (folder, root) -> reached only through a symlinked folder
+
+    def add(self, root: str) -> None:
+        self.all.add(root)
+
+    def holding(self, path: str) -> list[str]:
+        """The roots path lies under (or is), the nearest first."""
+        out = []
+        while True:
+            if path in self.all:
+                out.append(path)
+            parent = os.path.dirname(path)
+            if parent == path:
+                return out
+            path = parent
+
+    def walked_root(self, path: str, of_folder: bool = False) -> str | None:
+        """The nearest root whose walk reaches path (not through a symlinked folder), or None.
+        ``of_folder``: path is a folder, itself checked for being a link, else a file's."""
+        folder = path if of_folder else os.path.dirname(path)
+        for root in self.holding(path):
+            if root == path:
+                return root
+            if (folder, root) not in self._linked:
+                self._linked[folder, root] = _through_link(folder, root)
+            if not self._linked[folder, root]:
+                return root
+        return None
 
 
 def _through_link(path: str, root: str) -> bool:
@@ -223,28 +260,20 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     plan = Plan(failed=walk.failed, skipped=dict(walk.skipped), own_outputs=len(walk.found) - len(theirs))
     walk.found = theirs
     present = {f.path for f in walk.found} | {f["path"] for f in walk.failed}
-    linked = {}  # folder -> whether the walk of a root reaches it only through a symlinked folder
-
-    def walked(path: str, root: str) -> bool:
-        if not under(path, root):
-            return False
-        folder = os.path.dirname(path)
-        if (folder, root) not in linked:
-            linked[folder, root] = _through_link(folder, root)
-        return not linked[folder, root]
-
     # Entries under a symlinked folder inside a root are not the root's (its walk does not go
     # there): they are left alone, not taken for deleted; that folder indexed by name is a root.
-    in_scope = [v for v in by_path.values() if any(walked(v["path"], r) for r in roots)]
+    lookup = Roots(roots)
+    in_scope = [v for v in by_path.values() if lookup.walked_root(v["path"]) is not None]
+    unreadable = Roots(walk.unreadable)
     unread_held: Counter = Counter()
     gone: dict[str, dict] = {}
     for row in in_scope:
-        folder = next((u for u in walk.unreadable if under(row["path"], u)), None)
+        folder = next(iter(unreadable.holding(row["path"])), None)
         if folder is not None:
             unread_held[folder] += 1
         elif row["path"] not in present:
             gone[row["path"]] = row
-    lost_first = _lost_folders(in_scope, gone, roots, walk.unreadable)
+    lost_first = _lost_folders(in_scope, gone, lookup, unreadable)
     for folder, count in unread_held.items():
         plan.kept.append({"path": folder, "videos": count,
                           "reason": f"cannot read the folder ({walk.unreadable[folder]}); its {count} "
@@ -374,7 +403,7 @@ def same_file_row(mine: os.stat_result, rows) -> dict | None:
     return None
 
 
-def _lost_folders(in_scope: list[dict], gone: dict, roots: list[str], unreadable) -> dict[str, list]:
+def _lost_folders(in_scope: list[dict], gone: dict, roots: Roots, unreadable: Roots) -> dict[str, list]:
     """The top-most folders (a root or inside one) that held two or more indexed videos, none
     of which was seen now: folder -> their rows.  Entries of files that failed do not count
     (a deleted folder of broken files is not a drive to wait for): they are removed."""
@@ -382,9 +411,9 @@ def _lost_folders(in_scope: list[dict], gone: dict, roots: list[str], unreadable
     missing: Counter = Counter()
     chains = {}
     for row in in_scope:
-        if row["status"] == "failed" or any(under(row["path"], u) for u in unreadable):
+        if row["status"] == "failed" or unreadable.holding(row["path"]):
             continue
-        root = max((r for r in roots if under(row["path"], r)), key=len)
+        root = roots.walked_root(row["path"])
         chain = list(_folders_between(row["path"], root))
         chains[row["path"]] = chain
         for folder in chain:
