@@ -311,6 +311,11 @@ def test_a_shard_that_cannot_be_read_is_not_taken_for_damage(tiny_model, tmp_pat
     assert found.returncode == 0, found.stderr
     assert {r["video"] for r in json.loads(found.stdout)["results"]} == {str(folder / "b.mp4")}
     assert f"skipped {folder / 'a.mp4'}: cannot read" in found.stderr
+    os.unlink(library / "appearance.faiss")  # a cache to rebuild from the shards: the same answer
+    found = vmr_subprocess(library, "search", "blue", "--json")
+    assert found.returncode == 0, found.stderr
+    assert {r["video"] for r in json.loads(found.stdout)["results"]} == {str(folder / "b.mp4")}
+    assert f"skipped {folder / 'a.mp4'}: cannot read" in found.stderr
     os.chmod(shard, 0o644)
     assert shard.exists()
     lib = Library(str(library))

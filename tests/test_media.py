@@ -134,3 +134,18 @@ def test_a_fallback_to_pyav_is_reported_and_a_missing_backend_is_an_error(tmp_pa
     monkeypatch.setitem(sys.modules, "decord", None)  # as if not installed
     with pytest.raises(VmrError, match="decord backend is not installed"):
         open_reader(str(path), info, 32, backend="decord")
+
+
+def test_a_name_that_is_not_utf8_opens_torchcodec_from_the_file_start_every_time(tmp_path):
+    """Such a file is handed to torchcodec as a file object; a second open (after one that
+    failed) got it already read, and failed with 'Invalid data found' instead of the reason."""
+    import os
+
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.mp4")
+    make_video(tmp_path / "a.mp4", [("red", 2.0)])
+    os.rename(os.fsencode(tmp_path / "a.mp4"), odd)
+    reader = open_reader(os.fsdecode(odd), probe(os.fsdecode(odd)), 32, backend="torchcodec")
+    reader.reader._source().read(4096)
+    assert reader.reader._source().tell() == 0
+    assert reader.frames_at([0.5]).shape == (1, 3, 32, 32) and reader.fallback is None
+    reader.close()

@@ -84,6 +84,7 @@ class TorchcodecReader(_Reader):
         except UnicodeEncodeError:
             if self._file is None:
                 self._file = open(self.path, "rb")
+            self._file.seek(0)  # a decoder that failed to open left it read: again from the start
             return self._file
 
     def _open(self):

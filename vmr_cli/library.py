@@ -30,7 +30,7 @@ from contextlib import contextmanager, suppress
 from .catalog import Catalog, folder_size, integrity_problems, salvage
 from .encoders import (ModelFiles, is_folder_name, locate_model, model_name, weights_fingerprint,
                        weights_identity)
-from .errors import VmrError
+from .errors import VectorsUnreadable, VmrError
 from .frame_cache import FrameCache
 from .lock import is_locked, writer_lock
 from .paths import printable
@@ -419,7 +419,10 @@ class Library:
             if repair and extra:
                 self.vectors.remove(dim, extra)
                 report["index_removed"] = len(extra)
-            suspect = self._restore_from_shards(dim, rows - indexed, indexed, deep, repair, report)
+            unreadable: list = []
+            suspect = self._restore_from_shards(dim, rows - indexed, indexed, deep, repair, report, unreadable)
+            if unreadable and save:  # index, status: stop and say so; a search skips those videos
+                raise unreadable[0]
             if suspect:
                 report["consistent"] = False
                 report["stale_videos"] = sorted(suspect)
@@ -432,9 +435,10 @@ class Library:
         return report
 
     def _restore_from_shards(self, dim: int, missing: set, indexed: set, deep: bool, repair: bool,
-                             report: dict) -> set[int]:
+                             report: dict, unreadable: list) -> set[int]:
         """Add clips missing from FAISS back from their shards; the ids of videos whose shard
-        is missing or does not match their rows (every video when deep)."""
+        is missing or does not match their rows (every video when deep).  A shard that cannot be
+        read is neither: its VectorsUnreadable goes to ``unreadable``."""
         if deep:
             targets = self.catalog.videos("ok")
             report["shards_checked"] = len(targets)
@@ -443,7 +447,11 @@ class Library:
             targets = [v for v in (self.catalog.video(i) for i in owners) if v is not None]
         suspect = set()
         for video in targets:
-            shard = self.vectors.read_shard(video["id"], video["vectors_token"])
+            try:
+                shard = self.vectors.read_shard(video["id"], video["vectors_token"])
+            except VectorsUnreadable as exc:
+                unreadable.append(exc)
+                continue
             clip_ids = self.catalog.clip_ids_of(video["id"])
             if shard is None or shard["clip_ids"].tolist() != clip_ids or shard["A"].shape[1:] != (dim,):
                 suspect.add(video["id"])
