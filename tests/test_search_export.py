@@ -58,6 +58,9 @@ def test_search_table_and_bad_queries(indexed):
     code, out, err = vmr("search", "the red door " * 20)  # past the tiny model's 32 tokens: said
     assert 'note: only the first 30 of the query\'s 60 words were used (up to "the red door")' in err, err
     assert "query_note" not in vmr_json("search", "a red screen")["stats"]
+    one_word = vmr_json("search", "x" * 2500)["stats"]["query_note"]  # vmr's own cut, inside one word
+    assert one_word == ('only the first 2000 of the query\'s 2500 characters were used (up to "…' + "x" * 30
+                        + '"): vmr reads at most 2000 characters of a query'), one_word
     weird = vmr_json("search", "чёрная кошка 🐈 \x07 猫")
     assert weird["query"] and "\x07" not in weird["query"]
 

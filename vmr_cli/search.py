@@ -62,6 +62,21 @@ def clean_query(query: str, limit: int | None = MAX_QUERY_CHARS) -> str:
     return text[:limit]
 
 
+def _query_note(whole: str, read: str, tokens: int | None) -> str:
+    """What part of a long query was used, in words (in characters where the cut falls inside
+    the first word: a URL, a language written without spaces), and why: the model's text length
+    (``tokens``), else vmr's MAX_QUERY_CHARS."""
+    words, used = whole.split(), read.split()
+    if len(used) > 1:
+        part, tail = f"the first {len(used)} of the query's {len(words)} words", " ".join(used[-3:])
+    else:
+        part, tail = f"the first {len(read)} of the query's {len(whole)} characters", read
+    tail = ("…" + tail[-30:].lstrip()) if len(tail) > 30 else tail
+    why = (f"the model reads at most {tokens} tokens of a query" if tokens is not None
+           else f"vmr reads at most {MAX_QUERY_CHARS} characters of a query")
+    return f"only {part} were used (up to \"{tail}\"): {why}"
+
+
 class Timer:
     """Seconds per named stage, summed over a query."""
 
@@ -139,10 +154,8 @@ class Searcher:
         read = self.encoder.text_read(text)
         whole = clean_query(query, limit=None)
         if read is not None or whole != text:  # dropped by the model's text length, or MAX_QUERY_CHARS
-            read = read if read is not None else text
-            stats["query_note"] = (f"only the first {len(read.split())} of the query's {len(whole.split())} words "
-                                   f"were used (up to \"{' '.join(read.split()[-3:])}\"): the model reads at most "
-                                   f"{self.encoder.text_tokens} tokens of a query")
+            stats["query_note"] = _query_note(whole, read if read is not None else text,
+                                              self.encoder.text_tokens if read is not None else None)
         with timer("vectors"):
             videos = [v for v in (self._stored(video, q, stats) for video in self._candidates(q, options)) if v]
         if options.only_video is not None:  # one video: its best top_k moments, not a per-video cap
