@@ -327,6 +327,19 @@ def test_a_stream_copy_that_lost_video_frames_is_not_kept(indexed, tmp_path, mon
     vmr("export", rank, "--out", tmp_path / "out")  # an exact cut is not held to a stream copy's frames
 
 
+def test_a_good_stream_copy_costs_no_count_of_the_source(indexed, tmp_path, monkeypatch):
+    """Counting the source's frames took two ffprobe runs before every copy, doubling the cost of
+    a good one; it is asked only of a copy holding fewer frames than its rate implies."""
+    from vmr_cli import cut
+
+    counted = []
+    monkeypatch.setattr(cut, "_frames_in", lambda *args: counted.append(args) or None)
+    found = vmr_json("search", "a test pattern", "--top-k", "9")["results"]
+    rank = next(r["rank"] for r in found if r["video"].endswith("pattern.mp4") and r["end"] - r["start"] >= 1.5)
+    vmr("export", rank, "--copy", "--out", tmp_path / "out")
+    assert len(os.listdir(tmp_path / "out")) == 1 and counted == []
+
+
 @pytest.mark.skipif(not (TEST_MEDIA / MOVIE_OGG).exists(), reason="test media not installed (TEST_MEDIA.md)")
 def test_a_stream_copy_of_an_ogg_theora_file(tiny_model, tmp_path):
     (tmp_path / "v").mkdir()

@@ -50,8 +50,17 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
     limit).  CutError when no way gives a right file; DiskFull when the disk is full."""
     ffprobe = shutil.which("ffprobe") or "ffprobe"
     # A stream copy holds the source's packets: it must hold every video frame of the moment
-    # (an Ogg/Theora copy kept 25 of 129 while its audio, and so its length, was whole).
-    expected = _frames_in(ffprobe, source, start, seconds) if "copy" in codec_args else None
+    # (an Ogg/Theora copy kept 25 of 129 while its audio, and so its length, was whole).  The
+    # source is counted only for a copy with fewer frames than its own rate implies: two more
+    # ffprobe runs doubled the cost of a good copy.
+    counted: list = []
+
+    def source_frames() -> int | None:
+        if not counted:
+            counted.append(_frames_in(ffprobe, source, start, seconds))
+        return counted[0]
+
+    expected = source_frames if "copy" in codec_args else None
 
     def attempt(seek: str, audio: bool) -> str | None:
         """Why this way failed, or None when target now holds the moment."""
@@ -78,7 +87,7 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
     if attempt("output", True) is None:
         return None
     raise CutError(first + ("; a stream copy of this file loses frames: export it without --copy"
-                            if expected and first.startswith(FEWER) else ""))
+                            if first.startswith(FEWER) else ""))
 
 
 TIMED_OUT = "ffmpeg took longer than"
@@ -119,29 +128,38 @@ def _frames_in(ffprobe: str, source: str, start: float, seconds: float) -> int |
     return sum(begin - 1e-6 <= t < end for t in times) or None
 
 
-def _wrong(ffprobe: str, target: str, seconds: float, expected: int | None = None) -> str | None:
+def _wrong(ffprobe: str, target: str, seconds: float, expected=None) -> str | None:
     """Why the cut in target is not the moment asked for, or None when it is: no video frame,
     shorter than asked by more than 5 % (a quarter second, two frames, at least), or, with
-    ``expected`` (the source's video frames in the moment), missing more than a tenth of them."""
+    ``expected()`` (the source's video frames in the moment, asked only when the cut holds
+    fewer than its frame rate implies), missing more than a tenth of them."""
     cmd = [ffprobe, "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
-           "stream=nb_read_packets,avg_frame_rate:format=duration", "-of", "json", "file:" + target]
+           "stream=nb_read_packets,avg_frame_rate,r_frame_rate:format=duration", "-of", "json", "file:" + target]
     try:
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT)
         data = json.loads(done.stdout or b"{}")
         streams = data.get("streams") or [{}]
         frames = int(streams[0].get("nb_read_packets") or 0)
         length = float((data.get("format") or {}).get("duration") or 0.0)
-        num, _, den = (streams[0].get("avg_frame_rate") or "0/1").partition("/")
-        frame = float(den) / float(num) if float(num or 0) > 0 and float(den or 0) > 0 else 0.0
+        frame = _seconds_per_frame(streams[0].get("avg_frame_rate")) or _seconds_per_frame(
+            streams[0].get("r_frame_rate"))  # an Ogg copy has no average rate (0/0)
     except (OSError, subprocess.SubprocessError, ValueError):
         return "the cut could not be read back"
     if frames == 0:
         return "the cut holds no video frame"
-    if expected and frames < expected - max(2, expected // 10):
-        return f"{FEWER} {frames} of the moment's {expected} video frames"
+    if expected is not None and frame > 0 and frames < 0.9 * seconds / frame:
+        wanted = expected()
+        if wanted and frames < wanted - max(2, wanted // 10):
+            return f"{FEWER} {frames} of the moment's {wanted} video frames"
     if length < seconds - max(0.25, 0.05 * seconds, 2 * frame):
         return f"the cut is {length:.2f} s long instead of {seconds:.2f} s"
     return None
+
+
+def _seconds_per_frame(rate) -> float:
+    """1 / an ffprobe rate ('30000/1001'), or 0.0 when it says nothing ('0/0', missing)."""
+    num, _, den = (rate or "0/1").partition("/")
+    return float(den) / float(num) if float(num or 0) > 0 and float(den or 0) > 0 else 0.0
 
 
 def _disk_full(target: str) -> bool:
