@@ -50,6 +50,10 @@ def test_media_that_is_not_a_video_is_skipped_with_its_reason(tiny_model, tmp_pa
     ffmpeg("-f", "lavfi", "-i", "color=red:size=64x48", "-frames:v", "1", tmp_path / "photo.jpg")
     named = vmr_json("index", tmp_path / "photo.jpg", expect=1)
     assert failures(named) == {"photo.jpg": "a still image (mjpeg), not a video"}
+    # A motion-JPEG stream is read by the same demuxer as one JPEG, frame after frame: a video
+    ffmpeg("-f", "lavfi", "-t", "2", "-i", "testsrc2=size=320x240:rate=10", "-c:v", "mjpeg", "-f", "mjpeg",
+           tmp_path / "camera.mjpeg")
+    assert vmr_json("index", tmp_path / "camera.mjpeg")["added"] == 1
     os.utime(folder / "audio.mp4")  # changed: tried again, reported again in the table form
     code, out, err = vmr("index", folder, expect=1)
     assert err.strip() == (f"failed: {folder / 'audio.mp4'}: "

@@ -37,7 +37,7 @@ def require_tool(name: str) -> str:
 PROBE_TIMEOUT = 60  # seconds for one ffprobe call
 
 # Raw elementary video streams (.h264, .m2v ...) carry no duration: it is counted from packets.
-RAW_STREAMS = frozenset("h264 hevc mpegvideo m4v vc1 cavsvideo avs2 avs3 h261 h263 obu mjpeg dirac".split())
+RAW_STREAMS = frozenset("h264 hevc mpegvideo m4v vc1 cavsvideo avs2 avs3 h261 h263 obu mjpeg jpeg_pipe dirac".split())
 
 # A claimed duration that the stream cannot back is refused (issue 11.7): a few KB claiming
 # 100 hours would cost the indexer 180,000 clips.  Real files are far from these limits: the
@@ -80,7 +80,7 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
         raise DecodeError("no video stream (audio-only, image or not a media file)")
     stream = streams[0]
     fmt = data.get("format", {})
-    if _still_image(str(fmt.get("format_name", ""))):  # a JPEG was a 0.04 s 'video' of one frame
+    if _still_image(ffprobe, path, str(fmt.get("format_name", "")), cancel):  # a JPEG was a 0.04 s 'video'
         raise DecodeError(f"a still image ({stream.get('codec_name') or 'image'}), not a video")
     duration = _number(stream.get("duration")) or _number(fmt.get("duration"))
     fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
@@ -103,11 +103,18 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
                      rotation=rotation, codec=str(stream.get("codec_name", "")))
 
 
-def _still_image(format_name: str) -> bool:
-    """Whether ffmpeg read the file with an image demuxer: image2 (one JPEG, TIFF ...) or one
-    of the image pipes (png_pipe, webp_pipe ...).  An animated GIF or a motion-JPEG stream is
-    not one of them."""
-    return any(name == "image2" or name.endswith("_pipe") for name in format_name.split(","))
+def _still_image(ffprobe: str, path: str, format_name: str, cancel=None) -> bool:
+    """Whether ffmpeg read the file as one image: with image2 (a JPEG, a TIFF ...), or with an
+    image pipe (png_pipe, jpeg_pipe ...) that holds a single frame; a motion-JPEG stream or an
+    animated WebP is read by the same pipes, frame after frame (two packets are counted)."""
+    names = format_name.split(",")
+    if "image2" in names:
+        return True
+    if not any(name.endswith("_pipe") for name in names):
+        return False
+    counted = _ffprobe(ffprobe, path, ["-select_streams", "v:0", "-read_intervals", "%+#2", "-count_packets",
+                                       "-show_entries", "stream=nb_read_packets"], cancel)
+    return (_number((counted.get("streams") or [{}])[0].get("nb_read_packets")) or 0) <= 1
 
 
 def check_duration(duration: float, fps: float | None = None, size: int | None = None,
