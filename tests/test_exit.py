@@ -78,3 +78,19 @@ def test_a_ctrl_c_after_the_command_finished_does_not_fail_it(tmp_path):
                           text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert (done.returncode, done.stderr) == (0, ""), done
     assert "empty; run 'vmr index PATH'" in done.stdout
+
+
+def test_an_index_with_nothing_to_do_does_not_load_torch(tiny_model, tmp_path):
+    """A no-op 'vmr index' (a cron job's usual run) loaded torch and torchcodec first: about 3 s
+    of its 3.5 s."""
+    from conftest import make_video, vmr
+
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    library = tmp_path / "lib"
+    vmr("--library", library, "index", tmp_path / "v", "--model", tiny_model)
+    code = ("import sys; from click.testing import CliRunner; from vmr_cli.cli import cli; "
+            f"r = CliRunner().invoke(cli, ['--library', {str(library)!r}, 'index', '--json']); "
+            "print(r.exit_code, '\"unchanged\": 1' in r.stdout, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.stdout.split() == ["0", "True", "False"], done

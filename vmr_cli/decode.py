@@ -400,11 +400,15 @@ def import_torchcodec():
     return torchcodec.decoders
 
 
-def require_backend(name: str) -> None:
+def require_backend(name: str, load: bool = True) -> None:
     """An unknown or missing backend is an error of the environment: it stops the run
-    before any file is touched (never a failure recorded against every file)."""
+    before any file is touched (never a failure recorded against every file).  ``load``
+    False checks the name only (loading torchcodec loads torch: 2-3 s of a run with nothing
+    to decode)."""
     if name not in BACKENDS:
         raise VmrError(f"unknown decoder backend '{name}'; choose one of {', '.join(BACKENDS)}")
+    if not load:
+        return
     if name == "decord":
         try:
             import decord  # noqa: F401

@@ -15,8 +15,6 @@ import queue
 import threading
 import time
 
-import torch
-
 from .decode import open_reader, require_backend
 from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, model_name, weights_identity
 from .errors import DecodeError, TransientError, VmrError, first_line
@@ -139,7 +137,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         raise VmrError("--clip-seconds must be between 0.25 and 60")
     # Errors of the environment stop the run here, before the library is touched.
     require_tool("ffprobe")
-    require_backend(backend)
+    require_backend(backend, load=False)  # loaded below, where there is something to decode
     signature = decoder_signature(backend)
     with library.writer_lock("vmr index"):
         name, clip_seconds = resolve_encoder(library, model, clip_seconds)
@@ -151,6 +149,8 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         library.check(repair=True)
         library.repair_missing_shards()  # what a search reported as 'vectors missing'
         plan = plan_index(library.catalog, roots, prune=prune, signature=signature)
+        if plan.add or plan.update:  # before anything is changed, as above
+            require_backend(backend)
         lookup = Roots(roots)  # the root each file is recorded under
         if not (plan.add or plan.update or plan.move or plan.touched or plan.replaced or plan.remove
                 or plan.unchanged or plan.failed_before or plan.failed or plan.kept or library.catalog.videos()):
@@ -415,6 +415,8 @@ def _encoded(work, decoded, encoder, on_clips=None):
     histograms and motion energy are kept, so memory grows little with its
     length.
     """
+    import torch  # here, not at the top: a run with nothing to encode never loads it
+
     embeddings: list = []
     measures: list = []
     for kind, i, payload in decoded:
@@ -435,9 +437,11 @@ def _encoded(work, decoded, encoder, on_clips=None):
         embeddings, measures = [], []
 
 
-def clip_measures(frames: torch.Tensor):
-    """(colour histograms [k, 3 frames, 3, bins], motion energy [k]) of the k clips whose
+def clip_measures(frames):
+    """(colour histograms [k, 3 frames, 3, bins], motion energy [k]) of the k clips whose uint8
     frames 2j, 2j+1, 2j+2 (first, middle, last) are given: 2k+1 frames."""
+    import torch
+
     from vmr_models.bam import colour_histograms, motion_energy
 
     thumbs = torch.nn.functional.interpolate(frames.float(), size=(THUMB, THUMB), mode="area")
@@ -453,6 +457,8 @@ def _commit_video(library, encoder, item, info, grid, times, embeddings, hists, 
                   bad_frames: int = 0) -> None:
     """BAM vectors, stored frames and clip rows of one decoded video, handed to the library if
     the file is still the one that was decoded."""
+    import torch
+
     from vmr_models.bam import bam_features, shot_ids_from_histograms
 
     n = len(grid)
