@@ -200,6 +200,10 @@ def test_a_catalog_of_another_user_is_named_as_such(tiny_model, tmp_path):
     library = tmp_path / "lib"
     assert vmr_subprocess(library, "index", tmp_path / "v", "--model", tiny_model).returncode == 0
     os.chmod(library / "catalog.db", 0)
+    done = vmr_subprocess(library, "index", tmp_path / "v")  # the folder is writable: not 'read-only'
+    assert done.stderr.strip() == (f"Error: the catalog {library / 'catalog.db'} cannot be written (permission "
+                                   "denied); are the library's files another user's (after 'sudo vmr ...')? "
+                                   f"check the permissions of {library}"), done.stderr
     for args in (("status",), ("search", "red")):
         done = vmr_subprocess(library, *args)
         assert done.returncode == 1 and done.stdout == "", done

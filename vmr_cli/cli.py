@@ -228,8 +228,8 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     """
     from .indexer import index_paths, skipped_words
 
-    if not paths and model:
-        return _repoint(ctx, model, as_json)
+    if not paths and model and _repoint(ctx, model, as_json):
+        return
     lib = open_library(ctx, create=True)
     before = lib.encoder()
     try:
@@ -278,12 +278,17 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
         sys.exit(1)
 
 
-def _repoint(ctx, model: str, as_json: bool) -> None:
-    """``vmr index --model DIR``: the library's model, found at another place, with the same weights."""
+def _repoint(ctx, model: str, as_json: bool) -> bool:
+    """``vmr index --model DIR``: the library's model, found at another place, with the same weights.
+    False where the library lost its record of the model: every video is then embedded again with
+    this one, as the message that says so advises."""
     from .errors import VmrError
 
     lib = open_library(ctx)
     before = lib.encoder()
+    if before is None and lib.lost_encoder():
+        lib.close()
+        return False
     if before is None:
         raise VmrError(f"library {lib.directory} is empty; index with vmr index PATH --model {model}")
     with lib.writer_lock("vmr index --model"):
@@ -292,10 +297,11 @@ def _repoint(ctx, model: str, as_json: bool) -> None:
     if as_json:
         emit_json({"encoder": info["name"], "previous": before["name"], "sha256": info["weights"]["sha256"],
                    "folder": files.folder})
-        return
+        return True
     click.echo(f"encoder   {printable(info['name'])} (weights sha256 {info['weights']['sha256'][:12]}, as recorded)")
     if info["name"] != before["name"]:
         say(f"note: the library's model is now {info['name']}, was {before['name']}")
+    return True
 
 
 @cli.command()

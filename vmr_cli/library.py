@@ -72,6 +72,10 @@ class Library:
         writable = os.access(self.directory, os.W_OK) and (
             not os.path.exists(catalog_path) or os.access(catalog_path, os.W_OK))
         self.readonly = not writable
+        if self.readonly and create and os.access(self.directory, os.W_OK):  # the folder is, its catalog not
+            raise VmrError(f"the catalog {printable(catalog_path)} cannot be written (permission denied); are "
+                           "the library's files another user's (after 'sudo vmr ...')? check the permissions of "
+                           f"{printable(self.directory)}")
         if self.readonly and create:
             raise VmrError(f"library folder {printable(self.directory)} is not writable (read-only); "
                            "index into a writable --library")

@@ -102,6 +102,7 @@ def find_videos(roots: list[str], indexed=frozenset()) -> Walk:
     """
     walk = Walk()
     found: dict[str, Found] = {}
+    indexed = set(indexed) | {root for root in roots if not os.path.isdir(root)}  # named with its folder
 
     def consider(path: str, named: bool) -> None:
         if os.path.basename(path) == MARKER:
