@@ -193,9 +193,9 @@ class Searcher:
             if video is None or video["status"] != "ok":
                 raise VmrError(f"video not in the library: {options.only_video}")
             return [video]
-        ok = catalog.video_ids("ok")  # ids only: the rows of the candidates are read below
+        ok = catalog.videos("ok")
         if len(ok) <= options.max_videos:
-            candidate_ids = sorted(ok)
+            candidate_ids = [v["id"] for v in ok]
         else:
             k = max(256, 32 * options.max_videos)
             scores, clip_ids = self.library.vectors.search(self.info["dim"], q.numpy(), k)
@@ -207,11 +207,8 @@ class Searcher:
                     candidate_ids.append(vid)
                 if len(candidate_ids) == options.max_videos:
                     break
-        if len(candidate_ids) > 100:  # many asked for: one read of every row beats one query each
-            by_id = {v["id"]: v for v in catalog.videos("ok")}
-            return [by_id[i] for i in candidate_ids if i in by_id]
-        rows = (catalog.video(i) for i in candidate_ids if i in ok)
-        return [row for row in rows if row is not None and row["status"] == "ok"]
+        by_id = {v["id"]: v for v in ok}
+        return [by_id[i] for i in candidate_ids if i in by_id]
 
     # -- step 2: the stored timeline of each candidate ---------------------------------------------
     def _stored(self, video: dict, q: torch.Tensor, stats: dict):
