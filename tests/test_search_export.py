@@ -348,3 +348,22 @@ def test_a_stream_copy_of_an_ogg_theora_file(tiny_model, tmp_path):
     vmr_json("search", "a screen", "--top-k", "1")
     code, out, err = vmr("export", "--copy", "--out", tmp_path / "out", expect=1)
     assert "video frames; a stream copy of this file loses frames: export it without --copy" in err, err
+
+
+def test_refined_edges_never_leave_two_results_of_a_video_overlapping(tiny_model, tmp_path, monkeypatch):
+    """Overlapping windows of a video were removed before their edges were refined; refining could
+    then move two onto one moment (IoU 0.55-0.63 with a trained trimmer and --refine 100)."""
+    from vmr_cli import search
+    from vmr_models.moment_head import temporal_iou
+
+    make_video(tmp_path / "v" / "reds.mp4", [("red", 3.0), ("blue", 3.0)] * 3 + [("red", 3.0)])
+    vmr_json("index", tmp_path / "v", "--model", tiny_model)
+    before = vmr_json("search", "a red screen", "--top-k", "20", "--per-video", "5", "--refine", "0")["results"]
+    assert max(sum(r["video"] == v for r in before) for v in {r["video"] for r in before}) >= 2
+    monkeypatch.setattr(search, "_refined", lambda window, edges, sims: (0.0, 2.0))  # all onto one span
+    found = vmr_json("search", "a red screen", "--top-k", "20", "--per-video", "5", "--refine", "20")["results"]
+    for a in found:
+        for b in found:
+            if a is not b and a["video"] == b["video"]:
+                assert temporal_iou((a["start"], a["end"]), (b["start"], b["end"])) <= 0.5, (a, b)
+    assert [r["score"] for r in found] == sorted((r["score"] for r in found), reverse=True)

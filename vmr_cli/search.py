@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
+from vmr_models.moment_head import temporal_iou
 
 from .decode import open_reader, search_backend
 from .errors import DecodeError, NotLogged, SkipVideo, VmrError
@@ -304,10 +305,13 @@ class Searcher:
                 refined[id(w)] = _at_least(_refined(w, edges, sims), v.min_moment, v.duration)
                 bar.update(1)
         bar.close()
-        out = []
-        for w in windows:
+        out, taken = [], {}
+        for w in windows:  # best first: a window its refined edges moved onto a better one's goes
             v, start, end, score = w
             start, end = refined.get(id(w), (start, end))
+            if any(temporal_iou((start, end), span) > 0.5 for span in taken.get(id(v), ())):
+                continue
+            taken.setdefault(id(v), []).append((start, end))
             out += _moment(v, start, end, score)
         return out
 
