@@ -7,7 +7,7 @@ import os
 import shutil
 
 import pytest
-from conftest import TEST_MEDIA, ffprobe_duration, make_video, vmr, vmr_json
+from conftest import ROOT, TEST_MEDIA, ffprobe_duration, make_video, vmr, vmr_json
 
 from vmr_cli.library import Library
 
@@ -367,3 +367,15 @@ def test_refined_edges_never_leave_two_results_of_a_video_overlapping(tiny_model
             if a is not b and a["video"] == b["video"]:
                 assert temporal_iou((a["start"], a["end"]), (b["start"], b["end"])) <= 0.5, (a, b)
     assert [r["score"] for r in found] == sorted((r["score"] for r in found), reverse=True)
+
+
+def test_max_videos_is_filled_when_long_videos_hold_the_best_clips(tmp_path):
+    """The coarse stage took the best 256 clips and the videos among them: two long videos could
+    fill all 256, and a search asked to consider 4 videos considered 2."""
+    for name in ("long1.mp4", "long2.mp4"):
+        make_video(tmp_path / "v" / name, [("red", 300.0)], size="32x32", fps=1)
+    for i in range(3):
+        make_video(tmp_path / "v" / f"short{i}.mp4", [("blue", 2.0)], size="32x32", fps=1)
+    vmr_json("index", tmp_path / "v", "--model", ROOT / "examples" / "models" / "tiny-clip")  # sees colours
+    stats = vmr_json("search", "a red screen", "--max-videos", "4", "--refine", "0")["stats"]
+    assert stats["videos_considered"] == 4

@@ -198,16 +198,22 @@ class Searcher:
         if len(ok) <= options.max_videos:
             candidate_ids = [v["id"] for v in ok]
         else:
-            k = max(256, 32 * options.max_videos)
-            scores, clip_ids = self.library.vectors.search(self.info["dim"], q.numpy(), k)
-            owners = catalog.clip_video_ids(clip_ids.tolist())
-            candidate_ids = []
-            for cid in clip_ids.tolist():  # already best first
-                vid = owners.get(cid)
-                if vid is not None and vid not in candidate_ids:
-                    candidate_ids.append(vid)
-                if len(candidate_ids) == options.max_videos:
+            # The best k clips, k grown until they hold max_videos videos: a few long videos
+            # can fill the first k (two 10-minute videos left 9 of 12 asked for).
+            k, total = max(256, 32 * options.max_videos), self.library.vectors.count(self.info["dim"])
+            while True:
+                scores, clip_ids = self.library.vectors.search(self.info["dim"], q.numpy(), k)
+                owners = catalog.clip_video_ids(clip_ids.tolist())
+                candidate_ids = []
+                for cid in clip_ids.tolist():  # already best first
+                    vid = owners.get(cid)
+                    if vid is not None and vid not in candidate_ids:
+                        candidate_ids.append(vid)
+                    if len(candidate_ids) == options.max_videos:
+                        break
+                if len(candidate_ids) == options.max_videos or k >= total:
                     break
+                k *= 4
         by_id = {v["id"]: v for v in ok}
         return [by_id[i] for i in candidate_ids if i in by_id]
 
