@@ -255,6 +255,7 @@ class ClipEncoder:
             raise VmrError(f"cannot load model '{self.name}': {first_line(exc)}; its weight files look damaged: "
                            "download or copy them again") from None
         self.image_size = int(_crop_size(prep) or image_size)
+        self._frames_encoded = 0
         self.text_tokens = self.towers.max_length  # what encode_text reads of a sentence, at most
         self.mean = tuple(prep.get("image_mean", OPENAI_MEAN))
         self.std = tuple(prep.get("image_std", OPENAI_STD))
@@ -285,6 +286,9 @@ class ClipEncoder:
 
         if frames.shape[0] == 0:
             return torch.zeros((0, self.dim))
+        self._frames_encoded += frames.shape[0]
+        if self._frames_encoded >= INT8_AFTER_FRAMES and hasattr(self.towers, "use_int8"):
+            self.towers.use_int8()  # an index, an exhaustive search: the packing pays for itself
         if frames.shape[-1] != self.image_size or frames.shape[-2] != self.image_size:
             frames = resize_center_crop(frames, self.image_size)
         out = []
@@ -460,6 +464,9 @@ def compute_dtype(width: int, device: str = "cpu", half_on_gpu: bool = True):
     if str(device).startswith("cuda"):
         return torch.float16 if half_on_gpu and _tensor_cores(device) else torch.float32
     return torch.bfloat16 if width >= BF16_FROM_WIDTH and _native_bf16() else torch.float32
+
+
+INT8_AFTER_FRAMES = 64  # frames an encoder has been asked for before it packs its int8 layers
 
 
 def int8_image(width: int, device: str = "cpu") -> bool:
