@@ -13,6 +13,7 @@ without the audio when only the audio is in the way (said in a warning).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -53,14 +54,7 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
     # (an Ogg/Theora copy kept 25 of 129 while its audio, and so its length, was whole).  The
     # source is counted only for a copy with fewer frames than its own rate implies: two more
     # ffprobe runs doubled the cost of a good copy.
-    counted: list = []
-
-    def source_frames() -> int | None:
-        if not counted:
-            counted.append(_frames_in(ffprobe, source, start, seconds))
-        return counted[0]
-
-    expected = source_frames if "copy" in codec_args else None
+    expected = functools.cache(lambda: _frames_in(ffprobe, source, start, seconds)) if "copy" in codec_args else None
 
     def attempt(seek: str, audio: bool) -> str | None:
         """Why this way failed, or None when target now holds the moment."""

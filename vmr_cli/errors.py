@@ -115,18 +115,23 @@ def catalog_error(exc: BaseException, path: str) -> VmrError:
     if "readonly" in low or "read-only" in low:
         return VmrError(f"the catalog {catalog} cannot be written ({text}); check the permissions of "
                         f"{printable(library)}")
-    if "unable to open" in low and _unreadable(path):  # SQLite does not say why: a file of another user
-        return VmrError(f"the catalog {catalog} cannot be read ({_unreadable(path)}); are the library's "
-                        "files another user's (after 'sudo vmr ...')? check the permissions of "
-                        f"{printable(library)}")
+    why = open_problem(path, (os.O_RDONLY, os.O_RDWR)) if "unable to open" in low else None
+    if why:  # SQLite does not say why: a file of another user
+        return VmrError(f"the catalog {catalog} cannot be read ({why}); {ANOTHER_USER} check the "
+                        f"permissions of {printable(library)}")
     return VmrError(f"the catalog {catalog} cannot be used ({text}); check the disk holding {printable(library)}")
 
 
-def _unreadable(path: str) -> str | None:
-    """Why path, which exists, cannot be opened for reading and writing, or None."""
-    for flags in (os.O_RDONLY, os.O_RDWR):
+ANOTHER_USER = "are the library's files another user's (after 'sudo vmr ...')?"
+
+
+def open_problem(path: str, flags=(os.O_RDONLY,)) -> str | None:
+    """Why path cannot be opened with each of ``flags``, or None (it opens, or is not there).
+    SQLite and safetensors say 'unable to open' or 'No such file' for a file this user may
+    not read; a file taken for missing would be replaced."""
+    for flag in flags:
         try:
-            os.close(os.open(path, flags))
+            os.close(os.open(path, flag))
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -30,7 +30,7 @@ from contextlib import contextmanager, suppress
 from .catalog import Catalog, folder_size, integrity_problems, salvage
 from .encoders import (ModelFiles, is_folder_name, locate_model, model_name, weights_fingerprint,
                        weights_identity)
-from .errors import VectorsUnreadable, VmrError
+from .errors import ANOTHER_USER, VectorsUnreadable, VmrError
 from .frame_cache import FrameCache
 from .lock import is_locked, writer_lock
 from .paths import printable
@@ -73,9 +73,8 @@ class Library:
             not os.path.exists(catalog_path) or os.access(catalog_path, os.W_OK))
         self.readonly = not writable
         if self.readonly and create and os.access(self.directory, os.W_OK):  # the folder is, its catalog not
-            raise VmrError(f"the catalog {printable(catalog_path)} cannot be written (permission denied); are "
-                           "the library's files another user's (after 'sudo vmr ...')? check the permissions of "
-                           f"{printable(self.directory)}")
+            raise VmrError(f"the catalog {printable(catalog_path)} cannot be written (permission denied); "
+                           f"{ANOTHER_USER} check the permissions of {printable(self.directory)}")
         if self.readonly and create:
             raise VmrError(f"library folder {printable(self.directory)} is not writable (read-only); "
                            "index into a writable --library")

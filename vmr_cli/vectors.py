@@ -46,17 +46,12 @@ def _require_readable(path: str) -> None:
     """Raise VectorsUnreadable when the file is there but cannot be opened.  safetensors says
     'No such file or directory' for a file it may not read too, and a shard taken for missing is
     deleted and its video re-embedded: every shard a 'sudo vmr index' wrote, say."""
-    from .errors import VectorsUnreadable
+    from .errors import ANOTHER_USER, VectorsUnreadable, open_problem
     from .paths import printable
 
-    try:
-        os.close(os.open(path, os.O_RDONLY))
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise VectorsUnreadable(
-            f"cannot read {printable(path)} ({exc.strerror or exc}): are the library's files another "
-            "user's (after 'sudo vmr ...')? nothing was changed") from None
+    why = open_problem(path)
+    if why:
+        raise VectorsUnreadable(f"cannot read {printable(path)} ({why}): {ANOTHER_USER} nothing was changed")
 
 
 def _faiss():
