@@ -226,8 +226,8 @@ def test_both_paths_say_what_they_read_of_a_long_sentence(tiny_model, monkeypatc
 
 
 def test_int8_image_tower_on_a_cpu_without_native_bfloat16(monkeypatch):
-    """A CPU without native bfloat16 ran ViT-B/32 in float32 (73-87 ms a frame on a 2-core AMD
-    EPYC); its image tower's linear layers now run in int8 (51-57 ms) once an encoder has 64
+    """A CPU without native bfloat16 ran ViT-B/32 in float32 (72-117 ms a frame on a 2-core AMD
+    EPYC); its image tower's linear layers now run in int8 (1.3-1.5x faster, bench/int8.py) once an encoder has 64
     frames to encode, embeddings at cosine >= 0.999 to float32.  Only wide towers, only on a
     CPU, and VMR_DTYPE decides when set."""
     from vmr_cli import encoders

@@ -189,7 +189,7 @@ class _Tokenizer:
 
 def _int8_linears(weights: dict) -> dict:
     """The image tower's linear layers with int8 weights (one scale per output channel), for a
-    CPU without native bfloat16: ViT-B/32-sized, 51-57 ms a frame against 73-87 in float32 on a
+    CPU without native bfloat16: ViT-B/32-sized, 1.3-1.5x faster than float32 (bench/int8.py) on a
     2-core AMD EPYC, embeddings at cosine >= 0.999 to float32 (bench/RESULTS.md).  The
     activations stay float (quantised per call by fbgemm).  {} where this torch has no such
     kernels (its quantised-tensor API is deprecated): float32 then, as before."""

@@ -471,7 +471,7 @@ INT8_AFTER_FRAMES = 64  # frames an encoder has been asked for before it packs i
 
 def int8_image(width: int, device: str = "cpu") -> bool:
     """Whether the image tower runs its linear layers in int8: on a CPU without native bfloat16
-    (where it would otherwise run float32) for a model ``width`` wide or more -- 1.4-1.5x faster for
+    (where it would otherwise run float32) for a model ``width`` wide or more -- 1.3-1.5x faster for
     ViT-B/32 on such a CPU, cosine >= 0.999 to float32.  VMR_DTYPE=int8 forces it on a CPU;
     any other VMR_DTYPE turns it off.  (A plain-torch CLIP only; transformers' path keeps
     compute_dtype.)"""
