@@ -257,3 +257,21 @@ def test_int8_image_tower_on_a_cpu_without_native_bfloat16(monkeypatch):
     assert float(cosine.min()) > 0.99, cosine
     texts = ["a red circle", "a person opens the door"]
     assert torch.allclose(quantized.encode_text(texts), plain.encode_text(texts))  # the text tower is not
+
+
+def test_a_model_folder_whose_path_is_not_utf8(tiny_model, tmp_path):
+    """safetensors' torch loader and tokenizers take names as UTF-8 only: such a folder (a hub
+    cache under a Latin-1 home folder) was reported as 'weight files look damaged: download
+    them again'.  The towers now load from it; named with --model, where the library would
+    record the path as text, it is refused with the reason."""
+    import shutil
+
+    from vmr_cli.errors import VmrError
+
+    folder = os.fsdecode(os.path.join(os.fsencode(str(tmp_path)), b"mod\xe8le"))
+    shutil.copytree(tiny_model, folder)
+    towers = clip_torch.TorchClip(folder, ["model.safetensors"])
+    reference = clip_torch.TorchClip(tiny_model, ["model.safetensors"])
+    assert torch.equal(towers.text_features(TEXTS), reference.text_features(TEXTS))
+    with pytest.raises(VmrError, match="not valid UTF-8, which the library cannot record; rename"):
+        ClipEncoder(folder)

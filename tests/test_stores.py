@@ -277,6 +277,28 @@ def test_a_faiss_cache_read_from_its_file_is_copied_before_it_changes(lib, monke
     assert third.check(deep=True)["consistent"] and len(third.catalog.clip_ids()) == 6
 
 
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_library_whose_path_is_not_utf8_keeps_its_faiss_cache(tmp_path, monkeypatch, mapped):
+    """faiss takes a file name as UTF-8 only: under a Latin-1 folder name (a home folder 'café'
+    made on another system) saving the cache ended every vmr index in a TypeError traceback,
+    and the cache was never written, so every search rebuilt it."""
+    from vmr_cli import vectors
+
+    monkeypatch.setattr(vectors, "MAP_FROM_BYTES", 0 if mapped else 1 << 60)
+    folder = os.fsdecode(os.path.join(os.fsencode(str(tmp_path)), b"caf\xe9"))
+    library = Library(folder)
+    library.record_encoder("hand-made", DIM, 32, 2.0)
+    a = _put(library, "a.mp4")
+    _put(library, "b.mp4", seed=1)
+    library.save()
+    assert os.path.getsize(library.vectors.index_path) > 0
+    again = Library(folder)
+    assert again.vectors.index(DIM).ntotal == 6 and again.vectors._mapped == mapped
+    again.remove_video(again.catalog.video(a))
+    again.save()
+    assert Library(folder).check(deep=True)["consistent"] and Library(folder).vectors.index(DIM).ntotal == 3
+
+
 # -- packaging --------------------------------------------------------------------------------
 def test_pip_install_puts_only_vmr_names_into_site_packages(tmp_path):
     """The repository's models/ folder installs as vmr_models: a bare 'models' would collide."""

@@ -25,6 +25,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from .paths import native
+
 ACTIVATIONS = {
     "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
     "gelu": F.gelu,
@@ -68,7 +70,8 @@ class TorchClip:
         self.dtype, self.device = dtype, device
         weights = {}
         for name in weight_files:
-            weights.update(load_file(os.path.join(folder, name), device="cpu"))
+            with native(os.path.join(folder, name)) as path:
+                weights.update(load_file(path, device="cpu"))
         if any(key not in weights for key in REQUIRED):
             raise Unsupported("weights not in transformers' CLIPModel layout")
         self.w = {k: (v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device))
@@ -160,7 +163,8 @@ class _Tokenizer:
     def __init__(self, folder: str, positions: int):
         from tokenizers import Tokenizer
 
-        self.tokenizer = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+        with native(os.path.join(folder, "tokenizer.json")) as path:
+            self.tokenizer = Tokenizer.from_file(path)
         settings = _json(folder, "tokenizer_config.json")
         specials = _json(folder, "special_tokens_map.json")
         pad = settings.get("pad_token") or specials.get("pad_token") or "<|endoftext|>"

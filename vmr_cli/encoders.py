@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import VmrError, first_line
+from .paths import printable
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -74,6 +75,11 @@ def locate_model(name_or_dir: str, download: bool = True) -> ModelFiles:
     (when ``download`` and the hub can be reached) only when it is not there.
     """
     name = model_name(name_or_dir)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # the catalog records the name as text
+        raise VmrError(f"model folder {printable(name)}: its path is not valid UTF-8, which the library "
+                       "cannot record; rename the folder (or one above it)") from None
     if os.path.isdir(name):
         return ModelFiles(name, name, safetensors_weights(name))
     if is_folder_name(name):

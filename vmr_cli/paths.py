@@ -10,6 +10,7 @@ can read a name as an option.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 # The common containers.  export keeps a source's extension for its cuts only when it is one of these.
 VIDEO_EXTENSIONS = frozenset(
@@ -40,6 +41,25 @@ def to_key(path: str) -> bytes:
 
 def from_key(key) -> str:
     return os.fsdecode(bytes(key))
+
+
+@contextmanager
+def native(path: str, write: bool = False):
+    """``path`` as faiss, tokenizers and safetensors' torch loader take it: they read a name as
+    UTF-8 only, so a name that is not (a library or model folder under a Latin-1 home folder)
+    is handed over as ``/proc/self/fd/N`` of the file opened here, which they open again."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield path
+        return
+    fd = os.open(path, (os.O_WRONLY | os.O_CREAT) if write else os.O_RDONLY, 0o600)
+    try:
+        yield f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else f"/dev/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 def printable(path: str) -> str:

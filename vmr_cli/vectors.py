@@ -24,6 +24,8 @@ import re
 
 from vmr_models.atomic import atomic_write
 
+from .paths import native
+
 KINDS = ("A", "B", "M")
 FRAMES, FRAME_TIMES = "F", "F_t"  # optional: shards written before vmr 0.2 lack them
 # A cache this large is mapped from its file, not read (0.37 s to read at 210,000 clips, 430 MB);
@@ -153,13 +155,14 @@ class VectorStore:
             if os.path.exists(self.index_path):
                 try:
                     flag = getattr(faiss, "IO_FLAG_MMAP_IFC", None)  # faiss >= 1.11
-                    if flag is not None and os.path.getsize(self.index_path) >= MAP_FROM_BYTES:
-                        try:
-                            index, self._mapped = faiss.read_index(self.index_path, flag), True
-                        except RuntimeError:  # a faiss build that cannot map this file: read it
-                            pass
-                    if index is None:
-                        index = faiss.read_index(self.index_path)
+                    with native(self.index_path) as path:
+                        if flag is not None and os.path.getsize(self.index_path) >= MAP_FROM_BYTES:
+                            try:
+                                index, self._mapped = faiss.read_index(path, flag), True
+                            except RuntimeError:  # a faiss build that cannot map this file: read it
+                                pass
+                        if index is None:
+                            index = faiss.read_index(path)
                     if not _ours(faiss, index, dim):
                         index, self._mapped = None, False  # another index type or size: rebuilt by the check
                 except Exception:  # truncated or corrupt (RuntimeError), absurd sizes (MemoryError)
@@ -214,7 +217,11 @@ class VectorStore:
     def save(self) -> None:
         if self._index is not None and self.dirty:
             faiss = _faiss()
-            atomic_write(self.index_path, lambda tmp: faiss.write_index(self._index, tmp))
+            def write(tmp):
+                with native(tmp, write=True) as path:
+                    faiss.write_index(self._index, path)
+
+            atomic_write(self.index_path, write)
             st = os.stat(self.index_path)
             note = {"ntotal": int(self._index.ntotal), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
             atomic_write(self.index_path + ".json", lambda tmp: _write_json(tmp, note))
