@@ -511,6 +511,34 @@ def test_page_commands_name_a_library_that_is_not_the_default(tmp_path):
     assert "vmr export --search 2 --clip" in plain and "<code>vmr play --search 2 1</code>" in plain
 
 
+@pytest.mark.parametrize("name", [b"tab\tlib", b"caf\xe9", b"two\nlines", b"back\\slash", b"it's"])
+def test_a_page_command_pasted_into_bash_names_the_same_library(tmp_path, name):
+    """The library was written shlex.quote(printable(path)): a tab, a newline or a byte that is
+    not UTF-8 came out escaped inside single quotes, which the shell takes literally, so the
+    pasted command said 'no vmr library at .../tab\\tlib'."""
+    import html
+    import re
+
+    from vmr_cli.page import render
+
+    clip = make_avi(tmp_path / "clip.avi", seconds=2.0)
+    library = os.fsdecode(os.path.join(os.fsencode(str(tmp_path)), name))
+    text = html.unescape(render(fake_search([(clip, 0.0, 1.0)], search_id=2), library=library))
+    command = re.search(r"vmr --library (.*?) play --search 2 1", text).group(1)
+    echoed = subprocess.run(["bash", "-c", f"printf %s {command}"], capture_output=True, check=True).stdout
+    assert echoed == os.fsencode(library), command
+
+
+def test_no_two_names_print_alike():
+    """A literal backslash was left as it is: 'nl\\nx' and 'nl<newline>x', or 'bad\\xff' and
+    the byte 0xff, printed the same in tables, messages and --paths."""
+    from vmr_cli.paths import printable
+
+    names = [b"nl\nx", b"nl\\nx", b"bad\xff", b"bad\\xff", b"a\\\\b", b"a\\b", b"tab\t", b"tab\\t"]
+    shown = {printable(os.fsdecode(n)) for n in names}
+    assert len(shown) == len(names), shown
+
+
 def test_search_page_names_the_library_it_was_made_from(tmp_path, tiny_model):
     from conftest import vmr
 

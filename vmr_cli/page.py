@@ -21,7 +21,6 @@ import base64
 import html
 import os
 import secrets
-import shlex
 import subprocess
 import time
 import urllib.parse
@@ -30,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vmr_models.atomic import atomic_write
-from .paths import printable, user_file_target
+from .paths import printable, shell_word, user_file_target
 from .preview import MAX_SECONDS, Previews, PreviewError, browser_plays, media_info
 from .timecodes import timecode
 
@@ -132,7 +131,7 @@ boxes.forEach(b => b.addEventListener('change', update)); update();
 def vmr_command(library: str | None, words: str) -> str:
     """A command line to paste: it names the library (shell-quoted) unless it is the default one,
     so that pasted later, in another shell, it acts on the library the page shows."""
-    where = f" --library {shlex.quote(printable(library))}" if library else ""
+    where = f" --library {shell_word(library)}" if library else ""
     return f"vmr{where} {words}"
 
 

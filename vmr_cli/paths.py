@@ -64,12 +64,34 @@ def native(path: str, write: bool = False):
 
 def printable(path: str) -> str:
     """A one-line, valid-UTF-8 rendering of a path (or a whole message naming paths) for
-    tables and messages: control characters, terminal escapes included, are shown escaped."""
+    tables and messages: control characters, terminal escapes included, are shown escaped,
+    and a backslash as two, so that no two names print alike ('a\\nb' is not 'a\nb')."""
+    path = path.replace("\\", "\\\\")
     try:
         text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
         text = path.encode("utf-8", "backslashreplace").decode("utf-8")
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def shell_word(path: str) -> str:
+    """path as one word to paste into bash or zsh: shlex-quoted, or where it holds what
+    printable() escapes (a newline, a byte that is not UTF-8), $'...' with those escapes, which
+    the shell turns back into the same bytes."""
+    import shlex
+
+    if printable(path) == path:
+        return shlex.quote(path)
+    out = []
+    for byte in os.fsencode(path):
+        ch = chr(byte)
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif 32 <= byte < 127:
+            out.append(ch)
+        else:
+            out.append(f"\\x{byte:02x}")
+    return "$'" + "".join(out) + "'"
 
 
 def extension(path: str) -> str:
