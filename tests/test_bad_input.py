@@ -60,6 +60,20 @@ def test_media_that_is_not_a_video_is_skipped_with_its_reason(tiny_model, tmp_pa
                            "no video stream (audio-only, image or not a media file)")
 
 
+def test_a_failed_files_reason_holds_no_piece_of_its_odd_name(tiny_model, tmp_path):
+    """ffprobe starts its error with the file name, which vmr cuts off; a name that is not UTF-8
+    or holds a newline was compared line by line in decoded text and kept a garbled piece:
+    'caf\\xe9.mp4: file:/.../caf\ufffd.mp4: Invalid data ...', 'evil\\nname.mp4: name.mp4: ...'."""
+    folder = os.path.join(os.fsencode(str(tmp_path)), b"v")
+    os.mkdir(folder)
+    for name in (b"caf\xe9.mp4", b"evil\nname.mp4", b"plain.mp4"):
+        with open(os.path.join(folder, name), "wb") as junk:
+            junk.write(b"not a video at all")
+    summary = vmr_json("index", os.fsdecode(folder), "--model", tiny_model, expect=1)
+    assert len(summary["failed"]) == 3
+    assert {f["error"] for f in summary["failed"]} == {"Invalid data found when processing input"}
+
+
 def test_extreme_sizes_variable_frame_rate_and_rotation(tiny_model, tmp_path):
     folder = tmp_path / "v"
     folder.mkdir()

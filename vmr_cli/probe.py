@@ -188,8 +188,7 @@ def _ffprobe(ffprobe: str, path: str, args: list[str], cancel: threading.Event |
     if done.returncode < 0:
         raise TransientError(f"ffprobe was killed by signal {-done.returncode}")
     if done.returncode != 0:
-        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = _clean_reason(reason[-1] if reason else "ffprobe failed", path)
+        reason = _reason(done.stderr, path)
         if any(text in reason for text in ENVIRONMENT_MESSAGES):
             raise TransientError(reason)
         raise DecodeError(reason)
@@ -199,12 +198,19 @@ def _ffprobe(ffprobe: str, path: str, args: list[str], cancel: threading.Event |
         raise DecodeError("ffprobe printed no readable description of this file") from None
 
 
-def _clean_reason(reason: str, path: str) -> str:
-    """ffprobe prefixes errors with the file name; the catalog already has it."""
+def _reason(stderr: bytes, path: str) -> str:
+    """ffprobe's error without the file name it starts with (the catalog has it).  The name is
+    matched in the raw output, so one that is not UTF-8 or holds a newline is cut off whole
+    (it was matched line by line in decoded text: 'caf\ufffd.mp4: Invalid data' was left)."""
+    text = stderr.decode("utf-8", "surrogateescape").strip()
     for prefix in ("file:" + path + ": ", path + ": "):
-        if reason.startswith(prefix):
-            return reason[len(prefix):]
-    return reason
+        at = text.rfind(prefix)
+        if at >= 0 and (at == 0 or text[at - 1] == "\n"):
+            text = text[at + len(prefix):].split("\n", 1)[0]
+            break
+    else:
+        text = text.splitlines()[-1] if text else "ffprobe failed"
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip() or "ffprobe failed"
 
 
 def _number(value):
