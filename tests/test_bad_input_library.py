@@ -55,7 +55,7 @@ def indexed(tiny_model, tmp_path):
 
 
 def test_queries_long_scripts_emoji_control_characters(indexed):
-    for bad in ["", " \t ", "\x00\x01\x1b\x7f\u200b"]:
+    for bad in ["", " \t ", "\x00\x01\x1b\x7f\u200b", "\u200d \u200c"]:
         code, out, err = vmr("search", bad, expect=1)
         assert err.startswith("Error: the query is empty") and len(err.splitlines()) == 1
     long = vmr_json("search", "x" * 10_000)
@@ -63,6 +63,8 @@ def test_queries_long_scripts_emoji_control_characters(indexed):
     for query in ["猫が扉を開ける", "قطة تفتح الباب", "🐈🚪", "red\x1b[2J\r\nscreen\x7f"]:
         found = vmr_json("search", query)
         assert found["results"] and found["query"].isprintable()
+    for query in ["می\u200cخواهم", "👩\u200d💻 at a desk"]:  # joiners were turned into spaces
+        assert vmr_json("search", query)["query"] == query
 
 
 def test_export_without_space_leaves_no_partial_file(indexed, tmp_path):

@@ -37,6 +37,7 @@ ENCODE_BATCH = 256  # dense frames decoded and encoded per step (bounds memory i
 # tiny CLIP): 0.25 beat 0, 0.5, 0.75 and 1.0 (the dense-timeline value) on every seed, per video
 # and in the corpus (bench/RESULTS.md).
 CONTRAST = 0.25
+JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: part of words and emoji, not controls
 MIN_FRAMES = 2  # frames a moment needs (see _Video.proposals)
 MIN_MOMENT = 1.0  # seconds: a shorter moment is not one a person would keep (unless the video is)
 
@@ -55,10 +56,11 @@ class SearchOptions:
 
 
 def clean_query(query: str, limit: int | None = MAX_QUERY_CHARS) -> str:
-    """One line of printable text, at most ``limit`` characters; a clear error for an empty query."""
-    text = "".join(ch if ch.isprintable() else " " for ch in query)
+    """One line of printable text, at most ``limit`` characters; a clear error for an empty query.
+    The zero-width (non-)joiner stays: words (Persian می‌خواهم) and emoji (👩‍💻) need it."""
+    text = "".join(ch if ch.isprintable() or ch in JOINERS else " " for ch in query)
     text = " ".join(text.split())
-    if not text:
+    if not text.strip(JOINERS + " "):
         raise VmrError("the query is empty; say what happens, e.g. vmr search \"person opens the door\"")
     return text[:limit]
 
