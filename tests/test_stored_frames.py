@@ -270,3 +270,25 @@ def test_torchcodec_loads_without_dynamo_and_dynamo_still_works_after(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code, str(video)], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.parametrize("change", [3.1, 3.4, 3.6, 3.9])
+def test_a_refined_edge_lands_within_a_quarter_second_of_the_change(change):
+    """Between the stored frames outside and inside (a second apart) the refining grid's frames
+    place the edge where the similarity crosses over: to a quarter second at its 2 fps.  With
+    no frame between (a grid too coarse) the edge would stay on a stored frame, up to 1 s off."""
+    from types import SimpleNamespace
+
+    from vmr_cli.search import SearchOptions, _edges, _refined
+
+    def similarity(t):
+        return 0.9 if t < change else 0.2  # the moment ends at `change`
+
+    times = np.arange(0.0, 8.5, 1.0)
+    video = SimpleNamespace(times=times, sims=np.array([similarity(t) for t in times]))
+    window = (video, 0.0, 3.0, 0.9)  # the stored timeline: last frame inside at 3 s, outside at 4 s
+    edges = _edges(window, SearchOptions().refine_fps)
+    fine = {x: similarity(x) for edge in edges for x in edge[-1]}
+    assert 0 < len(fine) <= 2  # frames decoded for the edge
+    start, end = _refined(window, edges, fine)
+    assert start == 0.0 and abs(end - change) <= 0.25, (end, sorted(fine))
