@@ -112,6 +112,64 @@ def test_mpeg1_program_stream_is_decoded_sequentially_and_exactly(tmp_path):
     assert torch.equal(got, resize_center_crop(expected, 240))
 
 
+def _clock_video(path, seconds: int, *args: str):
+    """A video whose red level tells the second it was made in (20 + 20 * s for s < 10, then
+    the tens in green), so a decoded frame says which time it shows."""
+    source = (f"color=c=black:s=64x48:r=25:d={seconds},format=gbrp,"
+              "geq=r='20+20*mod(floor(T+0.0001),10)':g='20+40*floor(T/10+0.00001)':b=128")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-pix_fmt", "yuv420p",
+                    *args, str(path)], check=True)
+    return str(path)
+
+
+def _seconds_shown(frames) -> list[int]:
+    r, g = frames[:, 0].float().mean((1, 2)), frames[:, 1].float().mean((1, 2))
+    return [int(round((gg - 20) / 40)) * 10 + int(round((rr - 20) / 20)) for rr, gg in zip(r.tolist(), g.tolist())]
+
+
+@pytest.mark.parametrize("gop", [25, 250])
+def test_an_mpeg_ts_with_b_frames_gives_the_frame_shown_at_each_time(tmp_path, gop):
+    """MPEG-TS (.ts; .m2ts/.mts from camcorders): torchcodec returned the next key frame for
+    every time (with key frames 10 s apart, the frame of 10 s for 0, 2, 6 and 9.9 s), so the
+    index embedded the wrong frames and search reported the wrong moment.  Each time is asked
+    alone too: far ahead of the last one, PyAV seeks, and lands again where ffmpeg's MPEG-TS
+    seek went past the time."""
+    path = _clock_video(tmp_path / "camcorder.mts", 30, "-c:v", "libx264", "-g", str(gop), "-bf", "3",
+                        "-sc_threshold", "0", "-f", "mpegts")
+    info = probe(path)
+    times = [0.5, 2.5, 6.5, 9.5, 12.5, 21.5, 27.5]
+    reader = open_reader(path, info, 48)
+    assert _seconds_shown(reader.frames_at(times)) == [int(t) for t in times]
+    for t in [21.5, 12.5, 27.5, 3.5, 25.5, 14.5]:
+        assert _seconds_shown(reader.frames_at([t])) == [int(t)], t
+    assert reader.fallback is None  # PyAV by design, as for MPEG-1/2
+
+
+def test_torchcodec_frames_are_checked_and_a_late_one_reads_the_file_with_pyav(tmp_path, monkeypatch):
+    """Where torchcodec returns a frame shown after the time asked for (its seek went past, no
+    error), the file is read by PyAV and the reader says why."""
+    from vmr_cli import decode
+
+    path = _clock_video(tmp_path / "camcorder.ts", 20, "-c:v", "libx264", "-g", "250", "-bf", "3",
+                        "-sc_threshold", "0", "-f", "mpegts")
+    monkeypatch.setattr(decode, "is_mpeg_ts", lambda path: False)  # as for a container not known to do this
+    reader = open_reader(path, probe(path), 48)
+    assert _seconds_shown(reader.frames_at([2.5, 6.5])) == [2, 6]
+    assert reader.backend == "pyav" and reader.fallback.startswith(
+        "decoded with PyAV: torchcodec failed (it returned the frame of 10.00 s for 2.50 s")
+
+
+def test_pyav_seeks_to_a_time_far_ahead_instead_of_decoding_up_to_it(tmp_path):
+    """A search refines one edge near the end of an hour of MPEG-2 or .mts: PyAV decoded every
+    frame before it.  Now it seeks to a key frame before the time and decodes from there."""
+    path = _clock_video(tmp_path / "dvd.mpg", 60, "-c:v", "mpeg2video", "-g", "12", "-f", "mpeg")
+    reader = open_reader(path, probe(path), 48)
+    assert _seconds_shown(reader.frames_at([55.5])) == [55]
+    assert reader.good_frames < 3 * 25  # about a second of frames decoded, not 55
+    assert _seconds_shown(reader.frames_at([40.2, 41.7])) == [40, 41]  # back again: a seek too
+    assert _seconds_shown(reader.frames_at([0.3, 5.5])) == [0, 5]  # near the start: a pass from it
+
+
 def test_a_fallback_to_pyav_is_reported_and_a_missing_backend_is_an_error(tmp_path, monkeypatch):
     from vmr_cli import decode
     from vmr_cli.errors import VmrError

@@ -7,10 +7,13 @@ backend and one factory, ``open_reader``:
   variable frame rate and open-GOP files, and scales inside the decoder
   (resize of the shortest side, centre crop), so full-resolution frames never
   reach Python; rotation metadata is honoured.
-- PyAV decodes sequentially: the exact fallback for a file torchcodec cannot
-  read, and the only exact decode of MPEG-1/2 (measured here: torchcodec
-  returned the frame 0.5-1 s after the requested one on an MPEG-1 program
-  stream, with no error).
+- PyAV decodes sequentially (seeking only to jump far ahead, and then checking
+  where it landed): the exact fallback for a file torchcodec cannot read, and
+  the only exact decode of MPEG-1/2 and of MPEG-TS (.ts, .m2ts/.mts from
+  camcorders): on those torchcodec returned a frame 0.5-10 s after the
+  requested one, the next key frame, with no error.  Its frames are checked
+  (their timestamps): a file where it returns such a frame anyway is read by
+  PyAV, and the reader says so.
 - decord is optional (``--backend decord``): it returned wrong frames on
   open-GOP HEVC here.
 
@@ -19,6 +22,8 @@ A switch from the chosen backend to PyAV is never silent: the reader's
 """
 
 from __future__ import annotations
+
+import itertools
 
 from .errors import DecodeError, TransientError, VmrError, first_line
 from .probe import VideoInfo, check_duration, is_environment_error
@@ -131,7 +136,10 @@ class TorchcodecReader(_Reader):
         order = sorted(range(len(times)), key=times.__getitem__)
         eps = 1e-4
         clamped = [min(max(times[i] + self._begin, self._begin), self._end - eps) for i in order]
-        batch = self._decoder.get_frames_played_at(clamped).data
+        frames = self._decoder.get_frames_played_at(clamped)
+        _check_landed(clamped, frames.pts_seconds.tolist(), self._decoder.metadata.average_fps or self.info.fps,
+                      self._begin)
+        batch = frames.data
         if order == list(range(len(order))):  # times already in order, the usual case: no reordering
             return batch
         out = torch.empty_like(batch)
@@ -143,6 +151,20 @@ class TorchcodecReader(_Reader):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class InexactSeek(RuntimeError):
+    """A backend returned a frame shown later than the time asked for (its seek went past)."""
+
+
+def _check_landed(asked: list[float], shown_from: list[float], fps: float | None, begin: float) -> None:
+    """InexactSeek when a frame's timestamp lies after the time it was asked for by more than
+    a frame and a half: torchcodec returns the next key frame when ffmpeg's seek lands past
+    the target (MPEG-TS), without an error."""
+    slack = 1.5 / fps if fps and fps > 0 else 0.1
+    for t, pts in zip(asked, shown_from):
+        if pts - t > slack:
+            raise InexactSeek(f"it returned the frame of {pts - begin:.2f} s for {t - begin:.2f} s")
 
 
 class PyAVReader(_Reader):
@@ -170,8 +192,9 @@ class PyAVReader(_Reader):
 
         order = sorted(range(len(times)), key=times.__getitem__)
         wanted = [times[i] for i in order]
-        if self._container is None or wanted[0] < self._shown_t:
-            self._open()
+        if (self._container is None or wanted[0] < self._shown_t
+                or wanted[0] - max(self._shown_t, 0.0) > self.SEEK_AHEAD):
+            self._position(wanted[0])
         picked: list = [None] * len(times)
         try:
             for pos, t in enumerate(wanted):
@@ -183,9 +206,10 @@ class PyAVReader(_Reader):
                     break
                 if self._next is None and not self._ended:
                     self._ended = True  # the stream ends here: can it back the duration claimed?
-                    check_duration(self.info.duration, fps=self.info.fps, stream_end=self._shown_t,
-                                   frames=self.good_frames + self.bad_frames)
-                    self.bad_frames += self._cut_off(self._shown_t)
+                    if not self._partial:  # frames are counted on a pass from the start only
+                        check_duration(self.info.duration, fps=self.info.fps, stream_end=self._shown_t,
+                                       frames=self.good_frames + self.bad_frames)
+                        self.bad_frames += self._cut_off(self._shown_t)
                 if self._converted is None or self._converted[0] is not shown:
                     self._converted = (shown, self._convert(shown))
                 picked[order[pos]] = self._converted[1]
@@ -196,6 +220,47 @@ class PyAVReader(_Reader):
         return torch.stack(picked)  # type: ignore[arg-type]
 
     TRUNCATED_AFTER = 2.0  # seconds of claimed duration past the stream's last frame that count as lost
+    SEEK_AHEAD = 10.0  # seconds: a time further ahead than this is reached by a seek, not decoded through
+
+    def _position(self, t: float) -> None:
+        """Be ready to read the frame shown at t: from the file's start (a pass that counts
+        damage and a stream cut short) when t is near it, else from a key frame before t.
+        ffmpeg's seek can land past its target (MPEG-TS), so where the first frame comes
+        after t it seeks again further back.  A search refining one edge near the end of an
+        hour of MPEG-2 or of a camcorder's .mts decoded the whole hour before."""
+        import av
+
+        self._open()
+        if t <= self.SEEK_AHEAD or self._stream.start_time is None:  # no timestamps: nothing to seek by
+            return
+        back = 1.0
+        try:
+            while t - back > 0:
+                self._container.seek(int((t - back + self._start) / self._base), stream=self._stream, backward=True)
+                packets = self._container.demux(self._stream)
+                key = self._key_packet(packets, t)
+                if key is not None:
+                    self._frames_in_order = self._decoded(itertools.chain([key], packets))
+                    self._shown, self._shown_t, self._converted, self._ended = None, float("-inf"), None, False
+                    self._partial = True
+                    self._next, self._next_t = self._advance()
+                    if self._next is not None and self._next_t <= t:
+                        return
+                back *= 4
+        except av.error.FFmpegError:  # a file that cannot seek: decode from its start
+            pass
+        self._open()
+
+    def _key_packet(self, packets, t: float):
+        """The first key frame's packet where a seek landed, if it is shown at or before t (a
+        decoder can start there); None when the seek landed past t (MPEG-TS lands on any packet,
+        not only on key frames, and can land after the target)."""
+        for count, packet in enumerate(packets):
+            if packet.dts is not None and float(packet.dts * self._base) - self._start > t or count > 10_000:
+                return None
+            if packet.is_keyframe:
+                return packet if packet.pts is not None and float(packet.pts * self._base) - self._start <= t else None
+        return None
 
     def _cut_off(self, stream_end: float) -> int:
         """Frames the stream claims but ends before (a file cut short: a copy or download that
@@ -222,16 +287,17 @@ class PyAVReader(_Reader):
         self._start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         self._shown, self._shown_t, self._converted, self._ended = None, float("-inf"), None, False
         self.bad_frames = self.good_frames = 0  # of this pass, which reads the file from its start
-        self._untimed = False
+        self._untimed = self._partial = False
         self._next, self._next_t = self._advance()
 
-    def _decoded(self):
-        """The stream's frames in order.  A packet the decoder rejects is counted and skipped; a
-        demuxer error resumes after the damage; an I/O error is not the file's fault."""
+    def _decoded(self, packets=None):
+        """The stream's frames in order (from ``packets``, else from where the demuxer is).  A
+        packet the decoder rejects is counted and skipped; a demuxer error resumes after the
+        damage; an I/O error is not the file's fault."""
         import av
 
         container, stream = self._container, self._stream
-        packets = container.demux(stream)
+        packets = container.demux(stream) if packets is None else packets
         errors_in_a_row = 0
         while True:
             try:
@@ -453,13 +519,26 @@ def search_backend(name: str | None) -> tuple[str, str | None]:
     return "pyav", f"decoding with PyAV: torchcodec cannot load ({problem})"
 
 
+def is_mpeg_ts(path: str) -> bool:
+    """Whether the file is an MPEG transport stream (.ts, .m2ts/.mts): packets of 188 bytes that
+    start with 0x47, or of 192 bytes with a 4-byte arrival time before each (Blu-ray, AVCHD).
+    Read from the file (three packets), so it holds for rows indexed before it was asked."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(3 * 192)
+    except OSError:
+        return False
+    return any(len(head) >= offset + 2 * size + 1 and all(head[offset + k * size] == 0x47 for k in range(3))
+               for size, offset in ((188, 0), (192, 4)))
+
+
 def open_reader(path: str, info: VideoInfo, size: int, backend: str = "torchcodec") -> _FallbackReader:
     """A reader for one file: the chosen backend, PyAV for MPEG-1/2, PyAV after a failure.
 
     ``reader.fallback`` is None, or one line saying why another backend reads this file.
     """
     require_backend(backend)
-    if info.codec in SEQUENTIAL_ONLY:  # by design (see above), so not reported as a fallback
+    if info.codec in SEQUENTIAL_ONLY or is_mpeg_ts(path):  # by design (see above): not reported as a fallback
         backend = "pyav"
     return _FallbackReader(BACKENDS[backend](path, info, size))
 
