@@ -74,6 +74,21 @@ def test_a_failed_files_reason_holds_no_piece_of_its_odd_name(tiny_model, tmp_pa
     assert {f["error"] for f in summary["failed"]} == {"Invalid data found when processing input"}
 
 
+@pytest.mark.parametrize("ext, codecs", [("mkv", ["-c:v", "libx264", "-c:a", "libvorbis"]),
+                                         ("webm", ["-c:v", "libvpx-vp9", "-c:a", "libopus"])])
+def test_a_matroska_video_with_longer_sound_lasts_as_long_as_its_picture(tiny_model, tmp_path, ext, codecs):
+    """Matroska and WebM keep a stream's length in a DURATION tag: the container's, the sound's,
+    was taken.  4 s of picture with 60 s of sound was refused as 'a damaged or crafted file'."""
+    folder = tmp_path / "v"
+    folder.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=4", "-f", "lavfi", "-i",
+           "sine=duration=60", "-pix_fmt", "yuv420p", *codecs, folder / f"talk.{ext}")
+    summary = vmr_json("index", folder, "--model", tiny_model)
+    assert summary["added"] == 1 and summary["failed"] == [], summary
+    (row,) = Library(str(vmr_json("status")["library"])).catalog.videos()
+    assert 3.9 < row["duration"] < 4.2 and summary["clips"] <= 3  # not the 30 clips of 60 s
+
+
 def test_extreme_sizes_variable_frame_rate_and_rotation(tiny_model, tmp_path):
     folder = tmp_path / "v"
     folder.mkdir()

@@ -83,6 +83,8 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
     if _still_image(ffprobe, path, str(fmt.get("format_name", "")), cancel):  # a JPEG was a 0.04 s 'video'
         raise DecodeError(f"a still image ({stream.get('codec_name') or 'image'}), not a video")
     duration = _number(stream.get("duration")) or _number(fmt.get("duration"))
+    if "matroska" in str(fmt.get("format_name", "")).split(","):
+        duration = _tagged_duration(stream) or duration
     fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
     frames = _number(stream.get("nb_frames"))
     if not duration and fps and set(str(fmt.get("format_name", "")).split(",")) & RAW_STREAMS:
@@ -211,6 +213,22 @@ def _reason(stderr: bytes, path: str) -> str:
     else:
         text = text.splitlines()[-1] if text else "ffprobe failed"
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip() or "ffprobe failed"
+
+
+def _tagged_duration(stream: dict) -> float | None:
+    """A Matroska/WebM stream's own length, which its muxer writes as a DURATION tag
+    ('00:00:10.003000000'): such files hold no length per stream, and ffprobe's estimate (or
+    the container's) is the longer audio's.  A 10 s video with 100 s of sound was refused as
+    damaged; with 40 s, indexed as 40 s, 30 of them its last frame."""
+    for key, value in (stream.get("tags") or {}).items():
+        if key.upper().startswith("DURATION"):
+            try:
+                h, m, sec = str(value).strip().split(":")
+                seconds = int(h) * 3600 + int(m) * 60 + float(sec)
+            except ValueError:
+                return None
+            return seconds if seconds > 0 else None
+    return None
 
 
 def _number(value):
