@@ -94,3 +94,41 @@ def test_an_index_with_nothing_to_do_does_not_load_torch(tiny_model, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert done.stdout.split() == ["0", "True", "False"], done
+
+
+TERM_MID_INDEX = """
+import os, signal, sys
+from vmr_cli import cli
+from vmr_cli.library import Library
+
+put = Library.put_video
+calls = []
+
+def put_then_term(self, *args, **kwargs):  # kill PID (or timeout, or a logout) after the first video
+    calls.append(1)
+    done = put(self, *args, **kwargs)
+    if len(calls) == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return done
+
+Library.put_video = put_then_term
+sys.argv = ["vmr", "--library", sys.argv[1], "index", sys.argv[2], "--model", sys.argv[3]]
+cli.main()
+"""
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(tiny_model, tmp_path):
+    """SIGTERM ended vmr at once, without the clean stop of Ctrl-C: an export killed so left its
+    cuts unlogged (the next index took them for the user's videos) and its temporary file."""
+    from conftest import make_video, vmr_json
+
+    for k in range(3):
+        make_video(tmp_path / "v" / f"{k}.mp4", [("red", 2.0)])
+    library = tmp_path / "lib"
+    done = subprocess.run([sys.executable, "-c", TERM_MID_INDEX, str(library), str(tmp_path / "v"), tiny_model],
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.returncode == 143, done
+    assert done.stderr.strip().endswith("interrupted; what was committed is kept, run the command again to resume")
+    status = vmr_json("--library", library, "status", "--check")
+    assert status["videos"] == 1 and status["consistent"]
+    assert vmr_json("--library", library, "index", tmp_path / "v")["added"] == 2

@@ -59,13 +59,15 @@ def handle_errors(func):
             done = func(*args, **kwargs)
             if _AS_PROCESS:  # the work is done and said: a Ctrl-C now made click say 'Aborted!', exit 1
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             return done
         except VmrError as exc:
             if os.environ.get("VMR_DEBUG"):
                 raise
             _fail(str(exc), 130 if isinstance(exc, Interrupted) else 1)
-        except KeyboardInterrupt:
-            _fail(INTERRUPTED.get(click.get_current_context().info_name, "interrupted"), 130)
+        except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports it
+            _fail(INTERRUPTED.get(click.get_current_context().info_name, "interrupted"),
+                  143 if isinstance(exc, Terminated) else 130)
         except BrokenPipeError:  # `vmr status | head`: the reader has what it wanted; end as quietly as cat
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a writer the pipe closed on
@@ -895,9 +897,21 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
 _AS_PROCESS = False  # set by main(): not when tests call the CLI in their own process
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, a logout), raised where Ctrl-C's KeyboardInterrupt is: the command
+    stops the way it does for Ctrl-C, cleanly.  Killed outright instead, an export left its cuts
+    unlogged (the next index took them for the user's videos) and its temporary file behind."""
+
+
+def _terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
+    raise Terminated()
+
+
 def main():
     global _AS_PROCESS
     _AS_PROCESS = True
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         cli(prog_name="vmr")
     except SystemExit as exc:
