@@ -45,6 +45,26 @@ def test_an_old_catalog_is_migrated_step_by_step_with_a_backup(tmp_path):
     assert backup.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
 
 
+def test_transport_streams_indexed_before_pyav_read_them_are_read_again(tiny_model, tmp_path):
+    """A catalog from before transport streams were decoded by PyAV holds frames of the wrong
+    times for them: the migration makes the next index read them again, and only them."""
+    from conftest import make_video, vmr_json
+
+    folder = tmp_path / "v"
+    mp4 = make_video(folder / "phone.mp4", [("red", 2.0)])
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp4), "-c", "copy", "-f", "mpegts",
+                    str(folder / "camcorder.mts")], check=True)
+    library = tmp_path / "lib"
+    assert vmr_json("--library", library, "index", folder, "--model", tiny_model)["added"] == 2
+    conn = sqlite3.connect(library / "catalog.db")
+    conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")  # as the vmr before left it
+    conn.commit()
+    conn.close()
+    again = vmr_json("--library", library, "index", folder)
+    assert (again["updated"], again["unchanged"], again["touched"]) == (1, 1, 0)
+    assert vmr_json("--library", library, "index", folder)["unchanged"] == 2
+
+
 def test_logging_a_search_and_reading_it_back(tmp_path):
     catalog = Catalog(str(tmp_path / "catalog.db"))
     odd = os.fsdecode(b"/v/caf\xe9\nnew.mp4")  # not UTF-8, with a newline: bytes survive
