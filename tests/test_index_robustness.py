@@ -406,7 +406,7 @@ def test_schema_2_catalog_is_migrated_and_its_failures_retried(tiny_model, tmp_p
     conn.close()
     summary = vmr_json("index", folder, expect=1)  # migrates; the old failure is tried once more
     assert [f["path"] for f in summary["failed"]] == [str(folder / "noise.mp4")] and summary["unchanged"] == 1
-    assert Catalog(str(db)).schema_version() == SCHEMA_VERSION == 3
+    assert Catalog(str(db)).schema_version() == SCHEMA_VERSION == 4
     assert os.path.exists(f"{db}.v2.bak")
 
 
