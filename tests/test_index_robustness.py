@@ -412,8 +412,9 @@ def test_schema_2_catalog_is_migrated_and_its_failures_retried(tiny_model, tmp_p
 
 # -- 11.7: a duration the stream cannot back -------------------------------------------------------
 def _claim(src, dst, seconds):
-    """Rewrite a Matroska file's Segment duration (element 0x4489, 8-byte float, milliseconds)."""
-    data = bytearray(src.read_bytes())
+    """Rewrite a Matroska file's Segment duration (element 0x4489, 8-byte float, milliseconds),
+    and rename its streams' DURATION tags, which would tell their true length."""
+    data = bytearray(src.read_bytes().replace(b"DURATION", b"DURATIOX"))
     at = data.find(bytes.fromhex("448988"))
     assert at > 0
     data[at + 3:at + 11] = struct.pack(">d", seconds * 1000.0)

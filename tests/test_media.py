@@ -170,6 +170,44 @@ def test_pyav_seeks_to_a_time_far_ahead_instead_of_decoding_up_to_it(tmp_path):
     assert _seconds_shown(reader.frames_at([0.3, 5.5])) == [0, 5]  # near the start: a pass from it
 
 
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+@pytest.mark.parametrize("backend", ["torchcodec", "pyav"])
+def test_times_count_from_the_files_start_as_players_and_ffmpeg_count_them(tmp_path, container, backend):
+    """A video that starts 2 s after its sound: vmr counted from the video's first frame, players
+    and ffmpeg's -ss (vmr play, vmr export) from the file's start, so every moment was 2 s off
+    between search and what play and export showed."""
+    clock = _clock_video(tmp_path / "clock.mkv", 8, "-c:v", "libx264")
+    late = tmp_path / f"late.{container}"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-itsoffset", "2", "-i", clock, "-f", "lavfi", "-i",
+                    "sine=duration=10", "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
+                    str(late)], check=True)
+    info = probe(str(late))
+    assert 9.9 < info.duration < 10.2  # to where the picture ends, in the file's time
+    reader = open_reader(str(late), info, 48, backend)
+    assert _seconds_shown(reader.frames_at([0.5, 2.5, 4.5, 9.5])) == [0, 0, 2, 7]  # the first frame until 2 s
+    cut = subprocess.run(["ffmpeg", "-v", "error", "-ss", "6.5", "-i", str(late), "-frames:v", "1", "-f",
+                          "rawvideo", "-pix_fmt", "rgb24", "-s", "48x48", "-"], capture_output=True, check=True).stdout
+    assert _seconds_shown(torch.frombuffer(bytearray(cut), dtype=torch.uint8).view(1, 48, 48, 3).permute(0, 3, 1, 2)) \
+        == _seconds_shown(reader.frames_at([6.5])) == [4]  # what export's ffmpeg cuts from
+
+
+@pytest.mark.parametrize("backend", ["torchcodec", "pyav"])
+def test_pixels_that_are_not_square_are_embedded_as_shown(tmp_path, backend):
+    """Anamorphic video (a DVD's 720x480 shown 853 wide, HDV's 1440x1080 shown 1920) was
+    embedded squeezed: the centre crop took 75 % of this frame's stored width (its red and blue
+    edges) where a player shows only the green middle there."""
+    path = tmp_path / "anamorphic.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=green:size=64x48:rate=10:duration=2,drawbox=x=0:y=0:w=16:h=48:color=red:t=fill,"
+                    "drawbox=x=48:y=0:w=16:h=48:color=blue:t=fill,setsar=2", "-c:v", "libx264",
+                    "-pix_fmt", "yuv444p", str(path)], check=True)
+    info = probe(str(path))
+    assert (info.width, info.height) == (128, 48)
+    frame = open_reader(str(path), info, 32, backend).frames_at([1.0])[0].float()
+    red, green, blue = frame.mean((1, 2)).tolist()
+    assert green > 100 and red < 30 and blue < 30, (red, green, blue)
+
+
 def test_a_fallback_to_pyav_is_reported_and_a_missing_backend_is_an_error(tmp_path, monkeypatch):
     from vmr_cli import decode
     from vmr_cli.errors import VmrError

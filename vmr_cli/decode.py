@@ -105,10 +105,11 @@ class TorchcodecReader(_Reader):
         meta = decoder.metadata
         self._begin = float(meta.begin_stream_seconds or 0.0)
         self._end = float(meta.end_stream_seconds or self.info.duration)
+        self._origin = _file_start(decoder, self._begin)
         # torchcodec scanned the stream: a duration it cannot back is the file's lie (checked
         # before the decoder is kept, so every later call asks again rather than decoding)
         check_duration(self.info.duration, fps=self.info.fps, frames=meta.num_frames,
-                       stream_end=self._end - self._begin if meta.end_stream_seconds else None)
+                       stream_end=self._end - self._origin if meta.end_stream_seconds else None)
         self._decoder = decoder
 
     def key_frames(self) -> list[tuple[float, float]]:
@@ -126,7 +127,8 @@ class TorchcodecReader(_Reader):
         keys = indices().tolist()
         if not keys or len(keys) * 4 > (meta.num_frames or 0):
             return []
-        return [(i / fps, (i + 1) / fps) for i in keys]
+        late = self._begin - self._origin  # the video's first frame, in the file's time
+        return [(late + i / fps, late + (i + 1) / fps) for i in keys]
 
     def _frames(self, times):
         import torch
@@ -135,10 +137,10 @@ class TorchcodecReader(_Reader):
             self._open()
         order = sorted(range(len(times)), key=times.__getitem__)
         eps = 1e-4
-        clamped = [min(max(times[i] + self._begin, self._begin), self._end - eps) for i in order]
+        clamped = [min(max(times[i] + self._origin, self._begin), self._end - eps) for i in order]
         frames = self._decoder.get_frames_played_at(clamped)
         _check_landed(clamped, frames.pts_seconds.tolist(), self._decoder.metadata.average_fps or self.info.fps,
-                      self._begin)
+                      self._origin)
         batch = frames.data
         if order == list(range(len(order))):  # times already in order, the usual case: no reordering
             return batch
@@ -151,6 +153,22 @@ class TorchcodecReader(_Reader):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _file_start(decoder, video_begin: float) -> float:
+    """The file's time 0 as players and ffmpeg's -ss count it: the earliest start of its streams
+    (ffmpeg's start_time), not the video stream's own, which is later where sound begins first
+    (2 s in an audit's file: every moment was reported 2 s off what 'vmr play' and export showed;
+    tens of milliseconds in many MP4 and MPEG-TS files).  The video stream's start where
+    torchcodec cannot tell (its container metadata is not public API)."""
+    try:
+        from torchcodec import _core
+
+        starts = [s.begin_stream_seconds_from_header for s in _core.get_container_metadata(decoder._decoder).streams]
+        starts = [float(x) for x in starts if x is not None]
+    except Exception:  # noqa: BLE001 - another torchcodec: the stream's own start, as before
+        return video_begin
+    return min(starts + [video_begin])
 
 
 class InexactSeek(RuntimeError):
@@ -284,7 +302,9 @@ class PyAVReader(_Reader):
         self._container, self._stream = container, stream
         self._frames_in_order = self._decoded()
         self._base = stream.time_base
-        self._start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        # Times count from the file's start, as players and ffmpeg's -ss do (see _file_start).
+        own = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        self._start = min(own, container.start_time / 1e6) if container.start_time is not None else own
         self._shown, self._shown_t, self._converted, self._ended = None, float("-inf"), None, False
         self.bad_frames = self.good_frames = 0  # of this pass, which reads the file from its start
         self._untimed = self._partial = False
@@ -352,7 +372,7 @@ class PyAVReader(_Reader):
         if rotation:
             # Display matrix rotation is counter-clockwise; rot90 with k>0 turns the same way.
             tensor = torch.rot90(tensor, k=rotation // 90, dims=(1, 2))
-        return resize_center_crop(tensor[None], self.size)[0]
+        return resize_center_crop(tensor[None], self.size, (self.info.height, self.info.width))[0]
 
 
 class DecordReader(_Reader):
@@ -376,7 +396,7 @@ class DecordReader(_Reader):
         n = len(self._decoder)
         indices = [min(n - 1, int(t * fps)) for t in times]
         frames = torch.from_numpy(self._decoder.get_batch(indices).asnumpy()).permute(0, 3, 1, 2)
-        return resize_center_crop(frames, self.size)
+        return resize_center_crop(frames, self.size, (self.info.height, self.info.width))
 
     def close(self) -> None:
         self._decoder = None

@@ -12,14 +12,18 @@ import torch
 import torch.nn.functional as F
 
 
-def resize_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the shortest side to ``size`` and crop the centre square; uint8 in, uint8 out."""
+def resize_center_crop(frames: torch.Tensor, size: int, shown: tuple[int, int] | None = None) -> torch.Tensor:
+    """Resize the shortest side to ``size`` and crop the centre square; uint8 in, uint8 out.
+    ``shown``: the (height, width) the frames are displayed at, where their pixels are not
+    square (anamorphic DVD, HDV): resized to that shape first."""
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise ValueError(f"expected frames shaped (N, 3, H, W), got {tuple(frames.shape)}")
     n, _, h, w = frames.shape
     if n == 0:
         return torch.empty((0, 3, size, size), dtype=torch.uint8)
-    if (h, w) != (size, size):
+    if shown is not None and abs(shown[1] * h - shown[0] * w) > 0.01 * shown[0] * w:
+        h, w = shown  # the same arithmetic from the displayed shape: the resize stretches to it
+    if (h, w) != (size, size) or frames.shape[-2:] != (size, size):
         scale = size / min(h, w)
         nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
         resized = F.interpolate(frames.float(), size=(nh, nw), mode="bilinear",

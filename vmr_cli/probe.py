@@ -82,9 +82,14 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
     fmt = data.get("format", {})
     if _still_image(ffprobe, path, str(fmt.get("format_name", "")), cancel):  # a JPEG was a 0.04 s 'video'
         raise DecodeError(f"a still image ({stream.get('codec_name') or 'image'}), not a video")
-    duration = _number(stream.get("duration")) or _number(fmt.get("duration"))
-    if "matroska" in str(fmt.get("format_name", "")).split(","):
-        duration = _tagged_duration(stream) or duration
+    own = _number(stream.get("duration"))  # the video stream's length
+    file_start = _number(fmt.get("start_time")) or 0.0
+    late = (_number(stream.get("start_time")) or 0.0) - file_start
+    # Times count from the file's start (decode._file_start): a video that starts late ends late.
+    duration = own + max(0.0, late) if own else _number(fmt.get("duration"))
+    tagged = _tagged_duration(stream) if "matroska" in str(fmt.get("format_name", "")).split(",") else None
+    if tagged:  # where its video ends: ffmpeg writes the stream's end time
+        duration = tagged - file_start
     fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
     frames = _number(stream.get("nb_frames"))
     if not duration and fps and set(str(fmt.get("format_name", "")).split(",")) & RAW_STREAMS:
@@ -98,6 +103,7 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
     if width <= 0 or height <= 0:
         raise DecodeError("video stream has no frame size")
     check_duration(float(duration), fps=fps, size=size, frames=frames)
+    width = _displayed_width(width, stream.get("sample_aspect_ratio"))
     rotation = _rotation(stream)
     if rotation % 180:
         width, height = height, width
@@ -215,11 +221,24 @@ def _reason(stderr: bytes, path: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip() or "ffprobe failed"
 
 
+def _displayed_width(width: int, sample_aspect) -> int:
+    """The width a player shows: pixels that are not square (an anamorphic DVD's 720x480 at
+    32:27 is shown 853 wide, HDV's 1440x1080 at 4:3 is 1920) were embedded squeezed."""
+    try:
+        num, den = (int(x) for x in str(sample_aspect).split(":"))
+    except ValueError:
+        return width
+    if num <= 0 or den <= 0 or num == den or not 0.25 <= num / den <= 4:
+        return width
+    return max(1, round(width * num / den))
+
+
 def _tagged_duration(stream: dict) -> float | None:
-    """A Matroska/WebM stream's own length, which its muxer writes as a DURATION tag
-    ('00:00:10.003000000'): such files hold no length per stream, and ffprobe's estimate (or
-    the container's) is the longer audio's.  A 10 s video with 100 s of sound was refused as
-    damaged; with 40 s, indexed as 40 s, 30 of them its last frame."""
+    """Where a Matroska/WebM stream ends, which its muxer writes as a DURATION tag
+    ('00:00:10.003000000', the end time of its last frame): such files hold no length per
+    stream, and ffprobe's estimate (or the container's) is the longer audio's.  A 10 s video
+    with 100 s of sound was refused as damaged; with 40 s, indexed as 40 s, 30 of them its
+    last frame."""
     for key, value in (stream.get("tags") or {}).items():
         if key.upper().startswith("DURATION"):
             try:
