@@ -292,3 +292,21 @@ def test_a_refined_edge_lands_within_a_quarter_second_of_the_change(change):
     assert 0 < len(fine) <= 2  # frames decoded for the edge
     start, end = _refined(window, edges, fine)
     assert start == 0.0 and abs(end - change) <= 0.25, (end, sorted(fine))
+
+
+def test_the_frame_cache_file_shrinks_when_a_video_leaves_it(tmp_path):
+    """Entries were deleted but the file never shrank: after forgetting the only video, status
+    still said 'frame cache 0.5 MB' over an empty table."""
+    from vmr_cli.frame_cache import FrameCache
+
+    cache = FrameCache(str(tmp_path))
+    rng = np.random.default_rng(0)
+    for video in (1, 2):
+        cache.put(video, "t", {k * 250: rng.standard_normal(512) for k in range(2000 if video == 1 else 10)})
+    cache.close()
+    full = cache.size_bytes()
+    assert full > 2_000_000
+    cache.forget(1)
+    cache.close()
+    assert cache.size_bytes() < full / 10
+    assert len(FrameCache(str(tmp_path)).get(2, "t", [k * 250 for k in range(10)], 512)) == 10

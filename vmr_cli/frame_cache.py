@@ -43,6 +43,7 @@ class FrameCache:
                 self._conn = _connect_readonly(self.path)
             else:
                 self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=2)
+                self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect in a new file only
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("CREATE TABLE IF NOT EXISTS frames (video_id INTEGER NOT NULL, "
                                    "token TEXT NOT NULL, t_ms INTEGER NOT NULL, embedding BLOB NOT NULL, "
@@ -95,7 +96,10 @@ class FrameCache:
         if self.readonly or not os.path.exists(self.path):
             return
         try:
-            self._connect().execute("DELETE FROM frames WHERE video_id=?", (video_id,))
+            conn = self._connect()
+            conn.execute("DELETE FROM frames WHERE video_id=?", (video_id,))
+            # The file shrinks (it only grew, even emptied); execute() would free one page only.
+            conn.executescript("PRAGMA incremental_vacuum;")
         except sqlite3.Error:
             pass  # its entries carry the old token and can never match
 
