@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+from itertools import pairwise
 
 import pytest
 from conftest import ROOT, TEST_MEDIA, ffprobe_duration, make_video, vmr, vmr_json
@@ -379,3 +381,78 @@ def test_max_videos_is_filled_when_long_videos_hold_the_best_clips(tmp_path):
     vmr_json("index", tmp_path / "v", "--model", ROOT / "examples" / "models" / "tiny-clip")  # sees colours
     stats = vmr_json("search", "a red screen", "--max-videos", "4", "--refine", "0")["stats"]
     assert stats["videos_considered"] == 4
+
+
+# -- exact cuts start with the frame on screen at their start ----------------------------------
+TIMED = ("format=gbrp,geq=r='20+20*mod(floor(T*10+0.001),10)':g='20+20*mod(floor(T+0.0001),10)'"
+         ":b='20+40*floor(T/10)'")  # the colour says when the frame was made: R tenths, G seconds, B tens
+
+
+def _timed_video(path, rate, seconds, *args, vf=TIMED, audio=None):
+    """A small video whose frames' colour encodes their time (TIMED); ``audio``: a lavfi source."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [REAL_FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c=black:s=64x48:r={rate}:d={seconds}"]
+    cmd += ["-f", "lavfi", "-i", audio] if audio else []
+    subprocess.run([*cmd, "-vf", vf, "-c:v", "libx264", "-pix_fmt", "yuv420p", *args, "file:" + str(path)], check=True)
+    return path
+
+
+def _shown(path) -> list[tuple[float, float]]:
+    """(time, the source time its colour says) of each frame of a cut."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = []
+        for frame in container.decode(stream):
+            rgb = frame.to_ndarray(format="rgb24")
+            h, w, _ = rgb.shape
+            r, g, b = rgb[h // 4:3 * h // 4, w // 4:3 * w // 4].reshape(-1, 3).mean(0)
+            frames.append((float(frame.pts * stream.time_base),
+                           round((b - 20) / 40) * 10 + round((g - 20) / 20) + round((r - 20) / 20) / 10))
+    return sorted(frames)
+
+
+def _export_moments(tmp_path, moments) -> list[str]:
+    """Exact cuts of (video, start, end), logged as a search's results, through vmr export."""
+    lib = Library(None, create=True)
+    rows = [{"rank": i + 1, "video": str(video), "start": start, "end": end, "score": 0.9 - i / 10}
+            for i, (video, start, end) in enumerate(moments)]
+    search_id = lib.catalog.log_search("a moment", "tiny", {}, {}, rows)
+    lib.close()
+    done = vmr_json("export", "--search", search_id, "--out", tmp_path / "out")
+    assert not done["skipped"] and len(done["exported"]) == len(moments), done
+    return [item["path"] for item in done["exported"]]
+
+
+def _changes(frames) -> list[tuple[float, float]]:
+    """Where a cut's picture changes: (time, what it shows from then)."""
+    return [frames[0]] + [b for a, b in pairwise(frames) if b[1] != a[1]]
+
+
+def test_an_exact_cut_of_sparse_frames_starts_with_the_frame_on_screen(tmp_path):
+    """ffmpeg drops the frames timed before the start, also the one still on screen there: a
+    screen recording that held one frame from 1 s to 8 s, cut 4-10 s, began with the 8 s frame
+    (at 4 s into the file); a 0.5 fps timelapse cut 5.5-9.5 s lost its 4 s frame and showed the
+    6 s and 8 s frames 0.5 s early."""
+    screen = _timed_video(tmp_path / "v" / "screen.mp4", 10, 14, "-fps_mode", "vfr",
+                          vf=TIMED + ",select='lt(t\\,1.05)+gte(t\\,8)'")
+    slow = _timed_video(tmp_path / "v" / "slow.mp4", 0.5, 12)
+    held, sparse = (_shown(path) for path in _export_moments(tmp_path, [(screen, 4.0, 10.0), (slow, 5.5, 9.5)]))
+    step = 1 / 24 + 0.002  # the cut's frame rate is 24 a second at least
+    assert held[0] == (0.0, 1.0) and len(_changes(held)) == 21, _changes(held)[:3]  # then 8.0, 8.1 ... 9.9
+    assert _changes(held)[1][1] == 8.0 and 4.0 <= _changes(held)[1][0] < 4.0 + step, _changes(held)[:3]
+    assert held[-1][0] > 6.0 - 2 * step
+    assert [shown for _, shown in _changes(sparse)] == [4.0, 6.0, 8.0], _changes(sparse)
+    assert all(0 <= time - want < step for (time, _), want in zip(_changes(sparse), (0.0, 0.5, 2.5))), _changes(sparse)
+    assert sparse[-1][0] > 4.0 - 2 * step
+    # the page's previews are cut so too, with their own video filter (scaling) after it
+    from vmr_cli.cut import cut
+    from vmr_cli.preview import preview_codec
+
+    assert cut(REAL_FFMPEG, str(slow), 5.5, 4.0, str(tmp_path / "preview.mp4"), preview_codec(32)) is None
+    preview = _shown(tmp_path / "preview.mp4")
+    assert [shown for _, shown in _changes(preview)] == [4.0, 6.0, 8.0], _changes(preview)
+    assert json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "json",
+                                      str(tmp_path / "preview.mp4")], capture_output=True, check=True).stdout)["streams"][0] == \
+        {"width": 32, "height": 24}

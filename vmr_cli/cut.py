@@ -8,7 +8,8 @@ moment's video frames while the audio, and so the file's length, is whole.  So e
 is probed afterwards (a video frame at least, about the length asked for, and for a
 stream copy the source's video frames in the moment) and tried again another way when it
 is not right: seeking after ``-i`` (decodes from the start: slower, exact), and
-without the audio when only the audio is in the way (said in a warning).
+without the audio when only the audio is in the way (said in a warning).  An exact cut (a
+re-encode) starts with the frame on screen at its start: see SHOWN.
 """
 
 from __future__ import annotations
@@ -65,16 +66,17 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
         return failed
 
-    first = attempt("input", True)
+    seek = "input"
+    first = attempt(seek, True)
     if first is None:
         return None
     if first.startswith(TIMED_OUT):
         raise CutError(first)  # no other way is faster
     if not first.startswith(WRONG):  # ffmpeg failed: the audio, if the video alone goes through
-        if attempt("input", False) is None:
-            if attempt("input", True) is None:  # it was not the audio after all (a passing I/O error)
+        if attempt(seek, False) is None:
+            if attempt(seek, True) is None:  # it was not the audio after all (a passing I/O error)
                 return None
-            if attempt("input", False) is None:
+            if attempt(seek, False) is None:
                 return f"cut without its sound: ffmpeg could not read the audio ({first})"
         raise CutError(first)
     # ffmpeg exited 0 with a wrong file: a seek before -i that landed nowhere; decode from the start
@@ -90,9 +92,19 @@ FEWER = "the cut holds only"
 
 
 def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout) -> str | None:
-    """ffmpeg's reason when it failed, else None."""
-    where = ["-ss", f"{start:.3f}", "-i", "file:" + source] if seek == "input" else \
-        ["-i", "file:" + source, "-ss", f"{start:.3f}"]
+    """ffmpeg's reason when it failed, else None.  ``seek``: "input" (-ss before -i), "output"
+    (after it: decodes from the file's start), or for a re-encode the point (seconds) to seek
+    the input to, at or before ``start``."""
+    if "copy" in codec_args:  # a stream copy: packets as they are, from the key frame before
+        where = ["-ss", f"{start:.3f}", "-i", "file:" + source] if seek == "input" else \
+            ["-i", "file:" + source, "-ss", f"{start:.3f}"]
+    else:  # decoded from a key frame before, every frame handed to the fps filter (see SHOWN)
+        pre = start if seek == "input" else 0.0 if seek == "output" else float(seek)
+        offset = f"{max(0.0, start - pre):.3f}"
+        codec_args, video, sound = _without_filters(codec_args)  # theirs go after ours: one -vf counts
+        where = [*(["-ss", f"{pre:.3f}", "-noaccurate_seek"] if pre > 0 else []), "-i", "file:" + source,
+                 "-vf", ",".join([SHOWN.format(offset=offset), *video]),
+                 "-af", ",".join([f"atrim=start={offset},asetpts=PTS-STARTPTS", *sound])]
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", *where, "-t", f"{seconds:.3f}",
            "-map", "0:v:0", *(["-map", "0:a:0?"] if audio else ["-an"]), *codec_args, "file:" + target]
     try:
@@ -102,6 +114,33 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
     except OSError as exc:
         return f"cannot run ffmpeg: {exc.strerror}"
     return ffmpeg_reason(done.stderr) if done.returncode != 0 else None
+
+
+# An exact cut starts with the frame on screen at its start, and shows each frame from its own
+# time on.  ffmpeg's own seek (and its -ss after -i) drops every frame timed before the start,
+# also the one still on screen there: a screen recording holding a frame from 1 s to 8 s cut
+# at 4 s began with the 8 s frame, a 0.5 fps timelapse cut at 5.5 s lost its 4 s frame and
+# showed the rest 0.5 s early.  So the input is sought without ffmpeg's trimming
+# (-noaccurate_seek), and the fps filter (start_time, round=up) fills each slot from the start
+# on with the last frame at or before it (a millisecond's leeway for timestamps rounded to
+# the stream's time base); video and sound are then both counted from the start.  Its rate is
+# the one ffmpeg's constant-rate output took before (source_fps), raised by a whole factor to
+# 24 frames a second at least so that the frames of a sparse source show within 1/24 s of
+# their time (a 0.5 fps source gets 24, one of 15 fps 30); 25 where the source says no rate.
+SHOWN = ("setpts=PTS-0.001/TB,fps=fps='if(gt(source_fps,0),source_fps*ceil(24/source_fps),25)'"
+         ":start_time={offset}:round=up,setpts=PTS-STARTPTS")
+
+
+def _without_filters(codec_args: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """codec_args less their -vf and -af (ffmpeg uses only the last of each), and those filters."""
+    rest, video, sound = [], [], []
+    args = iter(codec_args)
+    for arg in args:
+        if arg in ("-vf", "-filter:v", "-af", "-filter:a"):
+            (video if arg in ("-vf", "-filter:v") else sound).append(next(args, "null"))
+        else:
+            rest.append(arg)
+    return rest, video, sound
 
 
 def _frames_in(ffprobe: str, source: str, start: float, seconds: float) -> int | None:
