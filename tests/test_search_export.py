@@ -456,3 +456,21 @@ def test_an_exact_cut_of_sparse_frames_starts_with_the_frame_on_screen(tmp_path)
     assert json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "json",
                                       str(tmp_path / "preview.mp4")], capture_output=True, check=True).stdout)["streams"][0] == \
         {"width": 32, "height": 24}
+
+
+@pytest.mark.parametrize("b_frames", ["0", "3"])
+def test_an_exact_cut_of_an_mpeg_ts_recording_starts_at_its_start_not_the_next_key_frame(tmp_path, b_frames):
+    """ffmpeg's seek before -i in MPEG-TS lands on some packet before the start and decoding begins
+    at the next key frame: with one every 10 s, a cut of 2-5 s was 3 s of the 10 s frame (the
+    check passed it: ffmpeg filled the gap with copies, so the length was right).  Its sound
+    stays in step (a tone from 3 s on)."""
+    ts = _timed_video(tmp_path / "v" / "camera.ts", 10, 14, "-g", "100", "-sc_threshold", "0", "-bf", b_frames,
+                      "-c:a", "mp2", audio="aevalsrc='if(gte(t,3),0.5*sin(2*PI*440*t),0)':d=14:s=48000")
+    (path,) = _export_moments(tmp_path, [(ts, 2.05, 5.05)])
+    frames = _shown(path)
+    assert frames[0] == (0.0, 2.0) and frames[-1][1] == 5.0, _changes(frames)[:3]
+    assert all(abs(time - (shown - 2.05)) < 0.1 for time, shown in _changes(frames)[1:]), _changes(frames)
+    found = subprocess.run([REAL_FFMPEG, "-i", path, "-af", "silencedetect=n=-30dB:d=0.1", "-f", "null", "-"],
+                           capture_output=True, text=True, check=True).stderr
+    tone = [float(line.split("silence_end: ")[1].split()[0]) for line in found.splitlines() if "silence_end" in line]
+    assert len(tone) == 1 and abs(tone[0] - 0.95) < 0.05, found

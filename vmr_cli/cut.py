@@ -9,7 +9,8 @@ is probed afterwards (a video frame at least, about the length asked for, and fo
 stream copy the source's video frames in the moment) and tried again another way when it
 is not right: seeking after ``-i`` (decodes from the start: slower, exact), and
 without the audio when only the audio is in the way (said in a warning).  An exact cut (a
-re-encode) starts with the frame on screen at its start: see SHOWN.
+re-encode) starts with the frame on screen at its start: see SHOWN, and INDEXED for where
+its input is sought.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
         return failed
 
-    seek = "input"
+    # An exact cut's input seek: the key frame before the start must be decoded (see INDEXED).
+    seek = "input" if expected is not None else _exact_seek(ffprobe, source, start)
     first = attempt(seek, True)
     if first is None:
         return None
@@ -94,7 +96,7 @@ FEWER = "the cut holds only"
 def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout) -> str | None:
     """ffmpeg's reason when it failed, else None.  ``seek``: "input" (-ss before -i), "output"
     (after it: decodes from the file's start), or for a re-encode the point (seconds) to seek
-    the input to, at or before ``start``."""
+    the input to, at or before ``start`` (see _exact_seek)."""
     if "copy" in codec_args:  # a stream copy: packets as they are, from the key frame before
         where = ["-ss", f"{start:.3f}", "-i", "file:" + source] if seek == "input" else \
             ["-i", "file:" + source, "-ss", f"{start:.3f}"]
@@ -129,6 +131,54 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
 # their time (a 0.5 fps source gets 24, one of 15 fps 30); 25 where the source says no rate.
 SHOWN = ("setpts=PTS-0.001/TB,fps=fps='if(gt(source_fps,0),source_fps*ceil(24/source_fps),25)'"
          ":start_time={offset}:round=up,setpts=PTS-STARTPTS")
+
+
+# Containers whose index makes ffmpeg's seek before -i land on the key frame before the start
+# (ffprobe's format names).  In others ffmpeg seeks by timestamp to some packet before it and
+# decoding begins at the next key frame: in MPEG-TS (camcorders' .mts/.m2ts, broadcasts) a cut
+# at 3.5 s with a key frame a second began with the 4.0 s frame held half a second, one at 2.0 s
+# with a key frame every 10 s held the 10.0 s frame throughout.  Those are sought to just before
+# the key frame at or before the start, found from the packets (no decoding): see _exact_seek.
+INDEXED = frozenset({"mov", "mp4", "matroska", "webm"})
+KEY_WINDOW = 8.0  # seconds before the start first searched for a key frame (then 4x more, ...)
+
+
+def _exact_seek(ffprobe: str, source: str, start: float) -> float:
+    """Where to seek the input for an exact cut at ``start`` (seconds from the file's start):
+    ``start`` in an indexed container (MP4/MOV, Matroska/WebM), else a quarter second before
+    the last video key frame at or before it; 0.0 (decode from the start: slow, always right)
+    where ffprobe cannot tell."""
+    def probe(*args: str, of: str = "csv=p=0") -> bytes:
+        return subprocess.run([ffprobe, "-v", "error", *args, "-of", of, "file:" + source],
+                              capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT).stdout
+
+    if start <= 0:
+        return 0.0
+    try:
+        found = json.loads(probe("-show_entries", "format=format_name,start_time", of="json") or b"{}")
+        form = found.get("format") or {}
+        if INDEXED & set(str(form.get("format_name", "")).split(",")):
+            return start
+        origin = float(form.get("start_time") or 0.0)  # packet times may begin later (MPEG-TS)
+        window = KEY_WINDOW
+        while True:
+            begin = max(0.0, start - window)
+            interval = f"{origin + begin:.3f}%{origin + start + 0.001:.3f}"  # absolute times
+            lines = probe("-select_streams", "v:0", "-read_intervals", interval,
+                          "-show_entries", "packet=pts_time,dts_time,flags").decode("ascii", "replace").split()
+            keys = []
+            for line in lines:
+                pts, dts, flags = (line.split(",") + ["", "", ""])[:3]
+                if "K" in flags and pts not in ("", "N/A") and float(pts) <= origin + start + 1e-6:
+                    keys.append((float(pts), float(dts) if dts not in ("", "N/A") else float(pts)))
+            if keys:  # decoding begins at the first key frame after where ffmpeg's seek lands
+                pts, dts = max(keys)
+                return max(0.0, min(pts, dts) - origin - 0.25)
+            if begin <= 0:
+                return 0.0
+            window *= 4
+    except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
+        return 0.0
 
 
 def _without_filters(codec_args: list[str]) -> tuple[list[str], list[str], list[str]]:
