@@ -439,10 +439,10 @@ def test_an_exact_cut_of_sparse_frames_starts_with_the_frame_on_screen(tmp_path)
                           vf=TIMED + ",select='lt(t\\,1.05)+gte(t\\,8)'")
     slow = _timed_video(tmp_path / "v" / "slow.mp4", 0.5, 12)
     held, sparse = (_shown(path) for path in _export_moments(tmp_path, [(screen, 4.0, 10.0), (slow, 5.5, 9.5)]))
-    step = 1 / 24 + 0.002  # the cut's frame rate is 24 a second at least
+    step = 1 / 24 + 0.002  # a cut of a source under 10 fps has 24 frames a second at least
     assert held[0] == (0.0, 1.0) and len(_changes(held)) == 21, _changes(held)[:3]  # then 8.0, 8.1 ... 9.9
-    assert _changes(held)[1][1] == 8.0 and 4.0 <= _changes(held)[1][0] < 4.0 + step, _changes(held)[:3]
-    assert held[-1][0] > 6.0 - 2 * step
+    assert _changes(held)[1][1] == 8.0 and 4.0 <= _changes(held)[1][0] < 4.0 + 0.1, _changes(held)[:3]
+    assert held[-1] == (5.9, 9.9)
     assert [shown for _, shown in _changes(sparse)] == [4.0, 6.0, 8.0], _changes(sparse)
     assert all(0 <= time - want < step for (time, _), want in zip(_changes(sparse), (0.0, 0.5, 2.5))), _changes(sparse)
     assert sparse[-1][0] > 4.0 - 2 * step
@@ -468,7 +468,7 @@ def test_an_exact_cut_of_an_mpeg_ts_recording_starts_at_its_start_not_the_next_k
                       "-c:a", "mp2", audio="aevalsrc='if(gte(t,3),0.5*sin(2*PI*440*t),0)':d=14:s=48000")
     (path,) = _export_moments(tmp_path, [(ts, 2.05, 5.05)])
     frames = _shown(path)
-    assert frames[0] == (0.0, 2.0) and frames[-1][1] == 5.0, _changes(frames)[:3]
+    assert frames[0] == (0.0, 2.0) and frames[-1] == (2.9, 4.9), _changes(frames)[:3]
     assert all(abs(time - (shown - 2.05)) < 0.1 for time, shown in _changes(frames)[1:]), _changes(frames)
     found = subprocess.run([REAL_FFMPEG, "-i", path, "-af", "silencedetect=n=-30dB:d=0.1", "-f", "null", "-"],
                            capture_output=True, text=True, check=True).stderr
