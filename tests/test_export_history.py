@@ -90,6 +90,44 @@ def test_vmrs_own_cuts_are_never_indexed_wherever_they_are_moved(indexed, tmp_pa
     assert {os.path.basename(p) for p in indexed_paths() - before} == {"mine.mp4"}  # cuts stay out by print
 
 
+KILLED_AFTER_ONE_CUT = """
+import os, sys
+from vmr_cli import cli, cut
+
+calls = []
+real = cut.cut
+def die_in_the_second_cut(ffmpeg, source, start, seconds, target, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # kill -9 (a power cut) while ffmpeg writes the second cut
+        real(ffmpeg, source, start, seconds, target, *args, **kwargs)
+        os.utime(target, (0, 0))  # its temporary file, left behind, as if from long ago
+        os._exit(137)
+    return real(ffmpeg, source, start, seconds, target, *args, **kwargs)
+
+cut.cut = die_in_the_second_cut
+sys.argv = ["vmr", "--library", sys.argv[1], "export", "1", "2", "--out", sys.argv[2]]
+cli.main()
+"""
+
+
+def test_a_killed_export_logs_the_cut_it_made_and_its_temporary_file_goes(indexed, tmp_path, isolated_library):
+    """The export log was written after the last cut: killed between cuts, the first was not
+    logged, so the next index took it (and the export's temporary file, hidden beside it) for
+    the user's videos, ranked them first, and export cut that result again."""
+    vmr_json("search", "red", "--top-k", "3")
+    out = indexed / "cuts"
+    died = subprocess.run([sys.executable, "-c", KILLED_AFTER_ONE_CUT, str(isolated_library), str(out)],
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert died.returncode == 137, died
+    left = sorted(os.listdir(out))
+    assert len(left) == 2 and left[0].startswith(".vmr-export-"), left  # the cut and the temporary file
+    summary = vmr_json("index", indexed)
+    assert (summary["added"], summary["own_outputs"]) == (0, 2), summary  # the cut and the temporary file
+    again = vmr_json("export", "1", "2", "--out", out)["exported"]
+    assert [c.get("existing", False) for c in again] == [True, False]  # result 1 is not cut twice
+    assert not any(name.startswith(".vmr-export-") for name in os.listdir(out))  # stale: removed
+
+
 # -- 11.6: one file per result, never a name taken twice ------------------------------------------
 @pytest.fixture
 def two_cards(tiny_model, tmp_path):

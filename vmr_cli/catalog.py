@@ -366,15 +366,22 @@ class Catalog:
         return [dict(row) for row in rows]
 
     # -- operations log -------------------------------------------------------------
-    def log_operation(self, command: str, arguments: dict, summary: dict, started_at: float) -> None:
+    def log_operation(self, command: str, arguments: dict, summary: dict, started_at: float,
+                      operation_id: int | None = None) -> int | None:
+        """Log an operation; with ``operation_id``, that operation's summary is replaced (an export
+        logs each cut as it lands).  Returns its id (None for a read-only library)."""
         if self.readonly:
-            return
+            return None
         with self.transaction():
-            self._tables()["operations"].insert({
+            if operation_id is not None:
+                self._conn.execute("UPDATE operations SET summary=?, finished_at=? WHERE id=?",
+                                   (json.dumps(summary, default=str), time.time(), operation_id))
+                return operation_id
+            return self._tables()["operations"].insert({
                 "command": command, "arguments": json.dumps(arguments, default=str),
                 "summary": json.dumps(summary, default=str),
                 "started_at": started_at, "finished_at": time.time(),
-            })
+            }).last_pk
 
     def operations(self, command: str | None = None) -> list[dict]:
         """Logged operations (oldest first), with arguments and summary decoded."""

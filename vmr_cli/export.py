@@ -32,6 +32,25 @@ from .probe import require_tool
 from .timecodes import file_stamp, timecode
 
 MARKER = ".vmr-exports"
+TEMPORARY = ".vmr-export-"  # a cut being written; never indexed, removed by a later export when stale
+STALE_AFTER = 3600  # seconds untouched after which such a file is a killed export's
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Remove the temporary cuts of exports killed here (kill -9, a power cut): an hour
+    untouched; an export running beside this one writes its own all the time."""
+    now = time.time()
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(TEMPORARY)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isfile(path) and not os.path.islink(path) and now - os.stat(path).st_mtime > STALE_AFTER:
+                os.unlink(path)
+        except OSError:
+            pass
 MARKER_TEXT = ("This folder holds clips cut by 'vmr export'. 'vmr index' skips every folder that holds\n"
                "this file, so that vmr never finds its own cuts; delete the file to have them indexed.\n")
 MAX_STEM_BYTES = 120
@@ -126,7 +145,7 @@ def without_own_outputs(catalog, found: list) -> list:
         return libraries[folder]
 
     return [item for item in found if not under(item.path, previews) and not own.holds(item)
-            and not in_any_library_previews(item.path)]
+            and not in_any_library_previews(item.path) and not os.path.basename(item.path).startswith(TEMPORARY)]
 
 
 class _OwnOutputs:
@@ -229,6 +248,19 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
         announce(search, chosen, folder, sum(rank in done_before for rank in chosen))
     started = time.time()
     written, files, taken, full = [], [], set(), None
+    logged = None  # the operation's id, once a cut is logged
+
+    def log():
+        """The cuts so far, logged as each lands (a kill -9 between cuts used to leave them
+        unlogged: the next index took them for the user's videos, export cut them again)."""
+        nonlocal logged
+        if written:
+            summary = {"search_id": search["id"], "query": search["query"], "folder": folder,
+                       "exported": written, "skipped": skipped, "files": files}
+            logged = catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
+                                                      "copy": copy, "force": force}, summary, started, logged)
+
+    _remove_stale_temporaries(folder)
     try:
         for rank in chosen:
             if rank in done_before:  # an earlier run (one that was stopped, say) cut it: not again
@@ -268,14 +300,13 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
                      "end": result["end"], "exact": not copy} | ({"warning": warning} if warning else {}))
             written.append(item)
             files.append(_file_print(target))
+            log()
             if on_cut is not None:
                 on_cut(item)
     finally:
         done = {"search_id": search["id"], "query": search["query"], "folder": folder, "exported": written,
                 "skipped": skipped}
-        if written:  # what was written is logged even when a later cut fails: the index skips it
-            catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
-                                             "copy": copy, "force": force}, dict(done, files=files), started)
+        log()  # what was written is logged even when a later cut fails: the index skips it
     if not written:  # nothing cut at all: one error, as when every source is gone
         raise NothingCut(done)
     return done
@@ -360,7 +391,7 @@ def _cut(ffmpeg: str, source: str, start: float, end: float, names, folder: str,
     from .cut import cut
 
     ext = os.path.splitext(target_name(source, start, end, copy))[1]
-    fd, tmp = tempfile.mkstemp(prefix=".vmr-export-", suffix=ext, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY, suffix=ext, dir=folder)
     os.close(fd)
     if copy:
         codec = ["-c", "copy", "-avoid_negative_ts", "make_zero"]

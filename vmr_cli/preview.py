@@ -28,7 +28,8 @@ from .cut import cut
 from .errors import VmrError, first_line
 
 FOLDER = "previews"
-VERSION = 1            # part of every key: change it when the settings below change
+VERSION = 2            # part of every key: change it when the settings below change (2: cuts start with
+                       # the frame on screen, transport streams from the key frame before: cut.py)
 MAX_SIDE = 640
 MAX_SECONDS = 300.0
 CACHE_BYTES = 512 * 1024 * 1024
