@@ -212,3 +212,10 @@ def test_a_catalog_of_another_user_is_named_as_such(tiny_model, tmp_path):
         assert done.stderr.strip() == (f"Error: the catalog {library / 'catalog.db'} cannot be read (Permission "
                                        "denied); are the library's files another user's (after 'sudo vmr ...')? "
                                        f"check the permissions of {library}"), done.stderr
+
+
+def test_a_name_in_an_error_is_escaped_once(tmp_path):
+    """Messages escape the names in them and the whole line again on its way to stderr; once
+    a backslash printed as two, the second pass made it four: the message named no such file."""
+    code, out, err = vmr("index", tmp_path / "no\\such", expect=1)
+    assert f"{tmp_path}/no\\\\such" in err and "\\\\\\" not in err, err

@@ -27,7 +27,7 @@ from .paths import printable
 def say(message: str) -> None:
     """One message line on stderr.  Messages name files, and a file name can hold terminal
     escapes or newlines: everything that reaches stderr is escaped here, in one place."""
-    click.echo(printable(message), err=True)
+    click.echo(printable(message, name=False), err=True)
 
 
 def _fail(message: str, code: int = 1):
@@ -91,7 +91,7 @@ def _escaped_click_errors():
         yield
     except click.ClickException as exc:
         # Line by line: click's own messages span lines (bare 'vmr' prints the help as one).
-        exc.message = "\n".join(printable(line) for line in exc.message.split("\n"))
+        exc.message = "\n".join(printable(line, name=False) for line in exc.message.split("\n"))
         raise
 
 
@@ -559,7 +559,7 @@ def searches(ctx, limit, as_json):
     click.echo(f"{'id':>5}  {'time':<16}  {'results':>7}  query")
     for r in rows:
         query = r["query"] if len(r["query"]) <= 70 else r["query"][:69] + "…"
-        click.echo(printable(f"{r['id']:>5}  {_when(r['created_at']):<16}  {r['n_results']:>7}  {query}"))
+        click.echo(printable(f"{r['id']:>5}  {_when(r['created_at']):<16}  {r['n_results']:>7}  {query}", name=False))
     if len(rows) < total:
         say(f"{len(rows)} of {total} searches; --limit 0 lists all")
 

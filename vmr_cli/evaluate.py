@@ -185,7 +185,7 @@ def require_indexed(library, vids, files) -> None:
         row = library.catalog.video_by_path(files[vid]) or _same_file_row(library, files[vid])
         if row is None or row["status"] != "ok":
             reason = row["error"] if row and row["error"] else "not indexed"
-            raise VmrError(f"annotated video {vid} could not be indexed: {printable(reason)} "
+            raise VmrError(f"annotated video {vid} could not be indexed: {printable(reason, name=False)} "
                            f"({printable(files[vid])}); fix or remove it and its annotations")
         files[vid] = row["path"]
 

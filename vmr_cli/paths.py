@@ -62,11 +62,13 @@ def native(path: str, write: bool = False):
         os.close(fd)
 
 
-def printable(path: str) -> str:
-    """A one-line, valid-UTF-8 rendering of a path (or a whole message naming paths) for
-    tables and messages: control characters, terminal escapes included, are shown escaped,
-    and a backslash as two, so that no two names print alike ('a\\nb' is not 'a\nb')."""
-    path = path.replace("\\", "\\\\")
+def printable(path: str, name: bool = True) -> str:
+    """A one-line, valid-UTF-8 rendering of a path for tables and messages: control characters,
+    terminal escapes included, are shown escaped, and a backslash as two, so that no two names
+    print alike ('a\\nb' is not 'a\nb').  ``name`` False: a whole message, whose names were
+    rendered so already (its backslashes stay as they are: they would be doubled twice)."""
+    if name:
+        path = path.replace("\\", "\\\\")
     try:
         text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
