@@ -208,6 +208,26 @@ def test_pixels_that_are_not_square_are_embedded_as_shown(tmp_path, backend):
     assert green > 100 and red < 30 and blue < 30, (red, green, blue)
 
 
+def test_an_index_counts_a_files_damage_also_when_pyav_takes_over_midway(tmp_path):
+    """torchcodec read a download cut short until it failed at 24 s; PyAV took over there and,
+    seeking to the time asked for, counted no frame as lost: the index took the file as whole
+    (its last frame standing for the missing 12 s) and would never read it again."""
+    whole = _clock_video(tmp_path / "download.mp4", 40, "-c:v", "libx264", "-movflags", "+faststart")
+    data = open(whole, "rb").read()
+    cut_short = tmp_path / "cut short.mp4"
+    cut_short.write_bytes(data[:int(len(data) * 0.7)])
+    info = probe(str(cut_short))
+    counted = {}
+    for backend, is_index in (("pyav", True), ("torchcodec", True), ("torchcodec", False)):
+        reader = open_reader(str(cut_short), info, 32, backend, whole=is_index)
+        for start in range(0, 40, 8):  # chunks in order, as an index reads them
+            reader.frames_at([start + k * 0.5 for k in range(16)])
+        counted[backend, is_index] = (reader.backend, reader.bad_frames)
+    assert counted["torchcodec", True] == counted["pyav", True] == ("pyav", counted["pyav", True][1])
+    assert counted["pyav", True][1] > 50
+    assert counted["torchcodec", False][1] == 0  # a search's few frames: it seeks, and counts nothing
+
+
 def test_a_fallback_to_pyav_is_reported_and_a_missing_backend_is_an_error(tmp_path, monkeypatch):
     from vmr_cli import decode
     from vmr_cli.errors import VmrError

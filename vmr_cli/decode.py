@@ -47,8 +47,10 @@ class _Reader:
 
     backend = ""
 
-    def __init__(self, path: str, info: VideoInfo, size: int):
-        self.path, self.info, self.size = path, info, size
+    def __init__(self, path: str, info: VideoInfo, size: int, whole: bool = False):
+        """``whole``: the caller reads the file in order from its start (an index), so a
+        sequential reader never seeks and counts what it cannot decode over the whole file."""
+        self.path, self.info, self.size, self.whole = path, info, size, whole
 
     def frames_at(self, times):
         """uint8 (N, 3, size, size): for each time, the frame being shown at that moment."""
@@ -75,8 +77,8 @@ class _Reader:
 class TorchcodecReader(_Reader):
     backend = "torchcodec"
 
-    def __init__(self, path: str, info: VideoInfo, size: int):
-        super().__init__(path, info, size)
+    def __init__(self, path: str, info: VideoInfo, size: int, whole: bool = False):
+        super().__init__(path, info, size, whole)
         self._decoder = None
         self._file = None
 
@@ -198,8 +200,8 @@ class PyAVReader(_Reader):
     backend = "pyav"
     DEMUX_ERRORS_IN_A_ROW = 100  # then the rest of the file is taken as unreadable
 
-    def __init__(self, path: str, info: VideoInfo, size: int):
-        super().__init__(path, info, size)
+    def __init__(self, path: str, info: VideoInfo, size: int, whole: bool = False):
+        super().__init__(path, info, size, whole)
         self._container = None
         self.bad_frames = 0
         self.good_frames = 0
@@ -249,7 +251,7 @@ class PyAVReader(_Reader):
         import av
 
         self._open()
-        if t <= self.SEEK_AHEAD or self._stream.start_time is None:  # no timestamps: nothing to seek by
+        if self.whole or t <= self.SEEK_AHEAD or self._stream.start_time is None:  # (no timestamps: no seek)
             return
         back = 1.0
         try:
@@ -380,8 +382,8 @@ class DecordReader(_Reader):
 
     backend = "decord"
 
-    def __init__(self, path: str, info: VideoInfo, size: int):
-        super().__init__(path, info, size)
+    def __init__(self, path: str, info: VideoInfo, size: int, whole: bool = False):
+        super().__init__(path, info, size, whole)
         self._decoder = None
 
     def _frames(self, times):
@@ -406,7 +408,7 @@ class _FallbackReader(_Reader):
     """The chosen backend until it fails on this file, then one sequential PyAV pass."""
 
     def __init__(self, primary: _Reader):
-        super().__init__(primary.path, primary.info, primary.size)
+        super().__init__(primary.path, primary.info, primary.size, primary.whole)
         self.reader = primary
         self.fallback: str | None = None
 
@@ -422,7 +424,7 @@ class _FallbackReader(_Reader):
                 raise
             self.fallback = f"decoded with PyAV: {self.reader.backend} failed ({first_line(exc)})"
             self.reader.close()
-            self.reader = PyAVReader(self.path, self.info, self.size)
+            self.reader = PyAVReader(self.path, self.info, self.size, self.whole)
             return self.reader._frames(times)
 
     def key_frames(self) -> list[tuple[float, float]]:
@@ -552,13 +554,16 @@ def is_mpeg_ts(path: str) -> bool:
                for size, offset in ((188, 0), (192, 4)))
 
 
-def open_reader(path: str, info: VideoInfo, size: int, backend: str = "torchcodec") -> _FallbackReader:
+def open_reader(path: str, info: VideoInfo, size: int, backend: str = "torchcodec",
+                whole: bool = False) -> _FallbackReader:
     """A reader for one file: the chosen backend, PyAV for MPEG-1/2, PyAV after a failure.
 
     ``reader.fallback`` is None, or one line saying why another backend reads this file.
+    ``whole``: the file is read in order from its start (an index): PyAV, also as the fallback
+    midway, reads every frame from the start, so damage and a stream cut short are counted.
     """
     require_backend(backend)
     if info.codec in SEQUENTIAL_ONLY or is_mpeg_ts(path):  # by design (see above): not reported as a fallback
         backend = "pyav"
-    return _FallbackReader(BACKENDS[backend](path, info, size))
+    return _FallbackReader(BACKENDS[backend](path, info, size, whole))
 

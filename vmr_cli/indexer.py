@@ -339,7 +339,7 @@ def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str):
     try:
         info = probed.result()
         grid = clip_grid(info.duration, clip_seconds)
-        reader = open_reader(item.path, info, size, backend=backend)
+        reader = open_reader(item.path, info, size, backend=backend, whole=True)
         try:
             times = on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
             for k0 in range(0, len(grid), CHUNK_CLIPS):
