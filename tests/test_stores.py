@@ -60,6 +60,10 @@ def test_transport_streams_indexed_before_pyav_read_them_are_read_again(tiny_mod
     conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")  # as the vmr before left it
     conn.commit()
     conn.close()
+    away = tmp_path / "unmounted"
+    folder.rename(away)  # the drive is not there when the catalog is migrated (any command does it)
+    assert vmr_json("--library", library, "status")["videos"] == 2
+    away.rename(folder)
     again = vmr_json("--library", library, "index", folder)
     assert (again["updated"], again["unchanged"], again["touched"]) == (1, 1, 0)
     assert vmr_json("--library", library, "index", folder)["unchanged"] == 2

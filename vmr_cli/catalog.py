@@ -87,16 +87,20 @@ def _videos_failed_with(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE videos ADD COLUMN bad_frames INTEGER DEFAULT 0")
 
 
+TRANSPORT_STREAM_NAMES = (".ts", ".m2ts", ".mts", ".m2t", ".tp", ".trp")
+
+
 def _transport_streams_read_again(conn: sqlite3.Connection) -> None:
     """Transport streams (.ts, .m2ts/.mts) indexed before vmr decoded them with PyAV hold the
     frames of the wrong times (torchcodec returned the next key frame).  Their recorded time and
-    fingerprint are cleared, so the next 'vmr index' reads them again, as it does a changed
-    file; until then they are searched as they were.  A file that cannot be read now (a drive
-    not mounted) is left as it is."""
-    from .decode import SEQUENTIAL_ONLY, is_mpeg_ts
+    fingerprint are cleared, so the next 'vmr index' that sees them reads them again, as it does
+    a changed file; until then they are searched as they were.  Known by name: the files are not
+    opened here (a drive that is not mounted, a share that hangs, under the catalog's lock)."""
+    from .decode import SEQUENTIAL_ONLY
 
     rows = conn.execute("SELECT id, path, codec FROM videos WHERE status='ok'").fetchall()
-    again = [(row[0],) for row in rows if row[2] not in SEQUENTIAL_ONLY and is_mpeg_ts(os.fsdecode(bytes(row[1])))]
+    again = [(row[0],) for row in rows if row[2] not in SEQUENTIAL_ONLY
+             and os.path.splitext(bytes(row[1]))[1].lower().decode("ascii", "replace") in TRANSPORT_STREAM_NAMES]
     conn.executemany("UPDATE videos SET mtime_ns=-1, fingerprint=NULL WHERE id=?", again)
 
 
