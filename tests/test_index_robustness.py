@@ -308,7 +308,7 @@ def test_io_errors_keep_the_old_vectors_and_nothing_is_recorded(tiny_model, tmp_
     vmr_json("index", folder, "--model", tiny_model)
     make_video(folder / "a.mp4", [("red", 2.0), ("blue", 2.0)])  # changed on disk
 
-    def broken(path, info, size, backend="torchcodec"):
+    def broken(path, info, size, backend="torchcodec", whole=False):
         raise OSError(errno.EIO, "Input/output error")
 
     with pytest.MonkeyPatch.context() as mp:
