@@ -474,3 +474,34 @@ def test_an_exact_cut_of_an_mpeg_ts_recording_starts_at_its_start_not_the_next_k
                            capture_output=True, text=True, check=True).stderr
     tone = [float(line.split("silence_end: ")[1].split()[0]) for line in found.splitlines() if "silence_end" in line]
     assert len(tone) == 1 and abs(tone[0] - 0.95) < 0.05, found
+
+
+def test_an_exact_cut_keeps_every_frame_in_its_slot_and_its_sound_in_its_place(tmp_path):
+    """Three cases the first frame-on-screen cut got wrong (the old cut got them right): an AVI,
+    whose time base is one frame, had every frame moved one slot early by a 1 ms leeway taken
+    off its timestamps; a phone video whose frame times jitter by 4 ms lost a third of its
+    frames to the slot after theirs ('round=up'); sound starting 0.5 s after the picture was
+    moved to the cut's start."""
+    avi = tmp_path / "v" / "camera.avi"
+    _timed_video(avi.with_suffix(".mp4"), 10, 8)
+    subprocess.run([REAL_FFMPEG, "-v", "error", "-y", "-i", str(avi.with_suffix(".mp4")), "-c:v", "mjpeg",
+                    "-q:v", "3", "file:" + str(avi)], check=True)
+    jitter = _timed_video(tmp_path / "v" / "phone.mp4", 30, 8, "-fps_mode", "passthrough", "-enc_time_base", "1/90000",
+                          "-video_track_timescale", "90000",
+                          vf=TIMED.replace("T*10", "T*30") + ",settb=1/90000,setpts='(N/30+0.004*sin(N*2.3))/TB'")
+    late = tmp_path / "v" / "late sound.mp4"
+    _timed_video(tmp_path / "tone.mp4", 10, 8, "-c:a", "aac",
+                 audio="aevalsrc='if(gte(t,2.5),0.5*sin(2*PI*440*t),0)':d=8:s=48000")
+    subprocess.run([REAL_FFMPEG, "-v", "error", "-y", "-i", str(tmp_path / "tone.mp4"), "-itsoffset", "0.5",
+                    "-i", str(tmp_path / "tone.mp4"), "-map", "0:v", "-map", "1:a", "-c", "copy",
+                    "file:" + str(late)], check=True)
+    paths = _export_moments(tmp_path, [(avi, 2.3, 4.3), (jitter, 1.0, 3.0), (late, 0.2, 4.2)])
+    frames = _shown(paths[0])
+    assert frames[0][1] == 2.3 and len({shown for _, shown in frames}) == len(frames) == 20, frames[:4]
+    assert all(abs(time - (shown - 2.3)) < 0.01 for time, shown in frames), frames[:4]
+    frames = _shown(paths[1])  # its red tells the frame's number (mod 10): no two slots show one frame
+    assert len(frames) == 60 and frames[0][1] == 1.0 and all(a[1] != b[1] for a, b in pairwise(frames)), frames[:8]
+    found = subprocess.run([REAL_FFMPEG, "-i", paths[2], "-af", "silencedetect=n=-30dB:d=0.1", "-f", "null", "-"],
+                           capture_output=True, text=True, check=True).stderr
+    tone = [float(line.split("silence_end: ")[1].split()[0]) for line in found.splitlines() if "silence_end" in line]
+    assert len(tone) == 1 and abs(tone[0] - 2.8) < 0.05, found  # 2.5 s + 0.5 s late - 0.2 s cut start

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -102,11 +103,11 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
             ["-i", "file:" + source, "-ss", f"{start:.3f}"]
     else:  # decoded from a key frame before, every frame handed to the fps filter (see SHOWN)
         pre = start if seek == "input" else 0.0 if seek == "output" else float(seek)
-        offset = f"{max(0.0, start - pre):.3f}"
+        offset = f"{max(0.0, start - pre):.6f}"
         codec_args, video, sound = _without_filters(codec_args)  # theirs go after ours: one -vf counts
-        where = [*(["-ss", f"{pre:.3f}", "-noaccurate_seek"] if pre > 0 else []), "-i", "file:" + source,
+        where = [*(["-ss", f"{pre:.6f}", "-noaccurate_seek"] if pre > 0 else []), "-i", "file:" + source,
                  "-vf", ",".join([SHOWN.format(offset=offset), *video]),
-                 "-af", ",".join([f"atrim=start={offset},asetpts=PTS-STARTPTS", *sound])]
+                 "-af", ",".join([f"atrim=start={offset},asetpts=PTS-{offset}/TB", *sound])]
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", *where, "-t", f"{seconds:.3f}",
            "-map", "0:v:0", *(["-map", "0:a:0?"] if audio else ["-an"]), *codec_args, "file:" + target]
     try:
@@ -123,16 +124,20 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
 # also the one still on screen there: a screen recording holding a frame from 1 s to 8 s cut
 # at 4 s began with the 8 s frame, a 0.5 fps timelapse cut at 5.5 s lost its 4 s frame and
 # showed the rest 0.5 s early.  So the input is sought without ffmpeg's trimming
-# (-noaccurate_seek), and the fps filter (start_time, round=up) fills each slot from the start
-# on with the last frame at or before it (a millisecond's leeway for timestamps rounded to
-# the stream's time base); video and sound are then both counted from the start.  Its rate is
+# (-noaccurate_seek), and the fps filter (start_time) fills each slot from the start on with
+# the frame nearest to it, a frame shown since before the start until the next one comes (its
+# default rounding: 'up' dropped a third of the frames of a phone video whose times jitter by
+# a few ms, and the millisecond's leeway it needed, subtracted from timestamps in the stream's
+# time base, moved every AVI frame one frame early).  Video and sound are then both counted
+# from the start; sound that begins after it keeps its place (moved to 0 it ran 0.5 s early
+# in a file whose sound starts 0.5 s after its picture).  Its rate is
 # the one ffmpeg's constant-rate output took before (source_fps), but under 10 frames a second
 # raised by a whole factor to 24 at least, so that the frames of a sparse source show within
 # 1/24 s of their time (a 0.5 fps timelapse gets 24, 5 fps 25; 15 fps stays 15: at 30 its cut
 # cost 40 % more); 25 where the source says no rate.
-SHOWN = ("setpts=PTS-0.001/TB,fps=fps='if(gte(source_fps,10),source_fps,"
+SHOWN = ("fps=fps='if(gte(source_fps,10),source_fps,"
          "if(gt(source_fps,0),source_fps*ceil(24/source_fps),25))'"
-         ":start_time={offset}:round=up,setpts=PTS-STARTPTS")
+         ":start_time={offset},setpts=PTS-STARTPTS")
 
 
 # Containers whose index makes ffmpeg's seek before -i land on the key frame before the start
@@ -157,10 +162,12 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> float:
     if start <= 0:
         return 0.0
     try:
-        found = json.loads(probe("-show_entries", "format=format_name,start_time", of="json") or b"{}")
+        found = json.loads(probe("-select_streams", "v:0", "-show_entries",
+                                 "format=format_name,start_time:stream=time_base", of="json") or b"{}")
         form = found.get("format") or {}
+        tick = _seconds((found.get("streams") or [{}])[0].get("time_base"))
         if INDEXED & set(str(form.get("format_name", "")).split(",")):
-            return start
+            return _on_ticks(start, tick)
         origin = float(form.get("start_time") or 0.0)  # packet times may begin later (MPEG-TS)
         window = KEY_WINDOW
         while True:
@@ -175,12 +182,30 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> float:
                     keys.append((float(pts), float(dts) if dts not in ("", "N/A") else float(pts)))
             if keys:  # decoding begins at the first key frame after where ffmpeg's seek lands
                 pts, dts = max(keys)
-                return max(0.0, min(pts, dts) - origin - 0.25)
+                return _on_ticks(max(0.0, min(pts, dts) - origin - 0.25), tick)
             if begin <= 0:
                 return 0.0
             window *= 4
     except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
         return 0.0
+
+
+def _seconds(ratio) -> float | None:
+    """'1/30' -> 0.0333...; None when it is not a ratio of positive numbers."""
+    try:
+        num, den = (int(x) for x in str(ratio).split("/"))
+    except ValueError:
+        return None
+    return num / den if num > 0 and den > 0 else None
+
+
+def _on_ticks(seconds: float, tick: float | None) -> float:
+    """``seconds`` down to a whole number of the video stream's time base where that is coarse
+    (an AVI's is one frame): ffmpeg shifts every timestamp by the seek point rounded to it, and
+    a seek point half a frame off (2.05 s at 30 fps) moved the frame at the start one slot on."""
+    if not tick or tick < 0.001:
+        return seconds
+    return math.floor(seconds / tick + 1e-6) * tick
 
 
 def _without_filters(codec_args: list[str]) -> tuple[list[str], list[str], list[str]]:
