@@ -310,3 +310,29 @@ def test_the_frame_cache_file_shrinks_when_a_video_leaves_it(tmp_path):
     cache.close()
     assert cache.size_bytes() < full / 10
     assert len(FrameCache(str(tmp_path)).get(2, "t", [k * 250 for k in range(10)], 512)) == 10
+
+
+def test_a_frame_cache_made_before_auto_vacuum_is_rebuilt_once_it_holds_free_space(tmp_path):
+    """A frames.db from before vmr asked for auto-vacuum never shrank: the first removal that
+    leaves more than a megabyte free rebuilds it (VACUUM), with auto-vacuum from then on."""
+    import sqlite3
+
+    from vmr_cli.frame_cache import FrameCache
+
+    old = sqlite3.connect(tmp_path / "frames.db")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE frames (video_id INTEGER NOT NULL, token TEXT NOT NULL, t_ms INTEGER NOT NULL, "
+                "embedding BLOB NOT NULL, PRIMARY KEY (video_id, t_ms))")
+    old.close()
+    cache = FrameCache(str(tmp_path))
+    rng = np.random.default_rng(0)
+    cache.put(1, "t", {k * 250: rng.standard_normal(512) for k in range(2000)})
+    cache.put(2, "t", {k * 250: rng.standard_normal(512) for k in range(10)})
+    cache.close()
+    full = cache.size_bytes()
+    cache.forget(1)
+    cache.close()
+    assert cache.size_bytes() < full / 10
+    conn = sqlite3.connect(tmp_path / "frames.db")
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    assert conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 10

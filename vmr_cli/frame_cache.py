@@ -23,6 +23,7 @@ import os
 import sqlite3
 
 FILE_NAME = "frames.db"
+VACUUM_OLD_FILE_FROM = 1 << 20  # free bytes in a frames.db made without auto-vacuum that make it rebuilt
 
 
 class FrameCache:
@@ -100,6 +101,10 @@ class FrameCache:
             conn.execute("DELETE FROM frames WHERE video_id=?", (video_id,))
             # The file shrinks (it only grew, even emptied); execute() would free one page only.
             conn.executescript("PRAGMA incremental_vacuum;")
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:  # a file made before: rebuilt once
+                pages, size = (conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("freelist_count", "page_size"))
+                if pages * size > VACUUM_OLD_FILE_FROM:
+                    conn.executescript("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;")
         except sqlite3.Error:
             pass  # its entries carry the old token and can never match
 
