@@ -23,6 +23,7 @@ import shutil
 import subprocess
 
 from .errors import VmrError
+from .probe import ratio
 
 PROBE_TIMEOUT = 600  # seconds for reading a cut back
 REPEATED = "Last message repeated"
@@ -165,7 +166,7 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> float:
         found = json.loads(probe("-select_streams", "v:0", "-show_entries",
                                  "format=format_name,start_time:stream=time_base", of="json") or b"{}")
         form = found.get("format") or {}
-        tick = _seconds((found.get("streams") or [{}])[0].get("time_base"))
+        tick = ratio((found.get("streams") or [{}])[0].get("time_base"))
         if INDEXED & set(str(form.get("format_name", "")).split(",")):
             return _on_ticks(start, tick)
         origin = float(form.get("start_time") or 0.0)  # packet times may begin later (MPEG-TS)
@@ -188,15 +189,6 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> float:
             window *= 4
     except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
         return 0.0
-
-
-def _seconds(ratio) -> float | None:
-    """'1/30' -> 0.0333...; None when it is not a ratio of positive numbers."""
-    try:
-        num, den = (int(x) for x in str(ratio).split("/"))
-    except ValueError:
-        return None
-    return num / den if num > 0 and den > 0 else None
 
 
 def _on_ticks(seconds: float, tick: float | None) -> float:
@@ -268,8 +260,8 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None) -> str | No
 
 def _seconds_per_frame(rate) -> float:
     """1 / an ffprobe rate ('30000/1001'), or 0.0 when it says nothing ('0/0', missing)."""
-    num, _, den = (rate or "0/1").partition("/")
-    return float(den) / float(num) if float(num or 0) > 0 and float(den or 0) > 0 else 0.0
+    per_second = ratio(rate)
+    return 1 / per_second if per_second and per_second > 0 else 0.0
 
 
 def _disk_full(target: str) -> bool:

@@ -80,19 +80,20 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
         raise DecodeError("no video stream (audio-only, image or not a media file)")
     stream = streams[0]
     fmt = data.get("format", {})
-    if _still_image(ffprobe, path, str(fmt.get("format_name", "")), cancel):  # a JPEG was a 0.04 s 'video'
+    formats = set(str(fmt.get("format_name", "")).split(","))  # ffprobe's demuxer names ('mov,mp4,m4a')
+    if _still_image(ffprobe, path, formats, cancel):  # a JPEG was a 0.04 s 'video'
         raise DecodeError(f"a still image ({stream.get('codec_name') or 'image'}), not a video")
     own = _number(stream.get("duration"))  # the video stream's length
     file_start = _number(fmt.get("start_time")) or 0.0
     late = (_number(stream.get("start_time")) or 0.0) - file_start
     # Times count from the file's start (decode._file_start): a video that starts late ends late.
     duration = own + max(0.0, late) if own else _number(fmt.get("duration"))
-    tagged = _tagged_duration(stream) if "matroska" in str(fmt.get("format_name", "")).split(",") else None
+    tagged = _tagged_duration(stream) if "matroska" in formats else None
     if tagged:  # where its video ends: ffmpeg writes the stream's end time
         duration = tagged - file_start
-    fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
+    fps = ratio(stream.get("avg_frame_rate")) or ratio(stream.get("r_frame_rate"))
     frames = _number(stream.get("nb_frames"))
-    if not duration and fps and set(str(fmt.get("format_name", "")).split(",")) & RAW_STREAMS:
+    if not duration and fps and formats & RAW_STREAMS:
         counted = _ffprobe(ffprobe, path, ["-count_packets", "-select_streams", "v:0",
                                            "-show_entries", "stream=nb_read_packets"], cancel)
         frames = _number((counted.get("streams") or [{}])[0].get("nb_read_packets"))
@@ -111,11 +112,10 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
                      rotation=rotation, codec=str(stream.get("codec_name", "")))
 
 
-def _still_image(ffprobe: str, path: str, format_name: str, cancel=None) -> bool:
+def _still_image(ffprobe: str, path: str, names: set, cancel=None) -> bool:
     """Whether ffmpeg read the file as one image: with image2 (a JPEG, a TIFF ...), or with an
     image pipe (png_pipe, jpeg_pipe ...) that holds a single frame; a motion-JPEG stream or an
     animated WebP is read by the same pipes, frame after frame (two packets are counted)."""
-    names = format_name.split(",")
     if "image2" in names:
         return True
     if not any(name.endswith("_pipe") for name in names):
@@ -257,7 +257,9 @@ def _number(value):
         return None
 
 
-def _rate(text):
+def ratio(text):
+    """An ffprobe ratio ('30000/1001', a time base '1/90000') as a number; None where it says
+    nothing ('0/0', missing)."""
     if not text or "/" not in str(text):
         return _number(text)
     num, den = str(text).split("/", 1)
