@@ -177,14 +177,14 @@ class InexactSeek(RuntimeError):
     """A backend returned a frame shown later than the time asked for (its seek went past)."""
 
 
-def _check_landed(asked: list[float], shown_from: list[float], fps: float | None, begin: float) -> None:
+def _check_landed(asked: list[float], shown_from: list[float], fps: float | None, origin: float) -> None:
     """InexactSeek when a frame's timestamp lies after the time it was asked for by more than
     a frame and a half: torchcodec returns the next key frame when ffmpeg's seek lands past
     the target (MPEG-TS), without an error."""
     slack = 1.5 / fps if fps and fps > 0 else 0.1
     for t, pts in zip(asked, shown_from):
         if pts - t > slack:
-            raise InexactSeek(f"it returned the frame of {pts - begin:.2f} s for {t - begin:.2f} s")
+            raise InexactSeek(f"it returned the frame of {pts - origin:.2f} s for {t - origin:.2f} s")
 
 
 class PyAVReader(_Reader):

@@ -34,23 +34,6 @@ from .timecodes import file_stamp, timecode
 MARKER = ".vmr-exports"
 TEMPORARY = ".vmr-export-"  # a cut being written; never indexed, removed by a later export when stale
 STALE_AFTER = 3600  # seconds untouched after which such a file is a killed export's
-
-
-def _remove_stale_temporaries(folder: str) -> None:
-    """Remove the temporary cuts of exports killed here (kill -9, a power cut): an hour
-    untouched; an export running beside this one writes its own all the time."""
-    now = time.time()
-    try:
-        names = [n for n in os.listdir(folder) if n.startswith(TEMPORARY)]
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(folder, name)
-        try:
-            if os.path.isfile(path) and not os.path.islink(path) and now - os.stat(path).st_mtime > STALE_AFTER:
-                os.unlink(path)
-        except OSError:
-            pass
 MARKER_TEXT = ("This folder holds clips cut by 'vmr export'. 'vmr index' skips every folder that holds\n"
                "this file, so that vmr never finds its own cuts; delete the file to have them indexed.\n")
 MAX_STEM_BYTES = 120
@@ -248,6 +231,8 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
         announce(search, chosen, folder, sum(rank in done_before for rank in chosen))
     started = time.time()
     written, files, taken, full = [], [], set(), None
+    done = {"search_id": search["id"], "query": search["query"], "folder": folder, "exported": written,
+            "skipped": skipped}  # filled in as the cuts land
     logged = None  # the operation's id, once a cut is logged
 
     def log():
@@ -255,10 +240,9 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
         unlogged: the next index took them for the user's videos, export cut them again)."""
         nonlocal logged
         if written:
-            summary = {"search_id": search["id"], "query": search["query"], "folder": folder,
-                       "exported": written, "skipped": skipped, "files": files}
             logged = catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
-                                                      "copy": copy, "force": force}, summary, started, logged)
+                                                      "copy": copy, "force": force}, dict(done, files=files),
+                                           started, logged)
 
     _remove_stale_temporaries(folder)
     try:
@@ -304,8 +288,6 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             if on_cut is not None:
                 on_cut(item)
     finally:
-        done = {"search_id": search["id"], "query": search["query"], "folder": folder, "exported": written,
-                "skipped": skipped}
         log()  # what was written is logged even when a later cut fails: the index skips it
     if not written:  # nothing cut at all: one error, as when every source is gone
         raise NothingCut(done)
@@ -382,6 +364,23 @@ def _file_print(path: str) -> dict:
 
     size = os.path.getsize(path)
     return {"size": size, "fingerprint": fingerprint(path, size)}
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Remove the temporary cuts of exports killed here (kill -9, a power cut): an hour
+    untouched; an export running beside this one writes its own all the time."""
+    now = time.time()
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(TEMPORARY)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isfile(path) and not os.path.islink(path) and now - os.stat(path).st_mtime > STALE_AFTER:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def _cut(ffmpeg: str, source: str, start: float, end: float, names, folder: str, copy: bool,
