@@ -1,4 +1,4 @@
-"""SpotVMR's model side, pure PyTorch: BAM features, fusion, selection, moment head.
+"""SpotVMR's model side, pure PyTorch: BAM features, moment head, the trained trimmer.
 
 Tensors in, tensors out. Imports only torch, safetensors, numpy and the
 standard library; touches no file except its own checkpoints.  Installed as
@@ -11,9 +11,7 @@ from importlib import import_module
 _EXPORTS = {
     "bam_features": "bam", "motion_energy": "bam", "shot_ids": "bam",
     "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
-    "clip_scores": "fusion",
     "propose_moments": "moment_head", "temporal_iou": "moment_head",
-    "Selection": "selection", "exhaustive": "selection", "select_clips": "selection",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,4 +1,4 @@
-"""Fast checks of models/: BAM features, fusion, selection, moment head, checkpoints."""
+"""Fast checks of models/: BAM features, moment head, checkpoints."""
 
 import os
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vmr_models import (bam_features, clip_scores, exhaustive, load_checkpoint, motion_energy,
-                    propose_moments, save_checkpoint, select_clips, shot_ids)
+from vmr_models import (bam_features, load_checkpoint, motion_energy, propose_moments,
+                        save_checkpoint, shot_ids)
 from vmr_models.moment_head import nms, temporal_iou
 
 GEN = torch.Generator().manual_seed(0)
@@ -73,81 +73,6 @@ def test_bam_shapes_normalisation_and_shot_context():
 
 
 # --- fusion -----------------------------------------------------------------------
-
-def test_clip_scores_prefers_matching_clip():
-    d = 16
-    q = F.normalize(torch.randn(d, generator=GEN), dim=0)
-    others = F.normalize(torch.randn(5, d, generator=GEN), dim=1)
-    A = others.clone()
-    A[2] = q
-    s = clip_scores(q, A, A, torch.zeros(5, d), torch.zeros(5))
-    assert s.shape == (5,) and int(s.argmax()) == 2
-
-
-# --- selection --------------------------------------------------------------------
-
-class Recorder:
-    def __init__(self, scores):
-        self.scores, self.calls = scores, []
-
-    def __call__(self, clips):
-        assert clips, "verify called with an empty list"
-        self.calls.append(list(clips))
-        return self.scores[clips]
-
-    def all(self):
-        return [c for call in self.calls for c in call]
-
-
-def planted(n=200, peak=(40, 44)):
-    g = torch.Generator().manual_seed(1)
-    prior = torch.rand(n, generator=g)
-    prior[42] = 1.05  # the prior only weakly points at the moment: one clip of four
-    truth = 0.1 + 0.05 * torch.rand(n, generator=g)
-    truth[peak[0]:peak[1]] = 0.9
-    return prior, truth
-
-
-def test_selection_finds_planted_peak_with_few_verifications():
-    prior, truth = planted()
-    rec = Recorder(truth)
-    sel = select_clips(prior, rec, initial=8, max_steps=6)
-    assert sel.selected == [40, 41, 42, 43]
-    assert len(rec.all()) == len(set(rec.all())) == len(sel.verified)
-    assert len(sel.verified) <= 0.15 * len(prior)
-    assert sel.steps == len(rec.calls) <= 6
-
-
-def test_selection_respects_max_steps_and_max_clips():
-    prior, truth = planted()
-    rec = Recorder(truth)
-    sel = select_clips(prior, rec, initial=8, max_steps=2)
-    assert len(rec.calls) == sel.steps == 2
-    rec = Recorder(truth)
-    sel = select_clips(prior, rec, initial=8, max_steps=10, max_clips=10)
-    assert len(rec.all()) == 10 and len(sel.verified) == 10
-    assert len(rec.all()) == len(set(rec.all()))
-
-
-def test_selection_stops_when_nothing_changes():
-    # every clip scores the same: all kept, nothing dropped -> grows only via neighbours
-    prior = torch.zeros(5)
-    rec = Recorder(torch.ones(5))
-    sel = select_clips(prior, rec, initial=8, max_steps=10)
-    assert len(rec.calls) == 1 and sel.steps == 1 and sel.selected == [0, 1, 2, 3, 4]
-    # one clip, one call; no clips, no call
-    rec = Recorder(torch.ones(1))
-    assert select_clips(torch.zeros(1), rec).selected == [0] and len(rec.calls) == 1
-    rec = Recorder(torch.ones(0))
-    assert select_clips(torch.zeros(0), rec).selected == [] and rec.calls == []
-
-
-def test_exhaustive_verifies_each_clip_once():
-    rec = Recorder(torch.arange(10.0))
-    sel = exhaustive(10, rec, chunk=4)
-    assert sorted(rec.all()) == list(range(10)) and len(rec.calls) == 3
-    assert sel.selected == list(range(10)) and sel.verified[7] == 7.0
-
 
 # --- moment head ------------------------------------------------------------------
 
