@@ -11,12 +11,14 @@ import os
 import tempfile
 
 
-def atomic_write(path: str, write, shared: bool = False) -> None:
+def atomic_write(path: str, write) -> None:
     """Call write(tmp_path) on a temp file beside path, fsync it, then rename it over path.
 
-    ``shared`` gives the file the mode a file the user keeps should have: the
-    mode of the file it replaces, else 0666 less the umask.  Otherwise it
-    keeps mkstemp's 0600 (the library's own files).
+    The file gets the mode of the file it replaces, else 0666 less the umask,
+    as SQLite gives the catalog: the library's vectors were mkstemp's 0600
+    beside a 0644 catalog, so another account could open a shared library and
+    read none of its videos (and a ``chmod -R a+r`` was undone by the next
+    rewrite).
     """
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
@@ -25,8 +27,7 @@ def atomic_write(path: str, write, shared: bool = False) -> None:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        if shared:
-            usual_mode(tmp, like=path)
+        usual_mode(tmp, like=path)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -42,14 +42,13 @@ def save_checkpoint(directory, tensors: dict[str, torch.Tensor], config: dict) -
     directory.mkdir(parents=True, exist_ok=True)
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     staged = directory / ".weights.staging"
-    atomic_write(str(staged), lambda p: save_file(plain, p), shared=True)
+    atomic_write(str(staged), lambda p: save_file(plain, p))
     digest = _sha256(staged)
     weights = f"model-{digest[:16]}.safetensors"
     os.replace(staged, directory / weights)
     record = dict(config, **{WEIGHTS_KEY: {"file": weights, "sha256": digest}})
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    atomic_write(str(directory / CONFIG_NAME), lambda p: Path(p).write_text(text, encoding="utf-8"),
-                 shared=True)
+    atomic_write(str(directory / CONFIG_NAME), lambda p: Path(p).write_text(text, encoding="utf-8"))
     for old in directory.glob("model-*.safetensors"):
         if old.name != weights:
             old.unlink(missing_ok=True)
@@ -76,6 +75,8 @@ def load_checkpoint(directory) -> tuple[dict[str, torch.Tensor], dict]:
     directory = Path(directory)
     try:
         config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} is not a checkpoint: it holds no {CONFIG_NAME}") from None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG_NAME}: {exc}") from None
     record = config.pop(WEIGHTS_KEY, None) if isinstance(config, dict) else None

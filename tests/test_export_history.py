@@ -411,6 +411,23 @@ def test_library_is_accepted_after_the_command_too(indexed, tmp_path, isolated_l
     # after the command wins over before it
     assert vmr_json("--library", tmp_path / "other", "status", "--library", isolated_library)["videos"] == 3
     assert not (tmp_path / "elsewhere").exists()
+    # A $VMR_LIBRARY naming a file: --library still wins, --help still helps, and the error
+    # names the variable (click checked it as the group's option, naming '--library', exit 2).
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("VMR_LIBRARY", str(tmp_path / "afile"))
+    assert vmr_json("status", "--library", isolated_library)["videos"] == 3
+    assert "status [OPTIONS]" in vmr("status", "--help")[1]
+    for library in (tmp_path / "afile", tmp_path / "afile" / "lib"):  # or a folder under a file
+        monkeypatch.setenv("VMR_LIBRARY", str(library))
+        assert vmr("status", expect=1)[2] == (f"Error: cannot use {library} as the library folder: "
+                                              f"{tmp_path / 'afile'} is a file; name a folder with $VMR_LIBRARY\n")
+    # A '~' the shell left alone (quoted) is the home folder, not a folder named '~' made here.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VMR_LIBRARY", "~/lib")
+    assert vmr_json("status")["library"] == str(tmp_path / "home" / "lib")
+    assert vmr_json("status", "--library", "~/lib2")["library"] == str(tmp_path / "home" / "lib2")
+    assert not (tmp_path / "~").exists()
 
 
 def test_shell_completion_script_and_completions():

@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from conftest import PHONE, VTEST, make_video, vmr, vmr_json, vmr_subprocess
+from conftest import PHONE, VTEST, make_video, small_disk, vmr, vmr_json, vmr_subprocess
 
 from vmr_cli import indexer, probe
 from vmr_cli.catalog import SCHEMA_VERSION, Catalog
@@ -169,6 +169,46 @@ def test_plan_keeps_only_what_a_folder_lost_at_once(tmp_path):
     assert len(plan_index(catalog, [str(root)], prune=True).remove) == 4
 
 
+def test_files_named_one_by_one_on_a_drive_are_judged_by_their_folder(tmp_path):
+    """'vmr index /media/cam/*.mp4' makes each file a root: an unmounted drive removed them all
+    (to be named and embedded again), where a folder root's entries are kept."""
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    drive, local = tmp_path / "drive", tmp_path / "local"
+    drive.mkdir()  # the empty mount point
+    for path in (drive / "a.mp4", drive / "b.mp4", drive / "c.mp4", local / "solo.mp4"):
+        _row(catalog, str(path), str(path))  # each its own root
+    roots = [str(p) for p in (drive / "a.mp4", drive / "b.mp4", drive / "c.mp4", local / "solo.mp4")]
+    plan = plan_index(catalog, roots)
+    assert [(k["path"], k["videos"]) for k in plan.kept] == [(str(drive), 3)]
+    assert [r["path"] for r in plan.remove] == [str(local / "solo.mp4")]  # one file gone: removed
+    assert len(plan_index(catalog, roots, prune=True).remove) == 4
+
+
+def test_a_root_whose_only_file_failed_is_looked_at_again(tiny_model, tmp_path):
+    """A failed file was recorded with no root: 'vmr index' with no PATH never walked its folder
+    again (its new files unseen, the file put right still 'failed'), and a file indexed by name
+    that failed once was never looked at again."""
+    good, other = tmp_path / "good", tmp_path / "other"
+    make_video(good / "a.mp4", [("red", 2.0)])
+    other.mkdir()
+    (other / "broken.mp4").write_bytes(os.urandom(5000))
+    vmr_json("index", good, "--model", tiny_model)
+    assert vmr_json("index", other, expect=1)["failed"][0]["path"] == str(other / "broken.mp4")
+    make_video(other / "broken.mp4", [("blue", 2.0)])  # put right
+    make_video(other / "new.mp4", [("green", 2.0)])
+    summary = vmr_json("index")  # no PATH: the files and folders the library holds
+    assert (summary["added"], summary["updated"], summary["failed"]) == (1, 1, [])
+    named = tmp_path / "named.mp4"
+    make_video(named, [("yellow", 2.0)])
+    vmr_json("index", named)
+    named.write_bytes(os.urandom(5000))  # a damaged copy lands on it
+    assert vmr_json("index", expect=1)["failed"][0]["path"] == str(named)
+    make_video(named, [("white", 2.0)])
+    summary = vmr_json("index")
+    assert (summary["updated"], summary["failed"]) == (1, [])
+    assert status()["failed"] == 0
+
+
 def test_forget_drops_only_what_is_under_the_path(tiny_model, tmp_path):
     root = tmp_path / "v"
     make_video(root / "trip" / "a.mp4", [("red", 2.0)])
@@ -221,6 +261,18 @@ def test_a_failed_first_index_leaves_no_library(tiny_model, tmp_path):
     assert not library.exists()
     vmr("--library", library, "index", videos, "--model", tiny_model)
     assert (library / "catalog.db").exists()
+
+
+def test_a_first_index_on_a_full_disk_leaves_no_library(tiny_model, tmp_path):
+    """The catalog's creation failing for want of space left a half-made catalog (and its -wal,
+    -shm) that the next command took for an old library to migrate."""
+    videos = tmp_path / "v"
+    make_video(videos / "a.mp4", [("red", 2.0)])
+    with small_disk(tmp_path / "small-disk", "120k", "test_a_failed_first_index_leaves_no_library") as disk:
+        (disk / "filler").write_bytes(b"\0" * 100_000)
+        code, out, err = vmr("--library", disk / "lib", "index", videos, "--model", tiny_model, expect=1)
+        assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1, err  # no space, or I/O
+        assert not (disk / "lib").exists()
 
 
 def test_status_lists_failed_files_and_why(tiny_model, tmp_path):
@@ -641,6 +693,20 @@ def test_status_says_when_a_shard_is_gone_though_the_faiss_cache_still_counts_it
     assert now["vectors"] == now["clips"] and not now["consistent"] and now["videos_without_vectors"] == 1
     summary = vmr_json("index", videos)
     assert summary["updated"] == 1 and status()["consistent"] and status()["videos_without_vectors"] == 0
+
+
+def test_a_quoted_tilde_is_pointed_out(tmp_path, monkeypatch):
+    """'vmr index "~/My Videos"': the shell leaves a quoted ~ alone; the error said only
+    'no such file or folder: CWD/~/My Videos'."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "My Videos").mkdir()
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    code, out, err = vmr("index", "~/My Videos", expect=1)
+    here = tmp_path / "here" / "~"
+    assert err == (f"Error: no such file or folder: {here / 'My Videos'} (a '~' in quotes is not the "
+                   f"home folder: did you mean {tmp_path / 'My Videos'}?)\n")
+    assert vmr("index", "~/Nothing", expect=1)[2] == f"Error: no such file or folder: {here / 'Nothing'}\n"
 
 
 def test_index_without_path_needs_a_library_with_folders():

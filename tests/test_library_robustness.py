@@ -336,6 +336,8 @@ def test_disk_full_on_a_real_tmpfs(tiny_model, two_videos, tmp_path, monkeypatch
         make_video(two_videos / "new.mp4", [("yellow", 2.0)])
         line = one_error(vmr("index", two_videos, expect=1)[2])
         assert "no space left on the device of library" in line and "free some space" in line
+        line = one_error(vmr("forget", two_videos / "red_blue.mp4", expect=1)[2])  # was: "check the permissions"
+        assert "no space left on the device of library" in line and "free some space" in line
         code, out, err = vmr("status", "--check", expect=None)
         assert code == 0 or one_error(err)
         os.unlink(disk / "filler")

@@ -119,7 +119,13 @@ def test_play_errors_are_one_line(tmp_path, fake_players):
     _code, _out, err = vmr("play", 5, expect=1)
     assert err.strip() == f"Error: search {sid} has 1 result; there is no rank 5"
     _code, _out, err = vmr("play", 1, "--search", 99, expect=1)
-    assert err.strip() == "Error: no search with id 99"
+    assert err.strip() == "Error: no search with id 99 ('vmr searches' lists them)"
+    with pytest.MonkeyPatch.context() as patch:  # the variable's fault is said as such, not an option's
+        patch.setenv("VMR_PLAYER", "mplayer")
+        _code, _out, err = vmr("play", 1, expect=1)
+        assert err == "Error: $VMR_PLAYER is 'mplayer': not one of auto, mpv, vlc, system\n"
+        patch.setenv("VMR_PLAYER", "vlc")
+        assert "vlc not found on PATH" in vmr("play", 1, expect=1)[2]
     _code, _out, err = vmr("play", 1, expect=1)
     assert err.strip().endswith("Error: mpv exited with status 2")
     _code, _out, err = vmr("play", 1, "--player", "vlc", expect=1)
@@ -399,6 +405,8 @@ def test_search_paths_null_prints_names_exactly(tiny_model, tmp_path):
     assert printed[-1] == b"" and sorted(printed[:-1]) == sorted(os.fsencode(folder / n) for n in names)
     code, out, err = vmr("search", "red", "-0", expect=1)
     assert "give --paths too" in err
+    code, out, err = vmr("search", "red", "--paths", "-0", "--json", expect=1)  # JSON went to xargs -0
+    assert err == "Error: --paths prints only paths, --json the whole result: give one or the other\n"
 
 
 def test_trimmer_with_exhaustive_is_refused_not_ignored(tmp_path):

@@ -175,6 +175,30 @@ def test_put_move_remove_keep_catalog_shards_and_faiss_in_step(lib):
     assert report["consistent"] and report["stale_videos"] == []
 
 
+def test_the_librarys_files_take_the_umask_as_its_catalog_does(tmp_path):
+    """Vectors and the FAISS cache were mkstemp's 0600 beside a 0644 catalog: another account
+    could open a shared library and read none of its videos; a mode the owner gave a file
+    (chmod) stays when it is written again."""
+    old = os.umask(0o027)
+    try:
+        lib = Library(str(tmp_path / "lib"))
+        lib.record_encoder("hand-made", DIM, 32, 2.0)
+        _put(lib, "a.mp4")
+        lib.save()
+        folder = tmp_path / "lib"
+        written = [folder / "catalog.db", folder / "appearance.faiss", folder / "appearance.faiss.json",
+                   *folder.glob("shards/*.safetensors")]
+        assert len(written) == 4
+        assert {oct(p.stat().st_mode & 0o777) for p in written} == {oct(0o640)}
+        os.chmod(folder / "appearance.faiss", 0o644)
+        _put(lib, "b.mp4")
+        lib.save()  # the FAISS cache written again
+        assert (folder / "appearance.faiss").stat().st_mode & 0o777 == 0o644
+        lib.close()
+    finally:
+        os.umask(old)
+
+
 def test_a_kill_while_re_indexing_a_video_keeps_its_committed_vectors(lib, monkeypatch):
     """Dying after the new shard is written but before its row commits (what CI's kill -9
     test once hit) leaves the committed row with the shard it was committed with."""

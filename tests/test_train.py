@@ -204,7 +204,8 @@ def test_out_and_trimmer_are_refused_before_anything_is_indexed(small, tmp_path)
     code, out, err = vmr("train", ann, "--videos", videos, "--out", mine, "--model", MODEL, expect=1)
     assert err == f"Error: --out {mine} holds files that are not a vmr trimmer; choose another folder\n"
     code, out, err = vmr("eval", ann, "--videos", videos, "--trimmer", mine, "--model", MODEL, expect=1)
-    assert err.startswith(f"Error: {mine} is not a checkpoint") and len(err.splitlines()) == 1
+    assert err == (f"Error: {mine} is not a checkpoint: it holds no config.json (a trimmer is a folder "
+                   "written by 'vmr train ANNOTATIONS --videos DIR --out DIR')\n")
     assert not (tmp_path / "library").exists()  # nothing was created, let alone indexed
     vmr("--library", tmp_path / "lib", "train", ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1,
         "--model", MODEL)

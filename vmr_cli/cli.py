@@ -108,6 +108,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
 
 
+PLAYERS = ["auto", "mpv", "vlc", "system"]
 OPEN_NEEDS_HTML = "--open opens the --html page: give --html FILE too"
 EXHAUSTIVE_TRIMMER = ("--exhaustive verifies every clip, so a --trimmer has nothing to choose: "
                       "give one or the other")
@@ -136,6 +137,14 @@ class _Finite(click.ParamType):
         return number
 
 
+class _LibraryPath(_Path):
+    """A library folder; a '~' the shell left alone (quoted, or from a config file) is the home
+    folder, not a folder named '~' made in the current one."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(os.path.expanduser(value) if isinstance(value, str) else value, param, ctx)
+
+
 def _set_library(ctx, _param, value):
     if value is not None:  # after the command name it wins over one given before it
         ctx.ensure_object(dict)["library"] = value
@@ -143,7 +152,7 @@ def _set_library(ctx, _param, value):
 
 def library_option(func):
     """--library after the command name too (vmr search Q --library DIR), like before it."""
-    return click.option("--library", type=_Path(file_okay=False), expose_value=False,
+    return click.option("--library", type=_LibraryPath(file_okay=False), expose_value=False,
                         callback=_set_library, help="Library folder (also accepted before the "
                         "command). Default: $VMR_LIBRARY, else $XDG_DATA_HOME/vmr, else ~/.local/share/vmr.")(func)
 
@@ -187,7 +196,7 @@ def open_library(ctx, create: bool = False):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmr")
-@click.option("--library", "library", type=_Path(file_okay=False), envvar="VMR_LIBRARY",
+@click.option("--library", "library", type=_LibraryPath(file_okay=False),
               help="Library folder (catalog and vectors). Default: $VMR_LIBRARY, else $XDG_DATA_HOME/vmr, else "
               "~/.local/share/vmr.")
 @click.pass_context
@@ -391,6 +400,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         raise VmrError(OPEN_NEEDS_HTML)
     if null_paths and not paths_only:
         raise VmrError("-0/--null ends the paths of --paths with NUL bytes: give --paths too")
+    if paths_only and as_json:
+        raise VmrError("--paths prints only paths, --json the whole result: give one or the other")
     if trimmer and exhaustive:
         raise VmrError(EXHAUSTIVE_TRIMMER)
     lib = open_library(ctx)
@@ -576,9 +587,9 @@ def searches(ctx, limit, as_json):
 @handle_errors
 def status(ctx, check, list_failed, as_json):
     """What the library holds: videos, clips, vectors, encoder, size."""
-    from .library import Library, check_library, default_directory, lost_catalog
+    from .library import Library, check_library, library_directory, lost_catalog
 
-    directory = os.path.abspath(ctx.obj["library"] or default_directory())
+    directory = library_directory(ctx.obj["library"])
     if not check and not os.path.exists(os.path.join(directory, "catalog.db")) and not lost_catalog(directory):
         data = Library.empty_status(directory)
         if list_failed:
@@ -748,9 +759,9 @@ def show(ctx, search_id, html_path, open_page, as_json):
 @click.argument("rank", type=click.IntRange(min=1))
 @click.option("--search", "search_id", type=click.IntRange(min=1),
               help="A logged search id (default: the last search).")
-@click.option("--player", type=click.Choice(["auto", "mpv", "vlc", "system"]), default="auto",
-              envvar="VMR_PLAYER", show_default=True,
-              help="auto: mpv, else VLC, else the system opener (xdg-open / open). Also $VMR_PLAYER.")
+@click.option("--player", type=click.Choice(PLAYERS),
+              help="auto: mpv, else VLC, else the system opener (xdg-open / open). Default: $VMR_PLAYER, "
+              "else auto.")
 @library_option
 @click.pass_context
 @handle_errors
@@ -764,10 +775,15 @@ def play(ctx, rank, search_id, player):
       vmr play 1                # result 1 of the last search
       vmr play --search 7 3     # result 3 of logged search 7
     """
+    from .errors import VmrError
     from .export import result_source
     from .player import pick_result, prepare, run
     from .timecodes import timecode
 
+    if player is None:  # read here, not by click: a wrong value is the variable's, not an option's
+        player = os.environ.get("VMR_PLAYER") or "auto"
+        if player not in PLAYERS:
+            raise VmrError(f"$VMR_PLAYER is {player!r}: not one of {', '.join(PLAYERS)}")
     lib = open_library(ctx)
     logged, result = pick_result(lib.catalog, rank, search_id, readonly=lib.readonly)
     start, end = float(result["start"]), float(result["end"])

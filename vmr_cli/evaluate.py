@@ -262,4 +262,4 @@ def _write_jsonl(target: str, rows: list[dict]) -> None:
             for row in rows:
                 handle.write(json.dumps(row) + "\n")
 
-    atomic_write(target, write, shared=True)
+    atomic_write(target, write)

@@ -275,7 +275,10 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
                                "was indexed is kept: run 'vmr index' again once the files can be read") from None
         except DecodeError as exc:
             timeouts_in_a_row = 0
-            library.mark_failed(_file_row(item), str(exc), failed_with=signature)
+            # recorded under its root like any entry: 'vmr index' with no PATH then looks at it
+            # again (a root whose only files failed was never walked again, its new files never seen)
+            library.mark_failed(dict(_file_row(item), root=_root_of(item.path, roots)), str(exc),
+                                failed_with=signature)
             summary["failed"].append({"path": item.path, "error": str(exc), "recorded": True})
         else:
             timeouts_in_a_row = 0

@@ -30,7 +30,7 @@ from contextlib import contextmanager, suppress
 from .catalog import Catalog, folder_size, integrity_problems, salvage
 from .encoders import (ModelFiles, is_folder_name, locate_model, model_name, weights_fingerprint,
                        weights_identity)
-from .errors import ANOTHER_USER, VectorsUnreadable, VmrError
+from .errors import ANOTHER_USER, VectorsUnreadable, VmrError, no_space_message
 from .frame_cache import FrameCache
 from .lock import is_locked, writer_lock
 from .paths import printable
@@ -43,15 +43,33 @@ PREPROCESSING = "encoder_preprocessing"  # meta: {"image_size", "mean", "std"} i
 
 def default_directory() -> str:
     env = os.environ.get("VMR_LIBRARY")
-    if env:
-        return os.path.abspath(env)
+    if env:  # '~' too: export VMR_LIBRARY="~/vmr" (quoted) made a folder named '~' here
+        return os.path.abspath(os.path.expanduser(env))
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(data, "vmr")
 
 
+def library_directory(directory: str | None = None) -> str:
+    """The library folder, absolute: the one named, else the default.  A file where it or a
+    folder above it should be is said before anything reads an inner path (the error was
+    'Not a directory: LIB/shards')."""
+    resolved = os.path.abspath(directory or default_directory())
+    path = resolved
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return resolved
+        path = parent
+    if os.path.isdir(path) or not os.path.exists(path):  # (a dangling link: as before)
+        return resolved
+    given = "$VMR_LIBRARY" if not directory and os.environ.get("VMR_LIBRARY") else "--library"
+    raise VmrError(f"cannot use {printable(resolved)} as the library folder: {printable(path)} is a file; "
+                   f"name a folder with {given}")
+
+
 class Library:
     def __init__(self, directory: str | None = None, create: bool = True):
-        self.directory = os.path.abspath(directory or default_directory())
+        self.directory = library_directory(directory)
         catalog_path = os.path.join(self.directory, "catalog.db")
         lost = lost_catalog(self.directory)
         if lost:
@@ -80,7 +98,14 @@ class Library:
                            "index into a writable --library")
         # Search, status and export only read: on a read-only library they work, but a search
         # cannot be logged (the CLI says so).
-        self.catalog = Catalog(catalog_path, readonly=self.readonly, read_when_full=not create)
+        try:
+            self.catalog = Catalog(catalog_path, readonly=self.readonly, read_when_full=not create)
+        except BaseException:  # a first 'vmr index' on a full disk: no half-made catalog left behind
+            if self.created:
+                with suppress(OSError):
+                    self._remove_made_files()
+                self._remove_made_folder()
+            raise
         self.vectors = VectorStore(self.directory)
         self.vectors.dim = self._dim()
         self.frames = FrameCache(self.directory, readonly=self.readonly)
@@ -258,6 +283,8 @@ class Library:
     def writer_lock(self, what: str = "vmr index"):
         if self.readonly:
             raise VmrError(f"library {self.directory} is read-only; {what} needs to write it")
+        if self.catalog.full:  # opened read-only for want of space: not a permissions problem
+            raise VmrError(no_space_message(self.directory))
         with writer_lock(self.directory, what):
             if not os.path.exists(self.catalog.path):  # a first run that failed removed it meanwhile
                 raise VmrError(f"library {printable(self.directory)} was removed while this command "
@@ -279,20 +306,28 @@ class Library:
                 if counts["videos"] or counts["stale"]:
                     return False
                 self.close()
-                for name in set(os.listdir(self.directory)) - (self._before or set()):
-                    path = os.path.join(self.directory, name)
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        with suppress(OSError):
-                            os.unlink(path)
+                self._remove_made_files()
         except (VmrError, OSError):
             return False  # another process holds it now: not ours to remove
+        self._remove_made_folder()  # once its lock is let go
+        return True
+
+    def _remove_made_files(self) -> None:
+        """What this process put into the library folder it created (what was there stays)."""
+        for name in set(os.listdir(self.directory)) - (self._before or set()):
+            path = os.path.join(self.directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with suppress(OSError):
+                    os.unlink(path)
+
+    def _remove_made_folder(self) -> None:
+        """The library folder, where this process made it (and it is empty now)."""
         self.created = False
         if self._before is None:
             with suppress(OSError):
                 os.rmdir(self.directory)
-        return True
 
     # -- changes to one video: catalog row, shard and FAISS cache together --------------------
     def put_video(self, row: dict, clips: list[dict], vectors: dict) -> int:
@@ -572,7 +607,7 @@ def check_library(directory: str | None = None) -> tuple[Library, dict]:
     the damaged file kept), every shard against the catalog, and the model's weights hashed in full.
 
     Returns the library, open, and the report (``check`` plus ``catalog`` and ``model``)."""
-    directory = os.path.abspath(directory or default_directory())
+    directory = library_directory(directory)
     catalog = os.path.join(directory, "catalog.db")
     lost = lost_catalog(directory)
     if lost:

@@ -268,7 +268,7 @@ def write_page(search: dict, html_path: str, ffmpeg: str = "ffmpeg", previews_di
         with open(tmp, "w", encoding="utf-8") as out:
             out.write(text)
 
-    atomic_write(target, write, shared=True)
+    atomic_write(target, write)
     return target
 
 

@@ -28,7 +28,7 @@ def pick_result(catalog, rank: int, search_id: int | None = None, readonly: bool
                        "is not the one you saw; name one with --search ID")
     search = catalog.search(search_id)
     if search is None:
-        raise VmrError(f"no search with id {search_id}" if search_id is not None
+        raise VmrError(f"no search with id {search_id} ('vmr searches' lists them)" if search_id is not None
                        else "no search yet; run 'vmr search QUERY' first")
     for result in search["results"]:
         if int(result["rank"]) == rank:

@@ -224,7 +224,10 @@ def _through_link(path: str, root: str) -> bool:
 def check_roots(paths, catalog=None, prune: bool = False) -> list[str]:
     """Absolute roots; a missing one is an error, unless the library holds entries under it
     and --prune asks to drop them (without --prune they are kept, and the error says so)."""
-    roots = list(dict.fromkeys(absolute(p) for p in paths))  # 'dir' and 'dir/' once
+    given: dict[str, str] = {}  # root -> what was typed (for the message); 'dir' and 'dir/' once
+    for path in paths:
+        given.setdefault(absolute(path), path)
+    roots = list(given)
     for root in roots:
         try:
             os.lstat(root)
@@ -240,7 +243,10 @@ def check_roots(paths, catalog=None, prune: bool = False) -> list[str]:
             raise VmrError(f"no such file or folder: {printable(root)}; the library keeps its {held} "
                            "entries under it (unmounted drive?): 'vmr index --prune PATH' or "
                            "'vmr forget PATH' drops them")
-        raise VmrError(f"no such file or folder: {printable(root)}")
+        home = os.path.expanduser(given[root])
+        raise VmrError(f"no such file or folder: {printable(root)}" + (
+            f" (a '~' in quotes is not the home folder: did you mean {printable(home)}?)"
+            if given[root].startswith("~") and os.path.lexists(home) else ""))
     return roots
 
 
@@ -415,7 +421,9 @@ def _lost_folders(in_scope: list[dict], gone: dict, roots: Roots, unreadable: Ro
         if row["status"] == "failed" or unreadable.holding(row["path"]):
             continue
         root = roots.walked_root(row["path"])
-        chain = list(_folders_between(row["path"], root))
+        # files named one by one ('vmr index /media/cam/*.mp4') are judged by their folder: all
+        # of a drive's named files removed at once when it was unmounted had to be embedded again
+        chain = list(_folders_between(row["path"], root)) or [os.path.dirname(row["path"])]
         chains[row["path"]] = chain
         for folder in chain:
             total[folder] += 1

@@ -84,7 +84,8 @@ class TrainedTrimmer:
         try:
             tensors, config = load_checkpoint(directory)
         except CheckpointError as exc:
-            raise VmrError(str(exc)) from None
+            raise VmrError(f"{exc} (a trimmer is a folder written by 'vmr train ANNOTATIONS --videos DIR "
+                           "--out DIR')") from None
         except OSError as exc:
             raise VmrError(f"cannot read trimmer {where}: {exc.strerror or exc}") from None
         try:  # a config.json edited by hand: one line, never a traceback or a silent change
