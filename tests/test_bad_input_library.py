@@ -134,6 +134,9 @@ def test_read_only_library_and_unwritable_export_folder(indexed, tmp_path, isola
         assert index.returncode == 1 and index.stderr.strip() == (
             f"Error: library folder {isolated_library} is not writable (read-only); "
             "index into a writable --library")
+        forget = vmr_subprocess(isolated_library, "forget", indexed)  # its error alone: no note on logging
+        assert forget.returncode == 1 and forget.stderr == (
+            f"Error: library {isolated_library} is read-only; vmr forget needs to write it\n")
         check = vmr_subprocess(isolated_library, "status", "--check")
         assert check.returncode == 1 and check.stderr.strip().endswith(
             f"Error: library {isolated_library} is read-only; vmr status --check needs to write it")

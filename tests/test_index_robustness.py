@@ -91,7 +91,7 @@ def test_a_file_copied_off_a_drive_before_it_was_unmounted_keeps_the_drives_othe
     assert summary["kept"] == [{"path": str(root / "drive"), "videos": 1, "reason": (
         "the folder is gone, and all its indexed files are missing at once; 1 of them was found nowhere "
         "else (unmounted drive? dropped share?); they are kept: 'vmr index --prune' or 'vmr forget PATH' "
-        "drops them")}]
+        "drops them, and 'vmr index NEW-PATH' finds them where the folder went")}]
     assert sorted(os.path.basename(v["path"]) for v in Library().catalog.videos()) == ["a.mp4", "y.mp4"]
 
 
@@ -139,6 +139,9 @@ def test_folder_that_lost_all_its_files_at_once_is_kept_until_prune(tiny_model, 
     shutil.move(str(root), str(tmp_path / "elsewhere"))
     summary = vmr_json("index")
     assert summary["kept"][0]["path"] == str(root) and summary["removed"] == 0
+    assert summary["kept"][0]["reason"].endswith(", and 'vmr index NEW-PATH' finds them where the folder went")
+    summary = vmr_json("index", tmp_path / "elsewhere")  # as it says: moved, nothing embedded again
+    assert (summary["moved"], summary["added"], summary["updated"]) == (2, 0, 0)
 
 
 def _row(catalog, path, root, status="ok"):
@@ -230,6 +233,8 @@ def test_forget_drops_only_what_is_under_the_path(tiny_model, tmp_path):
     assert {os.path.basename(r["video"]) for r in found["results"]} == {"b.mp4"}
     assert vmr_json("index", root)["added"] == 2  # forgetting is not a ban: indexing brings them back
     assert [o["command"] for o in Library().catalog.operations()].count("forget") == 2
+    code, out, err = vmr("forget", root, root / "c.mp4")  # a path inside another named: said once
+    assert out.strip() == f"forgot 3 entries under {root}"
 
 
 # -- 12.7: a first run that fails leaves no library; status --failed ---------------------------------

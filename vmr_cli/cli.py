@@ -184,12 +184,14 @@ def emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def open_library(ctx, create: bool = False):
+def open_library(ctx, create: bool = False, writes: bool = False):
+    """``writes``: the command only writes (forget): on a read-only library its own error says
+    so, without the note that searches are not logged."""
     from .library import Library
 
     lib = Library(ctx.obj["library"], create=create)
     ctx.call_on_close(lib.close)
-    if lib.readonly:
+    if lib.readonly and not writes:
         say(f"note: library {lib.directory} is read-only: nothing is written and searches are not logged")
     return lib
 
@@ -295,7 +297,7 @@ def _repoint(ctx, model: str, as_json: bool) -> bool:
     this one, as the message that says so advises."""
     from .errors import VmrError
 
-    lib = open_library(ctx)
+    lib = open_library(ctx, writes=True)
     before = lib.encoder()
     if before is None and lib.lost_encoder():
         lib.close()
@@ -329,10 +331,11 @@ def forget(ctx, paths, as_json):
     good. Nothing outside PATH is touched, and no file on disk.
     """
     from .errors import VmrError
-    from .paths import absolute
+    from .paths import absolute, under
 
-    lib = open_library(ctx)
-    roots = [absolute(p) for p in paths]
+    lib = open_library(ctx, writes=True)
+    given = list(dict.fromkeys(absolute(p) for p in paths))
+    roots = [r for r in given if not any(o != r and under(r, o) for o in given)]  # 'dir dir/x': dir
     with lib.writer_lock("vmr forget"):
         empty = [r for r in roots if not lib.catalog.videos_under(r)]
         if empty:

@@ -370,9 +370,10 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
         some = (f"all {len(rows)} indexed files in it are missing at once" if len(rows) == len(lost_first[folder])
                 else f"all its indexed files are missing at once; {len(rows)} of them "
                 f"{'was' if len(rows) == 1 else 'were'} found nowhere else")
+        moved = ", and 'vmr index NEW-PATH' finds them where the folder went" if what else ""
         plan.kept.append({"path": folder, "videos": len(rows),
                           "reason": f"{what} {some} (unmounted drive? dropped share?); they are kept: ".lstrip()
-                                    + "'vmr index --prune' or 'vmr forget PATH' drops them"})
+                                    + f"'vmr index --prune' or 'vmr forget PATH' drops them{moved}"})
     plan.remove = list(gone.values())
     return plan
 
