@@ -268,6 +268,21 @@ def test_a_failed_first_index_leaves_no_library(tiny_model, tmp_path):
     assert (library / "catalog.db").exists()
 
 
+def test_a_failed_file_moves_with_its_folder(tiny_model, tmp_path):
+    """A folder renamed and indexed under its new name: its good files moved, but the entry of a
+    file that failed stayed at the old path, listed by status as failed beside the new one."""
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    (folder / "broken.mp4").write_bytes(os.urandom(5000))
+    vmr_json("index", folder, "--model", tiny_model, expect=1)
+    renamed = tmp_path / "renamed"
+    folder.rename(renamed)
+    summary = vmr_json("index", renamed)
+    assert (summary["moved"], summary["added"], summary["failed"]) == (2, 0, [])
+    failed = vmr_json("status", "--failed")["failed_files"]
+    assert [f["path"] for f in failed] == [str(renamed / "broken.mp4")]
+
+
 def test_a_first_index_on_a_full_disk_leaves_no_library(tiny_model, tmp_path):
     """The catalog's creation failing for want of space left a half-made catalog (and its -wal,
     -shm) that the next command took for an old library to migrate."""

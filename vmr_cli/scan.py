@@ -309,15 +309,17 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
             gone_by_print.setdefault((row["size"], row["fingerprint"]), []).append(row)
     # For new files only: indexed entries by size (another name of the same file), and those
     # outside these roots by print (a file moved in from a folder indexed before, the folder
-    # moved out of its tree: matched when its old path is gone).
+    # moved out of its tree: matched when its old path is gone; a file that failed too, or its
+    # entry stayed at the old path, listed as failed, until an index of that path).
     elsewhere: dict[tuple, list] = {}
     by_size: dict[int, list] = {}
     if new:
         scope = {row["path"] for row in in_scope}
         for row in by_path.values():
-            if row["status"] != "ok":
+            if row["status"] not in ("ok", "failed"):
                 continue
-            by_size.setdefault(row["size"], []).append(row)
+            if row["status"] == "ok":
+                by_size.setdefault(row["size"], []).append(row)
             if row["fingerprint"] and row["path"] not in scope:
                 elsewhere.setdefault((row["size"], row["fingerprint"]), []).append(row)
     this_run: dict[tuple, str] = {}  # (device, inode) -> the first new name seen for it
