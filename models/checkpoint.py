@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 from pathlib import Path
 
 import torch
@@ -22,6 +23,10 @@ from .atomic import atomic_write
 
 CONFIG_NAME = "config.json"
 WEIGHTS_KEY = "_weights"  # config.json's record of its weights: file name and sha256
+# The only names a save writes (and so may delete): weights named by their hash, and each save's
+# own staging file (unique, so two writers or a killed save's leftover never collide).
+OWN_WEIGHTS = re.compile(r"model-([0-9a-f]{16})\.safetensors")
+STAGING = re.compile(r"\.weights(-[a-z0-9_]{8})?\.staging")  # without the tag: written by older vmr
 
 
 class CheckpointError(ValueError):
@@ -41,7 +46,7 @@ def save_checkpoint(directory, tensors: dict[str, torch.Tensor], config: dict) -
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    staged = directory / ".weights.staging"
+    staged = directory / f".weights-{secrets.token_hex(4)}.staging"
     atomic_write(str(staged), lambda p: save_file(plain, p))
     digest = _sha256(staged)
     weights = f"model-{digest[:16]}.safetensors"
@@ -49,23 +54,26 @@ def save_checkpoint(directory, tensors: dict[str, torch.Tensor], config: dict) -
     record = dict(config, **{WEIGHTS_KEY: {"file": weights, "sha256": digest}})
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     atomic_write(str(directory / CONFIG_NAME), lambda p: Path(p).write_text(text, encoding="utf-8"))
-    for old in directory.glob("model-*.safetensors"):
-        if old.name != weights:
+    for old in directory.iterdir():  # vmr's own names only: a user's model-backup.safetensors stays
+        if old.name != weights and (OWN_WEIGHTS.fullmatch(old.name) or STAGING.fullmatch(old.name)):
             old.unlink(missing_ok=True)
 
 
-def only_leftovers(directory) -> bool:
+def only_leftovers(directory, also=()) -> bool:
     """Whether a folder holds no config.json and only files a first save cut short leaves
-    (staged weights, atomic_write's temp files, weights named by their own hash): a new
-    checkpoint may be written there, and nothing of anyone else's is overwritten."""
+    (staged weights, atomic_write's temp files, weights named by their own hash), and the names
+    in ``also`` (the caller's own, such as its lock file): a new checkpoint may be written there,
+    and nothing of anyone else's is overwritten."""
     directory = Path(directory)
     for path in directory.iterdir():
-        named = re.fullmatch(r"model-([0-9a-f]{16})\.safetensors", path.name)
+        named = OWN_WEIGHTS.fullmatch(path.name)
         if path.is_symlink() or not path.is_file():
             return False
         if named and _sha256(path).startswith(named[1]):
             continue
-        if path.name != ".weights.staging" and not re.fullmatch(r"\.tmp-[a-z0-9_]{8}", path.name):
+        if path.name in also or STAGING.fullmatch(path.name):
+            continue
+        if not re.fullmatch(r"\.tmp-[a-z0-9_]{8}", path.name):
             return False
     return True
 
@@ -80,7 +88,7 @@ def load_checkpoint(directory) -> tuple[dict[str, torch.Tensor], dict]:
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG_NAME}: {exc}") from None
     record = config.pop(WEIGHTS_KEY, None) if isinstance(config, dict) else None
-    if not isinstance(record, dict) or "/" in str(record.get("file", "/")):
+    if not isinstance(record, dict) or not isinstance(record.get("file"), str) or "/" in record["file"]:
         raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG_NAME} names no weights")
     weights = directory / record["file"]
     if not weights.is_file() or _sha256(weights) != record.get("sha256"):

@@ -194,6 +194,52 @@ def test_checkpoint_weights_and_config_never_disagree(tmp_path):
         load_checkpoint(folder)
 
 
+def test_a_save_deletes_only_vmrs_own_weights_and_stages_under_a_name_of_its_own(tmp_path, monkeypatch):
+    """A user's model-backup.safetensors beside the checkpoint survives the next save (every
+    model-*.safetensors was deleted); each save stages its weights under a name of its own (a
+    fixed one collided between two writers), and a killed save's staged file is still a leftover
+    a first save may write over, and goes with the next save."""
+    from vmr_models import checkpoint
+    from vmr_models.checkpoint import only_leftovers
+
+    folder = tmp_path / "ckpt"
+    save_checkpoint(folder, {"w": torch.zeros(2)}, {"v": 1})
+    [first] = folder.glob("model-*.safetensors")
+    for name in ("model-backup.safetensors", "model-epoch36.safetensors"):
+        (folder / name).write_bytes(first.read_bytes())
+    staged = []
+    real_write = checkpoint.atomic_write
+    monkeypatch.setattr(checkpoint, "atomic_write", lambda path, write: (staged.append(path), real_write(path, write)))
+    save_checkpoint(folder, {"w": torch.ones(2)}, {"v": 2})
+    names = {p.name for p in folder.iterdir()}
+    assert {"model-backup.safetensors", "model-epoch36.safetensors"} <= names and first.name not in names
+    save_checkpoint(folder, {"w": torch.full((2,), 2.0)}, {"v": 3})
+    staged = [os.path.basename(p) for p in staged if not p.endswith("config.json")]
+    assert len(set(staged)) == 2 and all(checkpoint.STAGING.fullmatch(name) for name in staged), staged
+    leftover = tmp_path / "cut"  # killed between staging and renaming, under the old name and a new one
+    leftover.mkdir()
+    (leftover / ".weights.staging").write_bytes(b"half")
+    (leftover / ".weights-0a1b2c3d.staging").write_bytes(b"half")
+    (leftover / "write.lock").write_text("1 vmr train\n")
+    assert only_leftovers(leftover, also={"write.lock"}) and not only_leftovers(leftover)
+    save_checkpoint(leftover, {"w": torch.zeros(2)}, {"v": 1})
+    assert sorted(p.name for p in leftover.iterdir()) == ["config.json", first.name, "write.lock"]
+
+
+@pytest.mark.parametrize("record", [{"file": 5}, {"file": None}, {"file": ["a"]}, {"file": "../x"}, "x"])
+def test_a_config_naming_its_weights_wrongly_is_not_a_checkpoint(record, tmp_path):
+    """"_weights": {"file": 5} in a config.json edited by hand was a TypeError traceback."""
+    import json
+
+    from vmr_models.checkpoint import CheckpointError
+
+    save_checkpoint(tmp_path, {"w": torch.zeros(2)}, {"v": 1})
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(dict(config, _weights=record)))
+    with pytest.raises(CheckpointError, match="names no weights"):
+        load_checkpoint(tmp_path)
+
+
 def test_moment_head_with_baseline_does_not_depend_on_which_frames_were_verified():
     """Trimmed search verifies only frames near the peak: with the video's background level
     given, the window found must be the one found on the whole timeline."""
