@@ -55,6 +55,8 @@ class TrimmerConfig:
     tau: float = 1.0  # Gumbel temperature of the straight-through gradient
 
     def __post_init__(self):
+        if min(self.dim, self.hidden, self.heads, self.layers) < 1:  # a config.json edited by hand: never / 0
+            raise ValueError("need dim, hidden, heads and layers >= 1")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if self.steps < 1 or not 0 < self.budget <= 1 or self.min_per_step < 0 or self.tau <= 0:

@@ -113,6 +113,7 @@ def test_a_trimmer_for_another_encoder_is_one_line(world, tmp_path, other_model)
     config = json.loads((tmp_path / "trimmer" / "config.json").read_text())
     edits = [("clip_seconds", "abc"), ("clip_seconds", None), ("drop", ["zzz"]), ("trimmer", None),
              ("max_len", "x"), ("max_len", 0), ("embedding_dim", 32)]
+    edits += [("trimmer", dict(config["trimmer"], heads=0)), ("trimmer", dict(config["trimmer"], hidden=0))]
     for key, value in edits + [("trimmer", dict(config["trimmer"], bogus=1)), ("trimmer", ...)]:
         edited = tmp_path / f"edited {key}"
         shutil.rmtree(edited, ignore_errors=True)

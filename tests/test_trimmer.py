@@ -333,6 +333,9 @@ def test_total_loss_is_the_weighted_sum():
 def test_bad_config_and_batch_are_clear_errors():
     with pytest.raises(ValueError, match="multiple of heads"):
         TrimmerConfig(dim=D, hidden=30, heads=4)
+    for zero in ("heads", "hidden", "dim", "layers"):  # heads 0 in an edited config.json: ZeroDivisionError
+        with pytest.raises(ValueError, match="heads and layers >= 1"):
+            TrimmerConfig(**{"dim": D, zero: 0})
     model, batch = model_of(), make_batch()
     with pytest.raises(ValueError, match="query"):
         model(dict(batch, query=batch["query"][:, :4]))
