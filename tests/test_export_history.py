@@ -262,6 +262,11 @@ BAD_ANNOTATIONS = [
     ("green 1 inf##a green screen", "window [1.0, Infinity] holds a time that is not a finite number"),
     ('{"qid": 1, "query": "a", "vid": "green", "relevant_windows": [[0, 1]]}',
      "qid 1 again (first on line 1); each query needs its own"),
+    # written back into --predictions, where NaN is not JSON
+    ('{"qid": NaN, "query": "a", "vid": "green", "relevant_windows": [[0, 1]]}',
+     "qid NaN holds a number that is not finite"),
+    ('{"qid": [2, -Infinity], "query": "a", "vid": "green", "relevant_windows": [[0, 1]]}',
+     "qid [2, -Infinity] holds a number that is not finite"),
 ]
 
 
@@ -294,6 +299,25 @@ def test_annotations_with_a_byte_order_mark_and_unicode_line_separators_are_read
     path.write_bytes("green 0 2##a\u2029b\nred 3 1##c\n".encode())  # the bad line is named as it is in the file
     with pytest.raises(VmrError, match=f"{path}:2: window"):
         read_annotations(str(path))
+    path.write_bytes(b"green 0 2##a\rb\r\nred 1 3##c\r\n")  # a lone "\r" is text too (it split the line)
+    assert [(it["query"], it["where"]) for it in read_annotations(str(path))] == [
+        ("a\rb", f"{path}:1"), ("c", f"{path}:2")]
+    path.write_bytes(b"green 0 2##a\rb\nred 3 1##c\n")
+    with pytest.raises(VmrError, match=f"{path}:2: window"):
+        read_annotations(str(path))
+
+
+def test_a_line_nested_too_deeply_for_json_is_named_with_file_and_line(tmp_path):
+    """A damaged line of 100,000 "[" was a RecursionError traceback."""
+    from vmr_cli.evaluate import are_predictions, read_annotations
+
+    path = tmp_path / "ann.jsonl"
+    line = '{"qid": ' + "[" * 100000
+    path.write_text(f'{{"qid": 1, "query": "a", "vid": "green", "relevant_windows": [[0, 2]]}}\n{line}\n')
+    with pytest.raises(VmrError) as raised:
+        read_annotations(str(path))
+    assert str(raised.value) == f"{path}:2: not Charades-STA or QVHighlights (nested too deeply)"
+    assert not are_predictions(line.encode())
 
 
 def test_annotations_mixing_formats_and_ambiguous_video_ids_are_refused(tmp_path):

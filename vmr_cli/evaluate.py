@@ -29,9 +29,10 @@ def read_annotations(path: str) -> list[dict]:
     Every line is checked here, before any indexing or search: a bad window or query found an
     hour into a run would cost the hour.  A bad line is named as FILE:LINE."""
     try:  # utf-8-sig: a byte-order mark is not part of the first line; lines end at "\n" alone,
-        # since str.splitlines() also splits at U+2028, U+0085, \x0c..., which are text in a query
-        with open(path, encoding="utf-8-sig") as handle:
-            lines = handle.read().split("\n")
+        # since str.splitlines() also splits at U+2028, U+0085, \x0c..., which are text in a query,
+        # and newline="": universal newlines would split at a lone "\r" too ("\r\n" loses its "\r" below)
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            lines = [line[:-1] if line.endswith("\r") else line for line in handle.read().split("\n")]
     except OSError as exc:
         raise VmrError(f"cannot read annotations {printable(path)}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -57,9 +58,14 @@ def read_annotations(path: str) -> list[dict]:
                 qid, windows = number, [[float(start), float(end)]]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise VmrError(f"{where}: not Charades-STA or QVHighlights ({exc})") from None
+        except RecursionError:  # json's parser recurses: a damaged line of thousands of "["
+            raise VmrError(f"{where}: not Charades-STA or QVHighlights (nested too deeply)") from None
         if not isinstance(vid, (str, int)) or isinstance(vid, bool) or not str(vid).strip():
             raise VmrError(f"{where}: the video id must be a file stem, not {json.dumps(vid)}")
-        key = json.dumps(qid)
+        try:  # the qid is written back into --predictions, which must be standard JSON
+            key = json.dumps(qid, allow_nan=False)
+        except ValueError:
+            raise VmrError(f"{where}: qid {json.dumps(qid)} holds a number that is not finite") from None
         if key in qids:
             raise VmrError(f"{where}: qid {key} again (first on line {qids[key]}); each query needs its own")
         qids[key] = number
@@ -248,7 +254,7 @@ def are_predictions(head: bytes) -> bool:
     never the annotations being scored)."""
     try:
         first = json.loads(head.split(b"\n", 1)[0])
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(first, dict) and set(first) == PREDICTION_KEYS  # another tool's has more (saliency)
 
@@ -260,6 +266,6 @@ def _write_jsonl(target: str, rows: list[dict]) -> None:
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as handle:
             for row in rows:
-                handle.write(json.dumps(row) + "\n")
+                handle.write(json.dumps(row, allow_nan=False) + "\n")  # standard JSON: no NaN
 
     atomic_write(target, write)
