@@ -256,3 +256,90 @@ def test_an_unfinished_trimmer_is_used_with_a_warning(small, tmp_path):
     assert warning in err and out
     code, out, err = vmr("--library", lib, "eval", ann, "--videos", videos, "--trimmer", tmp_path / "t", "--json")
     assert json.loads(out)["warnings"] == [warning[len("warning: "):-1]] and warning in err
+
+
+def test_a_resume_follows_the_encoders_weights_not_its_folder(small, tmp_path):
+    """The model folder moved (re-pointed with 'vmr index --model NEWDIR'): the same command was
+    refused as "trained with other data or options".  An encoder that really differs is named as
+    the encoder, and the same folder with other weights is said to be that."""
+    import shutil
+
+    ann, videos, lib, out = small / "ann.txt", small / "v", tmp_path / "lib", tmp_path / "t"
+    shutil.copytree(MODEL, tmp_path / "model-a")
+    vmr("--library", lib, "train", ann, "--videos", videos, "--out", out, "--epochs", 1, "--model", tmp_path / "model-a")
+    (tmp_path / "model-a").rename(tmp_path / "model-b")
+    vmr("--library", lib, "index", "--model", tmp_path / "model-b")
+    summary = vmr_json("--library", lib, "train", ann, "--videos", videos, "--out", out, "--epochs", 1)
+    assert summary["epochs"] == 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["encoder"] == str(tmp_path / "model-b")  # saved again with the encoder's new place
+    for name, weights, said in (("elsewhere", "0" * 64, f"for encoder 'elsewhere', but this library uses "
+                                 f"'{tmp_path / 'model-b'}'"),
+                                (config["encoder"], "0" * 64, f"for encoder '{tmp_path / 'model-b'}' with other "
+                                 f"weights (sha256 000000000000, this library's {config['encoder_hash'][:12]})")):
+        (out / "config.json").write_text(json.dumps(dict(config, encoder=name, encoder_hash=weights)))
+        code, _out, err = vmr("--library", lib, "train", ann, "--videos", videos, "--out", out, "--epochs", 1,
+                              expect=1)
+        assert err == f"Error: --out {out} holds a trimmer trained {said}; choose another folder, or delete it to start over\n"
+        code, _out, err = vmr("--library", lib, "search", "green", "--trimmer", out, expect=1)
+        assert err == f"Error: trimmer {out} was trained {said}; train one for it with 'vmr train'\n"
+
+
+def test_two_trainers_into_one_out_folder_are_one_too_many(small, tmp_path):
+    """A second 'vmr train' into a folder another one is writing to (a second terminal) wrote the
+    same checkpoint; it is refused before anything is indexed."""
+    from vmr_cli.lock import writer_lock
+
+    out = tmp_path / "t"
+    out.mkdir()
+    with writer_lock(str(out), "vmr train"):  # held as the other run holds it
+        code, _out, err = vmr("train", small / "ann.txt", "--videos", small / "v", "--out", out, "--epochs", 1,
+                              "--model", MODEL, expect=1)
+    assert err == f"Error: another vmr train is writing to {out}; wait for it to finish\n"
+    assert not (tmp_path / "library").exists()
+    summary = vmr_json("train", small / "ann.txt", "--videos", small / "v", "--out", out, "--epochs", 1,
+                       "--model", MODEL)
+    assert summary["epochs"] == 1
+
+
+def test_sigterm_during_train_exits_143(small, tmp_path, monkeypatch):
+    """SIGTERM exited 130 (Ctrl-C's status) where every other command exits 143."""
+    from vmr_cli import train as train_module
+    from vmr_cli.cli import Terminated
+
+    ann, videos, lib = small / "ann.txt", small / "v", tmp_path / "lib"
+
+    def terminated(*args):
+        raise Terminated()
+
+    monkeypatch.setattr(train_module, "_save", terminated)
+    code, _out, err = vmr("--library", lib, "train", ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1,
+                          "--model", MODEL, expect=143)
+    assert err.startswith("Error: interrupted before the first epoch finished") and not (tmp_path / "t").exists()
+
+
+def test_a_save_on_a_full_disk_names_out_not_the_library(small, tmp_path, monkeypatch):
+    """A save that failed for want of space blamed the library's device, which had room."""
+    from vmr_models import checkpoint
+
+    ann, videos, lib = small / "ann.txt", small / "v", tmp_path / "lib"
+
+    def full(tensors, path):  # what safetensors raises on a full disk
+        raise Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space '
+                        'left on device" })')
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    code, _out, err = vmr("--library", lib, "train", ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1,
+                          "--model", MODEL, expect=1)
+    assert err == (f"Error: no space left on the device of --out {tmp_path / 't'} to save the trimmer; free some "
+                   "space there and run the same command again (it resumes from the last epoch saved)\n")
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_window_far_past_its_videos_end_is_cut_at_the_end(small, tmp_path):
+    """A finite but absurd end (1e308 in a damaged file) passed the window check, then overflowed
+    in training (OverflowError traceback after the videos were indexed)."""
+    ann = tmp_path / "huge.txt"
+    ann.write_text("green 2 4##a green screen\ngreen 0 1e308##a red screen\n")
+    summary = vmr_json("train", ann, "--videos", small / "v", "--out", tmp_path / "t", "--epochs", 1, "--model", MODEL)
+    assert summary["epochs"] == 1 and summary["history"][0]["vmr"] == summary["history"][0]["vmr"]  # not NaN

@@ -21,6 +21,7 @@ import click
 
 from . import __version__
 from .decode import BACKENDS
+from .errors import Terminated  # raised by the SIGTERM handler below
 from .paths import printable
 
 
@@ -64,7 +65,7 @@ def handle_errors(func):
         except VmrError as exc:
             if os.environ.get("VMR_DEBUG"):
                 raise
-            _fail(str(exc), 130 if isinstance(exc, Interrupted) else 1)
+            _fail(str(exc), exc.status if isinstance(exc, Interrupted) else 1)
         except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports it
             _fail(INTERRUPTED.get(click.get_current_context().info_name, "interrupted"),
                   143 if isinstance(exc, Terminated) else 130)
@@ -914,12 +915,6 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
 
 
 _AS_PROCESS = False  # set by main(): not when tests call the CLI in their own process
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (kill, timeout, a logout), raised where Ctrl-C's KeyboardInterrupt is: the command
-    stops the way it does for Ctrl-C, cleanly.  Killed outright instead, an export left its cuts
-    unlogged (the next index took them for the user's videos) and its temporary file behind."""
 
 
 def _terminated(signum, frame):

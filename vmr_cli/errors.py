@@ -11,7 +11,18 @@ class VmrError(Exception):
 
 
 class Interrupted(VmrError):
-    """Ctrl-C, with what was kept said in one sentence: exit status 130, as for any interrupt."""
+    """Ctrl-C, with what was kept said in one sentence: exit status 130, as for any interrupt
+    (143 for SIGTERM: ``terminated``)."""
+
+    def __init__(self, message: str, terminated: bool = False):
+        super().__init__(message)
+        self.status = 143 if terminated else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, a logout), raised where Ctrl-C's KeyboardInterrupt is: the command
+    stops the way it does for Ctrl-C, cleanly.  Killed outright instead, an export left its cuts
+    unlogged (the next index took them for the user's videos) and its temporary file behind."""
 
 
 class DecodeError(VmrError):

@@ -13,18 +13,21 @@ from contextlib import contextmanager
 
 from .errors import VmrError
 
+LOCK_NAME = "write.lock"
+
 
 @contextmanager
-def writer_lock(directory: str, what: str):
-    path = os.path.join(directory, "write.lock")
+def writer_lock(directory: str, what: str, busy: str | None = None):
+    """Hold the lock of directory (``busy``: the error when another process holds it)."""
+    path = os.path.join(directory, LOCK_NAME)
     handle = open(path, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         handle.close()
         if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise VmrError(f"another vmr process is writing to {directory}; wait for it to "
-                           "finish and try again") from None
+            raise VmrError(busy or f"another vmr process is writing to {directory}; wait for it to "
+                                   "finish and try again") from None
         raise
     try:
         handle.seek(0)
@@ -39,7 +42,7 @@ def writer_lock(directory: str, what: str):
 
 def is_locked(directory: str) -> bool:
     """True while some process holds the writer lock."""
-    path = os.path.join(directory, "write.lock")
+    path = os.path.join(directory, LOCK_NAME)
     if not os.path.exists(path):
         return False
     with open(path, "a+") as handle:

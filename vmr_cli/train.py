@@ -19,12 +19,13 @@ import hashlib
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .errors import Interrupted, VmrError
-from .trained import FORMAT, FORMAT_VERSION, describe
+from .errors import Interrupted, Terminated, VmrError, is_no_space
+from .trained import FORMAT, FORMAT_VERSION, describe, encoder_difference
 
 
 SEED_LIMIT = 10**15  # |--seed| at most: seed * 1000 + epoch seeds torch generators, which take 64 bits
@@ -50,12 +51,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
           options: TrainOptions | None = None, model: str | None = None, progress: bool | None = None,
           log=None, backend: str = "torchcodec") -> dict:
     """Train (or resume) a trimmer into out_dir; returns the run's summary."""
-    from vmr_models.checkpoint import CONFIG_NAME
-    from vmr_models.losses import LossWeights, total_loss, vmr_loss
-    from vmr_models.trimmer import Trimmer, TrimmerConfig
-
-    from .evaluate import read_annotations, require_indexed, video_files, windows_past_end
-    from .indexer import index_paths
+    from .evaluate import read_annotations, video_files
     from .paths import absolute
 
     options = options or TrainOptions()
@@ -76,6 +72,21 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     found = _checkpoint_in(out_dir)
     if found is not None:  # refused before anything is indexed: all but the encoder can be compared now
         _same_training(out_dir, recipe, found[1])
+    with _holding(out_dir):
+        return _train(library, items, val_items, videos_dir, files, out_dir, recipe, options, model, progress,
+                      log, backend)
+
+
+def _train(library, items, val_items, videos_dir, files, out_dir, recipe, options, model, progress, log,
+           backend) -> dict:
+    """train() with its checks done and --out held."""
+    from vmr_models.checkpoint import CONFIG_NAME
+    from vmr_models.losses import LossWeights, total_loss, vmr_loss
+    from vmr_models.trimmer import Trimmer, TrimmerConfig
+
+    from .evaluate import require_indexed, windows_past_end
+    from .indexer import index_paths
+
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items + val_items], files)
     warnings = windows_past_end(library, items + val_items, files)
@@ -142,12 +153,14 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
             _save(out_dir, header, state, net, teacher, optimiser)
             if log:
                 log(record)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # SIGTERM (Terminated) keeps its own exit status, 143
+        signal = isinstance(exc, Terminated)
         if not os.path.isfile(os.path.join(out_dir, CONFIG_NAME)):  # no epoch was ever written there
             raise Interrupted("interrupted before the first epoch finished; nothing was written to "
-                              f"{out_dir} (what was indexed is kept): run the same command again") from None
+                              f"{out_dir} (what was indexed is kept): run the same command again",
+                              terminated=signal) from None
         raise Interrupted(f"interrupted; the last finished epoch is kept in {out_dir}: run the same command "
-                          "again to resume") from None
+                          "again to resume", terminated=signal) from None
     _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
     return {"out": os.path.abspath(out_dir), "warnings": warnings, "queries": len(items),
             "val_queries": len(val_items),
@@ -182,7 +195,9 @@ class _Data:
         texts = [it["query"] for it in items + val_items]
         self.queries = torch.cat([encoder.encode_text(texts[i:i + 64]) for i in range(0, len(texts), 64)])
         # training targets are each query's first window; validation, like eval, takes the best of all
-        windows = [(it["vid"], i, it["windows"][0]) for i, it in enumerate(items + val_items)]
+        # a window past its video's end (end 1e308 in a damaged file) is cut at that end: its
+        # seconds would overflow max_len, and float32 targets
+        windows = [(it["vid"], i, self._within(it["vid"], it["windows"][0])) for i, it in enumerate(items + val_items)]
         self.all_windows = [it["windows"] for it in items + val_items]
         self.examples = windows[:len(items)]
         self.train_videos = sorted({v for v, _i, _w in self.examples})  # negatives come from these only
@@ -190,6 +205,13 @@ class _Data:
         seconds = info["clip_seconds"]
         longest = max((w[1] - w[0] for _v, _i, w in self.examples), default=seconds)
         self.max_len = max(8, int(2 * longest / seconds) + 1)
+
+    def _within(self, vid, window):
+        ends = self.videos[vid]["clip_end"]
+        if not len(ends):
+            return window
+        end = float(ends.max())
+        return (window[0], min(window[1], max(end, window[0] + self.clip_seconds)))
 
     def batch(self, examples, negatives: torch.Generator | None = None):
         """A padded batch of (video, query, window) examples and their targets.
@@ -274,7 +296,31 @@ def _save(out_dir: str, header: dict, state: dict, net, teacher, optimiser) -> N
                 tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
         extra["optim_groups"] = saved["param_groups"]
         tensors["rng.torch"] = torch.get_rng_state()
-    save_checkpoint(out_dir, tensors, dict(header, training=state, **extra))
+    try:
+        save_checkpoint(out_dir, tensors, dict(header, training=state, **extra))
+    except Exception as exc:  # said here: handle_errors would blame the library's disk
+        if not is_no_space(exc):
+            raise
+        raise VmrError(f"no space left on the device of --out {out_dir} to save the trimmer; free some space "
+                       "there and run the same command again (it resumes from the last epoch saved)") from None
+
+
+@contextmanager
+def _holding(out_dir: str):
+    """out_dir locked for the whole run: two 'vmr train' into one folder (two terminals) would each
+    write its checkpoint over the other's.  A folder this run made and left empty goes again."""
+    from .lock import LOCK_NAME, writer_lock
+
+    created = not os.path.exists(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    with writer_lock(out_dir, "vmr train", busy=f"another vmr train is writing to {out_dir}; wait for it "
+                     "to finish"):
+        try:
+            yield
+        finally:
+            if created and os.listdir(out_dir) == [LOCK_NAME]:  # nothing was saved
+                os.unlink(os.path.join(out_dir, LOCK_NAME))
+                os.rmdir(out_dir)
 
 
 def _checkpoint_in(out_dir: str):
@@ -283,11 +329,13 @@ def _checkpoint_in(out_dir: str):
     than overwritten."""
     from vmr_models.checkpoint import CheckpointError, DamagedCheckpoint, load_checkpoint, only_leftovers
 
+    from .lock import LOCK_NAME
+
     if not os.path.exists(out_dir):
         return None
     if not os.path.isdir(out_dir):
         raise VmrError(f"--out {out_dir} is not a folder")
-    if only_leftovers(out_dir):
+    if only_leftovers(out_dir, also={LOCK_NAME}):
         return None
     try:
         tensors, config = load_checkpoint(out_dir)
@@ -302,8 +350,13 @@ def _checkpoint_in(out_dir: str):
 
 
 def _same_training(out_dir: str, header: dict, config: dict) -> None:
-    """Refuses a checkpoint trained otherwise than ``header`` says (on the keys it has)."""
-    mine = {k: header[k] for k in ("encoder", "embedding_dim", "clip_seconds", "trimmer", "drop", "options", "data")
+    """Refuses a checkpoint trained otherwise than ``header`` says (on the keys it has).  The encoder
+    is the same by its weights' hash where both sides have one: its folder may have moved."""
+    other = encoder_difference(config, header) if "encoder" in header else None
+    if other:
+        raise VmrError(f"--out {out_dir} holds a trimmer trained {other}; choose another folder, or delete it "
+                       "to start over")
+    mine = {k: header[k] for k in ("embedding_dim", "clip_seconds", "trimmer", "drop", "options", "data")
             if k in header}
     theirs = {k: config.get(k) for k in mine}
     if _plain(mine) != _plain(theirs):

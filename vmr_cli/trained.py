@@ -45,19 +45,31 @@ def check_matches(config: dict, library, where: str) -> None:
     """One line when the checkpoint was trained for another encoder or clip length."""
     check_format(config, where)
     have = describe(library)
-    if config.get("encoder_hash") and have["encoder_hash"]:  # the weights decide, wherever they live
-        same_encoder = config["encoder_hash"] == have["encoder_hash"]
-    else:
-        same_encoder = config.get("encoder") == have["encoder"]
-    if not same_encoder:
-        raise VmrError(f"trimmer {where} was trained for encoder '{config.get('encoder')}', but this library "
-                       f"uses '{have['encoder']}'; train one for it with 'vmr train'")
+    other = encoder_difference(config, have)
+    if other:
+        raise VmrError(f"trimmer {where} was trained {other}; train one for it with 'vmr train'")
     if config.get("embedding_dim") != have["embedding_dim"]:
         raise VmrError(f"trimmer {where} says embedding_dim {config.get('embedding_dim')!r}, but its encoder "
                        f"gives {have['embedding_dim']}: a damaged config.json; train it again with 'vmr train'")
     if abs(float(config.get("clip_seconds", -1)) - have["clip_seconds"]) > 1e-9:
         raise VmrError(f"trimmer {where} was trained on {config.get('clip_seconds')} s clips, this library "
                        f"uses {have['clip_seconds']} s clips; train one for it with 'vmr train'")
+
+
+def encoder_difference(config: dict, have: dict) -> str | None:
+    """How the encoder a checkpoint was trained for differs from ``have`` (describe's), in words
+    after 'trained', or None when it is the same: the weights' hash decides where both sides have
+    one (a model folder may move), else the name."""
+    theirs, mine = config.get("encoder_hash"), have.get("encoder_hash")
+    if theirs and mine:
+        if theirs == mine:
+            return None
+        if config.get("encoder") == have["encoder"]:  # the same folder, its weights replaced since
+            return (f"for encoder '{have['encoder']}' with other weights (sha256 {str(theirs)[:12]}, this "
+                    f"library's {str(mine)[:12]})")
+    elif config.get("encoder") == have["encoder"]:
+        return None
+    return f"for encoder '{config.get('encoder')}', but this library uses '{have['encoder']}'"
 
 
 def unfinished(config: dict, where: str) -> str | None:
