@@ -295,6 +295,20 @@ def test_a_first_index_on_a_full_disk_leaves_no_library(tiny_model, tmp_path):
         assert not (disk / "lib").exists()
 
 
+def test_thousands_of_failures_do_not_flood_the_terminal(tiny_model, tmp_path):
+    """A folder of broken downloads printed one 'failed:' line each (3,000 of them, and again after
+    every upgrade that retries them); the first 20 are printed, --json and status list them all."""
+    folder = tmp_path / "v"
+    make_video(folder / "good.mp4", [("red", 2.0)])
+    for n in range(25):
+        (folder / f"broken{n:02d}.mp4").write_bytes(os.urandom(3000))
+    code, out, err = vmr("index", folder, "--model", tiny_model, expect=1)
+    lines = err.strip().splitlines()
+    assert sum(line.startswith("failed: ") for line in lines) == 20
+    assert lines[20] == "... and 5 more failed (--json lists every one; vmr status --failed those recorded)"
+    assert len(vmr_json("status", "--failed")["failed_files"]) == 25
+
+
 def test_status_lists_failed_files_and_why(tiny_model, tmp_path):
     folder = tmp_path / "v"
     make_video(folder / "good.mp4", [("red", 2.0)])

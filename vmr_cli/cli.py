@@ -266,24 +266,23 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
                    + (f" ({before} file{'s' if before != 1 else ''} that failed before, unchanged: "
                       "vmr status --failed)" if before else ""))
         kept = {k["path"] for k in summary["kept"]}
-        for failure in summary["failed"]:
-            if failure["path"] not in kept:  # an unreadable folder: its kept: line says it all
-                say(f"failed: {failure['path']}: {failure['error']}")
+        _say_some([f"failed: {failure['path']}: {failure['error']}" for failure in summary["failed"]
+                   if failure["path"] not in kept],  # an unreadable folder: its kept: line says it all
+                  "failed (--json lists every one; vmr status --failed those recorded)")
         for note in summary["kept"]:
             say(f"kept: {note['path']}: {note['reason']}")
-        for note in summary["same_file"]:
-            say(f"note: {note['path']}: the same file as {note['indexed_as']} "
-                "(a link or another name for it), indexed once under that name")
-        for note in summary["fallbacks"]:
-            say(f"note: {note['path']}: {note['reason']}")
+        _say_some([f"note: {note['path']}: the same file as {note['indexed_as']} (a link or another name "
+                   "for it), indexed once under that name" for note in summary["same_file"]],
+                  "files indexed under another name (--json lists them)")
+        _say_some([f"note: {note['path']}: {note['reason']}" for note in summary["fallbacks"]],
+                  "such notes (--json lists them)")
         if summary.get("own_outputs"):
             n = summary["own_outputs"]
             say(f"note: passed over {n} file{'s' if n != 1 else ''} vmr made itself (cuts of vmr export, "
                 "previews): vmr never indexes its own outputs")
-        for note in summary["damaged"]:
-            n = note["bad_frames"]
-            say(f"note: {note['path']}: {n} frame{'s' if n != 1 else ''} could not be "
-                "decoded (damaged stream); indexed with the frames around them")
+        _say_some([f"note: {note['path']}: {note['bad_frames']} frame{'s' if note['bad_frames'] != 1 else ''} "
+                   "could not be decoded (damaged stream); indexed with the frames around them"
+                   for note in summary["damaged"]], "damaged files (--json lists them)")
         if summary["skipped"]["files"]:
             say(skipped_words(summary["skipped"]["extensions"]).lstrip("; "))
     if discarded:
@@ -707,6 +706,18 @@ def _named_library(lib) -> str | None:
     from .library import default_directory
 
     return None if lib.directory == default_directory() else lib.directory
+
+
+SHOWN_PER_KIND = 20  # lines of one kind an index prints; --json has them all
+
+
+def _say_some(lines: list[str], more: str) -> None:
+    """At most SHOWN_PER_KIND of these lines: a folder of 3,000 broken downloads printed 3,000
+    'failed:' lines (and again after every upgrade of vmr or ffmpeg, which retries them)."""
+    for line in lines[:SHOWN_PER_KIND]:
+        say(line)
+    if len(lines) > SHOWN_PER_KIND:
+        say(f"... and {len(lines) - SHOWN_PER_KIND} more {more}")
 
 
 def _warn_about(warnings: list[str], shown: int = 5) -> None:

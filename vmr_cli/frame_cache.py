@@ -92,13 +92,15 @@ class FrameCache:
         except sqlite3.Error:
             pass  # disk full, locked by another writer for too long, damaged: search goes on
 
-    def forget(self, video_id: int) -> None:
-        """Drop a video's entries (it was re-indexed or removed)."""
-        if self.readonly or not os.path.exists(self.path):
+    def forget(self, *video_ids: int) -> None:
+        """Drop the entries of videos re-indexed or removed (many at once: one commit, one vacuum)."""
+        if self.readonly or not video_ids or not os.path.exists(self.path):
             return
         try:
             conn = self._connect()
-            conn.execute("DELETE FROM frames WHERE video_id=?", (video_id,))
+            with conn:
+                conn.execute("BEGIN")
+                conn.executemany("DELETE FROM frames WHERE video_id=?", [(v,) for v in video_ids])
             # The file shrinks (it only grew, even emptied); execute() would free one page only.
             conn.executescript("PRAGMA incremental_vacuum;")
             if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:  # a file made before: rebuilt once

@@ -374,12 +374,7 @@ class Library:
         with self.catalog.transaction():
             for row in rows:
                 self.catalog.delete_video(row["id"])
-        dim = self._dim()
-        if dim:
-            self.vectors.remove(dim, [c for ids in clip_ids.values() for c in ids])
-        for video_id in clip_ids:
-            self.vectors.delete_shard(video_id)
-            self.frames.forget(video_id)
+        self._drop_vectors(clip_ids)
 
     def forget(self, path: str) -> list[dict]:
         """Drop every entry at or under path (a file or a folder, present or not), on purpose:
@@ -400,12 +395,16 @@ class Library:
                                            n_clips=0, bad_frames=0, indexed_at=time.time()))
 
     def mark_stale(self, video_ids, reason: str = STALE) -> None:
-        """Videos whose vectors are gone or damaged keep their row; 'vmr index' re-embeds them."""
-        for video_id in video_ids:
-            clip_ids = self.catalog.clip_ids_of(video_id)
-            with self.catalog.transaction():
+        """Videos whose vectors are gone or damaged keep their row; 'vmr index' re-embeds them.
+        One transaction and one FAISS removal for all: one at a time (a removal scans the whole
+        cache), 20,000 videos whose shards were lost took 37 s before the index said anything."""
+        clip_ids = {video_id: self.catalog.clip_ids_of(video_id) for video_id in video_ids}
+        if not clip_ids:
+            return
+        with self.catalog.transaction():
+            for video_id in clip_ids:
                 self.catalog.mark_stale(video_id, reason)
-            self._drop_vectors(video_id, clip_ids)
+        self._drop_vectors(clip_ids)
 
     def repair_missing_shards(self) -> list[int]:
         """Mark stale every indexed video whose shard is gone or is not the one its row was
@@ -416,12 +415,14 @@ class Library:
         self.mark_stale(missing)
         return missing
 
-    def _drop_vectors(self, video_id: int, clip_ids: list[int]) -> None:
+    def _drop_vectors(self, clip_ids: dict[int, list[int]]) -> None:
+        """The vectors of these videos ({video id: its clip ids}), once their rows no longer need them."""
         dim = self._dim()
         if dim:
-            self.vectors.remove(dim, clip_ids)
-        self.vectors.delete_shard(video_id)
-        self.frames.forget(video_id)
+            self.vectors.remove(dim, [c for ids in clip_ids.values() for c in ids])
+        for video_id in clip_ids:
+            self.vectors.delete_shard(video_id)
+        self.frames.forget(*clip_ids)
 
     def save(self) -> None:
         """Write the FAISS cache if it changed (the shards are written as videos commit)."""
