@@ -24,7 +24,9 @@ from .atomic import atomic_write
 CONFIG_NAME = "config.json"
 WEIGHTS_KEY = "_weights"  # config.json's record of its weights: file name and sha256
 # The only names a save writes (and so may delete): weights named by their hash, and each save's
-# own staging file (unique, so two writers or a killed save's leftover never collide).
+# staging file (a name of its own: a killed save's leftover is never taken for the next one's).
+# A save deletes the others' leftovers too, so two writers need a lock (vmr train holds one on
+# its --out folder).
 OWN_WEIGHTS = re.compile(r"model-([0-9a-f]{16})\.safetensors")
 STAGING = re.compile(r"\.weights(-[a-z0-9_]{8})?\.staging")  # without the tag: written by older vmr
 

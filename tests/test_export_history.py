@@ -305,6 +305,9 @@ def test_annotations_with_a_byte_order_mark_and_unicode_line_separators_are_read
     path.write_bytes(b"green 0 2##a\rb\nred 3 1##c\n")
     with pytest.raises(VmrError, match=f"{path}:2: window"):
         read_annotations(str(path))
+    path.write_bytes(b"green 0 2##a\rred 1 3##c\r")  # old Mac line ends only: lines, not one line
+    assert [(it["query"], it["where"]) for it in read_annotations(str(path))] == [
+        ("a", f"{path}:1"), ("c", f"{path}:2")]
 
 
 def test_a_line_nested_too_deeply_for_json_is_named_with_file_and_line(tmp_path):
@@ -452,6 +455,13 @@ def test_library_is_accepted_after_the_command_too(indexed, tmp_path, isolated_l
     assert vmr_json("status")["library"] == str(tmp_path / "home" / "lib")
     assert vmr_json("status", "--library", "~/lib2")["library"] == str(tmp_path / "home" / "lib2")
     assert not (tmp_path / "~").exists()
+    # A library an older vmr made in a folder named '~' here is pointed out, not taken for none.
+    shutil.copytree(isolated_library, tmp_path / "~" / "lib")
+    said = (f"~/lib is {tmp_path / 'home' / 'lib'}, which holds no library, but an older vmr made it in a folder "
+            f"named '~' here: {tmp_path / '~' / 'lib'}; move that to {tmp_path / 'home' / 'lib'}, or name it as ./~/lib")
+    assert vmr("status", expect=1)[2] == f"Error: $VMR_LIBRARY {said}\n"
+    assert said in vmr("status", "--library", "~/lib", expect=2)[2]
+    assert vmr_json("status", "--library", "./~/lib")["videos"] == 3
 
 
 def test_shell_completion_script_and_completions():

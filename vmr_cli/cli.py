@@ -143,7 +143,15 @@ class _LibraryPath(_Path):
     folder, not a folder named '~' made in the current one."""
 
     def convert(self, value, param, ctx):
-        return super().convert(os.path.expanduser(value) if isinstance(value, str) else value, param, ctx)
+        from .errors import VmrError
+        from .library import home_library
+
+        if isinstance(value, str):
+            try:
+                value = home_library(value)
+            except VmrError as exc:
+                self.fail(str(exc), param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _set_library(ctx, _param, value):

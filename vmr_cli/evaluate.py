@@ -32,7 +32,10 @@ def read_annotations(path: str) -> list[dict]:
         # since str.splitlines() also splits at U+2028, U+0085, \x0c..., which are text in a query,
         # and newline="": universal newlines would split at a lone "\r" too ("\r\n" loses its "\r" below)
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            lines = [line[:-1] if line.endswith("\r") else line for line in handle.read().split("\n")]
+            text = handle.read()
+        if "\r" in text and "\n" not in text:  # old Mac line ends: else the whole file is one line
+            text = text.replace("\r", "\n")
+        lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     except OSError as exc:
         raise VmrError(f"cannot read annotations {printable(path)}: {exc.strerror}") from None
     except UnicodeDecodeError:

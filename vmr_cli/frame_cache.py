@@ -98,9 +98,13 @@ class FrameCache:
             return
         try:
             conn = self._connect()
-            with conn:
-                conn.execute("BEGIN")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 conn.executemany("DELETE FROM frames WHERE video_id=?", [(v,) for v in video_ids])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             # The file shrinks (it only grew, even emptied); execute() would free one page only.
             conn.executescript("PRAGMA incremental_vacuum;")
             if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:  # a file made before: rebuilt once

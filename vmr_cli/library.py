@@ -44,15 +44,32 @@ PREPROCESSING = "encoder_preprocessing"  # meta: {"image_size", "mean", "std"} i
 def default_directory() -> str:
     env = os.environ.get("VMR_LIBRARY")
     if env:  # '~' too: export VMR_LIBRARY="~/vmr" (quoted) made a folder named '~' here
-        return os.path.abspath(os.path.expanduser(env))
+        return os.path.abspath(os.path.expanduser(env))  # (library_directory: home_library's check)
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(data, "vmr")
+
+
+def home_library(raw: str, given: str = "") -> str:
+    """raw with a leading '~' as the home folder (a quoted '~' the shell left alone).  A library
+    that vmr made before in a folder literally named '~' (it did not expand it) is pointed out
+    rather than passed over for an empty one."""
+    expanded = os.path.expanduser(raw)
+    literal = os.path.abspath(raw)
+    if expanded != raw and not os.path.exists(os.path.join(expanded, "catalog.db")) \
+            and os.path.exists(os.path.join(literal, "catalog.db")):
+        said = f"{given} {printable(raw)}".lstrip()
+        raise VmrError(f"{said} is {printable(expanded)}, which holds no library, but an older vmr made "
+                       f"it in a folder named '~' here: {printable(literal)}; move that to "
+                       f"{printable(expanded)}, or name it as ./{printable(raw)}")
+    return expanded
 
 
 def library_directory(directory: str | None = None) -> str:
     """The library folder, absolute: the one named, else the default.  A file where it or a
     folder above it should be is said before anything reads an inner path (the error was
     'Not a directory: LIB/shards')."""
+    if not directory and os.environ.get("VMR_LIBRARY"):
+        home_library(os.environ["VMR_LIBRARY"], "$VMR_LIBRARY")
     resolved = os.path.abspath(directory or default_directory())
     path = resolved
     while not os.path.lexists(path):
@@ -100,8 +117,10 @@ class Library:
         # cannot be logged (the CLI says so).
         try:
             self.catalog = Catalog(catalog_path, readonly=self.readonly, read_when_full=not create)
-        except BaseException:  # a first 'vmr index' on a full disk: no half-made catalog left behind
-            if self.created:
+        except BaseException as exc:  # a first 'vmr index' on a full disk: no half-made catalog left
+            # behind; only then (any failure: another process making its library in this folder at
+            # this moment would lose it, and it would fail too on a full disk)
+            if self.created and str(exc) == no_space_message(self.directory):
                 with suppress(OSError):
                     self._remove_made_files()
                 self._remove_made_folder()

@@ -323,8 +323,11 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
             if row["fingerprint"] and row["path"] not in scope:
                 elsewhere.setdefault((row["size"], row["fingerprint"]), []).append(row)
     this_run: dict[tuple, str] = {}  # (device, inode) -> the first new name seen for it
+    inodes: dict[int, dict] = {}  # size -> _by_inode of the indexed files of that size, made once
     for item in new:
-        indexed_as = _same_file(item, by_size.get(item.size, []), this_run)
+        if item.size not in inodes:
+            inodes[item.size] = _by_inode(by_size.get(item.size, []))
+        indexed_as = _same_file(item, inodes[item.size], this_run)
         if indexed_as is not None:  # a symlinked folder and its target, or a hard link: indexed once
             plan.same_file.append({"path": item.path, "indexed_as": indexed_as})
             continue
@@ -380,22 +383,35 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     return plan
 
 
-def _same_file(item, rows: list[dict], this_run: dict) -> str | None:
+def _same_file(item, indexed: dict, this_run: dict) -> str | None:
     """The path under which the file at item.path is already indexed, or is about to be in this
-    run (the same device and inode reached by another name), or None.  Of the catalog, only
-    rows of its size are looked at."""
+    run (the same device and inode reached by another name), or None.  ``indexed``: the
+    catalog's files of its size by (device, inode) (_by_inode)."""
     try:
         mine = os.stat(item.path)
     except OSError:
         return None
-    row = same_file_row(mine, rows)
-    if row is not None:
-        return row["path"]
     key = (mine.st_dev, mine.st_ino)
+    if key in indexed:
+        return indexed[key]["path"]
     if key in this_run:
         return this_run[key]
     this_run[key] = item.path
     return None
+
+
+def _by_inode(rows) -> dict[tuple, dict]:
+    """{(device, inode): the first row whose file it is} for rows of one size, each file looked at
+    once: stat'ing every same-size row again for each new file made a dashcam's folder of equal
+    sizes quadratic (3,000 new files beside 3,000 indexed: 67 s to plan)."""
+    found: dict[tuple, dict] = {}
+    for row in rows:
+        try:
+            other = os.stat(row["path"])
+        except OSError:
+            continue
+        found.setdefault((other.st_dev, other.st_ino), row)
+    return found
 
 
 def same_file_row(mine: os.stat_result, rows) -> dict | None:
