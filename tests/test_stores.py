@@ -69,6 +69,16 @@ def test_transport_streams_indexed_before_pyav_read_them_are_read_again(tiny_mod
     assert vmr_json("--library", library, "index", folder)["unchanged"] == 2
 
 
+def test_a_failed_file_recorded_without_its_root_counts_its_folder_as_one(tmp_path):
+    """vmr recorded failed files with no root until 2026-12-01: 'vmr index' with no PATH never
+    looked at their folder again (a file put right stayed 'failed', new files there unseen)."""
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    with catalog.transaction():
+        catalog.upsert_video({"path": "/v/a.mp4", "root": "/v", "size": 1, "mtime_ns": 1, "status": "ok"})
+        catalog.upsert_video({"path": "/w/broken.mp4", "size": 1, "mtime_ns": 1, "status": "failed"})
+    assert catalog.roots() == ["/v", "/w"]
+
+
 def test_logging_a_search_and_reading_it_back(tmp_path):
     catalog = Catalog(str(tmp_path / "catalog.db"))
     odd = os.fsdecode(b"/v/caf\xe9\nnew.mp4")  # not UTF-8, with a newline: bytes survive

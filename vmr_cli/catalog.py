@@ -246,9 +246,12 @@ class Catalog:
         return [_video(row) for row in rows]
 
     def roots(self) -> list[str]:
-        """The files and folders that index runs were given, as recorded with their videos."""
+        """The files and folders that index runs were given, as recorded with their videos; for a
+        failed file recorded without its root (by vmr before 2026-12-01), its folder."""
         rows = self._conn.execute("SELECT DISTINCT root FROM videos WHERE root IS NOT NULL")
-        return sorted(from_key(row[0]) for row in rows)
+        found = {from_key(row[0]) for row in rows}
+        rows = self._conn.execute("SELECT path FROM videos WHERE root IS NULL AND status='failed'")
+        return sorted(found | {os.path.dirname(from_key(row[0])) for row in rows})
 
     def upsert_video(self, row: dict) -> int:
         """Insert or update the row for row['path']; returns its id (kept when it existed)."""

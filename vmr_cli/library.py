@@ -30,7 +30,7 @@ from contextlib import contextmanager, suppress
 from .catalog import Catalog, folder_size, integrity_problems, salvage
 from .encoders import (ModelFiles, is_folder_name, locate_model, model_name, weights_fingerprint,
                        weights_identity)
-from .errors import ANOTHER_USER, VectorsUnreadable, VmrError, no_space_message
+from .errors import ANOTHER_USER, VectorsUnreadable, VmrError, no_space_at, no_space_message
 from .frame_cache import FrameCache
 from .lock import is_locked, writer_lock
 from .paths import printable
@@ -120,7 +120,7 @@ class Library:
         except BaseException as exc:  # a first 'vmr index' on a full disk: no half-made catalog left
             # behind; only then (any failure: another process making its library in this folder at
             # this moment would lose it, and it would fail too on a full disk)
-            if self.created and str(exc) == no_space_message(self.directory):
+            if self.created and (no_space_at(exc, self.directory) or str(exc) == no_space_message(self.directory)):
                 with suppress(OSError):
                     self._remove_made_files()
                 self._remove_made_folder()
