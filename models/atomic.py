@@ -44,10 +44,24 @@ def usual_mode(path: str, like: str | None = None) -> None:
     except OSError:
         mode = None
     if mode is None:
-        mask = os.umask(0)
-        os.umask(mask)
-        mode = 0o666 & ~mask
+        mode = 0o666 & ~_umask()
     os.chmod(path, mode)
+
+
+def _umask() -> int:
+    """The process's umask, read where Linux shows it: setting it to read it back leaves a
+    moment in which a file made by another thread (an index decodes and probes in threads
+    while shards are written) would get no mask at all."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_folder(folder: str) -> None:
