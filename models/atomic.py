@@ -11,8 +11,9 @@ import os
 import tempfile
 
 
-def atomic_write(path: str, write) -> None:
-    """Call write(tmp_path) on a temp file beside path, fsync it, then rename it over path.
+def atomic_write(path: str, write, prefix: str = ".tmp-") -> None:
+    """Call write(tmp_path) on a temp file beside path (named ``prefix``...), fsync it, then
+    rename it over path.
 
     The file gets the mode of the file it replaces, else 0666 less the umask,
     as SQLite gives the catalog: the library's vectors were mkstemp's 0600
@@ -21,7 +22,7 @@ def atomic_write(path: str, write) -> None:
     rewrite).
     """
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=os.path.dirname(os.path.abspath(path)))
     os.close(fd)
     try:
         write(tmp)

@@ -128,6 +128,37 @@ def test_a_killed_export_logs_the_cut_it_made_and_its_temporary_file_goes(indexe
     assert not any(name.startswith(".vmr-export-") for name in os.listdir(out))  # stale: removed
 
 
+KILLED_AS_THE_CUT_LANDS = """
+import os, sys
+from vmr_cli import cli
+
+real = os.link
+def die_once_it_has_landed(source, target, *args, **kwargs):
+    real(source, target, *args, **kwargs)
+    os._exit(137)  # kill -9 right after the cut got its name
+
+os.link = die_once_it_has_landed
+sys.argv = ["vmr", "--library", sys.argv[1], "export", "1", "--out", sys.argv[2]]
+cli.main()
+"""
+
+
+def test_an_export_killed_as_its_cut_lands_has_logged_it(indexed, tmp_path, isolated_library):
+    """The cut was logged after it got its name: killed in between, it was the user's file to the
+    next index, and export, run again as the message says, cut it again as NAME_2."""
+    vmr_json("search", "red", "--top-k", "3")
+    out = indexed / "cuts"
+    died = subprocess.run([sys.executable, "-c", KILLED_AS_THE_CUT_LANDS, str(isolated_library), str(out)],
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert died.returncode == 137, died
+    cuts = [name for name in os.listdir(out) if not name.startswith(".vmr-export-")]
+    assert len(cuts) == 1
+    summary = vmr_json("index", indexed)
+    assert summary["added"] == 0, summary
+    again = vmr_json("export", "1", "--out", out)["exported"]
+    assert [(c["path"], c.get("existing", False)) for c in again] == [(str(out / cuts[0]), True)]
+
+
 # -- 11.6: one file per result, never a name taken twice ------------------------------------------
 @pytest.fixture
 def two_cards(tiny_model, tmp_path):

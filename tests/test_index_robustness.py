@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import PHONE, VTEST, make_video, small_disk, vmr, vmr_json, vmr_subprocess
@@ -237,6 +238,26 @@ def test_forget_drops_only_what_is_under_the_path(tiny_model, tmp_path):
     assert [o["command"] for o in Library().catalog.operations()].count("forget") == 2
     code, out, err = vmr("forget", root, root / "c.mp4")  # a path inside another named: said once
     assert out.strip() == f"forgot 3 entries under {root}"
+
+
+def test_a_forget_killed_after_its_commit_is_finished_by_running_it_again(tiny_model, tmp_path):
+    """Killed between its commit and removing the vectors, 'vmr forget' run again found no rows,
+    said 'nothing was forgotten' and left every shard and FAISS entry of them (14 of 16 kills)."""
+    root = tmp_path / "v"
+    for name, colour in (("trip/a.mp4", "red"), ("trip/b.mp4", "blue"), ("c.mp4", "green")):
+        make_video(root / name, [(colour, 2.0)])
+    vmr_json("index", root, "--model", tiny_model)
+    lib = Library()
+    with lib.catalog.transaction():  # the rows went; the kill came before the vectors did
+        for row in lib.catalog.videos_under(str(root / "trip")):
+            lib.catalog.delete_video(row["id"])
+    shards = Path(lib.directory) / "shards"
+    lib.close()
+    assert len(list(shards.glob("*.safetensors"))) == 3
+    vmr("forget", root / "trip", expect=1)
+    assert len(list(shards.glob("*.safetensors"))) == 1
+    after = status()
+    assert (after["videos"], after["clips"], after["vectors"], after["vector_cache_lag"]) == (1, 1, 1, 0)
 
 
 # -- 12.7: a first run that fails leaves no library; status --failed ---------------------------------

@@ -99,6 +99,18 @@ def test_refuses_folder_and_missing_parent_overwrites_file(tmp_path):
     assert "No results" in page.read_text()
 
 
+def test_a_killed_page_writes_leftover_goes_with_a_later_write(tmp_path):
+    """'vmr search --html PAGE' killed while writing left a '.tmp-...' beside the user's files
+    that nothing removed; vmr's own temporary name is removed by a later write, once stale."""
+    left = tmp_path / ".vmr-tmp-abcd1234"  # a killed write's, an hour ago and more
+    left.write_text("<html>half")
+    os.utime(left, (0, 0))
+    running = tmp_path / ".vmr-tmp-efgh5678"  # another write's, going on now
+    running.write_text("<html>")
+    write_page(fake_search([]), str(tmp_path / "page.html"))
+    assert sorted(os.listdir(tmp_path)) == [".vmr-tmp-efgh5678", "page.html"]
+
+
 def test_open_in_browser_without_browser(tmp_path, monkeypatch):
     import webbrowser
 

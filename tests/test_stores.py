@@ -45,6 +45,22 @@ def test_an_old_catalog_is_migrated_step_by_step_with_a_backup(tmp_path):
     assert backup.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
 
 
+def test_a_catalog_migrated_meanwhile_never_becomes_the_backup(tmp_path, monkeypatch):
+    """Two commands opening an old catalog at once: the one that read schema 3 before the other
+    migrated it copied the migrated catalog over CATALOG.v3.bak (3 of 15 rounds in an audit)."""
+    path = tmp_path / "catalog.db"
+    Catalog(str(path)).close()  # migrated to the current schema by "the other process"
+    backup = tmp_path / "catalog.db.v3.bak"
+    backup.write_bytes(b"the schema-3 catalog")  # what the other process backed up first
+    seen = iter([3])
+    real = Catalog.schema_version
+    monkeypatch.setattr(Catalog, "schema_version", lambda self: next(seen, None) or real(self))
+    catalog = Catalog(str(path))  # read 3 before the other process's migration committed
+    assert catalog.schema_version() == SCHEMA_VERSION
+    assert backup.read_bytes() == b"the schema-3 catalog"
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
 def test_transport_streams_indexed_before_pyav_read_them_are_read_again(tiny_model, tmp_path):
     """A catalog from before transport streams were decoded by PyAV holds frames of the wrong
     times for them: the migration makes the next index read them again, and only them."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import time
 
@@ -113,6 +112,10 @@ MIGRATIONS = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class _MigratedMeanwhile(Exception):
+    """The catalog another process migrated while this one was backing it up."""
+
+
 class Catalog:
     """Typed access to the catalog tables; callers never write SQL."""
 
@@ -167,9 +170,7 @@ class Catalog:
         if version == SCHEMA_VERSION:
             return
         if version > 0:
-            backup = f"{self.path}.v{version}.bak"
-            self._conn.execute("PRAGMA wal_checkpoint(FULL)")
-            shutil.copy2(self.path, backup)
+            self._back_up(version)
         for number in range(version, SCHEMA_VERSION):
             _name, step = MIGRATIONS[number]
             with self.transaction():
@@ -178,6 +179,28 @@ class Catalog:
                     continue
                 step(self._conn)
                 self.set_meta("schema_version", number + 1)
+
+    def _back_up(self, version: int) -> None:
+        """CATALOG.vN.bak: the catalog as schema N had it, before it is migrated.  Copied through
+        SQLite (one consistent snapshot, the WAL included) into a temporary file that replaces
+        the backup only if it still holds schema N: another process migrating meanwhile (two
+        commands started at once on an old catalog) had put the migrated catalog in the backup."""
+        from vmr_models.atomic import atomic_write
+
+        def write(tmp):
+            target = sqlite3.connect(tmp)
+            try:
+                self._conn.backup(target)
+                found = target.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            finally:
+                target.close()
+            if found is None or int(found[0]) != version:
+                raise _MigratedMeanwhile()
+
+        try:
+            atomic_write(f"{self.path}.v{version}.bak", write)
+        except _MigratedMeanwhile:
+            pass  # the other process made the backup from schema N
 
     def _tables(self):
         """sqlite-utils over the same connection, for writes of whole rows (dicts); imported

@@ -345,6 +345,9 @@ def forget(ctx, paths, as_json):
     given = list(dict.fromkeys(absolute(p) for p in paths))
     roots = [r for r in given if not any(o != r and under(r, o) for o in given)]  # 'dir dir/x': dir
     with lib.writer_lock("vmr forget"):
+        # What a forget killed after its commit left (shards, FAISS entries of rows gone) goes
+        # first: the same command run again found no rows and left it all.
+        lib.check(repair=True)
         empty = [r for r in roots if not lib.catalog.videos_under(r)]
         if empty:
             raise VmrError(f"the library holds nothing at or under {empty[0]}; nothing was forgotten")

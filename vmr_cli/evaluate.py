@@ -17,7 +17,7 @@ import time
 
 from .errors import VmrError
 from .metrics import summarise
-from .paths import absolute, is_video_name, printable, user_file_target
+from .paths import absolute, is_video_name, printable, user_file_target, write_user_file
 from .search import Searcher, SearchOptions
 
 WRONG_VIDEO = (-2.0, -1.0)  # a window that overlaps nothing: a moment in another video
@@ -264,11 +264,9 @@ def are_predictions(head: bytes) -> bool:
 
 def _write_jsonl(target: str, rows: list[dict]) -> None:
     """Atomically, over what user_file_target allowed (a new name or a regular file)."""
-    from vmr_models.atomic import atomic_write
-
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps(row, allow_nan=False) + "\n")  # standard JSON: no NaN
 
-    atomic_write(target, write)
+    write_user_file(target, write)

@@ -27,13 +27,12 @@ import time
 from vmr_models.atomic import usual_mode
 from .cut import CutError, DiskFull
 from .errors import VmrError
-from .paths import VIDEO_EXTENSIONS, printable
+from .paths import VIDEO_EXTENSIONS, printable, remove_stale
 from .probe import require_tool
 from .timecodes import file_stamp, timecode
 
 MARKER = ".vmr-exports"
 TEMPORARY = ".vmr-export-"  # a cut being written; never indexed, removed by a later export when stale
-STALE_AFTER = 3600  # seconds untouched after which such a file is a killed export's
 MARKER_TEXT = ("This folder holds clips cut by 'vmr export'. 'vmr index' skips every folder that holds\n"
                "this file, so that vmr never finds its own cuts; delete the file to have them indexed.\n")
 MAX_STEM_BYTES = 120
@@ -244,7 +243,7 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
                                                       "copy": copy, "force": force}, dict(done, files=files),
                                            started, logged)
 
-    _remove_stale_temporaries(folder)
+    remove_stale(folder, TEMPORARY)  # killed exports' (kill -9, a power cut)
     try:
         for rank in chosen:
             if rank in done_before:  # an earlier run (one that was stopped, say) cut it: not again
@@ -261,9 +260,23 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             names = (os.path.join(folder, target_name(source, result["start"], result["end"], copy, n))
                      for n in range(1, 100000))
             names = (name for name in names if name not in taken)  # never one file for two results
+            item = {}
+
+            def landing(target: str, file_print: dict) -> None:
+                """Logged before the cut lands under its name: killed once it had landed, an export
+                left it unlogged (the next index took it for the user's video, a rerun cut it
+                again as _2).  Killed before, the log names a file that is not there: cut again."""
+                if not item:
+                    item.update(rank=rank, path=target, source=source, start=result["start"], end=result["end"],
+                                exact=not copy)
+                    written.append(item)
+                    files.append(file_print)
+                item["path"] = target  # (the name was taken meanwhile: the next one)
+                log()
+
             try:
                 target, cut_warning = _cut(ffmpeg, source, result["start"], result["end"], names, folder, copy,
-                                           force)
+                                           force, landing)
             except CutError as exc:  # this file's (or ffmpeg's) trouble: the other results are cut
                 # A file changed since the search may end before the moment: that is the likely why.
                 changed = "changed" if warning and "changed since" in warning else "may have changed"
@@ -280,11 +293,9 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             if cut_warning:  # printed among other results' lines: it names its own
                 cut_warning = f"result {rank}: {printable(source)}: {cut_warning}"
             warning = "; ".join(w for w in (warning, cut_warning) if w) or None
-            item = ({"rank": rank, "path": target, "source": source, "start": result["start"],
-                     "end": result["end"], "exact": not copy} | ({"warning": warning} if warning else {}))
-            written.append(item)
-            files.append(_file_print(target))
-            log()
+            if warning:
+                item["warning"] = warning
+                log()
             if on_cut is not None:
                 on_cut(item)
     finally:
@@ -366,27 +377,11 @@ def _file_print(path: str) -> dict:
     return {"size": size, "fingerprint": fingerprint(path, size)}
 
 
-def _remove_stale_temporaries(folder: str) -> None:
-    """Remove the temporary cuts of exports killed here (kill -9, a power cut): an hour
-    untouched; an export running beside this one writes its own all the time."""
-    now = time.time()
-    try:
-        names = [n for n in os.listdir(folder) if n.startswith(TEMPORARY)]
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(folder, name)
-        try:
-            if os.path.isfile(path) and not os.path.islink(path) and now - os.stat(path).st_mtime > STALE_AFTER:
-                os.unlink(path)
-        except OSError:
-            pass
-
-
 def _cut(ffmpeg: str, source: str, start: float, end: float, names, folder: str, copy: bool,
-         force: bool) -> tuple[str, str | None]:
+         force: bool, landing) -> tuple[str, str | None]:
     """Cut into a temp file in ``folder`` (checked: see cut.py), then place it under the first
-    usable name; returns it and a warning (cut without its sound) or None."""
+    usable name, calling ``landing(name, its file print)`` just before; returns it and a warning
+    (cut without its sound) or None."""
     from .cut import cut
 
     ext = os.path.splitext(target_name(source, start, end, copy))[1]
@@ -400,22 +395,26 @@ def _cut(ffmpeg: str, source: str, start: float, end: float, names, folder: str,
     try:
         warning = cut(ffmpeg, source, start, max(0.001, end - start), tmp, codec)
         usual_mode(tmp)  # the cut is the user's file, not a private temp file
-        return _place(tmp, names, force), warning
+        file_print = _file_print(tmp)
+        return _place(tmp, names, force, lambda target: landing(target, file_print)), warning
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _place(tmp: str, names, force: bool) -> str:
-    """Give tmp the first of ``names`` that is free (``force``: the first, replacing a file)."""
+def _place(tmp: str, names, force: bool, landing) -> str:
+    """Give tmp the first of ``names`` that is free (``force``: the first, replacing a file),
+    calling ``landing(name)`` just before."""
     for target in names:
         if force:
             if os.path.isdir(target) and not os.path.islink(target):
                 continue  # never a folder, not even with --force
+            landing(target)
             os.replace(tmp, target)
             return target
         if os.path.lexists(target):
             continue
+        landing(target)
         try:
             os.link(tmp, target)  # fails if target appeared meanwhile: never overwrite
             return target

@@ -28,8 +28,7 @@ import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from vmr_models.atomic import atomic_write
-from .paths import printable, shell_word, user_file_target
+from .paths import printable, shell_word, user_file_target, write_user_file
 from .preview import MAX_SECONDS, Previews, PreviewError, browser_plays, media_info
 from .timecodes import timecode
 
@@ -268,7 +267,7 @@ def write_page(search: dict, html_path: str, ffmpeg: str = "ffmpeg", previews_di
         with open(tmp, "w", encoding="utf-8") as out:
             out.write(text)
 
-    atomic_write(target, write)
+    write_user_file(target, write)
     return target
 
 

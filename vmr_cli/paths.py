@@ -10,6 +10,7 @@ can read a name as an option.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 
 # The common containers.  export keeps a source's extension for its cuts only when it is one of these.
@@ -177,3 +178,34 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "a special file"
+
+
+USER_TEMPORARY = ".vmr-tmp-"  # a page or predictions being written in the user's folder
+STALE_AFTER = 3600  # seconds untouched after which such a temporary file is a killed writer's
+
+
+def write_user_file(target: str, write) -> None:
+    """atomic_write into a user's folder (user_file_target's answer), under a temporary name vmr
+    recognises: a page write killed midway left a '.tmp-...' beside the user's files for good;
+    such leftovers are removed by the next write there once an hour old."""
+    from vmr_models.atomic import atomic_write
+
+    remove_stale(os.path.dirname(os.path.abspath(target)), USER_TEMPORARY)
+    atomic_write(target, write, prefix=USER_TEMPORARY)
+
+
+def remove_stale(folder: str, prefix: str) -> None:
+    """Remove the files named ``prefix``... in folder that no one touched for STALE_AFTER: a
+    killed writer's; one running beside this one writes its own all the time."""
+    now = time.time()
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isfile(path) and not os.path.islink(path) and now - os.stat(path).st_mtime > STALE_AFTER:
+                os.unlink(path)
+        except OSError:
+            pass
