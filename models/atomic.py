@@ -11,9 +11,9 @@ import os
 import tempfile
 
 
-def atomic_write(path: str, write, prefix: str = ".tmp-") -> None:
+def atomic_write(path: str, write, prefix: str = ".tmp-", like: str | None = None) -> None:
     """Call write(tmp_path) on a temp file beside path (named ``prefix``...), fsync it, then
-    rename it over path.
+    rename it over path (``like``: the file whose mode it takes, instead of path's).
 
     The file gets the mode of the file it replaces, else 0666 less the umask,
     as SQLite gives the catalog: the library's vectors were mkstemp's 0600
@@ -28,7 +28,7 @@ def atomic_write(path: str, write, prefix: str = ".tmp-") -> None:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        usual_mode(tmp, like=path)
+        usual_mode(tmp, like=like or path)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

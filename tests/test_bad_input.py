@@ -323,6 +323,29 @@ def test_a_reader_that_closes_the_pipe_ends_vmr_quietly(tmp_path):
     assert proc.wait(timeout=60) == 141 and err == "", err
 
 
+def test_forget_goes_on_beside_a_shard_that_cannot_be_read(tiny_model, tmp_path):
+    """Clearing what a killed forget left first ran the whole library check, which stops at a
+    shard it cannot read ('sudo vmr index') once the FAISS cache lags: every forget, a typo's too,
+    then failed, where forget is the way out."""
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    make_video(folder / "b.mp4", [("blue", 2.0)])
+    library = tmp_path / "lib"
+    assert vmr_subprocess(library, "index", folder, "--model", tiny_model).returncode == 0
+    lib = Library(str(library))
+    row = lib.catalog.video_by_path(str(folder / "a.mp4"))
+    lib.close()
+    shard = library / "shards" / f"{row['id']}.safetensors"
+    os.chmod(shard, 0)
+    os.unlink(library / "appearance.faiss")  # the cache lags: an index killed before its save
+    typo = vmr_subprocess(library, "forget", folder / "typo.mp4")
+    assert typo.returncode == 1 and typo.stderr.startswith("Error: the library holds nothing at or under"), \
+        typo.stderr
+    done = vmr_subprocess(library, "forget", folder / "b.mp4")
+    assert done.returncode == 0 and done.stdout.startswith("forgot 1 entry"), done.stderr
+    os.chmod(shard, 0o644)
+
+
 def test_a_shard_that_cannot_be_read_is_not_taken_for_damage(tiny_model, tmp_path):
     """After a 'sudo vmr index', the shards it wrote are root's (mode 0600): the user's next index
     took each for missing, deleted it and re-embedded (or, with the source unreadable too, left the

@@ -159,6 +159,29 @@ def test_an_export_killed_as_its_cut_lands_has_logged_it(indexed, tmp_path, isol
     assert [(c["path"], c.get("existing", False)) for c in again] == [(str(out / cuts[0]), True)]
 
 
+def test_a_cut_that_could_not_be_placed_is_taken_back_out_of_the_log(indexed, tmp_path, monkeypatch):
+    """Logged just before it gets its name; when it then cannot get one (no hard links, and the
+    rename failing), the log claimed a cut that was never made."""
+    import errno
+
+    from vmr_cli.library import Library
+
+    vmr_json("search", "red", "--top-k", "3")
+
+    def fails(code):
+        def call(*args, **kwargs):
+            raise OSError(code, os.strerror(code))
+        return call
+
+    monkeypatch.setattr(os, "link", fails(errno.EPERM))
+    monkeypatch.setattr(os, "rename", fails(errno.EIO))
+    code, out, err = vmr("export", "1", "--out", tmp_path / "o", expect=1)
+    assert "Input/output error" in err
+    lib = Library()
+    assert [op["summary"]["exported"] for op in lib.catalog.operations("export")] == [[]]
+    lib.close()
+
+
 # -- 11.6: one file per result, never a name taken twice ------------------------------------------
 @pytest.fixture
 def two_cards(tiny_model, tmp_path):

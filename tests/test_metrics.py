@@ -69,3 +69,30 @@ def test_map_each_gt_matched_once():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError):
         summarise([[]], [])
+
+
+def test_an_iou_exactly_at_the_threshold_counts_despite_floating_point():
+    """IoU 0.3 and 0.5 exactly (a 0.1 s annotation grid, 0.5 s predictions) came out a hair
+    below in floating point and were misses, against the inclusive threshold."""
+    assert temporal_iou((16.5, 29.0), (0.0, 25.2)) < 0.3  # 8.7 / 29 = 0.3 exactly
+    assert recall_at([[(16.5, 29.0, 1.0)]], [[(0.0, 25.2)]], 1, 0.3) == 1.0
+    assert temporal_iou((12.0, 23.5), (10.1, 18.7)) < 0.5  # 6.7 / 13.4 = 0.5 exactly
+    assert query_average_precision([(12.0, 23.5, 1.0)], [(10.1, 18.7)])[0] == 1.0  # at 0.5
+
+
+def test_the_random_baseline_guesses_as_many_windows_as_search_returns():
+    """One random window per query made the random R5@0.5 its R1@0.5 (19 where five guesses reach
+    69 on 10 s moments in 30 s videos), and its mAP that of one guess against search's ten."""
+    from types import SimpleNamespace
+
+    from vmr_cli.evaluate import random_baseline
+
+    videos = [{"path": f"/v/{n}.mp4", "duration": 30.0} for n in range(3)]
+    library = SimpleNamespace(catalog=SimpleNamespace(videos=lambda status: videos))
+    items = [{"vid": str(n % 3)} for n in range(300)]
+    files = {str(n): f"/v/{n}.mp4" for n in range(3)}
+    truth = [[(10.0, 20.0)] for _ in items]
+    scores = random_baseline(library, items, files, truth)
+    assert scores["single"]["R5@0.5"] > scores["single"]["R1@0.5"] + 0.3
+    assert scores["corpus"]["R5@0.5"] > scores["corpus"]["R1@0.5"]
+    assert random_baseline(library, items, files, truth) == scores  # the same for a seed

@@ -61,6 +61,20 @@ def test_a_catalog_migrated_meanwhile_never_becomes_the_backup(tmp_path, monkeyp
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_a_private_catalogs_backup_stays_private(tmp_path):
+    """The catalog logs every query: chmod 600 on it, then a migration's backup was 0644."""
+    path = tmp_path / "catalog.db"
+    conn = sqlite3.connect(path)
+    MIGRATIONS[0][1](conn)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.commit()
+    conn.close()
+    os.chmod(path, 0o600)
+    Catalog(str(path)).close()
+    assert os.stat(f"{path}.v1.bak").st_mode & 0o777 == 0o600
+    assert not [p for p in os.listdir(tmp_path) if "journal" in p or p.startswith(".")]
+
+
 def test_transport_streams_indexed_before_pyav_read_them_are_read_again(tiny_model, tmp_path):
     """A catalog from before transport streams were decoded by PyAV holds frames of the wrong
     times for them: the migration makes the next index read them again, and only them."""

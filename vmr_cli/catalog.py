@@ -112,6 +112,9 @@ MIGRATIONS = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+BACKUP_TEMPORARY = ".vmr-backup-"  # a migration's backup being written (stale ones: remove_temp_files)
+
+
 class _MigratedMeanwhile(Exception):
     """The catalog another process migrated while this one was backing it up."""
 
@@ -190,6 +193,7 @@ class Catalog:
         def write(tmp):
             target = sqlite3.connect(tmp)
             try:
+                target.execute("PRAGMA journal_mode=OFF")  # a throwaway until renamed: no -journal left
                 self._conn.backup(target)
                 found = target.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             finally:
@@ -198,7 +202,10 @@ class Catalog:
                 raise _MigratedMeanwhile()
 
         try:
-            atomic_write(f"{self.path}.v{version}.bak", write)
+            # The catalog's own mode (it logs every query: a private catalog's backup stays private);
+            # a prefix of its own: a writer's remove_temp_files() takes every '.tmp-' file, and a
+            # backup runs in any command, without the writer lock.
+            atomic_write(f"{self.path}.v{version}.bak", write, prefix=BACKUP_TEMPORARY, like=self.path)
         except _MigratedMeanwhile:
             pass  # the other process made the backup from schema N
 

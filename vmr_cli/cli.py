@@ -336,7 +336,8 @@ def forget(ctx, paths, as_json):
 
     Everything at or under each PATH goes (its vectors with it), whether or
     not PATH exists now: the way out for a drive or share that is gone for
-    good. Nothing outside PATH is touched, and no file on disk.
+    good. No entry outside PATH is touched (vectors a killed forget left
+    behind are cleared first), and no file of yours on disk.
     """
     from .errors import VmrError
     from .paths import absolute, under
@@ -347,7 +348,7 @@ def forget(ctx, paths, as_json):
     with lib.writer_lock("vmr forget"):
         # What a forget killed after its commit left (shards, FAISS entries of rows gone) goes
         # first: the same command run again found no rows and left it all.
-        lib.check(repair=True)
+        lib.drop_leftovers()
         empty = [r for r in roots if not lib.catalog.videos_under(r)]
         if empty:
             raise VmrError(f"the library holds nothing at or under {empty[0]}; nothing was forgotten")

@@ -238,7 +238,7 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
         """The cuts so far, logged as each lands (a kill -9 between cuts used to leave them
         unlogged: the next index took them for the user's videos, export cut them again)."""
         nonlocal logged
-        if written:
+        if written or logged is not None:  # (a cut logged as it landed, then taken back: emptied)
             logged = catalog.log_operation("export", {"search_id": search["id"], "ranks": chosen, "out": folder,
                                                       "copy": copy, "force": force}, dict(done, files=files),
                                            started, logged)
@@ -289,6 +289,11 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
                 full = exc
                 skipped.append({"rank": rank, "error": f"result {rank}: not cut: {full}"})
                 continue
+            except BaseException:
+                if item and not os.path.lexists(item["path"]):  # logged as landing, then it did not
+                    at = next(i for i, other in enumerate(written) if other is item)
+                    del written[at], files[at]
+                raise
             taken.add(target)
             if cut_warning:  # printed among other results' lines: it names its own
                 cut_warning = f"result {rank}: {printable(source)}: {cut_warning}"

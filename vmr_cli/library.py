@@ -443,6 +443,17 @@ class Library:
             self.vectors.delete_shard(video_id)
         self.frames.forget(*clip_ids)
 
+    def drop_leftovers(self) -> None:
+        """What a writer killed after its commit left of videos the catalog no longer holds (their
+        FAISS entries, their shards), and nothing else: no entry changes and no shard is read, so
+        a shard that cannot be read (another user's) cannot stop it, as it stops check()."""
+        dim = self._dim()
+        if dim:
+            extra = set(self.vectors.indexed_ids(dim).tolist()) - self.catalog.clip_ids()
+            if extra:
+                self.vectors.remove(dim, extra)
+        self._remove_orphan_shards({}, True)
+
     def save(self) -> None:
         """Write the FAISS cache if it changed (the shards are written as videos commit)."""
         self.vectors.save()

@@ -127,7 +127,12 @@ class VectorStore:
             pass
 
     def remove_temp_files(self) -> int:
-        """Delete temp files that a killed writer left (atomic_write's ``.tmp-*``); only under the writer lock."""
+        """Delete temp files that a killed writer left (atomic_write's ``.tmp-*``, and a migration's
+        backup once an hour old: it runs without the lock); only under the writer lock."""
+        from .catalog import BACKUP_TEMPORARY
+        from .paths import remove_stale
+
+        remove_stale(self.directory, BACKUP_TEMPORARY)
         removed = 0
         for folder in (self.directory, self.shard_dir):
             for name in os.listdir(folder):
