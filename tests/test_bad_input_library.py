@@ -65,6 +65,25 @@ def test_queries_long_scripts_emoji_control_characters(indexed):
         assert found["results"] and found["query"].isprintable()
     for query in ["می\u200cخواهم", "👩\u200d💻 at a desk"]:  # joiners were turned into spaces
         assert vmr_json("search", query)["query"] == query
+    # Bytes that are not UTF-8 (a Latin-1 terminal: 'café' as caf\xe9) were dropped without a word.
+    code, out, err = vmr("search", "caf\udce9 rouge", expect=1)
+    assert err == "Error: the query is not UTF-8 text; set your terminal to UTF-8 (its encoding, or LANG)\n"
+    assert json.loads(vmr("search", "--json", "--", "-red")[1])["query"] == "-red"  # a query starting with "-"
+    code, out, err = vmr("search", "red", "--min-score", "1")  # nothing matched: stdout holds results only
+    assert out == "" and "no moments matched" in err
+
+
+def test_a_video_that_breaks_after_indexing_keeps_its_moments_unrefined(tiny_model, tmp_path):
+    """Its refinement failing, a video's stored windows stay in the results but it was reported
+    as 'skipped', and as 'decoded with PyAV' though PyAV failed on it too."""
+    folder = tmp_path / "videos"
+    make_video(folder / "red.mp4", [("red", 3.0), ("blue", 3.0)])
+    vmr_json("index", folder, "--model", tiny_model)
+    (folder / "red.mp4").write_bytes((folder / "red.mp4").read_bytes()[:3000])  # broke since
+    found = vmr_json("search", "red", "--top-k", "3")
+    assert found["results"] and "skipped" not in found["stats"], found["stats"]
+    assert [u["video"] for u in found["stats"]["unrefined"]] == [str(folder / "red.mp4")]
+    assert "fallbacks" not in found["stats"], found["stats"]
 
 
 def test_export_without_space_leaves_no_partial_file(indexed, tmp_path):

@@ -61,6 +61,23 @@ def test_out_folder_is_created_when_its_parent_exists(indexed, tmp_path):
     assert not (tmp_path / "no").exists()
 
 
+def test_cuts_an_older_vmr_logged_by_path_only_are_not_indexed_after_an_upgrade(indexed, tmp_path):
+    """vmr logged exports without their files' prints before 2026-11-28 (its cuts then went to
+    the current folder): after an upgrade the next index took them for the user's videos."""
+    from vmr_cli.library import Library
+
+    vmr_json("search", "red", "--top-k", "3")
+    cut = vmr_json("export", "1", "--out", indexed / "cuts")["exported"][0]["path"]
+    lib = Library()
+    [operation] = lib.catalog.operations("export")
+    summary = {k: v for k, v in operation["summary"].items() if k != "files"}  # as the old vmr logged it
+    lib.catalog._conn.execute("UPDATE operations SET summary=? WHERE id=?", (json.dumps(summary), operation["id"]))
+    lib.close()
+    summary = vmr_json("index", indexed)
+    assert (summary["added"], summary["own_outputs"]) == (0, 1), summary
+    assert os.path.isfile(cut)
+
+
 def test_vmrs_own_cuts_are_never_indexed_wherever_they_are_moved(indexed, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vmr_json("search", "red", "--top-k", "3")

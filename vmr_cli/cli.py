@@ -368,8 +368,6 @@ def forget(ctx, paths, as_json):
 def results_table(results) -> str:
     from .timecodes import timecode
 
-    if not results:
-        return "no moments matched"
     lines = [f"{'rank':>4}  {'start':>9} – {'end':<9}  {'score':>6}  path"]
     for r in results:
         lines.append(f"{r['rank']:>4}  {timecode(r['start']):>9} – {timecode(r['end']):<9}  {r['score']:>6.3f}  "
@@ -404,7 +402,11 @@ def results_table(results) -> str:
 @handle_errors
 def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, trimmer, backend,
            paths_only, null_paths, html_path, open_page, as_json):
-    """Find the moments that match QUERY, best first."""
+    """Find the moments that match QUERY, best first.
+
+    A QUERY that starts with '-' goes after '--', else it is read as an
+    option: vmr search -- "-1 point for the home team"
+    """
     from . import STARTED
     from .errors import VmrError
     from .paths import user_file_target
@@ -443,6 +445,9 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         _write_page(lib, lib.catalog.search(found["search_id"]), html_path, open_page)
     for skipped in found["stats"].get("skipped", []):
         say(f"warning: skipped {skipped['video']}: {skipped['error']}")
+    for unrefined in found["stats"].get("unrefined", []):
+        say(f"warning: {unrefined['video']}: its moments' edges are as stored (1 frame a second), not "
+            f"refined: {unrefined['error']}")
     for changed in found["stats"].get("changed", []):
         say(f"warning: {changed['video']}: {changed['reason']}")
     if found["stats"].get("query_note"):
@@ -462,7 +467,10 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         for path in dict.fromkeys(r["video"] for r in found["results"]):
             click.echo(printable(path))
     else:
-        click.echo(results_table(found["results"]))
+        if found["results"]:
+            click.echo(results_table(found["results"]))
+        else:  # stdout holds results only: a script reading lines gets none
+            say("no moments matched")
         label = (f"search {found['search_id']}" if found["search_id"] is not None
                  else "search (not logged)" if found["stats"].get("not_logged")
                  else "search (not logged: read-only library; vmr export cannot refer to it)")
@@ -778,7 +786,10 @@ def show(ctx, search_id, html_path, open_page, as_json):
     if as_json:
         emit_json(logged_as_json(logged))
         return
-    click.echo(results_table(logged["results"]))
+    if logged["results"]:
+        click.echo(results_table(logged["results"]))
+    else:
+        say("no moments matched")
     say(_search_label(logged))
 
 

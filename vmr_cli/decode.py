@@ -422,10 +422,12 @@ class _FallbackReader(_Reader):
         except BACKEND_FAILURES as exc:
             if isinstance(self.reader, PyAVReader):
                 raise
-            self.fallback = f"decoded with PyAV: {self.reader.backend} failed ({first_line(exc)})"
+            failed = f"decoded with PyAV: {self.reader.backend} failed ({first_line(exc)})"
             self.reader.close()
             self.reader = PyAVReader(self.path, self.info, self.size, self.whole)
-            return self.reader._frames(times)
+            frames = self.reader._frames(times)
+            self.fallback = failed  # said once PyAV did read them (a note claimed it when it failed too)
+            return frames
 
     def key_frames(self) -> list[tuple[float, float]]:
         """The backend's key frames; [] where it cannot tell (a file it fails to open is then

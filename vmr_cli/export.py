@@ -133,13 +133,17 @@ def without_own_outputs(catalog, found: list) -> list:
 class _OwnOutputs:
     def __init__(self, catalog):
         self.prints: dict[int, set] = {}
+        self.paths: set[str] = set()  # cuts logged by vmr before their prints were: by path
         for operation in catalog.operations("export"):
-            for cut in operation["summary"].get("files", []):
+            summary = operation["summary"]
+            for cut in summary.get("files", []):
                 self.prints.setdefault(cut["size"], set()).add(cut["fingerprint"])
+            if "files" not in summary:  # an older vmr's log: an upgrade indexed its cuts as videos
+                self.paths.update(item["path"] for item in summary.get("exported", []) if "path" in item)
         self.marked: dict[str, bool] = {}
 
     def holds(self, item) -> bool:
-        if self._in_marked_folder(os.path.dirname(item.path)):
+        if item.path in self.paths or self._in_marked_folder(os.path.dirname(item.path)):
             return True
         if item.size not in self.prints:  # a fingerprint only where the size matches a cut's
             return False

@@ -58,7 +58,11 @@ class SearchOptions:
 
 def clean_query(query: str, limit: int | None = MAX_QUERY_CHARS) -> str:
     """One line of printable text, at most ``limit`` characters; a clear error for an empty query.
-    The zero-width (non-)joiner stays: words (Persian می‌خواهم) and emoji (👩‍💻) need it."""
+    The zero-width (non-)joiner stays: words (Persian می‌خواهم) and emoji (👩‍💻) need it.  Bytes
+    that are not UTF-8 (a Latin-1 terminal) are refused: dropped, 'café rouge' was searched as
+    'caf rouge' without a word."""
+    if any("\udc80" <= ch <= "\udcff" for ch in query):
+        raise VmrError("the query is not UTF-8 text; set your terminal to UTF-8 (its encoding, or LANG)")
     text = "".join(ch if ch.isprintable() or ch in JOINERS else " " for ch in query)
     text = " ".join(text.split())
     if not text.strip(JOINERS + " "):
@@ -306,8 +310,9 @@ class Searcher:
             try:
                 with _FrameSource(self.frame_cache, v, self.encoder, self._decoder, q, stats, timer) as frames:
                     sims = dict(zip(times, frames.similarities(times))) if times else {}
-            except (DecodeError, OSError) as exc:  # broke or unreadable since indexing: its stored windows stand
-                stats.setdefault("skipped", []).append({"video": v.path, "error": _unreadable(exc)})
+            except (DecodeError, OSError) as exc:  # broke or unreadable since indexing: its stored windows
+                # stand, with their edges unrefined (not "skipped": its moments are in the results)
+                stats.setdefault("unrefined", []).append({"video": v.path, "error": _unreadable(exc)})
                 continue
             for w, edges in mine:
                 stats["clips_verified"] += len(edges)
