@@ -323,10 +323,9 @@ def test_a_reader_that_closes_the_pipe_ends_vmr_quietly(tmp_path):
     assert proc.wait(timeout=60) == 141 and err == "", err
 
 
-def test_forget_goes_on_beside_a_shard_that_cannot_be_read(tiny_model, tmp_path):
-    """Clearing what a killed forget left first ran the whole library check, which stops at a
-    shard it cannot read ('sudo vmr index') once the FAISS cache lags: every forget, a typo's too,
-    then failed, where forget is the way out."""
+def _an_unreadable_shard(tiny_model, tmp_path):
+    """A library of v/a.mp4 and v/b.mp4 whose shard of a.mp4 cannot be read (as after a 'sudo
+    vmr index'): (videos folder, library, that shard)."""
     folder = tmp_path / "v"
     make_video(folder / "a.mp4", [("red", 2.0)])
     make_video(folder / "b.mp4", [("blue", 2.0)])
@@ -337,6 +336,14 @@ def test_forget_goes_on_beside_a_shard_that_cannot_be_read(tiny_model, tmp_path)
     lib.close()
     shard = library / "shards" / f"{row['id']}.safetensors"
     os.chmod(shard, 0)
+    return folder, library, shard
+
+
+def test_forget_goes_on_beside_a_shard_that_cannot_be_read(tiny_model, tmp_path):
+    """Clearing what a killed forget left first ran the whole library check, which stops at a
+    shard it cannot read ('sudo vmr index') once the FAISS cache lags: every forget, a typo's too,
+    then failed, where forget is the way out."""
+    folder, library, shard = _an_unreadable_shard(tiny_model, tmp_path)
     os.unlink(library / "appearance.faiss")  # the cache lags: an index killed before its save
     typo = vmr_subprocess(library, "forget", folder / "typo.mp4")
     assert typo.returncode == 1 and typo.stderr.startswith("Error: the library holds nothing at or under"), \
@@ -350,16 +357,10 @@ def test_a_shard_that_cannot_be_read_is_not_taken_for_damage(tiny_model, tmp_pat
     """After a 'sudo vmr index', the shards it wrote are root's (mode 0600): the user's next index
     took each for missing, deleted it and re-embedded (or, with the source unreadable too, left the
     video unsearchable); now index stops with the reason and search skips just that video."""
-    folder = tmp_path / "v"
-    make_video(folder / "a.mp4", [("red", 2.0)])
-    make_video(folder / "b.mp4", [("blue", 2.0)])
-    library = tmp_path / "lib"
-    assert vmr_subprocess(library, "index", folder, "--model", tiny_model).returncode == 0
+    folder, library, shard = _an_unreadable_shard(tiny_model, tmp_path)
     lib = Library(str(library))
-    row = lib.catalog.video_by_path(str(folder / "a.mp4"))
+    token = lib.catalog.video_by_path(str(folder / "a.mp4"))["vectors_token"]
     lib.close()
-    shard = library / "shards" / f"{row['id']}.safetensors"
-    os.chmod(shard, 0)
     done = vmr_subprocess(library, "index", folder)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().startswith(f"Error: cannot read {shard} (Permission denied)"), done.stderr
@@ -375,7 +376,7 @@ def test_a_shard_that_cannot_be_read_is_not_taken_for_damage(tiny_model, tmp_pat
     os.chmod(shard, 0o644)
     assert shard.exists()
     lib = Library(str(library))
-    assert lib.catalog.video_by_path(str(folder / "a.mp4"))["vectors_token"] == row["vectors_token"]
+    assert lib.catalog.video_by_path(str(folder / "a.mp4"))["vectors_token"] == token
     lib.close()
     again = json.loads(vmr_subprocess(library, "index", folder, "--json").stdout)
     assert (again["unchanged"], again["updated"]) == (2, 0)
