@@ -688,8 +688,8 @@ def test_a_video_that_cannot_be_read_is_skipped_not_the_whole_search(tiny_model,
 
     monkeypatch.setattr(search, "open_reader", open_denied)
     found = vmr_json("search", "a red screen", "--top-k", "20")  # trimmed: decodes to refine the edge at 3 s
-    assert {"video": red, "error": "cannot read the file: Permission denied"} in found["stats"]["skipped"]
-    assert red in [r["video"] for r in found["results"]]  # its stored windows stand
+    assert {"video": red, "error": "cannot read the file: Permission denied"} in found["stats"]["unrefined"]
+    assert red in [r["video"] for r in found["results"]]  # its stored windows stand, unrefined
     found = vmr_json("search", "a green screen", "--top-k", "20", "--exhaustive")  # decodes every video
     assert {"video": green, "error": "cannot read the file: Permission denied"} in found["stats"]["skipped"]
     assert found["results"]

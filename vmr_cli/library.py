@@ -453,6 +453,7 @@ class Library:
             if extra:
                 self.vectors.remove(dim, extra)
         self._remove_orphan_shards({}, True)
+        self.vectors.save()  # now: the command may end in an error (nothing left to forget)
 
     def save(self) -> None:
         """Write the FAISS cache if it changed (the shards are written as videos commit)."""
