@@ -629,6 +629,8 @@ def test_export_of_a_moment_that_a_shortened_file_no_longer_holds(indexed, tmp_p
     code, out, err = vmr("export", result["rank"], "--out", tmp_path / "cuts", expect=1)
     assert f"now lies beyond the end of {source}" in err and "the file changed since this search" in err, err
     assert "holds no video frame" not in err
+    code, out, err = vmr("show")  # it said nothing of it: the table alone
+    assert f"warning: result {result['rank']}: the moment" in err and f"now lies beyond the end of {source}" in err
 
 
 def test_export_of_a_forgotten_file_does_not_say_it_was_modified_or_re_indexed(indexed, tmp_path):

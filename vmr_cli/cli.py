@@ -443,19 +443,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         say("warning: no page written: the page shows a logged search")
     elif html_path:
         _write_page(lib, lib.catalog.search(found["search_id"]), html_path, open_page)
-    for skipped in found["stats"].get("skipped", []):
-        say(f"warning: skipped {skipped['video']}: {skipped['error']}")
-    for unrefined in found["stats"].get("unrefined", []):
-        say(f"warning: {unrefined['video']}: its moments' edges are as stored (1 frame a second), not "
-            f"refined: {unrefined['error']}")
-    for changed in found["stats"].get("changed", []):
-        say(f"warning: {changed['video']}: {changed['reason']}")
-    if found["stats"].get("query_note"):
-        say(f"note: {found['stats']['query_note']}")
-    if found["stats"].get("decoder_note"):
-        say(f"note: {found['stats']['decoder_note']}")
-    for note in found["stats"].get("fallbacks", []):
-        say(f"note: {note['video']}: {note['reason']}")
+    _say_search_notes(found["stats"])
     if as_json:
         emit_json(found)
     elif paths_only and null_paths:  # exact bytes: a name may hold a newline or a backslash
@@ -740,6 +728,23 @@ def _say_some(lines: list[str], more: str) -> None:
         say(f"... and {len(lines) - SHOWN_PER_KIND} more {more}")
 
 
+def _say_search_notes(stats: dict) -> None:
+    """The warnings and notes of a search's stats, on stderr (search, and show of a logged one)."""
+    for skipped in stats.get("skipped", []):
+        say(f"warning: skipped {skipped['video']}: {skipped['error']}")
+    for unrefined in stats.get("unrefined", []):
+        say(f"warning: {unrefined['video']}: its moments' edges are as stored (1 frame a second), not "
+            f"refined: {unrefined['error']}")
+    for changed in stats.get("changed", []):
+        say(f"warning: {changed['video']}: {changed['reason']}")
+    if stats.get("query_note"):
+        say(f"note: {stats['query_note']}")
+    if stats.get("decoder_note"):
+        say(f"note: {stats['decoder_note']}")
+    for note in stats.get("fallbacks", []):
+        say(f"note: {note['video']}: {note['reason']}")
+
+
 def _warn_about(warnings: list[str], shown: int = 5) -> None:
     for line in warnings[:shown]:
         say(f"warning: {line}")
@@ -786,6 +791,19 @@ def show(ctx, search_id, html_path, open_page, as_json):
     if as_json:
         emit_json(logged_as_json(logged))
         return
+    # What the search said then, and what changed since (a file re-indexed shorter: export refuses
+    # the moment): show printed the table alone.
+    from .export import result_source
+
+    _say_search_notes(logged["stats"])
+    for result in logged["results"]:
+        try:
+            warning = result_source(lib.catalog, result, f"result {result['rank']}")[1]
+        except VmrError as exc:
+            warning = str(exc)
+        if warning:
+            say(f"warning: result {result['rank']}: {warning}" if not warning.startswith("result ")
+                else f"warning: {warning}")
     if logged["results"]:
         click.echo(results_table(logged["results"]))
     else:
