@@ -681,18 +681,22 @@ def _print_status(data: dict, report: dict | None) -> None:
         click.echo("model     NOT the library's weights, or not found (below)")
 
 
-def where_now(lib, search: dict) -> dict:
+def where_now(lib, search: dict, warnings: list | None = None) -> dict:
     """The logged search with each result's video where it is now: a file vmr index recorded
-    moving is shown there, as export cuts it and play plays it (a gone one as logged)."""
+    moving is shown there, as export cuts it and play plays it (a gone one as logged).
+    ``warnings`` gets what export would say of each result (changed since, gone, shorter now)."""
     from .errors import VmrError
     from .export import result_source
 
     results = []
     for result in search["results"]:
         try:
-            result = dict(result, video=result_source(lib.catalog, result, f"result {result['rank']}")[0])
-        except VmrError:
-            pass
+            path, warning = result_source(lib.catalog, result, f"result {result['rank']}")
+            result = dict(result, video=path)
+        except VmrError as exc:
+            warning = str(exc)
+        if warning and warnings is not None:
+            warnings.append(warning)
         results.append(result)
     return dict(search, results=results)
 
@@ -719,13 +723,14 @@ def _named_library(lib) -> str | None:
 SHOWN_PER_KIND = 20  # lines of one kind an index prints; --json has them all
 
 
-def _say_some(lines: list[str], more: str) -> None:
-    """At most SHOWN_PER_KIND of these lines: a folder of 3,000 broken downloads printed 3,000
-    'failed:' lines (and again after every upgrade of vmr or ffmpeg, which retries them)."""
-    for line in lines[:SHOWN_PER_KIND]:
-        say(line)
-    if len(lines) > SHOWN_PER_KIND:
-        say(f"... and {len(lines) - SHOWN_PER_KIND} more {more}")
+def _say_some(lines: list[str], more: str, shown: int = SHOWN_PER_KIND, prefix: str = "") -> None:
+    """At most ``shown`` of these lines, then how many more: a folder of 3,000 broken downloads
+    printed 3,000 'failed:' lines (and again after every upgrade of vmr or ffmpeg, which retries
+    them).  ``prefix`` begins every line, the count's too."""
+    for line in lines[:shown]:
+        say(prefix + line)
+    if len(lines) > shown:
+        say(f"{prefix}... and {len(lines) - shown} more {more}")
 
 
 def _say_search_notes(stats: dict) -> None:
@@ -745,11 +750,8 @@ def _say_search_notes(stats: dict) -> None:
         say(f"note: {note['video']}: {note['reason']}")
 
 
-def _warn_about(warnings: list[str], shown: int = 5) -> None:
-    for line in warnings[:shown]:
-        say(f"warning: {line}")
-    if len(warnings) > shown:
-        say(f"warning: ... and {len(warnings) - shown} more such windows")
+def _warn_about(warnings: list[str]) -> None:
+    _say_some(warnings, "such windows", shown=5, prefix="warning: ")
 
 
 def logged_as_json(logged: dict) -> dict:
@@ -785,7 +787,8 @@ def show(ctx, search_id, html_path, open_page, as_json):
                        else f"no search with id {search_id} ('vmr searches' lists them)")
     if open_page and not html_path:
         raise VmrError(OPEN_NEEDS_HTML)
-    logged = where_now(lib, logged)
+    changed: list[str] = []  # what export would say of a result now (printed with the table)
+    logged = where_now(lib, logged, changed)
     if html_path:
         _write_page(lib, logged, html_path, open_page)
     if as_json:
@@ -793,17 +796,9 @@ def show(ctx, search_id, html_path, open_page, as_json):
         return
     # What the search said then, and what changed since (a file re-indexed shorter: export refuses
     # the moment): show printed the table alone.
-    from .export import result_source
-
     _say_search_notes(logged["stats"])
-    for result in logged["results"]:
-        try:
-            warning = result_source(lib.catalog, result, f"result {result['rank']}")[1]
-        except VmrError as exc:
-            warning = str(exc)
-        if warning:
-            say(f"warning: result {result['rank']}: {warning}" if not warning.startswith("result ")
-                else f"warning: {warning}")
+    for warning in changed:  # each names its result ("result N: ...")
+        say(f"warning: {warning}")
     if logged["results"]:
         click.echo(results_table(logged["results"]))
     else:
