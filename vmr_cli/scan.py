@@ -417,16 +417,7 @@ def _by_inode(rows) -> dict[tuple, dict]:
 def same_file_row(mine: os.stat_result, rows) -> dict | None:
     """The first of rows whose file is the one ``mine`` describes (same device and inode: a hard
     link, or a path through a symbolic link), or None."""
-    for row in rows:
-        if row["size"] != mine.st_size:
-            continue
-        try:
-            other = os.stat(row["path"])
-        except OSError:
-            continue
-        if (other.st_dev, other.st_ino) == (mine.st_dev, mine.st_ino):
-            return row
-    return None
+    return _by_inode([row for row in rows if row["size"] == mine.st_size]).get((mine.st_dev, mine.st_ino))
 
 
 def _lost_folders(in_scope: list[dict], gone: dict, roots: Roots, unreadable: Roots) -> dict[str, list]:

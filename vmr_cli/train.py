@@ -154,13 +154,13 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
             if log:
                 log(record)
     except KeyboardInterrupt as exc:  # SIGTERM (Terminated) keeps its own exit status, 143
-        signal = isinstance(exc, Terminated)
+        terminated = isinstance(exc, Terminated)
         if not os.path.isfile(os.path.join(out_dir, CONFIG_NAME)):  # no epoch was ever written there
             raise Interrupted("interrupted before the first epoch finished; nothing was written to "
                               f"{out_dir} (what was indexed is kept): run the same command again",
-                              terminated=signal) from None
+                              terminated=terminated) from None
         raise Interrupted(f"interrupted; the last finished epoch is kept in {out_dir}: run the same command "
-                          "again to resume", terminated=signal) from None
+                          "again to resume", terminated=terminated) from None
     _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
     return {"out": os.path.abspath(out_dir), "warnings": warnings, "queries": len(items),
             "val_queries": len(val_items),
