@@ -68,7 +68,8 @@ def library_directory(directory: str | None = None) -> str:
     """The library folder, absolute: the one named, else the default.  A file where it or a
     folder above it should be is said before anything reads an inner path (the error was
     'Not a directory: LIB/shards')."""
-    if not directory and os.environ.get("VMR_LIBRARY"):
+    from_env = not directory and bool(os.environ.get("VMR_LIBRARY"))
+    if from_env:
         home_library(os.environ["VMR_LIBRARY"], "$VMR_LIBRARY")
     resolved = os.path.abspath(directory or default_directory())
     path = resolved
@@ -79,7 +80,7 @@ def library_directory(directory: str | None = None) -> str:
         path = parent
     if os.path.isdir(path) or not os.path.exists(path):  # (a dangling link: as before)
         return resolved
-    given = "$VMR_LIBRARY" if not directory and os.environ.get("VMR_LIBRARY") else "--library"
+    given = "$VMR_LIBRARY" if from_env else "--library"
     raise VmrError(f"cannot use {printable(resolved)} as the library folder: {printable(path)} is a file; "
                    f"name a folder with {given}")
 
