@@ -653,8 +653,9 @@ def _print_status(data: dict, report: dict | None) -> None:
     click.echo(f"clips     {data['clips']}, vectors {data['vectors']} ({agreement})")
     if data.get("index_running"):
         click.echo("index     a vmr index is running: these numbers are what it has committed so far")
-    click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB, of which frame cache "
-               f"{data['frame_cache_bytes'] / 1e6:.1f} MB (safe to delete: frames.db)")
+    cache = data["frame_cache_bytes"] / 1e6
+    click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB" + (  # no cache line for an empty one
+        f", of which frame cache {cache:.1f} MB (safe to delete: frames.db)" if round(cache, 1) else ""))
     for failed in data.get("failed_files", []):
         click.echo(f"failed    {printable(failed['path'])}: {failed['error']}")
     if data.get("failed_files"):

@@ -34,6 +34,7 @@ from .errors import ANOTHER_USER, VectorsUnreadable, VmrError, no_space_at, no_s
 from .frame_cache import FrameCache
 from .lock import is_locked, writer_lock
 from .paths import printable
+from .progress import progress
 from .vectors import VectorStore, shard_ids
 
 STALE = "vectors missing or damaged; 'vmr index' re-embeds this video"
@@ -517,7 +518,9 @@ class Library:
             owners = set(self.catalog.clip_video_ids(missing).values()) if missing else set()
             targets = [v for v in (self.catalog.video(i) for i in owners) if v is not None]
         suspect = set()
+        bar = progress(len(targets), "checking shards", "video", enabled=None if deep else False)
         for video in targets:
+            bar.update(1)
             try:
                 shard = self.vectors.read_shard(video["id"], video["vectors_token"])
             except VectorsUnreadable as exc:
@@ -531,6 +534,7 @@ class Library:
             if repair and absent:
                 self.vectors.add(dim, [clip_ids[i] for i in absent], shard["A"][absent])
                 report["index_added"] += len(absent)
+        bar.close()
         return suspect
 
     def _remove_orphan_shards(self, report: dict, repair: bool) -> None:
