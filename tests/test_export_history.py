@@ -631,6 +631,11 @@ def test_export_of_a_moment_that_a_shortened_file_no_longer_holds(indexed, tmp_p
     assert "holds no video frame" not in err
     code, out, err = vmr("show")  # it said nothing of it: the table alone
     assert f"warning: result {result['rank']}: the moment" in err and f"now lies beyond the end of {source}" in err
+    code, out, err_json = vmr("show", "--json")  # nor with --json, where a script looks
+    assert err_json == err.replace(err.splitlines()[-1] + "\n", ""), (err_json, err)  # less the label line
+    shown = {r["rank"]: r for r in json.loads(out)["results"]}
+    assert f"now lies beyond the end of {source}" in shown[result["rank"]]["warning"]
+    assert all("warning" not in r for rank, r in shown.items() if r["video"] != source)
 
 
 def test_export_of_a_forgotten_file_does_not_say_it_was_modified_or_re_indexed(indexed, tmp_path):

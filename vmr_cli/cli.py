@@ -685,7 +685,8 @@ def _print_status(data: dict, report: dict | None) -> None:
 def where_now(lib, search: dict, warnings: list | None = None) -> dict:
     """The logged search with each result's video where it is now: a file vmr index recorded
     moving is shown there, as export cuts it and play plays it (a gone one as logged).
-    ``warnings`` gets what export would say of each result (changed since, gone, shorter now)."""
+    ``warnings`` gets what export would say of each result (changed since, gone, shorter now),
+    which ``show --json`` also gives as the result's ``warning``."""
     from .errors import VmrError
     from .export import result_source
 
@@ -696,8 +697,10 @@ def where_now(lib, search: dict, warnings: list | None = None) -> dict:
             result = dict(result, video=path)
         except VmrError as exc:
             warning = str(exc)
-        if warning and warnings is not None:
-            warnings.append(warning)
+        if warning:
+            result = dict(result, warning=warning)
+            if warnings is not None:
+                warnings.append(warning)
         results.append(result)
     return dict(search, results=results)
 
@@ -756,10 +759,11 @@ def _warn_about(warnings: list[str]) -> None:
 
 
 def logged_as_json(logged: dict) -> dict:
-    """A logged search in the shape 'vmr search --json' prints."""
-    keys = ("rank", "video", "start", "end", "score")
+    """A logged search in the shape 'vmr search --json' prints (a result's ``warning``, from
+    where_now, only where there is one)."""
+    keys = ("rank", "video", "start", "end", "score", "warning")
     return {"query": logged["query"], "search_id": logged["id"],
-            "results": [{k: r[k] for k in keys} for r in logged["results"]], "stats": logged["stats"]}
+            "results": [{k: r[k] for k in keys if k in r} for r in logged["results"]], "stats": logged["stats"]}
 
 
 @cli.command()
@@ -776,8 +780,9 @@ def show(ctx, search_id, html_path, open_page, as_json):
 
     SEARCH_ID defaults to the last search ('vmr searches' lists them);
     --json prints the shape 'vmr search --json' prints (its stats.time
-    without the process's startup and model_load). A file 'vmr index' saw
-    move since is shown where it is now.
+    without the process's startup and model_load), and a "warning" for a
+    result whose file changed since. A file 'vmr index' saw move since is
+    shown where it is now.
     """
     from .errors import VmrError
 
@@ -792,14 +797,14 @@ def show(ctx, search_id, html_path, open_page, as_json):
     logged = where_now(lib, logged, changed)
     if html_path:
         _write_page(lib, logged, html_path, open_page)
-    if as_json:
-        emit_json(logged_as_json(logged))
-        return
     # What the search said then, and what changed since (a file re-indexed shorter: export refuses
-    # the moment): show printed the table alone.
+    # the moment), on stderr with --json too: show printed the table alone.
     _say_search_notes(logged["stats"])
     for warning in changed:  # each names its result ("result N: ...")
         say(f"warning: {warning}")
+    if as_json:
+        emit_json(logged_as_json(logged))
+        return
     if logged["results"]:
         click.echo(results_table(logged["results"]))
     else:
