@@ -143,6 +143,11 @@ def test_a_moved_model_folder_is_re_pointed_when_its_weights_agree(model, retrai
     line = one_error(vmr("search", "red", expect=1)[2])
     assert line == (f"Error: the library's model folder {model} is gone; if it moved, point the library "
                     "at its new place: vmr index --model NEWDIR")
+    for extra in (["--prune"], ["--clip-seconds", "2"], ["--backend", "pyav"]):  # ignored before: a --prune
+        line = one_error(vmr("index", "--model", moved, *extra, expect=1)[2])  # that pruned nothing, exit 0
+        assert line == (f"Error: {extra[0]} cannot go with --model and no PATH, which only points the library "
+                        "at its model's new place; run the two apart")
+    assert vmr_json("status")["encoder"] == str(model)  # not re-pointed either
     code, out, err = vmr("index", "--model", moved)  # exactly as the message says
     assert str(moved) in out and vmr_json("status")["encoder"] == str(moved)
     assert vmr_json("search", "red")["results"]
@@ -161,6 +166,18 @@ def test_re_pointing_a_library_needs_a_model_and_a_library(tmp_path, model):
     assert one_error(err).endswith("say what to index: vmr index PATH")
     line = one_error(vmr("index", "--model", model, expect=1)[2])
     assert "no vmr library" in line
+
+
+@pytest.mark.parametrize("command", [["index", "PATH"], ["index"], ["eval", "a.txt", "--videos", "PATH"],
+                                     ["train", "a.txt", "--videos", "PATH", "--out", "OUT"]])
+def test_an_empty_model_name_is_refused_not_taken_for_the_default(command, two_videos, tmp_path):
+    """``--model "$MODEL"`` with MODEL unset: a new library went for the default hub model (600 MB
+    to download), an existing one ran a full update instead of re-pointing."""
+    (tmp_path / "a.txt").write_text("red_blue 0 2##a red screen\n")
+    args = [str(two_videos) if a == "PATH" else str(tmp_path / a) if a in ("a.txt", "OUT") else a for a in command]
+    code, out, err = vmr(*args, "--model", "", expect=2)
+    assert "empty model name (an unset shell variable?)" in err and "Traceback" not in err
+    assert not os.path.exists(os.environ["VMR_LIBRARY"]) and not (tmp_path / "OUT").exists()
 
 
 # -- hub models: the same protection for files in the Hugging Face cache ----------------------------------

@@ -125,6 +125,17 @@ class _Path(click.Path):
         return super().convert(value, param, ctx)
 
 
+class _Model(click.ParamType):
+    """A hub id or a folder; an empty one (``--model "$MODEL"`` with MODEL unset) meant no --model:
+    a new library went for the default model, a download of 600 MB."""
+    name = "model"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("empty model name (an unset shell variable?)", param, ctx)
+        return value
+
+
 class _Finite(click.ParamType):
     name = "number"
 
@@ -225,7 +236,7 @@ def cli(ctx, library):
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=_Path(path_type=str))
-@click.option("--model", help="CLIP-family model: hub id or local folder. Default: the library's "
+@click.option("--model", type=_Model(), help="CLIP-family model: hub id or local folder. Default: the library's "
               "encoder, or openai/clip-vit-base-patch32 for a new library. The library's model moved? "
               "Give its new place: accepted when its weights hash as recorded.")
 @click.option("--clip-seconds", type=float, help="Clip length of a new library, 0.25 to 60 seconds (default 2).")
@@ -250,8 +261,10 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     """
     from .indexer import index_paths, skipped_words
 
-    if not paths and model and _repoint(ctx, model, as_json):
-        return
+    if not paths and model:
+        _only_model(ctx, prune=prune, clip_seconds=clip_seconds, backend=backend)
+        if _repoint(ctx, model, as_json):
+            return
     lib = open_library(ctx, create=True)
     before = lib.encoder()
     try:
@@ -297,6 +310,20 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
         say(f"note: nothing was indexed, so no library was left at {lib.directory}")
     if summary["failed"]:
         sys.exit(1)
+
+
+def _only_model(ctx, **given) -> None:
+    """``vmr index --model DIR`` with no PATH only re-points the library: another option beside it
+    was silently ignored (a --prune that pruned nothing, exit 0)."""
+    from click.core import ParameterSource
+
+    from .errors import VmrError
+
+    extra = [name for name in given if ctx.get_parameter_source(name) != ParameterSource.DEFAULT]
+    if extra:
+        option = "--" + extra[0].replace("_", "-")
+        raise VmrError(f"{option} cannot go with --model and no PATH, which only points the library at its "
+                       "model's new place; run the two apart")
 
 
 def _repoint(ctx, model: str, as_json: bool) -> bool:
@@ -860,7 +887,7 @@ def play(ctx, rank, search_id, player):
 @click.argument("annotations", type=_Path(dir_okay=False))
 @click.option("--videos", "videos_dir", required=True, type=_Path(file_okay=False),
               help="Folder holding the annotated videos (file stem = video id).")
-@click.option("--model", help="Encoder for a new library (as for vmr index).")
+@click.option("--model", type=_Model(), help="Encoder for a new library (as for vmr index).")
 @click.option("--exhaustive", is_flag=True, help="Verify every clip (the baseline trimming is measured against).")
 @click.option("--predictions", "predictions_path", type=_Path(dir_okay=False),
               help="Write QVHighlights-style predictions (JSONL) for the moment retrieval setting "
@@ -926,7 +953,7 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
               help="Epochs of the teacher, then as many of the student.")
 @click.option("--seed", type=click.IntRange(-10**15, 10**15), default=0, show_default=True,  # train.SEED_LIMIT
               help="Same seed, same data: the same model.")
-@click.option("--model", help="Encoder for a new library (as for vmr index).")
+@click.option("--model", type=_Model(), help="Encoder for a new library (as for vmr index).")
 @backend_option("Video decoder, for indexing the videos (as for vmr index).")
 @json_option
 @library_option
