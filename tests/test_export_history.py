@@ -59,6 +59,11 @@ def test_out_folder_is_created_when_its_parent_exists(indexed, tmp_path):
     code, _, err = vmr("export", "1", "--out", tmp_path / "no" / "such", expect=1)
     assert err.strip() == f"Error: output folder does not exist, nor its parent: {tmp_path / 'no' / 'such'}"
     assert not (tmp_path / "no").exists()
+    (tmp_path / "notes.txt").write_text("mine")  # the parent exists, as a file: it said it did not exist
+    code, _, err = vmr("export", "1", "--out", tmp_path / "notes.txt" / "cuts", expect=1)
+    assert err.strip() == (f"Error: cannot create output folder {tmp_path / 'notes.txt' / 'cuts'}: "
+                           f"{tmp_path / 'notes.txt'} is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_cuts_an_older_vmr_logged_by_path_only_are_not_indexed_after_an_upgrade(indexed, tmp_path):

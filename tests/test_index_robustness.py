@@ -230,7 +230,7 @@ def test_forget_drops_only_what_is_under_the_path(tiny_model, tmp_path):
     assert (root / "trip" / "a.mp4").exists()  # files on disk are never touched
     code, out, err = vmr("forget", root / "trip", expect=1)
     assert err.strip() == f"Error: the library holds nothing at or under {root / 'trip'}; nothing was forgotten"
-    code, out, err = vmr("forget", root / "c.mp4")
+    code, out, err = vmr("forget", "/" + str(root / "c.mp4"))  # '//tmp/...' ("$ROOT/$DIR", ROOT=/) is the same
     assert out.strip() == f"forgot 1 entry under {root / 'c.mp4'}"
     found = vmr_json("search", "a red screen", "--top-k", "20")
     assert {os.path.basename(r["video"]) for r in found["results"]} == {"b.mp4"}
@@ -238,6 +238,8 @@ def test_forget_drops_only_what_is_under_the_path(tiny_model, tmp_path):
     assert [o["command"] for o in Library().catalog.operations()].count("forget") == 2
     code, out, err = vmr("forget", root, root / "c.mp4")  # a path inside another named: said once
     assert out.strip() == f"forgot 3 entries under {root}"
+    indexed = vmr_json("index", "/" + str(root / "c.mp4"))  # its own name, not another file's link
+    assert indexed["added"] == 1 and vmr_json("search", "a green screen")["results"][0]["video"] == str(root / "c.mp4")
 
 
 def test_a_forget_killed_after_its_commit_is_finished_by_running_it_again(tiny_model, tmp_path):

@@ -93,7 +93,11 @@ def output_folder(out_dir: str | None) -> str:
         if not os.path.isdir(folder):
             if os.path.lexists(folder):
                 raise VmrError(f"--out {printable(folder)} is not a folder")
-            if not os.path.isdir(os.path.dirname(folder)):
+            parent = os.path.dirname(folder)
+            if os.path.lexists(parent) and not os.path.isdir(parent):
+                raise VmrError(f"cannot create output folder {printable(folder)}: {printable(parent)} is a file, "
+                               "not a folder")
+            if not os.path.isdir(parent):
                 raise VmrError(f"output folder does not exist, nor its parent: {printable(folder)}")
             try:
                 os.mkdir(folder)

@@ -31,8 +31,11 @@ INDEX_EXTENSIONS = VIDEO_EXTENSIONS | frozenset("""
 
 
 def absolute(path) -> str:
-    """Absolute, normalised, symlinks kept (a link is the user's name for a file)."""
-    return os.path.abspath(os.fsdecode(path))
+    """Absolute, normalised, symlinks kept (a link is the user's name for a file).  A leading '//'
+    (``"$ROOT/$DIR"`` with ROOT=/), which POSIX lets normpath keep, is '/' on Linux: kept, the
+    same file had two names (forget found nothing, index saw it as another file's link)."""
+    path = os.path.abspath(os.fsdecode(path))
+    return path[1:] if path.startswith("//") else path
 
 
 def to_key(path: str) -> bytes:
