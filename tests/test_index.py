@@ -189,6 +189,20 @@ def test_a_folder_named_twice_is_walked_once_and_mac_metadata_files_are_not_vide
     assert summary["skipped"] == {"files": 2, "extensions": {".txt": 1, "._*": 1}}
 
 
+def test_a_library_inside_the_indexed_folder_is_not_listed_as_skipped_files(videos, tiny_model, tmp_path):
+    """``--library ~/videos/.vmr``: every run said 'skipped 8 files by extension (.safetensors 2,
+    .db 1, .db-shm 1, ...): name a file to index it anyway' of the library's own files; a user's
+    file beside them still counts."""
+    inside = videos / ".vmr"
+    (videos / "notes.txt").write_text("x")
+    first = index(videos, "--model", tiny_model, "--library", inside)
+    vmr_json("search", "red", "--library", inside)
+    (inside / "notes.txt").write_text("mine")  # not a library file: still the user's
+    again = index(videos, "--library", inside)
+    assert first["added"] == 3 and again["unchanged"] == 3 and again["added"] == 0
+    assert again["skipped"] == {"files": 2, "extensions": {".txt": 2}}, again["skipped"]
+
+
 def test_a_file_reached_by_two_names_is_indexed_once(tiny_model, tmp_path):
     """A symlinked folder and its target (a home folder linked to a data disk), or a hard link:
     one file, so one entry (every result used to appear twice, embedded twice)."""

@@ -65,6 +65,10 @@ class Walk:
 
 
 APPLEDOUBLE = "._"  # macOS writes '._NAME' beside files it copies to non-Mac disks
+# A vmr library's own files and folders (a folder holding catalog.db and shards/ is one): a library
+# kept inside an indexed folder listed them as the user's skipped files on every run.
+LIBRARY_FILES = ("catalog.db", "frames.db", "appearance.faiss", "write.lock", ".vmr-")
+LIBRARY_FOLDERS = ("shards", "previews")
 
 
 def _print_of(item: Found) -> str | None:
@@ -154,6 +158,9 @@ def find_videos(roots: list[str], indexed=frozenset()) -> Walk:
         for base, dirs, files in os.walk(root, onerror=lambda exc, root=root: unreadable(
                 absolute(exc.filename or root), exc), followlinks=False):
             dirs.sort()
+            if "catalog.db" in files and "shards" in dirs:  # a vmr library: none of its files is the user's
+                dirs[:] = [name for name in dirs if name not in LIBRARY_FOLDERS]
+                files = [name for name in files if not name.startswith(LIBRARY_FILES)]
             for name in sorted(files):
                 consider(os.path.join(base, name), named=False)
             for name in dirs:  # symlinked folders are listed as dirs but never entered
