@@ -323,6 +323,18 @@ def test_a_reader_that_closes_the_pipe_ends_vmr_quietly(tmp_path):
     assert proc.wait(timeout=60) == 141 and err == "", err
 
 
+def test_a_full_device_under_the_output_is_not_told_as_the_library_s(tiny_model, tmp_path):
+    """``vmr status --json > /dev/full`` said 'no space left on device; ... (what was committed is
+    kept)', as if the library's disk were full."""
+    vmr("index", make_video(tmp_path / "v" / "red.mp4", [("red", 1.0)]), "--model", tiny_model)
+    for args in (["status", "--json"], ["search", "red"], ["status"]):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([sys.executable, "-m", "vmr_cli", *args], stdout=full, stderr=subprocess.PIPE,
+                                  cwd=ROOT, text=True)
+        assert proc.returncode == 1
+        assert proc.stderr.splitlines()[-1] == "Error: cannot write the output: No space left on device", proc.stderr
+
+
 def _an_unreadable_shard(tiny_model, tmp_path):
     """A library of v/a.mp4 and v/b.mp4 whose shard of a.mp4 cannot be read (as after a 'sudo
     vmr index'): (videos folder, library, that shard)."""

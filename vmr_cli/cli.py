@@ -73,6 +73,8 @@ def handle_errors(func):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a writer the pipe closed on
         except Exception as exc:
+            if isinstance(exc, OSError) and _writing_output(exc):  # '> /dev/full', a full disk under a
+                _fail(f"cannot write the output: {exc.strerror or exc}")  # redirect: not the library's
             known = storage_error(exc, _library_directory())
             if os.environ.get("VMR_DEBUG") or (known is None and not isinstance(exc, OSError)):
                 raise
@@ -84,6 +86,18 @@ def handle_errors(func):
             _fail(f"{exc.strerror or exc}{where}")
 
     return wrapper
+
+
+def _writing_output(exc: OSError) -> bool:
+    """Whether the error came from writing the command's output (click.echo to a redirected
+    stdout): it was told as the library's disk being full, 'what was committed is kept'."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "echo" and code.co_filename == click.utils.__file__:
+            return exc.filename is None
+        tb = tb.tb_next
+    return False
 
 
 @contextmanager
