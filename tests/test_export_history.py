@@ -312,6 +312,9 @@ def test_search_ids_past_64_bits_and_non_finite_min_score(indexed, tmp_path):
         code, out, err = vmr(*args, expect=1)
         assert err.strip() == f"Error: no search with id {args[2] if args[0] == 'export' else args[1]} " \
                               "('vmr searches' lists them)"
+    for args in (("export", "--search", "0", "1"), ("show", "0"), ("play", "1", "--search", "0")):
+        code, out, err = vmr(*args, expect=2)  # ids start at 1: one usage error for all three (two said
+        assert "0 is not in the range x>=1" in err, err  # 'no search with id 0', exit 1)
     for limit in (2**63 - 1, 2**63, 10**30):  # more than any log holds: all of it, never an OverflowError
         assert len(vmr_json("searches", "--limit", limit)["searches"]) == 1
     for bad in ("nan", "inf", "-inf", "NaN"):

@@ -131,7 +131,7 @@ def test_export_of_a_source_that_moved(indexed, tmp_path):
     assert "no longer exists" in err
 
 
-def test_export_names_from_hostile_file_names(tiny_model, tmp_path):
+def test_export_names_from_hostile_file_names(tiny_model, tmp_path, monkeypatch):
     folder = tmp_path / "hostile"
     names = ["-rf.mp4", "with space's \"quotes\".mp4", "new\nline.mp4"]
     for name in names:
@@ -147,6 +147,14 @@ def test_export_names_from_hostile_file_names(tiny_model, tmp_path):
     done = vmr_json("export", "--out", out_dir, "--clip")["exported"]
     assert len(done) == len(found["results"])
     assert all(os.path.exists(e["path"]) and "\n" not in os.path.basename(e["path"]) for e in done)
+    monkeypatch.chdir(folder)  # a name starting with '-' given as is: click reads '-r', '-f'; say it is a file
+    for command in ("index", "forget"):
+        code, out, err = vmr(command, "-rf.mp4", expect=2)
+        assert err.strip().endswith(f"Error: No such option '-r'. (-rf.mp4 is a file here: file names go after "
+                                    f"'--': cli {command} -- NAME)"), err  # (cli: vmr run in-process)
+    assert json.loads(vmr("forget", "--json", "--", "-rf.mp4")[1])["videos"] == 1
+    code, out, err = vmr("index", "--", "-nothing.mp4", expect=1)  # after '--': no hint, it is read as a name
+    assert "go after '--'" not in err
 
 
 def test_commands_before_any_index(tmp_path):

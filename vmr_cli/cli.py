@@ -100,11 +100,20 @@ def _writing_output(exc: OSError) -> bool:
     return False
 
 
+_GIVEN_ARGS: list[str] = []  # the command line, for a hint when a file name was read as options
+
+
 @contextmanager
 def _escaped_click_errors():
     try:
         yield
     except click.ClickException as exc:
+        if isinstance(exc, click.NoSuchOption):  # 'vmr index -clip.mp4': a file, read as options '-c'...
+            given = _GIVEN_ARGS[:_GIVEN_ARGS.index("--")] if "--" in _GIVEN_ARGS else _GIVEN_ARGS
+            named = [a for a in given if a.startswith("-") and os.path.lexists(a)]
+            if named:
+                command = exc.ctx.command_path if exc.ctx else "vmr COMMAND"
+                exc.message += f" ({named[0]} is a file here: file names go after '--': {command} -- NAME)"
         # Line by line: click's own messages span lines (bare 'vmr' prints the help as one).
         exc.message = "\n".join(printable(line, name=False) for line in exc.message.split("\n"))
         raise
@@ -114,9 +123,10 @@ class _Group(click.Group):
     """Click's own errors quote what was passed (a glob can pass a file name holding terminal
     escapes): escaped like vmr's messages."""
 
-    def make_context(self, *args, **kwargs):
+    def make_context(self, info_name, args, *rest, **kwargs):
+        _GIVEN_ARGS[:] = [a for a in args if isinstance(a, str)]
         with _escaped_click_errors():
-            return super().make_context(*args, **kwargs)
+            return super().make_context(info_name, args, *rest, **kwargs)
 
     def invoke(self, ctx):
         with _escaped_click_errors():
@@ -271,7 +281,8 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     Entries under a folder that cannot be read, or that lost all its files at
     once, are kept until --prune or 'vmr forget'. With --model and no PATH,
     only points the library at its model's new place (same weights, checked
-    by their sha256).
+    by their sha256). A PATH that starts with '-' goes after '--':
+    vmr index -- -clip.mp4
     """
     from .indexer import index_paths, skipped_words
 
@@ -378,7 +389,8 @@ def forget(ctx, paths, as_json):
     Everything at or under each PATH goes (its vectors with it), whether or
     not PATH exists now: the way out for a drive or share that is gone for
     good. No entry outside PATH is touched (vectors a killed forget left
-    behind are cleared first), and no file of yours on disk.
+    behind are cleared first), and no file of yours on disk. A PATH that
+    starts with '-' goes after '--': vmr forget -- -clip.mp4
     """
     from .errors import VmrError
     from .paths import absolute, under
@@ -512,7 +524,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
 @cli.command()
 @click.option("--clip", "clip_flag", is_flag=True, help="Cut clips (the default action; RANKS follow it).")
 @click.argument("ranks", nargs=-1, type=click.IntRange(min=1))
-@click.option("--search", "search_id", type=int,
+@click.option("--search", "search_id", type=click.IntRange(min=1),
               help="A logged search id ('vmr searches' lists them). Default: the last search.")
 @click.option("--out", "out_dir", type=_Path(file_okay=False),
               help="Folder for the cut files, created when its parent exists. Default: vmr's own, "
@@ -808,7 +820,7 @@ def logged_as_json(logged: dict) -> dict:
 
 
 @cli.command()
-@click.argument("search_id", type=int, required=False)
+@click.argument("search_id", type=click.IntRange(min=1), required=False)
 @click.option("--html", "html_path", type=_Path(dir_okay=False),
               help="Also write a page with thumbnails and players here (a new file, or a page vmr wrote).")
 @click.option("--open", "open_page", is_flag=True, help="Open the --html page in the browser.")
