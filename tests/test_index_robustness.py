@@ -306,6 +306,11 @@ def test_a_failed_file_moves_with_its_folder(tiny_model, tmp_path):
     assert (summary["moved"], summary["added"], summary["failed"]) == (2, 0, [])
     failed = vmr_json("status", "--failed")["failed_files"]
     assert [f["path"] for f in failed] == [str(renamed / "broken.mp4")]
+    from datetime import datetime  # ISO 8601 as 'vmr searches --json' gives times (it was seconds since 1970)
+
+    assert abs(datetime.fromisoformat(failed[0]["failed_at"]).timestamp() - time.time()) < 600
+    vmr("forget", renamed)
+    assert isinstance(vmr_json("status")["duration"], float)  # 0, an int, once nothing was left
 
 
 def test_a_first_index_on_a_full_disk_leaves_no_library(tiny_model, tmp_path):

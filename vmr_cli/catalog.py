@@ -437,7 +437,7 @@ class Catalog:
             "failed": one("SELECT count(*) FROM videos WHERE status='failed'"),
             "stale": one("SELECT count(*) FROM videos WHERE status='stale'"),
             "clips": one("SELECT count(*) FROM clips"),
-            "duration": one("SELECT coalesce(sum(duration), 0) FROM videos WHERE status='ok'"),
+            "duration": one("SELECT coalesce(sum(duration), 0.0) FROM videos WHERE status='ok'"),
             "searches": one("SELECT count(*) FROM searches"),
         }
 

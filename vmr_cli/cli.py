@@ -672,8 +672,8 @@ def status(ctx, check, list_failed, as_json):
     data = lib.status()
     if report is not None:
         data["check"] = report
-    if list_failed:
-        data["failed_files"] = lib.failed_files()
+    if list_failed:  # times as 'vmr searches --json' gives them (ISO 8601), not seconds since 1970
+        data["failed_files"] = [dict(f, failed_at=_iso(f["failed_at"])) for f in lib.failed_files()]
     model_failed = report is not None and report["model"] is not None and not report["model"]["ok"]
     if as_json:
         emit_json(data)
