@@ -228,6 +228,38 @@ def test_an_index_counts_a_files_damage_also_when_pyav_takes_over_midway(tmp_pat
     assert counted["torchcodec", False][1] == 0  # a search's few frames: it seeks, and counts nothing
 
 
+def test_an_mp4_cut_short_is_indexed_up_to_where_it_ends_or_failed_when_most_is_gone(tiny_model, tmp_path):
+    """A phone clip copied half-way (its MP4 header lists every frame) was indexed silently at
+    the length it claims, under the 2 s of slack a stream's end is given: search found moments
+    past its last frame and export could not cut them.  A longer one got 'N frames could not be
+    decoded', N short by those 2 s."""
+    videos = tmp_path / "v"
+    videos.mkdir()
+    for name, seconds, kept in (("long.mp4", 8, 0.6), ("phone.mp4", 2, 0.4)):  # header first, as phones write
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=25:"
+                        f"duration={seconds}", "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-movflags",
+                        "+faststart", str(tmp_path / name)], check=True)
+        whole = (tmp_path / name).read_bytes()
+        (videos / name).write_bytes(whole[:int(len(whole) * kept)])
+    summary = vmr_json("index", videos, "--model", tiny_model, expect=1)
+    (failed,) = summary["failed"]
+    assert failed["path"] == str(videos / "phone.mp4") and failed["error"].startswith(
+        "cut short: its video stream ends at 0:00:00.") and failed["error"].endswith(
+        " of the 0:00:02.0 it claims (a copy or download that stopped?)"), failed
+    (damaged,) = summary["damaged"]
+    ends = damaged["ends_at"]
+    assert damaged["claimed"] == 8.0 and 2.0 < ends < 7.0, damaged
+    assert damaged["bad_frames"] == round((8.0 - ends) * 25), damaged  # every missing frame, none spared
+    from vmr_cli.cli import _damage_note
+
+    assert _damage_note(damaged).endswith(" of the 0:00:08.0 it claims (cut short: a copy or download that "
+                                          "stopped?); indexed up to there")
+    assert [f["path"] for f in vmr_json("status", "--failed")["failed_files"]] == [str(videos / "phone.mp4")]
+    found = vmr_json("search", "a test pattern", "--top-k", "10")["results"]
+    assert found and all(r["end"] <= ends + 1e-3 for r in found), (ends, found)
+    assert vmr_json("export", "1", "--out", tmp_path / "cuts")["exported"]  # cut from what is there
+
+
 def test_a_fallback_to_pyav_is_reported_and_a_missing_backend_is_an_error(tmp_path, monkeypatch):
     from vmr_cli import decode
     from vmr_cli.errors import VmrError

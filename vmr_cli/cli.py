@@ -326,9 +326,7 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
             n = summary["own_outputs"]
             say(f"note: passed over {n} file{'s' if n != 1 else ''} vmr made itself (cuts of vmr export, "
                 "previews): vmr never indexes its own outputs")
-        _say_some([f"note: {note['path']}: {note['bad_frames']} frame{'s' if note['bad_frames'] != 1 else ''} "
-                   "could not be decoded (damaged stream); indexed with the frames around them"
-                   for note in summary["damaged"]], "damaged files (--json lists them)")
+        _say_some([_damage_note(note) for note in summary["damaged"]], "damaged files (--json lists them)")
         if summary["skipped"]["files"]:
             say(skipped_words(summary["skipped"]["extensions"]).lstrip("; "))
     if discarded:
@@ -349,6 +347,18 @@ def _only_model(ctx, **given) -> None:
         option = "--" + extra[0].replace("_", "-")
         raise VmrError(f"{option} cannot go with --model and no PATH, which only points the library at its "
                        "model's new place; run the two apart")
+
+
+def _damage_note(note: dict) -> str:
+    from .timecodes import timecode
+
+    if note.get("claimed") is not None:
+        return (f"note: {note['path']}: its video stream ends at {timecode(note['ends_at'])} of the "
+                f"{timecode(note['claimed'])} it claims (cut short: a copy or download that stopped?); indexed "
+                "up to there")
+    n = note["bad_frames"]
+    return (f"note: {note['path']}: {n} frame{'s' if n != 1 else ''} could not be decoded (damaged "
+            "stream); indexed with the frames around them")
 
 
 def _repoint(ctx, model: str, as_json: bool) -> bool:

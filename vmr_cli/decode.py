@@ -46,6 +46,7 @@ class _Reader:
     """Opens one file once; ``frames_at`` may be called many times, in any order."""
 
     backend = ""
+    ends_at: float | None = None  # a stream cut short (a copy or download that stopped): where it ends
 
     def __init__(self, path: str, info: VideoInfo, size: int, whole: bool = False):
         """``whole``: the caller reads the file in order from its start (an index), so a
@@ -240,6 +241,7 @@ class PyAVReader(_Reader):
         return torch.stack(picked)  # type: ignore[arg-type]
 
     TRUNCATED_AFTER = 2.0  # seconds of claimed duration past the stream's last frame that count as lost
+    CUT_SHORT_FRAMES = 3  # frames of an MP4's sample table never seen that make it cut short (or 2 %)
     SEEK_AHEAD = 10.0  # seconds: a time further ahead than this is reached by a seek, not decoded through
 
     def _position(self, t: float) -> None:
@@ -285,9 +287,19 @@ class PyAVReader(_Reader):
     def _cut_off(self, stream_end: float) -> int:
         """Frames the stream claims but ends before (a file cut short: a copy or download that
         stopped): they count as frames that could not be decoded, as damage does, so the
-        caller's "more than half" rule sees them instead of the last frame shown for them."""
-        missing = self.info.duration - stream_end - self.TRUNCATED_AFTER
-        return int(round(missing * (self.info.fps or 1.0))) if missing > 0 else 0
+        caller's "more than half" rule sees them instead of the last frame shown for them, and
+        ``ends_at`` says where the video really ends.  An MP4's sample table lists every frame:
+        a phone clip cut to half its bytes was 22 frames short, 0.8 s, and went unnoticed under
+        the TRUNCATED_AFTER slack that other containers need (a last frame held a while)."""
+        claimed, seen = self.info.frames, self.good_frames + self.bad_frames
+        if claimed and claimed - seen > max(self.CUT_SHORT_FRAMES, claimed // 50):
+            missing = claimed - seen
+        else:
+            late = self.info.duration - stream_end - self.TRUNCATED_AFTER
+            missing = int(round(late * (self.info.fps or 1.0))) if late > 0 else 0
+        if missing:
+            self.ends_at = stream_end + 1.0 / (self.info.fps or 25.0)
+        return missing
 
     def _open(self) -> None:
         import av
@@ -445,6 +457,10 @@ class _FallbackReader(_Reader):
     @property
     def good_frames(self) -> int | None:
         return getattr(self.reader, "good_frames", None)
+
+    @property
+    def ends_at(self) -> float | None:  # type: ignore[override]
+        return self.reader.ends_at
 
     def close(self) -> None:
         self.reader.close()

@@ -19,6 +19,7 @@ from .decode import open_reader, require_backend
 from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, model_name, weights_identity
 from .errors import DecodeError, TransientError, VmrError, first_line
 from .paths import printable
+from .timecodes import timecode
 from .probe import ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
 from .scan import Roots, check_roots, collapse, fingerprint, plan_index
 
@@ -267,7 +268,7 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
         try:
             if isinstance(result, Exception):
                 raise result
-            info, grid, times, embeddings, hists, motion, fallback, bad_frames = result
+            info, grid, times, embeddings, hists, motion, fallback, bad_frames, claimed = result
             _commit_video(library, encoder, item, info, grid, times, embeddings, hists, motion,
                           root=_root_of(item.path, roots), bad_frames=bad_frames)
         except TransientError as exc:
@@ -291,7 +292,8 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
             if fallback:
                 summary["fallbacks"].append({"path": item.path, "reason": fallback})
             if bad_frames:
-                summary["damaged"].append({"path": item.path, "bad_frames": bad_frames})
+                summary["damaged"].append({"path": item.path, "bad_frames": bad_frames, "ends_at": None if
+                                           claimed is None else info.duration, "claimed": claimed})
         bar.update(1)
         if done % TRIM_EVERY_FILES == 0:
             release_freed_memory()
@@ -339,7 +341,7 @@ PROBE_AHEAD = 8
 
 def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
     """Producer: ("frames", i, (tensor, first_is_repeat, clips_done, clips_total)) per chunk of
-    clips, then ("done", i, (info, grid, times, fallback, bad_frames)) or ("error", i, DecodeError
+    clips, then ("done", i, (info, grid, times, fallback, bad_frames, claimed)) or ("error", i, DecodeError
     or TransientError).
 
     A chunk of clips k0..k1-1 holds frames 2k0..2k1, so each clip's three frames are in one
@@ -379,9 +381,16 @@ def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str):
         finally:
             reader.close()
         bad, good = reader.bad_frames, reader.good_frames
+        ends_at = reader.ends_at if reader.ends_at is not None and reader.ends_at < info.duration else None
         if bad and good is not None and bad > good:
+            if ends_at is not None:
+                raise DecodeError(f"cut short: its video stream ends at {timecode(ends_at)} of the "
+                                  f"{timecode(info.duration)} it claims (a copy or download that stopped?)")
             raise DecodeError(f"too damaged to index: {bad} of {bad + good} frames could not be decoded")
-        yield "done", i, (info, grid, times, reader.fallback, bad)
+        claimed = None
+        if ends_at is not None:  # indexed up to where it ends: no moment past its last frame
+            claimed, info, grid, times = info.duration, *_cut_short(info, times, ends_at, clip_seconds)
+        yield "done", i, (info, grid, times, reader.fallback, bad, claimed)
     except (DecodeError, TransientError) as exc:
         yield "error", i, exc
     except (RuntimeError, ValueError, OSError) as exc:
@@ -389,6 +398,17 @@ def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str):
             yield "error", i, TransientError(getattr(exc, "strerror", None) or first_line(exc))
         else:
             yield "error", i, DecodeError(f"cannot decode: {first_line(exc)}")
+
+
+def _cut_short(info, times: list[float], ends_at: float, clip_seconds: float):
+    """(info, grid, times) of a video whose stream ends at ``ends_at``, before the duration its
+    header claims: its clips up to there, each frame's time no later (the frame decoded for a
+    time past the end was the last one, shown until ``ends_at``).  Indexed at the claimed length,
+    searches found moments past the end that export could not cut."""
+    from dataclasses import replace
+
+    grid = clip_grid(ends_at, clip_seconds)
+    return replace(info, duration=ends_at), grid, [min(t, ends_at) for t in times[:2 * len(grid) + 1]]
 
 
 class _Background:
@@ -437,7 +457,7 @@ class _Background:
 
 
 def _encoded(work, decoded, encoder, on_clips=None):
-    """Yield (item, row, (info, grid, times, embeddings, histograms, motion, fallback, bad_frames)
+    """Yield (item, row, (info, grid, times, embeddings, histograms, motion, fallback, bad_frames, claimed)
     or DecodeError / TransientError) for the messages of ``_decode_chunks`` in ``decoded``.
 
     ``on_clips(item, done, total)`` reports progress inside a video (long
@@ -459,9 +479,11 @@ def _encoded(work, decoded, encoder, on_clips=None):
                 on_clips(item, done, total)
             continue
         if kind == "done":
-            info, grid, times, fallback, bad_frames = payload
-            yield item, row, (info, grid, times, torch.cat(embeddings), torch.cat([h for h, _ in measures]),
-                              torch.cat([m for _, m in measures]), fallback, bad_frames)
+            info, grid, times, fallback, bad_frames, claimed = payload
+            n = len(grid)  # fewer clips than were decoded where the stream was cut short
+            yield item, row, (info, grid, times, torch.cat(embeddings)[:2 * n + 1],
+                              torch.cat([h for h, _ in measures])[:n], torch.cat([m for _, m in measures])[:n],
+                              fallback, bad_frames, claimed)
         else:
             yield item, row, payload
         embeddings, measures = [], []

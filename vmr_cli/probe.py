@@ -22,9 +22,12 @@ class VideoInfo:
     height: int
     rotation: int   # degrees, as recorded in the file
     codec: str
+    frames: int | None = None  # the frames an MP4/MOV header lists (its sample table), else None
 
     def as_row(self) -> dict:
-        return asdict(self)  # the catalog keeps the codec since schema 2
+        row = asdict(self)  # the catalog keeps the codec since schema 2
+        del row["frames"]  # what the header claimed: only the decoder's check needs it
+        return row
 
 
 def require_tool(name: str) -> str:
@@ -109,7 +112,10 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
     if rotation % 180:
         width, height = height, width
     return VideoInfo(duration=float(duration), fps=float(fps or 0.0), width=width, height=height,
-                     rotation=rotation, codec=str(stream.get("codec_name", "")))
+                     rotation=rotation, codec=str(stream.get("codec_name", "")),
+                     # MP4/MOV's sample table lists every frame; an AVI index lists dropped ones
+                     # too (tree.avi: 444 listed, 68 in the stream), others may say nothing
+                     frames=int(frames) if frames and "mov" in formats else None)
 
 
 def _still_image(ffprobe: str, path: str, names: set, cancel=None) -> bool:
