@@ -7,6 +7,7 @@ The browser test speaks the DevTools protocol over ``--remote-debugging-pipe``
 from __future__ import annotations
 
 import fcntl
+import html
 import json
 import os
 import select
@@ -70,6 +71,19 @@ def test_missing_source_gets_a_note(tmp_path):
     text = page.read_text()
     assert "no longer exists" in text
     assert "<video" not in text and '<img class="thumb"' not in text
+
+
+def test_a_result_whose_file_changed_since_the_search_says_so_on_the_page(tmp_path):
+    """show --html warned of it on stderr only: the page showed the new file's frames as the moment."""
+    odd = make_video(tmp_path / "a <b> & c\nd.mp4", [("red", 2.0)])
+    search = fake_search([(odd, 0.0, 1.0), (odd, 1.0, 2.0)])
+    warning = f"result 1: {odd} changed since this search (modified or re-indexed); search again"
+    search["results"][0]["warning"] = warning
+    write_page(search, str(tmp_path / "page.html"))
+    text = (tmp_path / "page.html").read_text()
+    first, second = text.split('<section class="result"')[1:]
+    assert f'<div class="missing">{html.escape(warning)}</div>' in first and "a <b>" not in text
+    assert "changed since" not in second and first.count('<img class="thumb"') == 4
 
 
 def test_unreadable_video_gets_placeholders(tmp_path):

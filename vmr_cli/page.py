@@ -177,6 +177,8 @@ def _result_html(result: dict, frames: list[bytes | None] | None, media: dict | 
                 imgs.append(f'<img class="thumb" alt="frame at {timecode(t)}" title="{timecode(t)}" '
                             f'src="data:image/jpeg;base64,{data}">')
         body = f'<div class="strip">{"".join(imgs)}</div>' + _player_html(result, media or {}, search_id, library)
+    if frames is not None and result.get("warning"):  # where_now's: changed since the search, forgotten...
+        head += f'<div class="missing">{esc(result["warning"])}</div>'
     return f'<section class="result" data-rank="{rank}">{head}<div class="body">{body}</div></section>'
 
 
