@@ -86,6 +86,30 @@ def test_a_result_whose_file_changed_since_the_search_says_so_on_the_page(tmp_pa
     assert "changed since" not in second and first.count('<img class="thumb"') == 4
 
 
+def test_thumbnails_show_the_frame_on_screen_at_their_time(tmp_path):
+    """ffmpeg's seek drops the frame still on screen at the time: a screen recording holding a red
+    frame from 1 s to 8 s had the thumbnails of 4-8.4 s all show the blue one of 8 s."""
+    from vmr_cli.page import thumb_times, thumbnails
+
+    screen = tmp_path / "screen.mp4"  # no B-frames: with them the 8 s key frame is decoded at 0.9 s, and
+    # an MP4 seek to any time after that (by decoding time) lands on it (cut.py's cuts too)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=64x48:r=10:d=14", "-vf",
+                    "drawbox=c=blue:t=fill:enable='gte(t,8)',select='lt(t,1.05)+gte(t,8)'", "-fps_mode", "vfr",
+                    "-c:v", "libx264", "-bf", "0", "-pix_fmt", "yuv420p", str(screen)], check=True)
+
+    def colours(start, end):
+        shown = []
+        for jpeg in thumbnails(str(screen), start, end):
+            rgb = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-vf", "scale=1:1", "-f", "rawvideo",
+                                  "-pix_fmt", "rgb24", "pipe:1"], input=jpeg, capture_output=True, check=True).stdout
+            shown.append("red" if rgb[0] > rgb[2] else "blue")
+        return shown
+
+    assert thumb_times(4.0, 8.4)[-1] < 8.0 and colours(4.0, 8.4) == ["red"] * 4
+    assert [round(t, 2) for t in thumb_times(7.6, 8.4)] == [7.7, 7.9, 8.1, 8.3]
+    assert colours(7.6, 8.4) == ["red", "red", "blue", "blue"]
+
+
 def test_unreadable_video_gets_placeholders(tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")

@@ -61,16 +61,19 @@ def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
                width: int = THUMB_WIDTH, ffmpeg: str = "ffmpeg") -> list[bytes | None]:
     """count small JPEGs across the moment from one ffmpeg call; None where it failed.
 
-    One input per time, each with -ss before -i (a fast key-frame seek, then
-    decode to the exact time); the first frame of each is scaled (display
-    aspect, autorotated) and the frames are concatenated into one MJPEG stream.
+    One input per time, each sought before -i to the key frame before it; of each, the frame
+    on screen at its time is scaled (display aspect, autorotated) and the frames are
+    concatenated into one MJPEG stream.  ffmpeg's own seek would drop that frame (see SHOWN in
+    cut.py): a sparse file's thumbnail showed the frame after, even one past the moment.  So
+    timestamps stay the file's (-copyts, from 0) and the fps filter, from the thumbnail's time
+    on (in milliseconds), gives the last frame timed at or before it.
     """
     times = thumb_times(start, end, count)
-    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error"]
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-copyts", "-start_at_zero"]
     for t in times:
-        cmd += ["-ss", f"{t:.3f}", "-i", "file:" + os.path.abspath(path)]
-    chains = [f"[{i}:v:0]trim=end_frame=1,setpts=PTS-STARTPTS,"
-              f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1[f{i}]" for i in range(count)]
+        cmd += ["-ss", f"{t:.3f}", "-noaccurate_seek", "-i", "file:" + os.path.abspath(path)]
+    chains = [f"[{i}:v:0]fps=1000:start_time={t:.3f},trim=end_frame=1,setpts=PTS-STARTPTS,"
+              f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1[f{i}]" for i, t in enumerate(times)]
     graph = ";".join(chains) + ";" + "".join(f"[f{i}]" for i in range(count)) + f"concat=n={count}:v=1:a=0,setpts=N/TB[v]"
     cmd += ["-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough",
             "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "5", "pipe:1"]
