@@ -360,6 +360,29 @@ def test_a_stream_copy_of_an_ogg_theora_file(tiny_model, tmp_path):
     assert "video frames; a stream copy of this file loses frames: export it without --copy" in err, err
 
 
+@pytest.mark.skipif(not (TEST_MEDIA / MOVIE_OGG).exists(), reason="test media not installed (TEST_MEDIA.md)")
+def test_a_cut_keeps_sound_that_decodes_though_some_packets_do_not(tmp_path):
+    """The Ogg file's thousands of empty audio packets are each a decoding error: ffmpeg exited 69
+    (its -max_error_rate) though all of the sound decoded, and the cut and the page's preview
+    were made without it ("ffmpeg could not read the audio")."""
+    from vmr_cli.cut import cut
+    from vmr_cli.preview import preview_codec
+
+    target = tmp_path / "cut.mp4"
+    assert cut(REAL_FFMPEG, str(TEST_MEDIA / MOVIE_OGG), 1.0, 2.0, str(target), preview_codec(64)) is None
+    sound = json.loads(subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
+                                       "stream=duration", "-of", "json", str(target)],
+                                      capture_output=True, check=True).stdout)["streams"]
+    assert len(sound) == 1 and float(sound[0]["duration"]) > 1.9, sound
+    # sound none of which decodes: ffmpeg, told to go on, leaves it out and exits 0: said
+    bad = tmp_path / "bad sound.mkv"
+    subprocess.run([REAL_FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=d=4:s=64x48:r=10", "-f", "lavfi",
+                    "-i", "sine=d=4", "-c:v", "libx264", "-c:a", "aac", "-bsf:a", "noise=amount=1", str(bad)],
+                   check=True)
+    assert cut(REAL_FFMPEG, str(bad), 1.0, 2.0, str(target), preview_codec(64)) == \
+        "cut without its sound: ffmpeg could not read the audio (no sound could be decoded)"
+
+
 def test_refined_edges_never_leave_two_results_of_a_video_overlapping(tiny_model, tmp_path, monkeypatch):
     """Overlapping windows of a video were removed before their edges were refined; refining could
     then move two onto one moment (IoU 0.55-0.63 with a trained trimmer and --refine 100)."""

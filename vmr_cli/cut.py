@@ -60,11 +60,15 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
     # ffprobe runs doubled the cost of a good copy.
     expected = functools.cache(lambda: _frames_in(ffprobe, source, start, seconds)) if "copy" in codec_args else None
 
+    # A re-encode's sound that could not be decoded at all is left out with ffmpeg exiting 0
+    # (-max_error_rate 1: see _run); whether the source has sound is asked only then.
+    sound = functools.cache(lambda: _has_sound(ffprobe, source)) if expected is None else None
+
     def attempt(seek: str, audio: bool) -> str | None:
         """Why this way failed, or None when target now holds the moment."""
         failed = _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout)
         if failed is None:  # ffmpeg exits 0 on a full disk too: the file is read back
-            failed = _wrong(ffprobe, target, seconds, expected)
+            failed = _wrong(ffprobe, target, seconds, expected, sound if audio else None)
         if failed is not None and ("No space left on device" in failed or _disk_full(target)):
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
         return failed
@@ -76,12 +80,15 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
         return None
     if first.startswith(TIMED_OUT):
         raise CutError(first)  # no other way is faster
-    if not first.startswith(WRONG):  # ffmpeg failed: the audio, if the video alone goes through
+    if not first.startswith(WRONG):  # ffmpeg failed, or no sound: the audio, if the video alone goes through
+        silent = f"cut without its sound: ffmpeg could not read the audio ({first})"
         if attempt(seek, False) is None:
+            if first == NO_SOUND:  # what the cut held, not a failure that may pass
+                return silent
             if attempt(seek, True) is None:  # it was not the audio after all (a passing I/O error)
                 return None
             if attempt(seek, False) is None:
-                return f"cut without its sound: ffmpeg could not read the audio ({first})"
+                return silent
         raise CutError(first)
     # ffmpeg exited 0 with a wrong file: a seek before -i that landed nowhere; decode from the start
     if attempt("output", True) is None:
@@ -93,6 +100,7 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
 TIMED_OUT = "ffmpeg took longer than"
 WRONG = "the cut "  # how _wrong's reasons begin
 FEWER = "the cut holds only"
+NO_SOUND = "no sound could be decoded"  # not WRONG: retried without the audio
 
 
 def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout) -> str | None:
@@ -109,8 +117,11 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
         where = [*(["-ss", f"{pre:.6f}", "-noaccurate_seek"] if pre > 0 else []), "-i", "file:" + source,
                  "-vf", ",".join([SHOWN.format(offset=offset), *video]),
                  "-af", ",".join([f"atrim=start={offset},asetpts=PTS-{offset}/TB", *sound])]
-    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", *where, "-t", f"{seconds:.3f}",
-           "-map", "0:v:0", *(["-map", "0:a:0?"] if audio else ["-an"]), *codec_args, "file:" + target]
+    # -max_error_rate 1: decoding errors alone never fail the cut (an Ogg file's thousands of empty
+    # audio packets, each an error, failed it though all of its sound decoded); the cut is read back.
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-max_error_rate", "1", "-y", *where,
+           "-t", f"{seconds:.3f}", "-map", "0:v:0", *(["-map", "0:a:0?"] if audio else ["-an"]), *codec_args,
+           "file:" + target]
     try:
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -230,17 +241,21 @@ def _frames_in(ffprobe: str, source: str, start: float, seconds: float) -> int |
     return sum(begin - 1e-6 <= t < end for t in times) or None
 
 
-def _wrong(ffprobe: str, target: str, seconds: float, expected=None) -> str | None:
+def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None) -> str | None:
     """Why the cut in target is not the moment asked for, or None when it is: no video frame,
     shorter than asked by more than 5 % (a quarter second, two frames, at least), or, with
     ``expected()`` (the source's video frames in the moment, asked only when the cut holds
-    fewer than its frame rate implies), missing more than a tenth of them."""
-    cmd = [ffprobe, "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
-           "stream=nb_read_packets,avg_frame_rate,r_frame_rate:format=duration", "-of", "json", "file:" + target]
+    fewer than its frame rate implies), missing more than a tenth of them; or (NO_SOUND), with
+    ``sound()`` (whether the source has sound), no sound where the source has some."""
+    cmd = [ffprobe, "-v", "error", "-count_packets", "-show_entries",
+           "stream=codec_type,nb_read_packets,avg_frame_rate,r_frame_rate:format=duration", "-of", "json",
+           "file:" + target]
     try:
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT)
         data = json.loads(done.stdout or b"{}")
-        streams = data.get("streams") or [{}]
+        every = data.get("streams") or []
+        streams = [s for s in every if s.get("codec_type") == "video"] or [{}]
+        audio = [s for s in every if s.get("codec_type") == "audio"]
         frames = int(streams[0].get("nb_read_packets") or 0)
         length = float((data.get("format") or {}).get("duration") or 0.0)
         frame = _seconds_per_frame(streams[0].get("avg_frame_rate")) or _seconds_per_frame(
@@ -249,6 +264,8 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None) -> str | No
         return "the cut could not be read back"
     if frames == 0:
         return "the cut holds no video frame"
+    if sound is not None and not int((audio or [{}])[0].get("nb_read_packets") or 0) and sound():
+        return NO_SOUND
     if expected is not None and frame > 0 and frames < 0.9 * seconds / frame:
         wanted = expected()
         if wanted and frames < wanted - max(2, wanted // 10):
@@ -256,6 +273,16 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None) -> str | No
     if length < seconds - max(0.25, 0.05 * seconds, 2 * frame):
         return f"the cut is {length:.2f} s long instead of {seconds:.2f} s"
     return None
+
+
+def _has_sound(ffprobe: str, source: str) -> bool:
+    """Whether source has an audio stream (False when ffprobe cannot tell)."""
+    try:
+        return bool(subprocess.run([ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=index",
+                                    "-of", "csv=p=0", "file:" + source], capture_output=True,
+                                   stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def _seconds_per_frame(rate) -> float:

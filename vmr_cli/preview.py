@@ -28,8 +28,9 @@ from .cut import cut
 from .errors import VmrError, first_line
 
 FOLDER = "previews"
-VERSION = 2            # part of every key: change it when the settings below change (2: cuts start with
-                       # the frame on screen, transport streams from the key frame before: cut.py)
+VERSION = 3            # part of every key: change it when the settings below change (2: cuts start with
+                       # the frame on screen, transport streams from the key frame before: cut.py;
+                       # 3: sound kept through decoding errors, as in an Ogg file's empty audio packets)
 MAX_SIDE = 640
 MAX_SECONDS = 300.0
 CACHE_BYTES = 512 * 1024 * 1024
