@@ -507,6 +507,28 @@ def test_an_exact_cut_of_an_mpeg_ts_recording_starts_at_its_start_not_the_next_k
     assert len(tone) == 1 and abs(tone[0] - 0.95) < 0.05, found
 
 
+def test_a_stream_copy_of_an_mpeg_program_stream_holds_the_whole_moment(tmp_path):
+    """--copy of a .mpg/.vob/.mod (MPEG program stream, no index): ffmpeg's seek by timestamp began
+    the copy at the key frame after the start: a camera's .mpeg copied 2.5-4.5 s held 52 of the
+    moment's 60 frames, from 0.3 s into it, and the check (counting packets with a pts: some have
+    only a dts there) let it through."""
+    from vmr_cli.cut import cut
+
+    copy = ["-c", "copy", "-avoid_negative_ts", "make_zero"]
+    camera = tmp_path / "camera.mpeg"
+    shutil.copy(TEST_MEDIA / MOVIE_OGG.replace(".ogg", ".mpeg"), camera)
+    assert cut(REAL_FFMPEG, str(camera), 2.5, 2.0, str(tmp_path / "copy.mpeg"), copy) is None
+    counted = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
+                              "stream=nb_read_packets", "-of", "csv=p=0", str(tmp_path / "copy.mpeg")],
+                             capture_output=True, text=True, check=True).stdout
+    assert int(counted.split(",")[0]) >= round(2.0 * 30000 / 1001), counted
+    dvd = _timed_video(tmp_path / "v" / "dvd.mpg", 25, 10, "-c:v", "mpeg2video", "-g", "12", "-bf", "2",
+                       "-sc_threshold", "0", "-f", "mpeg")  # a DVD's GOP: the copy starts before 4.3 s
+    assert cut(REAL_FFMPEG, str(dvd), 4.3, 2.0, str(tmp_path / "copy.mpg"), copy) is None
+    frames = _shown(tmp_path / "copy.mpg")
+    assert frames[0][1] <= 4.3 and frames[-1][1] >= 6.2, (_changes(frames)[:2], frames[-1])
+
+
 def test_an_exact_cut_keeps_every_frame_in_its_slot_and_its_sound_in_its_place(tmp_path):
     """Three cases the first frame-on-screen cut got wrong (the old cut got them right): an AVI,
     whose time base is one frame, had every frame moved one slot early by a 1 ms leeway taken

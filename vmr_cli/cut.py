@@ -73,8 +73,8 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
         return failed
 
-    # An exact cut's input seek: the key frame before the start must be decoded (see INDEXED).
-    seek = "input" if expected is not None else _exact_seek(ffprobe, source, start)
+    # The input seek: the key frame before the start must be decoded, or copied (see INDEXED).
+    seek = _copy_seek(source, start) if expected is not None else _exact_seek(ffprobe, source, start)
     first = attempt(seek, True)
     if first is None:
         return None
@@ -108,8 +108,10 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
     (after it: decodes from the file's start), or for a re-encode the point (seconds) to seek
     the input to, at or before ``start`` (see _exact_seek)."""
     if "copy" in codec_args:  # a stream copy: packets as they are, from the key frame before
-        where = ["-ss", f"{start:.3f}", "-i", "file:" + source] if seek == "input" else \
-            ["-i", "file:" + source, "-ss", f"{start:.3f}"]
+        pre = start if seek == "input" else None if seek == "output" else float(seek)
+        where = ["-i", "file:" + source, "-ss", f"{start:.3f}"] if pre is None else \
+            ["-ss", f"{pre:.3f}", "-i", "file:" + source]
+        seconds += start - pre if pre is not None else 0.0  # (from a point sought before the start)
     else:  # decoded from a key frame before, every frame handed to the fps filter (see SHOWN)
         pre = start if seek == "input" else 0.0 if seek == "output" else float(seek)
         offset = f"{max(0.0, start - pre):.6f}"
@@ -159,6 +161,18 @@ SHOWN = ("fps=fps='if(gte(source_fps,10),source_fps,"
 # with a key frame every 10 s held the 10.0 s frame throughout.  Those are sought to just before
 # the key frame at or before the start, found from the packets (no decoding): see _exact_seek.
 INDEXED = frozenset({"mov", "mp4", "matroska", "webm"})
+INDEXED_NAMES = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
+COPY_LEAD = 1.5  # seconds a stream copy from another container is sought before the start
+
+
+def _copy_seek(source: str, start: float) -> str | float:
+    """Where a stream copy seeks its input: to the start in an INDEXED container (by its name:
+    an ffprobe run would be much of a copy's cost), else COPY_LEAD before it.  Those seek by
+    timestamp and the copy begins at the next key frame: a camera's .mpeg (an MPEG program
+    stream, as .mpg, .vob, .mod are) copied from 2.5 s began 0.3 s into the moment.  Key frames
+    there come every half second or so (DVD, HDV, camcorders), so the copy is a little longer
+    instead, as a stream copy may be."""
+    return "input" if source.lower().endswith(INDEXED_NAMES) else max(0.0, start - COPY_LEAD)
 KEY_WINDOW = 8.0  # seconds before the start first searched for a key frame (then 4x more, ...)
 
 
@@ -202,6 +216,14 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> float:
         return 0.0
 
 
+def _packet_time(*values: str) -> float | None:
+    """The first of ffprobe's packet times given (pts_time, dts_time) that it knows, else None."""
+    for value in values:
+        if value not in ("", "N/A"):
+            return float(value)
+    return None
+
+
 def _on_ticks(seconds: float, tick: float | None) -> float:
     """``seconds`` down to a whole number of the video stream's time base where that is coarse
     (an AVI's is one frame): ffmpeg shifts every timestamp by the seek point rounded to it, and
@@ -234,8 +256,10 @@ def _frames_in(ffprobe: str, source: str, start: float, seconds: float) -> int |
         origin = float(probe("-show_entries", "format=start_time").strip() or 0.0)
         begin, end = origin + start, origin + start + seconds  # an absolute end: '%+' counts from the key frame
         lines = probe("-select_streams", "v:0", "-read_intervals", f"{begin:.3f}%{end:.3f}",
-                      "-show_entries", "packet=pts_time").decode("ascii", "replace").split()
-        times = [float(f) for f in (line.split(",")[0] for line in lines) if f not in ("", "N/A")]
+                      "-show_entries", "packet=pts_time,dts_time").decode("ascii", "replace").split()
+        # a packet without a pts (an MPEG program stream's, key frames too) by its dts: counted by
+        # pts alone, 49 frames of 60 made a copy 8 frames short look whole
+        times = [t for t in (_packet_time(*(line.split(",") + [""])[:2]) for line in lines) if t is not None]
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
     return sum(begin - 1e-6 <= t < end for t in times) or None
