@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT, ffprobe_duration, make_video, vmr, vmr_json, vmr_subprocess
@@ -64,6 +65,93 @@ def test_out_folder_is_created_when_its_parent_exists(indexed, tmp_path):
     assert err.strip() == (f"Error: cannot create output folder {tmp_path / 'notes.txt' / 'cuts'}: "
                            f"{tmp_path / 'notes.txt'} is a file, not a folder")
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_two_exports_of_a_search_into_one_folder_at_once_cut_each_result_once(indexed, tmp_path):
+    """Both exports cut every result (the second one's as '_2'): now the second waits for the
+    folder, then finds the first one's cuts ('cut before')."""
+    import fcntl
+    import selectors
+    import threading
+
+    vmr_json("search", "red", "--top-k", "3")
+    out = tmp_path / "cuts"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "vmr_cli", "export", "1", "2", "--out", str(out), "--json"]
+    held, release = threading.Event(), threading.Event()
+
+    def hold():  # as a third export would (a lock on the folder itself), while the two start
+        fd = os.open(out, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held.set()
+        release.wait(60)
+        os.close(fd)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    waiting, deadline = 0, time.time() + 30
+    with selectors.DefaultSelector() as sel:  # both say they wait (old code: they cut at once)
+        for proc in procs:
+            sel.register(proc.stderr, selectors.EVENT_READ)
+        while waiting < 2 and time.time() < deadline and sel.get_map():
+            for key, _ in sel.select(timeout=1):
+                line = key.fileobj.readline()
+                if not line:
+                    sel.unregister(key.fileobj)
+                waiting += "waiting for another vmr export into that folder" in line
+    release.set()
+    holder.join()
+    done = [json.loads(proc.communicate(timeout=120)[0]) for proc in procs]
+    assert waiting == 2 and [p.returncode for p in procs] == [0, 0]
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(e["path"]) for e in done[0]["exported"])
+    assert sorted(bool(e.get("existing")) for d in done for e in d["exported"]) == [False, False, True, True]
+
+
+def test_a_source_replaced_while_an_export_runs_is_not_cut_silently(indexed, tmp_path, monkeypatch):
+    """Checked once before the first cut, a file replaced while the results before it were cut
+    was cut from the new file with no warning; replaced during its own cut, the cut held the
+    other file's footage."""
+    from vmr_cli import export as export_module
+    from vmr_cli.library import Library
+
+    found = vmr_json("search", "a red screen", "--top-k", "9")["results"]
+    other = make_video(tmp_path / "other.mp4", [("green", 10.0)])  # longer: every moment is in it
+    ranks = [r["rank"] for r in found if r["video"].endswith("red_then_blue.mp4")][:1] + \
+        [r["rank"] for r in found if not r["video"].endswith("red_then_blue.mp4")][:1]
+    real_cut, calls = export_module._cut, []
+
+    def cut_then_replace(ffmpeg, source, *args):  # the first cut replaces the second one's source
+        calls.append(source)
+        done = real_cut(ffmpeg, source, *args)
+        if len(calls) == 1:
+            shutil.copyfile(other, found[ranks[1] - 1]["video"] + ".new")
+            os.replace(found[ranks[1] - 1]["video"] + ".new", found[ranks[1] - 1]["video"])
+        return done
+
+    monkeypatch.setattr(export_module, "_cut", cut_then_replace)
+    lib = Library()
+    done = export_module.export_results(lib.catalog, ranks, out_dir=str(tmp_path / "a"))
+    assert [e["rank"] for e in done["exported"]] == ranks and "changed since this search" in \
+        done["exported"][1].get("warning", ""), done
+    monkeypatch.setattr(export_module, "_cut", real_cut)
+    from vmr_cli import cut as cut_module
+
+    real_ffmpeg_cut = cut_module.cut
+
+    def cut_while_written_to(ffmpeg, source, *args):  # the file changes while ffmpeg reads it
+        result = real_ffmpeg_cut(ffmpeg, source, *args)
+        os.utime(source, ns=(time.time_ns(), time.time_ns()))
+        return result
+
+    monkeypatch.setattr(cut_module, "cut", cut_while_written_to)
+    with pytest.raises(export_module.NothingCut) as nothing:
+        export_module.export_results(lib.catalog, ranks[:1], out_dir=str(tmp_path / "b"))
+    lib.close()
+    assert "changed while it was being cut (replaced or written to); search again" in str(nothing.value)
+    assert os.listdir(tmp_path / "b") == []  # no cut kept, no temporary file left
 
 
 def test_cuts_an_older_vmr_logged_by_path_only_are_not_indexed_after_an_upgrade(indexed, tmp_path):

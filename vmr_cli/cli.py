@@ -581,7 +581,8 @@ def export(ctx, clip_flag, ranks, search_id, out_dir, copy, force, as_json):
     lib = open_library(ctx)
     try:
         done = export_results(lib.catalog, list(ranks), search_id=search_id, out_dir=out_dir, copy=copy,
-                              force=force, announce=announce, on_cut=None if as_json else line)
+                              force=force, announce=announce, on_cut=None if as_json else line,
+                              waiting=lambda: say("waiting for another vmr export into that folder to finish"))
     except NothingCut as exc:
         if not as_json:
             raise

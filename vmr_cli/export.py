@@ -27,6 +27,7 @@ import time
 from vmr_models.atomic import usual_mode
 from .cut import CutError, DiskFull
 from .errors import VmrError
+from .lock import folder_lock
 from .paths import VIDEO_EXTENSIONS, printable, remove_stale
 from .probe import require_tool
 from .timecodes import file_stamp, timecode
@@ -200,12 +201,13 @@ def choose_search(catalog, search_id: int | None) -> dict:
 
 def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: str | None = None,
                    copy: bool = False, force: bool = False, search: dict | None = None,
-                   announce=None, on_cut=None) -> dict:
+                   announce=None, on_cut=None, waiting=None) -> dict:
     """Cut the results ``ranks`` (every result when empty) of a logged search into files.
 
     ``out_dir`` None: vmr's own export folder.  ``announce(search, ranks, folder, before)`` is called
     once everything is checked, before the first cut (``before``: how many of the ranks an earlier
-    run cut there); ``on_cut(item)`` after each result, cut now or before.  A cut that fails
+    run cut there); ``on_cut(item)`` after each result, cut now or before; ``waiting()`` when another
+    export into the folder runs (this one waits for it).  A cut that fails
     (the file, or ffmpeg) is skipped with its reason and the others are cut; a full disk skips
     the rest.  Returns {search_id, query, folder, exported, skipped}: with no ``ranks``, a
     result whose file is gone is skipped (the others are cut); a rank named whose file is gone
@@ -234,6 +236,16 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
         raise NothingCut({"search_id": search["id"], "query": search["query"], "folder": planned,
                           "exported": [], "skipped": skipped})
     folder = output_folder(out_dir)
+    with folder_lock(folder, waiting):
+        if not force:  # what another export into this folder cut meanwhile is not cut again
+            done_before.update(_cut_before(catalog, search["id"], folder, copy))
+        return _export_into(catalog, search, by_rank, chosen, skipped, done_before, folder, copy, force,
+                            announce, on_cut, ffmpeg)
+
+
+def _export_into(catalog, search, by_rank, chosen, skipped, done_before, folder, copy, force, announce,
+                 on_cut, ffmpeg) -> dict:
+    """export_results' cuts, into ``folder`` (held)."""
     if announce is not None:
         announce(search, chosen, folder, sum(rank in done_before for rank in chosen))
     started = time.time()
@@ -264,7 +276,12 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
             if full is not None:
                 skipped.append({"rank": rank, "error": f"result {rank}: not cut: {full}"})
                 continue
-            result, (source, warning) = by_rank[rank], sources[rank]
+            result = by_rank[rank]
+            try:  # again: the file may have changed while the results before it were cut
+                source, warning = result_source(catalog, result, f"result {rank}")
+            except VmrError as exc:
+                skipped.append({"rank": rank, "error": str(exc)})
+                continue
             names = (os.path.join(folder, target_name(source, result["start"], result["end"], copy, n))
                      for n in range(1, 100000))
             names = (name for name in names if name not in taken)  # never one file for two results
@@ -292,6 +309,10 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
                     if warning else ""
                 skipped.append({"rank": rank, "error": f"result {rank}: ffmpeg could not cut "
                                                        f"{printable(source)}: {exc}{why}"})
+                continue
+            except SourceChanged:
+                skipped.append({"rank": rank, "error": f"result {rank}: {printable(source)} changed while it "
+                                                       "was being cut (replaced or written to); search again"})
                 continue
             except DiskFull as exc:  # no other cut can succeed: the rest are not tried
                 full = exc
@@ -406,13 +427,28 @@ def _cut(ffmpeg: str, source: str, start: float, end: float, names, folder: str,
         codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
                  "-c:a", "aac", "-movflags", "+faststart"]
     try:
+        before = _identity(source)
         warning = cut(ffmpeg, source, start, max(0.001, end - start), tmp, codec)
+        if _identity(source) != before:  # replaced meanwhile: the cut may hold the other file's footage
+            raise SourceChanged(source)
         usual_mode(tmp)  # the cut is the user's file, not a private temp file
         file_print = _file_print(tmp)
         return _place(tmp, names, force, lambda target: landing(target, file_print)), warning
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class SourceChanged(VmrError):
+    """The source file changed while it was being cut: the cut is not kept."""
+
+
+def _identity(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _place(tmp: str, names, force: bool, landing) -> str:

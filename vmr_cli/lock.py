@@ -52,3 +52,29 @@ def is_locked(directory: str) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
     return False
+
+
+@contextmanager
+def folder_lock(folder: str, waiting=None):
+    """Hold an advisory lock on the folder itself (no file is made in it: it is the user's), waiting
+    for another holder; ``waiting()`` is called first when there is one.  Two exports of a search
+    into one folder at once each cut every result (the second as '_2'): the second now waits, then
+    finds the first one's cuts.  Where the file system cannot lock, nothing is held."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                yield  # (no locks on this file system)
+                return
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
