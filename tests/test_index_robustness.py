@@ -893,10 +893,12 @@ def test_a_file_cut_short_counts_its_missing_frames(tiny_model, tmp_path):
     summary = vmr_json("index", folder, "--model", tiny_model, expect=1)
     (reason,) = failures(summary).values()
     assert failures(summary).keys() == {"cut to 30 %.mp4"}
-    bad, seen = re.fullmatch(r"too damaged to index: (\d+) of (\d+) frames could not be decoded", reason).groups()
-    assert int(bad) > int(seen) / 2
+    ends = re.fullmatch(r"cut short: its video stream ends at 0:00:(\d+\.\d) of the 0:00:30\.0 it claims \(a copy or "
+                        r"download that stopped\?\)", reason).group(1)
+    assert float(ends) < 15  # more than half of it gone
     (damaged,) = summary["damaged"]
     assert os.path.basename(damaged["path"]) == "cut to 90 %.mp4" and 10 <= damaged["bad_frames"] < 60
+    assert damaged["claimed"] == 30.0 and 24 < damaged["ends_at"] < 30  # indexed up to there
 
 
 def test_damaged_streams_are_indexed_and_too_damaged_ones_fail(tiny_model, tmp_path):
