@@ -49,10 +49,14 @@ def save_checkpoint(directory, tensors: dict[str, torch.Tensor], config: dict) -
     directory.mkdir(parents=True, exist_ok=True)
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     staged = directory / f".weights-{secrets.token_hex(4)}.staging"
-    atomic_write(str(staged), lambda p: save_file(plain, p))
-    digest = _sha256(staged)
-    weights = f"model-{digest[:16]}.safetensors"
-    os.replace(staged, directory / weights)
+    try:
+        atomic_write(str(staged), lambda p: save_file(plain, p))
+        digest = _sha256(staged)
+        weights = f"model-{digest[:16]}.safetensors"
+        os.replace(staged, directory / weights)
+    except BaseException:  # Ctrl-C or SIGTERM mid-save: the staged copy, the model's size, goes too
+        staged.unlink(missing_ok=True)
+        raise
     record = dict(config, **{WEIGHTS_KEY: {"file": weights, "sha256": digest}})
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     atomic_write(str(directory / CONFIG_NAME), lambda p: Path(p).write_text(text, encoding="utf-8"))

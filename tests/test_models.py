@@ -226,6 +226,23 @@ def test_a_save_deletes_only_vmrs_own_weights_and_stages_under_a_name_of_its_own
     assert sorted(p.name for p in leftover.iterdir()) == ["config.json", first.name, "write.lock"]
 
 
+def test_a_save_stopped_after_staging_leaves_no_staged_weights(tmp_path, monkeypatch):
+    """A graceful stop of vmr train (SIGTERM, Ctrl-C) between staging the weights and renaming them
+    left '.weights-XXXX.staging', the size of the model, in --out."""
+    from vmr_models import checkpoint
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    folder = tmp_path / "ckpt"
+    save_checkpoint(folder, {"w": torch.zeros(2)}, {"v": 1})
+    before = sorted(p.name for p in folder.iterdir())
+    monkeypatch.setattr(checkpoint, "_sha256", interrupted)  # the signal lands once the file is staged
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(folder, {"w": torch.ones(2)}, {"v": 2})
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
 @pytest.mark.parametrize("record", [{"file": 5}, {"file": None}, {"file": ["a"]}, {"file": "../x"}, "x"])
 def test_a_config_naming_its_weights_wrongly_is_not_a_checkpoint(record, tmp_path):
     """"_weights": {"file": 5} in a config.json edited by hand was a TypeError traceback."""
