@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 PRELUDE = """
@@ -132,3 +134,47 @@ def test_sigterm_stops_a_command_as_ctrl_c_does(tiny_model, tmp_path):
     status = vmr_json("--library", library, "status", "--check")
     assert status["videos"] == 1 and status["consistent"]
     assert vmr_json("--library", library, "index", tmp_path / "v")["added"] == 2
+
+
+SIGNAL_WHILE_LOADING = """
+import builtins, os, runpy, signal, sys
+
+SIGNAL, real_import = getattr(signal, sys.argv[1]), builtins.__import__
+
+def import_then_signal(name, *args, **kwargs):  # the signal lands while vmr's modules load
+    if name == "click":
+        os.kill(os.getpid(), SIGNAL)
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = import_then_signal
+sys.argv = ["vmr", "--library", sys.argv[2], "status"]
+runpy.run_module("vmr_cli", run_name="__main__")
+"""
+
+SIGNAL_IN_GROUP_CALLBACK = """
+import os, signal, sys
+import click
+from vmr_cli import cli
+
+SIGNAL, ensure_object = getattr(signal, sys.argv[1]), click.Context.ensure_object
+
+def signal_then_ensure(self, object_type):  # in vmr's own callback, before the command runs
+    os.kill(os.getpid(), SIGNAL)
+    return ensure_object(self, object_type)
+
+click.Context.ensure_object = signal_then_ensure
+sys.argv = ["vmr", "--library", sys.argv[2], "status"]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("code", [SIGNAL_WHILE_LOADING, SIGNAL_IN_GROUP_CALLBACK], ids=["loading", "callback"])
+@pytest.mark.parametrize("name,status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_before_the_command_runs_says_interrupted(code, name, status, tmp_path):
+    """Ctrl-C in vmr's first fraction of a second printed a traceback (while it loaded) or click's
+    'Aborted!' with status 1 (options, the group's callback); SIGTERM before main() killed it
+    without a word (status -15)."""
+    done = subprocess.run([sys.executable, "-c", code, name, str(tmp_path / "lib")], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert (done.returncode, done.stderr) == (status, "Error: interrupted\n"), done
+

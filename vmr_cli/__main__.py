@@ -1,3 +1,18 @@
-from .cli import main
+"""``python -m vmr_cli``, and the ``vmr`` command (pyproject's entry point)."""
 
-main()
+import signal
+
+from .errors import exit_at_once
+
+
+def main():
+    # From the first instant: loading vmr takes a fraction of a second, Ctrl-C in it gave a traceback
+    signal.signal(signal.SIGINT, exit_at_once)
+    signal.signal(signal.SIGTERM, exit_at_once)
+    from .cli import main as run
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

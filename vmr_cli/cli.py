@@ -21,7 +21,7 @@ import click
 
 from . import __version__
 from .decode import BACKENDS
-from .errors import Terminated  # raised by the SIGTERM handler below
+from .errors import Terminated, exit_at_once  # raised by the SIGTERM handler below; before a command
 from .paths import printable
 
 
@@ -34,6 +34,12 @@ def say(message: str) -> None:
 def _fail(message: str, code: int = 1):
     say(f"Error: {message}")
     sys.exit(code)
+
+
+def _ignore_signals() -> None:
+    if _AS_PROCESS:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # What Ctrl-C leaves, by command: only these have work a second run goes on from.
@@ -57,10 +63,11 @@ def handle_errors(func):
         from .errors import Interrupted, VmrError, storage_error
 
         try:
+            if _AS_PROCESS:  # the command stops cleanly: Ctrl-C and SIGTERM raise where it is
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGTERM, _terminated)
             done = func(*args, **kwargs)
-            if _AS_PROCESS:  # the work is done and said: a Ctrl-C now made click say 'Aborted!', exit 1
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _ignore_signals()  # the work is done and said: a Ctrl-C now made click say 'Aborted!', exit 1
             return done
         except VmrError as exc:
             if os.environ.get("VMR_DEBUG"):
@@ -1042,7 +1049,10 @@ def _terminated(signum, frame):
 def main():
     global _AS_PROCESS
     _AS_PROCESS = True
-    signal.signal(signal.SIGTERM, _terminated)
+    # Outside the command's work (options, the group's callback) nothing is open: it ends at once,
+    # where click said 'Aborted!'; handle_errors makes them raise for the command.
+    signal.signal(signal.SIGINT, exit_at_once)
+    signal.signal(signal.SIGTERM, exit_at_once)
     try:
         cli(prog_name="vmr")
     except SystemExit as exc:

@@ -25,6 +25,14 @@ class Terminated(KeyboardInterrupt):
     unlogged (the next index took them for the user's videos) and its temporary file behind."""
 
 
+def exit_at_once(signum, frame):
+    """Ctrl-C or SIGTERM outside a command's work (vmr loading, its options being read): nothing is
+    open or half-written there, so the process ends now, with the line a command's interrupt gives,
+    where Python printed a traceback, click 'Aborted!', and SIGTERM killed it without a word."""
+    os.write(2, b"Error: interrupted\n")
+    os._exit(128 + signum)  # 130, 143: as a shell reports a process ended by the signal
+
+
 class DecodeError(VmrError):
     """A video file could not be read; the index run records it and goes on."""
 
