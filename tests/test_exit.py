@@ -178,3 +178,29 @@ def test_a_signal_before_the_command_runs_says_interrupted(code, name, status, t
                           text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert (done.returncode, done.stderr) == (status, "Error: interrupted\n"), done
 
+
+CTRL_C_IN_EXEC = """
+import os, signal, sys
+from vmr_cli import cli
+
+emit_json = cli.emit_json
+
+def ctrl_c_in_exec(data):  # as in namedtuple's or dataclasses' exec while torch loads
+    exec("os.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(1000): pass", {"os": os, "signal": signal})
+    emit_json(data)
+
+cli.emit_json = ctrl_c_in_exec
+sys.argv = ["vmr", "--library", sys.argv[1], "status", "--json"]
+cli.main()
+"""
+
+
+def test_a_ctrl_c_inside_code_run_from_a_string_still_exits_130(tmp_path):
+    """'vmr eval' stopped by one Ctrl-C sometimes printed its line and then died of SIGINT
+    (status -2): CPython's exit of 'python -m' takes a KeyboardInterrupt that left an exec'd
+    string for one nobody caught."""
+    (tmp_path / "ctrl_c_in_exec.py").write_text(CTRL_C_IN_EXEC)
+    path = os.pathsep.join(p for p in [str(tmp_path), os.environ.get("PYTHONPATH")] if p)
+    done = subprocess.run([sys.executable, "-m", "ctrl_c_in_exec", str(tmp_path / "lib")], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=path))
+    assert (done.returncode, done.stderr) == (130, "Error: interrupted\n"), done

@@ -32,6 +32,7 @@ def say(message: str) -> None:
 
 
 def _fail(message: str, code: int = 1):
+    _ignore_signals()  # the outcome is decided: a second Ctrl-C must not replace it
     say(f"Error: {message}")
     sys.exit(code)
 
@@ -1061,15 +1062,17 @@ def main():
 
 
 def exit_process(code) -> None:
-    """End the process with ``code`` (a SystemExit code).  Where torch was loaded, without the
-    interpreter's teardown: freeing torch's modules costs about 0.4 s at every exit (of a search
-    that takes 2-3 s), and nothing needs it by then: the command has closed the library (its
-    SQLite files checkpointed and closed), atexit handlers run here, and output is flushed.
-    With a thread still running, or without torch, the ordinary exit."""
+    """End the process with ``code`` (a SystemExit code), without the interpreter's teardown:
+    freeing torch's modules costs about 0.4 s at every exit (of a search that takes 2-3 s), and
+    nothing needs it by then: the command has closed the library (its SQLite files checkpointed
+    and closed), atexit handlers run here, and output is flushed.  Without torch too: after a
+    Ctrl-C that landed in code run from a string (namedtuple's, dataclasses', while torch loads),
+    CPython's ordinary exit of 'python -m' killed the process by SIGINT (status -2), though the
+    command had said its line and chosen 130.  With a thread still running, the ordinary exit."""
     import threading
 
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if "torch" not in sys.modules or others:
+    if others:
         sys.exit(code)
     if code is None:
         code = 0
