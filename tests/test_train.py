@@ -318,6 +318,21 @@ def test_sigterm_during_train_exits_143(small, tmp_path, monkeypatch):
     assert err.startswith("Error: interrupted before the first epoch finished") and not (tmp_path / "t").exists()
 
 
+def test_an_interrupt_while_the_videos_are_indexed_says_nothing_was_written_to_out(small, tmp_path, monkeypatch):
+    """Ctrl-C while train indexed its videos said 'what was indexed and the last finished epoch are
+    kept, run the command again to resume', though --out was never created."""
+    from vmr_cli import indexer
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(indexer, "index_paths", interrupted)
+    code, _out, err = vmr("--library", tmp_path / "lib", "train", small / "ann.txt", "--videos", small / "v",
+                          "--out", tmp_path / "t", "--epochs", 1, "--model", MODEL, expect=130)
+    assert err.startswith(f"Error: interrupted before the first epoch finished; nothing was written to "
+                          f"{tmp_path / 't'}") and not (tmp_path / "t").exists()
+
+
 def test_a_save_on_a_full_disk_names_out_not_the_library(small, tmp_path, monkeypatch):
     """A save that failed for want of space blamed the library's device, which had room."""
     from vmr_models import checkpoint

@@ -48,8 +48,6 @@ INTERRUPTED = {
     "index": "interrupted; what was committed is kept, run the command again to resume",
     "export": "interrupted; the clips cut so far are kept, run the command again (without --force) to cut "
               "the rest",
-    "train": "interrupted; what was indexed and the last finished epoch are kept, run the command again to "
-             "resume",
     "eval": "interrupted; the videos indexed so far are kept (run the command again: indexing resumes, "
             "the searches run again)",
 }

@@ -72,15 +72,25 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     found = _checkpoint_in(out_dir)
     if found is not None:  # refused before anything is indexed: all but the encoder can be compared now
         _same_training(out_dir, recipe, found[1])
-    with _holding(out_dir):
-        return _train(library, items, val_items, videos_dir, files, out_dir, recipe, options, model, progress,
-                      log, backend)
+    try:  # while its videos are indexed too: an interrupt then was told as the CLI's general line
+        with _holding(out_dir):
+            return _train(library, items, val_items, videos_dir, files, out_dir, recipe, options, model,
+                          progress, log, backend)
+    except KeyboardInterrupt as exc:  # SIGTERM (Terminated) keeps its own exit status, 143
+        from vmr_models.checkpoint import CONFIG_NAME
+
+        terminated = isinstance(exc, Terminated)
+        if not os.path.isfile(os.path.join(out_dir, CONFIG_NAME)):  # no epoch was ever written there
+            raise Interrupted("interrupted before the first epoch finished; nothing was written to "
+                              f"{out_dir} (what was indexed is kept): run the same command again",
+                              terminated=terminated) from None
+        raise Interrupted(f"interrupted; the last finished epoch is kept in {out_dir}: run the same command "
+                          "again to resume", terminated=terminated) from None
 
 
 def _train(library, items, val_items, videos_dir, files, out_dir, recipe, options, model, progress, log,
            backend) -> dict:
     """train() with its checks done and --out held."""
-    from vmr_models.checkpoint import CONFIG_NAME
     from vmr_models.losses import LossWeights, total_loss, vmr_loss
     from vmr_models.trimmer import Trimmer, TrimmerConfig
 
@@ -108,59 +118,50 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
     from .progress import progress as bar_for
 
     started = time.time()
-    try:
-        while state["phase"] != "done":
-            phase, epoch = state["phase"], state["epoch"]
-            if epoch >= options.epochs:
-                if phase == "teacher":  # the teacher is done: freeze a copy, the student goes on
-                    teacher = _frozen(net)
-                    state = dict(state, phase="student", epoch=0)
-                else:
-                    state = dict(state, phase="done")
-                continue
-            order = torch.randperm(len(data.examples), generator=torch.Generator().manual_seed(
-                options.seed * 1000 + (0 if phase == "teacher" else 500) + epoch)).tolist()
-            bar = bar_for(len(order), f"{phase} {epoch + 1}/{options.epochs}", "query", enabled=progress)
-            negatives = torch.Generator().manual_seed(options.seed * 1000 + 7 * epoch + (phase == "student"))
-            net.train()
-            sums: dict[str, float] = {}
-            seen = 0
-            for at in range(0, len(order), options.batch):
-                batch, targets = data.batch([data.examples[i] for i in order[at:at + options.batch]], negatives)
-                valid = batch["valid"]
-                if phase == "teacher":
-                    loss = vmr_loss(net(batch, "teacher"), targets, valid)
-                    parts = {"vmr": float(loss.detach())}
-                else:
-                    with torch.no_grad():
-                        teacher_out = teacher(batch, "teacher")
-                    loss, parts = total_loss(net(batch), targets, valid, config, teacher_out, weights)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                n = int(targets["positive"].sum())
-                seen += n
-                for key, value in parts.items():
-                    sums[key] = sums.get(key, 0.0) + value * n
-                bar.update(n)
-                bar.set_postfix_str(" ".join(f"{k} {v / seen:.3f}" for k, v in sums.items()))
-            bar.close()
-            record = {"phase": phase, "epoch": epoch + 1,
-                      **{k: round(v / len(order), 4) for k, v in sums.items()}}
-            if val_items:
-                record["val_R1@0.5"] = round(data.recall(net, data.val_examples), 4)
-            state = dict(state, epoch=epoch + 1, history=state["history"] + [record])
-            _save(out_dir, header, state, net, teacher, optimiser)
-            if log:
-                log(record)
-    except KeyboardInterrupt as exc:  # SIGTERM (Terminated) keeps its own exit status, 143
-        terminated = isinstance(exc, Terminated)
-        if not os.path.isfile(os.path.join(out_dir, CONFIG_NAME)):  # no epoch was ever written there
-            raise Interrupted("interrupted before the first epoch finished; nothing was written to "
-                              f"{out_dir} (what was indexed is kept): run the same command again",
-                              terminated=terminated) from None
-        raise Interrupted(f"interrupted; the last finished epoch is kept in {out_dir}: run the same command "
-                          "again to resume", terminated=terminated) from None
+    while state["phase"] != "done":
+        phase, epoch = state["phase"], state["epoch"]
+        if epoch >= options.epochs:
+            if phase == "teacher":  # the teacher is done: freeze a copy, the student goes on
+                teacher = _frozen(net)
+                state = dict(state, phase="student", epoch=0)
+            else:
+                state = dict(state, phase="done")
+            continue
+        order = torch.randperm(len(data.examples), generator=torch.Generator().manual_seed(
+            options.seed * 1000 + (0 if phase == "teacher" else 500) + epoch)).tolist()
+        bar = bar_for(len(order), f"{phase} {epoch + 1}/{options.epochs}", "query", enabled=progress)
+        negatives = torch.Generator().manual_seed(options.seed * 1000 + 7 * epoch + (phase == "student"))
+        net.train()
+        sums: dict[str, float] = {}
+        seen = 0
+        for at in range(0, len(order), options.batch):
+            batch, targets = data.batch([data.examples[i] for i in order[at:at + options.batch]], negatives)
+            valid = batch["valid"]
+            if phase == "teacher":
+                loss = vmr_loss(net(batch, "teacher"), targets, valid)
+                parts = {"vmr": float(loss.detach())}
+            else:
+                with torch.no_grad():
+                    teacher_out = teacher(batch, "teacher")
+                loss, parts = total_loss(net(batch), targets, valid, config, teacher_out, weights)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            n = int(targets["positive"].sum())
+            seen += n
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + value * n
+            bar.update(n)
+            bar.set_postfix_str(" ".join(f"{k} {v / seen:.3f}" for k, v in sums.items()))
+        bar.close()
+        record = {"phase": phase, "epoch": epoch + 1,
+                  **{k: round(v / len(order), 4) for k, v in sums.items()}}
+        if val_items:
+            record["val_R1@0.5"] = round(data.recall(net, data.val_examples), 4)
+        state = dict(state, epoch=epoch + 1, history=state["history"] + [record])
+        _save(out_dir, header, state, net, teacher, optimiser)
+        if log:
+            log(record)
     _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
     return {"out": os.path.abspath(out_dir), "warnings": warnings, "queries": len(items),
             "val_queries": len(val_items),
