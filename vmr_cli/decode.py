@@ -206,6 +206,7 @@ class PyAVReader(_Reader):
         self._container = None
         self.bad_frames = 0
         self.good_frames = 0
+        self.packets = 0  # the stream's packets read on a pass from the start (frames the header lists)
 
     def _frames(self, times):
         import av
@@ -290,10 +291,12 @@ class PyAVReader(_Reader):
         caller's "more than half" rule sees them instead of the last frame shown for them, and
         ``ends_at`` says where the video really ends.  An MP4's sample table lists every frame:
         a phone clip cut to half its bytes was 22 frames short, 0.8 s, and went unnoticed under
-        the TRUNCATED_AFTER slack that other containers need (a last frame held a while)."""
-        claimed, seen = self.info.frames, self.good_frames + self.bad_frames
-        if claimed and claimed - seen > max(self.CUT_SHORT_FRAMES, claimed // 50):
-            missing = claimed - seen
+        the TRUNCATED_AFTER slack that other containers need (a last frame held a while).  The
+        packets read are what it is compared with, not the frames decoded: a clip trimmed without
+        re-encoding (an edit list) lists, and holds, frames it never shows."""
+        claimed, seen = self.info.frames, self.packets
+        if claimed:  # every frame listed: only those never read are missing (not undecodable ones)
+            missing = claimed - seen if claimed - seen > max(self.CUT_SHORT_FRAMES, claimed // 50) else 0
         else:
             late = self.info.duration - stream_end - self.TRUNCATED_AFTER
             missing = int(round(late * (self.info.fps or 1.0))) if late > 0 else 0
@@ -320,7 +323,7 @@ class PyAVReader(_Reader):
         own = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         self._start = min(own, container.start_time / 1e6) if container.start_time is not None else own
         self._shown, self._shown_t, self._converted, self._ended = None, float("-inf"), None, False
-        self.bad_frames = self.good_frames = 0  # of this pass, which reads the file from its start
+        self.bad_frames = self.good_frames = self.packets = 0  # of this pass, which reads the file from its start
         self._untimed = self._partial = False
         self._next, self._next_t = self._advance()
 
@@ -347,6 +350,8 @@ class PyAVReader(_Reader):
                 packets = container.demux(stream)  # reads on from where the damage stopped it
                 continue
             errors_in_a_row = 0
+            if packet.size:
+                self.packets += 1
             try:
                 frames = stream.decode(packet)
             except av.error.EOFError:
