@@ -68,7 +68,10 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
         """Why this way failed, or None when target now holds the moment."""
         failed = _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout)
         if failed is None:  # ffmpeg exits 0 on a full disk too: the file is read back
-            failed = _wrong(ffprobe, target, seconds, expected, sound if audio else None)
+            # a copy's picture may start after its sound by as much as it was sought before the start
+            lead = None if expected is None or seek == "output" else \
+                1.0 + (0.0 if seek == "input" else start - float(seek))
+            failed = _wrong(ffprobe, target, seconds, expected, sound if audio else None, lead)
         if failed is not None and ("No space left on device" in failed or _disk_full(target)):
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
         return failed
@@ -83,8 +86,9 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
     if not first.startswith(WRONG):  # ffmpeg failed, or no sound: the audio, if the video alone goes through
         silent = f"cut without its sound: ffmpeg could not read the audio ({first})"
         if attempt(seek, False) is None:
-            if first == NO_SOUND:  # what the cut held, not a failure that may pass
-                return silent
+            if first in (NO_SOUND, EARLY_SOUND):  # what the cut held, not a failure that may pass (its
+                return ("cut without sound: none could be decoded in this moment (the file's sound may end "
+                        "before it, or be unreadable there)")  # sound may simply end before the moment)
             if attempt(seek, True) is None:  # it was not the audio after all (a passing I/O error)
                 return None
             if attempt(seek, False) is None:
@@ -101,6 +105,7 @@ TIMED_OUT = "ffmpeg took longer than"
 WRONG = "the cut "  # how _wrong's reasons begin
 FEWER = "the cut holds only"
 NO_SOUND = "no sound could be decoded"  # not WRONG: retried without the audio
+EARLY_SOUND = "its picture starts seconds after its sound"  # (a stream copy) not WRONG either
 
 
 def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout) -> str | None:
@@ -161,7 +166,7 @@ SHOWN = ("fps=fps='if(gte(source_fps,10),source_fps,"
 # with a key frame every 10 s held the 10.0 s frame throughout.  Those are sought to just before
 # the key frame at or before the start, found from the packets (no decoding): see _exact_seek.
 INDEXED = frozenset({"mov", "mp4", "matroska", "webm"})
-INDEXED_NAMES = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
+INDEXED_NAMES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".3gp", ".3g2")  # (a phone's 3GP is an MP4)
 COPY_LEAD = 1.5  # seconds a stream copy from another container is sought before the start
 
 
@@ -265,15 +270,16 @@ def _frames_in(ffprobe: str, source: str, start: float, seconds: float) -> int |
     return sum(begin - 1e-6 <= t < end for t in times) or None
 
 
-def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None) -> str | None:
+def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None, lead=None) -> str | None:
     """Why the cut in target is not the moment asked for, or None when it is: no video frame,
     shorter than asked by more than 5 % (a quarter second, two frames, at least), or, with
     ``expected()`` (the source's video frames in the moment, asked only when the cut holds
     fewer than its frame rate implies), missing more than a tenth of them; or (NO_SOUND), with
-    ``sound()`` (whether the source has sound), no sound where the source has some."""
+    ``sound()`` (whether the source has sound), no sound where the source has some; or
+    (EARLY_SOUND, a stream copy) a picture that starts more than ``lead`` seconds after its sound."""
     cmd = [ffprobe, "-v", "error", "-count_packets", "-show_entries",
-           "stream=codec_type,nb_read_packets,avg_frame_rate,r_frame_rate:format=duration", "-of", "json",
-           "file:" + target]
+           "stream=codec_type,nb_read_packets,avg_frame_rate,r_frame_rate,start_time:format=duration,start_time",
+           "-of", "json", "file:" + target]
     try:
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT)
         data = json.loads(done.stdout or b"{}")
@@ -282,6 +288,7 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None)
         audio = [s for s in every if s.get("codec_type") == "audio"]
         frames = int(streams[0].get("nb_read_packets") or 0)
         length = float((data.get("format") or {}).get("duration") or 0.0)
+        late = float(streams[0].get("start_time") or 0.0) - float((data.get("format") or {}).get("start_time") or 0.0)
         frame = _seconds_per_frame(streams[0].get("avg_frame_rate")) or _seconds_per_frame(
             streams[0].get("r_frame_rate"))  # an Ogg copy has no average rate (0/0)
     except (OSError, subprocess.SubprocessError, ValueError):
@@ -290,6 +297,8 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None)
         return "the cut holds no video frame"
     if sound is not None and not int((audio or [{}])[0].get("nb_read_packets") or 0) and sound():
         return NO_SOUND
+    if lead is not None and audio and late > lead:  # a copy's sound from seconds before its picture: the
+        return EARLY_SOUND  # source's sound ended before the moment, and its last packet was kept
     if expected is not None and frame > 0 and frames < 0.9 * seconds / frame:
         wanted = expected()
         if wanted and frames < wanted - max(2, wanted // 10):
