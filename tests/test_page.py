@@ -404,6 +404,11 @@ def test_which_files_a_browser_plays():
         assert plays is expected, (format_name, video, audio, name)
         assert bool(why) is not expected
     assert browser_plays(None, "x.mp4") == (False, "the file could not be read")
+    # what the page's note says: the container's codecs, or the pixels ('h264 (yuv420p)' blamed an MKV's pixels)
+    assert browser_plays({"format": "matroska,webm", "video": ("h264", "yuv420p"), "audio": []}, "a.mkv") == \
+        (False, "h264 in MATROSKA")
+    assert browser_plays({"format": mp4, "video": ("h264", "yuv444p"), "audio": []}, "a.mp4") == \
+        (False, "h264 (yuv444p)")
 
 
 def test_preview_is_cached_keyed_on_the_file_and_bounded(tmp_path):

@@ -89,8 +89,10 @@ def browser_plays(info: dict | None, path: str) -> tuple[bool, str]:
     if kind is None:
         return False, label
     videos, audios = PLAYABLE[kind]
-    if codec not in videos or (codec == "h264" and pixels not in PLAIN_PIXELS):
-        return False, f"{codec} ({pixels})" if codec == "h264" else label
+    if codec not in videos:  # the container's codecs: 'h264 in MATROSKA' (not its pixels)
+        return False, label
+    if codec == "h264" and pixels not in PLAIN_PIXELS:
+        return False, f"{codec} ({pixels})"
     bad_audio = [a for a in info["audio"] if a not in audios]
     if bad_audio:
         return False, f"{bad_audio[0]} audio"
