@@ -297,14 +297,14 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None,
         return "the cut holds no video frame"
     if sound is not None and not int((audio or [{}])[0].get("nb_read_packets") or 0) and sound():
         return NO_SOUND
-    if lead is not None and audio and late > lead:  # a copy's sound from seconds before its picture: the
-        return EARLY_SOUND  # source's sound ended before the moment, and its last packet was kept
     if expected is not None and frame > 0 and frames < 0.9 * seconds / frame:
         wanted = expected()
         if wanted and frames < wanted - max(2, wanted // 10):
             return f"{FEWER} {frames} of the moment's {wanted} video frames"
     if length < seconds - max(0.25, 0.05 * seconds, 2 * frame):
         return f"the cut is {length:.2f} s long instead of {seconds:.2f} s"
+    if lead is not None and audio and late > lead:  # a copy's sound from seconds before its picture: the
+        return EARLY_SOUND  # source's sound ended before the moment, and its last packet was kept
     return None
 
 
