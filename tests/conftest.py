@@ -144,3 +144,54 @@ def small_disk(folder, size: str, instead: str):
     finally:
         gc.collect()  # libraries that in-process commands left open
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+# HDR phone video, made from testsrc2 (an SDR picture) as a phone records it: 10-bit HEVC,
+# BT.2020, PQ or HLG, its reference white (203 nits) where the SDR picture's white is.
+HDR_SOURCE = "testsrc2=s=160x90:r=10:d=1"
+
+
+def sdr_source_frames():
+    """The SDR picture HDR_SOURCE's HDR files were made from: uint8 (N, 90, 160, 3)."""
+    import numpy as np
+
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", HDR_SOURCE, "-vf", "format=rgb24",
+                          "-f", "rawvideo", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, 90, 160, 3)
+
+
+def make_hdr_video(path, transfer: str):
+    """HDR_SOURCE as 10-bit HEVC, BT.2020, ``transfer`` 'smpte2084' (PQ, by zscale) or
+    'arib-std-b67' (HLG: BT.2100's inverse OOTF and OETF worked out here; this zscale's HLG
+    applies its gamma per channel, not to the luminance as BT.2100 and iPhones do)."""
+    import numpy as np
+
+    hevc = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:crf=16",
+            "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc", str(path)]
+    if transfer == "smpte2084":
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", HDR_SOURCE, "-vf",
+                        "format=gbrpf32le,zscale=tin=bt709:min=bt709:pin=bt709:t=smpte2084:m=bt2020nc:p=bt2020"
+                        ":npl=203:rangein=tv:range=tv,format=yuv420p10le", *hevc], check=True)
+        return path
+    # display light in BT.2020 primaries, 1.0 = 203 nits, as planes G, B, R
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", HDR_SOURCE, "-vf",
+                          "format=gbrpf32le,zscale=tin=bt709:pin=bt709:t=linear:p=bt2020:npl=203,format=gbrpf32le",
+                          "-f", "rawvideo", "-"], capture_output=True, check=True).stdout
+    g, b, r = np.frombuffer(raw, np.float32).reshape(-1, 3, 90, 160).clip(0, None).transpose(1, 0, 2, 3) * 0.203
+    luminance = np.maximum(0.2627 * r + 0.6780 * g + 0.0593 * b, 1e-9)  # of a 1000-nit display
+    a, bb, c = 0.17883277, 0.28466892, 0.55991073
+    planes = []
+    for display in (g, b, r):
+        scene = display * luminance ** (-0.2 / 1.2)  # inverse OOTF, system gamma 1.2
+        planes.append(np.where(scene <= 1 / 12, np.sqrt(3 * scene), a * np.log(np.maximum(12 * scene - bb, 1e-9)) + c))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gbrpf32le", "-s", "160x90", "-r", "10",
+                    "-i", "-", "-vf", "zscale=tin=arib-std-b67:t=arib-std-b67:pin=bt2020:p=bt2020:m=bt2020nc:range=tv"
+                    ",format=yuv420p10le", *hevc],
+                   input=np.stack(planes, 1).astype(np.float32).tobytes(), check=True)
+    return path
+
+
+def saturation(rgb, channels: int = -1) -> float:
+    """Mean of max - min over a pixel's channels (numpy array, their axis ``channels``): 0 for grey."""
+    rgb = rgb.astype(float)
+    return float((rgb.max(channels) - rgb.min(channels)).mean())

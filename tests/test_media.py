@@ -5,11 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy
 import pytest
 import torch
-from conftest import PHONE, ROOT, VTEST, make_video, vmr_json
+from conftest import PHONE, ROOT, VTEST, make_hdr_video, make_video, saturation, sdr_source_frames, vmr_json
 
-from vmr_cli.decode import open_reader
+from vmr_cli.decode import import_torchcodec, open_reader
+from vmr_cli.frames import resize_center_crop
 from vmr_cli.probe import probe
 
 needs_media = pytest.mark.skipif(
@@ -300,3 +302,50 @@ def test_a_name_that_is_not_utf8_opens_torchcodec_from_the_file_start_every_time
     assert reader.reader._source().tell() == 0
     assert reader.frames_at([0.5]).shape == (1, 3, 32, 32) and reader.fallback is None
     reader.close()
+
+
+@pytest.fixture(scope="module")
+def hdr_videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hdr")
+    return {transfer: make_hdr_video(folder / f"{transfer}.mov", transfer) for transfer in ("smpte2084", "arib-std-b67")}
+
+
+@pytest.mark.parametrize("backend", ["torchcodec", "pyav"])
+@pytest.mark.parametrize("transfer", ["smpte2084", "arib-std-b67"])
+def test_hdr_video_is_embedded_as_an_sdr_screen_shows_it(hdr_videos, transfer, backend):
+    """A phone's HDR video (PQ or HLG, BT.2020) was decoded as if it were SDR BT.709: grey and
+    washed out (saturation 53-98 against 183, a mean difference of 45-66 of 255 to the SDR
+    picture it shows).  Tone-mapped, it is close to that picture."""
+    path = str(hdr_videos[transfer])
+    frames = open_reader(path, probe(path), 64, backend=backend).frames_at([0.05, 0.45, 0.85]).float()
+    source = torch.from_numpy(sdr_source_frames()[[0, 4, 8]].copy()).permute(0, 3, 1, 2)
+    expected = resize_center_crop(source, 64).float()
+    difference = float((frames - expected).abs().mean())
+    assert difference < 24, difference
+    assert saturation(frames.numpy(), 1) > 0.8 * saturation(expected.numpy(), 1)
+
+
+@pytest.mark.parametrize("backend", ["torchcodec", "pyav"])
+def test_sdr_frames_are_not_touched_by_the_tone_mapping(tmp_path, backend):
+    """SDR video, also 10-bit BT.2020 (a transfer that is not HDR's), is what the decoder gives."""
+    import av
+
+    from vmr_cli.frames import tone_map
+
+    path = tmp_path / "sdr2020.mov"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=160x90:r=10:d=1",
+                    "-vf", "format=yuv420p10le", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params",
+                    "log-level=error", "-color_primaries", "bt2020", "-color_trc", "bt2020-10",
+                    "-colorspace", "bt2020nc", str(path)], check=True)
+    frames = open_reader(str(path), probe(str(path)), 90, backend=backend).frames_at([0.0, 0.5])
+    if backend == "pyav":
+        with av.open(str(path)) as container:
+            decoded = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(video=0)) if i in (0, 5)]
+        plain = torch.from_numpy(numpy.stack(decoded)).permute(0, 3, 1, 2)[:, :, :, 35:125]
+    else:
+        from torchcodec.transforms import CenterCrop, Resize
+
+        decoder = import_torchcodec().VideoDecoder(str(path), transforms=[Resize((90, 160)), CenterCrop((90, 90))])
+        plain = decoder.get_frames_played_at([0.0, 0.5]).data
+    assert torch.equal(frames, plain)
+    assert tone_map(plain, "bt2020-10", "bt2020") is plain and tone_map(plain, None) is plain

@@ -19,6 +19,10 @@ backend and one factory, ``open_reader``:
 
 A switch from the chosen backend to PyAV is never silent: the reader's
 ``fallback`` says why, and index and search report it.
+
+HDR video (a phone's HLG or PQ, BT.2020) is tone-mapped to BT.709 by every reader
+(``frames.tone_map``), from the colour transfer the decoder reads from the file when it
+opens it, so an index and a search see the same frames; SDR frames are left as decoded.
 """
 
 from __future__ import annotations
@@ -106,6 +110,8 @@ class TorchcodecReader(_Reader):
         decoder = VideoDecoder(self._source(), num_ffmpeg_threads=0,
                                transforms=[Resize(resized), CenterCrop((self.size, self.size))])
         meta = decoder.metadata
+        # HDR: read from the stream's header as the decoder opens (nothing is decoded for it)
+        self._colour = (getattr(meta, "color_transfer_characteristic", None), getattr(meta, "color_primaries", None))
         self._begin = float(meta.begin_stream_seconds or 0.0)
         self._end = float(meta.end_stream_seconds or self.info.duration)
         self._origin = _file_start(decoder, self._begin)
@@ -136,6 +142,8 @@ class TorchcodecReader(_Reader):
     def _frames(self, times):
         import torch
 
+        from .frames import tone_map
+
         if self._decoder is None:
             self._open()
         order = sorted(range(len(times)), key=times.__getitem__)
@@ -144,7 +152,7 @@ class TorchcodecReader(_Reader):
         frames = self._decoder.get_frames_played_at(clamped)
         _check_landed(clamped, frames.pts_seconds.tolist(), self._decoder.metadata.average_fps or self.info.fps,
                       self._origin)
-        batch = frames.data
+        batch = tone_map(frames.data, *self._colour)
         if order == list(range(len(order))):  # times already in order, the usual case: no reordering
             return batch
         out = torch.empty_like(batch)
@@ -317,6 +325,7 @@ class PyAVReader(_Reader):
             raise DecodeError(f"cannot decode: {exc}") from None
         stream.thread_type = "AUTO"
         self._container, self._stream = container, stream
+        self._colour = _pyav_colour(stream)
         self._frames_in_order = self._decoded()
         self._base = stream.time_base
         # Times count from the file's start, as players and ffmpeg's -ss do (see _file_start).
@@ -383,7 +392,7 @@ class PyAVReader(_Reader):
     def _convert(self, frame):
         import torch
 
-        from .frames import resize_center_crop
+        from .frames import resize_center_crop, tone_map
 
         array = frame.to_ndarray(format="rgb24")
         tensor = torch.from_numpy(array).permute(2, 0, 1)
@@ -391,7 +400,22 @@ class PyAVReader(_Reader):
         if rotation:
             # Display matrix rotation is counter-clockwise; rot90 with k>0 turns the same way.
             tensor = torch.rot90(tensor, k=rotation // 90, dims=(1, 2))
-        return resize_center_crop(tensor[None], self.size, (self.info.height, self.info.width))[0]
+        return tone_map(resize_center_crop(tensor[None], self.size, (self.info.height, self.info.width)),
+                        *self._colour)[0]
+
+
+def _pyav_colour(stream) -> tuple[str | None, str | None]:
+    """(transfer, primaries) of a PyAV video stream, by ffmpeg's names (those ``tone_map`` knows),
+    from the codec parameters read when the file was opened."""
+    context = stream.codec_context
+    transfer = _PYAV_TRANSFERS.get(int(getattr(context, "color_trc", 0) or 0))
+    primaries = _PYAV_PRIMARIES.get(int(getattr(context, "color_primaries", 0) or 0))
+    return transfer, primaries
+
+
+# FFmpeg's AVColorTransferCharacteristic and AVColorPrimaries numbers (those of ITU-T H.273)
+_PYAV_TRANSFERS = {16: "smpte2084", 18: "arib-std-b67"}
+_PYAV_PRIMARIES = {1: "bt709", 9: "bt2020"}
 
 
 class DecordReader(_Reader):
@@ -407,18 +431,31 @@ class DecordReader(_Reader):
         import decord
         import torch
 
-        from .frames import resize_center_crop
+        from .frames import resize_center_crop, tone_map
 
         if self._decoder is None:
             self._decoder = decord.VideoReader(self.path, ctx=decord.cpu(0))
+            self._colour = _file_colour(self.path)
         fps = self._decoder.get_avg_fps() or self.info.fps or 30.0
         n = len(self._decoder)
         indices = [min(n - 1, int(t * fps)) for t in times]
         frames = torch.from_numpy(self._decoder.get_batch(indices).asnumpy()).permute(0, 3, 1, 2)
-        return resize_center_crop(frames, self.size, (self.info.height, self.info.width))
+        return tone_map(resize_center_crop(frames, self.size, (self.info.height, self.info.width)), *self._colour)
 
     def close(self) -> None:
         self._decoder = None
+
+
+def _file_colour(path: str) -> tuple[str | None, str | None]:
+    """(transfer, primaries) of a file's video stream, read by PyAV (its header only); (None,
+    None) where PyAV cannot tell: its frames are then taken as SDR."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            return _pyav_colour(container.streams.video[0])
+    except (av.error.FFmpegError, IndexError, OSError):
+        return None, None
 
 
 class _FallbackReader(_Reader):

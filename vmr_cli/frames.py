@@ -38,3 +38,77 @@ def normalize(frames: torch.Tensor, mean, std) -> torch.Tensor:
     mean_t = torch.tensor(mean, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
     return (frames.float() / 255.0 - mean_t) / std_t
+
+
+# HDR video (phones record it by default: iPhone HLG, others PQ), by ffmpeg's names of a stream's
+# colour transfer.  Decoded to RGB as it is, such a picture is grey and washed out.
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+REFERENCE_WHITE = 203.0  # nits: HDR's graphics white (BT.2408), shown as SDR's white
+HLG_PEAK = 1000.0  # nits: the display HLG's system gamma 1.2 is defined for
+SHOULDER = 0.8  # linear SDR level from which highlights (above reference white) are compressed
+_BT2020_TO_BT709 = ((1.6605, -0.5876, -0.0728),
+                    (-0.1246, 1.1329, -0.0083),
+                    (-0.0182, -0.1006, 1.1187))
+
+
+def is_hdr(transfer: str | None) -> bool:
+    """Whether a stream's colour transfer (ffmpeg's name: ffprobe's color_transfer) is HDR."""
+    return (transfer or "") in HDR_TRANSFERS
+
+
+def tone_map(frames: torch.Tensor, transfer: str | None, primaries: str | None = "bt2020") -> torch.Tensor:
+    """HDR frames as an SDR screen shows them: uint8 RGB (N, 3, H, W) in, the same out.
+
+    ``frames``: the decoder's RGB of an HDR stream (its Y'CbCr already converted with the
+    stream's own matrix: torchcodec and PyAV use BT.2020's for bt2020nc), still non-linear.
+    ``transfer``: ffmpeg's name of the stream's transfer; anything but PQ (smpte2084) or HLG
+    (arib-std-b67) returns ``frames`` itself, untouched.  The steps, in float32:
+
+    1. to display light in units of reference white (203 nits = 1.0): PQ's EOTF (SMPTE ST
+       2084, in nits); HLG's inverse OETF and its OOTF (BT.2100, a 1000-nit display, system
+       gamma 1.2), which puts HLG's 75 % signal at 203 nits too;
+    2. BT.2020 primaries to BT.709's (a 3x3 matrix in linear light; colours outside BT.709's
+       gamut are clipped), unless ``primaries`` says the stream already uses BT.709's;
+    3. highlights (a pixel's brightest channel above SHOULDER) compressed smoothly towards 1.0,
+       hue kept, instead of clipping everything past reference white flat;
+    4. encoded for an SDR screen (BT.1886's gamma 2.4, as zscale takes BT.709 video), uint8.
+
+    Done after the resize to the encoder's size (lookup tables where it can), it costs a few
+    milliseconds per 224x224 frame on one CPU core.
+    """
+    if not is_hdr(transfer):
+        return frames
+    light = _signal_to_light(transfer)[frames.long()]  # each channel's 256 values, computed once
+    if transfer == "arib-std-b67":  # HLG: that was scene light; the OOTF of a HLG_PEAK display
+        ys = light[:, 0] * 0.2627 + light[:, 1] * 0.6780 + light[:, 2] * 0.0593
+        light = light * (ys.clamp(min=1e-6) ** 0.2 * (HLG_PEAK / REFERENCE_WHITE)).unsqueeze(1)
+    if (primaries or "bt2020") == "bt2020":
+        matrix = torch.tensor(_BT2020_TO_BT709, dtype=light.dtype)
+        light = (matrix @ light.flatten(2)).view_as(light)
+    light = light.clamp(min=0)
+    peak = light.amax(dim=1, keepdim=True)
+    over = (peak - SHOULDER).clamp(min=0)
+    squeezed = SHOULDER + over / (1 + over / (1 - SHOULDER))  # slope 1 at SHOULDER, towards 1.0
+    light = light * torch.where(peak > SHOULDER, squeezed / peak.clamp(min=1e-6), 1.0)
+    return _ENCODE[(light.clamp(0, 1) * (len(_ENCODE) - 1)).round_().long()]
+
+
+_LIGHT: dict = {}
+# linear light (0-1, in 2**16 steps) to the 8-bit signal of an SDR screen (gamma 2.4)
+_ENCODE = (torch.linspace(0, 1, 1 << 16, dtype=torch.float64) ** (1 / 2.4) * 255).round().to(torch.uint8)
+
+
+def _signal_to_light(transfer: str) -> torch.Tensor:
+    """The 256 8-bit signal values of ``transfer`` as linear light (float32): PQ's EOTF in units of
+    REFERENCE_WHITE; HLG's inverse OETF (scene light, 0-1)."""
+    if transfer not in _LIGHT:
+        x = torch.arange(256, dtype=torch.float64) / 255.0
+        if transfer == "smpte2084":
+            m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 32, 3424 / 4096, 2413 / 128, 2392 / 128
+            p = x ** (1 / m2)
+            light = ((p - c1).clamp(min=0) / (c2 - c3 * p)) ** (1 / m1) * (10000.0 / REFERENCE_WHITE)
+        else:
+            a, b, c = 0.17883277, 0.28466892, 0.55991073
+            light = torch.where(x <= 0.5, x * x / 3.0, (torch.exp((x - c) / a) + b) / 12.0)
+        _LIGHT[transfer] = light.float()
+    return _LIGHT[transfer]
