@@ -602,3 +602,30 @@ def test_search_page_names_the_library_it_was_made_from(tmp_path, tiny_model):
     vmr("--library", library, "index", tmp_path / "v", "--model", tiny_model)
     vmr("--library", library, "search", "red", "--html", tmp_path / "page.html")
     assert f"vmr --library &#x27;{library}&#x27; export --search 1 --clip" in (tmp_path / "page.html").read_text()
+
+
+@pytest.mark.parametrize("transfer", ["smpte2084", "arib-std-b67"])
+def test_an_hdr_videos_thumbnails_and_preview_are_tone_mapped(tmp_path, transfer):
+    """A phone's HDR video (PQ or HLG): its thumbnails were grey and washed out (saturation 51 and
+    94 against 204, a mean difference to the SDR picture of 75 and 53 of 255); its preview too."""
+    import numpy as np
+    from conftest import make_hdr_video, saturation, sdr_source_frames
+
+    from vmr_cli.page import _prepare, thumb_times
+    from vmr_cli.preview import Previews
+
+    path = str(make_hdr_video(tmp_path / "phone.mov", transfer))
+    source = sdr_source_frames().astype(float)
+
+    def first_frame(*source: str, data: bytes | None = None) -> np.ndarray:
+        raw = subprocess.run(["ffmpeg", "-v", "error", *source, "-frames:v", "1", "-vf", "format=rgb24", "-f", "rawvideo",
+                              "-"], input=data, capture_output=True, check=True).stdout
+        return np.frombuffer(raw, np.uint8).reshape(90, 160, 3).astype(float)
+
+    frames, _media = _prepare({"video": path, "start": 0.0, "end": 0.8}, None, {}, "ffmpeg")
+    for t, jpeg in zip(thumb_times(0.0, 0.8), frames):
+        thumb, shown = first_frame("-f", "mjpeg", "-i", "-", data=jpeg), source[int(t * 10 + 1e-6)]
+        assert np.abs(thumb - shown).mean() < 30 and saturation(thumb) > 0.75 * saturation(shown), t
+    preview = Previews(str(tmp_path / "lib"), ffmpeg="ffmpeg").get(path, 0.0, 0.8, hdr=True)
+    first = first_frame("-i", preview)
+    assert np.abs(first - source[0]).mean() < 30 and saturation(first) > 0.75 * saturation(source[0])

@@ -43,6 +43,13 @@ PLAYABLE = {
     "webm": ({"vp8", "vp9", "av1"}, {"vorbis", "opus"}),
 }
 PLAIN_PIXELS = {"yuv420p", "yuvj420p"}  # H.264 in 10 bit or 4:2:2/4:4:4 plays in few browsers
+HDR_TRANSFERS = {"smpte2084", "arib-std-b67"}  # PQ and HLG (ffprobe's color_transfer), as frames.HDR_TRANSFERS
+# HDR (a phone's HLG or PQ, BT.2020) as an SDR screen shows it: to linear light where 203 nits
+# (HDR's reference white) is 1.0, BT.709's primaries, highlights above 0.8 compressed up to a
+# 1000-nit peak (peak=5: a phone's HLG, and most PQ), 8-bit BT.709; about as fast as no mapping
+# at a thumbnail's size.  As vmr's embedded frames are (frames.tone_map).
+TONE_MAP = ("zscale=t=linear:npl=203,format=gbrpf32le,zscale=p=bt709,tonemap=mobius:param=0.8:peak=5:desat=0,"
+            "zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
 
 
 class PreviewError(VmrError):
@@ -50,9 +57,10 @@ class PreviewError(VmrError):
 
 
 def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
-    """{'format', 'video': (codec, pix_fmt), 'audio': [codecs]} of path; None when ffprobe fails."""
+    """{'format', 'video': (codec, pix_fmt), 'audio': [codecs], 'hdr': bool} of path; None when
+    ffprobe fails.  'hdr': the video's colour transfer is PQ or HLG."""
     cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_entries",
-           "format=format_name:stream=codec_type,codec_name,pix_fmt:stream_disposition=attached_pic",
+           "format=format_name:stream=codec_type,codec_name,pix_fmt,color_transfer:stream_disposition=attached_pic",
            "file:" + os.path.abspath(path)]
     try:
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
@@ -66,7 +74,8 @@ def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
              and not (s.get("disposition") or {}).get("attached_pic")]
     return {"format": str((data.get("format") or {}).get("format_name", "")),
             "video": (str(video[0].get("codec_name", "")), str(video[0].get("pix_fmt", ""))) if video else None,
-            "audio": [str(s.get("codec_name", "")) for s in streams if s.get("codec_type") == "audio"]}
+            "audio": [str(s.get("codec_name", "")) for s in streams if s.get("codec_type") == "audio"],
+            "hdr": bool(video) and video[0].get("color_transfer") in HDR_TRANSFERS}
 
 
 def container(format_name: str, path: str) -> str | None:
@@ -99,19 +108,21 @@ def browser_plays(info: dict | None, path: str) -> tuple[bool, str]:
     return True, ""
 
 
-def preview_key(path: str, start: float, end: float) -> str:
-    """Changes whenever the file (size, mtime, inode), the moment or the settings change."""
+def preview_key(path: str, start: float, end: float, hdr: bool = False) -> str:
+    """Changes whenever the file (size, mtime, inode), the moment or the settings change (an HDR
+    file's tone-mapped preview has a key of its own: those made before were not mapped)."""
     st = os.stat(path)
     raw = json.dumps([VERSION, MAX_SIDE, MAX_SECONDS, os.fsencode(os.path.abspath(path)).hex(), st.st_size,
-                      st.st_mtime_ns, st.st_ino, st.st_dev, round(start, 3), round(end, 3)])
+                      st.st_mtime_ns, st.st_ino, st.st_dev, round(start, 3), round(end, 3)]
+                     + (["tone-mapped"] if hdr else []))
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def preview_codec(side: int = MAX_SIDE) -> list[str]:
+def preview_codec(side: int = MAX_SIDE, hdr: bool = False) -> list[str]:
     """ffmpeg output options of a preview: H.264/AAC MP4, display aspect and rotation kept, never
-    upscaled past ``side``."""
+    upscaled past ``side``; ``hdr``: tone-mapped to SDR (TONE_MAP) after the scale."""
     scale = (f"scale=w='max(2,trunc(if(gte(dar,1),min({side},iw*sar),min({side},ih)*dar)/2)*2)'"
-             f":h='max(2,trunc(ow/dar/2)*2)',setsar=1,format=yuv420p")
+             f":h='max(2,trunc(ow/dar/2)*2)',setsar=1,{TONE_MAP if hdr else 'format=yuv420p'}")
     return ["-sn", "-dn", "-map_metadata", "-1", "-vf", scale,
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "28", "-maxrate", "1500k", "-bufsize", "3000k",
             "-c:a", "aac", "-b:a", "96k", "-ac", "2", "-movflags", "+faststart", "-f", "mp4"]
@@ -124,10 +135,11 @@ class Previews:
         self.folder = os.path.join(library_dir, FOLDER)
         self.ffmpeg, self.max_bytes = ffmpeg, max_bytes
 
-    def get(self, path: str, start: float, end: float) -> str:
-        """Absolute path of the preview of (path, start, end); PreviewError when it cannot be made."""
+    def get(self, path: str, start: float, end: float, hdr: bool = False) -> str:
+        """Absolute path of the preview of (path, start, end); PreviewError when it cannot be made.
+        ``hdr``: the source is HDR (``media_info``): the preview is tone-mapped."""
         try:
-            key = preview_key(path, start, end)
+            key = preview_key(path, start, end, hdr)
             os.makedirs(self.folder, exist_ok=True)
         except OSError as exc:
             raise PreviewError(f"{exc.strerror or first_line(exc)}") from None
@@ -143,7 +155,7 @@ class Previews:
         try:
             seconds = max(0.1, min(end - start, MAX_SECONDS))
             try:
-                cut(self.ffmpeg, os.path.abspath(path), max(0.0, start), seconds, tmp, preview_codec(),
+                cut(self.ffmpeg, os.path.abspath(path), max(0.0, start), seconds, tmp, preview_codec(hdr=hdr),
                     timeout=FFMPEG_TIMEOUT)
             except VmrError as exc:  # the cut's reason (no frame, a full disk, ffmpeg's own words)
                 raise PreviewError(f"ffmpeg failed: {exc}") from None
