@@ -250,7 +250,7 @@ class PyAVReader(_Reader):
         return torch.stack(picked)  # type: ignore[arg-type]
 
     TRUNCATED_AFTER = 2.0  # seconds of claimed duration past the stream's last frame that count as lost
-    CUT_SHORT_FRAMES = 3  # frames of an MP4's sample table never seen that make it cut short (or 2 %)
+    CUT_SHORT_FRAMES = 3  # frames of an MP4's sample table never read, and of its time, that make it cut short
     SEEK_AHEAD = 10.0  # seconds: a time further ahead than this is reached by a seek, not decoded through
 
     def _position(self, t: float) -> None:
@@ -297,20 +297,22 @@ class PyAVReader(_Reader):
         """Frames the stream claims but ends before (a file cut short: a copy or download that
         stopped): they count as frames that could not be decoded, as damage does, so the
         caller's "more than half" rule sees them instead of the last frame shown for them, and
-        ``ends_at`` says where the video really ends.  An MP4's sample table lists every frame:
-        a phone clip cut to half its bytes was 22 frames short, 0.8 s, and went unnoticed under
-        the TRUNCATED_AFTER slack that other containers need (a last frame held a while).  The
-        packets read are what it is compared with, not the frames decoded: a clip trimmed without
-        re-encoding (an edit list) lists, and holds, frames it never shows."""
-        claimed, seen = self.info.frames, self.packets
-        if claimed:  # every frame listed: only those never read are missing (not undecodable ones)
-            missing = claimed - seen if claimed - seen > max(self.CUT_SHORT_FRAMES, claimed // 50) else 0
+        ``ends_at`` says where the video really ends.  Other containers get TRUNCATED_AFTER of
+        slack (a last frame held a while looks the same); an MP4's sample table lists every frame,
+        so there a stream that ends CUT_SHORT_FRAMES early is cut short when packets it lists were
+        never read (a phone clip cut to half its bytes: 0.8 s short, unnoticed under that slack).
+        Both, since a held last frame has all its packets, and a clip trimmed without
+        re-encoding (an edit list) lists frames it never shows, before or after its end."""
+        fps = self.info.fps or 25.0
+        late = self.info.duration - stream_end - 1.0 / fps  # the last frame is shown for a frame
+        if self.info.frames and self.info.frames - self.packets > self.CUT_SHORT_FRAMES:
+            late -= self.CUT_SHORT_FRAMES / fps
         else:
-            late = self.info.duration - stream_end - self.TRUNCATED_AFTER
-            missing = int(round(late * (self.info.fps or 1.0))) if late > 0 else 0
-        if missing:
-            self.ends_at = stream_end + 1.0 / (self.info.fps or 25.0)
-        return missing
+            late -= self.TRUNCATED_AFTER
+        if late <= 0:
+            return 0
+        self.ends_at = stream_end + 1.0 / fps
+        return int(round((self.info.duration - self.ends_at) * fps))
 
     def _open(self) -> None:
         import av
