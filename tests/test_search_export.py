@@ -393,6 +393,11 @@ def test_a_cut_keeps_sound_that_decodes_though_some_packets_do_not(tmp_path):
                                          "format=duration", "-of", "json", str(copied)],
                                         capture_output=True, check=True).stdout)
     assert [s["codec_type"] for s in streams["streams"]] == ["video"] and float(streams["format"]["duration"]) < 2.5
+    gop = tmp_path / "camera.ts"  # sound all along, a key frame every 10 s: a copy's picture starts after
+    subprocess.run([REAL_FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=d=60:s=64x48:r=10", "-f", "lavfi",
+                    "-i", "sine=d=60", "-c:v", "libx264", "-g", "100", "-c:a", "aac", str(gop)], check=True)
+    assert cut(REAL_FFMPEG, str(gop), 18.5, 30.0, str(tmp_path / "copy.ts"),  # its sound: that is no reason
+               ["-c", "copy", "-avoid_negative_ts", "make_zero"]) is None  # to drop it (a first check did)
 
 
 def test_refined_edges_never_leave_two_results_of_a_video_overlapping(tiny_model, tmp_path, monkeypatch):

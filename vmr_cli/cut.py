@@ -23,7 +23,7 @@ import shutil
 import subprocess
 
 from .errors import VmrError
-from .probe import ratio
+from .probe import _number, ratio
 
 PROBE_TIMEOUT = 600  # seconds for reading a cut back
 REPEATED = "Last message repeated"
@@ -68,10 +68,7 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
         """Why this way failed, or None when target now holds the moment."""
         failed = _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout)
         if failed is None:  # ffmpeg exits 0 on a full disk too: the file is read back
-            # a copy's picture may start after its sound by as much as it was sought before the start
-            lead = None if expected is None or seek == "output" else \
-                1.0 + (0.0 if seek == "input" else start - float(seek))
-            failed = _wrong(ffprobe, target, seconds, expected, sound if audio else None, lead)
+            failed = _wrong(ffprobe, target, seconds, expected, sound if audio else None)
         if failed is not None and ("No space left on device" in failed or _disk_full(target)):
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
         return failed
@@ -105,7 +102,7 @@ TIMED_OUT = "ffmpeg took longer than"
 WRONG = "the cut "  # how _wrong's reasons begin
 FEWER = "the cut holds only"
 NO_SOUND = "no sound could be decoded"  # not WRONG: retried without the audio
-EARLY_SOUND = "its picture starts seconds after its sound"  # (a stream copy) not WRONG either
+EARLY_SOUND = "its sound ends before its picture starts"  # (a stream copy) not WRONG either
 
 
 def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout) -> str | None:
@@ -270,15 +267,15 @@ def _frames_in(ffprobe: str, source: str, start: float, seconds: float) -> int |
     return sum(begin - 1e-6 <= t < end for t in times) or None
 
 
-def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None, lead=None) -> str | None:
+def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None) -> str | None:
     """Why the cut in target is not the moment asked for, or None when it is: no video frame,
     shorter than asked by more than 5 % (a quarter second, two frames, at least), or, with
     ``expected()`` (the source's video frames in the moment, asked only when the cut holds
     fewer than its frame rate implies), missing more than a tenth of them; or (NO_SOUND), with
     ``sound()`` (whether the source has sound), no sound where the source has some; or
-    (EARLY_SOUND, a stream copy) a picture that starts more than ``lead`` seconds after its sound."""
+    (EARLY_SOUND, a stream copy) sound that ends before its picture starts."""
     cmd = [ffprobe, "-v", "error", "-count_packets", "-show_entries",
-           "stream=codec_type,nb_read_packets,avg_frame_rate,r_frame_rate,start_time:format=duration,start_time",
+           "stream=codec_type,nb_read_packets,avg_frame_rate,r_frame_rate,start_time,duration:format=duration",
            "-of", "json", "file:" + target]
     try:
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT)
@@ -288,7 +285,9 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None,
         audio = [s for s in every if s.get("codec_type") == "audio"]
         frames = int(streams[0].get("nb_read_packets") or 0)
         length = float((data.get("format") or {}).get("duration") or 0.0)
-        late = float(streams[0].get("start_time") or 0.0) - float((data.get("format") or {}).get("start_time") or 0.0)
+        picture = _number(streams[0].get("start_time"))
+        sound_end = (_number(audio[0].get("start_time")) or 0.0) + _number(audio[0].get("duration")) \
+            if audio and _number(audio[0].get("duration")) is not None else None
         frame = _seconds_per_frame(streams[0].get("avg_frame_rate")) or _seconds_per_frame(
             streams[0].get("r_frame_rate"))  # an Ogg copy has no average rate (0/0)
     except (OSError, subprocess.SubprocessError, ValueError):
@@ -303,8 +302,8 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None,
             return f"{FEWER} {frames} of the moment's {wanted} video frames"
     if length < seconds - max(0.25, 0.05 * seconds, 2 * frame):
         return f"the cut is {length:.2f} s long instead of {seconds:.2f} s"
-    if lead is not None and audio and late > lead:  # a copy's sound from seconds before its picture: the
-        return EARLY_SOUND  # source's sound ended before the moment, and its last packet was kept
+    if expected is not None and None not in (picture, sound_end) and sound_end < picture - 0.5:
+        return EARLY_SOUND  # a copy that kept the last packet of sound that ended before the moment
     return None
 
 
