@@ -612,7 +612,7 @@ def test_an_hdr_videos_thumbnails_and_preview_are_tone_mapped(tmp_path, transfer
     from conftest import make_hdr_video, saturation, sdr_source_frames
 
     from vmr_cli.page import _prepare, thumb_times
-    from vmr_cli.preview import Previews
+    from vmr_cli.preview import Previews, media_info
 
     path = str(make_hdr_video(tmp_path / "phone.mov", transfer))
     source = sdr_source_frames().astype(float)
@@ -626,6 +626,13 @@ def test_an_hdr_videos_thumbnails_and_preview_are_tone_mapped(tmp_path, transfer
     for t, jpeg in zip(thumb_times(0.0, 0.8), frames):
         thumb, shown = first_frame("-f", "mjpeg", "-i", "-", data=jpeg), source[int(t * 10 + 1e-6)]
         assert np.abs(thumb - shown).mean() < 30 and saturation(thumb) > 0.75 * saturation(shown), t
-    preview = Previews(str(tmp_path / "lib"), ffmpeg="ffmpeg").get(path, 0.0, 0.8, hdr=True)
+    preview = Previews(str(tmp_path / "lib"), ffmpeg="ffmpeg").get(path, 0.0, 0.8, hdr=media_info(path)["hdr"])
     first = first_frame("-i", preview)
     assert np.abs(first - source[0]).mean() < 30 and saturation(first) > 0.75 * saturation(source[0])
+    # the same stream, its primaries and matrix not said: zscale could not convert it, every thumbnail failed
+    untagged = str(tmp_path / "untagged.mov")
+    subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-c", "copy", "-bsf:v",
+                    "hevc_metadata=colour_primaries=2:matrix_coefficients=2", untagged], check=True)
+    frames, _media = _prepare({"video": untagged, "start": 0.0, "end": 0.8}, None, {}, "ffmpeg")
+    thumb = first_frame("-f", "mjpeg", "-i", "-", data=frames[0])
+    assert np.abs(thumb - source[0]).mean() < 30 and saturation(thumb) > 0.75 * saturation(source[0])

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .paths import printable, shell_word, user_file_target, write_user_file
-from .preview import MAX_SECONDS, TONE_MAP, Previews, PreviewError, browser_plays, media_info
+from .preview import MAX_SECONDS, Previews, PreviewError, browser_plays, media_info
 from .timecodes import timecode
 
 THUMBS = 4
@@ -58,7 +58,7 @@ def thumb_times(start: float, end: float, count: int = THUMBS) -> list[float]:
 
 
 def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
-               width: int = THUMB_WIDTH, ffmpeg: str = "ffmpeg", hdr: bool = False) -> list[bytes | None]:
+               width: int = THUMB_WIDTH, ffmpeg: str = "ffmpeg", hdr: str = "") -> list[bytes | None]:
     """count small JPEGs across the moment from one ffmpeg call; None where it failed.
 
     One input per time, each sought before -i to the key frame before it; of each, the frame
@@ -66,15 +66,15 @@ def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
     concatenated into one MJPEG stream.  ffmpeg's own seek would drop that frame (see SHOWN in
     cut.py): a sparse file's thumbnail showed the frame after, even one past the moment.  So
     timestamps stay the file's (-copyts, from 0) and the fps filter, from the thumbnail's time
-    on (in milliseconds), gives the last frame timed at or before it.  ``hdr``: the video is HDR
-    (``media_info``), and its thumbnails are tone-mapped to SDR (TONE_MAP), after the scale.
+    on (in milliseconds), gives the last frame timed at or before it.  ``hdr``: the video is HDR,
+    and these filters (``media_info``) tone-map its thumbnails to SDR, after the scale.
     """
     times = thumb_times(start, end, count)
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-copyts", "-start_at_zero"]
     for t in times:
         cmd += ["-ss", f"{t:.3f}", "-noaccurate_seek", "-i", "file:" + os.path.abspath(path)]
     chains = [f"[{i}:v:0]fps=1000:start_time={t:.3f},trim=end_frame=1,setpts=PTS-STARTPTS,"
-              f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1{',' + TONE_MAP if hdr else ''}[f{i}]"
+              f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1{',' + hdr if hdr else ''}[f{i}]"
               for i, t in enumerate(times)]
     graph = ";".join(chains) + ";" + "".join(f"[f{i}]" for i in range(count)) + f"concat=n={count}:v=1:a=0,setpts=N/TB[v]"
     cmd += ["-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough",
@@ -195,14 +195,14 @@ def _prepare(result: dict, previews: Previews | None, infos: dict, ffmpeg: str) 
     start, end = float(result["start"]), float(result["end"])
     if path not in infos:
         infos[path] = media_info(path, ffprobe=_sibling(ffmpeg, "ffprobe"))
-    frames = thumbnails(path, start, end, ffmpeg=ffmpeg, hdr=bool(infos[path] and infos[path].get("hdr")))
+    frames = thumbnails(path, start, end, ffmpeg=ffmpeg, hdr=(infos[path] or {}).get("hdr") or "")
     if infos[path] is None:  # not readable as a video: the "no frame" thumbnails say so
         return frames, {}
     plays, why = browser_plays(infos[path], path)
     media = {"why": why}
     if not plays and previews is not None:
         try:
-            media["preview"] = previews.get(path, start, end, hdr=bool(infos[path].get("hdr")))
+            media["preview"] = previews.get(path, start, end, hdr=infos[path].get("hdr") or "")
         except PreviewError as exc:
             media["error"] = str(exc)
     return frames, media

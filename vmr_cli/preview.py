@@ -57,10 +57,12 @@ class PreviewError(VmrError):
 
 
 def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
-    """{'format', 'video': (codec, pix_fmt), 'audio': [codecs], 'hdr': bool} of path; None when
-    ffprobe fails.  'hdr': the video's colour transfer is PQ or HLG."""
+    """{'format', 'video': (codec, pix_fmt), 'audio': [codecs], 'hdr': str} of path; None when
+    ffprobe fails.  'hdr': where the video's colour transfer is PQ or HLG, the filters that
+    tone-map it (tone_map_filter), else ''."""
     cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_entries",
-           "format=format_name:stream=codec_type,codec_name,pix_fmt,color_transfer:stream_disposition=attached_pic",
+           "format=format_name:stream=codec_type,codec_name,pix_fmt,color_transfer,color_primaries,color_space"
+           ":stream_disposition=attached_pic",
            "file:" + os.path.abspath(path)]
     try:
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
@@ -75,7 +77,17 @@ def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
     return {"format": str((data.get("format") or {}).get("format_name", "")),
             "video": (str(video[0].get("codec_name", "")), str(video[0].get("pix_fmt", ""))) if video else None,
             "audio": [str(s.get("codec_name", "")) for s in streams if s.get("codec_type") == "audio"],
-            "hdr": bool(video) and video[0].get("color_transfer") in HDR_TRANSFERS}
+            "hdr": tone_map_filter(video[0]) if video and video[0].get("color_transfer") in HDR_TRANSFERS else ""}
+
+
+def tone_map_filter(stream: dict) -> str:
+    """TONE_MAP for an HDR stream (ffprobe's fields), told BT.2020 where the stream does not say
+    its primaries or matrix: zscale cannot convert without them, and every thumbnail and the
+    preview of such a file failed (the frames vmr embeds take BT.2020 there too: frames.tone_map)."""
+    known = {"", "unknown", "reserved"}
+    given = "".join([":pin=bt2020:p=bt2020" if stream.get("color_primaries", "") in known else "",
+                     ":min=bt2020nc" if stream.get("color_space", "") in known else ""])
+    return TONE_MAP.replace("zscale=t=linear:npl=203", "zscale=t=linear:npl=203" + given, 1)
 
 
 def container(format_name: str, path: str) -> str | None:
@@ -108,7 +120,7 @@ def browser_plays(info: dict | None, path: str) -> tuple[bool, str]:
     return True, ""
 
 
-def preview_key(path: str, start: float, end: float, hdr: bool = False) -> str:
+def preview_key(path: str, start: float, end: float, hdr: str = "") -> str:
     """Changes whenever the file (size, mtime, inode), the moment or the settings change (an HDR
     file's tone-mapped preview has a key of its own: those made before were not mapped)."""
     st = os.stat(path)
@@ -118,11 +130,11 @@ def preview_key(path: str, start: float, end: float, hdr: bool = False) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def preview_codec(side: int = MAX_SIDE, hdr: bool = False) -> list[str]:
+def preview_codec(side: int = MAX_SIDE, hdr: str = "") -> list[str]:
     """ffmpeg output options of a preview: H.264/AAC MP4, display aspect and rotation kept, never
-    upscaled past ``side``; ``hdr``: tone-mapped to SDR (TONE_MAP) after the scale."""
+    upscaled past ``side``; ``hdr``: the filters that tone-map it to SDR (media_info), after the scale."""
     scale = (f"scale=w='max(2,trunc(if(gte(dar,1),min({side},iw*sar),min({side},ih)*dar)/2)*2)'"
-             f":h='max(2,trunc(ow/dar/2)*2)',setsar=1,{TONE_MAP if hdr else 'format=yuv420p'}")
+             f":h='max(2,trunc(ow/dar/2)*2)',setsar=1,{hdr or 'format=yuv420p'}")
     return ["-sn", "-dn", "-map_metadata", "-1", "-vf", scale,
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "28", "-maxrate", "1500k", "-bufsize", "3000k",
             "-c:a", "aac", "-b:a", "96k", "-ac", "2", "-movflags", "+faststart", "-f", "mp4"]
@@ -135,9 +147,9 @@ class Previews:
         self.folder = os.path.join(library_dir, FOLDER)
         self.ffmpeg, self.max_bytes = ffmpeg, max_bytes
 
-    def get(self, path: str, start: float, end: float, hdr: bool = False) -> str:
+    def get(self, path: str, start: float, end: float, hdr: str = "") -> str:
         """Absolute path of the preview of (path, start, end); PreviewError when it cannot be made.
-        ``hdr``: the source is HDR (``media_info``): the preview is tone-mapped."""
+        ``hdr``: the source is HDR, and these filters (``media_info``) tone-map the preview."""
         try:
             key = preview_key(path, start, end, hdr)
             os.makedirs(self.folder, exist_ok=True)
