@@ -204,3 +204,28 @@ def test_a_ctrl_c_inside_code_run_from_a_string_still_exits_130(tmp_path):
     done = subprocess.run([sys.executable, "-m", "ctrl_c_in_exec", str(tmp_path / "lib")], capture_output=True,
                           text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=path))
     assert (done.returncode, done.stderr) == (130, "Error: interrupted\n"), done
+
+
+IGNORED_BY_THE_PARENT = """
+import builtins, os, runpy, signal, sys
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell script's background job ('vmr index DIR &') gets it
+real_import = builtins.__import__
+
+def import_then_signal(name, *args, **kwargs):  # Ctrl-C in the terminal while vmr loads and runs
+    if name in ("click", "json"):
+        os.kill(os.getpid(), signal.SIGINT)
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = import_then_signal
+sys.argv = ["vmr", "--library", sys.argv[1], "status", "--json"]
+runpy.run_module("vmr_cli", run_name="__main__")
+"""
+
+
+def test_a_signal_the_parent_ignores_stays_ignored(tmp_path):
+    """Started with SIGINT ignored (a script's background job), vmr set its own handler and a Ctrl-C
+    meant for the terminal's foreground stopped it ('Error: interrupted', 130)."""
+    done = subprocess.run([sys.executable, "-c", IGNORED_BY_THE_PARENT, str(tmp_path / "lib")], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.returncode == 0 and done.stderr == "" and '"videos": 0' in done.stdout, done

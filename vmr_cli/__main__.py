@@ -2,13 +2,13 @@
 
 import signal
 
-from .errors import exit_at_once
+from .errors import exit_at_once, on_signal
 
 
 def main():
     # From the first instant: loading vmr takes a fraction of a second, Ctrl-C in it gave a traceback
-    signal.signal(signal.SIGINT, exit_at_once)
-    signal.signal(signal.SIGTERM, exit_at_once)
+    on_signal(signal.SIGINT, exit_at_once)
+    on_signal(signal.SIGTERM, exit_at_once)
     from .cli import main as run
 
     run()

@@ -21,7 +21,7 @@ import click
 
 from . import __version__
 from .decode import BACKENDS
-from .errors import Terminated, exit_at_once  # raised by the SIGTERM handler below; before a command
+from .errors import Terminated, exit_at_once, on_signal  # Terminated: raised by the SIGTERM handler below
 from .paths import printable
 
 
@@ -63,8 +63,8 @@ def handle_errors(func):
 
         try:
             if _AS_PROCESS:  # the command stops cleanly: Ctrl-C and SIGTERM raise where it is
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                signal.signal(signal.SIGTERM, _terminated)
+                on_signal(signal.SIGINT, signal.default_int_handler)
+                on_signal(signal.SIGTERM, _terminated)
             done = func(*args, **kwargs)
             _ignore_signals()  # the work is done and said: a Ctrl-C now made click say 'Aborted!', exit 1
             return done
@@ -1050,8 +1050,8 @@ def main():
     _AS_PROCESS = True
     # Outside the command's work (options, the group's callback) nothing is open: it ends at once,
     # where click said 'Aborted!'; handle_errors makes them raise for the command.
-    signal.signal(signal.SIGINT, exit_at_once)
-    signal.signal(signal.SIGTERM, exit_at_once)
+    on_signal(signal.SIGINT, exit_at_once)
+    on_signal(signal.SIGTERM, exit_at_once)
     try:
         cli(prog_name="vmr")
     except SystemExit as exc:

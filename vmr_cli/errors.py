@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+
+# Signals vmr's parent had it ignore: a script's background job (`vmr index ~/videos &`) is not
+# stopped by a Ctrl-C meant for the terminal's foreground, nor a command under `nohup`-like
+# wrappers; vmr keeps them ignored (recorded at import, before vmr sets any handler).
+INHERITED_IGNORED = frozenset(s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is signal.SIG_IGN)
+
+
+def on_signal(signum: int, handler) -> None:
+    """signal.signal, except for a signal vmr's parent had it ignore (INHERITED_IGNORED)."""
+    if signum not in INHERITED_IGNORED:
+        signal.signal(signum, handler)
 
 
 class VmrError(Exception):
