@@ -417,7 +417,7 @@ def _pyav_colour(stream) -> tuple[str | None, str | None]:
 
 # FFmpeg's AVColorTransferCharacteristic and AVColorPrimaries numbers (those of ITU-T H.273)
 _PYAV_TRANSFERS = {16: "smpte2084", 18: "arib-std-b67"}
-_PYAV_PRIMARIES = {1: "bt709", 9: "bt2020"}
+_PYAV_PRIMARIES = {1: "bt709", 9: "bt2020", 11: "smpte431", 12: "smpte432"}  # as torchcodec names them (P3)
 
 
 class DecordReader(_Reader):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .probe import HDR_TRANSFERS
+
 
 def resize_center_crop(frames: torch.Tensor, size: int, shown: tuple[int, int] | None = None) -> torch.Tensor:
     """Resize the shortest side to ``size`` and crop the centre square; uint8 in, uint8 out.
@@ -40,9 +42,6 @@ def normalize(frames: torch.Tensor, mean, std) -> torch.Tensor:
     return (frames.float() / 255.0 - mean_t) / std_t
 
 
-# HDR video (phones record it by default: iPhone HLG, others PQ), by ffmpeg's names of a stream's
-# colour transfer.  Decoded to RGB as it is, such a picture is grey and washed out.
-HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
 REFERENCE_WHITE = 203.0  # nits: HDR's graphics white (BT.2408), shown as SDR's white
 HLG_PEAK = 1000.0  # nits: the display HLG's system gamma 1.2 is defined for
 SHOULDER = 0.8  # linear SDR level from which highlights (above reference white) are compressed
@@ -73,16 +72,19 @@ def tone_map(frames: torch.Tensor, transfer: str | None, primaries: str | None =
        hue kept, instead of clipping everything past reference white flat;
     4. encoded for an SDR screen (BT.1886's gamma 2.4, as zscale takes BT.709 video), uint8.
 
-    Done after the resize to the encoder's size (lookup tables where it can), it costs a few
-    milliseconds per 224x224 frame on one CPU core.
+    Done after the resize to the encoder's size (lookup tables where it can), it costs 6-11 ms
+    per 224x224 frame on this 2-core machine (PQ, HLG).  Primaries other than BT.2020 or
+    BT.709 (Display P3: smpte432) are left as they are, as both decoders name them.
     """
     if not is_hdr(transfer):
         return frames
+    if not _ENCODE:  # linear light (0-1, in 2**16 steps) to the 8-bit signal of an SDR screen (gamma 2.4)
+        _ENCODE.append((torch.linspace(0, 1, 1 << 16, dtype=torch.float64) ** (1 / 2.4) * 255).round().to(torch.uint8))
     light = _signal_to_light(transfer)[frames.long()]  # each channel's 256 values, computed once
     if transfer == "arib-std-b67":  # HLG: that was scene light; the OOTF of a HLG_PEAK display
         ys = light[:, 0] * 0.2627 + light[:, 1] * 0.6780 + light[:, 2] * 0.0593
         light = light * (ys.clamp(min=1e-6) ** 0.2 * (HLG_PEAK / REFERENCE_WHITE)).unsqueeze(1)
-    if (primaries or "bt2020") == "bt2020":
+    if (primaries or "bt2020") == "bt2020":  # (an untagged HDR stream is taken as BT.2020)
         matrix = torch.tensor(_BT2020_TO_BT709, dtype=light.dtype)
         light = (matrix @ light.flatten(2)).view_as(light)
     light = light.clamp(min=0)
@@ -90,12 +92,12 @@ def tone_map(frames: torch.Tensor, transfer: str | None, primaries: str | None =
     over = (peak - SHOULDER).clamp(min=0)
     squeezed = SHOULDER + over / (1 + over / (1 - SHOULDER))  # slope 1 at SHOULDER, towards 1.0
     light = light * torch.where(peak > SHOULDER, squeezed / peak.clamp(min=1e-6), 1.0)
-    return _ENCODE[(light.clamp(0, 1) * (len(_ENCODE) - 1)).round_().long()]
+    encode = _ENCODE[0]
+    return encode[(light.clamp(0, 1) * (len(encode) - 1)).round_().long()]
 
 
 _LIGHT: dict = {}
-# linear light (0-1, in 2**16 steps) to the 8-bit signal of an SDR screen (gamma 2.4)
-_ENCODE = (torch.linspace(0, 1, 1 << 16, dtype=torch.float64) ** (1 / 2.4) * 255).round().to(torch.uint8)
+_ENCODE: list = []  # made by the first HDR frame: an import for SDR video costs nothing
 
 
 def _signal_to_light(transfer: str) -> torch.Tensor:

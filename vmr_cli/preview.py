@@ -26,6 +26,7 @@ import time
 
 from .cut import cut
 from .errors import VmrError, first_line
+from .probe import HDR_TRANSFERS
 
 FOLDER = "previews"
 VERSION = 3            # part of every key: change it when the settings below change (2: cuts start with
@@ -43,7 +44,6 @@ PLAYABLE = {
     "webm": ({"vp8", "vp9", "av1"}, {"vorbis", "opus"}),
 }
 PLAIN_PIXELS = {"yuv420p", "yuvj420p"}  # H.264 in 10 bit or 4:2:2/4:4:4 plays in few browsers
-HDR_TRANSFERS = {"smpte2084", "arib-std-b67"}  # PQ and HLG (ffprobe's color_transfer), as frames.HDR_TRANSFERS
 # HDR (a phone's HLG or PQ, BT.2020) as an SDR screen shows it: to linear light where 203 nits
 # (HDR's reference white) is 1.0, BT.709's primaries, highlights above 0.8 compressed up to a
 # 1000-nit peak (peak=5: a phone's HLG, and most PQ), 8-bit BT.709; about as fast as no mapping

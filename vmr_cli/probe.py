@@ -13,6 +13,11 @@ from dataclasses import asdict, dataclass
 
 from .errors import DecodeError, TransientError, VmrError
 
+# HDR video (phones record it by default: iPhone HLG, others PQ), by ffmpeg's names of a stream's
+# colour transfer (ffprobe's color_transfer).  Decoded to RGB as it is, its picture is grey and
+# washed out: the frames vmr embeds (frames.tone_map) and the page's (preview.TONE_MAP) are mapped.
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+
 
 @dataclass
 class VideoInfo:
