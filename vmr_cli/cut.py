@@ -175,6 +175,8 @@ def _copy_seek(source: str, start: float) -> str | float:
     there come every half second or so (DVD, HDV, camcorders), so the copy is a little longer
     instead, as a stream copy may be."""
     return "input" if source.lower().endswith(INDEXED_NAMES) else max(0.0, start - COPY_LEAD)
+
+
 KEY_WINDOW = 8.0  # seconds before the start first searched for a key frame (then 4x more, ...)
 
 
@@ -220,10 +222,7 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> float:
 
 def _packet_time(*values: str) -> float | None:
     """The first of ffprobe's packet times given (pts_time, dts_time) that it knows, else None."""
-    for value in values:
-        if value not in ("", "N/A"):
-            return float(value)
-    return None
+    return next((t for t in map(_number, values) if t is not None), None)
 
 
 def _on_ticks(seconds: float, tick: float | None) -> float:
