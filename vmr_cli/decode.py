@@ -301,14 +301,13 @@ class PyAVReader(_Reader):
         slack (a last frame held a while looks the same); an MP4's sample table lists every frame,
         so there a stream that ends CUT_SHORT_FRAMES early is cut short when packets it lists were
         never read (a phone clip cut to half its bytes: 0.8 s short, unnoticed under that slack).
-        Both, since a held last frame has all its packets, and a clip trimmed without
+        Both, since a held last frame (or a damaged tail) has all its packets, and a clip trimmed without
         re-encoding (an edit list) lists frames it never shows, before or after its end."""
         fps = self.info.fps or 25.0
         late = self.info.duration - stream_end - 1.0 / fps  # the last frame is shown for a frame
-        if self.info.frames and self.info.frames - self.packets > self.CUT_SHORT_FRAMES:
-            late -= self.CUT_SHORT_FRAMES / fps
-        else:
-            late -= self.TRUNCATED_AFTER
+        if self.info.frames and self.info.frames - self.packets <= self.CUT_SHORT_FRAMES:
+            return 0  # every frame listed was read: a held last frame, or a damaged tail (bad_frames)
+        late -= self.CUT_SHORT_FRAMES / fps if self.info.frames else self.TRUNCATED_AFTER
         if late <= 0:
             return 0
         self.ends_at = stream_end + 1.0 / fps
