@@ -511,7 +511,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     if html_path and found["search_id"] is None:
         say("warning: no page written: the page shows a logged search")
     elif html_path:
-        _write_page(lib, lib.catalog.search(found["search_id"]), html_path, open_page)
+        _write_page(lib, where_now(lib, lib.catalog.search(found["search_id"])), html_path, open_page)
     _say_search_notes(found["stats"])
     if as_json:
         emit_json(found)
@@ -752,11 +752,11 @@ def _print_status(data: dict, report: dict | None) -> None:
         click.echo("model     NOT the library's weights, or not found (below)")
 
 
-def where_now(lib, search: dict, warnings: list | None = None) -> dict:
+def where_now(lib, search: dict) -> dict:
     """The logged search with each result's video where it is now: a file vmr index recorded
-    moving is shown there, as export cuts it and play plays it (a gone one as logged).
-    ``warnings`` gets what export would say of each result (changed since, gone, shorter now),
-    which ``show --json`` also gives as the result's ``warning``."""
+    moving is shown there, as export cuts it and play plays it (a gone one as logged).  A result
+    gets the ``warning`` export would give it (changed since, gone, shorter now): show prints
+    them, ``show --json`` and the page give them with their result."""
     from .errors import VmrError
     from .export import result_source
 
@@ -767,19 +767,16 @@ def where_now(lib, search: dict, warnings: list | None = None) -> dict:
             result = dict(result, video=path)
         except VmrError as exc:
             warning = str(exc)
-        if warning:
-            result = dict(result, warning=warning)
-            if warnings is not None:
-                warnings.append(warning)
-        results.append(result)
+        results.append(dict(result, warning=warning) if warning else result)
     return dict(search, results=results)
 
 
 def _write_page(lib, search: dict, html_path: str, open_page: bool) -> None:
+    """The page of a logged search, its results where they are now (where_now's)."""
     from .page import open_in_browser, write_page
 
     # Previews of moments browsers cannot play are cached in the library; a read-only one has none.
-    written = write_page(where_now(lib, search), html_path, previews_dir=None if lib.readonly else lib.directory,
+    written = write_page(search, html_path, previews_dir=None if lib.readonly else lib.directory,
                          library=_named_library(lib))
     say(f"page: {written}")
     if open_page and not open_in_browser(written):
@@ -863,15 +860,15 @@ def show(ctx, search_id, html_path, open_page, as_json):
                        else f"no search with id {search_id} ('vmr searches' lists them)")
     if open_page and not html_path:
         raise VmrError(OPEN_NEEDS_HTML)
-    changed: list[str] = []  # what export would say of a result now (printed with the table)
-    logged = where_now(lib, logged, changed)
+    logged = where_now(lib, logged)
     if html_path:
         _write_page(lib, logged, html_path, open_page)
     # What the search said then, and what changed since (a file re-indexed shorter: export refuses
     # the moment), on stderr with --json too: show printed the table alone.
     _say_search_notes(logged["stats"])
-    for warning in changed:  # each names its result ("result N: ...")
-        say(f"warning: {warning}")
+    for result in logged["results"]:  # each warning names its result ("result N: ...")
+        if result.get("warning"):
+            say(f"warning: {result['warning']}")
     if as_json:
         emit_json(logged_as_json(logged))
         return
