@@ -8,6 +8,8 @@ is faster than the transformers image processor and needs no Pillow.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -78,8 +80,6 @@ def tone_map(frames: torch.Tensor, transfer: str | None, primaries: str | None =
     """
     if not is_hdr(transfer):
         return frames
-    if not _ENCODE:  # linear light (0-1, in 2**16 steps) to the 8-bit signal of an SDR screen (gamma 2.4)
-        _ENCODE.append((torch.linspace(0, 1, 1 << 16, dtype=torch.float64) ** (1 / 2.4) * 255).round().to(torch.uint8))
     light = _signal_to_light(transfer)[frames.long()]  # each channel's 256 values, computed once
     if transfer == "arib-std-b67":  # HLG: that was scene light; the OOTF of a HLG_PEAK display
         ys = light[:, 0] * 0.2627 + light[:, 1] * 0.6780 + light[:, 2] * 0.0593
@@ -92,25 +92,25 @@ def tone_map(frames: torch.Tensor, transfer: str | None, primaries: str | None =
     over = (peak - SHOULDER).clamp(min=0)
     squeezed = SHOULDER + over / (1 + over / (1 - SHOULDER))  # slope 1 at SHOULDER, towards 1.0
     light = light * torch.where(peak > SHOULDER, squeezed / peak.clamp(min=1e-6), 1.0)
-    encode = _ENCODE[0]
+    encode = _sdr_signal()
     return encode[(light.clamp(0, 1) * (len(encode) - 1)).round_().long()]
 
 
-_LIGHT: dict = {}
-_ENCODE: list = []  # made by the first HDR frame: an import for SDR video costs nothing
-
-
+@functools.cache
 def _signal_to_light(transfer: str) -> torch.Tensor:
     """The 256 8-bit signal values of ``transfer`` as linear light (float32): PQ's EOTF in units of
     REFERENCE_WHITE; HLG's inverse OETF (scene light, 0-1)."""
-    if transfer not in _LIGHT:
-        x = torch.arange(256, dtype=torch.float64) / 255.0
-        if transfer == "smpte2084":
-            m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 32, 3424 / 4096, 2413 / 128, 2392 / 128
-            p = x ** (1 / m2)
-            light = ((p - c1).clamp(min=0) / (c2 - c3 * p)) ** (1 / m1) * (10000.0 / REFERENCE_WHITE)
-        else:
-            a, b, c = 0.17883277, 0.28466892, 0.55991073
-            light = torch.where(x <= 0.5, x * x / 3.0, (torch.exp((x - c) / a) + b) / 12.0)
-        _LIGHT[transfer] = light.float()
-    return _LIGHT[transfer]
+    x = torch.arange(256, dtype=torch.float64) / 255.0
+    if transfer == "smpte2084":
+        m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 32, 3424 / 4096, 2413 / 128, 2392 / 128
+        p = x ** (1 / m2)
+        return (((p - c1).clamp(min=0) / (c2 - c3 * p)) ** (1 / m1) * (10000.0 / REFERENCE_WHITE)).float()
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    return torch.where(x <= 0.5, x * x / 3.0, (torch.exp((x - c) / a) + b) / 12.0).float()
+
+
+@functools.cache
+def _sdr_signal() -> torch.Tensor:
+    """Linear light (0-1, in 2**16 steps) to the 8-bit signal of an SDR screen (gamma 2.4); made by
+    the first HDR frame, so an import for SDR video costs nothing."""
+    return (torch.linspace(0, 1, 1 << 16, dtype=torch.float64) ** (1 / 2.4) * 255).round().to(torch.uint8)

@@ -48,8 +48,8 @@ PLAIN_PIXELS = {"yuv420p", "yuvj420p"}  # H.264 in 10 bit or 4:2:2/4:4:4 plays i
 # (HDR's reference white) is 1.0, BT.709's primaries, highlights above 0.8 compressed up to a
 # 1000-nit peak (peak=5: a phone's HLG, and most PQ), 8-bit BT.709; about as fast as no mapping
 # at a thumbnail's size.  As vmr's embedded frames are (frames.tone_map).
-TONE_MAP = ("zscale=t=linear:npl=203,format=gbrpf32le,zscale=p=bt709,tonemap=mobius:param=0.8:peak=5:desat=0,"
-            "zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
+TONE_MAP = ("zscale=t=linear:npl=203{given},format=gbrpf32le,zscale=p=bt709,tonemap=mobius:param=0.8:peak=5:"
+            "desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p")  # {given}: see tone_map_filter
 
 
 class PreviewError(VmrError):
@@ -87,7 +87,7 @@ def tone_map_filter(stream: dict) -> str:
     known = {"", "unknown", "reserved"}
     given = "".join([":pin=bt2020:p=bt2020" if stream.get("color_primaries", "") in known else "",
                      ":min=bt2020nc" if stream.get("color_space", "") in known else ""])
-    return TONE_MAP.replace("zscale=t=linear:npl=203", "zscale=t=linear:npl=203" + given, 1)
+    return TONE_MAP.format(given=given)
 
 
 def container(format_name: str, path: str) -> str | None:
