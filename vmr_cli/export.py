@@ -223,15 +223,16 @@ def export_results(catalog, ranks=None, search_id: int | None = None, out_dir: s
     ffmpeg = require_tool("ffmpeg")
     planned = default_export_directory() if out_dir is None else os.path.abspath(out_dir)
     done_before = {} if force else _cut_before(catalog, search["id"], planned, copy)
-    sources, skipped = {}, []
+    skipped = []  # each file is checked now, before anything is cut, and again just before its cut
     for rank in (r for r in chosen if r not in done_before):
         try:
-            sources[rank] = result_source(catalog, by_rank[rank], f"result {rank}")
+            result_source(catalog, by_rank[rank], f"result {rank}")
         except VmrError as exc:
             if ranks:  # named on purpose: nothing is cut without it
                 raise
             skipped.append({"rank": rank, "error": str(exc)})  # every result: the others are cut
-    chosen = [rank for rank in chosen if rank in sources or rank in done_before]
+    gone = {item["rank"] for item in skipped}
+    chosen = [rank for rank in chosen if rank not in gone]
     if not chosen:
         raise NothingCut({"search_id": search["id"], "query": search["query"], "folder": planned,
                           "exported": [], "skipped": skipped})

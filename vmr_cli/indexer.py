@@ -19,9 +19,9 @@ from .decode import open_reader, require_backend
 from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, model_name, weights_identity
 from .errors import DecodeError, TransientError, VmrError, first_line
 from .paths import printable
-from .timecodes import timecode
 from .probe import ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
 from .scan import Roots, check_roots, collapse, fingerprint, plan_index
+from .timecodes import timecode
 
 CHUNK_CLIPS = 32        # clips decoded per step: bounds memory on very long videos
 THUMB = 32              # thumbnail size for the shot and motion measures
@@ -381,7 +381,7 @@ def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str):
         finally:
             reader.close()
         bad, good = reader.bad_frames, reader.good_frames
-        ends_at = reader.ends_at if reader.ends_at is not None and reader.ends_at < info.duration else None
+        ends_at = reader.ends_at  # (set only before the claimed duration)
         if bad and good is not None and bad > good:
             if ends_at is not None:
                 raise DecodeError(f"cut short: its video stream ends at {timecode(ends_at)} of the "
