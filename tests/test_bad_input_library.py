@@ -185,8 +185,8 @@ def test_catalog_from_a_newer_vmr_is_refused(indexed, isolated_library):
 def test_catalog_from_vmr_1_is_migrated_with_a_backup(indexed, isolated_library):
     found = vmr_json("search", "red", "--top-k", "3")
     db = isolated_library / "catalog.db"
-    conn = sqlite3.connect(db)  # what vmr 1 wrote: no codec column (nor those of schema 3), schema 1
-    for column in ("codec", "failed_with", "bad_frames"):
+    conn = sqlite3.connect(db)  # what vmr 1 wrote: no codec column (nor those of schemas 3 and 5), schema 1
+    for column in ("codec", "failed_with", "bad_frames", "transfer"):
         conn.execute(f"ALTER TABLE videos DROP COLUMN {column}")
     conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     conn.commit()

@@ -518,14 +518,14 @@ def test_schema_2_catalog_is_migrated_and_its_failures_retried(tiny_model, tmp_p
     vmr_json("index", folder, "--model", tiny_model, expect=1)
     db = isolated_library / "catalog.db"
     conn = sqlite3.connect(db)  # as vmr with schema 2 left it
-    for column in ("failed_with", "bad_frames"):
+    for column in ("failed_with", "bad_frames", "transfer"):
         conn.execute(f"ALTER TABLE videos DROP COLUMN {column}")
     conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     conn.commit()
     conn.close()
     summary = vmr_json("index", folder, expect=1)  # migrates; the old failure is tried once more
     assert [f["path"] for f in summary["failed"]] == [str(folder / "noise.mp4")] and summary["unchanged"] == 1
-    assert Catalog(str(db)).schema_version() == SCHEMA_VERSION == 4
+    assert Catalog(str(db)).schema_version() == SCHEMA_VERSION == 5
     assert os.path.exists(f"{db}.v2.bak")
 
 

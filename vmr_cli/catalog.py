@@ -103,11 +103,21 @@ def _transport_streams_read_again(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE videos SET mtime_ns=-1, fingerprint=NULL WHERE id=?", again)
 
 
+def _videos_transfer(conn: sqlite3.Connection) -> None:
+    """The colour transfer of an indexed video where it is HDR's (PQ, HLG), '' where it is not.
+    Rows from before hold NULL: vmr did not tone-map HDR then, so such a video was embedded grey
+    and washed out; the next 'vmr index' opens each unchanged one once to tell (indexer.py,
+    _hdr_embedded_untoned), indexes the HDR ones again and records the rest.  Not opened here."""
+    if "transfer" not in {row[1] for row in conn.execute("PRAGMA table_info(videos)")}:
+        conn.execute("ALTER TABLE videos ADD COLUMN transfer TEXT")
+
+
 MIGRATIONS = [
     ("initial schema", _initial_schema),
     ("videos.codec", _videos_codec),
     ("videos.failed_with", _videos_failed_with),
     ("transport streams read again", _transport_streams_read_again),
+    ("videos.transfer", _videos_transfer),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -297,6 +307,11 @@ class Catalog:
     def move_video(self, video_id: int, new_path: str, root: str, mtime_ns: int) -> None:
         self._conn.execute("UPDATE videos SET path=?, root=?, mtime_ns=? WHERE id=?",
                            (to_key(new_path), to_key(root), mtime_ns, video_id))
+
+    def record_transfers(self, transfers: dict[int, str]) -> None:
+        """video id -> its colour transfer (schema 5's column), for videos indexed before it."""
+        self._conn.executemany("UPDATE videos SET transfer=? WHERE id=?",
+                               [(transfer, video_id) for video_id, transfer in transfers.items()])
 
     def delete_video(self, video_id: int) -> None:
         self._conn.execute("DELETE FROM clips WHERE video_id=?", (video_id,))

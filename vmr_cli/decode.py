@@ -459,6 +459,21 @@ def _file_colour(path: str) -> tuple[str | None, str | None]:
         return None, None
 
 
+def file_transfer(path: str) -> str | None:
+    """The file's HDR colour transfer (PQ, HLG: ffmpeg's names), '' for any other or where PyAV
+    cannot read it (its frames are then taken as SDR, as the readers take them), None where the
+    file cannot be opened now (a share that dropped): it is asked again another time."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            return _pyav_colour(container.streams.video[0])[0] or ""
+    except OSError:  # PyAV's errors of the system are OSErrors too
+        return None
+    except (av.error.FFmpegError, IndexError):
+        return ""
+
+
 class _FallbackReader(_Reader):
     """The chosen backend until it fails on this file, then one sequential PyAV pass."""
 

@@ -15,11 +15,11 @@ import queue
 import threading
 import time
 
-from .decode import open_reader, require_backend
+from .decode import file_transfer, open_reader, require_backend
 from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, model_name, weights_identity
 from .errors import DecodeError, TransientError, VmrError, first_line
 from .paths import printable
-from .probe import ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
+from .probe import HDR_TRANSFERS, ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
 from .scan import Roots, check_roots, collapse, fingerprint, plan_index
 from .timecodes import timecode
 
@@ -155,6 +155,9 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         library.check(repair=True)
         library.repair_missing_shards()  # what a search reported as 'vectors missing'
         plan = plan_index(library.catalog, roots, prune=prune, signature=signature)
+        hdr_again = _hdr_embedded_untoned(library, plan.colour_unknown, progress)
+        plan.update += hdr_again
+        plan.unchanged -= len(hdr_again)
         if plan.add or plan.update:  # before anything is changed, as above
             require_backend(backend)
         lookup = Roots(roots)  # the root each file is recorded under
@@ -168,7 +171,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
                    "removed": 0, "failed": [dict(f, recorded=False) for f in plan.failed],
                    "fallbacks": [], "damaged": [], "kept": plan.kept, "same_file": plan.same_file,
                    "skipped": {"files": sum(plan.skipped.values()), "extensions": plan.skipped},
-                   "clips": 0}
+                   "clips": 0, "hdr_again": len(hdr_again)}
         for item, before, moved in plan.replaced:  # a file moved over another: its entry follows it
             library.remove_videos([before])
             summary["removed"] += 1
@@ -187,6 +190,28 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         library.catalog.log_operation("index", {"paths": roots, "model": name, "clip_seconds": clip_seconds,
                                                 "prune": prune}, summary, started)
     return summary
+
+
+def _hdr_embedded_untoned(library, unknown: list, progress: bool | None) -> list:
+    """The (file, row) of ``unknown`` (unchanged, indexed before the catalog recorded a video's
+    colour transfer) that are HDR: vmr embedded those as decoded, grey and washed out, before it
+    tone-mapped HDR, so they are indexed again.  The others' transfer is recorded, so each file
+    is opened once for this (its header only: about 1.5 ms), on the first index after the upgrade."""
+    from .progress import progress as bar_for
+
+    again, known = [], {}
+    bar = bar_for(len(unknown), "checking for HDR video indexed before it was tone-mapped", "video",
+                  enabled=progress if unknown else False)
+    for item, row in unknown:
+        transfer = file_transfer(item.path)
+        if transfer in HDR_TRANSFERS:
+            again.append((item, row))
+        elif transfer is not None:
+            known[row["id"]] = transfer
+        bar.update()
+    bar.close()
+    library.record_transfers(known)
+    return again
 
 
 def skipped_words(skipped: dict) -> str:

@@ -384,6 +384,12 @@ class Library:
         with self.catalog.transaction():
             self.catalog.move_video(row["id"], new_path, root, mtime_ns)
 
+    def record_transfers(self, transfers: dict[int, str]) -> None:
+        """The colour transfer of videos indexed before the catalog kept it, in one transaction."""
+        if transfers:
+            with self.catalog.transaction():
+                self.catalog.record_transfers(transfers)
+
     def remove_video(self, row: dict) -> None:
         self.remove_videos([row])
 

@@ -28,9 +28,10 @@ class VideoInfo:
     rotation: int   # degrees, as recorded in the file
     codec: str
     frames: int | None = None  # the frames an MP4/MOV header lists (its sample table), else None
+    transfer: str = ""  # the stream's colour transfer where it is HDR's (HDR_TRANSFERS), else ''
 
     def as_row(self) -> dict:
-        row = asdict(self)  # the catalog keeps the codec since schema 2
+        row = asdict(self)  # the catalog keeps the codec since schema 2, the transfer since 5
         del row["frames"]  # what the header claimed: only the decoder's check needs it
         return row
 
@@ -114,13 +115,15 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
     check_duration(float(duration), fps=fps, size=size, frames=frames)
     width = _displayed_width(width, stream.get("sample_aspect_ratio"))
     rotation = _rotation(stream)
+    transfer = str(stream.get("color_transfer") or "")
     if rotation % 180:
         width, height = height, width
     return VideoInfo(duration=float(duration), fps=float(fps or 0.0), width=width, height=height,
                      rotation=rotation, codec=str(stream.get("codec_name", "")),
                      # MP4/MOV's sample table lists every frame; an AVI index lists dropped ones
                      # too (tree.avi: 444 listed, 68 in the stream), others may say nothing
-                     frames=int(frames) if frames and "mov" in formats else None)
+                     frames=int(frames) if frames and "mov" in formats else None,
+                     transfer=transfer if transfer in HDR_TRANSFERS else "")
 
 
 def _still_image(ffprobe: str, path: str, names: set, cancel=None) -> bool:

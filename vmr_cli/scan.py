@@ -47,6 +47,7 @@ class Plan:
     own_outputs: int = 0                           # files vmr made (cuts, previews): passed over
     remove: list = field(default_factory=list)     # catalog rows
     unchanged: int = 0
+    colour_unknown: list = field(default_factory=list)  # (Found, row): unchanged, indexed before schema 5
     failed_before: int = 0                         # files recorded as failed, unchanged: not tried again
     failed: list = field(default_factory=list)     # {"path", "error"}
     kept: list = field(default_factory=list)       # {"path", "videos", "reason"}: entries not removed
@@ -310,6 +311,8 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
             plan.failed_before += 1  # recorded as failed, unchanged since: not tried again
         else:
             plan.unchanged += 1
+            if row.get("transfer") is None:  # indexed before vmr tone-mapped HDR: is it HDR?
+                plan.colour_unknown.append((item, row))
     gone_by_print: dict[tuple, list] = {}
     for row in gone.values():
         if row["status"] == "ok" and row["fingerprint"]:
