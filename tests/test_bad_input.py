@@ -50,6 +50,17 @@ def test_media_that_is_not_a_video_is_skipped_with_its_reason(tiny_model, tmp_pa
     ffmpeg("-f", "lavfi", "-i", "color=red:size=64x48", "-frames:v", "1", tmp_path / "photo.jpg")
     named = vmr_json("index", tmp_path / "photo.jpg", expect=1)
     assert failures(named) == {"photo.jpg": "a still image (mjpeg), not a video"}
+    # An animated WebP (a sticker, a saved GIF) is a still image to ffmpeg 5-7: it says which
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5:d=2", "-c:v", "libwebp_anim", "-loop", "0",
+           tmp_path / "sticker.webp")
+    ffmpeg("-f", "lavfi", "-i", "color=red:size=64x48", "-frames:v", "1", "-c:v", "libwebp", tmp_path / "still.webp")
+    decodes = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "sticker.webp"), "-f", "null", "-"],
+                             capture_output=True).returncode == 0
+    named = vmr_json("index", tmp_path / "sticker.webp", tmp_path / "still.webp", expect=1)
+    expected = {"still.webp": "a still image (webp), not a video"}
+    if not decodes:
+        expected["sticker.webp"] = "an animated WebP, which this ffmpeg reads as one image and cannot decode"
+    assert failures(named) == expected
     # A motion-JPEG stream is read by the same demuxer as one JPEG, frame after frame: a video
     ffmpeg("-f", "lavfi", "-t", "2", "-i", "testsrc2=size=320x240:rate=10", "-c:v", "mjpeg", "-f", "mjpeg",
            tmp_path / "camera.mjpeg")

@@ -91,6 +91,8 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
     fmt = data.get("format", {})
     formats = set(str(fmt.get("format_name", "")).split(","))  # ffprobe's demuxer names ('mov,mp4,m4a')
     if _still_image(ffprobe, path, formats, cancel):  # a JPEG was a 0.04 s 'video'
+        if stream.get("codec_name") == "webp" and _animated_webp(path):
+            raise DecodeError("an animated WebP, which this ffmpeg reads as one image and cannot decode")
         raise DecodeError(f"a still image ({stream.get('codec_name') or 'image'}), not a video")
     own = _number(stream.get("duration"))  # the video stream's length
     file_start = _number(fmt.get("start_time")) or 0.0
@@ -137,6 +139,17 @@ def _still_image(ffprobe: str, path: str, names: set, cancel=None) -> bool:
     counted = _ffprobe(ffprobe, path, ["-select_streams", "v:0", "-read_intervals", "%+#2", "-count_packets",
                                        "-show_entries", "stream=nb_read_packets"], cancel)
     return (_number((counted.get("streams") or [{}])[0].get("nb_read_packets")) or 0) <= 1
+
+
+def _animated_webp(path: str) -> bool:
+    """Whether a WebP file says it is animated: its VP8X header's animation flag (RIFF, WEBP,
+    VP8X, the chunk's size, then the flags byte, 0x02 for animation)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(21)
+    except OSError:
+        return False
+    return len(head) == 21 and head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and bool(head[20] & 0x02)
 
 
 def check_duration(duration: float, fps: float | None = None, size: int | None = None,
