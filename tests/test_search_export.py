@@ -473,6 +473,45 @@ def _export_moments(tmp_path, moments) -> list[str]:
     return [item["path"] for item in done["exported"]]
 
 
+def test_an_exact_cut_of_hdr_video_stays_hdr_in_ten_bits(tmp_path, monkeypatch):
+    """A phone's HDR video (an iPhone's HLG, an Android's PQ: 10-bit HEVC) was cut to 8-bit
+    H.264, which bands its gradients: now 10-bit HEVC with the source's colour tags, tagged hvc1
+    as Apple's players want; with an ffmpeg without libx265, 8-bit H.264 and a warning that says so."""
+    from conftest import make_hdr_video
+
+    from vmr_cli import export
+
+    (tmp_path / "v").mkdir()
+    hlg = make_hdr_video(tmp_path / "v" / "iphone.mov", "arib-std-b67")
+    pq = make_hdr_video(tmp_path / "v" / "android.mov", "smpte2084")
+    sdr = make_video(tmp_path / "v" / "sdr.mp4", [("red", 1.0)])
+
+    def stream(path) -> dict:
+        fields = "codec_name,codec_tag_string,pix_fmt,color_transfer,color_primaries,color_space"
+        found = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", f"stream={fields}",
+                                "-of", "json", path], capture_output=True, check=True).stdout
+        return json.loads(found)["streams"][0]
+
+    hdr = {"codec_name": "hevc", "codec_tag_string": "hvc1", "pix_fmt": "yuv420p10le",
+           "color_primaries": "bt2020", "color_space": "bt2020nc"}
+    cuts = _export_moments(tmp_path, [(hlg, 0.0, 0.5), (pq, 0.2, 0.7), (sdr, 0.0, 0.5)])
+    assert [stream(path) for path in cuts[:2]] == [dict(hdr, color_transfer="arib-std-b67"),
+                                                   dict(hdr, color_transfer="smpte2084")]
+    assert (stream(cuts[2])["codec_name"], stream(cuts[2])["pix_fmt"]) == ("h264", "yuv420p")
+    assert abs(ffprobe_duration(cuts[1]) - 0.5) < 0.15
+    monkeypatch.setattr(export, "has_encoder", lambda ffmpeg, name: name != "libx265")
+    lib = Library(None)
+    search_id = lib.catalog.log_search("a moment", "tiny", {}, {}, [
+        {"rank": 1, "video": str(pq), "start": 0.0, "end": 0.5, "score": 0.9}])
+    lib.close()
+    done = vmr_json("export", "--search", search_id, "--out", tmp_path / "out8")["exported"][0]
+    assert {k: v for k, v in stream(done["path"]).items() if k != "codec_tag_string"} == \
+        {"codec_name": "h264", "pix_fmt": "yuv420p", "color_transfer": "smpte2084", "color_primaries": "bt2020",
+         "color_space": "bt2020nc"}
+    assert done["warning"] == (f"result 1: {pq}: cut in 8-bit H.264, still HDR: this ffmpeg has no libx265 for a "
+                               "10-bit HEVC cut, so smooth gradients may show bands")
+
+
 def _changes(frames) -> list[tuple[float, float]]:
     """Where a cut's picture changes: (time, what it shows from then)."""
     return [frames[0]] + [b for a, b in pairwise(frames) if b[1] != a[1]]
