@@ -82,7 +82,8 @@ def test_an_iou_exactly_at_the_threshold_counts_despite_floating_point():
 
 def test_the_random_baseline_guesses_as_many_windows_as_search_returns():
     """One random window per query made the random R5@0.5 its R1@0.5 (19 where five guesses reach
-    69 on 10 s moments in 30 s videos), and its mAP that of one guess against search's ten."""
+    69 on 10 s moments in 30 s videos), and its mAP that of one guess against search's ten; ten
+    windows where search returned one or two read five guesses against search's two."""
     from types import SimpleNamespace
 
     from vmr_cli.evaluate import random_baseline
@@ -92,7 +93,10 @@ def test_the_random_baseline_guesses_as_many_windows_as_search_returns():
     items = [{"vid": str(n % 3)} for n in range(300)]
     files = {str(n): f"/v/{n}.mp4" for n in range(3)}
     truth = [[(10.0, 20.0)] for _ in items]
-    scores = random_baseline(library, items, files, truth)
+    scores = random_baseline(library, items, files, truth, [10] * 300, [10] * 300)
     assert scores["single"]["R5@0.5"] > scores["single"]["R1@0.5"] + 0.3
     assert scores["corpus"]["R5@0.5"] > scores["corpus"]["R1@0.5"]
-    assert random_baseline(library, items, files, truth) == scores  # the same for a seed
+    assert random_baseline(library, items, files, truth, [10] * 300, [10] * 300) == scores  # the same for a seed
+    one = random_baseline(library, items, files, truth, [1] * 300, [2] * 300)  # search returned one, two
+    assert one["single"]["R5@0.5"] == one["single"]["R1@0.5"] < scores["single"]["R5@0.5"] - 0.3
+    assert one["corpus"]["R5@0.5"] < scores["corpus"]["R5@0.5"]

@@ -358,3 +358,62 @@ def test_a_window_far_past_its_videos_end_is_cut_at_the_end(small, tmp_path):
     ann.write_text("green 2 4##a green screen\ngreen 0 1e308##a red screen\n")
     summary = vmr_json("train", ann, "--videos", small / "v", "--out", tmp_path / "t", "--epochs", 1, "--model", MODEL)
     assert summary["epochs"] == 1 and summary["history"][0]["vmr"] == summary["history"][0]["vmr"]  # not NaN
+
+
+def test_windows_past_their_videos_end_are_told_before_training_and_not_trained_on(small, tmp_path):
+    """Times typed in milliseconds: every window starts after its video ends.  vmr train ran all
+    its epochs teaching each query 'the last clip' (its target, cut at the video's end), and
+    warned only after the last one.  Now the warning comes before the first epoch, such a query
+    is left out, and with none left the run is refused before anything is written to --out."""
+    ms = tmp_path / "ms.txt"
+    ms.write_text("green 2000 4000##a green screen\ngreen 5000 9000##a red screen\n")
+    code, out, err = vmr("train", ms, "--videos", small / "v", "--out", tmp_path / "t", "--epochs", 1,
+                         "--model", MODEL, expect=1)
+    assert f"warning: {ms}:1: window [2000, 4000] starts after video 'green' ends (4.0 s)" in err
+    assert err.strip().splitlines()[-1] == (
+        f"Error: no training query has its window inside its video: each starts after its video ends ({ms}:1: "
+        "window [2000, 4000], video 'green' 4.0 s long); are the times in seconds?")
+    assert not (tmp_path / "t").exists()
+    some = tmp_path / "some.txt"
+    some.write_text("green 2 4##a green screen\ngreen 9 12##a red screen\n")
+    code, out, err = vmr("train", some, "--videos", small / "v", "--out", tmp_path / "t", "--epochs", 1)
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"warning: {some}:2: window [9, 12] starts after video 'green' ends")
+    assert lines[1].startswith("phase teacher epoch 1"), lines  # the warning came before the first epoch
+    assert out.startswith(f"trimmer in {tmp_path / 't'}: 1 query, 1 epoch")
+    assert sum(line.startswith("warning:") for line in lines) == 1  # not told again at the end
+
+
+def test_a_long_video_is_trained_on_in_pieces_as_search_reads_it():
+    """Training fed every clip of a video to the network at once: a batch holding a 10-minute
+    video took 13 s and 2.7 GB, an hour's ran out of memory.  It now sees a piece of at most
+    MAX_CLIPS clips (as search does) holding the example's window, placed at random; a video that
+    fits is used whole, drawing no random number (short-video training is what it was)."""
+    import torch
+
+    from vmr_cli.train import _Data
+    from vmr_cli.trained import MAX_CLIPS
+
+    def video(n):
+        starts = torch.arange(n, dtype=torch.float32) * 2
+        return {"A": torch.randn(n, 8), "c": torch.randn(n, 8), "motion": torch.rand(n),
+                "clip_start": starts, "clip_end": starts + 2}
+
+    long, short = video(1800), video(40)  # an hour, and 80 s
+    generator = torch.Generator().manual_seed(0)
+    assert _Data._piece(short, (10.0, 20.0), True, generator) is short
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(0).get_state())
+    window = (1400.0, 1421.0)  # clips 700-710
+    firsts = set()
+    for _ in range(20):
+        piece = _Data._piece(long, window, True, generator)
+        assert piece["A"].shape == (MAX_CLIPS, 8) and piece["motion"].shape == (MAX_CLIPS,)
+        first = int(piece["clip_start"][0]) // 2
+        assert first <= 700 and first + MAX_CLIPS > 710 and torch.equal(piece["A"], long["A"][first:first + MAX_CLIPS])
+        firsts.add(first)
+    assert len(firsts) > 10  # placed at random, not always at one place
+    assert int(_Data._piece(long, window, True, None)["clip_start"][0]) // 2 == 710 - MAX_CLIPS + 1
+    assert int(_Data._piece(long, (200.0, 1400.0), True, generator)["clip_start"][0]) == 200  # longer than a piece
+    assert int(_Data._piece(long, (3590.0, 3600.0), True, generator)["clip_end"][-1]) == 3600  # at the end
+    negative = _Data._piece(long, (-1.0, -1.0), False, generator)
+    assert negative["A"].shape[0] == MAX_CLIPS

@@ -962,11 +962,11 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     lib = open_library(ctx, create=True)
     try:
         report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
-                          predictions_path=predictions_path, model=model, trimmer=trimmer, backend=backend)
+                          predictions_path=predictions_path, model=model, trimmer=trimmer, backend=backend,
+                          warn=_warn_about)
     except BaseException:
         lib.discard_if_empty()  # a failed first run leaves no empty library behind
         raise
-    _warn_about(report["warnings"])
     if as_json:
         emit_json(report)
         return
@@ -1022,11 +1022,10 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
     try:
         summary = train_trimmer(lib, annotations, videos_dir, out_dir, val=val_path,
                                 options=TrainOptions(epochs=epochs, seed=seed), model=model, log=log,
-                                backend=backend)
+                                backend=backend, warn=_warn_about)  # before the first epoch, not after the last
     except BaseException:
         lib.discard_if_empty()  # a failed first run leaves no empty library behind, as eval and index
         raise
-    _warn_about(summary["warnings"])
     if as_json:
         emit_json(summary)
         return

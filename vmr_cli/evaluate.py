@@ -125,7 +125,7 @@ def video_files(videos_dir: str, wanted=()) -> dict[str, str]:
 def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool = False,
              predictions_path: str | None = None, model: str | None = None, top_k: int = 10,
              progress: bool | None = None, options: SearchOptions | None = None,
-             trimmer: str | None = None, backend: str = "torchcodec") -> dict:
+             trimmer: str | None = None, backend: str = "torchcodec", warn=None) -> dict:
     from .indexer import index_paths
     from .progress import progress as bar_for
     from .trained import TrainedTrimmer
@@ -147,6 +147,8 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     require_indexed(library, [it["vid"] for it in items], files)
     warnings = [checked.unfinished] if checked and checked.unfinished else []
     warnings += windows_past_end(library, items, files)
+    if warn is not None and warnings:  # before the queries run (minutes with a large encoder), not after
+        warn(warnings)
     # Without the frame cache: each query's cost is what a first search of it costs.
     searcher = Searcher(library, frame_cache=False, trimmer=trimmer, backend=backend)
     base = options or SearchOptions()
@@ -183,7 +185,8 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
         "single": summarise(single_preds, truth),
         "corpus": summarise(corpus_preds, truth),
         "cost": {k: round(sum(c[k] for c in cost) / n, 4) for k in keys},
-        "random": random_baseline(library, items, files, truth, top_k),
+        "random": random_baseline(library, items, files, truth, [len(p) for p in single_preds],
+                                  [len(p) for p in corpus_preds]),
         "warnings": warnings,
     }
 
@@ -226,19 +229,21 @@ def windows_past_end(library, items, files) -> list[str]:
     return out
 
 
-def random_baseline(library, items, files, truth, top_k: int = 10, seed: int = 0) -> dict:
+def random_baseline(library, items, files, truth, single_counts: list[int], corpus_counts: list[int],
+                    seed: int = 0) -> dict:
     """Uniform-random windows (own video; a random video for each in the corpus setting), for
-    scale: as many per query as search returns, since R5 and mAP read them all (with one,
-    the random R5@0.5 was its R1@0.5: 19 where five guesses reach 69)."""
+    scale: for each query as many as search returned for it in that setting, since R5 and mAP
+    read them all (with one, the random R5@0.5 was its R1@0.5: 19 where five guesses reach 69;
+    with ten where search returned two, it read five guesses against search's two)."""
     rng = random.Random(seed)
     durations = {v["path"]: v["duration"] for v in library.catalog.videos("ok")}
     paths = sorted(durations)
     single, corpus = [], []
-    for item in items:
+    for item, n_single, n_corpus in zip(items, single_counts, corpus_counts, strict=True):
         path = files[item["vid"]]
-        single.append([_random_window(rng, durations[path]) for _ in range(top_k)])
+        single.append([_random_window(rng, durations[path]) for _ in range(n_single)])
         guesses = []
-        for _ in range(top_k):
+        for _ in range(n_corpus):
             other = rng.choice(paths)
             window = _random_window(rng, durations[other])
             guesses.append(window if other == path else WRONG_VIDEO + (window[2],))

@@ -49,8 +49,10 @@ class TrainOptions:
 
 def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | None = None,
           options: TrainOptions | None = None, model: str | None = None, progress: bool | None = None,
-          log=None, backend: str = "torchcodec") -> dict:
-    """Train (or resume) a trimmer into out_dir; returns the run's summary."""
+          log=None, backend: str = "torchcodec", warn=None) -> dict:
+    """Train (or resume) a trimmer into out_dir; returns the run's summary.  ``warn(lines)``
+    hears of annotated windows no search can find as soon as the videos are indexed (the
+    summary's ``warnings`` hold them too)."""
     from .evaluate import read_annotations, video_files
     from .paths import absolute
 
@@ -75,7 +77,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     try:  # while its videos are indexed too: an interrupt then was told as the CLI's general line
         with _holding(out_dir):
             return _train(library, items, val_items, videos_dir, files, out_dir, recipe, options, model,
-                          progress, log, backend)
+                          progress, log, backend, warn)
     except KeyboardInterrupt as exc:  # SIGTERM (Terminated) keeps its own exit status, 143
         from vmr_models.checkpoint import CONFIG_NAME
 
@@ -89,7 +91,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
 
 
 def _train(library, items, val_items, videos_dir, files, out_dir, recipe, options, model, progress, log,
-           backend) -> dict:
+           backend, warn=None) -> dict:
     """train() with its checks done and --out held."""
     from vmr_models.losses import LossWeights, total_loss, vmr_loss
     from vmr_models.trimmer import Trimmer, TrimmerConfig
@@ -100,6 +102,19 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items + val_items], files)
     warnings = windows_past_end(library, items + val_items, files)
+    if warn is not None and warnings:
+        warn(warnings)
+    # A query whose first window (its target) starts after its video ends would teach the last
+    # clip (the target is cut at the video's end): it is left out, and with none left, refused.
+    durations = {v["path"]: v["duration"] for v in library.catalog.videos("ok")}
+    usable = [it for it in items if it["windows"][0][0] < durations[files[it["vid"]]]]
+    if not usable:
+        first = items[0]
+        raise VmrError(f"no training query has its window inside its video: each starts after its video ends "
+                       f"({first['where']}: window [{first['windows'][0][0]:g}, {first['windows'][0][1]:g}], "
+                       f"video '{first['vid']}' {durations[files[first['vid']]]:.1f} s long); are the times "
+                       "in seconds?")
+    items = usable
     data = _Data(library, items, val_items, files, options.drop)
     config = TrimmerConfig(dim=data.dim, hidden=options.hidden, layers=options.layers, steps=options.steps,
                            budget=options.budget, dropout=options.dropout)
@@ -232,13 +247,36 @@ class _Data:
                 other = names[int(torch.randint(len(names) - 1, (1,), generator=negatives))]
                 other = names[-1] if other == v else other
                 examples.append((other, i, (-1.0, -1.0), False))
-        batch = batch_of([self.videos[v] for v, _i, _w, _p in examples],
+        batch = batch_of([self._piece(self.videos[v], w, p, negatives) for v, _i, w, p in examples],
                          self.queries[[i for _v, i, _w, _p in examples]])
         starts = torch.tensor([w[0] for _v, _i, w, _p in examples], dtype=torch.float32)
         ends = torch.tensor([w[1] for _v, _i, w, _p in examples], dtype=torch.float32)
         targets = clip_targets(starts, ends, batch["clip_start"], batch["clip_end"], batch["valid"])
         targets["positive"] = torch.tensor([p for _v, _i, _w, p in examples])
         return batch, targets
+
+    @staticmethod
+    def _piece(video: dict, window, positive: bool, generator: torch.Generator | None) -> dict:
+        """At most MAX_CLIPS clips of a video, as search reads a long one (trained.network_windows):
+        a piece holding the example's window (as much of it as fits), placed at random with
+        ``generator`` (the first such piece without one); any piece of a negative.  Attention over a
+        whole video made training quadratic in its length: a batch with a 10-minute video took 13 s
+        and 2.7 GB, an hour's ran out of memory; a piece costs what a 9-minute video does.  Videos
+        that fit are used whole, and no random number is drawn for them."""
+        from .trained import MAX_CLIPS
+
+        n = video["A"].shape[0]
+        if n <= MAX_CLIPS:
+            return video
+        lo, hi = 0, n - MAX_CLIPS  # the first clip a piece may start at, from lo to hi
+        inside = ((video["clip_end"] > window[0]) & (video["clip_start"] < window[1])).nonzero().flatten()
+        if positive and len(inside):
+            first, last = int(inside.min()), int(inside.max())
+            lo, hi = max(0, last - MAX_CLIPS + 1), min(first, hi)
+            lo = min(lo, hi)  # a window longer than a piece: its start
+        if generator is not None and hi > lo:
+            lo += int(torch.randint(hi - lo + 1, (1,), generator=generator))
+        return {key: value[lo:lo + MAX_CLIPS] for key, value in video.items()}
 
     def recall(self, net, examples, iou: float = 0.5) -> float:
         """R1@iou of the moment search would rank first, each query against its own video: the
