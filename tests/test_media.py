@@ -370,7 +370,7 @@ def test_hdr_video_indexed_before_it_was_tone_mapped_is_embedded_again(hdr_video
     assert after[str(folder / "sdr.mp4")] == before[str(folder / "sdr.mp4")]
     opened.clear()
     again = vmr_json("--library", library, "index", folder)
-    assert (again["unchanged"], again["updated"], again["hdr_again"], opened) == (2, 0, 0, [])
+    assert (again["unchanged"], again["updated"], again["embedded_again"]["hdr"], opened) == (2, 0, 0, [])
 
 
 @pytest.mark.parametrize("backend", ["torchcodec", "pyav"])

@@ -227,6 +227,18 @@ def test_a_shard_without_stored_frames_is_still_searched(indexed_videos):
     found = vmr_json("search", "green", "--refine", "0")
     clips = vmr_json("status")["clips"]
     assert found["results"] and found["stats"]["frames_stored"] == clips  # one (middle) frame per clip
+    # Such a library was made by a vmr before the catalog's schema 5 (no colour transfer recorded):
+    # the first index after the upgrade embeds its videos again, once, and search has their frames.
+    with lib.catalog.transaction():
+        lib.catalog._conn.execute("UPDATE videos SET transfer=NULL")
+    n = len(lib.catalog.videos("ok"))
+    lib.close()
+    summary = vmr_json("index", indexed_videos)
+    assert (summary["updated"], summary["unchanged"], summary["embedded_again"]) == \
+        (n, 0, {"hdr": 0, "no_stored_frames": n})
+    again = vmr_json("search", "green", "--refine", "0")
+    assert again["stats"]["frames_stored"] == 2 * clips + n  # 2N + 1 frames a video
+    assert vmr_json("index", indexed_videos)["unchanged"] == n
 
 
 def test_a_read_only_library_reads_the_frame_cache_and_writes_nothing(indexed_videos, isolated_library):

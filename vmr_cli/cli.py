@@ -317,10 +317,16 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
                    f"failed {len(summary['failed'])}; {summary['clips']} clips in the library"
                    + (f" ({before} file{'s' if before != 1 else ''} that failed before, unchanged: "
                       "vmr status --failed)" if before else ""))
-        if summary["hdr_again"]:
-            n = summary["hdr_again"]
+        again = summary["embedded_again"]
+        if again["hdr"]:
+            n = again["hdr"]
             say(f"note: {n} HDR video{'s' if n != 1 else ''} (PQ or HLG) indexed before vmr tone-mapped HDR "
                 f"{'were' if n != 1 else 'was'} embedded again (the old vectors were of a grey, washed-out picture)")
+        if again["no_stored_frames"]:
+            n = again["no_stored_frames"]
+            say(f"note: {n} video{'s' if n != 1 else ''} indexed before vmr stored each clip's frames "
+                f"{'were' if n != 1 else 'was'} embedded again (search placed their moments from the middle of "
+                "each clip only)")
         kept = {k["path"] for k in summary["kept"]}
         _say_some([f"failed: {failure['path']}: {failure['error']}" for failure in summary["failed"]
                    if failure["path"] not in kept],  # an unreadable folder: its kept: line says it all

@@ -105,6 +105,16 @@ class VectorStore:
             return None
         return tensors if _well_formed(tensors, self.dim) else None
 
+    def shard_keys(self, video_id: int) -> set[str] | None:
+        """The names of the arrays a shard holds, from its header alone; None when it cannot be read."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(self.shard_path(video_id), framework="numpy") as handle:
+                return set(handle.keys())
+        except Exception:  # missing, truncated or not safetensors
+            return None
+
     def shard_matches(self, video_id: int, token: str | None, n_clips: int) -> bool:
         """Whether the shard is there, whole, and the one its row was committed with: only its
         header is read (safetensors checks the file's length against it), not its vectors."""
