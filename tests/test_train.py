@@ -92,7 +92,8 @@ def test_an_interrupted_run_resumes_to_the_same_model(world, tmp_path, monkeypat
     code, _out, err = vmr("--library", tmp_path / "lib", "train", world / "train.jsonl", "--videos",
                           world / "videos", "--out", resumed, "--val", world / "val.jsonl", "--epochs", 2,
                           "--seed", 5, expect=1)
-    assert "trained with other data or options" in err
+    assert err == (f"Error: --out {resumed} holds a trimmer trained with --seed 0 (this run: 5); run as it was to "
+                   "resume it, or choose another folder, or delete it to start over\n")
 
 
 def test_a_trimmer_for_another_encoder_is_one_line(world, tmp_path, other_model):
@@ -210,10 +211,27 @@ def test_out_and_trimmer_are_refused_before_anything_is_indexed(small, tmp_path)
     assert not (tmp_path / "library").exists()  # nothing was created, let alone indexed
     vmr("--library", tmp_path / "lib", "train", ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1,
         "--model", MODEL)
-    for other in (("--seed", 5), ("--epochs", 2)):
+    for other, told in ((("--seed", 5), "--seed 0 (this run: 5)"), (("--epochs", 2), "--epochs 1 (this run: 2)")):
         code, out, err = vmr("train", ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1, *other,
                              "--model", MODEL, expect=1)
-        assert "holds a trimmer trained with other data or options" in err
+        assert f"holds a trimmer trained with {told}; run as it was to resume it" in err
+    other_ann = tmp_path / "other.txt"
+    other_ann.write_text("green 0 2##a red screen\n")
+    code, out, err = vmr("train", other_ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1,
+                         "--model", MODEL, expect=1)
+    assert "holds a trimmer trained with other training annotations (queries, videos or windows differ)" in err
+    # --val only reports: a run made without it goes on with it; so does one whose checkpoint
+    # (before 2026-12-02) fingerprinted the training and --val annotations together
+    again = ("--library", tmp_path / "lib", "train", ann, "--videos", videos, "--out", tmp_path / "t", "--epochs", 1,
+             "--val", ann)
+    assert vmr_json(*again)["epochs"] == 1
+    from vmr_cli.evaluate import read_annotations
+    from vmr_cli.train import _fingerprint
+
+    config = json.loads((tmp_path / "t" / "config.json").read_text())
+    config["data"] = _fingerprint(read_annotations(str(ann)) * 2)
+    (tmp_path / "t" / "config.json").write_text(json.dumps(config))
+    assert vmr_json(*again)["epochs"] == 1
     assert not (tmp_path / "library").exists() and (mine / "notes.txt").read_text() == "the user's"
 
 

@@ -69,8 +69,10 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     if missing:
         raise VmrError(f"{len(missing)} annotated video{'s' if len(missing) != 1 else ''} not found under "
                        f"{videos_dir}, e.g. '{missing[0]}'")
-    recipe = {"drop": list(options.drop), "options": _plain(asdict(options)),
-              "data": _fingerprint(items + val_items)}
+    # The training annotations only: --val adds reporting, and a run stopped without it may
+    # resume with it (a run written before 2026-12-02 fingerprinted both: see _same_training).
+    recipe = {"drop": list(options.drop), "options": _plain(asdict(options)), "data": _fingerprint(items),
+              "data_with_val": _fingerprint(items + val_items)}
     found = _checkpoint_in(out_dir)
     if found is not None:  # refused before anything is indexed: all but the encoder can be compared now
         _same_training(out_dir, recipe, found[1])
@@ -395,12 +397,29 @@ def _same_training(out_dir: str, header: dict, config: dict) -> None:
     if other:
         raise VmrError(f"--out {out_dir} holds a trimmer trained {other}; choose another folder, or delete it "
                        "to start over")
-    mine = {k: header[k] for k in ("embedding_dim", "clip_seconds", "trimmer", "drop", "options", "data")
-            if k in header}
-    theirs = {k: config.get(k) for k in mine}
-    if _plain(mine) != _plain(theirs):
-        raise VmrError(f"--out {out_dir} holds a trimmer trained with other data or options; choose another "
-                       "folder, or delete it to start over")
+    differences = _differences(header, config)
+    if differences:
+        raise VmrError(f"--out {out_dir} holds a trimmer trained with {'; '.join(differences)}; run as it was to "
+                       "resume it, or choose another folder, or delete it to start over")
+
+
+def _differences(header: dict, config: dict) -> list[str]:
+    """What a checkpoint was trained with that ``header`` (this run) differs in, in the user's
+    words: the options they give (``--epochs 2 there, 4 now``), the annotations, and vmr's own."""
+    found = []
+    theirs, mine = config.get("options") or {}, header.get("options") or {}
+    for key, flag in (("epochs", "--epochs"), ("seed", "--seed")):
+        if key in mine and theirs.get(key) != mine[key]:
+            found.append(f"{flag} {theirs.get(key)} (this run: {mine[key]})")
+    # A checkpoint from before 2026-12-02 fingerprinted the training and --val annotations together.
+    if "data" in header and config.get("data") not in (header["data"], header.get("data_with_val")):
+        found.append("other training annotations (queries, videos or windows differ)")
+    own = [key for key in ("embedding_dim", "clip_seconds", "trimmer", "drop") if key in header
+           and _plain(header[key]) != _plain(config.get(key))]
+    own += [f"options.{key}" for key in mine if key not in ("epochs", "seed") and _plain(mine[key]) != _plain(theirs.get(key))]
+    if own:
+        found.append(f"other settings ({', '.join(own)})")
+    return found
 
 
 def _resume(out_dir: str, header: dict, net, optimiser):
