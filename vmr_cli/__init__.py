@@ -1,6 +1,6 @@
 """vmr: find moments in a personal video library from a sentence."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import os as _os
 import time as _time
