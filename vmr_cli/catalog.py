@@ -406,6 +406,11 @@ class Catalog:
         search["results"] = [_result(r) for r in rows]
         return search
 
+    def logged_moments(self):
+        """(path, start, end) of every logged result, each once."""
+        for path, start, end in self._conn.execute('SELECT DISTINCT path, start, "end" FROM results'):
+            yield from_key(path), start, end
+
     def searches(self, limit: int | None = None) -> list[dict]:
         """Logged searches, newest first: id, query, created_at and the number of results.  A limit
         past SQLite's 64-bit integers (which it cannot bind) is more than any log holds: all."""

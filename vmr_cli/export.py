@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -148,9 +149,12 @@ class _OwnOutputs:
             if "files" not in summary:  # an older vmr's log: an upgrade indexed its cuts as videos
                 self.paths.update(item["path"] for item in summary.get("exported", []) if "path" in item)
         self.marked: dict[str, bool] = {}
+        self.catalog, self.cut_stems = catalog, None
 
     def holds(self, item) -> bool:
         if item.path in self.paths or self._in_marked_folder(os.path.dirname(item.path)):
+            return True
+        if self._named_as_a_logged_cut(os.path.basename(item.path)):
             return True
         if item.size not in self.prints:  # a fingerprint only where the size matches a cut's
             return False
@@ -162,12 +166,34 @@ class _OwnOutputs:
             return False  # the scan records what it cannot read
         return item.fingerprint in self.prints[item.size]
 
+    def _named_as_a_logged_cut(self, name: str) -> bool:
+        """A cut the first vmr made (it logged no export, and cut into the current folder): named
+        as export names the cut of a logged search result.  The results are read only once a
+        name has a cut's form (``_0h00m04.75s-0h00m15.00s``)."""
+        stem = _cut_stem(name)
+        if stem is None:
+            return False
+        if self.cut_stems is None:
+            self.cut_stems = {_cut_stem(target_name(path, start, end, False))
+                              for path, start, end in self.catalog.logged_moments()}
+        return stem in self.cut_stems
+
     def _in_marked_folder(self, folder: str) -> bool:
         if folder not in self.marked:
             parent = os.path.dirname(folder)
             self.marked[folder] = (os.path.isfile(os.path.join(folder, MARKER))
                                    or (parent != folder and self._in_marked_folder(parent)))
         return self.marked[folder]
+
+
+CUT_NAME = re.compile(r"(.*_\d+h\d\dm\d\d\.\d\ds-\d+h\d\dm\d\d\.\d\ds)(?:_copy)?(?:_\d+)?\.[^./]+", re.DOTALL)
+
+
+def _cut_stem(name: str) -> str | None:
+    """What a cut's name says of its source and times (target_name less its _copy, _N and
+    extension), or None for a name that is not a cut's."""
+    found = CUT_NAME.fullmatch(name)
+    return found.group(1) if found else None
 
 
 # -- cutting ----------------------------------------------------------------------------------
