@@ -432,6 +432,7 @@ def test_search_ids_past_64_bits_and_non_finite_min_score(indexed, tmp_path):
         assert "Traceback" not in err and out == ""
 
 
+CHARADES = "a Charades-STA line is 'VID START END##query', and this one has"
 BAD_ANNOTATIONS = [
     ('{"query": "a", "vid": "green", "relevant_windows": [[1]]}', "window [1] is not [start, end] in seconds"),
     ('{"query": "a", "vid": "green", "relevant_windows": [[3, 1]]}', "window [3, 1] must have 0 <= start < end"),
@@ -454,6 +455,15 @@ BAD_ANNOTATIONS = [
      "qid NaN holds a number that is not finite"),
     ('{"qid": [2, -Infinity], "query": "a", "vid": "green", "relevant_windows": [[0, 1]]}',
      "qid [2, -Infinity] holds a number that is not finite"),
+    # hand-written Charades-STA lines: Python's "too many values to unpack (expected 3)" before
+    ("IMG 0001 1.0 5.0##a dog runs", f"{CHARADES} 4 fields before '##': a video id cannot hold spaces in this "
+                                     "format (QVHighlights JSONL can), and there are no other columns"),
+    ("green 60.0 1.0 5.0##a dog runs", f"{CHARADES} 4 fields before '##': a video id cannot hold spaces in this "
+                                       "format (QVHighlights JSONL can), and there are no other columns"),
+    ("green 1.0##a dog runs", f"{CHARADES} 2 fields before '##'"),
+    ("green 1.0 5.0 a dog runs", "a Charades-STA line is 'VID START END##query', and this one has no '##'"),
+    ("green 1.0 five##a dog runs",
+     "a Charades-STA line is 'VID START END##query', and its END 'five' is not a number of seconds"),
 ]
 
 
@@ -531,6 +541,36 @@ def test_annotations_mixing_formats_and_ambiguous_video_ids_are_refused(tmp_path
                                f"and {videos / 'b' / 'red.mp4'} both have that name; point --videos at a folder "
                                "where it is one file"), command
     assert vmr_json("status")["videos"] == 0
+
+
+def test_comments_in_charades_sta_are_skipped_and_named_in_jsonl_and_a_qid_met_by_a_line_number(tmp_path):
+    """'# holiday clips' atop a Charades-STA file was 'not enough values to unpack'; a JSONL line
+    commented out was 'a Charades-STA line in a file of QVHighlights lines'; a line without a qid
+    after one with "qid": 2 was 'qid 2 again', though it wrote none (vmr numbers it by its line)."""
+    from vmr_cli.evaluate import read_annotations
+
+    path = tmp_path / "ann.txt"
+    path.write_text("# holiday clips\n\n   # green first\ngreen 0 2##a green screen\n#red 0 2##a red screen\n")
+    assert [(it["vid"], it["qid"], it["where"]) for it in read_annotations(str(path))] == [
+        ("green", 4, f"{path}:4")]
+    row = '{"qid": 2, "query": "a", "vid": "green", "relevant_windows": [[0, 1]]}'
+    numbered = '{"query": "b", "vid": "green", "relevant_windows": [[1, 2]]}'
+    comment = ("a '#' comment in a QVHighlights JSONL file; JSONL has no comments (only Charades-STA text files "
+               "may hold them): delete the line")
+    for text, message in (
+            (f"{row}\n# {numbered}\n", f"{path}:2: {comment}"),
+            (f"# queries\n{row}\n", f"{path}:1: {comment}"),
+            (f"{row}\n{numbered}\n", f"{path}:2: line 2 has no qid, and vmr numbers such lines by their line, 2, "
+                                      "which line 1 gives as its qid; give every line a qid or none"),
+            (f"{numbered}\n{row.replace('2', '1', 1)}\n", f"{path}:2: line 1 has no qid, and vmr numbers such lines "
+                                                           "by their line, 1, which line 2 gives as its qid; give every "
+                                                           "line a qid or none")):
+        path.write_text(text)
+        with pytest.raises(VmrError) as raised:
+            read_annotations(str(path))
+        assert str(raised.value) == message
+    path.write_text(f"{numbered}\n{row}\n")  # numbered 1 and qid 2: no collision
+    assert [it["qid"] for it in read_annotations(str(path))] == [1, 2]
 
 
 # -- 11.15: file names on stderr are escaped, every message ---------------------------------------

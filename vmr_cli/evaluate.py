@@ -41,24 +41,33 @@ def read_annotations(path: str) -> list[dict]:
     except UnicodeDecodeError:
         raise VmrError(f"annotations {printable(path)} are not UTF-8 text") from None
     out, kinds, qids = [], {}, {}
+    comment = None  # the first "#" line: a comment in Charades-STA text, an error in JSONL
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         where = f"{printable(path)}:{number}"
+        if line.lstrip().startswith("#"):
+            comment = comment or number
+            if "QVHighlights" in kinds:
+                raise _jsonl_comment(path, number)
+            continue
         kind = "QVHighlights" if line.lstrip().startswith("{") else "Charades-STA"
+        if kind == "QVHighlights" and comment:
+            raise _jsonl_comment(path, comment)
         kinds.setdefault(kind, number)
         if len(kinds) > 1:  # line numbers and qids would collide
             first = min(kinds, key=kinds.get)
             raise VmrError(f"{where}: a {kind} line in a file of {first} lines (from line {kinds[first]}); "
                            "one format per file")
+        numbered = False  # a QVHighlights line without a qid is numbered by its line, as Charades-STA's are
         try:
             if kind == "QVHighlights":
                 item = json.loads(line)
+                numbered = isinstance(item, dict) and "qid" not in item
                 qid, query, vid, windows = item.get("qid", number), item["query"], item["vid"], item["relevant_windows"]
             else:
-                head, query = line.split("##", 1)
-                vid, start, end = head.split()
-                qid, windows = number, [[float(start), float(end)]]
+                vid, windows, query = _charades_line(line, where)
+                qid = number
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise VmrError(f"{where}: not Charades-STA or QVHighlights ({exc})") from None
         except RecursionError:  # json's parser recurses: a damaged line of thousands of "["
@@ -70,13 +79,49 @@ def read_annotations(path: str) -> list[dict]:
         except ValueError:
             raise VmrError(f"{where}: qid {json.dumps(qid)} holds a number that is not finite") from None
         if key in qids:
-            raise VmrError(f"{where}: qid {key} again (first on line {qids[key]}); each query needs its own")
-        qids[key] = number
+            first, first_numbered = qids[key]
+            if numbered or first_numbered:  # vmr's number met the user's: neither line is wrong alone
+                without, other = (number, first) if numbered else (first, number)
+                raise VmrError(f"{where}: line {without} has no qid, and vmr numbers such lines by their line, "
+                               f"{key}, which line {other} gives as its qid; give every line a qid or none")
+            raise VmrError(f"{where}: qid {key} again (first on line {first}); each query needs its own")
+        qids[key] = (number, numbered)
         out.append({"qid": qid, "query": _checked_query(query, where), "vid": str(vid).strip(),
                     "windows": _checked_windows(windows, where), "where": where})
     if not out:
         raise VmrError(f"annotations {printable(path)} are empty")
     return out
+
+
+CHARADES = "a Charades-STA line is 'VID START END##query'"
+
+
+def _charades_line(line: str, where: str):
+    """(vid, [[start, end]], query) of a Charades-STA line, or an error that says what the line
+    holds instead: hand-written lines get an id with a space or an extra column."""
+    if "##" not in line:
+        raise VmrError(f"{where}: {CHARADES}, and this one has no '##'")
+    head, query = line.split("##", 1)
+    fields = head.split()
+    if len(fields) != 3:
+        count = f"{len(fields)} field{'s' if len(fields) != 1 else ''}"
+        extra = (": a video id cannot hold spaces in this format (QVHighlights JSONL can), and there are "
+                 "no other columns" if len(fields) > 3 else "")
+        raise VmrError(f"{where}: {CHARADES}, and this one has {count} before '##'{extra}")
+    vid, start, end = fields
+    times = []
+    for name, text in (("START", start), ("END", end)):
+        try:
+            times.append(float(text))
+        except ValueError:
+            raise VmrError(f"{where}: {CHARADES}, and its {name} '{printable(text)}' is not a number "
+                           "of seconds") from None
+    return vid, [times], query
+
+
+def _jsonl_comment(path: str, number: int) -> VmrError:
+    return VmrError(f"{printable(path)}:{number}: a '#' comment in a QVHighlights JSONL file; JSONL has no "
+                    "comments (only Charades-STA text files may hold them): delete the line")
 
 
 def _checked_query(query, where: str) -> str:
