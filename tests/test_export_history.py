@@ -538,8 +538,8 @@ def test_annotations_mixing_formats_and_ambiguous_video_ids_are_refused(tmp_path
                     ("train", path, "--videos", videos, "--out", tmp_path / "t", "--epochs", "1")):
         code, out, err = vmr(*command, expect=1)
         assert err.strip() == (f"Error: annotated video 'red' is ambiguous under {videos}: {videos / 'a' / 'red.mp4'} "
-                               f"and {videos / 'b' / 'red.mp4'} both have that name; point --videos at a folder "
-                               "where it is one file"), command
+                               f"and {videos / 'b' / 'red.mp4'} both answer to it; write the one meant as its path "
+                               "relative to --videos: 'a/red' or 'b/red'"), command
     assert vmr_json("status")["videos"] == 0
 
 
@@ -571,6 +571,49 @@ def test_comments_in_charades_sta_are_skipped_and_named_in_jsonl_and_a_qid_met_b
         assert str(raised.value) == message
     path.write_text(f"{numbered}\n{row}\n")  # numbered 1 and qid 2: no collision
     assert [it["qid"] for it in read_annotations(str(path))] == [1, 2]
+
+
+def test_video_ids_by_name_extension_relative_path_and_unicode_normalisation(tiny_model, tmp_path):
+    """An id is a file's stem, its name with the extension, or its path relative to --videos (with
+    or without the extension), compared after NFC normalisation: a file named on a Mac (NFD
+    'e\u0301te\u0301.mp4') answers to 'été' typed elsewhere.  Each was 'not found'; the
+    predictions keep the id as it was written."""
+    import unicodedata
+
+    from vmr_cli.evaluate import video_files
+
+    videos = tmp_path / "v"
+    make_video(videos / "trip1" / "clip.mp4", [("red", 2.0)])
+    make_video(videos / "trip2" / "clip.mp4", [("blue", 2.0)])
+    make_video(videos / "trip2" / "other.mp4", [("blue", 2.0)])
+    composed, decomposed = unicodedata.normalize("NFC", "été"), unicodedata.normalize("NFD", "été")
+    make_video(videos / f"{decomposed}.mp4", [("green", 2.0)])
+    path = tmp_path / "ann.txt"
+    ids = [composed, f"{composed}.mp4", "trip1/clip", "trip2/clip.mp4", "other", "trip2/other.mp4", "other.mp4"]
+    path.write_text("".join(f"{vid} 0 2##a screen\n" for vid in ids))
+    report = vmr_json("eval", path, "--videos", videos, "--model", tiny_model, "--predictions", tmp_path / "p.jsonl")
+    assert report["n_queries"] == len(ids)
+    predictions = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [p["vid"] for p in predictions] == ids
+    files = video_files(str(videos), ids)
+    assert files[composed] == files[f"{composed}.mp4"] == str(videos / f"{decomposed}.mp4")  # the real name
+    assert files["trip1/clip"] == str(videos / "trip1" / "clip.mp4")
+    for vid in ("clip", "clip.mp4"):  # a form that names two files
+        path.write_text(f"{vid} 0 2##a screen\n")
+        for command in (("eval", path, "--videos", videos),
+                        ("train", path, "--videos", videos, "--out", tmp_path / "t", "--epochs", "1")):
+            code, out, err = vmr(*command, expect=1)
+            assert err.strip() == (f"Error: annotated video '{vid}' is ambiguous under {videos}: "
+                                   f"{videos / 'trip1' / 'clip.mp4'} and {videos / 'trip2' / 'clip.mp4'} both answer "
+                                   "to it; write the one meant as its path relative to --videos: 'trip1/clip' or "
+                                   "'trip2/clip'"), command
+    path.write_text("trip3/clip 0 2##a screen\n")
+    for command in (("eval", path, "--videos", videos),
+                    ("train", path, "--videos", videos, "--out", tmp_path / "t", "--epochs", "1")):
+        code, out, err = vmr(*command, expect=1)
+        assert err.strip() == (f"Error: 1 annotated video not found under {videos}, e.g. 'trip3/clip' (an id is a "
+                               "video's file name under --videos, with or without its extension, or its path "
+                               "relative to --videos, such as trip1/clip or trip1/clip.mp4)"), command
 
 
 # -- 11.15: file names on stderr are escaped, every message ---------------------------------------

@@ -936,7 +936,8 @@ def play(ctx, rank, search_id, player):
 @cli.command(name="eval")
 @click.argument("annotations", type=_Path(dir_okay=False))
 @click.option("--videos", "videos_dir", required=True, type=_Path(file_okay=False),
-              help="Folder holding the annotated videos (file stem = video id).")
+              help="Folder holding the annotated videos (a video id is a file name, with or without its "
+                   "extension, or a path relative to it).")
 @click.option("--model", type=_Model(), help="Encoder for a new library (as for vmr index).")
 @click.option("--exhaustive", is_flag=True, help="Verify every clip (the baseline trimming is measured against).")
 @click.option("--predictions", "predictions_path", type=_Path(dir_okay=False),
@@ -992,7 +993,8 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
 @cli.command()
 @click.argument("annotations", type=_Path(dir_okay=False))
 @click.option("--videos", "videos_dir", required=True, type=_Path(file_okay=False),
-              help="Folder holding the annotated videos (file stem = video id); indexed if needed.")
+              help="Folder holding the annotated videos (a video id is a file name, with or without its "
+                   "extension, or a path relative to it); indexed if needed.")
 @click.option("--out", "out_dir", required=True, type=_Path(file_okay=False),
               help="Folder for the trained trimmer (created; an unfinished run there resumes).")
 @click.option("--val", "val_path", type=_Path(dir_okay=False),

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+import unicodedata
 
 from .errors import VmrError
 from .metrics import summarise
@@ -73,7 +74,7 @@ def read_annotations(path: str) -> list[dict]:
         except RecursionError:  # json's parser recurses: a damaged line of thousands of "["
             raise VmrError(f"{where}: not Charades-STA or QVHighlights (nested too deeply)") from None
         if not isinstance(vid, (str, int)) or isinstance(vid, bool) or not str(vid).strip():
-            raise VmrError(f"{where}: the video id must be a file stem, not {json.dumps(vid)}")
+            raise VmrError(f"{where}: the video id must be a file's name, not {json.dumps(vid)}")
         try:  # the qid is written back into --predictions, which must be standard JSON
             key = json.dumps(qid, allow_nan=False)
         except ValueError:
@@ -150,21 +151,78 @@ def _checked_windows(windows, where: str) -> list[tuple[float, float]]:
 
 
 def video_files(videos_dir: str, wanted=()) -> dict[str, str]:
-    """File stem -> absolute path, for every video under videos_dir.  An id in ``wanted`` (the
-    annotated ones) that two files answer to (a/x.mp4 and b/x.mp4) is an error naming both:
-    taking either would score against a video the annotations may not mean."""
-    found: dict[str, list] = {}
-    for base, dirs, files in os.walk(videos_dir):
-        dirs.sort()
-        for name in sorted(files):
-            if is_video_name(name):  # what vmr index takes from a folder
-                found.setdefault(os.path.splitext(name)[0], []).append(os.path.join(base, name))
+    """Annotated id -> absolute path of the video it names under videos_dir, for every id in
+    ``wanted``.  An id is a video's file name with or without its extension (``clip.mp4``,
+    ``clip``) or its path relative to videos_dir, with or without it (``trip1/clip``), compared
+    after Unicode NFC normalisation (a Mac names a file ``e`` + combining accent where the
+    annotation has ``é``).  The most exact form decides: a path before a name, a name with its
+    extension before a stem.  An id no video answers to is an error, and so is one that two
+    files answer to in that form (a/x.mp4 and b/x.mp4 for ``x``): taking either would score
+    against a video the annotations may not mean; the message gives the paths that name each."""
+    names = _VideoNames(videos_dir)
+    out, missing = {}, []
     for vid in sorted(set(wanted)):
-        if len(found.get(vid, [])) > 1:
-            first, second = found[vid][:2]
-            raise VmrError(f"annotated video '{vid}' is ambiguous under {videos_dir}: {first} and {second} "
-                           "both have that name; point --videos at a folder where it is one file")
-    return {stem: paths[0] for stem, paths in found.items()}
+        paths = names.find(vid)
+        if len(paths) > 1:
+            raise VmrError(names.ambiguous(vid, paths))
+        if paths:
+            out[vid] = paths[0]
+        else:
+            missing.append(vid)
+    if missing:
+        raise VmrError(f"{len(missing)} annotated video{'s' if len(missing) != 1 else ''} not found under "
+                       f"{printable(videos_dir)}, e.g. '{printable(missing[0])}' (an id is a video's file name "
+                       "under --videos, with or without its extension, or its path relative to --videos, "
+                       "such as trip1/clip or trip1/clip.mp4)")
+    return out
+
+
+class _VideoNames:
+    """The videos under a folder by each form of id that names them, most exact form first."""
+
+    def __init__(self, videos_dir: str):
+        self.root = videos_dir
+        self.forms: list[dict[str, list[str]]] = [{}, {}, {}, {}]  # path, path less extension, name, stem
+        for base, dirs, files in os.walk(videos_dir):
+            dirs.sort()
+            for name in sorted(files):
+                if is_video_name(name):  # what vmr index takes from a folder
+                    path = os.path.join(base, name)
+                    relative = os.path.relpath(path, videos_dir).replace(os.sep, "/")
+                    keys = (relative, os.path.splitext(relative)[0], name, os.path.splitext(name)[0])
+                    for form, key in zip(self.forms, keys):
+                        form.setdefault(_nfc(key), []).append(path)
+
+    def find(self, vid: str) -> list[str]:
+        for form in self.forms:
+            if _nfc(vid) in form:
+                return form[_nfc(vid)]
+        return []
+
+    def ambiguous(self, vid: str, paths: list[str]) -> str:
+        first, second = paths[:2]
+        named = [self.naming(path) for path in (first, second)]
+        if None in named:  # a/été.mp4 twice, composed and decomposed: no id tells them apart
+            advice = ("their names differ only in how accented letters are stored (Unicode normalisation): "
+                      "rename one")
+        else:
+            advice = "write the one meant as its path relative to --videos: " + " or ".join(
+                f"'{printable(n)}'" for n in named)
+        more = f" (and {len(paths) - 2} more)" if len(paths) > 2 else ""
+        return (f"annotated video '{printable(vid)}' is ambiguous under {printable(self.root)}: "
+                f"{printable(first)} and {printable(second)}{more} both answer to it; {advice}")
+
+    def naming(self, path: str) -> str | None:
+        """The shortest path relative to the folder that names this file alone, or None."""
+        relative = os.path.relpath(path, self.root).replace(os.sep, "/")
+        for form in (os.path.splitext(relative)[0], relative):
+            if self.find(form) == [path]:
+                return form
+        return None
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool = False,
@@ -184,10 +242,6 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     if not os.path.isdir(videos_dir):
         raise VmrError(f"no such folder: {videos_dir}")
     files = video_files(videos_dir, wanted=[it["vid"] for it in items])
-    missing = sorted({it["vid"] for it in items if it["vid"] not in files})
-    if missing:
-        raise VmrError(f"{len(missing)} annotated video{'s' if len(missing) != 1 else ''} not found under "
-                       f"{videos_dir}, e.g. '{missing[0]}'")
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items], files)
     warnings = [checked.unfinished] if checked and checked.unfinished else []

@@ -64,11 +64,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     videos_dir = absolute(videos_dir)
     if not os.path.isdir(videos_dir):
         raise VmrError(f"no such folder: {videos_dir}")
-    files = video_files(videos_dir, wanted=[it["vid"] for it in items + val_items])
-    missing = sorted({it["vid"] for it in items + val_items if it["vid"] not in files})
-    if missing:
-        raise VmrError(f"{len(missing)} annotated video{'s' if len(missing) != 1 else ''} not found under "
-                       f"{videos_dir}, e.g. '{missing[0]}'")
+    files = video_files(videos_dir, wanted=[it["vid"] for it in items + val_items])  # or an error
     # The training annotations only: --val adds reporting, and a run stopped without it may
     # resume with it (a run written before 2026-12-02 fingerprinted both: see _same_training).
     recipe = {"drop": list(options.drop), "options": _plain(asdict(options)), "data": _fingerprint(items),
