@@ -192,6 +192,11 @@ class _Data:
 
         info = library.require_encoder()
         self.dim = info["dim"]
+        # A video by its path: annotations may name one under two ids (clip, trip1/clip.mp4); by
+        # id it was loaded twice and could be drawn as its own negative.
+        items = [dict(it, vid=files[it["vid"]]) for it in items]
+        val_items = [dict(it, vid=files[it["vid"]]) for it in val_items]
+        files = {path: path for path in files.values()}
         self.videos = {}
         self.timelines = {}  # validation videos: (row, clips, shard) for their stored timeline
         val_vids = {it["vid"] for it in val_items}
