@@ -99,6 +99,42 @@ def test_transport_streams_indexed_before_pyav_read_them_are_read_again(tiny_mod
     assert vmr_json("--library", library, "index", folder)["unchanged"] == 2
 
 
+def test_a_transport_stream_marked_to_be_read_again_is_not_said_to_have_changed(tiny_model, tmp_path):
+    """Migration 4 clears a transport stream's recorded time: until the next index, show, search
+    and export said the untouched file had changed since it was indexed or searched.  They say
+    what is so (an older vmr read it at wrong times), and export still cuts it."""
+    from conftest import make_video, vmr, vmr_json
+
+    folder = tmp_path / "v"
+    mp4 = make_video(folder / "phone.mp4", [("red", 2.0)])
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp4), "-c", "copy", "-f", "mpegts",
+                    str(folder / "camcorder.mts")], check=True)
+    mp4.unlink()
+    library = tmp_path / "lib"
+    vmr("--library", library, "index", folder, "--model", tiny_model)
+    logged = vmr_json("--library", library, "search", "a red screen")  # by the older vmr
+    conn = sqlite3.connect(library / "catalog.db")
+    conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")  # as the vmr before left it
+    conn.commit()
+    conn.close()
+    stream = folder / "camcorder.mts"
+    said = f"{stream} was indexed by an older vmr that read transport streams at wrong times, so its " \
+        "moments may be off until 'vmr index' reads it again"
+    _, _, err = vmr("--library", library, "show", logged["search_id"])
+    assert f"warning: result 1: {said}" in err and "changed" not in err
+    _, _, err = vmr("--library", library, "search", "a red screen")
+    assert f"warning: {stream}: indexed by an older vmr that read transport streams" in err
+    assert "changed" not in err
+    stats = vmr_json("--library", library, "search", "a red screen")["stats"]
+    assert "changed" not in stats and [c["video"] for c in stats["read_again"]] == [str(stream)]
+    exported = vmr_json("--library", library, "export", "--search", logged["search_id"], "1",
+                        "--out", tmp_path / "cuts")
+    assert len(exported["exported"]) == 1 and exported["exported"][0]["warning"] == f"result 1: {said}"
+    vmr("--library", library, "index", folder)  # read again: nothing more to say
+    _, _, err = vmr("--library", library, "search", "a red screen")
+    assert "warning" not in err
+
+
 def test_a_failed_file_recorded_without_its_root_counts_its_folder_as_one(tmp_path):
     """vmr recorded failed files with no root until 2026-12-01: 'vmr index' with no PATH never
     looked at their folder again (a file put right stayed 'failed', new files there unseen)."""

@@ -87,20 +87,22 @@ def _videos_failed_with(conn: sqlite3.Connection) -> None:
 
 
 TRANSPORT_STREAM_NAMES = (".ts", ".m2ts", ".mts", ".m2t", ".tp", ".trp")
+READ_AGAIN_MTIME = -1  # videos.mtime_ns of a file migration 4 marked to be read again (no file has it)
 
 
 def _transport_streams_read_again(conn: sqlite3.Connection) -> None:
     """Transport streams (.ts, .m2ts/.mts) indexed before vmr decoded them with PyAV hold the
     frames of the wrong times (torchcodec returned the next key frame).  Their recorded time and
     fingerprint are cleared, so the next 'vmr index' that sees them reads them again, as it does
-    a changed file; until then they are searched as they were.  Known by name: the files are not
+    a changed file; until then they are searched as they were (search, show and export say so,
+    not that the file changed: see ``misread_by_older_vmr``).  Known by name: the files are not
     opened here (a drive that is not mounted, a share that hangs, under the catalog's lock)."""
     from .decode import SEQUENTIAL_ONLY
 
     rows = conn.execute("SELECT id, path, codec FROM videos WHERE status='ok'").fetchall()
     again = [(row[0],) for row in rows if row[2] not in SEQUENTIAL_ONLY
              and os.path.splitext(bytes(row[1]))[1].lower().decode("ascii", "replace") in TRANSPORT_STREAM_NAMES]
-    conn.executemany("UPDATE videos SET mtime_ns=-1, fingerprint=NULL WHERE id=?", again)
+    conn.executemany(f"UPDATE videos SET mtime_ns={READ_AGAIN_MTIME}, fingerprint=NULL WHERE id=?", again)
 
 
 def _videos_transfer(conn: sqlite3.Connection) -> None:
@@ -110,6 +112,16 @@ def _videos_transfer(conn: sqlite3.Connection) -> None:
     _hdr_embedded_untoned), indexes the HDR ones again and records the rest.  Not opened here."""
     if "transfer" not in {row[1] for row in conn.execute("PRAGMA table_info(videos)")}:
         conn.execute("ALTER TABLE videos ADD COLUMN transfer TEXT")
+
+
+def misread_by_older_vmr(row: dict, size: int) -> bool:
+    """Whether the video row is a transport stream migration 4 marked to be read again whose file
+    (of ``size`` bytes now) is as it was: its moments may be off, but the file did not change."""
+    return row.get("mtime_ns") == READ_AGAIN_MTIME and row.get("size") == size
+
+
+MISREAD_BY_OLDER_VMR = ("indexed by an older vmr that read transport streams at wrong times, so its "
+                        "moments may be off until 'vmr index' reads it again")
 
 
 MIGRATIONS = [

@@ -821,7 +821,7 @@ def _say_search_notes(stats: dict) -> None:
     for unrefined in stats.get("unrefined", []):
         say(f"warning: {unrefined['video']}: its moments' edges are as stored (1 frame a second), not "
             f"refined: {unrefined['error']}")
-    for changed in stats.get("changed", []):
+    for changed in stats.get("changed", []) + stats.get("read_again", []):
         say(f"warning: {changed['video']}: {changed['reason']}")
     if stats.get("query_note"):
         say(f"note: {stats['query_note']}")

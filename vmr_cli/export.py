@@ -28,6 +28,7 @@ import tempfile
 import time
 
 from vmr_models.atomic import usual_mode
+from .catalog import MISREAD_BY_OLDER_VMR, misread_by_older_vmr
 from .cut import CutError, DiskFull
 from .errors import VmrError
 from .lock import folder_lock
@@ -335,7 +336,7 @@ def _export_into(catalog, search, by_rank, chosen, skipped, done_before, folder,
                 # A file changed since the search may end before the moment: that is the likely why.
                 changed = "changed" if warning and "changed since" in warning else "may have changed"
                 why = f"; the file {changed} since this search, so the moment may lie beyond its end now" \
-                    if warning else ""
+                    if warning and MISREAD_BY_OLDER_VMR not in warning else ""  # (unchanged, only misread)
                 skipped.append({"rank": rank, "error": f"result {rank}: ffmpeg could not cut "
                                                        f"{printable(source)}: {exc}{why}"})
                 continue
@@ -424,6 +425,8 @@ def result_source(catalog, result: dict, what: str) -> tuple[str, str | None]:
                       "so vmr cannot tell whether it changed; its times may not show the moment")
     if row is not None and now["id"] == row["id"] and (now["size"], now["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
         return path, None
+    if row is not None and now["id"] == row["id"] and misread_by_older_vmr(now, st.st_size):
+        return path, f"{what}: {printable(path)} was {MISREAD_BY_OLDER_VMR}"  # unchanged, but read at wrong times
     if (row is None or now["id"] != row["id"]) and now["duration"] is not None and \
             float(result["start"]) >= float(now["duration"]):  # re-indexed shorter: nothing there to cut
         raise VmrError(f"{what}: the moment ({timecode(result['start'])} – {timecode(result['end'])}) now lies "

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from vmr_models.moment_head import temporal_iou
 
+from .catalog import MISREAD_BY_OLDER_VMR, misread_by_older_vmr
 from .decode import open_reader, search_backend
 from .errors import DecodeError, NotLogged, SkipVideo, VmrError
 from .probe import VideoInfo
@@ -177,9 +178,10 @@ class Searcher:
             moments = [m for m in moments if m["score"] >= options.min_score]
         results = [dict(rank=i + 1, **m) for i, m in enumerate(moments[:options.top_k])]
         shown = {r["video"] for r in results}
-        changed = [c for c in stats.pop("changed", []) if c["video"] in shown]
-        if changed:  # kept, as export keeps them: said only of the videos results are in
-            stats["changed"] = changed
+        for key in ("changed", "read_again"):
+            said = [c for c in stats.pop(key, []) if c["video"] in shown]
+            if said:  # kept, as export keeps them: said only of the videos results are in
+                stats[key] = said
         stats["seconds"] = round(time.perf_counter() - started, 3)
         stats["time"] = timer.rounded()
         search_id = None
@@ -232,7 +234,9 @@ class Searcher:
         except SkipVideo as exc:
             stats.setdefault("skipped", []).append({"video": video["path"], "error": str(exc)})
             return None
-        if (st.st_size, st.st_mtime_ns) != (video["size"], video["mtime_ns"]):  # its moments may be elsewhere now
+        if misread_by_older_vmr(video, st.st_size):  # unchanged, but its vectors are of the wrong times
+            stats.setdefault("read_again", []).append({"video": video["path"], "reason": MISREAD_BY_OLDER_VMR})
+        elif (st.st_size, st.st_mtime_ns) != (video["size"], video["mtime_ns"]):  # its moments may be elsewhere now
             stats.setdefault("changed", []).append({
                 "video": video["path"], "reason": "changed since it was indexed (its size or time differ), so its "
                 "moments may lie elsewhere or past its end now; 'vmr index' updates it"})
