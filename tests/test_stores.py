@@ -61,6 +61,67 @@ def test_a_catalog_migrated_meanwhile_never_becomes_the_backup(tmp_path, monkeyp
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_an_old_catalog_is_not_migrated_while_another_vmr_writes_the_library(tmp_path):
+    """Any command migrated an old catalog while an older vmr's 'vmr index' held the library's
+    writer lock: that process then wrote into a schema it does not know, and its rows escaped
+    the migration (a transport stream it indexed was never read again).  The migration takes
+    the lock; another vmr holding it is a one-line error, and nothing is migrated."""
+    import threading
+    import time
+
+    from vmr_cli.catalog import MIGRATING, MIGRATION_WAIT
+    from vmr_cli.errors import VmrError
+    from vmr_cli.lock import writer_lock
+
+    path = tmp_path / "catalog.db"
+    Catalog(str(path)).close()
+
+    def as_schema_3():  # as vmr before schema 4 left it
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+        conn.commit()
+        conn.close()
+
+    as_schema_3()
+    with writer_lock(str(tmp_path), "vmr index"):  # an older vmr indexing this library
+        with pytest.raises(VmrError) as refused:
+            Catalog(str(path))
+        assert str(refused.value) == (
+            f"another vmr (perhaps an older one) is writing the library {tmp_path}, whose catalog this vmr "
+            f"must upgrade first (schema 3 to {SCHEMA_VERSION}); run the command again when it ends")
+        readonly = Catalog(str(path), readonly=True)  # a reader migrates nothing: it needs no lock
+        assert readonly.schema_version() == 3
+        readonly.close()
+    assert not os.path.exists(f"{path}.v3.bak")
+
+    released = []
+    started = threading.Event()
+
+    def migrating_elsewhere():  # another new vmr migrating it meanwhile: waited for, not refused
+        with writer_lock(str(tmp_path), MIGRATING):
+            started.set()
+            time.sleep(MIGRATION_WAIT + 0.5)
+            released.append(time.monotonic())
+
+    other = threading.Thread(target=migrating_elsewhere)
+    other.start()
+    started.wait()
+    catalog = Catalog(str(path))
+    opened = time.monotonic()
+    other.join()
+    assert opened >= released[0] and catalog.schema_version() == SCHEMA_VERSION
+    catalog.close()
+    backup = sqlite3.connect(f"{path}.v3.bak")
+    assert backup.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
+    backup.close()
+
+    as_schema_3()
+    with writer_lock(str(tmp_path), "vmr status --check"):  # which opens the library holding the lock
+        library = Library(str(tmp_path), create=False, locked=True)
+        assert library.catalog.schema_version() == SCHEMA_VERSION
+        library.close()
+
+
 def test_a_private_catalogs_backup_stays_private(tmp_path):
     """The catalog logs every query: chmod 600 on it, then a migration's backup was 0644."""
     path = tmp_path / "catalog.db"

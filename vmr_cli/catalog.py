@@ -134,6 +134,8 @@ MIGRATIONS = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+MIGRATING = "upgrading the catalog"  # what a migration's holder of the writer lock says it does
+MIGRATION_WAIT = 2.0  # seconds a migration waits for the writer lock held by a process that says otherwise
 BACKUP_TEMPORARY = ".vmr-backup-"  # a migration's backup being written (stale ones: remove_temp_files)
 
 
@@ -144,11 +146,14 @@ class _MigratedMeanwhile(Exception):
 class Catalog:
     """Typed access to the catalog tables; callers never write SQL."""
 
-    def __init__(self, path: str, readonly: bool = False, read_when_full: bool = False):
+    def __init__(self, path: str, readonly: bool = False, read_when_full: bool = False,
+                 locked: bool = False):
         """``read_when_full``: on a full disk, where a writable WAL catalog cannot even be opened
         (its index file cannot be created), open it read-only instead (``full`` says why); a
-        search then still answers, unlogged."""
+        search then still answers, unlogged.  ``locked``: the caller holds the writer lock of the
+        catalog's folder (an old catalog is migrated only under it: ``_migrate``)."""
         self.path = path
+        self._locked = locked
         self.full = None
         try:
             if readonly:
@@ -190,8 +195,31 @@ class Catalog:
             )
 
     def _migrate(self) -> None:
+        """An older catalog is migrated under the writer lock of its folder (the library's), which
+        every vmr's 'vmr index' holds, older ones too: migrated while an older vmr indexed, the
+        catalog took a schema that process does not know, and the rows it wrote after escaped
+        the migration.  Refused while another process holds the lock; waited for while it says
+        it is migrating (two new commands opening an old catalog at once).  A new catalog (schema
+        0: no other vmr knows it yet) is made without it."""
         version = self.schema_version()
         self._check_version(version)
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0 or self._locked:
+            self._migrate_from(version)
+            return
+        from .lock import writer_lock
+
+        directory = os.path.dirname(os.path.abspath(self.path))
+        busy = (f"another vmr (perhaps an older one) is writing the library {printable(directory)}, whose "
+                f"catalog this vmr must upgrade first (schema {version} to {SCHEMA_VERSION}); run the command "
+                "again when it ends")
+        with writer_lock(directory, MIGRATING, busy=busy, wait=MIGRATION_WAIT, wait_while=MIGRATING):
+            version = self.schema_version()  # another process may have migrated it while we waited
+            self._check_version(version)
+            self._migrate_from(version)
+
+    def _migrate_from(self, version: int) -> None:
         if version == SCHEMA_VERSION:
             return
         if version > 0:
@@ -209,7 +237,8 @@ class Catalog:
         """CATALOG.vN.bak: the catalog as schema N had it, before it is migrated.  Copied through
         SQLite (one consistent snapshot, the WAL included) into a temporary file that replaces
         the backup only if it still holds schema N: another process migrating meanwhile (two
-        commands started at once on an old catalog) had put the migrated catalog in the backup."""
+        commands started at once on an old catalog, or one holding the writer lock already, as
+        'vmr status --check' does) had put the migrated catalog in the backup."""
         from vmr_models.atomic import atomic_write
 
         def write(tmp):
@@ -225,8 +254,8 @@ class Catalog:
 
         try:
             # The catalog's own mode (it logs every query: a private catalog's backup stays private);
-            # a prefix of its own: a writer's remove_temp_files() takes every '.tmp-' file, and a
-            # backup runs in any command, without the writer lock.
+            # a prefix of its own: a writer's remove_temp_files() takes every '.tmp-' file (a
+            # backup is made under the writer lock now, but by any command, as it opens the library).
             atomic_write(f"{self.path}.v{version}.bak", write, prefix=BACKUP_TEMPORARY, like=self.path)
         except _MigratedMeanwhile:
             pass  # the other process made the backup from schema N

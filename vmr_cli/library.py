@@ -87,7 +87,9 @@ def library_directory(directory: str | None = None) -> str:
 
 
 class Library:
-    def __init__(self, directory: str | None = None, create: bool = True):
+    def __init__(self, directory: str | None = None, create: bool = True, locked: bool = False):
+        """``locked``: the caller holds the library's writer lock (an old catalog is migrated
+        under it: Catalog._migrate)."""
         self.directory = library_directory(directory)
         catalog_path = os.path.join(self.directory, "catalog.db")
         lost = lost_catalog(self.directory)
@@ -118,7 +120,8 @@ class Library:
         # Search, status and export only read: on a read-only library they work, but a search
         # cannot be logged (the CLI says so).
         try:
-            self.catalog = Catalog(catalog_path, readonly=self.readonly, read_when_full=not create)
+            self.catalog = Catalog(catalog_path, readonly=self.readonly, read_when_full=not create,
+                                   locked=locked)
         except BaseException as exc:  # a first 'vmr index' on a full disk: no half-made catalog left
             # behind; only then (any failure: another process making its library in this folder at
             # this moment would lose it, and it would fail too on a full disk)
@@ -662,7 +665,7 @@ def check_library(directory: str | None = None) -> tuple[Library, dict]:
     with writer_lock(directory, "vmr status --check"):
         problems = integrity_problems(catalog)
         saved = salvage(catalog, why=problems[0]) if problems else None
-        library = Library(directory, create=False)
+        library = Library(directory, create=False, locked=True)
         report = library.check(repair=True, deep=True)
         report["catalog"] = {"ok": not problems, "problems": problems, "salvaged": saved}
         report["model"] = library.check_model()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 from contextlib import contextmanager
 
 from .errors import VmrError
@@ -17,27 +18,46 @@ LOCK_NAME = "write.lock"
 
 
 @contextmanager
-def writer_lock(directory: str, what: str, busy: str | None = None):
-    """Hold the lock of directory (``busy``: the error when another process holds it)."""
+def writer_lock(directory: str, what: str, busy: str | None = None, wait: float = 0.0,
+                wait_while: str | None = None):
+    """Hold the lock of directory (``busy``: the error when another process holds it).  ``wait``:
+    seconds to wait for another holder first; ``wait_while``: words in what the holder said it
+    is doing (``what``, written in the lock file) for which to wait as long as it holds it."""
     path = os.path.join(directory, LOCK_NAME)
     handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        handle.close()
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                handle.close()
+                raise
+        if time.monotonic() >= deadline and not (wait_while and wait_while in _holder(path)):
+            handle.close()
             raise VmrError(busy or f"another vmr process is writing to {directory}; wait for it to "
                                    "finish and try again") from None
-        raise
+        time.sleep(0.05)
     try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()} {what}\n")
-        handle.flush()
+        try:  # who holds it, for a reader of the file; a full disk may refuse the few bytes
+            os.ftruncate(handle.fileno(), 0)
+            os.write(handle.fileno(), f"{os.getpid()} {what}\n".encode(errors="replace"))  # (appended: at 0)
+        except OSError:
+            pass
         yield
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def _holder(path: str) -> str:
+    """What the lock's holder wrote in it ('' when it cannot be read)."""
+    try:
+        with open(path, errors="replace") as handle:
+            return handle.read(200)
+    except OSError:
+        return ""
 
 
 def is_locked(directory: str) -> bool:
