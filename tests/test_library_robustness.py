@@ -106,6 +106,42 @@ def test_a_library_from_before_weight_hashes_records_them_on_first_use(model, tw
     assert checked["check"]["model"]["sha256"] == sha256_of(model / "model.safetensors")
 
 
+def test_a_library_from_before_weight_hashes_on_a_pickle_only_model_says_to_convert_it_in_place(
+        model, tiny_model, two_videos, tmp_path, isolated_library, monkeypatch):
+    """vmr 1 loaded pickle weights and recorded no hash: the new vmr refuses the pickle; a copy
+    converted elsewhere was refused as if the old model 'cannot be found' (it is there, only
+    pickled).  Both say what is so: convert it in place; nothing is ever unpickled."""
+    import torch
+    from safetensors.torch import load_file
+
+    vmr_json("index", two_videos, "--model", model)
+    conn = sqlite3.connect(isolated_library / "catalog.db")
+    conn.execute("DELETE FROM meta WHERE key='encoder_weights'")  # as vmr 1 left it
+    conn.commit()
+    conn.close()
+    safe = model / "model.safetensors"
+    torch.save(load_file(safe), model / "pytorch_model.bin")  # vmr 1's model folder: a pickle only
+    kept = safe.rename(tmp_path / "model.safetensors")
+    loads = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a))
+    converted = shutil.copytree(tiny_model, tmp_path / "converted")  # the same weights, elsewhere
+    in_place = (f"convert them in place (add model.safetensors to {model}, e.g. save_pretrained('{model}', "
+                "safe_serialization=True) where you trust it)")
+    line = one_error(vmr("search", "red", expect=1)[2])
+    assert line.startswith(f"Error: model folder {model} holds only pickle weights (pytorch_model.bin)")
+    assert line.endswith(f"a converted copy elsewhere cannot be compared with them: {in_place}")
+    line = one_error(vmr("index", "--model", converted, expect=1)[2])
+    assert line == (f"Error: library {isolated_library} was built before vmr recorded its model's weights, and "
+                    f"that model ({model}) holds only pickle weights (pytorch_model.bin), which vmr does not load "
+                    f"(they can run code), so vmr cannot tell whether {converted} holds the same weights; "
+                    f"{in_place}, then run vmr index --model {converted} again")
+    assert "cannot be found" not in line and loads == []
+    kept.rename(safe)  # converted in place
+    vmr_json("index", "--model", converted)
+    assert vmr_json("status")["encoder"] == str(converted)
+    assert vmr_json("search", "red")["results"]
+
+
 def test_a_changed_preprocessor_config_is_refused_at_index_and_search(model, two_videos, isolated_library):
     vmr_json("index", two_videos, "--model", model)
     before = counts()

@@ -43,6 +43,18 @@ HUB_SMALL_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken"]
 CONVERT = "convert it where you trust it, e.g. save_pretrained(DIR, safe_serialization=True)"
 
 
+class PickleWeights(VmrError):
+    """A model whose weights are pickles (``names``, in ``folder``; ``what``: which, said): refused,
+    never loaded."""
+
+    def __init__(self, what: str, folder: str, names: list[str]):
+        super().__init__(f"{what}; vmr loads safetensors only: {CONVERT}")
+        self.what, self.folder, self.names = what, folder, names
+
+    def __reduce__(self):  # (its own arguments: as any exception, it may cross a process)
+        return type(self), (self.what, self.folder, self.names)
+
+
 def model_name(name_or_dir: str) -> str:
     """The name recorded in the library: a local folder by absolute path, a hub id as given."""
     if os.path.isdir(name_or_dir):
@@ -164,8 +176,8 @@ def declared_weights(folder: str, names: set[str]) -> tuple[str, ...]:
     else:
         pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
         if pickles:
-            raise VmrError(f"model folder {folder} holds only pickle weights ({', '.join(pickles)}), which can "
-                           f"run code when loaded; vmr loads safetensors only: {CONVERT}")
+            raise PickleWeights(f"model folder {folder} holds only pickle weights ({', '.join(pickles)}), which "
+                                "can run code when loaded", folder, pickles)
         raise VmrError(f"model folder {folder} has no weights ({SAFE_WEIGHTS})")
     if entry.endswith(".safetensors.index.json"):
         weight_map = _read_json(folder, entry).get("weight_map")
@@ -176,8 +188,8 @@ def declared_weights(folder: str, names: set[str]) -> tuple[str, ...]:
         files = [entry]
     for name in files:
         if not name.endswith(".safetensors"):
-            raise VmrError(f"model folder {folder} would load {name}{via}, which is not safetensors: pickle "
-                           f"weights can run code when loaded; vmr loads safetensors only: {CONVERT}")
+            raise PickleWeights(f"model folder {folder} would load {name}{via}, which is not safetensors: pickle "
+                                "weights can run code when loaded", folder, [name])
         if os.path.isabs(name) or os.path.normpath(name).startswith(".."):
             raise VmrError(f"model folder {folder} names weights outside itself ({name}{via})")
     return tuple(files)

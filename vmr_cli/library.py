@@ -28,8 +28,8 @@ import uuid
 from contextlib import contextmanager, suppress
 
 from .catalog import Catalog, folder_size, integrity_problems, salvage
-from .encoders import (ModelFiles, is_folder_name, locate_model, model_name, weights_fingerprint,
-                       weights_identity)
+from .encoders import (ModelFiles, PickleWeights, is_folder_name, locate_model, model_name,
+                       weights_fingerprint, weights_identity)
 from .errors import ANOTHER_USER, VectorsUnreadable, VmrError, no_space_at, no_space_message
 from .frame_cache import FrameCache
 from .lock import is_locked, writer_lock
@@ -208,6 +208,13 @@ class Library:
         name = model_name(model) if model else current
         try:
             files = locate_model(name)
+        except PickleWeights as exc:
+            if name != current or info["weights"] is not None:
+                raise
+            # A copy converted elsewhere could not be compared with weights never recorded: in place.
+            raise VmrError(f"{exc.what}; vmr loads safetensors only, and this library "
+                           "was built before vmr recorded its model's weights, so a converted copy elsewhere "
+                           f"cannot be compared with them: {_convert_in_place(exc)}") from None
         except VmrError:
             if name == current and is_folder_name(current) and not os.path.exists(current):
                 raise VmrError(f"the library's model folder {printable(current)} is gone; if it moved, point the "
@@ -232,12 +239,23 @@ class Library:
 
     def _record_first_weights(self, current: str, name: str) -> None:
         """Before another name can be accepted, the weights of the current one must be known."""
+        before = f"library {printable(self.directory)} was built before vmr recorded its model's weights"
         try:
             files = locate_model(current, download=False)
-        except VmrError:
+        except PickleWeights as exc:  # there, but never unpickled: nothing to compare with
             raise VmrError(
-                f"library {printable(self.directory)} was built before vmr recorded its model's weights, and "
-                f"that model ({printable(current)}) cannot be found, so vmr cannot tell whether "
+                f"{before}, and that model ({printable(current)}) holds only pickle weights "
+                f"({', '.join(map(printable, exc.names))}), which vmr does not load (they can run code), so vmr "
+                f"cannot tell whether {printable(name)} holds the same weights; {_convert_in_place(exc)}, "
+                f"then run vmr index --model {printable(name)} again") from None
+        except VmrError as exc:
+            if os.path.exists(current):  # there, but unusable: say why, not that it is missing
+                raise VmrError(
+                    f"{before}, and that model ({printable(current)}) cannot be used ({exc}), so vmr cannot "
+                    f"tell whether {printable(name)} holds the same weights; put it right and run vmr index "
+                    f"--model {printable(name)} again") from None
+            raise VmrError(
+                f"{before}, and that model ({printable(current)}) cannot be found, so vmr cannot tell whether "
                 f"{printable(name)} holds the same weights; put the model back at {printable(current)} once "
                 f"(a symlink will do) and run vmr index --model {printable(name)} again") from None
         self._write_model(current, weights_identity(files))
@@ -670,6 +688,12 @@ def check_library(directory: str | None = None) -> tuple[Library, dict]:
         report["catalog"] = {"ok": not problems, "problems": problems, "salvaged": saved}
         report["model"] = library.check_model()
     return library, report
+
+
+def _convert_in_place(exc: PickleWeights) -> str:
+    folder = printable(exc.folder)
+    return (f"convert them in place (add model.safetensors to {folder}, e.g. save_pretrained('{folder}', "
+            "safe_serialization=True) where you trust it)")
 
 
 def _sibling_snapshot(files: ModelFiles, recorded: dict) -> str | None:
