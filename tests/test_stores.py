@@ -115,6 +115,30 @@ def test_an_old_catalog_is_not_migrated_while_another_vmr_writes_the_library(tmp
     assert backup.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
     backup.close()
 
+    # ... and once it has migrated, a command that takes the lock back at once for its own work (vmr
+    # forget, vmr index) is not waited for: a search opening the catalog then was refused after 2 s
+    # with "must upgrade first (schema 3 to 5)", the catalog at 5
+    as_schema_3()
+    indexing = threading.Event()
+
+    def migrating_then_indexing():
+        with writer_lock(str(tmp_path), MIGRATING):
+            started.set()
+            time.sleep(0.3)
+            Catalog(str(path), locked=True).close()
+        with writer_lock(str(tmp_path), "vmr index"):
+            indexing.set()
+            time.sleep(MIGRATION_WAIT + 1)
+
+    started.clear()
+    other = threading.Thread(target=migrating_then_indexing)
+    other.start()
+    started.wait()
+    catalog = Catalog(str(path))  # waits while it migrates, then opens without the lock
+    assert catalog.schema_version() == SCHEMA_VERSION and other.is_alive()
+    catalog.close()
+    other.join()
+
     as_schema_3()
     with writer_lock(str(tmp_path), "vmr status --check"):  # which opens the library holding the lock
         library = Library(str(tmp_path), create=False, locked=True)

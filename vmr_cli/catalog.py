@@ -214,10 +214,14 @@ class Catalog:
         busy = (f"another vmr (perhaps an older one) is writing the library {printable(directory)}, whose "
                 f"catalog this vmr must upgrade first (schema {version} to {SCHEMA_VERSION}); run the command "
                 "again when it ends")
-        with writer_lock(directory, MIGRATING, busy=busy, wait=MIGRATION_WAIT, wait_while=MIGRATING):
-            version = self.schema_version()  # another process may have migrated it while we waited
-            self._check_version(version)
-            self._migrate_from(version)
+        # Another new vmr migrating it meanwhile ends the wait: its command may take the lock back
+        # at once for its own work (forget, index), which a search never needs.
+        with writer_lock(directory, MIGRATING, busy=busy, wait=MIGRATION_WAIT, wait_while=MIGRATING,
+                         unless=lambda: self.schema_version() == SCHEMA_VERSION) as held:
+            if held:
+                version = self.schema_version()  # another process may have migrated it while we waited
+                self._check_version(version)
+                self._migrate_from(version)
 
     def _migrate_from(self, version: int) -> None:
         if version == SCHEMA_VERSION:

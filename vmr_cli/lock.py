@@ -19,10 +19,12 @@ LOCK_NAME = "write.lock"
 
 @contextmanager
 def writer_lock(directory: str, what: str, busy: str | None = None, wait: float = 0.0,
-                wait_while: str | None = None):
-    """Hold the lock of directory (``busy``: the error when another process holds it).  ``wait``:
-    seconds to wait for another holder first; ``wait_while``: words in what the holder said it
-    is doing (``what``, written in the lock file) for which to wait as long as it holds it."""
+                wait_while: str | None = None, unless=None):
+    """Hold the lock of directory (``busy``: the error when another process holds it); yields True.
+    ``wait``: seconds to wait for another holder first; ``wait_while``: words in what the holder
+    said it is doing (``what``, written in the lock file) for which to wait as long as it holds
+    it; ``unless()``: asked while waiting, and when true the wait ends without the lock, which
+    yields False (what the lock was wanted for was done meanwhile by the holder)."""
     path = os.path.join(directory, LOCK_NAME)
     handle = open(path, "a+")
     deadline = time.monotonic() + wait
@@ -34,6 +36,10 @@ def writer_lock(directory: str, what: str, busy: str | None = None, wait: float 
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 handle.close()
                 raise
+        if unless is not None and unless():
+            handle.close()
+            yield False
+            return
         if time.monotonic() >= deadline and not (wait_while and wait_while in _holder(path)):
             handle.close()
             raise VmrError(busy or f"another vmr process is writing to {directory}; wait for it to "
@@ -45,7 +51,7 @@ def writer_lock(directory: str, what: str, busy: str | None = None, wait: float 
             os.write(handle.fileno(), f"{os.getpid()} {what}\n".encode(errors="replace"))  # (appended: at 0)
         except OSError:
             pass
-        yield
+        yield True
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
