@@ -607,6 +607,16 @@ def test_video_ids_by_name_extension_relative_path_and_unicode_normalisation(tin
                                    f"{videos / 'trip1' / 'clip.mp4'} and {videos / 'trip2' / 'clip.mp4'} both answer "
                                    "to it; write the one meant as its path relative to --videos: 'trip1/clip' or "
                                    "'trip2/clip'"), command
+    # a file at the top and one in a folder: 'clip' names both (the top one was taken silently)
+    make_video(videos / "clip.mp4", [("green", 2.0)])
+    for vid in ("clip", "clip.mp4"):
+        with pytest.raises(VmrError) as raised:
+            video_files(str(videos), [vid])
+        assert str(raised.value).endswith("both answer to it; write the one meant as its path relative to "
+                                          "--videos: './clip' or 'trip1/clip'"), str(raised.value)
+    assert video_files(str(videos), ["./clip", "./clip.mp4", "trip1/clip"]) == {
+        "./clip": str(videos / "clip.mp4"), "./clip.mp4": str(videos / "clip.mp4"),
+        "trip1/clip": str(videos / "trip1" / "clip.mp4")}
     path.write_text("trip3/clip 0 2##a screen\n")
     for command in (("eval", path, "--videos", videos),
                     ("train", path, "--videos", videos, "--out", tmp_path / "t", "--epochs", "1")):

@@ -153,11 +153,11 @@ def _checked_windows(windows, where: str) -> list[tuple[float, float]]:
 def video_files(videos_dir: str, wanted=()) -> dict[str, str]:
     """Annotated id -> absolute path of the video it names under videos_dir, for every id in
     ``wanted``.  An id is a video's file name with or without its extension (``clip.mp4``,
-    ``clip``) or its path relative to videos_dir, with or without it (``trip1/clip``), compared
-    after Unicode NFC normalisation (a Mac names a file ``e`` + combining accent where the
-    annotation has ``é``).  The most exact form decides: a path before a name, a name with its
-    extension before a stem.  An id no video answers to is an error, and so is one that two
-    files answer to in that form (a/x.mp4 and b/x.mp4 for ``x``): taking either would score
+    ``clip``) or, when it holds a '/', its path relative to videos_dir, with or without it
+    (``trip1/clip``, ``./clip`` at the top), compared after Unicode NFC normalisation (a Mac
+    names a file ``e`` + combining accent where the annotation has ``é``); a name with its
+    extension goes before a stem.  An id no video answers to is an error, and so is one that two
+    files answer to (a/x.mp4 and b/x.mp4, or x.mp4 and b/x.mp4, for ``x``): taking either would score
     against a video the annotations may not mean; the message gives the paths that name each."""
     names = _VideoNames(videos_dir)
     out, missing = {}, []
@@ -194,9 +194,17 @@ class _VideoNames:
                         form.setdefault(_nfc(key), []).append(path)
 
     def find(self, vid: str) -> list[str]:
-        for form in self.forms:
-            if _nfc(vid) in form:
-                return form[_nfc(vid)]
+        """An id with a '/' is a path relative to the folder (``./clip`` for one at its top), one
+        without is a name: so ``clip`` for clip.mp4 and trip1/clip.mp4 names both (a path taken
+        first gave the top one, and the other's queries were scored against it)."""
+        key = _nfc(vid)
+        if "/" in key:
+            key, forms = key.removeprefix("./"), self.forms[:2]
+        else:
+            forms = self.forms[2:]
+        for form in forms:
+            if key in form:
+                return form[key]
         return []
 
     def ambiguous(self, vid: str, paths: list[str]) -> str:
@@ -216,8 +224,9 @@ class _VideoNames:
         """The shortest path relative to the folder that names this file alone, or None."""
         relative = os.path.relpath(path, self.root).replace(os.sep, "/")
         for form in (os.path.splitext(relative)[0], relative):
-            if self.find(form) == [path]:
-                return form
+            written = form if "/" in form else f"./{form}"
+            if self.find(written) == [path]:
+                return written
         return None
 
 
