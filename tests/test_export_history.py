@@ -171,24 +171,33 @@ def test_cuts_an_older_vmr_logged_by_path_only_are_not_indexed_after_an_upgrade(
     assert os.path.isfile(cut)
 
 
-def test_cuts_the_first_vmr_made_without_logging_them_are_not_indexed_after_an_upgrade(indexed, tmp_path):
+def test_cuts_the_first_vmr_made_without_logging_them_are_not_indexed_after_an_upgrade(indexed, tmp_path,
+                                                                                      monkeypatch):
     """The first vmr logged no export at all and cut into the current folder: an upgraded vmr
     took those cuts for the user's videos and ranked them beside their sources.  A file named as
     export names the cut of a logged search result is passed over; a user's file named alike
-    whose times no search returned is indexed."""
+    whose times no search returned is indexed.  Cuts an older vmr had indexed are removed (a
+    folder of them was kept as 'an unmounted drive?', and searched for good)."""
+    from vmr_cli import scan
     from vmr_cli.library import Library
 
     found = vmr_json("search", "red", "--top-k", "3")["results"][0]
     cut = vmr_json("export", "1", "--out", indexed / "cuts")["exported"][0]["path"]
+    other = vmr_json("export", "2", "--out", indexed / "cuts")["exported"][0]["path"]
     lib = Library()
     lib.catalog._conn.execute("DELETE FROM operations WHERE command='export'")  # as the first vmr left it
     lib.close()
     assert not os.path.exists(indexed / "cuts" / ".vmr-exports")  # (vmr marks only its own folder)
     stem = os.path.splitext(os.path.basename(found["video"]))[0]
     shutil.copy(cut, indexed / f"{stem}_0h00m00.00s-0h00m00.50s.mp4")  # the user's, no search returned it
-    summary = vmr_json("index", indexed)
-    assert (summary["added"], summary["own_outputs"]) == (1, 1), summary
-    assert os.path.basename(cut) not in {os.path.basename(v["path"]) for v in Library().catalog.videos()}
+    with monkeypatch.context() as older:  # an older vmr, which knew no such cuts, indexes them
+        older.setattr(scan, "without_own_outputs", lambda catalog, found: found)
+        assert vmr_json("index", indexed)["added"] == 3
+    code, out, err = vmr("index", indexed)
+    assert out.startswith("added 0, updated 0, moved 0, unchanged 4, removed 2") and "kept:" not in err, (out, err)
+    assert "note: passed over 2 files vmr made itself" in err
+    names = {os.path.basename(v["path"]) for v in Library().catalog.videos()}
+    assert f"{stem}_0h00m00.00s-0h00m00.50s.mp4" in names and not names & {os.path.basename(cut), os.path.basename(other)}
 
 
 def test_vmrs_own_cuts_are_never_indexed_wherever_they_are_moved(indexed, tmp_path, monkeypatch):

@@ -273,6 +273,10 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     walk = find_videos(roots, indexed=by_path.keys())
     theirs = without_own_outputs(catalog, walk.found)  # vmr's own cuts are never indexed
     plan = Plan(failed=walk.failed, skipped=dict(walk.skipped), own_outputs=len(walk.found) - len(theirs))
+    # An own output an older vmr indexed as a video (it knew fewer of them) is removed as such: left
+    # among the missing, a folder of them was 'kept' as an unmounted drive, and searched for good.
+    own = {f.path for f in walk.found} - {f.path for f in theirs}
+    indexed_own = [by_path.pop(path) for path in sorted(own) if path in by_path]
     walk.found = theirs
     present = {f.path for f in walk.found} | {f["path"] for f in walk.failed}
     # Entries under a symlinked folder inside a root are not the root's (its walk does not go
@@ -389,7 +393,7 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
         plan.kept.append({"path": folder, "videos": len(rows),
                           "reason": f"{what} {some} (unmounted drive? dropped share?); they are kept: ".lstrip()
                                     + f"'vmr index --prune' or 'vmr forget PATH' drops them{moved}"})
-    plan.remove = list(gone.values())
+    plan.remove = indexed_own + list(gone.values())
     return plan
 
 
