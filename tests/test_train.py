@@ -230,7 +230,11 @@ def test_out_and_trimmer_are_refused_before_anything_is_indexed(small, tmp_path)
 
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     config["data"] = _fingerprint(read_annotations(str(ann)) * 2)
+    del config["data_with_val"]  # as it was saved then
     (tmp_path / "t" / "config.json").write_text(json.dumps(config))
+    code, out, err = vmr(*again[:-2], expect=1)  # without that --val: it cannot tell
+    assert ("holds a trimmer trained with other training or --val annotations (it was saved before vmr told them "
+            "apart: resume it with the --val it was trained with)") in err
     assert vmr_json(*again)["epochs"] == 1
     assert not (tmp_path / "library").exists() and (mine / "notes.txt").read_text() == "the user's"
 
@@ -397,9 +401,10 @@ def test_windows_past_their_videos_end_are_told_before_training_and_not_trained_
     code, out, err = vmr("train", some, "--videos", small / "v", "--out", tmp_path / "t", "--epochs", 1)
     lines = err.strip().splitlines()
     assert lines[0].startswith(f"warning: {some}:2: window [9, 12] starts after video 'green' ends")
-    assert lines[1].startswith("phase teacher epoch 1"), lines  # the warning came before the first epoch
+    assert lines[1] == "warning: 1 training query left out: its window starts after the video ends"
+    assert lines[2].startswith("phase teacher epoch 1"), lines  # the warnings came before the first epoch
     assert out.startswith(f"trimmer in {tmp_path / 't'}: 1 query, 1 epoch")
-    assert sum(line.startswith("warning:") for line in lines) == 1  # not told again at the end
+    assert sum(line.startswith("warning:") for line in lines) == 2  # not told again at the end
 
 
 def test_a_long_video_is_trained_on_in_pieces_as_search_reads_it():

@@ -100,12 +100,16 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items + val_items], files)
     warnings = windows_past_end(library, items + val_items, files)
-    if warn is not None and warnings:
-        warn(warnings)
     # A query whose first window (its target) starts after its video ends would teach the last
     # clip (the target is cut at the video's end): it is left out, and with none left, refused.
     durations = {v["path"]: v["duration"] for v in library.catalog.videos("ok")}
     usable = [it for it in items if it["windows"][0][0] < durations[files[it["vid"]]]]
+    if len(usable) < len(items):
+        left = len(items) - len(usable)
+        warnings.append(f"{left} training quer{'y' if left == 1 else 'ies'} left out: {'its' if left == 1 else 'their'} "
+                        "window starts after the video ends")
+    if warn is not None and warnings:
+        warn(warnings)
     if not usable:
         first = items[0]
         raise VmrError(f"no training query has its window inside its video: each starts after its video ends "
@@ -414,7 +418,9 @@ def _differences(header: dict, config: dict) -> list[str]:
             found.append(f"{flag} {theirs.get(key)} (this run: {mine[key]})")
     # A checkpoint from before 2026-12-02 fingerprinted the training and --val annotations together.
     if "data" in header and config.get("data") not in (header["data"], header.get("data_with_val")):
-        found.append("other training annotations (queries, videos or windows differ)")
+        found.append("other training annotations (queries, videos or windows differ)" if "data_with_val" in config
+                     else "other training or --val annotations (it was saved before vmr told them apart: "
+                     "resume it with the --val it was trained with)")
     own = [key for key in ("embedding_dim", "clip_seconds", "trimmer", "drop") if key in header
            and _plain(header[key]) != _plain(config.get(key))]
     own += [f"options.{key}" for key in mine if key not in ("epochs", "seed") and _plain(mine[key]) != _plain(theirs.get(key))]
