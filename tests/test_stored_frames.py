@@ -348,3 +348,38 @@ def test_a_frame_cache_made_before_auto_vacuum_is_rebuilt_once_it_holds_free_spa
     conn = sqlite3.connect(tmp_path / "frames.db")
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
     assert conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 10
+
+
+def test_a_video_embedded_again_after_an_upgrade_that_fails_now_keeps_its_vectors(indexed_videos, monkeypatch):
+    """A file the first index after an upgrade embeds again (a shard without stored frames) that
+    this vmr cannot read (a stricter check, a decoder that changed): its vectors were deleted and
+    it left search, though it was unchanged and searched until then.  It keeps them, is said to,
+    and is not tried again."""
+    from safetensors.numpy import load_file, save_file
+
+    from vmr_cli import indexer
+    from vmr_cli.errors import DecodeError
+
+    lib = Library()
+    video = lib.catalog.videos("ok")[0]
+    path = lib.vectors.shard_path(video["id"])
+    save_file({k: v for k, v in load_file(path).items() if k not in ("F", "F_t")}, path,
+              metadata={"token": video["vectors_token"]})
+    with lib.catalog.transaction():
+        lib.catalog._conn.execute("UPDATE videos SET transfer=NULL WHERE id=?", (video["id"],))
+    lib.close()
+    with monkeypatch.context() as stricter:
+        def refuse(path, *args, **kwargs):
+            raise DecodeError("cut short: its video stream ends at 0:00:01.0 of the 0:00:03.0 it claims")
+
+        stricter.setattr(indexer, "probe", refuse)
+        summary = vmr_json("index", indexed_videos, expect=1)
+    assert summary["failed"] == [{"path": video["path"], "recorded": False, "error": (
+        "embedding it again failed, so it keeps the vectors an older vmr gave it: cut short: its video stream "
+        "ends at 0:00:01.0 of the 0:00:03.0 it claims")}]
+    lib = Library()
+    assert lib.catalog.video(video["id"])["status"] == "ok" and lib.vectors.read_shard(video["id"]) is not None
+    lib.close()
+    assert vmr_json("status")["videos"] == 3  # all still searched
+    again = vmr_json("index", indexed_videos)
+    assert (again["updated"], again["failed"], again["embedded_again"]["no_stored_frames"]) == (0, [], 0)

@@ -155,7 +155,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         library.check(repair=True)
         library.repair_missing_shards()  # what a search reported as 'vectors missing'
         plan = plan_index(library.catalog, roots, prune=prune, signature=signature)
-        again = _embedded_by_an_older_vmr(library, plan.colour_unknown, progress)
+        again, forced = _embedded_by_an_older_vmr(library, plan.colour_unknown, progress)
         for reason in again.values():
             plan.update += reason
             plan.unchanged -= len(reason)
@@ -185,7 +185,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         work = plan.add + plan.update
         if work:
             _index_videos(library, work, lookup, name, clip_seconds, encoder, backend, progress, summary,
-                          signature)
+                          signature, forced)
         library.save()
         summary["clips"] = library.catalog.counts()["clips"]
         library.catalog.log_operation("index", {"paths": roots, "model": name, "clip_seconds": clip_seconds,
@@ -193,33 +193,43 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
     return summary
 
 
-def _embedded_by_an_older_vmr(library, unknown: list, progress: bool | None) -> dict[str, list]:
+def _embedded_by_an_older_vmr(library, unknown: list, progress: bool | None) -> tuple[dict[str, list], dict]:
     """The (file, row) of ``unknown`` (unchanged, indexed before the catalog recorded a video's
     colour transfer: by a vmr before schema 5) that are indexed again, by why: "hdr", HDR video
     that vmr embedded as decoded, grey and washed out, before it tone-mapped HDR; and
     "no_stored_frames", a shard from before vmr kept each clip's frame embeddings, where search
     has only every clip's middle frame to place a moment with (corpus R1@0.5 44.4 against 66.7
-    on the example videos).  The others' transfer is recorded, so each file is opened once for
-    this (its header, and its shard's: about 1.5 ms), on the first index after the upgrade."""
+    on the example videos); and {path: (row id, transfer)} of those.  The others' transfer is
+    recorded, a few hundred at a time (an interrupted check keeps what it did), so each file is
+    opened once for this (its header, and its shard's: about 1.5 ms), on the first index after
+    the upgrade."""
     from .progress import progress as bar_for
     from .vectors import FRAMES
 
     again: dict[str, list] = {"hdr": [], "no_stored_frames": []}
-    known = {}
+    forced, known = {}, {}
     bar = bar_for(len(unknown), "checking what an older vmr indexed", "video", enabled=progress if unknown else False)
     for item, row in unknown:
         transfer = file_transfer(item.path)
         keys = library.vectors.shard_keys(row["id"])
         if transfer in HDR_TRANSFERS:
             again["hdr"].append((item, row))
+            forced[item.path] = (row["id"], transfer)
         elif keys is not None and FRAMES not in keys:
             again["no_stored_frames"].append((item, row))
+            forced[item.path] = (row["id"], transfer)
         elif transfer is not None:
             known[row["id"]] = transfer
+            if len(known) >= RECORD_EVERY:
+                library.record_transfers(known)
+                known = {}
         bar.update()
     bar.close()
     library.record_transfers(known)
-    return again
+    return again, forced
+
+
+RECORD_EVERY = 500  # videos checked for what an older vmr indexed, recorded in one transaction
 
 
 def skipped_words(skipped: dict) -> str:
@@ -239,7 +249,7 @@ def _apply_moves(library, moves, roots, summary) -> None:
 
 
 def _index_videos(library, work, roots, name, clip_seconds, encoder, backend, progress, summary,
-                  signature) -> None:
+                  signature, forced=None) -> None:
     """Load the encoder, then decode, encode and commit each (file, old row or None).  A file
     whose content is the problem is recorded as failed; a failure outside the file
     (TransientError) only reported.
@@ -273,18 +283,22 @@ def _index_videos(library, work, roots, name, clip_seconds, encoder, backend, pr
                     decoded.close()
                 decoded = _Background(_decode_chunks(work, clip_seconds, encoder.image_size, backend))
             _commit_all(library, work, roots, encoder, decoded, progress, summary, signature,
-                        before_first_write=record_encoder if new else None)
+                        before_first_write=record_encoder if new else None, forced=forced)
         finally:
             if decoded is not None:
                 decoded.close()
 
 
 def _commit_all(library, work, roots, encoder, decoded, progress, summary, signature,
-                before_first_write=None) -> None:
+                before_first_write=None, forced=None) -> None:
     """Commit each decoded and encoded file (or record its failure) as it comes.
 
     ``before_first_write()`` runs once, before the first file's result is written (every file
-    yields one): a new library's encoder is recorded there, after its first frames were encoded."""
+    yields one): a new library's encoder is recorded there, after its first frames were encoded.
+    ``forced``: {path: (row id, transfer)} of unchanged files embedded again for what an older
+    vmr did (_embedded_by_an_older_vmr); where this vmr cannot read one, it keeps the vectors
+    it has (which search used until now) and is not tried again, rather than leave search."""
+    forced = forced or {}
     from .progress import progress as bar_for
 
     bar = bar_for(len(work), "indexing", "video", enabled=progress)
@@ -314,6 +328,13 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
                                "was indexed is kept: run 'vmr index' again once the files can be read") from None
         except DecodeError as exc:
             timeouts_in_a_row = 0
+            if item.path in forced:
+                video_id, transfer = forced[item.path]
+                library.record_transfers({video_id: transfer or ""})
+                summary["failed"].append({"path": item.path, "recorded": False, "error": "embedding it again "
+                                          f"failed, so it keeps the vectors an older vmr gave it: {exc}"})
+                bar.update(1)
+                continue
             # recorded under its root like any entry: 'vmr index' with no PATH then looks at it
             # again (a root whose only files failed was never walked again, its new files never seen)
             library.mark_failed(dict(_file_row(item), root=_root_of(item.path, roots)), str(exc),
