@@ -330,26 +330,33 @@ def test_hdr_video_is_embedded_as_an_sdr_screen_shows_it(hdr_videos, transfer, b
     assert saturation(frames.numpy(), 1) > 0.8 * saturation(expected.numpy(), 1)
 
 
-def test_hdr_video_indexed_before_it_was_tone_mapped_is_embedded_again(hdr_videos, tiny_model, tmp_path,
-                                                                       monkeypatch):
+def test_hdr_video_indexed_before_it_was_tone_mapped_is_embedded_again(hdr_videos, tmp_path, monkeypatch):
     """A library from before vmr tone-mapped HDR holds a phone's HDR video embedded grey, and
     nothing in its catalog said which video was HDR: the first index after the upgrade opens
-    each unchanged video once (its header), indexes the HDR ones again and records the others;
-    later runs open none."""
+    each unchanged video once (its header), and embeds again an HDR one whose stored frames,
+    encoded again, differ; one the vmr of 2026-12-01 embedded (tone-mapped already) keeps its
+    vectors (it was embedded again too: hours on an iPhone library); later runs open none."""
     import shutil
     import sqlite3
 
     from conftest import vmr
-    from vmr_cli import indexer
+    from vmr_cli import frames, indexer
 
     folder, library = tmp_path / "v", tmp_path / "lib"
     folder.mkdir()
     shutil.copy(hdr_videos["arib-std-b67"], folder / "iphone.mov")
+    shutil.copy(hdr_videos["smpte2084"], folder / "android.mov")
     make_video(folder / "sdr.mp4", [("red", 2.0)])
-    assert vmr_json("--library", library, "index", folder, "--model", tiny_model)["added"] == 2
+    with monkeypatch.context() as older:  # HLG embedded as an older vmr did, grey; PQ tone-mapped
+        older.setattr(frames, "tone_map", lambda batch, transfer, primaries="bt2020", real=frames.tone_map:
+                      batch if transfer == "arib-std-b67" else real(batch, transfer, primaries))
+        # (the trained tiny CLIP: an untrained one's embeddings barely tell grey from tone-mapped)
+        model = ROOT / "examples" / "models" / "tiny-clip"
+        assert vmr_json("--library", library, "index", folder, "--model", model)["added"] == 3
     conn = sqlite3.connect(library / "catalog.db")
     assert sorted(conn.execute("SELECT CAST(path AS TEXT), transfer FROM videos")) == \
-        [(str(folder / "iphone.mov"), "arib-std-b67"), (str(folder / "sdr.mp4"), "")]
+        [(str(folder / "android.mov"), "smpte2084"), (str(folder / "iphone.mov"), "arib-std-b67"),
+         (str(folder / "sdr.mp4"), "")]
     before = dict(conn.execute("SELECT CAST(path AS TEXT), vectors_token FROM videos"))
     conn.execute("ALTER TABLE videos DROP COLUMN transfer")  # as the vmr before left it
     conn.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
@@ -358,19 +365,21 @@ def test_hdr_video_indexed_before_it_was_tone_mapped_is_embedded_again(hdr_video
     opened = []
     monkeypatch.setattr(indexer, "file_transfer", lambda path, real=indexer.file_transfer: opened.append(path) or real(path))
     code, out, err = vmr("--library", library, "index", folder)
-    assert out.startswith("added 0, updated 1, moved 0, unchanged 1, removed 0, failed 0")
+    assert out.startswith("added 0, updated 1, moved 0, unchanged 2, removed 0, failed 0")
     assert "note: 1 HDR video (PQ or HLG) indexed before vmr tone-mapped HDR was embedded again" in err
-    assert sorted(opened) == [str(folder / "iphone.mov"), str(folder / "sdr.mp4")]
+    assert sorted(opened) == [str(folder / "android.mov"), str(folder / "iphone.mov"), str(folder / "sdr.mp4")]
     conn = sqlite3.connect(library / "catalog.db")
     after = dict(conn.execute("SELECT CAST(path AS TEXT), vectors_token FROM videos"))
     assert sorted(conn.execute("SELECT CAST(path AS TEXT), transfer FROM videos")) == \
-        [(str(folder / "iphone.mov"), "arib-std-b67"), (str(folder / "sdr.mp4"), "")]
+        [(str(folder / "android.mov"), "smpte2084"), (str(folder / "iphone.mov"), "arib-std-b67"),
+         (str(folder / "sdr.mp4"), "")]
     conn.close()
     assert after[str(folder / "iphone.mov")] != before[str(folder / "iphone.mov")]
+    assert after[str(folder / "android.mov")] == before[str(folder / "android.mov")]
     assert after[str(folder / "sdr.mp4")] == before[str(folder / "sdr.mp4")]
     opened.clear()
     again = vmr_json("--library", library, "index", folder)
-    assert (again["unchanged"], again["updated"], again["embedded_again"]["hdr"], opened) == (2, 0, 0, [])
+    assert (again["unchanged"], again["updated"], again["embedded_again"]["hdr"], opened) == (3, 0, 0, [])
 
 
 @pytest.mark.parametrize("backend", ["torchcodec", "pyav"])

@@ -107,9 +107,10 @@ def _transport_streams_read_again(conn: sqlite3.Connection) -> None:
 
 def _videos_transfer(conn: sqlite3.Connection) -> None:
     """The colour transfer of an indexed video where it is HDR's (PQ, HLG), '' where it is not.
-    Rows from before hold NULL: vmr did not tone-map HDR then, so such a video was embedded grey
-    and washed out; the next 'vmr index' opens each unchanged one once to tell (indexer.py,
-    _hdr_embedded_untoned), indexes the HDR ones again and records the rest.  Not opened here."""
+    Rows from before hold NULL: a vmr before 2026-12-01 did not tone-map HDR, so such a video may
+    be embedded grey and washed out; the next 'vmr index' opens each unchanged one once to tell
+    (indexer.py, _embedded_by_an_older_vmr), indexes again the HDR ones whose stored frames
+    differ from what it embeds now, and records the rest.  Not opened here."""
     if "transfer" not in {row[1] for row in conn.execute("PRAGMA table_info(videos)")}:
         conn.execute("ALTER TABLE videos ADD COLUMN transfer TEXT")
 

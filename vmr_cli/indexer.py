@@ -155,7 +155,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         library.check(repair=True)
         library.repair_missing_shards()  # what a search reported as 'vectors missing'
         plan = plan_index(library.catalog, roots, prune=prune, signature=signature)
-        again, forced = _embedded_by_an_older_vmr(library, plan.colour_unknown, progress)
+        again, forced, encoder = _embedded_by_an_older_vmr(library, plan.colour_unknown, progress, encoder, backend)
         for reason in again.values():
             plan.update += reason
             plan.unchanged -= len(reason)
@@ -193,26 +193,32 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
     return summary
 
 
-def _embedded_by_an_older_vmr(library, unknown: list, progress: bool | None) -> tuple[dict[str, list], dict]:
+def _embedded_by_an_older_vmr(library, unknown: list, progress: bool | None, encoder=None,
+                              backend: str = "torchcodec") -> tuple[dict[str, list], dict, object]:
     """The (file, row) of ``unknown`` (unchanged, indexed before the catalog recorded a video's
     colour transfer: by a vmr before schema 5) that are indexed again, by why: "hdr", HDR video
     that vmr embedded as decoded, grey and washed out, before it tone-mapped HDR; and
     "no_stored_frames", a shard from before vmr kept each clip's frame embeddings, where search
     has only every clip's middle frame to place a moment with (corpus R1@0.5 44.4 against 66.7
-    on the example videos); and {path: (row id, transfer)} of those.  The others' transfer is
-    recorded, a few hundred at a time (an interrupted check keeps what it did), so each file is
-    opened once for this (its header, and its shard's: about 1.5 ms), on the first index after
-    the upgrade."""
+    on the example videos); {path: (row id, transfer)} of those; and the encoder, loaded if an
+    HDR video had to be looked at (``encoder``, else None).  The others' transfer is recorded,
+    a few hundred at a time (an interrupted check keeps what it did), so each file is opened
+    once for this (its header, and its shard's: about 1.5 ms), on the first index after the
+    upgrade.  An HDR video is embedded again only where three of its stored frames, decoded
+    and encoded again, differ (the vmr of 2026-12-01 tone-mapped already: an iPhone library it
+    indexed would be embedded again for hours for nothing)."""
     from .progress import progress as bar_for
     from .vectors import FRAMES
 
     again: dict[str, list] = {"hdr": [], "no_stored_frames": []}
-    forced, known = {}, {}
+    forced, known, hdr = {}, {}, []
     bar = bar_for(len(unknown), "checking what an older vmr indexed", "video", enabled=progress if unknown else False)
     for item, row in unknown:
         transfer = file_transfer(item.path)
         keys = library.vectors.shard_keys(row["id"])
-        if transfer in HDR_TRANSFERS:
+        if transfer in HDR_TRANSFERS and keys is not None and FRAMES in keys:
+            hdr.append((item, row, transfer))
+        elif transfer in HDR_TRANSFERS:
             again["hdr"].append((item, row))
             forced[item.path] = (row["id"], transfer)
         elif keys is not None and FRAMES not in keys:
@@ -226,7 +232,49 @@ def _embedded_by_an_older_vmr(library, unknown: list, progress: bool | None) -> 
         bar.update()
     bar.close()
     library.record_transfers(known)
-    return again, forced
+    if hdr:
+        require_backend(backend)
+        encoder = encoder or ClipEncoder(library.verify_model())
+        bar = bar_for(len(hdr), "checking HDR videos an older vmr indexed", "video", enabled=progress)
+        for item, row, transfer in hdr:
+            if _embedded_as_now(library, encoder, item, row, backend):
+                library.record_transfers({row["id"]: transfer})
+            else:
+                again["hdr"].append((item, row))
+                forced[item.path] = (row["id"], transfer)
+            bar.update()
+        bar.close()
+    return again, forced, encoder
+
+
+def _embedded_as_now(library, encoder, item, row, backend: str) -> bool:
+    """Whether a video's stored frames are what this vmr embeds: three of them (at a quarter, half
+    and three quarters of it) decoded and encoded again agree, cosine 0.99 (the same frames agree
+    to about 0.999 through float16 and int8; an HDR frame embedded grey against tone-mapped gave
+    0.86-0.98 with the tiny test model).  A file that cannot be read now is taken as differing."""
+    import numpy as np
+    import torch
+
+    from .vectors import FRAME_TIMES, FRAMES
+
+    shard = library.vectors.read_shard(row["id"], row["vectors_token"])
+    if shard is None or FRAMES not in shard:
+        return False
+    n = len(shard[FRAME_TIMES])
+    picks = sorted({n // 4, n // 2, (3 * n) // 4})
+    try:
+        reader = open_reader(item.path, probe(item.path), encoder.image_size, backend=backend)
+        try:
+            fresh = encoder.encode_images(reader.frames_at([float(shard[FRAME_TIMES][i]) for i in picks]))
+        finally:
+            reader.close()
+    except (DecodeError, TransientError, OSError):
+        return False
+    stored = torch.from_numpy(np.asarray(shard[FRAMES][picks], dtype=np.float32))
+    return bool((torch.nn.functional.cosine_similarity(fresh.float(), stored, dim=-1) >= SAME_EMBEDDING).all())
+
+
+SAME_EMBEDDING = 0.99  # cosine of a stored frame embedding and its frame encoded again that counts as the same
 
 
 RECORD_EVERY = 500  # videos checked for what an older vmr indexed, recorded in one transaction
