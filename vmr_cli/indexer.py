@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 
-from .decode import file_transfer, open_reader, require_backend
+from .decode import BACKEND_FAILURES, file_transfer, open_reader, require_backend
 from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, model_name, weights_identity
 from .errors import DecodeError, TransientError, VmrError, first_line
 from .paths import printable
@@ -268,7 +268,7 @@ def _embedded_as_now(library, encoder, item, row, backend: str) -> bool:
             fresh = encoder.encode_images(reader.frames_at([float(shard[FRAME_TIMES][i]) for i in picks]))
         finally:
             reader.close()
-    except (DecodeError, TransientError, OSError):
+    except (DecodeError, TransientError, *BACKEND_FAILURES):  # what a reader lets through, as search takes it
         return False
     stored = torch.from_numpy(np.asarray(shard[FRAMES][picks], dtype=np.float32))
     return bool((torch.nn.functional.cosine_similarity(fresh.float(), stored, dim=-1) >= SAME_EMBEDDING).all())
