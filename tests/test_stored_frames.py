@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import make_video, vmr_json, vmr_subprocess
+from conftest import make_video, vmr, vmr_json, vmr_subprocess
 
 from vmr_cli.library import Library
 
@@ -233,12 +233,16 @@ def test_a_shard_without_stored_frames_is_still_searched(indexed_videos):
         lib.catalog._conn.execute("UPDATE videos SET transfer=NULL")
     n = len(lib.catalog.videos("ok"))
     lib.close()
+    assert vmr_json("status")["unchecked_since_upgrade"] == n
+    code, out, err = vmr("status")
+    assert f"upgrade   {n} videos an older vmr indexed: the next vmr index looks at each once" in out
     summary = vmr_json("index", indexed_videos)
     assert (summary["updated"], summary["unchanged"], summary["embedded_again"]) == \
         (n, 0, {"hdr": 0, "no_stored_frames": n})
     again = vmr_json("search", "green", "--refine", "0")
     assert again["stats"]["frames_stored"] == 2 * clips + n  # 2N + 1 frames a video
     assert vmr_json("index", indexed_videos)["unchanged"] == n
+    assert vmr_json("status")["unchecked_since_upgrade"] == 0 and "upgrade" not in vmr("status")[1]
 
 
 def test_a_read_only_library_reads_the_frame_cache_and_writes_nothing(indexed_videos, isolated_library):

@@ -505,6 +505,11 @@ class Catalog:
             "clips": one("SELECT count(*) FROM clips"),
             "duration": one("SELECT coalesce(sum(duration), 0.0) FROM videos WHERE status='ok'"),
             "searches": one("SELECT count(*) FROM searches"),
+            # indexed by a vmr before schema 5: the next 'vmr index' looks at each once (a read-only
+            # catalog of an older schema, not migrated, holds only such videos)
+            "unchecked": one("SELECT count(*) FROM videos WHERE status='ok' AND transfer IS NULL")
+            if "transfer" in {row[1] for row in self._conn.execute("PRAGMA table_info(videos)")}
+            else one("SELECT count(*) FROM videos WHERE status='ok'"),
         }
 
     def close(self) -> None:

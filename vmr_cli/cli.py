@@ -731,6 +731,10 @@ def _print_status(data: dict, report: dict | None) -> None:
     else:
         agreement = "NOT consistent: run vmr status --check"
     click.echo(f"clips     {data['clips']}, vectors {data['vectors']} ({agreement})")
+    if data.get("unchecked_since_upgrade"):
+        n = data["unchecked_since_upgrade"]
+        click.echo(f"upgrade   {n} video{'s' if n != 1 else ''} an older vmr indexed: the next vmr index looks at "
+                   f"{'each' if n != 1 else 'it'} once, and embeds again what that vmr embedded worse")
     if data.get("index_running"):
         click.echo("index     a vmr index is running: these numbers are what it has committed so far")
     cache = data["frame_cache_bytes"] / 1e6

@@ -596,6 +596,7 @@ class Library:
             "videos": counts["videos"],
             "failed": counts["failed"],
             "stale": counts["stale"],
+            "unchecked_since_upgrade": counts["unchecked"],
             "clips": counts["clips"],
             "vectors": vectors,
             "consistent": consistent,
