@@ -18,6 +18,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def frame_bench_arguments(doc: str):
+    """The arguments of a benchmark that times one encoder on random frames (bench/int8.py,
+    bench/hdr.py): --model (default: the ViT-B/32-sized CLIP bench/vitb32.py builds), --frames,
+    --rounds."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", default=str(OUT / "vitb32"))
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    return parser.parse_args()
+
+
 def cached_world(folder: Path, videos: int, duration: float, seed: int) -> list[dict]:
     """A synthetic world generated once into folder (bench/out/ is kept between runs);
     returns its QVHighlights-style annotation records."""

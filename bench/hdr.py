@@ -12,11 +12,10 @@ Speed only: the frames and weights are random.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
-from common import OUT
+from common import frame_bench_arguments
 
 
 def main() -> None:
@@ -25,11 +24,7 @@ def main() -> None:
     from vmr_cli.encoders import ClipEncoder
     from vmr_cli.frames import tone_map
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(OUT / "vitb32"))
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = frame_bench_arguments(__doc__)
     encoder = ClipEncoder(args.model)
     size = encoder.image_size
     frames = torch.randint(0, 256, (args.frames, 3, size, size), dtype=torch.uint8,

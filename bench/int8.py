@@ -12,11 +12,10 @@ two sentences).  Speed only: the weights are random.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
-from common import OUT
+from common import frame_bench_arguments
 
 
 def main() -> None:
@@ -24,11 +23,7 @@ def main() -> None:
 
     from vmr_cli.encoders import ClipEncoder
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(OUT / "vitb32"))
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = frame_bench_arguments(__doc__)
     encoders = {}
     for kind in ("float32", "int8"):
         os.environ["VMR_DTYPE"] = kind
