@@ -79,7 +79,7 @@ def _videos_failed_with(conn: sqlite3.Connection) -> None:
     """What a failed file failed with (vmr, decoder and ffmpeg versions): it is tried again
     when one of them changes, not only when the file does.  And how many frames of an indexed
     file could not be decoded (a damaged stream indexed with concealment)."""
-    have = {row[1] for row in conn.execute("PRAGMA table_info(videos)")}
+    have = _video_columns(conn)
     if "failed_with" not in have:
         conn.execute("ALTER TABLE videos ADD COLUMN failed_with TEXT")
     if "bad_frames" not in have:
@@ -111,8 +111,13 @@ def _videos_transfer(conn: sqlite3.Connection) -> None:
     be embedded grey and washed out; the next 'vmr index' opens each unchanged one once to tell
     (indexer.py, _embedded_by_an_older_vmr), indexes again the HDR ones whose stored frames
     differ from what it embeds now, and records the rest.  Not opened here."""
-    if "transfer" not in {row[1] for row in conn.execute("PRAGMA table_info(videos)")}:
+    if "transfer" not in _video_columns(conn):
         conn.execute("ALTER TABLE videos ADD COLUMN transfer TEXT")
+
+
+def _video_columns(conn: sqlite3.Connection) -> set[str]:
+    """The columns the videos table has (a migration run twice, a read-only older catalog)."""
+    return {row[1] for row in conn.execute("PRAGMA table_info(videos)")}
 
 
 def misread_by_older_vmr(row: dict, size: int) -> bool:
@@ -508,7 +513,7 @@ class Catalog:
             # indexed by a vmr before schema 5: the next 'vmr index' looks at each once (a read-only
             # catalog of an older schema, not migrated, holds only such videos)
             "unchecked": one("SELECT count(*) FROM videos WHERE status='ok' AND transfer IS NULL")
-            if "transfer" in {row[1] for row in self._conn.execute("PRAGMA table_info(videos)")}
+            if "transfer" in _video_columns(self._conn)
             else one("SELECT count(*) FROM videos WHERE status='ok'"),
         }
 
