@@ -212,6 +212,17 @@ def _embedded_by_an_older_vmr(library, unknown: list, progress: bool | None, enc
 
     again: dict[str, list] = {"hdr": [], "no_stored_frames": []}
     forced, known, hdr = {}, {}, []
+
+    def embed_again(why: str, item, row, transfer) -> None:
+        again[why].append((item, row))
+        forced[item.path] = (row["id"], transfer)
+
+    def keep(row, transfer: str, every: int = RECORD_EVERY) -> None:
+        known[row["id"]] = transfer
+        if len(known) >= every:
+            library.record_transfers(known)
+            known.clear()
+
     bar = bar_for(len(unknown), "checking what an older vmr indexed", "video", enabled=progress if unknown else False)
     for item, row in unknown:
         transfer = file_transfer(item.path)
@@ -219,31 +230,25 @@ def _embedded_by_an_older_vmr(library, unknown: list, progress: bool | None, enc
         if transfer in HDR_TRANSFERS and keys is not None and FRAMES in keys:
             hdr.append((item, row, transfer))
         elif transfer in HDR_TRANSFERS:
-            again["hdr"].append((item, row))
-            forced[item.path] = (row["id"], transfer)
+            embed_again("hdr", item, row, transfer)
         elif keys is not None and FRAMES not in keys:
-            again["no_stored_frames"].append((item, row))
-            forced[item.path] = (row["id"], transfer)
+            embed_again("no_stored_frames", item, row, transfer)
         elif transfer is not None:
-            known[row["id"]] = transfer
-            if len(known) >= RECORD_EVERY:
-                library.record_transfers(known)
-                known = {}
+            keep(row, transfer)
         bar.update()
     bar.close()
-    library.record_transfers(known)
     if hdr:
         require_backend(backend)
         encoder = encoder or ClipEncoder(library.verify_model())
         bar = bar_for(len(hdr), "checking HDR videos an older vmr indexed", "video", enabled=progress)
         for item, row, transfer in hdr:
             if _embedded_as_now(library, encoder, item, row, backend):
-                library.record_transfers({row["id"]: transfer})
+                keep(row, transfer, every=1)  # seconds a video: each is kept as soon as it is known
             else:
-                again["hdr"].append((item, row))
-                forced[item.path] = (row["id"], transfer)
+                embed_again("hdr", item, row, transfer)
             bar.update()
         bar.close()
+    library.record_transfers(known)
     return again, forced, encoder
 
 
