@@ -66,7 +66,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
         raise VmrError(f"no such folder: {videos_dir}")
     files = video_files(videos_dir, wanted=[it["vid"] for it in items + val_items])  # or an error
     # The training annotations only: --val adds reporting, and a run stopped without it may
-    # resume with it (a run written before 2026-12-02 fingerprinted both: see _same_training).
+    # resume with it (a run written before 2026-12-02 fingerprinted both: see _differences).
     recipe = {"drop": list(options.drop), "options": _plain(asdict(options)), "data": _fingerprint(items),
               "data_with_val": _fingerprint(items + val_items)}
     found = _checkpoint_in(out_dir)
@@ -410,7 +410,7 @@ def _same_training(out_dir: str, header: dict, config: dict) -> None:
 
 def _differences(header: dict, config: dict) -> list[str]:
     """What a checkpoint was trained with that ``header`` (this run) differs in, in the user's
-    words: the options they give (``--epochs 2 there, 4 now``), the annotations, and vmr's own."""
+    words: the options they give (``--epochs 2 (this run: 4)``), the annotations, and vmr's own."""
     found = []
     theirs, mine = config.get("options") or {}, header.get("options") or {}
     for key, flag in (("epochs", "--epochs"), ("seed", "--seed")):
