@@ -23,7 +23,7 @@ def test_first_run_indexes_everything_and_second_does_nothing(videos, tiny_model
     assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "touched": 0, "failed_before": 0,
                       "own_outputs": 0, "removed": 0,
                       "failed": [], "fallbacks": [], "damaged": [], "kept": [], "same_file": [],
-                      "skipped": {"files": 0, "extensions": {}}, "clips": 8,
+                      "skipped": {"files": 0, "extensions": {}}, "copies": [], "clips": 8,
                       "embedded_again": {"hdr": 0, "no_stored_frames": 0}}
     status = vmr_json("status")
     assert (status["videos"], status["clips"], status["vectors"], status["failed"]) == (3, 8, 8, 0)
@@ -222,6 +222,68 @@ def test_a_file_reached_by_two_names_is_indexed_once(tiny_model, tmp_path):
     assert f"note: {real / 'a.mp4'}: the same file as {tmp_path / 'link' / 'a.mp4'}" in err
     results = vmr_json("search", "red", "--top-k", "10")["results"]
     assert {r["video"] for r in results} == {str(tmp_path / "link" / "a.mp4")}
+
+
+def test_a_copy_is_not_embedded_again_and_its_moments_are_shown_once(videos, tiny_model, monkeypatch):
+    """A backup beside the original (or a phone's dump copied twice): the copy takes the
+    original's vectors without being decoded, and a search shows each moment once, naming
+    the copy (every result used to appear twice, and the copy cost a full decode)."""
+    original = videos / "red_then_blue.mp4"
+    (videos / "backup" / "2024").mkdir(parents=True)
+    shutil.copy2(original, videos / "backup" / "2024" / "red_then_blue.mp4")
+    shutil.copy2(videos / "green.mp4", videos / "zz green copy.mp4")  # both new in one run
+    from vmr_cli import indexer
+
+    decoded, decode_one = [], indexer._decode_one
+    monkeypatch.setattr(indexer, "_decode_one", lambda i, item, *a: decoded.append(item.path) or decode_one(i, item, *a))
+    summary = index(videos, "--model", tiny_model)
+    assert summary["added"] == 5 and summary["failed"] == []
+    assert len(decoded) == 3 and not {c["path"] for c in summary["copies"]} & set(decoded)
+    assert sorted(sorted((c["path"], c["copy_of"])) for c in summary["copies"]) == [  # whichever is walked first
+        [str(videos / "backup" / "2024" / "red_then_blue.mp4"), str(original)],  # is embedded
+        [str(videos / "green.mp4"), str(videos / "zz green copy.mp4")]]
+    library = Library()
+    rows = {row["path"]: row for row in library.catalog.videos("ok")}
+    copy, source = rows[str(videos / "backup" / "2024" / "red_then_blue.mp4")], rows[str(original)]
+    assert copy["id"] != source["id"] and copy["n_clips"] == source["n_clips"] == 3
+    shards = [library.vectors.read_shard(row["id"], row["vectors_token"]) for row in (copy, source)]
+    assert all((shards[0][k] == shards[1][k]).all() for k in ("A", "B", "M", "F", "F_t"))
+    library.close()
+    results = vmr_json("search", "red", "--top-k", "20")["results"]
+    spans = [(r["video"], r["start"], r["end"]) for r in results]
+    assert len(spans) == len(set(spans)) and str(videos / "backup" / "2024" / "red_then_blue.mp4") not in {
+        r["video"] for r in results}  # shown: the one nearest the top of its folders
+    assert {tuple(r["copies"]) for r in results if r["video"] == str(original)} == {
+        (str(videos / "backup" / "2024" / "red_then_blue.mp4"),)}
+    assert len({r["video"] for r in results}) == 3  # the three contents, each once
+    code, out, err = vmr("search", "red")
+    assert "(+1 copy: --json lists them)" in out
+    # A copy made later is recognised too; the original deleted, its copy still answers.
+    shutil.copy2(videos / "sub" / "pattern.mp4", videos / "pattern again.mp4")
+    summary = index(videos)
+    assert [c["copy_of"] for c in summary["copies"]] == [str(videos / "sub" / "pattern.mp4")]
+    original.unlink()
+    results = vmr_json("search", "red", "--top-k", "20")["results"]
+    assert str(videos / "backup" / "2024" / "red_then_blue.mp4") in {r["video"] for r in results}
+    assert all(str(original) not in r["copies"] for r in results)
+
+
+def test_same_size_and_fingerprint_but_another_middle_is_not_a_copy(tiny_model, tmp_path):
+    """The fingerprint reads a file's first and last 256 KiB; a file that differs only in its
+    middle (a frame repaired in place) is embedded as itself, not given another's vectors."""
+    from vmr_cli.scan import FINGERPRINT_BYTES, SAMPLES, fingerprint
+
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("testsrc", 20.0)], size="640x480")
+    data = bytearray((folder / "a.mp4").read_bytes())
+    size, block = len(data), FINGERPRINT_BYTES // 4
+    at = (size - block) * (SAMPLES // 2) // (SAMPLES - 1)  # a sampled block, clear of both ends
+    assert FINGERPRINT_BYTES < at and at + block < size - FINGERPRINT_BYTES
+    data[at + 100:at + 116] = bytes(16)
+    (folder / "b.mp4").write_bytes(bytes(data))
+    assert fingerprint(str(folder / "a.mp4"), size) == fingerprint(str(folder / "b.mp4"), size)
+    summary = index(folder, "--model", tiny_model)
+    assert summary["copies"] == [] and summary["added"] + len(summary["failed"]) == 2
 
 
 def test_a_file_named_once_stays_indexed_when_its_folder_is(videos, tiny_model):

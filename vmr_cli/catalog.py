@@ -326,6 +326,12 @@ class Catalog:
         row = self._conn.execute("SELECT * FROM videos WHERE path=?", (to_key(path),)).fetchone()
         return _video(row) if row else None
 
+    def videos_with_print(self, size: int, fingerprint: str) -> list[dict]:
+        """The indexed ('ok') videos of that size and fingerprint, in id order: copies of one file."""
+        rows = self._conn.execute("SELECT * FROM videos WHERE size=? AND fingerprint=? AND status='ok' ORDER BY id",
+                                  (size, fingerprint))
+        return [_video(row) for row in rows]
+
     def videos_under(self, path: str) -> list[dict]:
         """The rows of path itself and of everything inside it (by the path's bytes), in id order."""
         key = to_key(path).rstrip(b"/")

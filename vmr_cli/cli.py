@@ -336,6 +336,9 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
         _say_some([f"note: {note['path']}: the same file as {note['indexed_as']} (a link or another name "
                    "for it), indexed once under that name" for note in summary["same_file"]],
                   "files indexed under another name (--json lists them)")
+        _say_some([f"note: {note['path']}: the same content as {note['copy_of']} (a copy): its vectors "
+                   "were copied, not computed, and a search shows their moments once"
+                   for note in summary["copies"]], "copies (--json lists them)")
         _say_some([f"note: {note['path']}: {note['reason']}" for note in summary["fallbacks"]],
                   "such notes (--json lists them)")
         if summary.get("own_outputs"):
@@ -450,7 +453,8 @@ def results_table(results) -> str:
     lines = [f"{'rank':>4}  {'start':>9} – {'end':<9}  {'score':>6}  path"]
     for r in results:
         lines.append(f"{r['rank']:>4}  {timecode(r['start']):>9} – {timecode(r['end']):<9}  {r['score']:>6.3f}  "
-                     f"{printable(r['video'])}")
+                     f"{printable(r['video'])}" + (f"  (+{len(r['copies'])} {'copy' if len(r['copies']) == 1 else 'copies'}"
+                                                  ": --json lists them)" if r.get("copies") else ""))
     return "\n".join(lines)
 
 

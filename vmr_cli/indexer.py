@@ -20,7 +20,7 @@ from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, mode
 from .errors import DecodeError, TransientError, VmrError, first_line
 from .paths import printable
 from .probe import HDR_TRANSFERS, ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
-from .scan import Roots, check_roots, collapse, fingerprint, plan_index
+from .scan import Roots, check_roots, collapse, copy_source, fingerprint, plan_index
 from .timecodes import timecode
 
 CHUNK_CLIPS = 32        # clips decoded per step: bounds memory on very long videos
@@ -162,7 +162,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         if plan.add or plan.update:  # before anything is changed, as above
             require_backend(backend)
         lookup = Roots(roots)  # the root each file is recorded under
-        if not (plan.add or plan.update or plan.move or plan.touched or plan.replaced or plan.remove
+        if not (plan.add or plan.update or plan.copies or plan.move or plan.touched or plan.replaced or plan.remove
                 or plan.unchanged or plan.failed_before or plan.failed or plan.kept or library.catalog.videos()):
             raise VmrError(f"no video files in {', '.join(printable(r) for r in roots)}"
                            f"{skipped_words(plan.skipped)}")
@@ -172,7 +172,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
                    "removed": 0, "failed": [dict(f, recorded=False) for f in plan.failed],
                    "fallbacks": [], "damaged": [], "kept": plan.kept, "same_file": plan.same_file,
                    "skipped": {"files": sum(plan.skipped.values()), "extensions": plan.skipped},
-                   "clips": 0, "embedded_again": {reason: len(items) for reason, items in again.items()}}
+                   "copies": [], "clips": 0, "embedded_again": {reason: len(items) for reason, items in again.items()}}
         for item, before, moved in plan.replaced:  # a file moved over another: its entry follows it
             library.remove_videos([before])
             summary["removed"] += 1
@@ -186,6 +186,11 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         if work:
             _index_videos(library, work, lookup, name, clip_seconds, encoder, backend, progress, summary,
                           signature, forced)
+        alone = _apply_copies(library, plan.copies, lookup, summary)
+        if alone:  # their source could not be indexed or read: each is indexed as itself
+            require_backend(backend)
+            _index_videos(library, alone, lookup, name, clip_seconds, encoder, backend, progress, summary,
+                          signature)
         library.save()
         summary["clips"] = library.catalog.counts()["clips"]
         library.catalog.log_operation("index", {"paths": roots, "model": name, "clip_seconds": clip_seconds,
@@ -299,6 +304,24 @@ def _apply_moves(library, moves, roots, summary) -> None:
     for item, row in moves:
         library.move_video(row, item.path, _root_of(item.path, roots), item.mtime_ns)
         summary["moved"] += 1
+
+
+def _apply_copies(library, copies: list, roots, summary: dict) -> list:
+    """Index each new file that is a copy of an indexed one (scan.copy_source) with that one's
+    vectors; returns the (file, None) that must be indexed as themselves (no source found)."""
+    alone = []
+    for item, _none in copies:
+        source = copy_source(library.catalog, item)
+        st = _stat(item.path)
+        if st is None or (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
+            summary["failed"].append({"path": item.path, "error": CHANGED, "recorded": False})
+            continue
+        if source is None or library.copy_video(source, item.path, _root_of(item.path, roots), item.mtime_ns) is None:
+            alone.append((item, None))
+            continue
+        summary["added"] += 1
+        summary["copies"].append({"path": item.path, "copy_of": source["path"]})
+    return alone
 
 
 def _index_videos(library, work, roots, name, clip_seconds, encoder, backend, progress, summary,

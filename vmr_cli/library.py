@@ -400,6 +400,22 @@ class Library:
             self.frames.forget(existing["id"])
         return video_id
 
+    # What describes a video's content (copied with its vectors) rather than its file or its row.
+    _OWN_COLUMNS = ("id", "path", "root", "mtime_ns", "n_clips", "status", "error", "failed_with",
+                    "vectors_token", "indexed_at")
+
+    def copy_video(self, source: dict, path: str, root: str, mtime_ns: int) -> int | None:
+        """Index the file at path, a copy of the indexed video ``source`` (scan.copy_source), with
+        source's clips and vectors: nothing is decoded.  None when source's vectors cannot be read
+        (the copy is then indexed as any new file)."""
+        shard = self.vectors.read_shard(source["id"], source["vectors_token"])
+        clips = [{k: c[k] for k in ("idx", "start", "end", "shot", "motion")} for c in self.catalog.clips(source["id"])]
+        if shard is None or len(shard["clip_ids"]) != len(clips):
+            return None
+        row = {k: v for k, v in source.items() if k not in self._OWN_COLUMNS}
+        return self.put_video(dict(row, path=path, root=root, mtime_ns=mtime_ns), clips,
+                              {k: v for k, v in shard.items() if k != "clip_ids"})
+
     def move_video(self, row: dict, new_path: str, root: str, mtime_ns: int) -> None:
         """A file that moved keeps its vectors: only its path changes."""
         with self.catalog.transaction():

@@ -53,6 +53,8 @@ class Plan:
     kept: list = field(default_factory=list)       # {"path", "videos", "reason"}: entries not removed
     skipped: dict = field(default_factory=dict)    # extension -> files not looked at
     same_file: list = field(default_factory=list)  # {"path", "indexed_as"}: another name of an indexed file
+    copies: list = field(default_factory=list)     # (Found, None): new, with the size and print of an
+    #                                                indexed file or an earlier new one (copy_source)
 
 
 @dataclass
@@ -327,6 +329,7 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     # entry stayed at the old path, listed as failed, until an index of that path).
     elsewhere: dict[tuple, list] = {}
     by_size: dict[int, list] = {}
+    prints: set[tuple] = set()  # (size, print) of indexed files and of new ones planned to be added
     if new:
         scope = {row["path"] for row in in_scope}
         for row in by_path.values():
@@ -334,6 +337,8 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
                 continue
             if row["status"] == "ok":
                 by_size.setdefault(row["size"], []).append(row)
+                if row["fingerprint"]:
+                    prints.add((row["size"], row["fingerprint"]))
             if row["fingerprint"] and row["path"] not in scope:
                 elsewhere.setdefault((row["size"], row["fingerprint"]), []).append(row)
     this_run: dict[tuple, str] = {}  # (device, inode) -> the first new name seen for it
@@ -360,7 +365,10 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
         if match is not None:
             plan.move.append((item, match))
             gone.pop(match["path"], None)
+        elif (item.size, item.fingerprint) in prints:  # a copy: its vectors are copied, not computed
+            plan.copies.append((item, None))
         else:
+            prints.add((item.size, item.fingerprint))
             plan.add.append((item, None))
     # A changed file that holds what a vanished entry held: that file was moved over this one
     # (the edited version renamed over the original).  Its entry moves here and keeps its
@@ -395,6 +403,42 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
                                     + f"'vmr index --prune' or 'vmr forget PATH' drops them{moved}"})
     plan.remove = indexed_own + list(gone.values())
     return plan
+
+
+SAMPLES = 16  # blocks of FINGERPRINT_BYTES // 4 compared, evenly spaced, besides the fingerprint
+
+
+def copy_source(catalog, item: Found) -> dict | None:
+    """The indexed video whose file holds what ``item``'s does, or None.
+
+    A copy (a backup, a phone's dump copied twice) would cost a full decode and encode and
+    show every moment twice in a search.  The fingerprint (size, first and last 256 KiB) is
+    trusted for moves, where the old file is gone; a copy's source is still there, so SAMPLES
+    blocks across both files are compared too, and the source must be as it was indexed."""
+    for row in catalog.videos_with_print(item.size, item.fingerprint):
+        try:
+            st = os.stat(row["path"])
+        except OSError:
+            continue
+        if (st.st_size, st.st_mtime_ns) == (row["size"], row["mtime_ns"]) and _same_samples(row["path"], item.path,
+                                                                                              item.size):
+            return row
+    return None
+
+
+def _same_samples(a: str, b: str, size: int) -> bool:
+    block = FINGERPRINT_BYTES // 4
+    try:
+        with open(a, "rb") as one, open(b, "rb") as two:
+            for k in range(SAMPLES):
+                offset = max(0, (size - block) * k // max(1, SAMPLES - 1))
+                one.seek(offset)
+                two.seek(offset)
+                if one.read(block) != two.read(block):
+                    return False
+    except OSError:
+        return False
+    return True
 
 
 def _same_file(item, indexed: dict, this_run: dict) -> str | None:

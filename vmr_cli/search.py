@@ -166,7 +166,8 @@ class Searcher:
             stats["query_note"] = _query_note(whole, read if read is not None else text,
                                               self.encoder.text_tokens if read is not None else None)
         with timer("vectors"):
-            videos = [v for v in (self._stored(video, q, stats) for video in self._candidates(q, options)) if v]
+            candidates, copies = self._candidates(q, options)
+            videos = [v for v in (self._stored(video, q, stats) for video in candidates) if v]
         if options.only_video is not None:  # one video: its best top_k moments, not a per-video cap
             options = replace(options, per_video=options.top_k)
         if options.exhaustive:
@@ -176,7 +177,8 @@ class Searcher:
         moments.sort(key=lambda m: -m["score"])
         if options.min_score is not None:
             moments = [m for m in moments if m["score"] >= options.min_score]
-        results = [dict(rank=i + 1, **m) for i, m in enumerate(moments[:options.top_k])]
+        results = [dict(rank=i + 1, **m, copies=copies.get(m["video_id"], []))
+                   for i, m in enumerate(moments[:options.top_k])]
         shown = {r["video"] for r in results}
         for key in ("changed", "read_again"):
             said = [c for c in stats.pop(key, []) if c["video"] in shown]
@@ -196,16 +198,32 @@ class Searcher:
         return {"query": text, "search_id": search_id, "results": results, "stats": stats}
 
     # -- step 1: candidate videos ------------------------------------------------------------
-    def _candidates(self, q: torch.Tensor, options: SearchOptions) -> list[dict]:
+    def _candidates(self, q: torch.Tensor, options: SearchOptions) -> tuple[list[dict], dict[int, list[str]]]:
+        """The candidate videos, and {video id: the paths of its copies}: videos of one content
+        (the same size and fingerprint: scan.copy_source) are one candidate, so a moment is shown
+        once and a library's copies do not crowd other videos out of the candidates."""
         catalog = self.library.catalog
+        ok = catalog.videos("ok")
+        groups: dict = {}  # content -> its rows, first indexed first
+        for v in ok:
+            groups.setdefault((v["size"], v["fingerprint"]) if v["fingerprint"] else v["id"], []).append(v)
+        for rows in groups.values():
+            if len(rows) > 1:  # shown: one whose file is there, nearest the top of its folders (a
+                # backup is usually deeper than what it backs up), then the first indexed
+                rows.sort(key=lambda v: (not os.path.exists(v["path"]), v["path"].count(os.sep)))
+        shown = {v["id"]: rows[0]["id"] for rows in groups.values() for v in rows}
+
+        def copies(video):
+            key = (video["size"], video["fingerprint"]) if video["fingerprint"] else video["id"]
+            return [v["path"] for v in groups.get(key, []) if v["id"] != video["id"] and os.path.exists(v["path"])]
+
         if options.only_video is not None:
             video = catalog.video_by_path(options.only_video)
             if video is None or video["status"] != "ok":
                 raise VmrError(f"video not in the library: {options.only_video}")
-            return [video]
-        ok = catalog.videos("ok")
+            return [video], {video["id"]: copies(video)}
         if len(ok) <= options.max_videos:
-            candidate_ids = [v["id"] for v in ok]
+            candidate_ids = [v["id"] for v in ok if shown[v["id"]] == v["id"]]
         else:
             # The best k clips, k grown until they hold max_videos videos: a few long videos
             # can fill the first k (two 10-minute videos left 9 of 12 asked for).
@@ -215,7 +233,7 @@ class Searcher:
                 owners = catalog.clip_video_ids(clip_ids.tolist())
                 candidate_ids = []
                 for cid in clip_ids.tolist():  # already best first
-                    vid = owners.get(cid)
+                    vid = shown.get(owners.get(cid))
                     if vid is not None and vid not in candidate_ids:
                         candidate_ids.append(vid)
                     if len(candidate_ids) == options.max_videos:
@@ -224,7 +242,8 @@ class Searcher:
                     break
                 k *= 4
         by_id = {v["id"]: v for v in ok}
-        return [by_id[i] for i in candidate_ids if i in by_id]
+        chosen = [by_id[i] for i in candidate_ids if i in by_id]
+        return chosen, {v["id"]: copies(v) for v in chosen}
 
     # -- step 2: the stored timeline of each candidate ---------------------------------------------
     def _stored(self, video: dict, q: torch.Tensor, stats: dict):
