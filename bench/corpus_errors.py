@@ -117,7 +117,7 @@ def main() -> None:
         found = searcher.search(rec["query"], options, log=False)
         if not args.moment:  # the coarse stage again, as the search ran it: was the right video handed on?
             q = searcher.encoder.encode_text([rec["query"]])[0]
-            among += path_of[rec["vid"]] in {v["path"] for v in searcher._candidates(q, options)}
+            among += path_of[rec["vid"]] in {v["path"] for v in searcher._candidates(q, options)[0]}
         top = found["results"][0] if found["results"] else None
         in_beside += bool(args.beside and top and top["video"].startswith(str(other) + "/"))
         kind = classify(top, events[rec["query"]], plans, path_of, moment=args.moment) if top else "no result"
