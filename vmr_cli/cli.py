@@ -231,7 +231,29 @@ def json_option(func):
 
 
 def emit_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    """The one writer of ``--json``: one document on stdout, strict JSON that any parser reads.
+    A number that is not finite is null (Python writes a bare NaN or Infinity, which is not
+    JSON); a value JSON has no form for is a bug, refused here (it was written as its str():
+    a numpy count as the string "3", an object as its repr)."""
+    click.echo(json.dumps(json_value(data), indent=2, allow_nan=False))
+
+
+def json_value(value):
+    """``value`` in the types JSON writes: a path as its string, a numpy scalar as its number,
+    a float that is not finite as None; anything else raises TypeError."""
+    if isinstance(value, float):  # numpy's float64 too
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):  # bool is an int
+        return value
+    if isinstance(value, dict):
+        return {key: json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(item) for item in value]
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
+    if getattr(value, "shape", None) == () and callable(getattr(value, "item", None)):  # a numpy scalar
+        return json_value(value.item())
+    raise TypeError(f"--json has no form for a {type(value).__name__}: {value!r}")
 
 
 def open_library(ctx, create: bool = False, writes: bool = False):
