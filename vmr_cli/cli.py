@@ -676,10 +676,11 @@ def searches(ctx, limit, as_json):
     lib = open_library(ctx)
     rows = lib.catalog.searches(limit or None)
     total = lib.catalog.counts()["searches"]
-    if as_json:
+    if as_json:  # "results" is a list in search and show: the count is n_results ("results" as well,
+        # as vmr 0.2.0 documented it)
         emit_json({"total": total, "searches": [
             {"search_id": r["id"], "created_at": _iso(r["created_at"]), "query": r["query"],
-             "results": r["n_results"]} for r in rows]})
+             "n_results": r["n_results"], "results": r["n_results"]} for r in rows]})
         return
     if not rows:
         say("no searches logged yet; run 'vmr search QUERY'")
