@@ -148,7 +148,7 @@ def test_train_and_eval_index_with_pyav_where_torchcodec_cannot_load(world, tmp_
     assert err.startswith("Error: the torchcodec backend cannot load (") and err.strip().endswith(
         "or use --backend pyav") and not (tmp_path / "lib").exists() and not (tmp_path / "trimmer").exists()
     summary = _train(world, tmp_path / "trimmer", tmp_path / "lib", epochs=1, extra=("--backend", "pyav"))
-    assert summary["epochs"] == 1 and summary["queries"] > 0
+    assert summary["epochs"] == 1 and summary["n_queries"] > 0
     report = vmr_json("--library", tmp_path / "lib2", "eval", world / "val.jsonl", "--videos", world / "videos",
                       "--model", MODEL, "--backend", "pyav")
     assert report["n_queries"] >= 4 and report["cost"]["frames_decoded"] > 0

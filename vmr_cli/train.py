@@ -180,8 +180,8 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
         if log:
             log(record)
     _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
-    return {"out": os.path.abspath(out_dir), "warnings": warnings, "queries": len(items),
-            "val_queries": len(val_items),
+    return {"out": os.path.abspath(out_dir), "warnings": warnings, "n_queries": len(items),
+            "n_val_queries": len(val_items),  # named as vmr eval's n_queries
             "epochs": options.epochs, "history": state["history"], "seconds": round(time.time() - started, 1),
             "val_R1@0.5": state["history"][-1].get("val_R1@0.5") if state["history"] else None,
             "val_R1@0.5_untrained": untrained}
