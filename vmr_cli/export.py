@@ -298,7 +298,7 @@ def _export_into(catalog, search, by_rank, chosen, skipped, done_before, folder,
         for rank in chosen:
             if rank in done_before:  # an earlier run (one that was stopped, say) cut it: not again
                 item, file_print = done_before[rank]
-                written.append(dict(item, existing=True))
+                written.append(dict(item, video=item["source"], existing=True))  # (logged before "video")
                 files.append(file_print)
                 if on_cut is not None:
                     on_cut(written[-1])
@@ -322,8 +322,10 @@ def _export_into(catalog, search, by_rank, chosen, skipped, done_before, folder,
                 left it unlogged (the next index took it for the user's video, a rerun cut it
                 again as _2).  Killed before, the log names a file that is not there: cut again."""
                 if not item:
-                    item.update(rank=rank, path=target, source=source, start=result["start"], end=result["end"],
-                                exact=not copy)
+                    # "video": the result's video, named as in search and show ("source" as well,
+                    # as vmr 0.2.0 documented it)
+                    item.update(rank=rank, path=target, video=source, source=source, start=result["start"],
+                                end=result["end"], exact=not copy)
                     written.append(item)
                     files.append(file_print)
                 item["path"] = target  # (the name was taken meanwhile: the next one)
