@@ -339,37 +339,39 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
                    f"failed {len(summary['failed'])}; {summary['clips']} clips in the library"
                    + (f" ({before} file{'s' if before != 1 else ''} that failed before, unchanged: "
                       "vmr status --failed)" if before else ""))
-        again = summary["embedded_again"]
-        if again["hdr"]:
-            n = again["hdr"]
-            say(f"note: {n} HDR video{'s' if n != 1 else ''} (PQ or HLG) indexed before vmr tone-mapped HDR "
-                f"{'were' if n != 1 else 'was'} embedded again (the old vectors were of a grey, washed-out picture)")
-        if again["no_stored_frames"]:
-            n = again["no_stored_frames"]
-            say(f"note: {n} video{'s' if n != 1 else ''} indexed before vmr stored each clip's frames "
-                f"{'were' if n != 1 else 'was'} embedded again (search placed their moments from the middle of "
-                "each clip only)")
-        kept = {k["path"] for k in summary["kept"]}
-        _say_some([f"failed: {failure['path']}: {failure['error']}" for failure in summary["failed"]
-                   if failure["path"] not in kept],  # an unreadable folder: its kept: line says it all
-                  "failed (--json lists every one; vmr status --failed those recorded)")
-        for note in summary["kept"]:
-            say(f"kept: {note['path']}: {note['reason']}")
-        _say_some([f"note: {note['path']}: the same file as {note['indexed_as']} (a link or another name "
-                   "for it), indexed once under that name" for note in summary["same_file"]],
-                  "files indexed under another name (--json lists them)")
-        _say_some([f"note: {note['path']}: the same content as {note['copy_of']} (a copy): its vectors "
-                   "were copied, not computed, and a search shows their moments once"
-                   for note in summary["copies"]], "copies (--json lists them)")
-        _say_some([f"note: {note['path']}: {note['reason']}" for note in summary["fallbacks"]],
-                  "such notes (--json lists them)")
-        if summary.get("own_outputs"):
-            n = summary["own_outputs"]
-            say(f"note: passed over {n} file{'s' if n != 1 else ''} vmr made itself (cuts of vmr export, "
-                "previews): vmr never indexes its own outputs")
-        _say_some([_damage_note(note) for note in summary["damaged"]], "damaged files (--json lists them)")
-        if summary["skipped"]["files"]:
-            say(skipped_words(summary["skipped"]["extensions"]).lstrip("; "))
+    # The notes and failures on stderr with --json too (as search, show and export warn): a script
+    # that keeps the document still tells the user why the exit code is 1.
+    again = summary["embedded_again"]
+    if again["hdr"]:
+        n = again["hdr"]
+        say(f"note: {n} HDR video{'s' if n != 1 else ''} (PQ or HLG) indexed before vmr tone-mapped HDR "
+            f"{'were' if n != 1 else 'was'} embedded again (the old vectors were of a grey, washed-out picture)")
+    if again["no_stored_frames"]:
+        n = again["no_stored_frames"]
+        say(f"note: {n} video{'s' if n != 1 else ''} indexed before vmr stored each clip's frames "
+            f"{'were' if n != 1 else 'was'} embedded again (search placed their moments from the middle of "
+            "each clip only)")
+    kept = {k["path"] for k in summary["kept"]}
+    _say_some([f"failed: {failure['path']}: {failure['error']}" for failure in summary["failed"]
+               if failure["path"] not in kept],  # an unreadable folder: its kept: line says it all
+              "failed (--json lists every one; vmr status --failed those recorded)")
+    for note in summary["kept"]:
+        say(f"kept: {note['path']}: {note['reason']}")
+    _say_some([f"note: {note['path']}: the same file as {note['indexed_as']} (a link or another name "
+               "for it), indexed once under that name" for note in summary["same_file"]],
+              "files indexed under another name (--json lists them)")
+    _say_some([f"note: {note['path']}: the same content as {note['copy_of']} (a copy): its vectors "
+               "were copied, not computed, and a search shows their moments once"
+               for note in summary["copies"]], "copies (--json lists them)")
+    _say_some([f"note: {note['path']}: {note['reason']}" for note in summary["fallbacks"]],
+              "such notes (--json lists them)")
+    if summary.get("own_outputs"):
+        n = summary["own_outputs"]
+        say(f"note: passed over {n} file{'s' if n != 1 else ''} vmr made itself (cuts of vmr export, "
+            "previews): vmr never indexes its own outputs")
+    _say_some([_damage_note(note) for note in summary["damaged"]], "damaged files (--json lists them)")
+    if summary["skipped"]["files"]:
+        say(skipped_words(summary["skipped"]["extensions"]).lstrip("; "))
     if discarded:
         say(f"note: nothing was indexed, so no library was left at {lib.directory}")
     if summary["failed"]:
