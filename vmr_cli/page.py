@@ -22,6 +22,7 @@ import html
 import os
 import secrets
 import subprocess
+import sys
 import time
 import urllib.parse
 import webbrowser
@@ -285,8 +286,20 @@ def is_page(head: bytes) -> bool:
 
 def open_in_browser(path: str) -> bool:
     """Best effort: a machine without a browser still has the page written.  Whether a
-    browser was started."""
+    browser was started.  The browser writes to stderr: it inherits vmr's stdout otherwise, and
+    its chatter ('Opening in existing browser session.') landed in the middle of --json."""
     try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no stdout to keep clean
+        saved = None
+    try:
+        if saved is not None:
+            os.dup2(2, 1)
         return bool(webbrowser.open(Path(os.path.abspath(path)).as_uri()))
     except Exception:  # webbrowser.Error, or a broken browser command
         return False
+    finally:
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
