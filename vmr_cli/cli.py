@@ -233,14 +233,13 @@ def json_option(func):
 def emit_json(data) -> None:
     """The one writer of ``--json``: one document on stdout, strict JSON that any parser reads.
     A number that is not finite is null (Python writes a bare NaN or Infinity, which is not
-    JSON); a value JSON has no form for is a bug, refused here (it was written as its str():
-    a numpy count as the string "3", an object as its repr)."""
+    JSON); numpy numbers are numbers (they were written as strings: a count as "3")."""
     click.echo(json.dumps(json_value(data), indent=2, allow_nan=False))
 
 
 def json_value(value):
     """``value`` in the types JSON writes: a path as its string, a numpy scalar as its number,
-    a float that is not finite as None; anything else raises TypeError."""
+    a float that is not finite as None; anything else (a bug) as its string."""
     if isinstance(value, float):  # numpy's float64 too
         return value if math.isfinite(value) else None
     if value is None or isinstance(value, (str, int)):  # bool is an int
@@ -253,7 +252,7 @@ def json_value(value):
         return os.fsdecode(value)
     if getattr(value, "shape", None) == () and callable(getattr(value, "item", None)):  # a numpy scalar
         return json_value(value.item())
-    raise TypeError(f"--json has no form for a {type(value).__name__}: {value!r}")
+    return str(value)  # a bug, but the command's work is done: its output still parses
 
 
 def open_library(ctx, create: bool = False, writes: bool = False):
