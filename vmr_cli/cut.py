@@ -66,7 +66,7 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
 
     def attempt(seek: str, audio: bool) -> str | None:
         """Why this way failed, or None when target now holds the moment."""
-        failed = _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout)
+        failed = _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout, rate)
         if failed is None:  # ffmpeg exits 0 on a full disk too: the file is read back
             failed = _wrong(ffprobe, target, seconds, expected, sound if audio else None)
         if failed is not None and ("No space left on device" in failed or _disk_full(target)):
@@ -74,7 +74,16 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
         return failed
 
     # The input seek: the key frame before the start must be decoded, or copied (see INDEXED).
-    seek = _copy_seek(source, start) if expected is not None else _exact_seek(ffprobe, source, start)
+    # An exact cut is whole frames (see SHOWN): from where the frame on screen at the start
+    # begins (up to a frame earlier) to where the one on screen just before the end ends, its
+    # sound with them.  (ffmpeg's -t keeps the frames that begin before it, rounded to a frame:
+    # 3.013-4.014 s of a 29.97 fps video, 1.011 s, lost the frame shown from 4.004 s.)
+    if expected is None:
+        seek, begin, rate = _exact_seek(ffprobe, source, start)
+        slots = max(1, math.ceil((start + seconds - _leeway(rate) - begin) * eval_rate(rate)))
+        start, seconds = begin, slots / eval_rate(rate)
+    else:
+        seek, rate = _copy_seek(source, start), None
     first = attempt(seek, True)
     if first is None:
         return None
@@ -105,10 +114,10 @@ NO_SOUND = "no sound could be decoded"  # not WRONG: retried without the audio
 EARLY_SOUND = "its sound ends before its picture starts"  # (a stream copy) not WRONG either
 
 
-def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout) -> str | None:
+def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeout, rate=None) -> str | None:
     """ffmpeg's reason when it failed, else None.  ``seek``: "input" (-ss before -i), "output"
     (after it: decodes from the file's start), or for a re-encode the point (seconds) to seek
-    the input to, at or before ``start`` (see _exact_seek)."""
+    the input to, at or before ``start`` (see _exact_seek); ``rate``: a re-encode's frame rate."""
     if "copy" in codec_args:  # a stream copy: packets as they are, from the key frame before
         pre = start if seek == "input" else None if seek == "output" else float(seek)
         where = ["-i", "file:" + source, "-ss", f"{start:.3f}"] if pre is None else \
@@ -116,15 +125,16 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
         seconds += start - pre if pre is not None else 0.0  # (from a point sought before the start)
     else:  # decoded from a key frame before, every frame handed to the fps filter (see SHOWN)
         pre = start if seek == "input" else 0.0 if seek == "output" else float(seek)
-        offset = f"{max(0.0, start - pre):.6f}"
         codec_args, video, sound = _without_filters(codec_args)  # theirs go after ours: one -vf counts
-        where = [*(["-ss", f"{pre:.6f}", "-noaccurate_seek"] if pre > 0 else []), "-i", "file:" + source,
-                 "-vf", ",".join([SHOWN.format(offset=offset), *video]),
-                 "-af", ",".join([f"atrim=start={offset},asetpts=PTS-{offset}/TB", *sound])]
+        # -itsoffset: timestamps count from the start, not from where the input was sought
+        where = [*(["-ss", f"{pre:.6f}", "-noaccurate_seek"] if pre > 0 else []),
+                 *(["-itsoffset", f"{pre - start:.6f}"] if abs(pre - start) > 1e-7 else []), "-i", "file:" + source,
+                 "-vf", ",".join([SHOWN.format(rate=rate or FALLBACK_RATE), *video]),
+                 "-af", ",".join(["atrim=start=0", *sound])]
     # -max_error_rate 1: decoding errors alone never fail the cut (an Ogg file's thousands of empty
     # audio packets, each an error, failed it though all of its sound decoded); the cut is read back.
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-max_error_rate", "1", "-y", *where,
-           "-t", f"{seconds:.3f}", "-map", "0:v:0", *(["-map", "0:a:0?"] if audio else ["-an"]), *codec_args,
+           "-t", f"{seconds:.6f}", "-map", "0:v:0", *(["-map", "0:a:0?"] if audio else ["-an"]), *codec_args,
            "file:" + target]
     try:
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
@@ -140,20 +150,36 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
 # also the one still on screen there: a screen recording holding a frame from 1 s to 8 s cut
 # at 4 s began with the 8 s frame, a 0.5 fps timelapse cut at 5.5 s lost its 4 s frame and
 # showed the rest 0.5 s early.  So the input is sought without ffmpeg's trimming
-# (-noaccurate_seek), and the fps filter (start_time) fills each slot from the start on with
-# the frame nearest to it, a frame shown since before the start until the next one comes (its
-# default rounding: 'up' dropped a third of the frames of a phone video whose times jitter by
-# a few ms, and the millisecond's leeway it needed, subtracted from timestamps in the stream's
-# time base, moved every AVI frame one frame early).  Video and sound are then both counted
-# from the start; sound that begins after it keeps its place (moved to 0 it ran 0.5 s early
-# in a file whose sound starts 0.5 s after its picture).  Its rate is
-# the one ffmpeg's constant-rate output took before (source_fps), but under 10 frames a second
-# raised by a whole factor to 24 at least, so that the frames of a sparse source show within
-# 1/24 s of their time (a 0.5 fps timelapse gets 24, 5 fps 25; 15 fps stays 15: at 30 its cut
-# cost 40 % more); 25 where the source says no rate.
-SHOWN = ("fps=fps='if(gte(source_fps,10),source_fps,"
-         "if(gt(source_fps,0),source_fps*ceil(24/source_fps),25))'"
-         ":start_time={offset},setpts=PTS-STARTPTS")
+# (-noaccurate_seek), and the fps filter fills each slot from the start on with the frame
+# nearest to it, a frame shown since before the start until the next one comes (its default
+# rounding: 'up' dropped a third of the frames of a phone video whose times jitter by a few ms,
+# and the millisecond's leeway it needed, subtracted from timestamps in the stream's time base,
+# moved every AVI frame one frame early).  Its slots are laid on the source's own frames: the
+# cut begins where the frame on screen at the start begins (or a whole number of slots after
+# it, for a frame held longer), up to a slot before the start, and its sound with it (see
+# _exact_seek).  Slots laid from the start itself put a frame more than half a frame old in
+# the next slot: a 29.97 fps cut at 2.5 s, a third of the way into frame 74, began with frame
+# 75, one at 3.013-4.014 ended a frame early, and a frame in a slot not its own moved against
+# the sound by up to half a frame.  Video and sound both count from that beginning; sound that
+# begins after it keeps its place (moved to 0 it ran 0.5 s early in a file whose sound starts
+# 0.5 s after its picture).  The rate: see _rate.
+SHOWN = "fps=fps={rate}:start_time=0,setpts=PTS-STARTPTS"
+FALLBACK_RATE = "25"  # where the source says no rate
+
+
+def _rate(stream: dict) -> str:
+    """An exact cut's frame rate: the one ffmpeg's constant-rate output took before (its guess
+    from r_frame_rate, or avg_frame_rate where that is implausibly high), but under 10 frames a
+    second raised by a whole factor to 24 at least, so that the frames of a sparse source show
+    within 1/24 s of their time (a 0.5 fps timelapse gets 24, 5 fps 25; 15 fps stays 15: at 30
+    its cut cost 40 % more); 25 where the source says no rate."""
+    rate, average = stream.get("r_frame_rate") or "", stream.get("avg_frame_rate") or ""
+    if (ratio(rate) or 0) > 210 and 0 < (ratio(average) or 0) < 70:
+        rate = average
+    fps = ratio(rate)
+    if not fps or fps <= 0 or "/" not in rate and _number(rate) is None:
+        return FALLBACK_RATE
+    return rate if fps >= 10 else f"{rate}*{math.ceil(24 / fps)}"
 
 
 # Containers whose index makes ffmpeg's seek before -i land on the key frame before the start
@@ -180,44 +206,77 @@ def _copy_seek(source: str, start: float) -> str | float:
 KEY_WINDOW = 8.0  # seconds before the start first searched for a key frame (then 4x more, ...)
 
 
-def _exact_seek(ffprobe: str, source: str, start: float) -> float:
-    """Where to seek the input for an exact cut at ``start`` (seconds from the file's start):
-    ``start`` in an indexed container (MP4/MOV, Matroska/WebM), else a quarter second before
-    the last video key frame at or before it; 0.0 (decode from the start: slow, always right)
-    where ffprobe cannot tell."""
+def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, str]:
+    """(where to seek the input, where the cut begins, its frame rate) for an exact cut at
+    ``start`` (seconds from the file's start).  The seek: the beginning in an indexed container
+    (MP4/MOV, Matroska/WebM), else a quarter second before the last video key frame at or before
+    it; 0.0 (decode from the start: slow, always right) where ffprobe cannot tell.  The
+    beginning: where the frame on screen at ``start`` begins, plus the whole slots of the cut's
+    rate that fit before ``start`` (see SHOWN); ``start`` where ffprobe cannot tell."""
     def probe(*args: str, of: str = "csv=p=0") -> bytes:
         return subprocess.run([ffprobe, "-v", "error", *args, "-of", of, "file:" + source],
                               capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT).stdout
 
-    if start <= 0:
-        return 0.0
     try:
         found = json.loads(probe("-select_streams", "v:0", "-show_entries",
-                                 "format=format_name,start_time:stream=time_base", of="json") or b"{}")
-        form = found.get("format") or {}
-        tick = ratio((found.get("streams") or [{}])[0].get("time_base"))
-        if INDEXED & set(str(form.get("format_name", "")).split(",")):
-            return _on_ticks(start, tick)
-        origin = float(form.get("start_time") or 0.0)  # packet times may begin later (MPEG-TS)
-        window = KEY_WINDOW
+                                 "format=format_name,start_time:stream=time_base,r_frame_rate,avg_frame_rate",
+                                 of="json") or b"{}")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return 0.0, start, FALLBACK_RATE
+    form = found.get("format") or {}
+    stream = (found.get("streams") or [{}])[0]
+    tick, rate = ratio(stream.get("time_base")), _rate(stream)
+    slot = 1 / eval_rate(rate)
+    indexed = bool(INDEXED & set(str(form.get("format_name", "")).split(",")))
+    origin = _number(form.get("start_time")) or 0.0  # packet times may begin later (MPEG-TS)
+    window = 0.0 if indexed else KEY_WINDOW  # (an indexed container's seek lands on the key frame)
+    try:
         while True:
             begin = max(0.0, start - window)
-            interval = f"{origin + begin:.3f}%{origin + start + 0.001:.3f}"  # absolute times
+            # to a second past the start: a frame shown before it may come after one shown past it
+            interval = f"{origin + begin:.6f}%{origin + start + 1.0:.6f}"  # absolute times
             lines = probe("-select_streams", "v:0", "-read_intervals", interval,
                           "-show_entries", "packet=pts_time,dts_time,flags").decode("ascii", "replace").split()
-            keys = []
+            keys, shown = [], []
             for line in lines:
                 pts, dts, flags = (line.split(",") + ["", "", ""])[:3]
-                if "K" in flags and pts not in ("", "N/A") and float(pts) <= origin + start + 1e-6:
-                    keys.append((float(pts), float(dts) if dts not in ("", "N/A") else float(pts)))
-            if keys:  # decoding begins at the first key frame after where ffmpeg's seek lands
-                pts, dts = max(keys)
-                return _on_ticks(max(0.0, min(pts, dts) - origin - 0.25), tick)
-            if begin <= 0:
-                return 0.0
+                if _number(pts) is None:
+                    continue
+                shown.append(float(pts) - origin)
+                if "K" in flags and float(pts) <= origin + start + 1e-6:
+                    keys.append((float(pts), _number(dts) if _number(dts) is not None else float(pts)))
+            if indexed or keys or begin <= 0:
+                break
             window *= 4
-    except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
-        return 0.0
+        seek = _on_ticks(start, tick) if indexed else \
+            _on_ticks(max(0.0, min(max(keys)) - origin - 0.25), tick) if keys else 0.0
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return (start if indexed else 0.0), start, rate
+    # the frame on screen at the start (or the one after, when it begins within the leeway);
+    # where the video begins after it, its first frame
+    before = [t for t in shown if t <= start + _leeway(rate)]
+    frame = max(before) if before else min(shown, default=None)
+    if frame is None:
+        return seek, start, rate
+    begin = frame + math.floor((start - frame) / slot + 1e-6) * slot
+    begin = max(0.0, min(start, _on_ticks(begin, tick) if begin > frame + 1e-6 else begin))
+    return min(seek, begin) if indexed else seek, begin, rate
+
+
+def _leeway(rate: str) -> float:
+    """Seconds by which a frame beginning after a cut's start (before its end) still counts as
+    on screen there (is not): 5 ms, a quarter of a frame above 50 fps.  A phone's frame times
+    jitter by a few ms: a cut at 1.0-3.0 s of one began with the 0.967 s frame and ended with the
+    frame timed 2.9986 s, 61 frames for 60.  No one sees a frame shown for 5 ms."""
+    return min(0.005, 0.25 / eval_rate(rate))
+
+
+def eval_rate(rate: str) -> float:
+    """A rate as _rate writes it ('30000/1001', '1/2*48') as a number."""
+    value = 1.0
+    for factor in rate.split("*"):
+        value *= ratio(factor) if "/" in factor else float(factor)
+    return value
 
 
 def _packet_time(*values: str) -> float | None:
