@@ -614,3 +614,64 @@ def test_an_exact_cut_keeps_every_frame_in_its_slot_and_its_sound_in_its_place(t
                            capture_output=True, text=True, check=True).stderr
     tone = [float(line.split("silence_end: ")[1].split()[0]) for line in found.splitlines() if "silence_end" in line]
     assert len(tone) == 1 and abs(tone[0] - 2.8) < 0.05, found  # 2.5 s + 0.5 s late - 0.2 s cut start
+
+
+# -- exact cuts are whole frames, their sound in step (round 6) ---------------------------------
+NUMBERED = ("format=gbrp,geq=r='20+20*mod(N\\,10)':g='20+20*mod(floor(N/10)\\,10)':b='20+20*floor(N/100)'")
+BEEP = "aevalsrc='if(between(t,2,2.05),0.8*sin(2*PI*1000*t),0)':d={seconds}:s=48000"  # a beep at 2.0 s
+
+
+def _numbered(path) -> list[tuple[float, int]]:
+    """(time from the file's start, the frame number its colour says) of each frame of a video."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream, origin = container.streams.video[0], (container.start_time or 0) / 1e6
+        found = []
+        for frame in container.decode(stream):
+            rgb = frame.to_ndarray(format="rgb24")
+            h, w, _ = rgb.shape
+            r, g, b = rgb[h // 4:3 * h // 4, w // 4:3 * w // 4].reshape(-1, 3).mean(0)
+            found.append((float(frame.pts * stream.time_base) - origin,
+                          round((b - 20) / 20) * 100 + round((g - 20) / 20) * 10 + round((r - 20) / 20)))
+    return sorted(found)
+
+
+def _beep(path) -> float:
+    """When the sound begins, as ffmpeg plays the file (seconds from its start)."""
+    import numpy as np
+
+    pcm = subprocess.run([REAL_FFMPEG, "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", "48000", "-f", "f32le",
+                          "-"], capture_output=True, check=True).stdout
+    return int(np.argmax(np.abs(np.frombuffer(pcm, dtype=np.float32)) > 0.2)) / 48000
+
+
+def test_an_exact_cut_is_the_frames_on_screen_from_start_to_end_with_its_sound_in_step(tmp_path):
+    """A start in the second half of a frame began the cut with the next frame (1.5 s into a
+    29.97 fps phone video, 96 % of the way through frame 44: frame 45); an end a third into a
+    frame lost that frame (ffmpeg's -t, rounded to a frame); and the slots, laid from the start
+    rather than on the source's frames, moved the picture against the sound: 16.7 ms in the
+    29.97 fps MP4, 10-20 ms in an MPEG-TS recording (its video starts 10 ms after its sound)."""
+    phone = _timed_video(tmp_path / "v" / "phone.mp4", "30000/1001", 4, "-g", "30", "-bf", "3", "-c:a", "aac",
+                         vf=NUMBERED, audio=BEEP.format(seconds=4))
+    camera = _timed_video(tmp_path / "v" / "camera.ts", 25, 4, "-g", "25", "-bf", "2", "-c:a", "mp2",
+                          vf=NUMBERED, audio=BEEP.format(seconds=4))
+    frame = 1001 / 30000
+    moments = [(phone, 1.5, 2.5), (phone, 1.013, 2.014), (phone, 58.7 * frame, 3.0), (phone, 0.0, 2.2),
+               (camera, 1.53, 2.53), (camera, 1.0, 2.1)]  # each holds the beep
+    cuts = _export_moments(tmp_path, moments)
+    for (source, start, end), path in zip(moments, cuts):
+        shown, frames = _numbered(source), _numbered(path)
+        at = {number: time for time, number in shown}
+        on_screen = [number for time, number in shown if time <= start + 1e-6][-1]
+        last = [number for time, number in shown if time < end - 1e-6][-1]
+        assert (frames[0][1], frames[-1][1]) == (on_screen, last), (start, end, frames[:2], frames[-1:])
+        assert [number for _, number in frames] == list(range(on_screen, last + 1)), (start, end, frames)
+        # picture and sound in step: each frame at its source time less the sound's shift
+        shift = _beep(source) - _beep(path)
+        worst = max((abs(time - (at[number] - shift)) for time, number in frames[1:]), default=0.0)
+        assert worst < 0.003, (start, end, worst)
+        sound = float(subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                                      "stream=duration", "-of", "csv=p=0", path], capture_output=True, text=True,
+                                     check=True).stdout)
+        assert abs(sound - (frames[-1][0] + (frames[1][0] - frames[0][0]))) < 0.025, (start, end, sound, frames[-1])
