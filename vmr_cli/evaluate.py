@@ -272,7 +272,9 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
         corpus = searcher.search(item["query"], _with(base, only_video=None), log=False)
         single = [(r["start"], r["end"], r["score"]) for r in own["results"]]
         single_preds.append(single)
-        corpus_preds.append([(r["start"], r["end"], r["score"]) if r["video"] == path
+        # a result shown under a copy of the annotated video is a moment of it (a search shows the
+        # moments of copies once, under one of them: scored as another video, they were misses)
+        corpus_preds.append([(r["start"], r["end"], r["score"]) if r["video"] == path or path in r.get("copies", ())
                              else WRONG_VIDEO + (r["score"],) for r in corpus["results"]])
         truth.append(item["windows"])
         cost.append(single_cost)

@@ -104,6 +104,51 @@ class Timer:
         return {k: round(v, 3) for k, v in self.seconds.items()}
 
 
+def _contents(rows: list[dict], vectors) -> dict[int, list[dict]]:
+    """{id: the rows of its content} for rows of one size and fingerprint: those whose stored
+    clip vectors are equal (a copy takes its source's; a file the fingerprint cannot tell from
+    another, embedded as itself, has its own).  Each content's rows sorted, the one to show
+    first: a file as it was indexed (not gone, not changed since: its moments are still there),
+    nearest the top of its folders (a backup is usually deeper than what it backs up), then
+    the first indexed."""
+    parts: list[tuple] = []  # (vectors or None, rows)
+    for row in rows:
+        mine = _appearance(vectors, row)
+        for theirs, part in parts:
+            if mine is not None and theirs is not None and mine.shape == theirs.shape \
+                    and np.array_equal(mine, theirs):
+                part.append(row)
+                break
+        else:
+            parts.append((mine, [row]))
+    out = {}
+    for _vectors, part in parts:
+        part.sort(key=lambda v: (not _as_indexed(v), v["path"].count(os.sep)))
+        out.update({v["id"]: part for v in part})
+    return out
+
+
+def _appearance(vectors, row: dict):
+    """The row's stored clip vectors ("A"), or None when its shard cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(vectors.shard_path(row["id"]), framework="numpy") as handle:
+            if (handle.metadata() or {}).get("token") != row["vectors_token"]:
+                return None
+            return handle.get_tensor("A")
+    except Exception:  # missing, truncated: not a copy of anything (the search says why)
+        return None
+
+
+def _as_indexed(row: dict) -> bool:
+    try:
+        st = os.stat(row["path"])
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (row["size"], row["mtime_ns"])
+
+
 class Searcher:
     """Holds the encoder so that many queries (eval, benchmarks) share one load."""
 
@@ -200,30 +245,40 @@ class Searcher:
     # -- step 1: candidate videos ------------------------------------------------------------
     def _candidates(self, q: torch.Tensor, options: SearchOptions) -> tuple[list[dict], dict[int, list[str]]]:
         """The candidate videos, and {video id: the paths of its copies}: videos of one content
-        (the same size and fingerprint: scan.copy_source) are one candidate, so a moment is shown
-        once and a library's copies do not crowd other videos out of the candidates."""
+        are one candidate, so a moment is shown once and a library's copies do not crowd other
+        videos out of the candidates.  One content: the same size and fingerprint (first and last
+        256 KiB) and the same stored vectors, read only for rows that share a fingerprint (two
+        files that differ between their first and last 256 KiB, which 'vmr index' embedded each
+        as itself, were one candidate, and the moments of one of them were never shown)."""
         catalog = self.library.catalog
-        ok = catalog.videos("ok")
-        groups: dict = {}  # content -> its rows, first indexed first
-        for v in ok:
-            groups.setdefault((v["size"], v["fingerprint"]) if v["fingerprint"] else v["id"], []).append(v)
-        for rows in groups.values():
-            if len(rows) > 1:  # shown: one whose file is there, nearest the top of its folders (a
-                # backup is usually deeper than what it backs up), then the first indexed
-                rows.sort(key=lambda v: (not os.path.exists(v["path"]), v["path"].count(os.sep)))
-        shown = {v["id"]: rows[0]["id"] for rows in groups.values() for v in rows}
 
-        def copies(video):
-            key = (video["size"], video["fingerprint"]) if video["fingerprint"] else video["id"]
-            return [v["path"] for v in groups.get(key, []) if v["id"] != video["id"] and os.path.exists(v["path"])]
+        def print_of(v):
+            return (v["size"], v["fingerprint"]) if v["fingerprint"] else v["id"]
 
         if options.only_video is not None:
             video = catalog.video_by_path(options.only_video)
             if video is None or video["status"] != "ok":
                 raise VmrError(f"video not in the library: {options.only_video}")
-            return [video], {video["id"]: copies(video)}
+            # (the rows of its fingerprint alone: building every row took 0.3 s a query at 20,000 videos)
+            rows = catalog.videos_with_print(video["size"], video["fingerprint"]) if video["fingerprint"] else []
+            same = _contents([video] + [v for v in rows if v["id"] != video["id"]], self.library.vectors)
+            return [video], {video["id"]: [v["path"] for v in same[video["id"]]
+                                           if v["id"] != video["id"] and os.path.exists(v["path"])]}
+        ok = catalog.videos("ok")
+        groups: dict = {}  # fingerprint -> its rows, first indexed first
+        for v in ok:
+            groups.setdefault(print_of(v), []).append(v)
+        contents: dict[int, list] = {}  # id -> the rows of its content, the one shown first
+
+        def content(video) -> list:
+            if video["id"] not in contents:
+                rows = groups.get(print_of(video), [video])
+                contents.update(_contents(rows, self.library.vectors) if len(rows) > 1 else {video["id"]: rows})
+            return contents[video["id"]]
+
+        by_id = {v["id"]: v for v in ok}
         if len(ok) <= options.max_videos:
-            candidate_ids = [v["id"] for v in ok if shown[v["id"]] == v["id"]]
+            candidate_ids = [v["id"] for v in ok if content(v)[0]["id"] == v["id"]]
         else:
             # The best k clips, k grown until they hold max_videos videos: a few long videos
             # can fill the first k (two 10-minute videos left 9 of 12 asked for).
@@ -233,7 +288,8 @@ class Searcher:
                 owners = catalog.clip_video_ids(clip_ids.tolist())
                 candidate_ids = []
                 for cid in clip_ids.tolist():  # already best first
-                    vid = shown.get(owners.get(cid))
+                    owner = by_id.get(owners.get(cid))
+                    vid = content(owner)[0]["id"] if owner is not None else None
                     if vid is not None and vid not in candidate_ids:
                         candidate_ids.append(vid)
                     if len(candidate_ids) == options.max_videos:
@@ -241,9 +297,9 @@ class Searcher:
                 if len(candidate_ids) == options.max_videos or k >= total:
                     break
                 k *= 4
-        by_id = {v["id"]: v for v in ok}
         chosen = [by_id[i] for i in candidate_ids if i in by_id]
-        return chosen, {v["id"]: copies(v) for v in chosen}
+        return chosen, {v["id"]: [c["path"] for c in content(v) if c["id"] != v["id"] and os.path.exists(c["path"])]
+                        for v in chosen}
 
     # -- step 2: the stored timeline of each candidate ---------------------------------------------
     def _stored(self, video: dict, q: torch.Tensor, stats: dict):
