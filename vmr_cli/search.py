@@ -27,6 +27,7 @@ import torch
 from vmr_models.moment_head import temporal_iou
 
 from .catalog import MISREAD_BY_OLDER_VMR, misread_by_older_vmr
+from .copies import contents, copies_of, print_of
 from .decode import open_reader, search_backend
 from .errors import DecodeError, NotLogged, SkipVideo, VmrError
 from .probe import VideoInfo
@@ -102,51 +103,6 @@ class Timer:
 
     def rounded(self) -> dict:
         return {k: round(v, 3) for k, v in self.seconds.items()}
-
-
-def _contents(rows: list[dict], vectors) -> dict[int, list[dict]]:
-    """{id: the rows of its content} for rows of one size and fingerprint: those whose stored
-    clip vectors are equal (a copy takes its source's; a file the fingerprint cannot tell from
-    another, embedded as itself, has its own).  Each content's rows sorted, the one to show
-    first: a file as it was indexed (not gone, not changed since: its moments are still there),
-    nearest the top of its folders (a backup is usually deeper than what it backs up), then
-    the first indexed."""
-    parts: list[tuple] = []  # (vectors or None, rows)
-    for row in rows:
-        mine = _appearance(vectors, row)
-        for theirs, part in parts:
-            if mine is not None and theirs is not None and mine.shape == theirs.shape \
-                    and np.array_equal(mine, theirs):
-                part.append(row)
-                break
-        else:
-            parts.append((mine, [row]))
-    out = {}
-    for _vectors, part in parts:
-        part.sort(key=lambda v: (not _as_indexed(v), v["path"].count(os.sep)))
-        out.update({v["id"]: part for v in part})
-    return out
-
-
-def _appearance(vectors, row: dict):
-    """The row's stored clip vectors ("A"), or None when its shard cannot be read."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(vectors.shard_path(row["id"]), framework="numpy") as handle:
-            if (handle.metadata() or {}).get("token") != row["vectors_token"]:
-                return None
-            return handle.get_tensor("A")
-    except Exception:  # missing, truncated: not a copy of anything (the search says why)
-        return None
-
-
-def _as_indexed(row: dict) -> bool:
-    try:
-        st = os.stat(row["path"])
-    except OSError:
-        return False
-    return (st.st_size, st.st_mtime_ns) == (row["size"], row["mtime_ns"])
 
 
 class Searcher:
@@ -251,30 +207,22 @@ class Searcher:
         files that differ between their first and last 256 KiB, which 'vmr index' embedded each
         as itself, were one candidate, and the moments of one of them were never shown)."""
         catalog = self.library.catalog
-
-        def print_of(v):
-            return (v["size"], v["fingerprint"]) if v["fingerprint"] else v["id"]
-
         if options.only_video is not None:
             video = catalog.video_by_path(options.only_video)
             if video is None or video["status"] != "ok":
                 raise VmrError(f"video not in the library: {options.only_video}")
-            # (the rows of its fingerprint alone: building every row took 0.3 s a query at 20,000 videos)
-            rows = catalog.videos_with_print(video["size"], video["fingerprint"]) if video["fingerprint"] else []
-            same = _contents([video] + [v for v in rows if v["id"] != video["id"]], self.library.vectors)
-            return [video], {video["id"]: [v["path"] for v in same[video["id"]]
-                                           if v["id"] != video["id"] and os.path.exists(v["path"])]}
+            return [video], {video["id"]: copies_of(self.library, video)}
         ok = catalog.videos("ok")
         groups: dict = {}  # fingerprint -> its rows, first indexed first
         for v in ok:
             groups.setdefault(print_of(v), []).append(v)
-        contents: dict[int, list] = {}  # id -> the rows of its content, the one shown first
+        known: dict[int, list] = {}  # id -> the rows of its content, the one shown first
 
         def content(video) -> list:
-            if video["id"] not in contents:
+            if video["id"] not in known:
                 rows = groups.get(print_of(video), [video])
-                contents.update(_contents(rows, self.library.vectors) if len(rows) > 1 else {video["id"]: rows})
-            return contents[video["id"]]
+                known.update(contents(rows, self.library.vectors) if len(rows) > 1 else {video["id"]: rows})
+            return known[video["id"]]
 
         by_id = {v["id"]: v for v in ok}
         if len(ok) <= options.max_videos:
