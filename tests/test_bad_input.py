@@ -252,8 +252,8 @@ def test_a_deleted_folder_of_failed_files_is_not_kept_as_an_unmounted_drive(tiny
 
 def test_file_that_vanishes_while_being_indexed(tiny_model, tmp_path):
     folder = tmp_path / "v"
-    for name in ("a.mp4", "b.mp4", "c.mp4"):
-        make_video(folder / name, [("red", 2.0)])
+    for name, colour in (("a.mp4", "red"), ("b.mp4", "green"), ("c.mp4", "blue")):  # not copies
+        make_video(folder / name, [(colour, 2.0)])
     # a.mp4 is gone before the re-stat; b.mp4 right after it (the fingerprint then fails).
     with pytest.MonkeyPatch.context() as mp:
         _patch_stat(mp, before=lambda p: p.endswith("a.mp4") and os.unlink(p),

@@ -26,8 +26,10 @@ def test_non_utf8_and_very_long_names_survive_index_search_and_export(tiny_model
     made = make_video(tmp_path / "src.mp4", [("purple", 2.5)])
     names = [os.path.join(os.fsencode(folder), NON_UTF8), os.path.join(os.fsencode(folder), LONG.encode()),
              os.path.join(os.fsencode(folder), b"-y.mp4")]
-    for name in names:
+    for i, name in enumerate(names):
         shutil.copyfile(made, name)
+        with open(name, "ab") as handle:  # not copies (searched once): bytes past the end, ignored
+            handle.write(b"\0" * 16 * i)
     summary = vmr_json("index", folder, "--model", tiny_model)
     assert summary["added"] == 3 and summary["failed"] == []
     code, out, err = vmr("search", "purple", "--top-k", "10", "--json")

@@ -324,11 +324,14 @@ def test_a_cut_that_could_not_be_placed_is_taken_back_out_of_the_log(indexed, tm
 # -- 11.6: one file per result, never a name taken twice ------------------------------------------
 @pytest.fixture
 def two_cards(tiny_model, tmp_path):
-    """GOPR0001.MP4 on two cards: same name, same content, so the same moments in both."""
+    """GOPR0001.MP4 on two cards: same name, the same moments in both (not copies: the second
+    has bytes after its end, which decoders ignore; copies are searched once)."""
     clip = make_video(tmp_path / "src.mp4", [("red", 3.0), ("blue", 3.0)])
-    for card in ("card1", "card2"):
+    for i, card in enumerate(("card1", "card2")):
         (tmp_path / "videos" / card / "DCIM").mkdir(parents=True)
         shutil.copy(clip, tmp_path / "videos" / card / "DCIM" / "GOPR0001.MP4")
+        with open(tmp_path / "videos" / card / "DCIM" / "GOPR0001.MP4", "ab") as handle:
+            handle.write(b"\0" * 16 * i)
     vmr_json("index", tmp_path / "videos", "--model", tiny_model)
     return tmp_path / "videos"
 
@@ -640,7 +643,7 @@ def test_terminal_escapes_in_file_names_never_reach_stderr(tiny_model, tmp_path)
     folder = tmp_path / f"v{ESC}]0;owned{ESC}\\"
     hostile = folder / f"{ESC}[2Jclear\x07.mp4"
     make_video(hostile, [("red", 2.0)])
-    make_video(folder / "plain.mp4", [("red", 2.0)])
+    make_video(folder / "plain.mp4", [("red", 2.5)])  # not a copy (a copy's moments are searched once)
     (folder / f"{ESC}[31mbroken.mp4").write_bytes(os.urandom(2048))
     code, out, err = vmr("index", folder, "--model", tiny_model, expect=1)
     assert "failed: " in err and ESC not in err  # the failed: line, ffmpeg's reason included

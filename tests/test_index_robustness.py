@@ -382,8 +382,8 @@ def test_ffprobe_timeouts_are_not_recorded_and_stop_the_run_when_repeated(tiny_m
                                   "recorded": False}]
     assert status()["failed"] == 0
     assert vmr_json("index", folder)["added"] == 1  # the next run simply tries again
-    for name in ("slow2.mp4", "slow3.mp4", "slow4.mp4", "slow5.mp4"):
-        make_video(folder / name, [("green", 2.0)])
+    for i, name in enumerate(("slow2.mp4", "slow3.mp4", "slow4.mp4", "slow5.mp4")):
+        make_video(folder / name, [("green", 2.0 + i / 10)])  # not copies of each other
     with pytest.MonkeyPatch.context() as mp:
         _slow_ffprobe(tmp_path, mp)
         code, out, err = vmr("index", folder, expect=1)

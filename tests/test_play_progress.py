@@ -391,8 +391,8 @@ def test_search_paths_null_prints_names_exactly(tiny_model, tmp_path):
     there); -0 gives each path's exact bytes, ended by NUL."""
     folder = tmp_path / "videos"
     names = [HOSTILE + ".mp4", "back\\nslash.mp4", "plain.mp4"]
-    for name in names:
-        make_video(folder / name, [("red", 2.0)])
+    for i, name in enumerate(names):
+        make_video(folder / name, [("red", 2.0 + i / 10)])  # not copies (searched once)
     vmr_json("index", folder, "--model", tiny_model)
     import subprocess
     import sys

@@ -134,8 +134,8 @@ def test_export_of_a_source_that_moved(indexed, tmp_path):
 def test_export_names_from_hostile_file_names(tiny_model, tmp_path, monkeypatch):
     folder = tmp_path / "hostile"
     names = ["-rf.mp4", "with space's \"quotes\".mp4", "new\nline.mp4"]
-    for name in names:
-        make_video(folder / name, [("orange", 2.5)])
+    for i, name in enumerate(names):
+        make_video(folder / name, [("orange", 2.5 + i / 10)])  # not copies (searched once)
     summary = vmr_json("index", folder, "--model", tiny_model)
     assert summary["added"] == 3
     found = vmr_json("search", "orange", "--top-k", "10")
@@ -422,10 +422,10 @@ def test_refined_edges_never_leave_two_results_of_a_video_overlapping(tiny_model
 def test_max_videos_is_filled_when_long_videos_hold_the_best_clips(tmp_path):
     """The coarse stage took the best 256 clips and the videos among them: two long videos could
     fill all 256, and a search asked to consider 4 videos considered 2."""
-    for name in ("long1.mp4", "long2.mp4"):
-        make_video(tmp_path / "v" / name, [("red", 300.0)], size="32x32", fps=1)
+    for i, name in enumerate(("long1.mp4", "long2.mp4")):  # none a copy of another (searched once)
+        make_video(tmp_path / "v" / name, [("red", 300.0 + i)], size="32x32", fps=1)
     for i in range(3):
-        make_video(tmp_path / "v" / f"short{i}.mp4", [("blue", 2.0)], size="32x32", fps=1)
+        make_video(tmp_path / "v" / f"short{i}.mp4", [("blue", 2.0 + i)], size="32x32", fps=1)
     vmr_json("index", tmp_path / "v", "--model", ROOT / "examples" / "models" / "tiny-clip")  # sees colours
     stats = vmr_json("search", "a red screen", "--max-videos", "4", "--refine", "0")["stats"]
     assert stats["videos_considered"] == 4
