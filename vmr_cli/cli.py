@@ -796,9 +796,11 @@ def _print_status(data: dict, report: dict | None) -> None:
 
 def where_now(lib, search: dict) -> dict:
     """The logged search with each result's video where it is now: a file vmr index recorded
-    moving is shown there, as export cuts it and play plays it (a gone one as logged).  A result
+    moving is shown there, as export cuts it and play plays it (a gone one as logged), with the
+    copies of its content there now (as search lists them).  A result
     gets the ``warning`` export would give it (changed since, gone, shorter now): show prints
     them, ``show --json`` and the page give them with their result."""
+    from .copies import copies_of
     from .errors import VmrError
     from .export import result_source
 
@@ -809,6 +811,8 @@ def where_now(lib, search: dict) -> dict:
             result = dict(result, video=path)
         except VmrError as exc:
             warning = str(exc)
+        row = lib.catalog.video(result["video_id"]) if result.get("video_id") is not None else None
+        result["copies"] = [p for p in copies_of(lib, row) if p != result["video"]] if row and row["status"] == "ok" else []
         results.append(dict(result, warning=warning) if warning else result)
     return dict(search, results=results)
 
@@ -870,7 +874,7 @@ def _warn_about(warnings: list[str]) -> None:
 def logged_as_json(logged: dict) -> dict:
     """A logged search in the shape 'vmr search --json' prints (a result's ``warning``, from
     where_now, only where there is one)."""
-    keys = ("rank", "video", "start", "end", "score", "warning")
+    keys = ("rank", "video", "start", "end", "score", "copies", "warning")
     return {"query": logged["query"], "search_id": logged["id"],
             "results": [{k: r[k] for k in keys if k in r} for r in logged["results"]], "stats": logged["stats"]}
 
@@ -1121,6 +1125,8 @@ def exit_process(code) -> None:
 
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with it closed ('>&-'): nothing was written to it
+            continue
         try:
             stream.flush()
         except BrokenPipeError:  # the reader left: as handle_errors reports it
