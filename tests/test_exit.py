@@ -55,6 +55,22 @@ def test_vmr_main_ends_with_the_commands_status():
     assert done.returncode == 1 and done.stderr.startswith("Error:")
 
 
+def test_a_command_started_with_stdout_closed_ends_without_a_traceback(tiny_model, tmp_path):
+    """`vmr status >&-` (a cron line, a launcher): Python sets sys.stdout to None; the exit
+    flushed it and printed a traceback (after --html --open, too, before the browser)."""
+    from conftest import make_video
+
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VMR_LIBRARY=str(tmp_path / "lib"), BROWSER="true")
+    base = [sys.executable, "-m", "vmr_cli"]
+    subprocess.run(base + ["index", str(tmp_path / "v"), "--model", tiny_model], env=env, cwd=ROOT, check=True,
+                   capture_output=True)
+    for args in (["status"], ["search", "red", "--html", str(tmp_path / "p.html"), "--open"]):
+        done = subprocess.run(base + args, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: os.close(1))
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stderr)
+
+
 LATE_CTRL_C = """
 import os, signal, sys
 import click

@@ -291,7 +291,7 @@ def open_in_browser(path: str) -> bool:
     try:
         sys.stdout.flush()
         saved = os.dup(1)
-    except (OSError, ValueError):  # no stdout to keep clean
+    except (OSError, ValueError, AttributeError):  # no stdout to keep clean (closed: sys.stdout is None)
         saved = None
     try:
         if saved is not None:
