@@ -289,6 +289,8 @@ def test_a_failed_first_index_leaves_no_library(tiny_model, tmp_path):
     assert f"failed: {empty / 'noise.mp4'}: " in err
     assert err.strip().endswith(f"note: nothing was indexed, so no library was left at {library}")
     assert not library.exists()
+    summary = vmr_json("--library", library, "index", empty, "--model", tiny_model, expect=1)
+    assert [f["recorded"] for f in summary["failed"]] == [False]  # (it said true: recorded in no library)
     vmr("--library", library, "index", videos, "--model", tiny_model)
     assert (library / "catalog.db").exists()
 

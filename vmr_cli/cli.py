@@ -327,6 +327,8 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
         discarded = lib.discard_if_empty()  # a failed first run leaves no empty library behind
     if before and after and after["name"] != before["name"]:
         say(f"note: the library's model is now {after['name']} (the same weights as {before['name']})")
+    if discarded:  # the library that recorded the failures is gone with them
+        summary["failed"] = [dict(failure, recorded=False) for failure in summary["failed"]]
     if as_json:
         emit_json(summary)
     else:
