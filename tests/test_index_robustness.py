@@ -98,6 +98,22 @@ def test_a_file_copied_off_a_drive_before_it_was_unmounted_keeps_the_drives_othe
     assert sorted(os.path.basename(v["path"]) for v in Library().catalog.videos()) == ["a.mp4", "y.mp4"]
 
 
+def test_a_folder_reorganised_into_subfolders_is_not_taken_for_an_unmounted_drive(tiny_model, tmp_path):
+    """Both of a folder's files gone from where they were, one moved into a new subfolder of it
+    and one deleted: the deleted one stayed, 'kept: v: all its indexed files are missing at
+    once ... (unmounted drive?)', and stayed in searches until --prune."""
+    folder = tmp_path / "v"
+    make_video(folder / "a.mp4", [("red", 2.0)])
+    make_video(folder / "b.mp4", [("blue", 2.0)])
+    vmr_json("index", folder, "--model", tiny_model)
+    (folder / "2024").mkdir()
+    os.rename(folder / "a.mp4", folder / "2024" / "a.mp4")
+    os.unlink(folder / "b.mp4")
+    summary = vmr_json("index", folder)
+    assert (summary["moved"], summary["removed"], summary["kept"]) == (1, 1, [])
+    assert [v["path"] for v in Library().catalog.videos()] == [str(folder / "2024" / "a.mp4")]
+
+
 def test_folder_that_lost_all_its_files_at_once_is_kept_until_prune(tiny_model, tmp_path):
     root = tmp_path / "videos"
     for name, colour in (("keep1.mp4", "red"), ("keep2.mp4", "blue"), ("extra.mp4", "white"),
@@ -741,7 +757,7 @@ def test_status_after_an_interrupted_index_counts_the_stored_vectors(tiny_model,
     os.unlink(isolated_library / "shards" / f"{green['id']}.safetensors")
     assert not status()["consistent"] and status()["videos_without_vectors"] == 1
     code, out, err = vmr("status")
-    assert "NOT consistent: 1 video has no vector shard; the next vmr index re-embeds them" in out
+    assert "NOT consistent: 1 video has no vector shard; the next vmr index re-embeds it" in out
     from vmr_cli.lock import writer_lock
 
     with writer_lock(str(isolated_library), "vmr index"):  # as a running index holds it

@@ -755,9 +755,10 @@ def _print_status(data: dict, report: dict | None) -> None:
     elif data.get("videos_without_vectors"):
         n = data["videos_without_vectors"]
         agreement = (f"NOT consistent: {n} video{'s have' if n != 1 else ' has'} no vector shard; "
-                     "the next vmr index re-embeds them")
+                     f"the next vmr index re-embeds {'them' if n != 1 else 'it'}")
     elif data["vectors"] == data["clips"]:
-        agreement = f"{data['stale']} stale video{'s' if data['stale'] != 1 else ''}: the next vmr index re-embeds them"
+        n = data["stale"]
+        agreement = f"{n} stale video{'s' if n != 1 else ''}: the next vmr index re-embeds {'them' if n != 1 else 'it'}"
     else:
         agreement = "NOT consistent: run vmr status --check"
     click.echo(f"clips     {data['clips']}, vectors {data['vectors']} ({agreement})")

@@ -387,10 +387,11 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     # Folders judged on what was missing before any file was matched as moved: a file copied off
     # a drive that is then unmounted matches its entry as a move, and must not make the drive's
     # other entries look deleted one by one (a folder moved whole matches every entry: none left).
+    moved_to = [item.path for item, _row in plan.move] + [item.path for item, _b, _m in plan.replaced]
     for folder, rows in lost_first.items():
         rows = [row for row in rows if row["path"] in gone]
-        if prune or not rows:
-            continue
+        if prune or not rows or any(under(path, folder) for path in moved_to):
+            continue  # (one of its files moved within it, into a subfolder: it is there, not unmounted)
         for row in rows:
             gone.pop(row["path"], None)
         what = ("the folder is gone, and" if not os.path.lexists(folder) else "")
