@@ -10,6 +10,7 @@ default of ``vmr search --min-score``.  Synthetic-world numbers.
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -18,6 +19,7 @@ from common import TINY_MODEL
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, and no stray options
     from examples.synthetic_world import ACTIONS, EVENT_COMBOS, generate_world
     from vmr_cli.indexer import index_paths
     from vmr_cli.library import Library
