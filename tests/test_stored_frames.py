@@ -8,6 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_video, vmr, vmr_json, vmr_subprocess
 
 from vmr_cli.library import Library
@@ -25,7 +26,7 @@ def test_index_encodes_2n_plus_1_frames_and_stores_them(tiny_model, tmp_path, mo
         return real(self, frames)
 
     monkeypatch.setattr(ClipEncoder, "encode_images", counting)
-    make_video(tmp_path / "v" / "three clips.mp4", [("red", 2.0), ("blue", 2.0), ("green", 2.0)])
+    make_video(tmp_path / "v" / "three clips.mp4", [("testsrc", 6.0)])  # every frame another picture
     vmr_json("index", tmp_path / "v", "--model", tiny_model)
     assert sum(counted) == 7
     lib = Library()
@@ -35,6 +36,38 @@ def test_index_encodes_2n_plus_1_frames_and_stores_them(tiny_model, tmp_path, mo
     assert np.allclose(shard["F_t"], [0, 1, 2, 3, 4, 5, 5.9], atol=1e-6)  # last: the final frame (10 fps)
     # A is the middle frame of each clip, exactly as stored in F (up to float16)
     assert np.allclose(shard["A"], shard["F"][1::2].astype(np.float32), atol=2e-3)
+
+
+def test_a_frame_that_repeats_the_one_before_is_not_encoded_again(tiny_model, tmp_path, monkeypatch):
+    """A still scene (a screen recording's unchanging screen, a title card): each stored frame
+    whose decoded pixels equal the one's before takes its embedding without an encoder pass;
+    what is stored is what encoding every frame gives."""
+    from vmr_cli.decode import open_reader
+    from vmr_cli.encoders import ClipEncoder
+    from vmr_cli.indexer import encode_distinct
+    from vmr_cli.probe import probe
+
+    counted = []
+    real = ClipEncoder.encode_images
+    monkeypatch.setattr(ClipEncoder, "encode_images", lambda self, frames: counted.append(frames.shape[0])
+                        or real(self, frames))
+    path = make_video(tmp_path / "v" / "title then scene.mp4", [("red", 4.0), ("testsrc", 3.0)])
+    vmr_json("index", tmp_path / "v", "--model", tiny_model)
+    lib = Library()
+    video = lib.catalog.videos("ok")[0]
+    shard = lib.vectors.read_shard(video["id"], video["vectors_token"])
+    stored = len(shard["F_t"])
+    assert stored == 9 and sum(counted) <= stored - 3  # the red title's 4 frames: encoded once
+    encoder = ClipEncoder(tiny_model)
+    reader = open_reader(str(path), probe(str(path)), encoder.image_size, whole=True)
+    frames = reader.frames_at([float(t) for t in shard["F_t"]])
+    reader.close()
+    every = real(encoder, frames).numpy()
+    assert np.allclose(shard["F"].astype(np.float32), every, atol=2e-3)
+    # across a chunk's boundary: its first frame is the previous chunk's last
+    first = encode_distinct(encoder, frames[:4])
+    rest = encode_distinct(encoder, frames[3:], skip_first=True, before=first[-1])
+    assert torch.allclose(torch.cat([first, rest]), torch.from_numpy(every), atol=1e-4)
 
 
 @pytest.mark.parametrize("guess", [None, 17])
