@@ -346,6 +346,9 @@ def test_a_plan_over_many_named_files_is_not_quadratic(tmp_path, monkeypatch):
         def operations(self, kind):
             return []
 
+        def get_meta(self, key, default=None):
+            return default
+
     calls = 0
     real = scan.under
 

@@ -163,6 +163,34 @@ def test_folder_that_lost_all_its_files_at_once_is_kept_until_prune(tiny_model, 
     assert (summary["moved"], summary["added"], summary["updated"]) == (2, 0, 0)
 
 
+def test_entries_kept_for_a_folder_stay_kept_when_other_files_are_indexed_there(tiny_model, tmp_path):
+    """Another card in the same reader: the first card's entries were kept ('all 2 indexed files
+    in it are missing at once'), the new card's file indexed; the next run, nothing changed, removed
+    them ('removed 2'), as if deleted, though --help says kept until --prune or 'vmr forget'."""
+    card = tmp_path / "mnt" / "card"
+    make_video(card / "a.mp4", [("red", 2.0)], size="64x48", fps=5)
+    make_video(card / "b.mp4", [("blue", 2.0)], size="64x48", fps=5)
+    vmr_json("index", tmp_path / "mnt", "--model", tiny_model)
+    shutil.rmtree(card)
+    make_video(card / "c.mp4", [("green", 2.0)], size="64x48", fps=5)  # the other card
+    first = vmr_json("index", tmp_path / "mnt")
+    assert (first["added"], first["removed"], [k["videos"] for k in first["kept"]]) == (1, 0, [2])
+    for run in ("index", "index"):
+        again = vmr_json(run, tmp_path / "mnt")
+        assert (again["removed"], [k["videos"] for k in again["kept"]]) == (0, [2]), again
+        assert again["kept"][0]["reason"].startswith("2 indexed files in it have been missing since an earlier run")
+    assert status()["videos"] == 3
+    shutil.rmtree(card)  # the first card back: nothing embedded again, and the other card's one file removed
+    make_video(card / "a.mp4", [("red", 2.0)], size="64x48", fps=5)
+    make_video(card / "b.mp4", [("blue", 2.0)], size="64x48", fps=5)
+    back = vmr_json("index", tmp_path / "mnt")
+    assert (back["added"], back["updated"], back["removed"], back["kept"]) == (0, 0, 1, []), back
+    shutil.rmtree(card)
+    card.mkdir()
+    vmr_json("index", tmp_path / "mnt")  # kept again
+    assert vmr_json("index", tmp_path / "mnt", "--prune")["removed"] == 2 and status()["videos"] == 0
+
+
 def _row(catalog, path, root, status="ok"):
     with catalog.transaction():
         catalog.upsert_video({"path": path, "root": root, "size": 1, "mtime_ns": 1, "status": status,

@@ -9,6 +9,7 @@ overlap.  An interrupted run loses at most the video it was on.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import queue
@@ -20,7 +21,7 @@ from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, mode
 from .errors import DecodeError, TransientError, VmrError, first_line
 from .paths import printable
 from .probe import HDR_TRANSFERS, ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
-from .scan import Roots, check_roots, collapse, copy_source, fingerprint, plan_index
+from .scan import KEPT_META, Roots, check_roots, collapse, copy_source, fingerprint, plan_index
 from .timecodes import timecode
 
 CHUNK_CLIPS = 32        # clips decoded per step: bounds memory on very long videos
@@ -191,6 +192,9 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
             require_backend(backend)
             _index_videos(library, alone, lookup, name, clip_seconds, encoder, backend, progress, summary,
                           signature)
+        if plan.held is not None:  # the entries kept as a folder lost at once, for the next run
+            with library.catalog.transaction():
+                library.catalog.set_meta(KEPT_META, json.dumps(plan.held))
         library.save()
         summary["clips"] = library.catalog.counts()["clips"]
         library.catalog.log_operation("index", {"paths": roots, "model": name, "clip_seconds": clip_seconds,

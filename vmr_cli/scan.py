@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import stat
 from collections import Counter
@@ -55,6 +56,7 @@ class Plan:
     same_file: list = field(default_factory=list)  # {"path", "indexed_as"}: another name of an indexed file
     copies: list = field(default_factory=list)     # (Found, None): new, with the size and print of an
     #                                                indexed file or an earlier new one (copy_source)
+    held: dict | None = None                       # KEPT_META to record after the run (None: unchanged)
 
 
 @dataclass
@@ -260,6 +262,18 @@ def check_roots(paths, catalog=None, prune: bool = False) -> list[str]:
     return roots
 
 
+KEPT_META = "kept_missing"  # {path: [video id, folder]}: entries kept as a folder lost at once
+
+
+def _held_before(catalog) -> dict:
+    """The entries an earlier run kept as part of a folder that lost all its files at once."""
+    try:
+        held = json.loads(catalog.get_meta(KEPT_META) or "{}")
+    except ValueError:
+        return {}
+    return held if isinstance(held, dict) else {}
+
+
 def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | None = None) -> Plan:
     """Compare the files under roots with the catalog.
 
@@ -388,12 +402,14 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     # a drive that is then unmounted matches its entry as a move, and must not make the drive's
     # other entries look deleted one by one (a folder moved whole matches every entry: none left).
     moved_to = [item.path for item, _row in plan.move] + [item.path for item, _b, _m in plan.replaced]
+    kept_now: dict[str, str] = {}  # path -> the folder it is kept under
     for folder, rows in lost_first.items():
         rows = [row for row in rows if row["path"] in gone]
         if prune or not rows or any(under(path, folder) for path in moved_to):
             continue  # (one of its files moved within it, into a subfolder: it is there, not unmounted)
         for row in rows:
             gone.pop(row["path"], None)
+            kept_now[row["path"]] = folder
         what = ("the folder is gone, and" if not os.path.lexists(folder) else "")
         some = (f"all {len(rows)} indexed files in it are missing at once" if len(rows) == len(lost_first[folder])
                 else f"all its indexed files are missing at once; {len(rows)} of them "
@@ -402,7 +418,36 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
         plan.kept.append({"path": folder, "videos": len(rows),
                           "reason": f"{what} {some} (unmounted drive? dropped share?); they are kept: ".lstrip()
                                     + f"'vmr index --prune' or 'vmr forget PATH' drops them{moved}"})
+    # Entries an earlier run kept, still missing, stay kept until --prune or 'vmr forget': the
+    # folder may hold files indexed since (another card in the same reader), and it no longer
+    # looks as if it lost all its files at once; they were removed by the next run without a word.
+    held = _held_before(catalog)
+    earlier: dict[str, list] = {}
+    for path, row in list(gone.items()):
+        mark = held.get(path)
+        if not prune and isinstance(mark, list) and len(mark) == 2 and mark[0] == row["id"]:
+            earlier.setdefault(mark[1], []).append(row)
+    for folder, rows in earlier.items():
+        for row in rows:
+            gone.pop(row["path"], None)
+            kept_now[row["path"]] = folder
+        what = ("the folder is gone, and" if not os.path.lexists(folder) else "")
+        moved = ", and 'vmr index NEW-PATH' finds them where the folder went" if what else ""
+        plan.kept.append({"path": folder, "videos": len(rows),
+                          "reason": f"{what} {len(rows)} indexed file{'s' if len(rows) != 1 else ''} in it "
+                                    f"{'have' if len(rows) != 1 else 'has'} been missing since an earlier run "
+                                    "found all its indexed files missing at once (unmounted drive? dropped "
+                                    "share?); they are kept: ".lstrip()
+                                    + f"'vmr index --prune' or 'vmr forget PATH' drops them{moved}"})
     plan.remove = indexed_own + list(gone.values())
+    # What this run did not judge (outside its roots, under a folder it could not read) stays held.
+    judged = {row["path"] for row in in_scope if not unreadable.holding(row["path"])}
+    rows_now = {path: row for path, row in by_path.items()}
+    after = {path: mark for path, mark in held.items() if path not in judged and path in rows_now
+             and isinstance(mark, list) and mark and mark[0] == rows_now[path]["id"]}
+    after.update({path: [rows_now[path]["id"], folder] for path, folder in kept_now.items()})
+    if after != held:
+        plan.held = after
     return plan
 
 
