@@ -657,13 +657,14 @@ def test_an_exact_cut_is_the_frames_on_screen_from_start_to_end_with_its_sound_i
     camera = _timed_video(tmp_path / "v" / "camera.ts", 25, 4, "-g", "25", "-bf", "2", "-c:a", "mp2",
                           vf=NUMBERED, audio=BEEP.format(seconds=4))
     frame = 1001 / 30000
-    moments = [(phone, 1.5, 2.5), (phone, 1.013, 2.014), (phone, 58.7 * frame, 3.0), (phone, 0.0, 2.2),
-               (camera, 1.53, 2.53), (camera, 1.0, 2.1)]  # each holds the beep
+    # 1.49 s: two thirds into frame 44; 1.5 s: 1.6 ms before frame 45, which so counts as on screen (README)
+    moments = [(phone, 1.49, 2.5), (phone, 1.5, 2.5), (phone, 1.013, 2.014), (phone, 58.7 * frame, 3.0),
+               (phone, 0.0, 2.2), (camera, 1.53, 2.53), (camera, 1.0, 2.1)]  # each holds the beep
     cuts = _export_moments(tmp_path, moments)
     for (source, start, end), path in zip(moments, cuts):
         shown, frames = _numbered(source), _numbered(path)
         at = {number: time for time, number in shown}
-        on_screen = [number for time, number in shown if time <= start + 1e-6][-1]
+        on_screen = [number for time, number in shown if time <= start + 0.005][-1]  # (the 5 ms leeway)
         last = [number for time, number in shown if time < end - 1e-6][-1]
         assert (frames[0][1], frames[-1][1]) == (on_screen, last), (start, end, frames[:2], frames[-1:])
         assert [number for _, number in frames] == list(range(on_screen, last + 1)), (start, end, frames)
@@ -675,3 +676,16 @@ def test_an_exact_cut_is_the_frames_on_screen_from_start_to_end_with_its_sound_i
                                       "stream=duration", "-of", "csv=p=0", path], capture_output=True, text=True,
                                      check=True).stdout)
         assert abs(sound - (frames[-1][0] + (frames[1][0] - frames[0][0]))) < 0.025, (start, end, sound, frames[-1])
+
+
+# -- exact cuts: review of round 6 ---------------------------------------------------------------
+def test_a_frame_beginning_just_after_the_start_begins_the_cut(tmp_path):
+    """A frame that begins less than 5 ms after the start counts as on screen there (README):
+    a cut at 1.0-2.0 s of a 23.976 fps video, whose frame 24 begins at 1.001 s, began with
+    frame 23 (shown 42 ms before the start), 25 frames for 24."""
+    from vmr_cli.cut import cut
+    from vmr_cli.export import EXACT
+
+    source = _timed_video(tmp_path / "film.mp4", "24000/1001", 3, "-g", "24", vf=NUMBERED)
+    assert cut(REAL_FFMPEG, str(source), 1.0, 1.0, str(tmp_path / "cut.mp4"), EXACT) is None
+    assert [number for _, number in _numbered(tmp_path / "cut.mp4")] == list(range(24, 48))

@@ -258,6 +258,8 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, 
     frame = max(before) if before else min(shown, default=None)
     if frame is None:
         return seek, start, rate
+    if start < frame <= start + _leeway(rate):  # counts as on screen at the start: the cut begins with it
+        return seek, frame, rate  # (laid a slot earlier, it began with the frame before, 1-5 ms of it in the moment)
     begin = frame + math.floor((start - frame) / slot + 1e-6) * slot
     begin = max(0.0, min(start, _on_ticks(begin, tick) if begin > frame + 1e-6 else begin))
     return min(seek, begin) if indexed else seek, begin, rate
