@@ -689,3 +689,25 @@ def test_a_frame_beginning_just_after_the_start_begins_the_cut(tmp_path):
     source = _timed_video(tmp_path / "film.mp4", "24000/1001", 3, "-g", "24", vf=NUMBERED)
     assert cut(REAL_FFMPEG, str(source), 1.0, 1.0, str(tmp_path / "cut.mp4"), EXACT) is None
     assert [number for _, number in _numbered(tmp_path / "cut.mp4")] == list(range(24, 48))
+
+
+@pytest.mark.parametrize("container", ["ts", "mpg"])
+def test_an_exact_cut_long_after_the_key_frame_of_a_transport_stream_is_the_moment(tmp_path, container):
+    """In MPEG-TS and MPEG-PS ffmpeg moves timestamps that jump back more than 10 s: a cut at
+    11.5 s with the key frame at 0 s (x264's -g 300, a screen recording's or a timelapse's GOP),
+    its timestamps offset by -11.5 s before the input, held the file's first second, frames 0-23."""
+    from vmr_cli.cut import cut
+    from vmr_cli.export import EXACT
+
+    codec = ["-c:v", "mpeg2video", "-q:v", "3", "-sc_threshold", "1000000000", "-f", "vob"] if container == "mpg" \
+        else ["-sc_threshold", "0"]
+    source = tmp_path / f"screen.{container}"
+    subprocess.run([REAL_FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=64x48:r=25:d=14",
+                    "-vf", NUMBERED + ",format=yuv420p", "-g", "300", *(["-c:v", "libx264"] if container == "ts" else []),
+                    *codec, "file:" + str(source)], check=True)
+    assert cut(REAL_FFMPEG, str(source), 11.5, 1.0, str(tmp_path / "cut.mp4"), EXACT) is None
+    shown = _numbered(source)
+    first = [number for time, number in shown if time <= 11.5 + 1e-6][-1]
+    last = [number for time, number in shown if time < 12.5 - 0.005][-1]
+    numbers = [number for _, number in _numbered(tmp_path / "cut.mp4")]
+    assert first > 280 and numbers == list(range(first, last + 1)), numbers[:5]

@@ -126,11 +126,13 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
     else:  # decoded from a key frame before, every frame handed to the fps filter (see SHOWN)
         pre = start if seek == "input" else 0.0 if seek == "output" else float(seek)
         codec_args, video, sound = _without_filters(codec_args)  # theirs go after ours: one -vf counts
-        # -itsoffset: timestamps count from the start, not from where the input was sought
-        where = [*(["-ss", f"{pre:.6f}", "-noaccurate_seek"] if pre > 0 else []),
-                 *(["-itsoffset", f"{pre - start:.6f}"] if abs(pre - start) > 1e-7 else []), "-i", "file:" + source,
-                 "-vf", ",".join([SHOWN.format(rate=rate or FALLBACK_RATE), *video]),
-                 "-af", ",".join(["atrim=start=0", *sound])]
+        # the start, counted from where the input was sought, is where both filters begin (not an
+        # -itsoffset: ffmpeg "corrects" an MPEG-TS/PS timestamp that jumps back more than 10 s, and
+        # a cut 11.5 s after its key frame held the file's first second)
+        offset = f"{max(0.0, start - pre):.6f}"
+        where = [*(["-ss", f"{pre:.6f}", "-noaccurate_seek"] if pre > 0 else []), "-i", "file:" + source,
+                 "-vf", ",".join([SHOWN.format(rate=rate or FALLBACK_RATE, offset=offset), *video]),
+                 "-af", ",".join([f"atrim=start={offset},asetpts=PTS-{offset}/TB", *sound])]
     # -max_error_rate 1: decoding errors alone never fail the cut (an Ogg file's thousands of empty
     # audio packets, each an error, failed it though all of its sound decoded); the cut is read back.
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-max_error_rate", "1", "-y", *where,
@@ -163,7 +165,7 @@ def _run(ffmpeg, source, start, seconds, target, codec_args, seek, audio, timeou
 # the sound by up to half a frame.  Video and sound both count from that beginning; sound that
 # begins after it keeps its place (moved to 0 it ran 0.5 s early in a file whose sound starts
 # 0.5 s after its picture).  The rate: see _rate.
-SHOWN = "fps=fps={rate}:start_time=0,setpts=PTS-STARTPTS"
+SHOWN = "fps=fps={rate}:start_time={offset},setpts=PTS-STARTPTS"
 FALLBACK_RATE = "25"  # where the source says no rate
 
 
