@@ -29,9 +29,10 @@ from .errors import VmrError, first_line
 from .probe import HDR_TRANSFERS
 
 FOLDER = "previews"
-VERSION = 3            # part of every key: change it when the settings below change (2: cuts start with
+VERSION = 4            # part of every key: change it when the settings below change (2: cuts start with
                        # the frame on screen, transport streams from the key frame before: cut.py;
-                       # 3: sound kept through decoding errors, as in an Ogg file's empty audio packets)
+                       # 3: sound kept through decoding errors, as in an Ogg file's empty audio packets;
+                       # 4: whole frames laid on the source's own, sound in step: cut.py)
 MAX_SIDE = 640
 MAX_SECONDS = 300.0
 CACHE_BYTES = 512 * 1024 * 1024
