@@ -191,6 +191,43 @@ def test_entries_kept_for_a_folder_stay_kept_when_other_files_are_indexed_there(
     assert vmr_json("index", tmp_path / "mnt", "--prune")["removed"] == 2 and status()["videos"] == 0
 
 
+def test_entries_kept_for_a_folder_stay_kept_after_a_run_stopped_while_indexing(tiny_model, tmp_path, monkeypatch):
+    """The record of what a run kept was written at its end: a run stopped while indexing the new
+    card's files (Ctrl-C, kill -9) left none, and the next run, the folder holding files indexed
+    since, removed the first card's entries as deleted ('removed 2')."""
+    card = tmp_path / "mnt" / "card"
+    make_video(card / "a.mp4", [("red", 2.0)], size="64x48", fps=5)
+    make_video(card / "b.mp4", [("blue", 2.0)], size="64x48", fps=5)
+    vmr_json("index", tmp_path / "mnt", "--model", tiny_model)
+    shutil.rmtree(card)
+    make_video(card / "c.mp4", [("green", 2.0)], size="64x48", fps=5)  # the other card
+    make_video(card / "d.mp4", [("yellow", 3.0)], size="64x48", fps=5)
+    real, done = indexer.encode_distinct, []
+
+    def stopped(*args, **kwargs):
+        if done:
+            raise KeyboardInterrupt  # c.mp4 committed, then the run is stopped
+        done.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(indexer, "encode_distinct", stopped)
+    assert vmr("index", tmp_path / "mnt", expect=None)[0] == 130
+    monkeypatch.setattr(indexer, "encode_distinct", real)
+    assert status()["videos"] == 3  # a, b kept; c indexed
+    again = vmr_json("index", tmp_path / "mnt")
+    assert (again["added"], again["removed"], [k["videos"] for k in again["kept"]]) == (1, 0, [2]), again
+
+
+def test_forget_with_a_kept_record_that_is_not_json(tiny_model, tmp_path):
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)], size="64x48", fps=5)
+    vmr_json("index", tmp_path / "v", "--model", tiny_model)
+    lib = Library()
+    with lib.catalog.transaction():
+        lib.catalog.set_meta("kept_missing", "{not json")
+    lib.close()
+    assert vmr_json("forget", tmp_path / "v")
+
+
 def _row(catalog, path, root, status="ok"):
     with catalog.transaction():
         catalog.upsert_video({"path": path, "root": root, "size": 1, "mtime_ns": 1, "status": status,

@@ -174,6 +174,12 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
                    "fallbacks": [], "damaged": [], "kept": plan.kept, "same_file": plan.same_file,
                    "skipped": {"files": sum(plan.skipped.values()), "extensions": plan.skipped},
                    "copies": [], "clips": 0, "embedded_again": {reason: len(items) for reason, items in again.items()}}
+        if plan.held is not None:  # the entries kept as a folder lost at once, for the next run:
+            # recorded before anything is indexed, so that a run stopped part way (Ctrl-C, kill -9,
+            # a full disk) leaves them held; its next run, the folder holding files indexed since,
+            # no longer looks as if it lost all its files at once and removed them as deleted
+            with library.catalog.transaction():
+                library.catalog.set_meta(KEPT_META, json.dumps(plan.held))
         for item, before, moved in plan.replaced:  # a file moved over another: its entry follows it
             library.remove_videos([before])
             summary["removed"] += 1
@@ -192,9 +198,6 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
             require_backend(backend)
             _index_videos(library, alone, lookup, name, clip_seconds, encoder, backend, progress, summary,
                           signature)
-        if plan.held is not None:  # the entries kept as a folder lost at once, for the next run
-            with library.catalog.transaction():
-                library.catalog.set_meta(KEPT_META, json.dumps(plan.held))
         library.save()
         summary["clips"] = library.catalog.counts()["clips"]
         library.catalog.log_operation("index", {"paths": roots, "model": name, "clip_seconds": clip_seconds,

@@ -443,12 +443,12 @@ class Library:
     def forget(self, path: str) -> list[dict]:
         """Drop every entry at or under path (a file or a folder, present or not), on purpose:
         the way out when a folder is gone for good.  Returns the rows removed."""
-        from .scan import KEPT_META
+        from .scan import KEPT_META, _held_before
 
         rows = self.catalog.videos_under(path)
         self.remove_videos(rows)
-        held = json.loads(self.catalog.get_meta(KEPT_META) or "{}")  # (see scan.plan_index)
-        if isinstance(held, dict) and rows and any(row["path"] in held for row in rows):
+        held = _held_before(self.catalog)  # (see scan.plan_index; a record not JSON is none)
+        if rows and any(row["path"] in held for row in rows):
             with self.catalog.transaction():
                 self.catalog.set_meta(KEPT_META, json.dumps({p: m for p, m in held.items()
                                                              if p not in {row["path"] for row in rows}}))
