@@ -228,6 +228,32 @@ def test_forget_with_a_kept_record_that_is_not_json(tiny_model, tmp_path):
     assert vmr_json("forget", tmp_path / "v")
 
 
+def test_a_copy_of_a_lost_folders_file_in_a_subfolder_does_not_make_it_look_reorganised(tiny_model, tmp_path):
+    """Card A out of the reader, card B in, with A's a.mp4 copied onto it in DCIM/: the copy matched
+    a.mp4's entry as a move into a subfolder, so the folder was taken as there, and A's b.mp4 was
+    removed as deleted ('removed 1').  A rename keeps the file's time; that copy did not."""
+    card = tmp_path / "mnt" / "card"
+    make_video(card / "a.mp4", [("red", 2.0)], size="64x48", fps=5)
+    make_video(card / "b.mp4", [("blue", 2.0)], size="64x48", fps=5)
+    vmr_json("index", tmp_path / "mnt", "--model", tiny_model)
+    away = tmp_path / "card A"
+    shutil.move(str(card), str(away))
+    (card / "DCIM").mkdir(parents=True)
+    shutil.copyfile(away / "a.mp4", card / "DCIM" / "a.mp4")  # a new file: a new time
+    os.utime(card / "DCIM" / "a.mp4", ns=(time.time_ns(), time.time_ns() + 10**9))
+    summary = vmr_json("index", tmp_path / "mnt")
+    assert summary["removed"] == 0 and [k["videos"] for k in summary["kept"]] == [1], summary
+    # a rename into a subfolder (the time kept), the other file deleted: removed, as before
+    shutil.rmtree(card)
+    shutil.move(str(away), str(card))
+    vmr_json("index", tmp_path / "mnt", "--prune")
+    (card / "sub").mkdir()
+    os.rename(card / "a.mp4", card / "sub" / "a.mp4")
+    os.unlink(card / "b.mp4")
+    summary = vmr_json("index", tmp_path / "mnt")
+    assert (summary["moved"], summary["removed"], summary["kept"]) == (1, 1, []), summary
+
+
 def _row(catalog, path, root, status="ok"):
     with catalog.transaction():
         catalog.upsert_video({"path": path, "root": root, "size": 1, "mtime_ns": 1, "status": status,

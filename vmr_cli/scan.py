@@ -401,7 +401,10 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     # Folders judged on what was missing before any file was matched as moved: a file copied off
     # a drive that is then unmounted matches its entry as a move, and must not make the drive's
     # other entries look deleted one by one (a folder moved whole matches every entry: none left).
-    moved_to = [item.path for item, _row in plan.move] + [item.path for item, _b, _m in plan.replaced]
+    # Only a move that kept the file's time is taken for one within the folder: a rename keeps it,
+    # a copy made since (the old card's file copied onto the card now in the same reader) does not.
+    moved_to = [item.path for item, row in plan.move if item.mtime_ns == row["mtime_ns"]] \
+        + [item.path for item, _b, row in plan.replaced if item.mtime_ns == row["mtime_ns"]]
     kept_now: dict[str, str] = {}  # path -> the folder it is kept under
     for folder, rows in lost_first.items():
         rows = [row for row in rows if row["path"] in gone]
