@@ -163,16 +163,22 @@ def test_folder_that_lost_all_its_files_at_once_is_kept_until_prune(tiny_model, 
     assert (summary["moved"], summary["added"], summary["updated"]) == (2, 0, 0)
 
 
+def _card_swapped(mnt, model):
+    """mnt/card: a card of a.mp4 and b.mp4 indexed, then another card in its place holding c.mp4."""
+    card = mnt / "card"
+    make_video(card / "a.mp4", [("red", 2.0)], size="64x48", fps=5)
+    make_video(card / "b.mp4", [("blue", 2.0)], size="64x48", fps=5)
+    vmr_json("index", mnt, "--model", model)
+    shutil.rmtree(card)
+    make_video(card / "c.mp4", [("green", 2.0)], size="64x48", fps=5)  # the other card
+    return card
+
+
 def test_entries_kept_for_a_folder_stay_kept_when_other_files_are_indexed_there(tiny_model, tmp_path):
     """Another card in the same reader: the first card's entries were kept ('all 2 indexed files
     in it are missing at once'), the new card's file indexed; the next run, nothing changed, removed
     them ('removed 2'), as if deleted, though --help says kept until --prune or 'vmr forget'."""
-    card = tmp_path / "mnt" / "card"
-    make_video(card / "a.mp4", [("red", 2.0)], size="64x48", fps=5)
-    make_video(card / "b.mp4", [("blue", 2.0)], size="64x48", fps=5)
-    vmr_json("index", tmp_path / "mnt", "--model", tiny_model)
-    shutil.rmtree(card)
-    make_video(card / "c.mp4", [("green", 2.0)], size="64x48", fps=5)  # the other card
+    card = _card_swapped(tmp_path / "mnt", tiny_model)
     first = vmr_json("index", tmp_path / "mnt")
     assert (first["added"], first["removed"], [k["videos"] for k in first["kept"]]) == (1, 0, [2])
     for run in ("index", "index"):
@@ -195,12 +201,7 @@ def test_entries_kept_for_a_folder_stay_kept_after_a_run_stopped_while_indexing(
     """The record of what a run kept was written at its end: a run stopped while indexing the new
     card's files (Ctrl-C, kill -9) left none, and the next run, the folder holding files indexed
     since, removed the first card's entries as deleted ('removed 2')."""
-    card = tmp_path / "mnt" / "card"
-    make_video(card / "a.mp4", [("red", 2.0)], size="64x48", fps=5)
-    make_video(card / "b.mp4", [("blue", 2.0)], size="64x48", fps=5)
-    vmr_json("index", tmp_path / "mnt", "--model", tiny_model)
-    shutil.rmtree(card)
-    make_video(card / "c.mp4", [("green", 2.0)], size="64x48", fps=5)  # the other card
+    card = _card_swapped(tmp_path / "mnt", tiny_model)
     make_video(card / "d.mp4", [("yellow", 3.0)], size="64x48", fps=5)
     real, done = indexer.encode_distinct, []
 
