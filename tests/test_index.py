@@ -266,6 +266,12 @@ def test_a_copy_is_not_embedded_again_and_its_moments_are_shown_once(videos, tin
     results = vmr_json("search", "red", "--top-k", "20")["results"]
     assert str(videos / "backup" / "2024" / "red_then_blue.mp4") in {r["video"] for r in results}
     assert all(str(original) not in r["copies"] for r in results)
+    # An indexed file overwritten by a copy of another: its entry takes that one's vectors too
+    decoded.clear()
+    shutil.copy(videos / "green.mp4", videos / "sub" / "pattern.mp4")
+    summary = index(videos)
+    assert (summary["updated"], decoded) == (1, [])  # (it was decoded and embedded again)
+    assert [c["path"] for c in summary["copies"]] == [str(videos / "sub" / "pattern.mp4")]
 
 
 def test_same_size_and_fingerprint_but_another_middle_is_not_a_copy(tiny_model, tmp_path):

@@ -314,19 +314,19 @@ def _apply_moves(library, moves, roots, summary) -> None:
 
 
 def _apply_copies(library, copies: list, roots, summary: dict) -> list:
-    """Index each new file that is a copy of an indexed one (scan.copy_source) with that one's
-    vectors; returns the (file, None) that must be indexed as themselves (no source found)."""
+    """Index each new or changed file that is a copy of an indexed one (scan.copy_source) with
+    that one's vectors; returns the (file, row) that must be indexed as themselves (no source)."""
     alone = []
-    for item, _none in copies:
+    for item, row in copies:  # row: the file's entry before it changed (a copy made over it), or None
         source = copy_source(library.catalog, item)
         st = _stat(item.path)
         if st is None or (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
             summary["failed"].append({"path": item.path, "error": CHANGED, "recorded": False})
             continue
         if source is None or library.copy_video(source, item.path, _root_of(item.path, roots), item.mtime_ns) is None:
-            alone.append((item, None))
+            alone.append((item, row))
             continue
-        summary["added"] += 1
+        summary["updated" if row else "added"] += 1
         summary["copies"].append({"path": item.path, "copy_of": source["path"]})
     return alone
 

@@ -54,8 +54,8 @@ class Plan:
     kept: list = field(default_factory=list)       # {"path", "videos", "reason"}: entries not removed
     skipped: dict = field(default_factory=dict)    # extension -> files not looked at
     same_file: list = field(default_factory=list)  # {"path", "indexed_as"}: another name of an indexed file
-    copies: list = field(default_factory=list)     # (Found, None): new, with the size and print of an
-    #                                                indexed file or an earlier new one (copy_source)
+    copies: list = field(default_factory=list)     # (Found, None or its row): new or changed, with the
+    #                                                size and print of an indexed file or an earlier new one
     held: dict | None = None                       # KEPT_META to record after the run (None: unchanged)
 
 
@@ -398,6 +398,13 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
             gone.pop(match["path"], None)
             plan.update.remove((item, row))
             plan.replaced.append((item, row, match))
+    # A changed file that now holds what another indexed file holds (a copy made over it): its
+    # vectors are copied, as a new copy's are (copy_source then checks that one is unchanged).
+    for item, row in list(plan.update):
+        if _print_of(item) is not None and any(other["id"] != row["id"] for other in
+                                               catalog.videos_with_print(item.size, item.fingerprint)):
+            plan.update.remove((item, row))
+            plan.copies.append((item, row))
     # Folders judged on what was missing before any file was matched as moved: a file copied off
     # a drive that is then unmounted matches its entry as a move, and must not make the drive's
     # other entries look deleted one by one (a folder moved whole matches every entry: none left).
