@@ -246,7 +246,7 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, 
                     continue
                 shown.append(float(pts) - origin)
                 if "K" in flags and float(pts) <= origin + start + 1e-6:
-                    keys.append((float(pts), _number(dts) if _number(dts) is not None else float(pts)))
+                    keys.append((float(pts), _packet_time(dts, pts)))
             if indexed or keys or begin <= 0:
                 break
             window *= 4
