@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from .scan import as_recorded
+
 
 def print_of(row: dict):
     """What copies share: (size, fingerprint); a row without a fingerprint is its own."""
@@ -27,8 +29,12 @@ def copies_of(library, row: dict) -> list[str]:
     rows = library.catalog.videos_with_print(row["size"], row["fingerprint"])
     if len(rows) < 2:
         return []
-    same = contents([row] + [v for v in rows if v["id"] != row["id"]], library.vectors)[row["id"]]
-    return [v["path"] for v in same if v["id"] != row["id"] and os.path.exists(v["path"])]
+    return others(contents([row] + [v for v in rows if v["id"] != row["id"]], library.vectors)[row["id"]], row)
+
+
+def others(content: list[dict], row: dict) -> list[str]:
+    """The paths of the rows of row's content other than row whose files are there now."""
+    return [v["path"] for v in content if v["id"] != row["id"] and os.path.exists(v["path"])]
 
 
 def contents(rows: list[dict], vectors) -> dict[int, list[dict]]:
@@ -40,7 +46,7 @@ def contents(rows: list[dict], vectors) -> dict[int, list[dict]]:
     the first indexed."""
     parts: list[tuple] = []  # (vectors or None, rows)
     for row in rows:
-        mine = _appearance(vectors, row)
+        mine = vectors.read_array(row["id"], row["vectors_token"], "A")  # None: not a copy of anything
         for theirs, part in parts:
             if mine is not None and theirs is not None and mine.shape == theirs.shape \
                     and np.array_equal(mine, theirs):
@@ -50,27 +56,6 @@ def contents(rows: list[dict], vectors) -> dict[int, list[dict]]:
             parts.append((mine, [row]))
     out = {}
     for _vectors, part in parts:
-        part.sort(key=lambda v: (not _as_indexed(v), v["path"].count(os.sep)))
+        part.sort(key=lambda v: (not as_recorded(v["path"], v["size"], v["mtime_ns"]), v["path"].count(os.sep)))
         out.update({v["id"]: part for v in part})
     return out
-
-
-def _appearance(vectors, row: dict):
-    """The row's stored clip vectors ("A"), or None when its shard cannot be read."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(vectors.shard_path(row["id"]), framework="numpy") as handle:
-            if (handle.metadata() or {}).get("token") != row["vectors_token"]:
-                return None
-            return handle.get_tensor("A")
-    except Exception:  # missing, truncated: not a copy of anything (the search says why)
-        return None
-
-
-def _as_indexed(row: dict) -> bool:
-    try:
-        st = os.stat(row["path"])
-    except OSError:
-        return False
-    return (st.st_size, st.st_mtime_ns) == (row["size"], row["mtime_ns"])

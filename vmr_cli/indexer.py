@@ -319,8 +319,7 @@ def _apply_copies(library, copies: list, roots, summary: dict) -> list:
     alone = []
     for item, row in copies:  # row: the file's entry before it changed (a copy made over it), or None
         source = copy_source(library.catalog, item)
-        st = _stat(item.path)
-        if st is None or (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
+        if not _as_planned(item):
             summary["failed"].append({"path": item.path, "error": CHANGED, "recorded": False})
             continue
         if source is None or library.copy_video(source, item.path, _root_of(item.path, roots), item.mtime_ns) is None:
@@ -696,13 +695,18 @@ def _unchanged_fingerprint(item) -> str:
     nothing is recorded (TransientError): an entry it had keeps its vectors, and the next run
     reads the file as it is then.  Recorded as failed, a file moved away and back during the run
     (same size and time) was never read again, and an indexed one lost its vectors."""
-    st = _stat(item.path)
-    if st is None or (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
+    if not _as_planned(item):
         raise TransientError(CHANGED)
     try:
         return fingerprint(item.path, item.size)
     except OSError:  # vanished after the re-stat: the same outcome as before it
         raise TransientError(CHANGED) from None
+
+
+def _as_planned(item) -> bool:
+    """Whether the file still has the size and time the run planned it with (its re-stat)."""
+    st = _stat(item.path)
+    return st is not None and (st.st_size, st.st_mtime_ns) == (item.size, item.mtime_ns)
 
 
 def _stat(path: str):

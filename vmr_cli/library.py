@@ -443,11 +443,11 @@ class Library:
     def forget(self, path: str) -> list[dict]:
         """Drop every entry at or under path (a file or a folder, present or not), on purpose:
         the way out when a folder is gone for good.  Returns the rows removed."""
-        from .scan import KEPT_META, _held_before
+        from .scan import KEPT_META, held_before
 
         rows = self.catalog.videos_under(path)
         self.remove_videos(rows)
-        held = _held_before(self.catalog)  # (see scan.plan_index; a record not JSON is none)
+        held = held_before(self.catalog)  # (see scan.plan_index; a record not JSON is none)
         if rows and any(row["path"] in held for row in rows):
             with self.catalog.transaction():
                 self.catalog.set_meta(KEPT_META, json.dumps({p: m for p, m in held.items()

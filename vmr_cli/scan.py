@@ -56,7 +56,7 @@ class Plan:
     same_file: list = field(default_factory=list)  # {"path", "indexed_as"}: another name of an indexed file
     copies: list = field(default_factory=list)     # (Found, None or its row): new or changed, with the
     #                                                size and print of an indexed file or an earlier new one
-    held: dict | None = None                       # KEPT_META to record after the run (None: unchanged)
+    held: dict | None = None                       # KEPT_META to record before any change (None: as it is)
 
 
 @dataclass
@@ -265,7 +265,7 @@ def check_roots(paths, catalog=None, prune: bool = False) -> list[str]:
 KEPT_META = "kept_missing"  # {path: [video id, folder]}: entries kept as a folder lost at once
 
 
-def _held_before(catalog) -> dict:
+def held_before(catalog) -> dict:
     """The entries an earlier run kept as part of a folder that lost all its files at once."""
     try:
         held = json.loads(catalog.get_meta(KEPT_META) or "{}")
@@ -420,18 +420,14 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
         for row in rows:
             gone.pop(row["path"], None)
             kept_now[row["path"]] = folder
-        what = ("the folder is gone, and" if not os.path.lexists(folder) else "")
         some = (f"all {len(rows)} indexed files in it are missing at once" if len(rows) == len(lost_first[folder])
                 else f"all its indexed files are missing at once; {len(rows)} of them "
                 f"{'was' if len(rows) == 1 else 'were'} found nowhere else")
-        moved = ", and 'vmr index NEW-PATH' finds them where the folder went" if what else ""
-        plan.kept.append({"path": folder, "videos": len(rows),
-                          "reason": f"{what} {some} (unmounted drive? dropped share?); they are kept: ".lstrip()
-                                    + f"'vmr index --prune' or 'vmr forget PATH' drops them{moved}"})
+        plan.kept.append(_kept(folder, len(rows), some))
     # Entries an earlier run kept, still missing, stay kept until --prune or 'vmr forget': the
     # folder may hold files indexed since (another card in the same reader), and it no longer
     # looks as if it lost all its files at once; they were removed by the next run without a word.
-    held = _held_before(catalog)
+    held = held_before(catalog)
     earlier: dict[str, list] = {}
     for path, row in list(gone.items()):
         mark = held.get(path)
@@ -441,24 +437,36 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
         for row in rows:
             gone.pop(row["path"], None)
             kept_now[row["path"]] = folder
-        what = ("the folder is gone, and" if not os.path.lexists(folder) else "")
-        moved = ", and 'vmr index NEW-PATH' finds them where the folder went" if what else ""
-        plan.kept.append({"path": folder, "videos": len(rows),
-                          "reason": f"{what} {len(rows)} indexed file{'s' if len(rows) != 1 else ''} in it "
-                                    f"{'have' if len(rows) != 1 else 'has'} been missing since an earlier run "
-                                    "found all its indexed files missing at once (unmounted drive? dropped "
-                                    "share?); they are kept: ".lstrip()
-                                    + f"'vmr index --prune' or 'vmr forget PATH' drops them{moved}"})
+        plan.kept.append(_kept(folder, len(rows), f"{len(rows)} indexed file{'s' if len(rows) != 1 else ''} in it "
+                               f"{'have' if len(rows) != 1 else 'has'} been missing since an earlier run found "
+                               "all its indexed files missing at once"))
     plan.remove = indexed_own + list(gone.values())
     # What this run did not judge (outside its roots, under a folder it could not read) stays held.
     judged = {row["path"] for row in in_scope if not unreadable.holding(row["path"])}
-    rows_now = {path: row for path, row in by_path.items()}
-    after = {path: mark for path, mark in held.items() if path not in judged and path in rows_now
-             and isinstance(mark, list) and mark and mark[0] == rows_now[path]["id"]}
-    after.update({path: [rows_now[path]["id"], folder] for path, folder in kept_now.items()})
+    after = {path: mark for path, mark in held.items() if path not in judged and path in by_path
+             and isinstance(mark, list) and mark and mark[0] == by_path[path]["id"]}
+    after.update({path: [by_path[path]["id"], folder] for path, folder in kept_now.items()})
     if after != held:
         plan.held = after
     return plan
+
+
+def _kept(folder: str, count: int, some: str) -> dict:
+    """The kept: note of a folder whose ``count`` missing entries are kept; ``some`` says which."""
+    what = ("the folder is gone, and" if not os.path.lexists(folder) else "")
+    moved = ", and 'vmr index NEW-PATH' finds them where the folder went" if what else ""
+    return {"path": folder, "videos": count,
+            "reason": f"{what} {some} (unmounted drive? dropped share?); they are kept: ".lstrip()
+                      + f"'vmr index --prune' or 'vmr forget PATH' drops them{moved}"}
+
+
+def as_recorded(path: str, size: int, mtime_ns: int) -> bool:
+    """Whether the file at path has the size and time it was recorded (planned, or indexed) with."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
 
 
 SAMPLES = 16  # blocks of FINGERPRINT_BYTES // 4 compared, evenly spaced, besides the fingerprint
@@ -472,12 +480,8 @@ def copy_source(catalog, item: Found) -> dict | None:
     trusted for moves, where the old file is gone; a copy's source is still there, so SAMPLES
     blocks across both files are compared too, and the source must be as it was indexed."""
     for row in catalog.videos_with_print(item.size, item.fingerprint):
-        try:
-            st = os.stat(row["path"])
-        except OSError:
-            continue
-        if (st.st_size, st.st_mtime_ns) == (row["size"], row["mtime_ns"]) and _same_samples(row["path"], item.path,
-                                                                                              item.size):
+        if as_recorded(row["path"], row["size"], row["mtime_ns"]) and _same_samples(row["path"], item.path,
+                                                                                     item.size):
             return row
     return None
 

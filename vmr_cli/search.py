@@ -27,7 +27,7 @@ import torch
 from vmr_models.moment_head import temporal_iou
 
 from .catalog import MISREAD_BY_OLDER_VMR, misread_by_older_vmr
-from .copies import contents, copies_of, print_of
+from .copies import contents, copies_of, others, print_of
 from .decode import open_reader, search_backend
 from .errors import DecodeError, NotLogged, SkipVideo, VmrError
 from .probe import VideoInfo
@@ -246,8 +246,7 @@ class Searcher:
                     break
                 k *= 4
         chosen = [by_id[i] for i in candidate_ids if i in by_id]
-        return chosen, {v["id"]: [c["path"] for c in content(v) if c["id"] != v["id"] and os.path.exists(c["path"])]
-                        for v in chosen}
+        return chosen, {v["id"]: others(content(v), v) for v in chosen}
 
     # -- step 2: the stored timeline of each candidate ---------------------------------------------
     def _stored(self, video: dict, q: torch.Tensor, stats: dict):

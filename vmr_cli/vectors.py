@@ -105,6 +105,19 @@ class VectorStore:
             return None
         return tensors if _well_formed(tensors, self.dim) else None
 
+    def read_array(self, video_id: int, token: str | None, key: str):
+        """One array of the shard (only it is read), or None when the shard is missing, unreadable,
+        belongs to another row or lacks it."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(self.shard_path(video_id), framework="numpy") as handle:
+                if (handle.metadata() or {}).get("token") != token or key not in handle.keys():
+                    return None
+                return handle.get_tensor(key)
+        except Exception:  # missing, truncated or not safetensors
+            return None
+
     def shard_keys(self, video_id: int) -> set[str] | None:
         """The names of the arrays a shard holds, from its header alone; None when it cannot be read."""
         from safetensors import safe_open
