@@ -632,7 +632,8 @@ def encode_distinct(encoder, frames, skip_first: bool = False, before=None):
     before it taking that one's embedding instead of an encoder pass.  A still scene (a screen
     recording's unchanging screen, a tripod shot, a title card) costs no encoding: 26 % of the
     stored frames of the synthetic benchmark world repeat the one before, camera footage with
-    sensor noise none; the comparison costs about 0.16 ms a frame at 224 x 224 (2 cores), against 30-60 ms to encode it with ViT-B/32."""
+    sensor noise none; the comparison costs about 0.16 ms a frame at 224 x 224 (2 cores), against
+    30-60 ms to encode it with ViT-B/32."""
     import torch
 
     n, first = frames.shape[0], 1 if skip_first else 0
