@@ -630,9 +630,9 @@ def encode_distinct(encoder, frames, skip_first: bool = False, before=None):
     """The embeddings of frames[1:] (``skip_first``: frames[0] is the previous chunk's last, whose
     embedding is ``before``) or of all frames, each frame whose decoded pixels equal the one's
     before it taking that one's embedding instead of an encoder pass.  A still scene (a screen
-    recording's unchanging screen, a tripod shot, a title card) costs no encoding: 26 % of the
-    stored frames of the synthetic benchmark world repeat the one before, camera footage with
-    sensor noise none; the comparison costs about 0.16 ms a frame at 224 x 224 (2 cores), against
+    recording's unchanging screen, a tripod shot, a title card) costs no encoding: 21 % of the
+    stored frames of bench/realsize.py's synthetic world repeat the one before, the camera files
+    of the test media none (bench/repeated_frames.py); the comparison costs about 0.16 ms a frame at 224 x 224 (2 cores), against
     30-60 ms to encode it with ViT-B/32."""
     import torch
 
