@@ -361,6 +361,60 @@ def test_the_frame_cache_file_shrinks_when_a_video_leaves_it(tmp_path):
     assert len(FrameCache(str(tmp_path)).get(2, "t", [k * 250 for k in range(10)], 512)) == 10
 
 
+def test_the_frame_cache_keeps_within_its_limit_the_videos_searched_last(tmp_path, monkeypatch):
+    """The cache grew without a bound (about 1 KB a frame with ViT-B/32; an exhaustive search adds
+    thousands): past $VMR_FRAME_CACHE_MB the videos a search used longest ago leave it, whole."""
+    from vmr_cli.frame_cache import FrameCache
+
+    from vmr_cli.frame_cache import _filled
+
+    rng = np.random.default_rng(0)
+    times = [k * 250 for k in range(700)]
+    cache = FrameCache(str(tmp_path))
+    cache.put(1, "t", {t: rng.standard_normal(512) for t in times})
+    one = _filled(cache._connect())  # about 0.75 MB: a limit that holds two videos after evicting, not three
+    monkeypatch.setenv("VMR_FRAME_CACHE_MB", str(2.7 * one / 1e6))
+    cache.close()
+    cache = FrameCache(str(tmp_path))
+    cache.put(2, "t", {t: rng.standard_normal(512) for t in times})
+    assert len(cache.get(1, "t", times, 512)) == 700  # 1 used after 2
+    cache.put(3, "t", {t: rng.standard_normal(512) for t in times})
+    assert cache.size_bytes() <= cache.limit
+    held = {video: len(cache.get(video, "t", times, 512)) for video in (1, 2, 3)}
+    assert held == {1: 700, 2: 0, 3: 700}
+    cache.close()
+    # The same in a new process, from the times the file recorded (3 was read after 1).
+    cache = FrameCache(str(tmp_path))
+    cache.put(4, "t", {t: rng.standard_normal(512) for t in times})
+    assert {video: len(cache.get(video, "t", times, 512)) for video in (1, 3, 4)} == {1: 0, 3: 700, 4: 700}
+    cache.close()
+
+
+def test_a_frame_cache_of_0_mb_keeps_nothing_and_a_wrong_size_is_one_line(indexed_videos, isolated_library,
+                                                                            monkeypatch):
+    from vmr_cli.frame_cache import FrameCache
+
+    vmr_json("search", "blue")
+    rng = np.random.default_rng(0)
+    FrameCache(str(isolated_library)).put(999, "t", {k * 250: rng.standard_normal(64) for k in range(4000)})
+    assert vmr_json("status")["frame_cache_limit_bytes"] == 1024 * 10**6
+    assert "MB, of which frame cache 0.7 MB (at most 1024 MB, $VMR_FRAME_CACHE_MB; safe to delete: frames.db)" \
+        in vmr("status")[1]
+    monkeypatch.setenv("VMR_FRAME_CACHE_MB", "0")
+    first = vmr_json("search", "blue", "--refine", "3")  # its frames were cached: not now
+    assert first["stats"]["frames_encoded"] > 0 and first["stats"]["frames_cached"] == 0
+    again = vmr_json("search", "blue", "--refine", "3")
+    assert again["stats"]["frames_encoded"] == first["stats"]["frames_encoded"]
+    monkeypatch.delenv("VMR_FRAME_CACHE_MB")
+    assert vmr_json("status")["frame_cache_bytes"] < 100_000  # emptied by the first search
+    assert len(FrameCache(str(isolated_library)).get(999, "t", [0], 64)) == 0
+    for wrong in ("lots", "-5", "nan", "1e999"):
+        monkeypatch.setenv("VMR_FRAME_CACHE_MB", wrong)
+        code, out, err = vmr("search", "red", expect=1)
+        assert err == f"Error: VMR_FRAME_CACHE_MB={wrong}: say a number of megabytes for the frame cache " \
+                      "(0 keeps no frames)\n", err
+
+
 def test_a_frame_cache_made_before_auto_vacuum_is_rebuilt_once_it_holds_free_space(tmp_path):
     """A frames.db from before vmr asked for auto-vacuum never shrank: the first removal that
     leaves more than a megabyte free rebuilds it (VACUUM), with auto-vacuum from then on."""

@@ -770,7 +770,8 @@ def _print_status(data: dict, report: dict | None) -> None:
         click.echo("index     a vmr index is running: these numbers are what it has committed so far")
     cache = data["frame_cache_bytes"] / 1e6
     click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB" + (  # no cache line for an empty one
-        f", of which frame cache {cache:.1f} MB (safe to delete: frames.db)" if round(cache, 1) else ""))
+        f", of which frame cache {cache:.1f} MB (at most {data['frame_cache_limit_bytes'] / 1e6:g} MB, "
+        "$VMR_FRAME_CACHE_MB; safe to delete: frames.db)" if round(cache, 1) else ""))
     for failed in data.get("failed_files", []):
         click.echo(f"failed    {printable(failed['path'])}: {failed['error']}")
     if data.get("failed_files"):

@@ -31,7 +31,7 @@ from .catalog import Catalog, folder_size, integrity_problems, salvage
 from .encoders import (ModelFiles, PickleWeights, is_folder_name, locate_model, model_name,
                        weights_fingerprint, weights_identity)
 from .errors import ANOTHER_USER, VectorsUnreadable, VmrError, no_space_at, no_space_message
-from .frame_cache import FrameCache
+from .frame_cache import FrameCache, limit_bytes as frame_cache_limit
 from .lock import is_locked, writer_lock
 from .paths import printable
 from .progress import progress
@@ -634,6 +634,7 @@ class Library:
             "clip_seconds": info["clip_seconds"] if info else None,
             "size_bytes": folder_size(self.directory),
             "frame_cache_bytes": self.frames.size_bytes(),
+            "frame_cache_limit_bytes": self.frames.limit,
         }
 
     def _index_running(self) -> bool:
@@ -659,7 +660,8 @@ class Library:
                 "consistent": True, "vector_cache_lag": 0, "videos_without_vectors": 0, "encoder_lost": False,
                 "index_running": False,
                 "duration": 0.0, "searches": 0, "encoder": None,
-                "embedding_dim": None, "clip_seconds": None, "size_bytes": 0, "frame_cache_bytes": 0}
+                "embedding_dim": None, "clip_seconds": None, "size_bytes": 0, "frame_cache_bytes": 0,
+                "frame_cache_limit_bytes": frame_cache_limit()}
 
     def close(self) -> None:
         self.catalog.close()
