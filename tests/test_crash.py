@@ -138,9 +138,17 @@ def test_vector_shard_deleted_by_hand_is_re_embedded(tiny_model, videos, isolate
     lib.close()
     checked = vmr_json("status", "--check")
     assert checked["check"]["stale_videos"] == [victim["id"]]
+    assert checked["check"]["stale_paths"] == [str(videos / "green.mp4")]  # ids alone named nothing
     assert checked["stale"] == 1 and checked["videos"] == 2
     summary = vmr_json("index", videos)
     assert summary["updated"] == 1 and summary["unchanged"] == 2  # only the damaged video
+    lib = Library()
+    os.unlink(lib.vectors.shard_path(lib.catalog.video_by_path(str(videos / "red_then_blue.mp4"))["id"]))
+    lib.close()
+    code, out, err = vmr("status", "--check")
+    assert "shards    3 checked: stale 1 (re-embedded by the next vmr index)" in out
+    assert f"\nstale     {videos / 'red_then_blue.mp4'}\n" in out
+    vmr_json("index", videos)
     status = vmr_json("status")
     assert status["consistent"] and status["vectors"] == status["clips"] == 8
 

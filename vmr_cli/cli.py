@@ -789,6 +789,8 @@ def _print_status(data: dict, report: dict | None) -> None:
     click.echo(f"shards    {report['shards_checked']} checked: stale {len(report['stale_videos'])} (re-embedded "
                f"by the next vmr index), orphan shards removed {report['orphan_shards']}, index "
                f"+{report['index_added']} -{report['index_removed']}")
+    for path in report.get("stale_paths", []):
+        click.echo(f"stale     {printable(path)}")
     model = report["model"]
     if model is None:
         click.echo("model     -")

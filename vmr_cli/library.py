@@ -519,7 +519,7 @@ class Library:
         an index run holds the writer lock) the FAISS cache is repaired in
         memory only and the catalog is not written.
         """
-        report = {"consistent": True, "stale_videos": [], "orphan_shards": 0,
+        report = {"consistent": True, "stale_videos": [], "stale_paths": [], "orphan_shards": 0,
                   "index_added": 0, "index_removed": 0, "shards_checked": 0}
         dim = self._dim()
         if dim is None:
@@ -547,7 +547,8 @@ class Library:
                 raise unreadable[0]
             if suspect:
                 report["consistent"] = False
-                report["stale_videos"] = sorted(suspect)
+                report["stale_videos"] = sorted(suspect)  # row ids (kept for scripts of 0.2.0)
+                report["stale_paths"] = [row["path"] for row in map(self.catalog.video, sorted(suspect)) if row]
                 if repair and save:
                     self.mark_stale(suspect)
         self._remove_orphan_shards(report, repair and save)
