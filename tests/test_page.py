@@ -145,8 +145,12 @@ def test_a_killed_page_writes_leftover_goes_with_a_later_write(tmp_path):
     os.utime(left, (0, 0))
     running = tmp_path / ".vmr-tmp-efgh5678"  # another write's, going on now
     running.write_text("<html>")
+    mine = [tmp_path / ".vmr-tmp-notes.txt", tmp_path / ".vmr-tmp-abcd12345"]  # the user's, as old
+    for path in mine:
+        path.write_text("mine")
+        os.utime(path, (0, 0))
     write_page(fake_search([]), str(tmp_path / "page.html"))
-    assert sorted(os.listdir(tmp_path)) == [".vmr-tmp-efgh5678", "page.html"]
+    assert sorted(os.listdir(tmp_path)) == sorted([".vmr-tmp-efgh5678", "page.html"] + [p.name for p in mine])
 
 
 def test_open_in_browser_without_browser(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ can read a name as an option.
 from __future__ import annotations
 
 import os
+import re
 import time
 from contextlib import contextmanager
 
@@ -199,10 +200,13 @@ def write_user_file(target: str, write) -> None:
 
 def remove_stale(folder: str, prefix: str) -> None:
     """Remove the files named ``prefix``... in folder that no one touched for STALE_AFTER: a
-    killed writer's; one running beside this one writes its own all the time."""
+    killed writer's; one running beside this one writes its own all the time.  Only names as
+    mkstemp makes them (eight of its letters after prefix, an extension at most): a file of the
+    user's that merely begins so stays."""
     now = time.time()
+    ours = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}(\.[A-Za-z0-9]{1,10})?")
     try:
-        names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+        names = [n for n in os.listdir(folder) if ours.fullmatch(n)]
     except OSError:
         return
     for name in names:
