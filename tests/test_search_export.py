@@ -711,3 +711,43 @@ def test_an_exact_cut_long_after_the_key_frame_of_a_transport_stream_is_the_mome
     last = [number for time, number in shown if time < 12.5 - 0.005][-1]
     numbers = [number for _, number in _numbered(tmp_path / "cut.mp4")]
     assert first > 280 and numbers == list(range(first, last + 1)), numbers[:5]
+
+
+def test_search_in_a_folder_or_a_file_searches_only_the_videos_there(tiny_model, videos, tmp_path, monkeypatch):
+    """rclip searches the folder it runs in; vmr searched the whole library, always: a user who
+    wanted last summer's footage got every year's."""
+    vmr_json("index", videos, "--model", tiny_model)
+    (videos / "sub" / "deeper").mkdir()
+    shutil.copy2(videos / "green.mp4", videos / "sub" / "deeper" / "green copy.mp4")
+    assert vmr_json("index", videos)["copies"]
+    everywhere = vmr_json("search", "a green screen")
+    assert {r["video"] for r in everywhere["results"]} == \
+        {str(videos / n) for n in ("red_then_blue.mp4", "green.mp4", "sub/pattern.mp4")}  # the copy shown once
+
+    def shown(*args):
+        return {os.path.relpath(r["video"], videos) for r in vmr_json("search", "a green screen", *args)["results"]}
+
+    sub = {"sub/pattern.mp4", "sub/deeper/green copy.mp4"}  # the copy inside is the one shown
+    assert shown("--in", videos / "sub") == sub
+    assert shown("--in", videos / "sub", "--max-videos", "1") <= sub  # the coarse stage looks past the others
+    assert shown("--in", videos / "green.mp4", "--in", videos / "sub" / "pattern.mp4") == \
+        {"green.mp4", "sub/pattern.mp4"}
+    monkeypatch.chdir(videos)
+    assert shown("--in", "sub") == sub and shown("--in", ".") == {"red_then_blue.mp4", "green.mp4", "sub/pattern.mp4"}
+    link = tmp_path / "link"
+    link.symlink_to(videos)
+    assert shown("--in", link / "sub") == sub  # the library holds them under the real path
+    code, out, err = vmr("search", "a green screen", "--in", videos / "nothing here", expect=1)
+    assert out == "" and err == (f"Error: --in {videos / 'nothing here'}: the library holds no video at or under it "
+                                 "(vmr status lists what it holds; index it first: vmr index PATH)\n")
+
+
+def test_search_in_a_folder_the_shell_names_by_its_real_path(tiny_model, videos, tmp_path, monkeypatch):
+    """Indexed through a link (~/videos -> /mnt/data/videos), searched from inside it: the shell's
+    current folder is the real path, which the library never recorded."""
+    link = tmp_path / "link"
+    link.symlink_to(videos)
+    vmr_json("index", link, "--model", tiny_model)
+    monkeypatch.chdir(videos / "sub")
+    found = vmr_json("search", "a green screen", "--in", ".")["results"]
+    assert found and {r["video"] for r in found} == {str(link / "sub" / "pattern.mp4")}

@@ -495,6 +495,8 @@ def results_table(results) -> str:
               help="Candidate videos searched in depth.")
 @click.option("--per-video", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Moments at most from one video (none lies inside another).")
+@click.option("--in", "within", multiple=True, metavar="PATH",
+              help="Search only the videos at or under PATH, a folder or file (repeat for more).")
 @trimmer_option
 @backend_option("Video decoder for the frames a search looks at. Default: torchcodec, "
                 "or PyAV where torchcodec cannot load (with a note).", default=None)
@@ -508,7 +510,7 @@ def results_table(results) -> str:
 @library_option
 @click.pass_context
 @handle_errors
-def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, trimmer, backend,
+def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_video, within, trimmer, backend,
            paths_only, null_paths, html_path, open_page, as_json):
     """Find the moments that match QUERY, best first.
 
@@ -517,7 +519,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     """
     from . import STARTED
     from .errors import VmrError
-    from .paths import user_file_target
+    from .paths import library_names, user_file_target
     from .search import Searcher, SearchOptions, clean_query
 
     clean_query(query)  # an empty query fails before any model loads
@@ -531,7 +533,12 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         raise VmrError(EXHAUSTIVE_TRIMMER)
     lib = open_library(ctx)
     options = SearchOptions(top_k=top_k, exhaustive=exhaustive, refine=refine, min_score=min_score,
-                            max_videos=max_videos, per_video=per_video)
+                            max_videos=max_videos, per_video=per_video, within=tuple(within))
+    roots = lib.catalog.roots() if within else []
+    for path in within:  # a typo finds nothing: said, as vmr forget says it
+        if not any(lib.catalog.videos_under(name) for name in library_names(path, roots)):
+            raise VmrError(f"--in {printable(path)}: the library holds no video at or under it "
+                           "(vmr status lists what it holds; index it first: vmr index PATH)")
     if html_path and lib.readonly:
         raise VmrError(f"--html needs a logged search, and library {lib.directory} is read-only")
     if html_path:

@@ -115,6 +115,20 @@ def under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def library_names(path, roots) -> list[str]:
+    """The names the library may hold path's videos under: as given (``absolute``), with its
+    symlinks resolved, and through each indexed root (``roots``) that leads to the same place
+    by a link: ``cd ~/videos/2023 && vmr search --in .`` names the folder by its real path
+    (the shell's cwd), where ~/videos, a link, was indexed."""
+    given, real = absolute(path), os.path.realpath(absolute(path))
+    names = [given, real]
+    for root in roots:
+        target = os.path.realpath(root)
+        if under(real, target):
+            names.append(os.path.join(root, os.path.relpath(real, target)) if real != target else root)
+    return list(dict.fromkeys(names))
+
+
 def user_file_target(path, option: str = "the output", ours=None) -> str:
     """The regular file to replace when writing ``path`` for the user, atomically.
 

@@ -30,6 +30,7 @@ from .catalog import MISREAD_BY_OLDER_VMR, misread_by_older_vmr
 from .copies import contents, copies_of, others, print_of
 from .decode import open_reader, search_backend
 from .errors import DecodeError, NotLogged, SkipVideo, VmrError
+from .paths import library_names, under
 from .probe import VideoInfo
 
 MAX_QUERY_CHARS = 2000
@@ -55,6 +56,7 @@ class SearchOptions:
     refine_fps: float = 2.0          # the grid between a refined edge's stored frames (see _edges)
     per_video: int = 3               # moments per video in a library search (none nested in another)
     only_video: str | None = None    # restrict to one video (moment retrieval in eval)
+    within: tuple = ()               # restrict to the videos at or under these paths (vmr search --in)
     record_selection: bool = False   # stats["selections"]: the clips the windows cover, per video
 
 
@@ -213,6 +215,10 @@ class Searcher:
                 raise VmrError(f"video not in the library: {options.only_video}")
             return [video], {video["id"]: copies_of(self.library, video)}
         ok = catalog.videos("ok")
+        if options.within:  # only theirs are candidates, and a content is shown under a copy inside
+            roots = catalog.roots()
+            prefixes = [p for path in options.within for p in library_names(path, roots)]
+            ok = [v for v in ok if any(under(v["path"], p) for p in prefixes)]
         groups: dict = {}  # fingerprint -> its rows, first indexed first
         for v in ok:
             groups.setdefault(print_of(v), []).append(v)
