@@ -432,10 +432,16 @@ class Catalog:
             raise NotLogged(_unlogged(reason)) from None
 
     def _log_search(self, query: str, model: str, options: dict, stats: dict, results: list[dict]) -> int:
+        # Each result's copies, as recorded now (path, size, mtime_ns): export and play use one still
+        # as it was when the shown file is gone or changed since (kept in stats: no new column).
+        copies = {str(r["rank"]): [[path, row["size"], row["mtime_ns"]] for path in r.get("copies", ())
+                                   if (row := self.video_by_path(path)) is not None]
+                  for r in results if r.get("copies")}
         with self.transaction():
             search_id = self._tables()["searches"].insert({
                 "query": query, "model": model, "options": json.dumps(options),
-                "stats": json.dumps(stats), "created_at": time.time(),
+                "stats": json.dumps(dict(stats, **{LOGGED_COPIES: copies}) if copies else stats),
+                "created_at": time.time(),
             }).last_pk
             for r in results:
                 self._conn.execute(
@@ -459,8 +465,9 @@ class Catalog:
         search = dict(row)
         search["options"] = json.loads(search["options"] or "{}")
         search["stats"] = json.loads(search["stats"] or "{}")
+        copies = search["stats"].pop(LOGGED_COPIES, {})  # (none in a search logged before 2026-12-02)
         rows = self._conn.execute("SELECT * FROM results WHERE search_id=? ORDER BY rank", (search_id,))
-        search["results"] = [_result(r) for r in rows]
+        search["results"] = [dict(_result(r), logged_copies=copies.get(str(r["rank"]), [])) for r in rows]
         return search
 
     def logged_moments(self):
@@ -584,6 +591,9 @@ def _video(row) -> dict:
     row["path"] = from_key(row["path"])
     row["root"] = from_key(row["root"]) if row.get("root") is not None else None
     return row
+
+
+LOGGED_COPIES = "copies_of_results"  # a logged search's stats: {rank: [[path, size, mtime_ns], ...]}
 
 
 def _result(row) -> dict:
