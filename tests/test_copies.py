@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import make_video, vmr_json
+from conftest import make_video, vmr, vmr_json
 
 MODEL = Path(__file__).resolve().parents[1] / "examples" / "models" / "tiny-clip"  # trained: finds "a red screen"
 
@@ -70,3 +71,122 @@ def test_eval_counts_a_moment_shown_under_a_copy_of_the_annotated_video(tmp_path
     report = vmr_json("--library", tmp_path / "lib", "eval", annotations, "--videos", folder, "--model", MODEL)
     assert report["single"]["R5@0.5"] == 1.0, report
     assert report["corpus"]["R5@0.5"] == 1.0, report  # was 0.5: a_copy's query found a.mp4, "another video"
+
+
+# -- copies after a search (round 7): export, play and show of a logged search --------------------
+
+def _searched_with_a_copy(tiny_model, tmp_path):
+    """A library of a.mp4, its copy deeper/b.mp4 and another video, searched: result 1 is a.mp4
+    (+1 copy).  Returns (folder, a, b)."""
+    folder = tmp_path / "v"
+    a = make_video(folder / "a.mp4", [("red", 4.0), ("blue", 4.0)])
+    make_video(folder / "other.mp4", [("green", 6.0)])
+    b = folder / "deeper" / "b.mp4"
+    b.parent.mkdir()
+    shutil.copy2(a, b)
+    assert [c["path"] for c in vmr_json("index", folder, "--model", tiny_model)["copies"]] == [str(b)]
+    result = vmr_json("search", "red")["results"][0]
+    assert (result["video"], result["copies"]) == (str(a), [str(b)])
+    return folder, a, b
+
+
+def _export_one(tmp_path, out, expect=0):
+    """vmr export --clip 1 --json into tmp_path/out: (document, stderr)."""
+    code, stdout, err = vmr("export", "--clip", "1", "--out", tmp_path / out, "--json", expect=expect)
+    assert "Traceback" not in err
+    return (json.loads(stdout) if stdout else None), err
+
+
+def test_export_cuts_the_copy_when_the_file_a_search_showed_is_deleted(tiny_model, tmp_path):
+    """The user deletes the duplicate the search showed (a.mp4, +1 copy), then exports: it said
+    'source no longer exists' (and, after 'vmr index', the same) though b.mp4 holds the moment."""
+    folder, a, b = _searched_with_a_copy(tiny_model, tmp_path)
+    a.unlink()
+    for when in ("before", "after"):  # 'vmr index' since: a.mp4's entry is gone from the catalog
+        if when == "after":
+            assert vmr_json("index", folder)["removed"] == 1
+        done, err = _export_one(tmp_path, when)
+        [item] = done["exported"]
+        assert (item["video"], item["source"]) == (str(b), str(b)), when
+        assert os.path.getsize(item["path"]) > 0 and done["skipped"] == []
+        [line] = [line for line in err.splitlines() if str(b) in line]
+        assert line == (f"warning: result 1: {a} no longer exists; its copy {b}, unchanged since this search, "
+                        "is used instead"), when
+        assert item["warning"] == line[len("warning: "):]
+        code, out, err = vmr("export", "--clip", "1", "--out", tmp_path / f"{when}-table")  # the table's run
+        assert "/b_0h00m" in out and f"its copy {b}" in err
+
+
+def test_play_plays_the_copy_when_the_file_a_search_showed_is_gone(tiny_model, tmp_path, monkeypatch):
+    from vmr_cli import player
+
+    folder, a, b = _searched_with_a_copy(tiny_model, tmp_path)
+    played = []
+    monkeypatch.setattr(player, "find_player", lambda choice="auto": ("mpv", "/usr/bin/mpv"))
+    monkeypatch.setattr(player, "run", lambda kind, argv: played.append(argv))
+    a.unlink()
+    code, out, err = vmr("play", "1")
+    assert played[-1][-1] == str(b) and f"rank 1: {b} " in err and f"its copy {b}" in err
+    vmr("index", folder)
+    vmr("play", "1")
+    assert played[-1][-1] == str(b)
+
+
+def test_a_copy_is_cut_instead_of_the_file_a_search_showed_when_that_changed(tiny_model, tmp_path):
+    """a.mp4 edited in place after the search: export cut its changed footage with 'changed since
+    this search', though its copy b.mp4 still holds what the search saw."""
+    folder, a, b = _searched_with_a_copy(tiny_model, tmp_path)
+    make_video(a, [("green", 10.0)])
+    done, err = _export_one(tmp_path, "cuts")
+    assert done["exported"][0]["video"] == str(b) and f"{a} changed since this search" not in err
+    assert (f"warning: result 1: {a} is not as this search saw it; its copy {b}, unchanged since this "
+            "search, is used instead") in err.splitlines()
+
+
+def test_without_an_unchanged_copy_export_says_what_it_said_before(tiny_model, tmp_path):
+    """A copy that changed since the search is not used (nor one that is gone): the shown file's
+    error or warning stands, as it does for a search logged before copies were logged."""
+    from vmr_cli.library import Library
+
+    folder, a, b = _searched_with_a_copy(tiny_model, tmp_path)
+    make_video(a, [("green", 10.0)])
+    with open(b, "ab") as handle:  # the copy changed too
+        handle.write(b"\0" * 10)
+    done, err = _export_one(tmp_path, "changed")
+    assert done["exported"][0]["video"] == str(a) and f"{a} changed since this search (modified" in err
+    assert "its copy" not in err
+    a.unlink()
+    _done, err = _export_one(tmp_path, "gone", expect=1)
+    assert f"source no longer exists: {a} (moved or deleted since this search?" in err
+    # Two searches with a copy there unchanged, the first as an older vmr logged it (no copies)
+    make_video(b, [("red", 4.0), ("blue", 4.0)])
+    vmr("index", folder)
+    b_copy = folder / "deeper" / "b2.mp4"
+    shutil.copy2(b, b_copy)
+    vmr("index", folder)
+    older, newer = (vmr_json("search", "red") for _ in range(2))
+    assert older["results"][0]["copies"] == newer["results"][0]["copies"] == [str(b_copy)]
+    library = Library()
+    library.catalog._conn.execute("UPDATE searches SET stats=json_remove(stats, '$.copies_of_results') WHERE id=?",
+                                  (older["search_id"],))
+    library.catalog._conn.commit()
+    library.close()
+    b.unlink()
+    code, out, err = vmr("export", "--clip", "1", "--search", older["search_id"], "--out", tmp_path / "older",
+                         expect=1)
+    assert f"source no longer exists: {b} (moved or deleted since this search?" in err and "Traceback" not in err
+    vmr("export", "--clip", "1", "--search", newer["search_id"], "--out", tmp_path / "newer")
+    assert [p.name.startswith("b2_") for p in (tmp_path / "newer").iterdir()] == [True]  # the copy's cut
+
+
+def test_show_keeps_what_the_search_showed_and_lists_the_copy_that_answers(tiny_model, tmp_path):
+    """After the shown file was deleted and 'vmr index' ran, show listed no copies (its entry gone,
+    nothing named the copy) and warned 'search again'; it names the copy export and play use."""
+    folder, a, b = _searched_with_a_copy(tiny_model, tmp_path)
+    a.unlink()
+    vmr("index", folder)
+    [result] = [r for r in vmr_json("show")["results"] if r["rank"] == 1]
+    assert (result["video"], result["copies"]) == (str(a), [str(b)])
+    assert f"its copy {b}, unchanged since this search, is used instead" in result["warning"]
+    code, out, err = vmr("show")
+    assert f"{a}  (+1 copy: --json lists them)" in out and f"its copy {b}" in err

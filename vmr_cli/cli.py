@@ -809,7 +809,8 @@ def _print_status(data: dict, report: dict | None) -> None:
 
 def where_now(lib, search: dict) -> dict:
     """The logged search with each result's video where it is now: a file vmr index recorded
-    moving is shown there, as export cuts it and play plays it (a gone one as logged), with the
+    moving is shown there, as export cuts it and play plays it (a gone one as logged, and one
+    whose copy export and play use instead, result_source's, as the search showed it), with the
     copies of its content there now (as search lists them).  A result
     gets the ``warning`` export would give it (changed since, gone, shorter now): show prints
     them, ``show --json`` and the page give them with their result."""
@@ -819,13 +820,20 @@ def where_now(lib, search: dict) -> dict:
 
     results = []
     for result in search["results"]:
+        copy = None
         try:
             path, warning = result_source(lib.catalog, result, f"result {result['rank']}")
-            result = dict(result, video=path)
+            if path in (c[0] for c in result.get("logged_copies", ())):  # shown as the search showed it
+                copy = path
+            else:
+                result = dict(result, video=path)
         except VmrError as exc:
             warning = str(exc)
         row = lib.catalog.video(result["video_id"]) if result.get("video_id") is not None else None
-        result["copies"] = [p for p in copies_of(lib, row) if p != result["video"]] if row and row["status"] == "ok" else []
+        if copy is not None:  # the copy used instead, and its own (the shown file's row may be gone)
+            row = lib.catalog.video_by_path(copy)
+        copies = ([copy] if copy else []) + (copies_of(lib, row) if row and row["status"] == "ok" else [])
+        result["copies"] = [p for p in dict.fromkeys(copies) if p != result["video"]]
         results.append(dict(result, warning=warning) if warning else result)
     return dict(search, results=results)
 

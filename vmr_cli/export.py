@@ -338,7 +338,8 @@ def _export_into(catalog, search, by_rank, chosen, skipped, done_before, folder,
                 # A file changed since the search may end before the moment: that is the likely why.
                 changed = "changed" if warning and "changed since" in warning else "may have changed"
                 why = f"; the file {changed} since this search, so the moment may lie beyond its end now" \
-                    if warning and MISREAD_BY_OLDER_VMR not in warning else ""  # (unchanged, only misread)
+                    if warning and MISREAD_BY_OLDER_VMR not in warning and COPY_INSTEAD not in warning \
+                    else ""  # (unchanged, only misread; or a copy as it was)
                 skipped.append({"rank": rank, "error": f"result {rank}: ffmpeg could not cut "
                                                        f"{printable(source)}: {exc}{why}"})
                 continue
@@ -407,7 +408,35 @@ def result_source(catalog, result: dict, what: str) -> tuple[str, str | None]:
     not the content the search saw (re-indexed since, or modified since it was indexed), or
     when 'vmr forget' dropped its record (nothing left to compare it with), as its times may
     then show something else.  VmrError when the file is gone, or was re-indexed shorter
-    than where the moment starts."""
+    than where the moment starts.
+
+    Where it would warn or fail so, a copy the search listed with the result that is still as
+    it was then (the same size and time) is used instead, with a warning naming both: the
+    user deleted the duplicate the search showed, the other copy kept."""
+    from .scan import as_recorded
+
+    try:
+        path, warning = _logged_file(catalog, result, what)
+    except VmrError as exc:
+        path, warning, failed = result["video"], None, exc
+    else:
+        failed = None
+    if failed is None and (warning is None or MISREAD_BY_OLDER_VMR in warning):  # (a copy is misread too)
+        return path, warning
+    for copy, size, mtime_ns in result.get("logged_copies", ()):
+        if as_recorded(copy, size, mtime_ns):
+            state = "is not as this search saw it" if os.path.isfile(path) else "no longer exists"
+            return copy, f"{what}: {printable(path)} {state}; its copy {printable(copy)}, {COPY_INSTEAD}"
+    if failed is not None:
+        raise failed
+    return path, warning
+
+
+COPY_INSTEAD = "unchanged since this search, is used instead"
+
+
+def _logged_file(catalog, result: dict, what: str) -> tuple[str, str | None]:
+    """result_source's file without its copies."""
     path = result["video"]
     row = catalog.video(result["video_id"]) if result.get("video_id") is not None else None
     if not os.path.isfile(path):
