@@ -737,6 +737,9 @@ def test_search_in_a_folder_or_a_file_searches_only_the_videos_there(tiny_model,
     link = tmp_path / "link"
     link.symlink_to(videos)
     assert shown("--in", link / "sub") == sub  # the library holds them under the real path
+    listed = vmr_json("searches")["searches"]
+    assert listed[0]["within"] == [str(link / "sub")] and listed[-1]["within"] == []
+    assert f"  a green screen  (in {link / 'sub'})\n" in vmr("searches")[1]
     code, out, err = vmr("search", "a green screen", "--in", videos / "nothing here", expect=1)
     assert out == "" and err == (f"Error: --in {videos / 'nothing here'}: the library holds no video at or under it "
                                  "(vmr status lists what it holds; index it first: vmr index PATH)\n")

@@ -476,15 +476,17 @@ class Catalog:
             yield from_key(path), start, end
 
     def searches(self, limit: int | None = None) -> list[dict]:
-        """Logged searches, newest first: id, query, created_at and the number of results.  A limit
-        past SQLite's 64-bit integers (which it cannot bind) is more than any log holds: all."""
+        """Logged searches, newest first: id, query, created_at, the number of results and the
+        paths it was limited to (``within``, vmr search --in).  A limit past SQLite's 64-bit
+        integers (which it cannot bind) is more than any log holds: all."""
         sql = ("SELECT id, query, created_at, (SELECT count(*) FROM results WHERE search_id=searches.id) "
-               "AS n_results FROM searches ORDER BY id DESC")
+               "AS n_results, options FROM searches ORDER BY id DESC")
         if limit and limit < 2**63:
             rows = self._conn.execute(sql + " LIMIT ?", (limit,))
         else:
             rows = self._conn.execute(sql)
-        return [dict(row) for row in rows]
+        return [dict({k: row[k] for k in row.keys() if k != "options"}, within=_within(row["options"]))
+                for row in rows]
 
     # -- operations log -------------------------------------------------------------
     def log_operation(self, command: str, arguments: dict, summary: dict, started_at: float,
@@ -591,6 +593,15 @@ def _video(row) -> dict:
     row["path"] = from_key(row["path"])
     row["root"] = from_key(row["root"]) if row.get("root") is not None else None
     return row
+
+
+def _within(options) -> list[str]:
+    """The --in paths of a logged search's options ([] for one of the whole library)."""
+    try:
+        within = json.loads(options or "{}").get("within") or []
+    except (ValueError, AttributeError):
+        return []
+    return [str(p) for p in within] if isinstance(within, list) else []
 
 
 LOGGED_COPIES = "copies_of_results"  # a logged search's stats: {rank: [[path, size, mtime_ns], ...]}

@@ -690,7 +690,7 @@ def searches(ctx, limit, as_json):
         # as vmr 0.2.0 documented it)
         emit_json({"total": total, "searches": [
             {"search_id": r["id"], "created_at": _iso(r["created_at"]), "query": r["query"],
-             "n_results": r["n_results"], "results": r["n_results"]} for r in rows]})
+             "n_results": r["n_results"], "results": r["n_results"], "within": r["within"]} for r in rows]})
         return
     if not rows:
         say("no searches logged yet; run 'vmr search QUERY'")
@@ -698,7 +698,9 @@ def searches(ctx, limit, as_json):
     click.echo(f"{'id':>5}  {'time':<16}  {'results':>7}  query")
     for r in rows:
         query = r["query"] if len(r["query"]) <= 70 else r["query"][:69] + "…"
-        click.echo(printable(f"{r['id']:>5}  {_when(r['created_at']):<16}  {r['n_results']:>7}  {query}", name=False))
+        scope = f"  (in {', '.join(printable(p) for p in r['within'])})" if r["within"] else ""
+        click.echo(printable(f"{r['id']:>5}  {_when(r['created_at']):<16}  {r['n_results']:>7}  {query}", name=False)
+                   + scope)
     if len(rows) < total:
         say(f"{len(rows)} of {total} searches; --limit 0 lists all")
 
