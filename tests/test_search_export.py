@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from itertools import pairwise
@@ -754,3 +755,93 @@ def test_search_in_a_folder_the_shell_names_by_its_real_path(tiny_model, videos,
     monkeypatch.chdir(videos / "sub")
     found = vmr_json("search", "a green screen", "--in", ".")["results"]
     assert found and {r["video"] for r in found} == {str(link / "sub" / "pattern.mp4")}
+
+# -- a cut's footage read back (round 7) ----------------------------------------------------------
+def _first_second_instead(monkeypatch):
+    """Every cut made as the MPEG-TS/PS bug of round 6 made it: the file's first frames, the
+    length and sound asked for (ffmpeg's -itsoffset taken for a timestamp jump)."""
+    from vmr_cli import cut
+
+    real = cut._run
+    monkeypatch.setattr(cut, "_run", lambda ffmpeg, source, start, seconds, target, codec_args, seek, *rest:
+                        real(ffmpeg, source, 0.0, seconds, target, codec_args, "output", *rest))
+
+
+@pytest.mark.parametrize("container", ["mp4", "ts"])
+def test_a_cut_of_the_right_length_showing_other_footage_is_not_kept(tmp_path, monkeypatch, container):
+    """A cut of the moment's length, with its sound, that held the file's first second (the
+    MPEG-TS/PS bug of round 6) passed the read-back check, which looked at its length, frames
+    and sound but not at what they show: it was exported as the moment."""
+    source = tmp_path / "v" / f"camera.{container}"
+    source.parent.mkdir()
+    subprocess.run([REAL_FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=14", "-f", "lavfi",
+                    "-i", "sine=d=14", "-vf", "negate=enable='gte(t,6)'", "-c:v", "libx264", "-g", "300",
+                    "-sc_threshold", "0", "-c:a", "aac" if container == "mp4" else "mp2", "file:" + str(source)],
+                   check=True)  # another scene from 6 s on: the pattern in negative
+    _first_second_instead(monkeypatch)
+    lib = Library(None, create=True)
+    search_id = lib.catalog.log_search("a moment", "tiny", {}, {}, [
+        {"rank": 1, "video": str(source), "start": 11.5, "end": 12.5, "score": 0.9}])
+    lib.close()
+    code, out, err = vmr("export", "--search", search_id, "--out", tmp_path / "out", expect=1)
+    assert re.fullmatch(f"Error: result 1: ffmpeg could not cut {re.escape(str(source))}: the cut shows other footage "
+                        r"than the source at 11\.4\d s \(its frame 0\.00 s in differs from the source's by \d+ grey "
+                        r"levels of 255\)", err.strip().splitlines()[-1]), err
+    assert "Traceback" not in err
+    assert out == "" and os.listdir(tmp_path / "out") == []
+    # the page's previews are read back so too
+    from vmr_cli.cut import CutError, cut
+    from vmr_cli.preview import preview_codec
+
+    with pytest.raises(CutError, match="the cut shows other footage than the source"):
+        cut(REAL_FFMPEG, str(source), 11.5, 1.0, str(tmp_path / "preview.mp4"), preview_codec())
+
+
+GOOD_CUTS = [("usr/share/forensics-samples/original-files/movie1/VID_20191220_170832.mp4", 0.3, 1.2),
+             ("usr/share/doc/opencv-doc/examples/data/vtest.avi", 50.0, 3.0),
+             ("usr/share/doc/opencv-doc/examples/data/tree.avi", 2.0, 2.0),
+             (MOVIE_OGG.replace(".ogg", ".mpeg"), 2.5, 2.0)]
+
+
+@pytest.mark.skipif(not (TEST_MEDIA / GOOD_CUTS[0][0]).exists(), reason="test media not installed (TEST_MEDIA.md)")
+@pytest.mark.parametrize("name,start,seconds", GOOD_CUTS)
+def test_good_cuts_of_real_camera_files_pass_the_footage_check(tmp_path, monkeypatch, name, start, seconds):
+    """No false refusal: exact cuts, previews and stream copies of a phone's VFR video with an
+    edit list, AVIs with a key frame every 25 s, an MPEG program stream; the footage is looked
+    at (and matches) in the re-encodes, not in the copies (see cut.LOOK)."""
+    from vmr_cli import cut
+    from vmr_cli.export import EXACT, EXACT_AUDIO
+    from vmr_cli.preview import preview_codec
+
+    looked = []
+    real = cut._footage_wrong
+    monkeypatch.setattr(cut, "_footage_wrong", lambda *args: looked.append(real(*args)) or looked[-1])
+    source = TEST_MEDIA / name
+    for codec, ext in ((EXACT + EXACT_AUDIO, ".mp4"), (preview_codec(), ".mp4"),
+                       (["-c", "copy", "-avoid_negative_ts", "make_zero"], os.path.splitext(name)[1])):
+        assert cut.cut(REAL_FFMPEG, str(source), start, seconds, str(tmp_path / f"cut{ext}"), codec) is None, codec
+    assert looked == [None, None]
+
+
+def test_good_exact_cuts_of_mpeg_ts_and_hdr_video_pass_the_footage_check(tmp_path, monkeypatch):
+    """No false refusal: an MPEG-TS recording cut 11.5 s after its key frame (as the bug of round
+    6 was), 10-bit HEVC HDR (PQ, HLG) cut in 10 bits and tone-mapped for a preview."""
+    from conftest import make_hdr_video
+
+    from vmr_cli import cut
+    from vmr_cli.export import exact_codec
+    from vmr_cli.preview import media_info, preview_codec
+
+    looked = []
+    real = cut._footage_wrong
+    monkeypatch.setattr(cut, "_footage_wrong", lambda *args: looked.append(real(*args)) or looked[-1])
+    ts = tmp_path / "camera.ts"
+    subprocess.run([REAL_FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=14", "-f", "lavfi",
+                    "-i", "sine=d=14", "-c:v", "libx264", "-g", "300", "-sc_threshold", "0", "-c:a", "mp2",
+                    "file:" + str(ts)], check=True)
+    pq = make_hdr_video(tmp_path / "android.mov", "smpte2084")
+    hlg = make_hdr_video(tmp_path / "iphone.mov", "arib-std-b67")
+    for source, start, seconds in ((ts, 11.5, 1.0), (pq, 0.2, 0.5), (hlg, 0.0, 0.8)):
+        for codec in (exact_codec(REAL_FFMPEG, str(source))[0], preview_codec(hdr=media_info(str(source))["hdr"])):
+            assert cut.cut(REAL_FFMPEG, str(source), start, seconds, str(tmp_path / "cut.mp4"), codec) is None
+    assert looked == [None] * 6
