@@ -785,7 +785,7 @@ def test_a_cut_of_the_right_length_showing_other_footage_is_not_kept(tmp_path, m
     lib.close()
     code, out, err = vmr("export", "--search", search_id, "--out", tmp_path / "out", expect=1)
     assert re.fullmatch(f"Error: result 1: ffmpeg could not cut {re.escape(str(source))}: the cut shows other footage "
-                        r"than the source at 11\.4\d s \(its frame 0\.00 s in differs from the source's by \d+ grey "
+                        r"than the source at 11\.4\d s \(its first frame differs from the source's there by \d+ grey "
                         r"levels of 255\)", err.strip().splitlines()[-1]), err
     assert "Traceback" not in err
     assert out == "" and os.listdir(tmp_path / "out") == []

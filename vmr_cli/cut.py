@@ -6,8 +6,8 @@ nowhere) or a file cut short by a full disk, and it fails a whole cut over an
 audio stream it cannot decode, and a stream copy (Ogg/Theora) can keep a few of the
 moment's video frames while the audio, and so the file's length, is whole.  So every cut
 is probed afterwards (a video frame at least, about the length asked for, for a stream
-copy the source's video frames in the moment, and for a re-encode its first and middle
-frames looking like the source's there: see LOOK) and tried again another way when it
+copy the source's video frames in the moment, and for a re-encode its first frame
+looking like the source's there: see LOOK) and tried again another way when it
 is not right: seeking after ``-i`` (decodes from the start: slower, exact), and
 without the audio when only the audio is in the way (said in a warning).  An exact cut (a
 re-encode) starts with the frame on screen at its start: see SHOWN, and INDEXED for where
@@ -71,8 +71,7 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
         if failed is None:  # ffmpeg exits 0 on a full disk too: the file is read back
             failed = _wrong(ffprobe, target, seconds, expected, sound if audio else None)
         if failed is None and expected is None:  # a re-encode: its frames are the source's (see LOOK)
-            failed = _footage_wrong(ffmpeg, ffprobe, source, target, start, seconds, rate, codec_args, sought,
-                                    timeout)
+            failed = _footage_wrong(ffmpeg, source, target, start, rate, codec_args, sought, timeout)
         if failed is not None and ("No space left on device" in failed or _disk_full(target)):
             raise DiskFull(f"no space left on device for {os.path.dirname(target)}")
         return failed
@@ -376,18 +375,18 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None)
 
 # The footage read back.  A re-encode of the right length with the wrong frames passed every
 # check above: an exact cut 11.5 s after its key frame in MPEG-TS/PS held the file's first second
-# (an -itsoffset ffmpeg took for a timestamp jump).  So its first frame and the one in its middle
-# are compared with the source's frames where they belong (the frame on screen at the cut's
-# beginning plus their offset), both decoded LOOK x LOOK in grey through the cut's own video
-# filters (a preview's scale and tone-mapping), the source's LOOK_SLOTS slots either side of that
-# time through the fps filter at the cut's rate (a frame a slot off, a scene change there, a VFR
-# phone's jitter are not a different picture): a cut frame matching none of those is other
-# footage.  A stream copy is not looked at: its packets are the source's own, from a key frame
-# before the start whose time only the source's packets tell (the ffprobe run a copy is chosen to
-# save: see _copy_seek), and what has gone wrong with copies is frames missing, counted above.
-# Where the frames cannot be decoded or counted, nothing is said: the checks above judge that.
-# One ffmpeg run a side (a fast seek per frame), and for the middle frame of a source ffmpeg
-# cannot seek by index (MPEG-TS/PS), the packets read by _exact_seek.
+# (an -itsoffset ffmpeg took for a timestamp jump), and the ffmpeg doing the cut is the system's,
+# whichever version it is.  So the cut's first frame is compared with the source's frames where it
+# belongs (the frame on screen at the cut's beginning), both decoded LOOK x LOOK in grey through
+# the cut's own video filters (a preview's scale and tone-mapping), the source's LOOK_SLOTS slots
+# either side of that time through the fps filter at the cut's rate (a frame a slot off, a scene
+# change there, a VFR phone's jitter are not a different picture): a cut frame matching none of
+# those is other footage.  The two sides decode at once (about 0.4 s a cut here, most of it the
+# source's frames from its key frame; a middle frame too cost 1 s a cut).  A stream copy is not
+# looked at: its packets are the source's own, from a key frame before the start whose time only
+# the source's packets tell (the ffprobe run a copy is chosen to save: see _copy_seek), and what
+# has gone wrong with copies is frames missing, counted above.  Where the frames cannot be
+# decoded or counted, nothing is said: the checks above judge that.
 LOOK = 32  # pixels a side
 LOOK_SLOTS = 2
 # LOOK_LIMIT: the mean absolute difference (grey levels of 255) above which no source frame
@@ -401,54 +400,53 @@ LOOK_SLOTS = 2
 LOOK_LIMIT = 10.0
 
 
-def _footage_wrong(ffmpeg: str, ffprobe: str, source: str, target: str, begin: float, seconds: float, rate: str,
-                   codec_args: list[str], seek: float, timeout: float | None) -> str | None:
-    """Why the re-encoded cut in target does not show the source's frames from ``begin`` (its
-    first and middle frames: see LOOK), or None when it does or when that cannot be told.
-    ``seek``: where the cut's input was sought (_exact_seek), for its first frame."""
+def _footage_wrong(ffmpeg: str, source: str, target: str, begin: float, rate: str, codec_args: list[str],
+                   seek: float, timeout: float | None) -> str | None:
+    """Why the re-encoded cut in target does not begin with the source's frame at ``begin`` (see
+    LOOK), or None when it does or when that cannot be told.  ``seek``: where the cut's input
+    was sought (_exact_seek)."""
     slot = 1 / eval_rate(rate)
-    middle = math.floor(seconds / 2 / slot) * slot
-    offsets = [0.0] + ([middle] if middle >= 2 * slot else [])
     span = 2 * LOOK_SLOTS + 1
-    video = _without_filters(codec_args)[1]
-    small = ",".join([*video, f"scale={LOOK}:{LOOK}:flags=area,format=gray,setsar=1"])
-    cut_in, source_in, cut_graph, source_graph = [], [], [], []
-    for i, offset in enumerate(offsets):
-        # the cut's frame at offset: the first one from half a slot before it
-        cut_in += [*(["-ss", f"{offset - slot / 2:.6f}"] if offset else []), "-i", "file:" + target]
-        cut_graph.append(f"[{i}:v:0]trim=end_frame=1,{small}[c{i}]")
-        first = max(0.0, begin + offset - LOOK_SLOTS * slot)
-        if offset:  # (the frames before a key frame sought past the span's start are its first, repeated)
-            seek = _exact_seek(ffprobe, source, first)[0]
-        source_in += [*(["-ss", f"{seek:.6f}", "-noaccurate_seek"] if seek > 0 else []), "-i", "file:" + source]
-        source_graph.append(f"[{i}:v:0]fps=fps={rate}:start_time={max(0.0, first - seek):.6f},"
-                            f"trim=end_frame={span},{small}[c{i}]")
-    cut_frames = _grey_frames(ffmpeg, cut_in, cut_graph, timeout)
-    source_frames = _grey_frames(ffmpeg, source_in, source_graph, timeout)
+    small = ",".join([*_without_filters(codec_args)[1], f"scale={LOOK}:{LOOK}:flags=area,format=gray,setsar=1"])
+    first = max(0.0, begin - LOOK_SLOTS * slot)
+    # (frames before a key frame sought past the span's start are its first, repeated)
+    cut_frames, source_frames = _grey_frames(ffmpeg, [
+        (["-i", "file:" + target], f"trim=end_frame=1,{small}"),
+        ([*(["-ss", f"{seek:.6f}", "-noaccurate_seek"] if seek > 0 else []), "-i", "file:" + source],
+         f"fps=fps={rate}:start_time={max(0.0, first - seek):.6f},trim=end_frame={span},{small}")], timeout)
     size = LOOK * LOOK
-    if len(cut_frames) != len(offsets) * size or len(source_frames) != len(offsets) * span * size:
+    if len(cut_frames) != size or len(source_frames) != span * size:
         return None  # not decoded, or the source ends within the span: not told
-    for i, offset in enumerate(offsets):
-        mine = cut_frames[i * size:(i + 1) * size]
-        nearest = min(sum(abs(a - b) for a, b in zip(mine, source_frames[j * size:(j + 1) * size])) / size
-                      for j in range(i * span, (i + 1) * span))
-        if nearest > LOOK_LIMIT:
-            return (f"the cut shows other footage than the source at {begin + offset:.2f} s (its frame "
-                    f"{offset:.2f} s in differs from the source's by {nearest:.0f} grey levels of 255)")
+    nearest = min(sum(abs(a - b) for a, b in zip(cut_frames, source_frames[j * size:(j + 1) * size])) / size
+                  for j in range(span))
+    if nearest > LOOK_LIMIT:
+        return (f"the cut shows other footage than the source at {begin:.2f} s (its first frame differs "
+                f"from the source's there by {nearest:.0f} grey levels of 255)")
     return None
 
 
-def _grey_frames(ffmpeg: str, inputs: list[str], graph: list[str], timeout: float | None) -> bytes:
-    """The LOOK x LOOK grey frames that ``graph`` (labelled [c0], [c1], ...) makes of ``inputs``,
-    one after another; b"" when ffmpeg fails."""
-    joined = ";".join([*graph, "".join(f"[c{i}]" for i in range(len(graph))) + f"concat=n={len(graph)}:v=1:a=0[all]"])
-    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", *inputs, "-filter_complex", joined, "-map", "[all]",
-           "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"]
-    try:
-        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout or PROBE_TIMEOUT)
-    except (OSError, subprocess.SubprocessError):
-        return b""
-    return done.stdout if done.returncode == 0 else b""
+def _grey_frames(ffmpeg: str, runs: list[tuple[list[str], str]], timeout: float | None) -> list[bytes]:
+    """For each (input arguments, filter chain) the LOOK x LOOK grey frames the chain makes of the
+    input's first video stream, one after another (b"" where ffmpeg fails); the runs go at once."""
+    started = []
+    for inputs, chain in runs:
+        cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", *inputs, "-map", "0:v:0", "-vf", chain,
+               "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"]
+        try:
+            started.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                            stderr=subprocess.DEVNULL))
+        except OSError:
+            started.append(None)
+    out = []
+    for proc in started:
+        try:
+            data = proc.communicate(timeout=timeout or PROBE_TIMEOUT)[0] if proc else b""
+            out.append(data if proc and proc.returncode == 0 else b"")
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            out.append(b"")
+    return out
 
 
 def _has_sound(ffprobe: str, source: str) -> bool:
