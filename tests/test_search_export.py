@@ -845,3 +845,20 @@ def test_good_exact_cuts_of_mpeg_ts_and_hdr_video_pass_the_footage_check(tmp_pat
         for codec in (exact_codec(REAL_FFMPEG, str(source))[0], preview_codec(hdr=media_info(str(source))["hdr"])):
             assert cut.cut(REAL_FFMPEG, str(source), start, seconds, str(tmp_path / "cut.mp4"), codec) is None
     assert looked == [None] * 6
+
+
+def test_one_video_searched_gives_its_top_k_moments_not_three(tiny_model, videos, monkeypatch):
+    """`--in FILE` (or a library of one video, or --max-videos 1) gave at most 3 moments: the
+    per-video cap makes room for other videos' moments, and there were none to make room for."""
+    long = videos / "sub" / "long.mp4"
+    make_video(long, [(colour, 2.0) for colour in ("red", "blue", "green", "yellow") * 4])
+    vmr_json("index", videos, "--model", tiny_model)
+
+    def moments(*args):
+        return vmr_json("search", "a red screen", *args)["results"]
+
+    alone = moments("--in", long, "--top-k", "4")  # its four red screens
+    assert len(alone) == 4 and {r["video"] for r in alone} == {str(long)}
+    assert len(moments("--in", long, "--top-k", "4", "--per-video", "2")) == 2  # asked for: kept
+    everywhere = moments("--top-k", "6")
+    assert max(sum(r["video"] == v for r in everywhere) for v in {r["video"] for r in everywhere}) <= 3

@@ -493,8 +493,9 @@ def results_table(results) -> str:
 @click.option("--min-score", type=_Finite(), default=None, help="Drop moments scoring below this (-1 keeps all).")
 @click.option("--max-videos", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Candidate videos searched in depth.")
-@click.option("--per-video", type=click.IntRange(1, 1000), default=3, show_default=True,
-              help="Moments at most from one video (none lies inside another).")
+@click.option("--per-video", type=click.IntRange(1, 1000), default=None,
+              help="Moments at most from one video (none lies inside another).  [default: 3; --top-k where "
+                   "a single video is searched]")
 @click.option("--in", "within", multiple=True, metavar="PATH",
               help="Search only the videos at or under PATH, a folder or file (repeat for more).")
 @trimmer_option

@@ -45,6 +45,9 @@ MIN_FRAMES = 2  # frames a moment needs (see _Video.proposals)
 MIN_MOMENT = 1.0  # seconds: a shorter moment is not one a person would keep (unless the video is)
 
 
+PER_VIDEO = 3  # moments at most from one video of several, unless asked otherwise (--per-video)
+
+
 @dataclass
 class SearchOptions:
     top_k: int = 10
@@ -54,7 +57,8 @@ class SearchOptions:
     dense_fps: float = 4.0           # the fine grid exhaustive search decodes over every clip
     refine: int = 3                  # best windows (across videos) whose edges get dense frames
     refine_fps: float = 2.0          # the grid between a refined edge's stored frames (see _edges)
-    per_video: int = 3               # moments per video in a library search (none nested in another)
+    per_video: int | None = None     # moments per video (none nested in another); None: PER_VIDEO, or
+    #                                  top_k where a single video is searched (no other to make room for)
     only_video: str | None = None    # restrict to one video (moment retrieval in eval)
     within: tuple = ()               # restrict to the videos at or under these paths (vmr search --in)
     record_selection: bool = False   # stats["selections"]: the clips the windows cover, per video
@@ -173,6 +177,8 @@ class Searcher:
             videos = [v for v in (self._stored(video, q, stats) for video in candidates) if v]
         if options.only_video is not None:  # one video: its best top_k moments, not a per-video cap
             options = replace(options, per_video=options.top_k)
+        elif options.per_video is None:
+            options = replace(options, per_video=options.top_k if len(videos) == 1 else PER_VIDEO)
         if options.exhaustive:
             moments = self._exhaustive(videos, q, options, stats, timer, progress)
         else:
