@@ -862,3 +862,24 @@ def test_one_video_searched_gives_its_top_k_moments_not_three(tiny_model, videos
     assert len(moments("--in", long, "--top-k", "4", "--per-video", "2")) == 2  # asked for: kept
     everywhere = moments("--top-k", "6")
     assert max(sum(r["video"] == v for r in everywhere) for v in {r["video"] for r in everywhere}) <= 3
+
+def test_a_good_preview_of_hdr_video_that_does_not_name_its_primaries_passes_the_footage_check(tmp_path,
+                                                                                               monkeypatch):
+    """The cut's own filters (the preview's tone-mapping, told BT.2020 where the source names no
+    primaries or matrix) ran on the cut as well as on the source: the SDR preview was tone-mapped
+    twice and read as BT.2020, and a good preview of an untagged HLG file differed by 17 grey
+    levels: refused as other footage."""
+    from vmr_cli import cut
+    from vmr_cli.preview import media_info, preview_codec
+
+    looked = []
+    real = cut._footage_wrong
+    monkeypatch.setattr(cut, "_footage_wrong", lambda *args: looked.append(real(*args)) or looked[-1])
+    hlg = tmp_path / "untagged.mp4"
+    subprocess.run([REAL_FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "mandelbrot=s=320x180:r=25,trim=duration=2",
+                    "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
+                    "-x265-params", "log-level=error:transfer=arib-std-b67:keyint=250", "file:" + str(hlg)], check=True)
+    hdr = media_info(str(hlg))["hdr"]
+    assert "pin=bt2020" in hdr
+    assert cut.cut(REAL_FFMPEG, str(hlg), 0.5, 1.0, str(tmp_path / "preview.mp4"), preview_codec(hdr=hdr)) is None
+    assert looked == [None]

@@ -377,7 +377,7 @@ def _wrong(ffprobe: str, target: str, seconds: float, expected=None, sound=None)
 # check above: an exact cut 11.5 s after its key frame in MPEG-TS/PS held the file's first second
 # (an -itsoffset ffmpeg took for a timestamp jump), and the ffmpeg doing the cut is the system's,
 # whichever version it is.  So the cut's first frame is compared with the source's frames where it
-# belongs (the frame on screen at the cut's beginning), both decoded LOOK x LOOK in grey through
+# belongs (the frame on screen at the cut's beginning), both decoded LOOK x LOOK in grey, the source through
 # the cut's own video filters (a preview's scale and tone-mapping), the source's LOOK_SLOTS slots
 # either side of that time through the fps filter at the cut's rate (a frame a slot off, a scene
 # change there, a VFR phone's jitter are not a different picture): a cut frame matching none of
@@ -407,13 +407,16 @@ def _footage_wrong(ffmpeg: str, source: str, target: str, begin: float, rate: st
     was sought (_exact_seek)."""
     slot = 1 / eval_rate(rate)
     span = 2 * LOOK_SLOTS + 1
-    small = ",".join([*_without_filters(codec_args)[1], f"scale={LOOK}:{LOOK}:flags=area,format=gray,setsar=1"])
+    small = f"scale={LOOK}:{LOOK}:flags=area,format=gray,setsar=1"
+    # the cut's own filters go on the source's frames only: the cut went through them already
+    # (a tone-mapping run twice, told BT.2020 of an SDR cut, made a good HLG preview 17 levels off)
+    filters = ",".join([*_without_filters(codec_args)[1], small])
     first = max(0.0, begin - LOOK_SLOTS * slot)
     # (frames before a key frame sought past the span's start are its first, repeated)
     cut_frames, source_frames = _grey_frames(ffmpeg, [
         (["-i", "file:" + target], f"trim=end_frame=1,{small}"),
         ([*(["-ss", f"{seek:.6f}", "-noaccurate_seek"] if seek > 0 else []), "-i", "file:" + source],
-         f"fps=fps={rate}:start_time={max(0.0, first - seek):.6f},trim=end_frame={span},{small}")], timeout)
+         f"fps=fps={rate}:start_time={max(0.0, first - seek):.6f},trim=end_frame={span},{filters}")], timeout)
     size = LOOK * LOOK
     if len(cut_frames) != size or len(source_frames) != span * size:
         return None  # not decoded, or the source ends within the span: not told
