@@ -883,3 +883,13 @@ def test_a_good_preview_of_hdr_video_that_does_not_name_its_primaries_passes_the
     assert "pin=bt2020" in hdr
     assert cut.cut(REAL_FFMPEG, str(hlg), 0.5, 1.0, str(tmp_path / "preview.mp4"), preview_codec(hdr=hdr)) is None
     assert looked == [None]
+
+
+def test_a_search_in_a_relative_folder_is_logged_with_the_folder_it_named(tiny_model, videos, monkeypatch):
+    """vmr searches listed '(in .)' and '(in sub)': from another folder, or a day later, that
+    names nothing."""
+    vmr_json("index", videos, "--model", tiny_model)
+    monkeypatch.chdir(videos)
+    vmr_json("search", "a green screen", "--in", ".", "--in", "sub/")
+    assert vmr_json("searches")["searches"][0]["within"] == [str(videos), str(videos / "sub")]
+    assert f"  a green screen  (in {videos}, {videos / 'sub'})\n" in vmr("searches")[1]

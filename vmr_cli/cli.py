@@ -520,7 +520,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     """
     from . import STARTED
     from .errors import VmrError
-    from .paths import library_names, user_file_target
+    from .paths import absolute, library_names, user_file_target
     from .search import Searcher, SearchOptions, clean_query
 
     clean_query(query)  # an empty query fails before any model loads
@@ -534,7 +534,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
         raise VmrError(EXHAUSTIVE_TRIMMER)
     lib = open_library(ctx)
     options = SearchOptions(top_k=top_k, exhaustive=exhaustive, refine=refine, min_score=min_score,
-                            max_videos=max_videos, per_video=per_video, within=tuple(within))
+                            max_videos=max_videos, per_video=per_video,
+                            within=tuple(absolute(p) for p in within))  # logged: "." named nothing later
     roots = lib.catalog.roots() if within else []
     for path in within:  # a typo finds nothing: said, as vmr forget says it
         if not any(lib.catalog.videos_under(name) for name in library_names(path, roots)):
