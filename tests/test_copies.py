@@ -190,3 +190,15 @@ def test_show_keeps_what_the_search_showed_and_lists_the_copy_that_answers(tiny_
     assert f"its copy {b}, unchanged since this search, is used instead" in result["warning"]
     code, out, err = vmr("show")
     assert f"{a}  (+1 copy: --json lists them)" in out and f"its copy {b}" in err
+
+
+def test_a_search_in_a_folder_lists_the_copies_outside_it_and_export_falls_back_to_them(tiny_model, tmp_path):
+    """vmr search --in deeper showed b.mp4 with no copies (only the rows under --in were grouped):
+    its log kept none, and once b.mp4 was deleted export said 'source no longer exists' though
+    a.mp4 holds the moment."""
+    folder, a, b = _searched_with_a_copy(tiny_model, tmp_path)
+    result = vmr_json("search", "red", "--in", folder / "deeper")["results"][0]
+    assert (result["video"], result["copies"]) == (str(b), [str(a)])
+    b.unlink()
+    done, err = _export_one(tmp_path, "out")
+    assert [item["source"] for item in done["exported"]] == [str(a)] and done["skipped"] == []

@@ -220,14 +220,15 @@ class Searcher:
             if video is None or video["status"] != "ok":
                 raise VmrError(f"video not in the library: {options.only_video}")
             return [video], {video["id"]: copies_of(self.library, video)}
-        ok = catalog.videos("ok")
+        ok = everything = catalog.videos("ok")
         if options.within:  # only theirs are candidates, and a content is shown under a copy inside
             roots = catalog.roots()
             prefixes = [p for path in options.within for p in library_names(path, roots)]
             ok = [v for v in ok if any(under(v["path"], p) for p in prefixes)]
         groups: dict = {}  # fingerprint -> its rows, first indexed first
-        for v in ok:
+        for v in everything:  # a copy outside --in is still listed with the one shown (and logged)
             groups.setdefault(print_of(v), []).append(v)
+        inside = {v["id"] for v in ok}
         known: dict[int, list] = {}  # id -> the rows of its content, the one shown first
 
         def content(video) -> list:
@@ -236,9 +237,12 @@ class Searcher:
                 known.update(contents(rows, self.library.vectors) if len(rows) > 1 else {video["id"]: rows})
             return known[video["id"]]
 
+        def shown(video) -> int:  # the id its content is shown under: its first row inside --in
+            return next(r["id"] for r in content(video) if r["id"] in inside)
+
         by_id = {v["id"]: v for v in ok}
         if len(ok) <= options.max_videos:
-            candidate_ids = [v["id"] for v in ok if content(v)[0]["id"] == v["id"]]
+            candidate_ids = [v["id"] for v in ok if shown(v) == v["id"]]
         else:
             # The best k clips, k grown until they hold max_videos videos: a few long videos
             # can fill the first k (two 10-minute videos left 9 of 12 asked for).
@@ -249,7 +253,7 @@ class Searcher:
                 candidate_ids = []
                 for cid in clip_ids.tolist():  # already best first
                     owner = by_id.get(owners.get(cid))
-                    vid = content(owner)[0]["id"] if owner is not None else None
+                    vid = shown(owner) if owner is not None else None
                     if vid is not None and vid not in candidate_ids:
                         candidate_ids.append(vid)
                     if len(candidate_ids) == options.max_videos:
