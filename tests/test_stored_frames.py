@@ -474,3 +474,23 @@ def test_a_video_embedded_again_after_an_upgrade_that_fails_now_keeps_its_vector
     assert vmr_json("status")["videos"] == 3  # all still searched
     again = vmr_json("index", indexed_videos)
     assert (again["updated"], again["failed"], again["embedded_again"]["no_stored_frames"]) == (0, [], 0)
+
+
+def test_reading_the_frame_cache_beside_another_writer_does_not_wait(tmp_path):
+    """get() records when a video was used: that write waited out the busy timeout (2 s) beside
+    another writer (a search storing or evicting, vmr index forgetting), for every video searched."""
+    import sqlite3
+    import time
+
+    from vmr_cli.frame_cache import FrameCache
+
+    cache = FrameCache(str(tmp_path))
+    cache.put(1, "t", {k * 250: np.ones(64) for k in range(10)})
+    other = sqlite3.connect(tmp_path / "frames.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    assert len(cache.get(1, "t", [k * 250 for k in range(10)], 64)) == 10
+    assert time.monotonic() - started < 1.0
+    other.execute("ROLLBACK")
+    cache.put(2, "t", {0: np.ones(64)})  # writes still wait as before
+    assert len(cache.get(2, "t", [0], 64)) == 1

@@ -33,6 +33,7 @@ FILE_NAME = "frames.db"
 VACUUM_OLD_FILE_FROM = 1 << 20  # free bytes in a frames.db made without auto-vacuum that make it rebuilt
 LIMIT_VARIABLE = "VMR_FRAME_CACHE_MB"
 DEFAULT_LIMIT_MB = 1024
+BUSY_TIMEOUT_MS = 2000  # a write waits so long for another writer, then is skipped
 KEEP_AFTER_EVICTING = 0.8  # of the limit: room for a few searches before the next eviction
 
 
@@ -70,7 +71,7 @@ class FrameCache:
                 # immutable open can read a WAL database.
                 self._conn = _connect_readonly(self.path)
             else:
-                self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=2)
+                self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
                 self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect in a new file only
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("CREATE TABLE IF NOT EXISTS frames (video_id INTEGER NOT NULL, "
@@ -103,10 +104,13 @@ class FrameCache:
                     if vector.shape == (dim,):
                         found[t_ms] = vector
             if found and not self.readonly:
-                try:
+                try:  # not waited for: beside another writer each get waited out the busy timeout (2 s)
+                    conn.execute("PRAGMA busy_timeout=0")
                     conn.execute("INSERT OR REPLACE INTO used VALUES (?, ?)", (video_id, time.time()))
                 except sqlite3.Error:
                     pass  # busy beside another writer: the frames were read all the same
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             return found
         except sqlite3.Error:  # a damaged or busy cache is an empty one
             return {}
