@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import subprocess
+import time
 
 from .errors import VmrError
 from .probe import _number, ratio
@@ -440,10 +441,10 @@ def _grey_frames(ffmpeg: str, runs: list[tuple[list[str], str]], timeout: float 
                                             stderr=subprocess.DEVNULL))
         except OSError:
             started.append(None)
-    out = []
+    out, deadline = [], time.monotonic() + (timeout or PROBE_TIMEOUT)  # one wait for both, not one each
     for proc in started:
         try:
-            data = proc.communicate(timeout=timeout or PROBE_TIMEOUT)[0] if proc else b""
+            data = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))[0] if proc else b""
             out.append(data if proc and proc.returncode == 0 else b"")
         except subprocess.TimeoutExpired:
             proc.kill()
