@@ -117,6 +117,21 @@ def test_export_cuts_the_copy_when_the_file_a_search_showed_is_deleted(tiny_mode
         assert "/b_0h00m" in out and f"its copy {b}" in err
 
 
+def test_export_follows_a_copy_that_moved_since_the_search(tiny_model, tmp_path):
+    """The file shown deleted, its copy moved, 'vmr index' run (it records the move): export said
+    'source no longer exists ... run vmr index and search again', just after the user had."""
+    folder, a, b = _searched_with_a_copy(tiny_model, tmp_path)
+    a.unlink()
+    assert vmr_json("index", folder)["removed"] == 1
+    moved = folder / "kept" / "b.mp4"
+    moved.parent.mkdir()
+    os.rename(b, moved)
+    assert vmr_json("index", folder)["moved"] == 1
+    done, err = _export_one(tmp_path, "out")
+    assert done["exported"][0]["video"] == str(moved) and done["skipped"] == []
+    assert f"warning: result 1: {a} no longer exists; its copy {moved}, unchanged since this search" in err
+
+
 def test_play_plays_the_copy_when_the_file_a_search_showed_is_gone(tiny_model, tmp_path, monkeypatch):
     from vmr_cli import player
 

@@ -730,7 +730,12 @@ def test_search_in_a_folder_or_a_file_searches_only_the_videos_there(tiny_model,
 
     sub = {"sub/pattern.mp4", "sub/deeper/green copy.mp4"}  # the copy inside is the one shown
     assert shown("--in", videos / "sub") == sub
-    assert shown("--in", videos / "sub", "--max-videos", "1") <= sub  # the coarse stage looks past the others
+    from vmr_cli import vectors
+
+    for mapped in (False, True):  # the coarse stage looks among the clips inside only, the FAISS cache read or mapped
+        monkeypatch.setattr(vectors, "MAP_FROM_BYTES", 0 if mapped else 64 << 20)
+        one = shown("--in", videos / "sub", "--max-videos", "1")
+        assert one and one <= sub and len({os.path.dirname(p) for p in one}) == 1
     assert shown("--in", videos / "green.mp4", "--in", videos / "sub" / "pattern.mp4") == \
         {"green.mp4", "sub/pattern.mp4"}
     monkeypatch.chdir(videos)

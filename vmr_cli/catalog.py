@@ -400,6 +400,15 @@ class Catalog:
         return [row[0] for row in self._conn.execute(
             "SELECT id FROM clips WHERE video_id=? ORDER BY idx", (video_id,))]
 
+    def clip_ids_of_videos(self, video_ids) -> list[int]:
+        """The clip ids of these videos (many at once)."""
+        ids, out = [int(i) for i in video_ids], []
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            out += [row[0] for row in self._conn.execute(
+                f"SELECT id FROM clips WHERE video_id IN ({','.join('?' * len(part))})", part)]
+        return out
+
     def clip_ids(self) -> set[int]:
         return {row[0] for row in self._conn.execute("SELECT id FROM clips")}
 
@@ -432,9 +441,9 @@ class Catalog:
             raise NotLogged(_unlogged(reason)) from None
 
     def _log_search(self, query: str, model: str, options: dict, stats: dict, results: list[dict]) -> int:
-        # Each result's copies, as recorded now (path, size, mtime_ns): export and play use one still
+        # Each result's copies, as recorded now (path, size, mtime_ns, row id): export and play use one still
         # as it was when the shown file is gone or changed since (kept in stats: no new column).
-        copies = {str(r["rank"]): [[path, row["size"], row["mtime_ns"]] for path in r.get("copies", ())
+        copies = {str(r["rank"]): [[path, row["size"], row["mtime_ns"], row["id"]] for path in r.get("copies", ())
                                    if (row := self.video_by_path(path)) is not None]
                   for r in results if r.get("copies")}
         with self.transaction():
@@ -604,7 +613,7 @@ def _within(options) -> list[str]:
     return [str(p) for p in within] if isinstance(within, list) else []
 
 
-LOGGED_COPIES = "copies_of_results"  # a logged search's stats: {rank: [[path, size, mtime_ns], ...]}
+LOGGED_COPIES = "copies_of_results"  # a logged search's stats: {rank: [[path, size, mtime_ns, id], ...]}
 
 
 def _result(row) -> dict:

@@ -423,7 +423,10 @@ def result_source(catalog, result: dict, what: str) -> tuple[str, str | None]:
         failed = None
     if failed is None and (warning is None or MISREAD_BY_OLDER_VMR in warning):  # (a copy is misread too)
         return path, warning
-    for copy, size, mtime_ns in result.get("logged_copies", ()):
+    for copy, size, mtime_ns, *row_id in result.get("logged_copies", ()):
+        if not as_recorded(copy, size, mtime_ns) and row_id:  # moved since, as 'vmr index' recorded
+            row = catalog.video(row_id[0])
+            copy = row["path"] if row is not None and row["status"] == "ok" else copy
         if as_recorded(copy, size, mtime_ns):
             state = "is not as this search saw it" if os.path.isfile(path) else "no longer exists"
             return copy, f"{what}: {printable(path)} {state}; its copy {printable(copy)}, {COPY_INSTEAD}"

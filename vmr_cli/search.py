@@ -246,9 +246,13 @@ class Searcher:
         else:
             # The best k clips, k grown until they hold max_videos videos: a few long videos
             # can fill the first k (two 10-minute videos left 9 of 12 asked for).
-            k, total = max(256, 32 * options.max_videos), self.library.vectors.count(self.info["dim"])
+            # With --in, only the clips of the videos inside are looked among (taking the library's
+            # best and dropping the others grew k to every clip of a large library).
+            among = catalog.clip_ids_of_videos(inside) if options.within else None
+            k = max(256, 32 * options.max_videos)
+            total = len(among) if among is not None else self.library.vectors.count(self.info["dim"])
             while True:
-                scores, clip_ids = self.library.vectors.search(self.info["dim"], q.numpy(), k)
+                scores, clip_ids = self.library.vectors.search(self.info["dim"], q.numpy(), k, among)
                 owners = catalog.clip_video_ids(clip_ids.tolist())
                 candidate_ids = []
                 for cid in clip_ids.tolist():  # already best first
