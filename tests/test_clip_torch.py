@@ -33,6 +33,9 @@ def _agree(fast, slow):
     assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
     a, b = fast.encode_text(TEXTS), slow.encode_text(TEXTS)
     assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    for one, other in zip(fast.encode_text_tokens(TEXTS), slow.encode_text_tokens(TEXTS)):  # pooled, tokens, mask
+        assert one.shape == other.shape and one.dtype == other.dtype
+        assert torch.allclose(one.float(), other.float(), atol=1e-4), (one.float() - other.float()).abs().max()
 
 
 def test_the_trained_tiny_clip_gives_the_same_embeddings(monkeypatch):
@@ -55,6 +58,36 @@ def test_gelu_and_both_end_of_text_conventions(tmp_path, monkeypatch, eos):
     config["text_config"]["eos_token_id"] = eos
     (folder / "config.json").write_text(json.dumps(config))
     _agree(*_both(folder, monkeypatch))
+
+
+def test_token_features_shapes_masks_and_the_pooled_row(tiny_model, monkeypatch):
+    """encode_text_tokens: the pooled embedding exactly as encode_text gives it, one unit-norm
+    row per token of each sentence (start and end-of-text included), zero rows and a False mask on
+    padding, a long sentence cut at the model's length; the end-of-text row is the pooled one."""
+    for transformers_path in ("0", "1"):
+        monkeypatch.setenv("VMR_TRANSFORMERS", transformers_path)
+        encoder = ClipEncoder(tiny_model)
+        pooled, tokens, mask = encoder.encode_text_tokens(TEXTS)
+        assert torch.equal(pooled, encoder.encode_text(TEXTS))
+        n, length = mask.shape
+        assert tokens.shape == (n, length, encoder.dim) and mask.dtype == torch.bool and n == len(TEXTS)
+        counts = mask.sum(1)
+        assert int(counts.max()) == length == encoder.text_tokens  # the long one, truncated
+        assert int(counts[1]) == 2  # "": start and end-of-text
+        assert all(bool(mask[i, :c].all()) and not mask[i, c:].any() for i, c in enumerate(counts.tolist()))
+        norms = tokens.norm(dim=-1)
+        assert torch.allclose(norms[mask], torch.ones(int(mask.sum())), atol=1e-5) and not norms[~mask].any()
+        last = tokens[torch.arange(n), counts - 1]
+        assert torch.allclose(last, pooled, atol=1e-6)
+        one = encoder.encode_text_tokens(TEXTS[:1])  # alone: no padding, the same numbers
+        assert torch.allclose(one[1][0], tokens[0, :int(counts[0])], atol=1e-6)
+
+
+def test_families_other_than_clip_give_no_tokens(tiny_model, monkeypatch):
+    monkeypatch.setenv("VMR_TRANSFORMERS", "1")
+    encoder = ClipEncoder(tiny_model)
+    monkeypatch.setattr(encoder.towers.model.config, "model_type", "siglip")
+    assert encoder.encode_text_tokens(["a red circle"]) is None
 
 
 def test_other_families_and_folders_without_tokenizer_json_use_transformers(tmp_path, tiny_model):

@@ -136,6 +136,16 @@ class TorchClip:
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         """Sentences -> projected embeddings (N, D), not normalised; long ones truncated."""
+        return self._text(texts, tokens=False)[0]
+
+    def text_token_features(self, texts: list[str]):
+        """Sentences -> (pooled (N, D), tokens (N, L, D), attention (N, L) long), projected and not
+        normalised, from one pass: every position's last hidden state through the final layer norm
+        and ``text_projection``, as transformers' ``text_projection(last_hidden_state)``; ``pooled``
+        is exactly what text_features returns (the end-of-text row, projected alone as there)."""
+        return self._text(texts, tokens=True)
+
+    def _text(self, texts: list[str], tokens: bool):
         ids, attention = self.tokenizer(texts)
         ids, attention = ids.to(self.device), attention.to(self.device)
         w, pre = self.w, "text_model"
@@ -152,7 +162,10 @@ class TorchClip:
             at = ids.argmax(-1)
         else:
             at = (ids == eos).int().argmax(-1)
-        return self._linear(x[torch.arange(ids.shape[0], device=x.device), at], "text_projection", bias=False)
+        pooled = self._linear(x[torch.arange(ids.shape[0], device=x.device), at], "text_projection", bias=False)
+        if not tokens:
+            return pooled, None, None
+        return pooled, self._linear(x, "text_projection", bias=False), attention
 
 
 class _Tokenizer:

@@ -326,6 +326,31 @@ class ClipEncoder:
             feats = self.towers.text_features(list(texts))
         return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
 
+    def encode_text_tokens(self, texts: list[str]):
+        """Sentences -> (pooled, tokens, mask), or None where the model gives no per-token features.
+
+        pooled: unit-norm float32 (N, D), exactly ``encode_text(texts)``; tokens: float32
+        (N, L, D), L the longest sentence's token count (start and end-of-text included, long
+        text truncated as encode_text truncates it); mask: bool (N, L), True on a sentence's own
+        tokens, False on padding.  A token's feature is the text tower's last hidden state at
+        that position through the final layer norm and ``text_projection``, the path the
+        pooled embedding takes at end-of-text, so tokens live in the joint space of dimension D
+        (the end-of-text row, normalised, is the pooled embedding); each is normalised to unit
+        length like it.  The tower is causal: a word's feature has read only the words before
+        it.  CLIP (``model_type: clip``) only, on either path; other families (SigLIP: a
+        pooled head of its own) return None, and a trimmer is then trained without tokens."""
+        import torch
+
+        with torch.inference_mode(), self._gpu_errors("encoding text"):
+            found = self.towers.text_token_features(list(texts))
+        if found is None:
+            return None
+        pooled, tokens, mask = found
+        normalize = torch.nn.functional.normalize
+        mask = mask.to(torch.bool).cpu()
+        tokens = normalize(tokens.float(), dim=-1).cpu() * mask.unsqueeze(-1)  # padding rows exactly 0
+        return normalize(pooled.float(), dim=-1).cpu(), tokens, mask
+
     def text_read(self, text: str) -> str | None:
         """The part of text encode_text reads (the model's text length is fixed), or None when it
         reads all of it: the rest of a long query is dropped without a word otherwise."""
@@ -389,6 +414,20 @@ class _TransformersTowers:
                                 return_tensors="pt")
         tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
         return _pooled(self.model.get_text_features(**tokens))
+
+    def text_token_features(self, texts: list[str]):
+        """(pooled, tokens, attention) as clip_torch's TorchClip.text_token_features gives them, for
+        a CLIP (model_type clip); None for other families."""
+        if getattr(self.model.config, "model_type", None) != "clip":
+            return None
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                return_tensors="pt")
+        tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+        out = self.model.get_text_features(**tokens)
+        hidden = getattr(out, "last_hidden_state", None)  # transformers 5: after the final layer norm
+        if hidden is None:  # an older transformers returns the pooled tensor alone
+            hidden = self.model.text_model(**tokens).last_hidden_state
+        return _pooled(out), self.model.text_projection(hidden), tokens["attention_mask"]
 
 
 def _pooled(output):
