@@ -314,8 +314,13 @@ class Trimmer(nn.Module):
         if batch.get("tokens") is not None:
             if self.config.token_dim is None:
                 raise ValueError("query tokens given to a model built without token_dim")
-            out["tokens"] = batch["tokens"].to(torch.float32)
+            tokens = batch["tokens"]
+            if tokens.dim() != 3 or tokens.shape[0] != b or tokens.shape[-1] != self.config.token_dim:
+                raise ValueError(f"tokens must be [{b}, L, {self.config.token_dim}], got {tuple(tokens.shape)}")
+            out["tokens"] = tokens.to(torch.float32)
             mask = batch.get("token_mask")
+            if mask is not None and tuple(mask.shape) != tuple(tokens.shape[:2]):
+                raise ValueError(f"token_mask must be {list(tokens.shape[:2])}, got {tuple(mask.shape)}")
             out["token_mask"] = (torch.ones(out["tokens"].shape[:2], dtype=torch.bool, device=a.device)
                                  if mask is None else mask.to(torch.bool))
         return out

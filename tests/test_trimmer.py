@@ -125,6 +125,30 @@ def test_padding_is_ignored():
         assert torch.allclose(single[key][0], out[key][2, :6], atol=1e-5), key
 
 
+def test_padded_query_tokens_are_ignored():
+    """Tokens past a query's mask change nothing, and a query alone (unpadded, as search passes
+    it) reads as inside a batch padded to its longest query (as training passes it)."""
+    model, batch = model_of(keep_bias=3.0), make_batch()
+    out = run_eval(model, batch)
+    g = torch.Generator().manual_seed(4)
+    noisy = dict(batch, tokens=torch.where(batch["token_mask"].unsqueeze(-1), batch["tokens"],
+                                           100 * torch.randn(batch["tokens"].shape, generator=g)))
+    for key in OUTPUT_KEYS:
+        assert torch.allclose(out[key], run_eval(model, noisy)[key], atol=1e-5), key
+    longer = dict(batch, tokens=torch.cat([batch["tokens"], torch.randn(B, 3, DT, generator=g)], 1),
+                  token_mask=torch.cat([batch["token_mask"], torch.zeros(B, 3, dtype=torch.bool)], 1))
+    for key in OUTPUT_KEYS:
+        assert torch.allclose(out[key], run_eval(model, longer)[key], atol=1e-5), key
+    alone = {k: v[1:2] for k, v in batch.items()}
+    alone["tokens"], alone["token_mask"] = batch["tokens"][1:2, :2], None  # its own 2 tokens, no mask
+    single = run_eval(model, alone)
+    for key in ("start_logits", "end_logits", "highlight_logits", "selected"):
+        assert torch.allclose(single[key][0], out[key][1], atol=1e-5), key
+    # the tokens are read: other tokens, other outputs
+    other = dict(batch, tokens=torch.randn(batch["tokens"].shape, generator=g))
+    assert not torch.allclose(out["start_logits"][0], run_eval(model, other)["start_logits"][0])
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_unselected_expensive_features_never_leak(training):
     model, batch = model_of(keep_bias=1.0), make_batch()
@@ -343,6 +367,10 @@ def test_bad_config_and_batch_are_clear_errors():
         model({k: v for k, v in batch.items() if k != "c"})
     with pytest.raises(ValueError, match="token_dim"):
         model_of(token_dim=None)(batch)
+    for key, value in (("tokens", batch["tokens"][..., :3]), ("tokens", batch["tokens"][:1]),
+                       ("tokens", batch["tokens"][0]), ("token_mask", batch["token_mask"][:, :2])):
+        with pytest.raises(ValueError, match=key):
+            model(dict(batch, **{key: value}))
     with pytest.raises(ValueError, match="mode"):
         model(batch, mode="exhaustive")
 
