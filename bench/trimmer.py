@@ -8,9 +8,12 @@ file.  Evaluation: the world of ``--eval-seed`` with 10 videos x 120 s (longer
 than any training video; the same world as ``bench/world_eval.py``), moment
 retrieval (each query against its own video) and corpus (against all ten).
 Each variant is trained once into bench/out/trimmer_<variant> (an existing
-finished one is reused: delete the folder to retrain).  Variants: full,
-noA/noB/noM (that input zero in training and search), nodistill (student
-without the distillation loss), K1 (one selection step instead of three).
+finished one is reused: delete the folder to retrain).  Variants: full
+(with the query's token features, as ``vmr train`` does by default), notok
+(the pooled query embedding only, ``vmr train --no-tokens``; what "full" was
+before 2026-12-02), noA/noB/noM (that input zero in training and search),
+nodistill (student without the distillation loss), K1 (one selection step
+instead of three).
 All numbers are synthetic-world numbers with the tiny CLIP (or ``--model``: its own libraries
 and trimmer folders).
 """
@@ -24,8 +27,8 @@ import sys
 
 from common import OUT, TINY_MODEL, cached_world, library_for, model_suffix
 
-VARIANTS = {"full": {}, "noA": {"drop": ("A",)}, "noB": {"drop": ("B",)}, "noM": {"drop": ("M",)},
-            "nodistill": {"distill": False}, "K1": {"steps": 1}}
+VARIANTS = {"full": {}, "notok": {"tokens": False}, "noA": {"drop": ("A",)}, "noB": {"drop": ("B",)},
+            "noM": {"drop": ("M",)}, "nodistill": {"distill": False}, "K1": {"steps": 1}}
 
 
 def seeds(spec: str) -> list[int]:

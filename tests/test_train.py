@@ -46,6 +46,8 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(world, tmp_path)
     assert len(teacher) == len(student) == 8 and teacher[-1] < 0.8 * teacher[0]
     assert {"selection", "vmr", "distillation", "val_R1@0.5"} <= set(student[-1])
     assert summary["val_R1@0.5"] > summary["val_R1@0.5_untrained"], summary
+    config = json.loads((tmp_path / "trimmer" / "config.json").read_text())
+    assert config["trimmer"]["token_dim"] == 64 and config["options"]["tokens"] is True  # by default, with tokens
     # search and eval use it; without it the parameter-free path runs unchanged
     query = json.loads((world / "val.jsonl").read_text().splitlines()[0])["query"]
     found = vmr_json("--library", tmp_path / "lib", "search", query, "--trimmer", tmp_path / "trimmer")
@@ -440,3 +442,79 @@ def test_a_long_video_is_trained_on_in_pieces_as_search_reads_it():
     assert int(_Data._piece(long, (3590.0, 3600.0), True, generator)["clip_end"][-1]) == 3600  # at the end
     negative = _Data._piece(long, (-1.0, -1.0), False, generator)
     assert negative["A"].shape[0] == MAX_CLIPS
+
+
+def test_query_tokens_in_training_and_search_and_a_trimmer_from_before_them(small, tmp_path, monkeypatch):
+    """vmr train gives the trimmer the query's token features (config token_dim) and search passes
+    them; --no-tokens trains on the pooled embedding only, as vmr did before; a checkpoint from
+    before tokens (no options.tokens) loads and searches as that, encoding no tokens; a resume
+    with the other setting is refused, naming it."""
+    import shutil
+
+    from vmr_models.checkpoint import load_checkpoint, save_checkpoint
+
+    from vmr_cli.encoders import ClipEncoder
+    from vmr_cli.trained import TrainedTrimmer
+
+    ann, videos, lib = small / "ann.txt", small / "v", tmp_path / "lib"
+    vmr("--library", lib, "train", ann, "--videos", videos, "--out", tmp_path / "tok", "--epochs", 1, "--model", MODEL)
+    vmr("--library", lib, "train", ann, "--videos", videos, "--out", tmp_path / "pooled", "--epochs", 1,
+        "--no-tokens")
+    with_tokens, config = load_checkpoint(tmp_path / "tok")
+    assert config["trimmer"]["token_dim"] == 64 and any(".token_attn." in k for k in with_tokens)
+    pooled_only, config = load_checkpoint(tmp_path / "pooled")
+    assert config["trimmer"]["token_dim"] is None and not any(".token_attn." in k for k in pooled_only)
+    assert config["options"]["tokens"] is False
+    old = tmp_path / "old"  # as vmr wrote it before tokens: no options.tokens, token_dim None
+    shutil.copytree(tmp_path / "pooled", old)
+    del config["options"]["tokens"]
+    save_checkpoint(old, pooled_only, config)
+
+    from vmr_cli import trained
+
+    seen = []
+    real_windows = trained.TrainedTrimmer.windows
+
+    def windows(self, features, q, top_k, tokens=None):
+        seen.append(None if tokens is None else tuple(tokens.shape))
+        return real_windows(self, features, q, top_k, tokens)
+
+    monkeypatch.setattr(trained.TrainedTrimmer, "windows", windows)
+    found = vmr_json("--library", lib, "search", "a green screen", "--trimmer", tmp_path / "tok")
+    assert found["results"] and seen and all(shape == (5, 64) for shape in seen), seen  # start, 3 words, end
+    real_tokens = ClipEncoder.encode_text_tokens
+
+    def no_tokens(*args):
+        raise AssertionError("tokens encoded for a trimmer that takes none")
+
+    monkeypatch.setattr(ClipEncoder, "encode_text_tokens", no_tokens)
+    seen.clear()
+    results = [vmr_json("--library", lib, "search", "a green screen", "--trimmer", folder)["results"]
+               for folder in (tmp_path / "pooled", old)]
+    assert results[0] and results[0] == results[1] and set(seen) == {None}
+    monkeypatch.setattr(ClipEncoder, "encode_text_tokens", real_tokens)
+    # resumed with the other setting: refused, naming it; as it was: fine
+    for folder, other, told in ((old, (), "--no-tokens (this run: --tokens)"),
+                                (tmp_path / "tok", ("--no-tokens",), "--tokens (this run: --no-tokens)")):
+        code, _out, err = vmr("--library", lib, "train", ann, "--videos", videos, "--out", folder, "--epochs", 1,
+                              *other, expect=1)
+        assert err == (f"Error: --out {folder} holds a trimmer trained with {told}; run as it was to resume it, or "
+                       "choose another folder, or delete it to start over\n"), err
+    assert vmr_json("--library", lib, "train", ann, "--videos", videos, "--out", old, "--epochs", 1,
+                    "--no-tokens")["epochs"] == 1
+    # a round trip through the checkpoint: the same windows, tokens and all
+    from vmr_cli.features import clip_features
+    from vmr_cli.library import Library
+
+    library = Library(str(lib))
+    row = library.catalog.videos("ok")[0]
+    features = clip_features(library.vectors.read_shard(row["id"], row["vectors_token"]),
+                             library.catalog.clips(row["id"]))
+    pooled, tokens, mask = ClipEncoder(MODEL).encode_text_tokens(["a green screen"])
+    first = TrainedTrimmer(str(tmp_path / "tok"), library)
+    tensors, config = load_checkpoint(tmp_path / "tok")
+    save_checkpoint(tmp_path / "copy", {k: v.clone() for k, v in tensors.items()}, config)
+    again = TrainedTrimmer(str(tmp_path / "copy"), library)
+    a = first.windows(features, pooled[0], 3, tokens[0][mask[0]])
+    assert a and a == again.windows(features, pooled[0], 3, tokens[0][mask[0]])
+    assert first.uses_tokens and not TrainedTrimmer(str(old), library).uses_tokens

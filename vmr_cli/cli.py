@@ -1066,13 +1066,16 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
               help="Epochs of the teacher, then as many of the student.")
 @click.option("--seed", type=click.IntRange(-10**15, 10**15), default=0, show_default=True,  # train.SEED_LIMIT
               help="Same seed, same data: the same model.")
+@click.option("--tokens/--no-tokens", default=True, show_default=True,
+              help="Give the trimmer the query's token features besides its pooled embedding (a CLIP "
+                   "encoder; others have none); --no-tokens: the pooled embedding only.")
 @click.option("--model", type=_Model(), help="Encoder for a new library (as for vmr index).")
 @backend_option("Video decoder, for indexing the videos (as for vmr index).")
 @json_option
 @library_option
 @click.pass_context
 @handle_errors
-def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, backend, as_json):
+def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, tokens, model, backend, as_json):
     """Train the paper's clip trimmer on an annotation file (Charades-STA or QVHighlights).
 
     Its inputs are the features the library already holds, so no epoch decodes
@@ -1090,7 +1093,7 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, model, 
 
     try:
         summary = train_trimmer(lib, annotations, videos_dir, out_dir, val=val_path,
-                                options=TrainOptions(epochs=epochs, seed=seed), model=model, log=log,
+                                options=TrainOptions(epochs=epochs, seed=seed, tokens=tokens), model=model, log=log,
                                 backend=backend, warn=_warn_about)  # before the first epoch, not after the last
     except BaseException:
         lib.discard_if_empty()  # a failed first run leaves no empty library behind, as eval and index

@@ -41,8 +41,10 @@ def clip_features(shard: dict, clips: list[dict], drop: tuple = ()) -> dict:
     return feats
 
 
-def batch_of(videos: list[dict], queries: torch.Tensor) -> dict:
-    """A padded Trimmer batch of B videos' features (one query each) [B, N, ...]."""
+def batch_of(videos: list[dict], queries: torch.Tensor, tokens: list[torch.Tensor] | None = None) -> dict:
+    """A padded Trimmer batch of B videos' features (one query each) [B, N, ...]; with ``tokens``
+    (each query's token features [L_i, D]) also tokens [B, L, D] and token_mask [B, L], padded
+    with zeros to the longest."""
     n = max(v["A"].shape[0] for v in videos)
     valid = torch.zeros(len(videos), n, dtype=torch.bool)
     out = {}
@@ -56,4 +58,11 @@ def batch_of(videos: list[dict], queries: torch.Tensor) -> dict:
         valid[i, :v["A"].shape[0]] = True
     out["valid"] = valid
     out["query"] = queries
+    if tokens is not None:
+        longest = max(t.shape[0] for t in tokens)
+        out["tokens"] = torch.zeros(len(tokens), longest, tokens[0].shape[-1])
+        out["token_mask"] = torch.zeros(len(tokens), longest, dtype=torch.bool)
+        for i, t in enumerate(tokens):
+            out["tokens"][i, :t.shape[0]] = t
+            out["token_mask"][i, :t.shape[0]] = True
     return out

@@ -145,6 +145,18 @@ class Searcher:
         # vectors, so it is safe beside a running index (which repairs and saves for real).
         library.check(repair=True, save=False)
 
+    def _encode_query(self, text: str):
+        """(q [D], its token features [L, D] or None): the tokens only for a trimmer trained on
+        them, from the same pass of the text tower (q is then exactly encode_text's)."""
+        if self.trimmer is None or not self.trimmer.uses_tokens:
+            return self.encoder.encode_text([text])[0], None
+        found = self.encoder.encode_text_tokens([text])
+        if found is None:  # the same weights as in training (checked), so only another model family
+            raise VmrError(f"trimmer {self.trimmer.where} was trained on the query's token features, which "
+                           f"encoder '{self.encoder.name}' does not give; train it again with --no-tokens")
+        pooled, tokens, mask = found
+        return pooled[0], tokens[0][mask[0]]
+
     def _decoder(self, stats: dict) -> str:
         """The backend to decode with, chosen once; its note (PyAV instead of torchcodec)
         goes into every search's stats that decodes."""
@@ -163,7 +175,7 @@ class Searcher:
         timer = Timer()
         text = clean_query(query)
         with timer("text_encode"):
-            q = self.encoder.encode_text([text])[0]
+            q, tokens = self._encode_query(text)
         stats = {"videos_considered": 0, "clips_verified": 0, "frames_stored": 0, "frames_cached": 0,
                  "frames_decoded": 0, "frames_encoded": 0, "seconds": 0.0,
                  "decoder": None}  # always there for scripts: None when nothing was decoded
@@ -182,7 +194,7 @@ class Searcher:
         if options.exhaustive:
             moments = self._exhaustive(videos, q, options, stats, timer, progress)
         else:
-            moments = self._trimmed(videos, q, options, stats, timer, progress)
+            moments = self._trimmed(videos, q, options, stats, timer, progress, tokens)
         moments.sort(key=lambda m: -m["score"])
         if options.min_score is not None:
             moments = [m for m in moments if m["score"] >= options.min_score]
@@ -329,12 +341,13 @@ class Searcher:
         return shard, clips
 
     # -- trimmed: windows on the stored timeline, edges refined with a few dense frames -------------
-    def _trimmed(self, videos, q, options: SearchOptions, stats: dict, timer: Timer, progress) -> list[dict]:
+    def _trimmed(self, videos, q, options: SearchOptions, stats: dict, timer: Timer, progress,
+                 tokens=None) -> list[dict]:
         windows = []
         with timer("moment_head"):
             for v in videos:
                 if self.trimmer is not None:
-                    kept = trimmer_moments(v, self.trimmer.windows(v.features, q, options.per_video),
+                    kept = trimmer_moments(v, self.trimmer.windows(v.features, q, options.per_video, tokens),
                                            options.per_video)
                 else:
                     kept = v.kept(v.proposals(v.times, v.sims, v.step, options.per_video), options.per_video)

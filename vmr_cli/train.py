@@ -44,6 +44,7 @@ class TrainOptions:
     dropout: float = 0.1
     drop: tuple = ()           # ablations: inputs replaced by zeros ("A", "B", "M", "c")
     distill: bool = True       # ablation: False trains the student without the distillation loss
+    tokens: bool = True        # the query's token features too, where the encoder gives them (--no-tokens: pooled only)
     extra: dict = field(default_factory=dict)
 
 
@@ -117,9 +118,10 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
                        f"video '{first['vid']}' {durations[files[first['vid']]]:.1f} s long); are the times "
                        "in seconds?")
     items = usable
-    data = _Data(library, items, val_items, files, options.drop)
+    data = _Data(library, items, val_items, files, options.drop, options.tokens)
     config = TrimmerConfig(dim=data.dim, hidden=options.hidden, layers=options.layers, steps=options.steps,
-                           budget=options.budget, dropout=options.dropout)
+                           budget=options.budget, dropout=options.dropout,
+                           token_dim=data.dim if data.tokens is not None else None)
     torch.manual_seed(options.seed)
     net = Trimmer(config)
     optimiser = torch.optim.Adam(net.parameters(), lr=options.lr)
@@ -188,9 +190,10 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
 
 
 class _Data:
-    """Features of every annotated video and the query embeddings, loaded once."""
+    """Features of every annotated video and the query embeddings (pooled, and with ``tokens`` each
+    query's token features where the encoder gives them), loaded once."""
 
-    def __init__(self, library, items, val_items, files, drop):
+    def __init__(self, library, items, val_items, files, drop, tokens: bool = False):
         from .encoders import ClipEncoder
         from .features import clip_features
 
@@ -216,7 +219,13 @@ class _Data:
         self.clip_seconds = info["clip_seconds"]
         encoder = ClipEncoder(info["name"])
         texts = [it["query"] for it in items + val_items]
-        self.queries = torch.cat([encoder.encode_text(texts[i:i + 64]) for i in range(0, len(texts), 64)])
+        self.tokens = None  # per query [its own tokens, D], when used: padded per batch, not to the longest of all
+        found = [encoder.encode_text_tokens(texts[i:i + 64]) for i in range(0, len(texts), 64)] if tokens else [None]
+        if found[0] is not None:  # the pooled embeddings from the same pass are exactly encode_text's
+            self.queries = torch.cat([pooled for pooled, _t, _m in found])
+            self.tokens = [row[keep] for _p, rows, mask in found for row, keep in zip(rows, mask)]
+        else:
+            self.queries = torch.cat([encoder.encode_text(texts[i:i + 64]) for i in range(0, len(texts), 64)])
         # training targets are each query's first window; validation, like eval, takes the best of all
         # a window past its video's end (end 1e308 in a damaged file) is cut at that end: its
         # seconds would overflow max_len, and float32 targets
@@ -255,7 +264,8 @@ class _Data:
                 other = names[-1] if other == v else other
                 examples.append((other, i, (-1.0, -1.0), False))
         batch = batch_of([self._piece(self.videos[v], w, p, negatives) for v, _i, w, p in examples],
-                         self.queries[[i for _v, i, _w, _p in examples]])
+                         self.queries[[i for _v, i, _w, _p in examples]],
+                         None if self.tokens is None else [self.tokens[i] for _v, i, _w, _p in examples])
         starts = torch.tensor([w[0] for _v, _i, w, _p in examples], dtype=torch.float32)
         ends = torch.tensor([w[1] for _v, _i, w, _p in examples], dtype=torch.float32)
         targets = clip_targets(starts, ends, batch["clip_start"], batch["clip_end"], batch["valid"])
@@ -303,7 +313,8 @@ class _Data:
             row, clips, shard = self.timelines[vid]
             q = self.queries[i]
             v = stored_timeline(row, clips, shard, q, self.clip_seconds)
-            found = trimmer_moments(v, network_windows(net, self.max_len, self.videos[vid], q, top_k), top_k)
+            tokens = None if self.tokens is None else self.tokens[i]
+            found = trimmer_moments(v, network_windows(net, self.max_len, self.videos[vid], q, top_k, tokens), top_k)
             best = max(found, key=lambda m: m[2], default=None)
             hits += best is not None and max(temporal_iou(best[:2], w) for w in self.all_windows[i]) >= iou
         return hits / len(examples)
@@ -416,17 +427,32 @@ def _differences(header: dict, config: dict) -> list[str]:
     for key, flag in (("epochs", "--epochs"), ("seed", "--seed")):
         if key in mine and theirs.get(key) != mine[key]:
             found.append(f"{flag} {theirs.get(key)} (this run: {mine[key]})")
+    if "tokens" in mine and bool(theirs.get("tokens", False)) != bool(mine["tokens"]):  # before tokens: none
+
+        def flag(on):
+            return "--tokens" if on else "--no-tokens"
+
+        found.append(f"{flag(theirs.get('tokens', False))} (this run: {flag(mine['tokens'])})")
     # A checkpoint from before 2026-12-02 fingerprinted the training and --val annotations together.
     if "data" in header and config.get("data") not in (header["data"], header.get("data_with_val")):
         found.append("other training annotations (queries, videos or windows differ)" if "data_with_val" in config
                      else "other training or --val annotations (it was saved before vmr told them apart: "
                      "resume it with the --val it was trained with)")
     own = [key for key in ("embedding_dim", "clip_seconds", "trimmer", "drop") if key in header
-           and _plain(header[key]) != _plain(config.get(key))]
-    own += [f"options.{key}" for key in mine if key not in ("epochs", "seed") and _plain(mine[key]) != _plain(theirs.get(key))]
+           and _plain(_no_token_dim(header[key], key)) != _plain(_no_token_dim(config.get(key), key))]
+    own += [f"options.{key}" for key in mine if key not in ("epochs", "seed", "tokens")
+            and _plain(mine[key]) != _plain(theirs.get(key))]
     if own:
         found.append(f"other settings ({', '.join(own)})")
     return found
+
+
+def _no_token_dim(value, key: str):
+    """A trimmer config without token_dim, which the tokens option and the encoder decide (both
+    compared on their own)."""
+    if key == "trimmer" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "token_dim"}
+    return value
 
 
 def _resume(out_dir: str, header: dict, net, optimiser):

@@ -114,6 +114,7 @@ class TrainedTrimmer:
             raise VmrError(f"trimmer {where} has a damaged config.json ({first_line(exc)}); "
                            "train it again with 'vmr train'") from None
         self.config = config
+        self.where = where
         self.unfinished = unfinished(config, where)
         weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
@@ -122,16 +123,28 @@ class TrainedTrimmer:
             raise VmrError(f"trimmer {where} does not fit its own config: {str(exc).splitlines()[0]}") from None
         self.model.eval()
 
-    def windows(self, features: dict, q: torch.Tensor, top_k: int) -> list[tuple[float, float, float]]:
-        """(start, end, score) in seconds, best first, at most top_k, none sharing a clip."""
-        return network_windows(self.model, self.max_len, features, q, top_k)
+    @property
+    def uses_tokens(self) -> bool:
+        """Whether it was trained on the query's token features (its config's token_dim): search
+        then passes them (ClipEncoder.encode_text_tokens); one trained before has none."""
+        return bool(self.model.config.token_dim)
+
+    def windows(self, features: dict, q: torch.Tensor, top_k: int,
+                tokens: torch.Tensor | None = None) -> list[tuple[float, float, float]]:
+        """(start, end, score) in seconds, best first, at most top_k, none sharing a clip;
+        ``tokens``: the query's token features [L, D], for a trimmer that uses_tokens."""
+        if self.uses_tokens and tokens is None:
+            raise VmrError("this trimmer was trained on the query's token features; none were given")
+        return network_windows(self.model, self.max_len, features, q, top_k,
+                               tokens if self.uses_tokens else None)
 
 
-def network_windows(model, max_len: int, features: dict, q: torch.Tensor,
-                    top_k: int) -> list[tuple[float, float, float]]:
+def network_windows(model, max_len: int, features: dict, q: torch.Tensor, top_k: int,
+                    tokens: torch.Tensor | None = None) -> list[tuple[float, float, float]]:
     """The network's windows of one video (search, and validation while it trains): (start, end,
     score) in seconds, best first, at most top_k, none sharing a clip; a long video goes through
-    in overlapping pieces of MAX_CLIPS clips."""
+    in overlapping pieces of MAX_CLIPS clips.  ``tokens``: the query's token features [L, D]
+    (a model built with token_dim), else None."""
     from vmr_models.moment_head import nms
     from vmr_models.trimmer import decode_moments
 
@@ -142,7 +155,7 @@ def network_windows(model, max_len: int, features: dict, q: torch.Tensor,
     for lo in range(0, max(1, n - OVERLAP), MAX_CLIPS - OVERLAP):
         hi = min(n, lo + MAX_CLIPS)
         piece = {k: v[lo:hi] for k, v in features.items()}
-        batch = batch_of([piece], q.view(1, -1).float())
+        batch = batch_of([piece], q.view(1, -1).float(), None if tokens is None else [tokens.float()])
         with torch.inference_mode():
             out = model(batch)
         found += decode_moments(out["start_logits"][0], out["end_logits"][0], out["highlight_logits"][0],
