@@ -37,7 +37,8 @@ def seeds(spec: str) -> list[int]:
 
 
 def training_folder(train_seeds: list[int]):
-    """One folder of links to every training world's videos, and their annotations with prefixed ids."""
+    """One folder of links to every training world's videos, and their annotations with prefixed ids
+    (video and query: vmr refuses a qid given twice since 2026-12-01)."""
     folder = OUT / ("train_combined" if train_seeds == list(range(100, 124))
                     else f"train_combined_{train_seeds[0]}-{train_seeds[-1]}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,7 @@ def training_folder(train_seeds: list[int]):
             link = folder / f"{vid}.mp4"
             if not link.exists():
                 os.symlink(world / f"{rec['vid']}.mp4", link)
-            lines.append(json.dumps(dict(rec, vid=vid)))
+            lines.append(json.dumps(dict(rec, vid=vid, qid=f"s{seed}_{rec['qid']}")))  # qids repeat across worlds
     (folder / "annotations.jsonl").write_text("\n".join(lines) + "\n")
     return folder
 
