@@ -129,11 +129,13 @@ def evaluate_with(matrix, seed: int) -> tuple[float, float]:
     return 100 * found["single"]["R1@0.5"], 100 * found["corpus"]["R1@0.5"]
 
 
-def action_probe() -> tuple[float, float, float]:
+def action_probe() -> tuple[float, float, float, float]:
     """Can the action a query names be read off the stored frames, or off the query's embedding?
     A linear probe (8 actions) on training worlds 100-119, its accuracy on 120-123: from the
     frames inside every object's span (last - first, middle, middle - first, last - middle),
-    and from the pooled text embedding of every event's query.  Returns (frames, query, chance)."""
+    from the pooled text embedding of every event's query, and from its token features
+    (``ClipEncoder.encode_text_tokens``, what the trimmer reads since 2026-12-02: their mean and
+    their element-wise maximum over the query's tokens).  Returns (frames, query, tokens, chance)."""
     from examples.synthetic_world import ACTIONS, plan_world
     from vmr_cli.encoders import ClipEncoder
     from vmr_cli.library import Library
@@ -174,9 +176,12 @@ def action_probe() -> tuple[float, float, float]:
     y, test = torch.tensor(labels), torch.tensor(held)
     from_frames = probe(torch.stack(spans), y, test)
     events = [i for i, q in enumerate(queries) if q]
-    text = ClipEncoder(str(TINY_MODEL)).encode_text([queries[i] for i in events])
+    text, tokens, mask = ClipEncoder(str(TINY_MODEL)).encode_text_tokens([queries[i] for i in events])
     from_query = probe(text, y[events], test[events])
-    return from_frames, from_query, 100 / len(actions)
+    keep = mask.unsqueeze(-1)
+    bag = torch.cat([(tokens * keep).sum(1) / keep.sum(1), tokens.masked_fill(~keep, -2.0).amax(1)], 1)
+    from_tokens = probe(bag, y[events], test[events])
+    return from_frames, from_query, from_tokens, 100 / len(actions)
 
 
 def main() -> None:
@@ -188,9 +193,9 @@ def main() -> None:
                         help="only the probe: can the named action be read off the frames or the query?")
     args = parser.parse_args()
     if args.actions:
-        frames, query, chance = action_probe()
+        frames, query, tokens, chance = action_probe()
         print(f"action, held-out worlds: from the stored frames {frames:.1f} %, from the query's embedding "
-              f"{query:.1f} % (chance {chance:.1f} %)")
+              f"{query:.1f} %, from its token features {tokens:.1f} % (chance {chance:.1f} %)")
         return
     torch.manual_seed(0)
     rows = [("cosine (the default)", None, [])]

@@ -1,6 +1,7 @@
 """The trained trimmer against the parameter-free path, with ablations, on synthetic worlds.
 
     python bench/trimmer.py [--train-seeds 100-123] [--epochs 20] [--eval-seed 0] [--only full,noB,...] [--model DIR]
+                            [--seed N]
 
 Training data: worlds of 10 videos x 60 s for each training seed (generated
 once into bench/out/), gathered into one folder of links with one annotation
@@ -8,7 +9,8 @@ file.  Evaluation: the world of ``--eval-seed`` with 10 videos x 120 s (longer
 than any training video; the same world as ``bench/world_eval.py``), moment
 retrieval (each query against its own video) and corpus (against all ten).
 Each variant is trained once into bench/out/trimmer_<variant> (an existing
-finished one is reused: delete the folder to retrain).  Variants: full
+finished one is reused: delete the folder to retrain); ``--seed`` is vmr
+train's (initialisation, order, negatives: another run of the same recipe).  Variants: full
 (with the query's token features, as ``vmr train`` does by default), notok
 (the pooled query embedding only, ``vmr train --no-tokens``; what "full" was
 before 2026-12-02), noA/noB/noM (that input zero in training and search),
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--eval-seed", type=int, default=0)
     parser.add_argument("--only", default=",".join(VARIANTS))
     parser.add_argument("--model", default=str(TINY_MODEL), help="encoder folder (default: the tiny CLIP)")
+    parser.add_argument("--seed", type=int, default=0, help="vmr train --seed (folders of seeds but 0 end _seedN)")
     args = parser.parse_args()
     from vmr_cli.evaluate import evaluate
     from vmr_cli.library import Library
@@ -85,13 +88,13 @@ def main() -> None:
 
     measure("parameter-free", None)
     for name in args.only.split(","):
-        out = OUT / f"trimmer_{name}_{args.train_seeds}_e{args.epochs}{suffix}"
-        options = TrainOptions(epochs=args.epochs, **VARIANTS[name])
+        out = OUT / f"trimmer_{name}_{args.train_seeds}_e{args.epochs}{suffix}{f'_seed{args.seed}' if args.seed else ''}"
+        options = TrainOptions(epochs=args.epochs, seed=args.seed, **VARIANTS[name])
         train(train_library, str(data / "annotations.jsonl"), str(data), str(out), options=options,
               model=args.model, progress=False)
         measure(name, str(out))
     (OUT / "trimmer.json").write_text(json.dumps(rows, indent=2))
-    print(f"\ntrained on worlds {args.train_seeds} (10 x 60 s each), {args.epochs} epochs; evaluated on world "
+    print(f"\ntrained on worlds {args.train_seeds} (10 x 60 s each), {args.epochs} epochs, seed {args.seed}; evaluated on world "
           f"seed {args.eval_seed} (10 x 120 s); percent\n")
     print("| variant | R1@0.5 | R1@0.7 | mIoU | corpus R1@0.5 | corpus R1@0.7 | corpus mIoU | frames encoded / query |")
     print("|---|---|---|---|---|---|---|---|")
