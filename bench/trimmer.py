@@ -11,9 +11,10 @@ retrieval (each query against its own video) and corpus (against all ten).
 Each variant is trained once into bench/out/trimmer_<variant> (an existing
 finished one is reused: delete the folder to retrain); ``--seed`` is vmr
 train's (initialisation, order, negatives: another run of the same recipe).  Variants: full
-(with the query's token features, as ``vmr train`` does by default), notok
-(the pooled query embedding only, ``vmr train --no-tokens``; what "full" was
-before 2026-12-02), noA/noB/noM (that input zero in training and search),
+(as ``vmr train`` trains by default), notok and tok (the pooled query
+embedding only, ``--no-tokens``, the default; and with the query's token
+features too, ``vmr train --tokens``), noA/noB/noM (that input zero in
+training and search),
 nodistill (student without the distillation loss), K1 (one selection step
 instead of three).
 All numbers are synthetic-world numbers with the tiny CLIP (or ``--model``: its own libraries
@@ -29,8 +30,8 @@ import sys
 
 from common import OUT, TINY_MODEL, cached_world, library_for, model_suffix
 
-VARIANTS = {"full": {}, "notok": {"tokens": False}, "noA": {"drop": ("A",)}, "noB": {"drop": ("B",)},
-            "noM": {"drop": ("M",)}, "nodistill": {"distill": False}, "K1": {"steps": 1}}
+VARIANTS = {"full": {}, "notok": {"tokens": False}, "tok": {"tokens": True}, "noA": {"drop": ("A",)},
+            "noB": {"drop": ("B",)}, "noM": {"drop": ("M",)}, "nodistill": {"distill": False}, "K1": {"steps": 1}}
 
 
 def seeds(spec: str) -> list[int]:

@@ -47,7 +47,7 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(world, tmp_path)
     assert {"selection", "vmr", "distillation", "val_R1@0.5"} <= set(student[-1])
     assert summary["val_R1@0.5"] > summary["val_R1@0.5_untrained"], summary
     config = json.loads((tmp_path / "trimmer" / "config.json").read_text())
-    assert config["trimmer"]["token_dim"] == 64 and config["options"]["tokens"] is True  # by default, with tokens
+    assert config["trimmer"]["token_dim"] is None and config["options"]["tokens"] is False  # by default, none
     # search and eval use it; without it the parameter-free path runs unchanged
     query = json.loads((world / "val.jsonl").read_text().splitlines()[0])["query"]
     found = vmr_json("--library", tmp_path / "lib", "search", query, "--trimmer", tmp_path / "trimmer")
@@ -445,10 +445,10 @@ def test_a_long_video_is_trained_on_in_pieces_as_search_reads_it():
 
 
 def test_query_tokens_in_training_and_search_and_a_trimmer_from_before_them(small, tmp_path, monkeypatch):
-    """vmr train gives the trimmer the query's token features (config token_dim) and search passes
-    them; --no-tokens trains on the pooled embedding only, as vmr did before; a checkpoint from
-    before tokens (no options.tokens) loads and searches as that, encoding no tokens; a resume
-    with the other setting is refused, naming it."""
+    """vmr train --tokens gives the trimmer the query's token features (config token_dim) and search
+    passes them; --no-tokens (the default) trains on the pooled embedding only, as vmr did before;
+    a checkpoint from before tokens (no options.tokens) loads and searches as that, encoding no
+    tokens; a resume with the other setting is refused, naming it."""
     import shutil
 
     from vmr_models.checkpoint import load_checkpoint, save_checkpoint
@@ -457,7 +457,8 @@ def test_query_tokens_in_training_and_search_and_a_trimmer_from_before_them(smal
     from vmr_cli.trained import TrainedTrimmer
 
     ann, videos, lib = small / "ann.txt", small / "v", tmp_path / "lib"
-    vmr("--library", lib, "train", ann, "--videos", videos, "--out", tmp_path / "tok", "--epochs", 1, "--model", MODEL)
+    vmr("--library", lib, "train", ann, "--videos", videos, "--out", tmp_path / "tok", "--epochs", 1, "--model", MODEL,
+        "--tokens")
     vmr("--library", lib, "train", ann, "--videos", videos, "--out", tmp_path / "pooled", "--epochs", 1,
         "--no-tokens")
     with_tokens, config = load_checkpoint(tmp_path / "tok")
@@ -494,14 +495,13 @@ def test_query_tokens_in_training_and_search_and_a_trimmer_from_before_them(smal
     assert results[0] and results[0] == results[1] and set(seen) == {None}
     monkeypatch.setattr(ClipEncoder, "encode_text_tokens", real_tokens)
     # resumed with the other setting: refused, naming it; as it was: fine
-    for folder, other, told in ((old, (), "--no-tokens (this run: --tokens)"),
-                                (tmp_path / "tok", ("--no-tokens",), "--tokens (this run: --no-tokens)")):
+    for folder, other, told in ((old, ("--tokens",), "--no-tokens (this run: --tokens)"),
+                                (tmp_path / "tok", (), "--tokens (this run: --no-tokens)")):
         code, _out, err = vmr("--library", lib, "train", ann, "--videos", videos, "--out", folder, "--epochs", 1,
                               *other, expect=1)
         assert err == (f"Error: --out {folder} holds a trimmer trained with {told}; run as it was to resume it, or "
                        "choose another folder, or delete it to start over\n"), err
-    assert vmr_json("--library", lib, "train", ann, "--videos", videos, "--out", old, "--epochs", 1,
-                    "--no-tokens")["epochs"] == 1
+    assert vmr_json("--library", lib, "train", ann, "--videos", videos, "--out", old, "--epochs", 1)["epochs"] == 1
     # a round trip through the checkpoint: the same windows, tokens and all
     from vmr_cli.features import clip_features
     from vmr_cli.library import Library

@@ -1066,9 +1066,9 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
               help="Epochs of the teacher, then as many of the student.")
 @click.option("--seed", type=click.IntRange(-10**15, 10**15), default=0, show_default=True,  # train.SEED_LIMIT
               help="Same seed, same data: the same model.")
-@click.option("--tokens/--no-tokens", default=True, show_default=True,
+@click.option("--tokens/--no-tokens", default=False, show_default=True,
               help="Give the trimmer the query's token features besides its pooled embedding (a CLIP "
-                   "encoder; others have none); --no-tokens: the pooled embedding only.")
+                   "encoder; others have none). Off by default: on the synthetic benchmark they did not help.")
 @click.option("--model", type=_Model(), help="Encoder for a new library (as for vmr index).")
 @backend_option("Video decoder, for indexing the videos (as for vmr index).")
 @json_option

@@ -153,7 +153,7 @@ class Searcher:
         found = self.encoder.encode_text_tokens([text])
         if found is None:  # the same weights as in training (checked), so only another model family
             raise VmrError(f"trimmer {self.trimmer.where} was trained on the query's token features, which "
-                           f"encoder '{self.encoder.name}' does not give; train it again with --no-tokens")
+                           f"encoder '{self.encoder.name}' does not give; train it again without --tokens")
         pooled, tokens, mask = found
         return pooled[0], tokens[0][mask[0]]
 
