@@ -5,6 +5,9 @@ network run on every clip, learns the moment-retrieval task; it is then
 frozen, and the same weights go on as the student, which must choose its clips
 (the selection budget loss), still find the moment (the VMR loss) and stay
 close to the teacher (the distillation loss).  ``--epochs`` epochs each.
+The query is its pooled embedding; with ``--tokens`` also its token features
+(``ClipEncoder.encode_text_tokens``), off by default: they did not help on the
+synthetic benchmark (README, "The trained trimmer, measured").
 
 The videos are indexed once (or are already); every input comes from their
 shards, so no epoch decodes or encodes anything.  After each epoch the whole
