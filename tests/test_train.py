@@ -518,3 +518,22 @@ def test_query_tokens_in_training_and_search_and_a_trimmer_from_before_them(smal
     a = first.windows(features, pooled[0], 3, tokens[0][mask[0]])
     assert a and a == again.windows(features, pooled[0], 3, tokens[0][mask[0]])
     assert first.uses_tokens and not TrainedTrimmer(str(old), library).uses_tokens
+
+
+def test_the_summary_says_whether_the_trimmer_reads_query_tokens(small, tmp_path, monkeypatch):
+    """vmr train --json says whether the trimmer reads the query's tokens, and the summary line
+    too; --tokens with an encoder that gives none (another family than CLIP) warns, once, and
+    trains without them rather than saying nothing."""
+    from vmr_cli.encoders import ClipEncoder
+
+    ann, videos, lib = small / "ann.txt", small / "v", tmp_path / "lib"
+    args = ("--library", lib, "train", ann, "--videos", videos, "--epochs", 1, "--model", MODEL)
+    assert vmr_json(*args, "--out", tmp_path / "tok", "--tokens")["tokens"] is True
+    assert vmr_json(*args, "--out", tmp_path / "pooled")["tokens"] is False
+    _code, out, _err = vmr(*args, "--out", tmp_path / "tok2", "--tokens")
+    assert ", with query tokens," in out, out
+    monkeypatch.setattr(ClipEncoder, "encode_text_tokens", lambda self, texts: None)  # as SigLIP gives
+    _code, out, err = vmr(*args, "--out", tmp_path / "none", "--tokens", "--json")
+    summary = json.loads(out)
+    assert summary["tokens"] is False and err.count("warning: --tokens: encoder ") == 1, err
+    assert "gives no token features" in summary["warnings"][-1]

@@ -1105,7 +1105,8 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, tokens,
     val = f", validation R1@0.5 {100 * summary['val_R1@0.5']:.1f}" if summary["val_R1@0.5"] is not None else ""
     epochs = f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}"
     click.echo(f"trimmer in {summary['out']}: {summary['n_queries']} quer{'y' if summary['n_queries'] == 1 else 'ies'}, {epochs} "
-               f"(teacher, then student), vmr loss {last.get('vmr', float('nan')):.3f}{val}, "
+               f"(teacher, then student){', with query tokens' if summary['tokens'] else ''}, "
+               f"vmr loss {last.get('vmr', float('nan')):.3f}{val}, "
                f"{summary['seconds']:.0f} s")
 
 

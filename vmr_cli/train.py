@@ -124,6 +124,12 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
                        "in seconds?")
     items = usable
     data = _Data(library, items, val_items, files, options.drop, options.tokens)
+    if options.tokens and data.tokens is None:  # asked for, and the encoder has none: said, not silent
+        line = (f"--tokens: encoder '{library.require_encoder()['name']}' gives no token features (CLIP "
+                "only); the trimmer is trained on the pooled query embedding alone")
+        warnings.append(line)
+        if warn is not None:
+            warn([line])
     config = TrimmerConfig(dim=data.dim, hidden=options.hidden, layers=options.layers, steps=options.steps,
                            budget=options.budget, dropout=options.dropout,
                            token_dim=data.dim if data.tokens is not None else None)
@@ -189,7 +195,8 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
     _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
     return {"out": os.path.abspath(out_dir), "warnings": warnings, "n_queries": len(items),
             "n_val_queries": len(val_items),  # named as vmr eval's n_queries
-            "epochs": options.epochs, "history": state["history"], "seconds": round(time.time() - started, 1),
+            "epochs": options.epochs, "tokens": config.token_dim is not None,  # what the trimmer reads
+            "history": state["history"], "seconds": round(time.time() - started, 1),
             "val_R1@0.5": state["history"][-1].get("val_R1@0.5") if state["history"] else None,
             "val_R1@0.5_untrained": untrained}
 
