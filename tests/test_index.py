@@ -23,7 +23,7 @@ def test_first_run_indexes_everything_and_second_does_nothing(videos, tiny_model
     assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "touched": 0, "failed_before": 0,
                       "own_outputs": 0, "removed": 0,
                       "failed": [], "fallbacks": [], "damaged": [], "kept": [], "same_file": [],
-                      "skipped": {"files": 0, "extensions": {}}, "copies": [], "clips": 8,
+                      "skipped": {"files": 0, "extensions": {}}, "system_folders": [], "copies": [], "clips": 8,
                       "embedded_again": {"hdr": 0, "no_stored_frames": 0}}
     status = vmr_json("status")
     assert (status["videos"], status["clips"], status["vectors"], status["failed"]) == (3, 8, 8, 0)
@@ -368,3 +368,48 @@ def test_a_plan_over_many_named_files_is_not_quadratic(tmp_path, monkeypatch):
     plan = scan.plan_index(Catalog(), roots)
     assert (plan.unchanged, plan.remove, plan.add) == (2000, [], [])
     assert calls < 10 * len(files), calls
+
+
+def test_trash_and_nas_preview_folders_are_passed_over(tiny_model, tmp_path):
+    """A drive's trash (.Trash-1000, $RECYCLE.BIN), the desktop's own (~/.local/share/Trash) and a
+    Synology's @eaDir (an MP4 transcode of every video) were indexed: deleted videos came back in
+    searches, and every video of a NAS share was indexed twice."""
+    home = tmp_path / "home"
+    drive = home / "drive"
+    make_video(drive / "holiday.mp4", [("red", 3.0), ("blue", 3.0)])
+    passed = [drive / ".Trash-1000" / "files" / "old.mp4", drive / ".Trash-1000" / "files" / "older.mp4",
+              drive / "@eaDir" / "holiday.mp4" / "SYNOPHOTO_FILM_M.mp4", drive / "$RECYCLE.BIN" / "S-1-5" / "x.mp4",
+              home / ".local" / "share" / "Trash" / "files" / "y.mp4"]
+    for n, path in enumerate(passed):
+        make_video(path, [(("green", "yellow", "red", "blue", "green")[n], 2.0 + n)])
+    (drive / "empty" / "#recycle").mkdir(parents=True)  # holds no video: not said
+    code, out, err = vmr("index", home, "--model", tiny_model)
+    assert "note: passed over 4 system folders holding videos (a trash, a NAS's previews or snapshots), " \
+           f"e.g. {home / '.local' / 'share' / 'Trash'}: name one to index it (--json lists them)" in err
+    assert [v["path"] for v in Library().catalog.videos()] == [str(drive / "holiday.mp4")]
+    summary = vmr_json("index", home)
+    assert summary["unchanged"] == 1 and summary["system_folders"] == sorted(
+        [str(home / ".local" / "share" / "Trash"), str(drive / "$RECYCLE.BIN"), str(drive / ".Trash-1000"),
+         str(drive / "@eaDir")], key=os.fsencode)
+    # Named, one is indexed; walking its parent again leaves those entries alone.
+    assert vmr_json("index", drive / ".Trash-1000")["added"] == 2
+    assert vmr_json("index", home)["removed"] == 0 and len(Library().catalog.videos()) == 3
+    code, out, err = vmr("--library", tmp_path / "other", "index", home / ".local", "--model", tiny_model, expect=1)
+    assert err == (f"Error: no video files in {home / '.local'}; passed over the system folder "
+                   f"{home / '.local' / 'share' / 'Trash'} (a trash, a NAS's previews or snapshots): name it to "
+                   "index it\n")
+
+
+def test_what_an_older_vmr_indexed_in_a_trash_goes_and_is_not_kept_as_a_lost_drive(tiny_model, tmp_path,
+                                                                                     monkeypatch):
+    from vmr_cli import scan
+
+    make_video(tmp_path / "v" / "kept.mp4", [("red", 3.0)])
+    for n, colour in enumerate(("green", "blue")):
+        make_video(tmp_path / "v" / ".Trash-1000" / "files" / f"{n}.mp4", [(colour, 3.0)])
+    with monkeypatch.context() as patched:
+        patched.setattr(scan, "is_system_folder", lambda path: False)  # as vmr before 2026-12-02
+        assert vmr_json("index", tmp_path / "v", "--model", tiny_model)["added"] == 3
+    summary = vmr_json("index", tmp_path / "v")
+    assert (summary["removed"], summary["kept"], summary["unchanged"]) == (2, [], 1)
+    assert {r["video"] for r in vmr_json("search", "a green screen")["results"]} == {str(tmp_path / "v" / "kept.mp4")}

@@ -306,7 +306,8 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     are skipped; a moved file keeps its vectors; a file that cannot be read is
     reported with its reason and the run goes on (the exit code is then 1).
     Entries under a folder that cannot be read, or that lost all its files at
-    once, are kept until --prune or 'vmr forget'. With --model and no PATH,
+    once, are kept until --prune or 'vmr forget'. A trash, a NAS's previews
+    and snapshot folders are not entered unless named. With --model and no PATH,
     only points the library at its model's new place (same weights, checked
     by their sha256). A PATH that starts with '-' goes after '--':
     vmr index -- -clip.mp4
@@ -373,6 +374,11 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     _say_some([_damage_note(note) for note in summary["damaged"]], "damaged files (--json lists them)")
     if summary["skipped"]["files"]:
         say(skipped_words(summary["skipped"]["extensions"]).lstrip("; "))
+    if summary.get("system_folders"):
+        folders = summary["system_folders"]
+        say(f"note: passed over {len(folders)} system folder{'s' if len(folders) != 1 else ''} holding videos "
+            f"(a trash, a NAS's previews or snapshots), e.g. {printable(folders[0])}: name one to index it"
+            + (" (--json lists them)" if len(folders) > 1 else ""))
     if discarded:
         say(f"note: nothing was indexed, so no library was left at {lib.directory}")
     if summary["failed"]:

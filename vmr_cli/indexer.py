@@ -166,13 +166,16 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
         if not (plan.add or plan.update or plan.copies or plan.move or plan.touched or plan.replaced or plan.remove
                 or plan.unchanged or plan.failed_before or plan.failed or plan.kept or library.catalog.videos()):
             raise VmrError(f"no video files in {', '.join(printable(r) for r in roots)}"
-                           f"{skipped_words(plan.skipped)}")
+                           f"{skipped_words(plan.skipped)}" + (
+                               f"; passed over the system folder {printable(plan.system_folders[0])} (a trash, a "
+                               "NAS's previews or snapshots): name it to index it" if plan.system_folders else ""))
         summary = {"added": 0, "updated": 0, "moved": 0, "unchanged": plan.unchanged + len(plan.touched),
                    "touched": len(plan.touched),
                    "failed_before": plan.failed_before, "own_outputs": plan.own_outputs,
                    "removed": 0, "failed": [dict(f, recorded=False) for f in plan.failed],
                    "fallbacks": [], "damaged": [], "kept": plan.kept, "same_file": plan.same_file,
                    "skipped": {"files": sum(plan.skipped.values()), "extensions": plan.skipped},
+                   "system_folders": plan.system_folders,
                    "copies": [], "clips": 0, "embedded_again": {reason: len(items) for reason, items in again.items()}}
         if plan.held is not None:  # the entries kept as a folder lost at once, for the next run:
             # recorded before anything is indexed, so that a run stopped part way (Ctrl-C, kill -9,

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class Plan:
     copies: list = field(default_factory=list)     # (Found, None or its row): new or changed, with the
     #                                                size and print of an indexed file or an earlier new one
     held: dict | None = None                       # KEPT_META to record before any change (None: as it is)
+    system_folders: list = field(default_factory=list)  # folders passed over (SYSTEM_FOLDERS) that hold videos
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Walk:
     failed: list = field(default_factory=list)      # {"path", "error"}
     unreadable: dict = field(default_factory=dict)  # folder -> why it could not be listed
     skipped: Counter = field(default_factory=Counter)  # extension -> files not looked at
+    system_folders: list = field(default_factory=list)  # folders not entered (SYSTEM_FOLDERS)
 
 
 APPLEDOUBLE = "._"  # macOS writes '._NAME' beside files it copies to non-Mac disks
@@ -74,6 +77,23 @@ APPLEDOUBLE = "._"  # macOS writes '._NAME' beside files it copies to non-Mac di
 # kept inside an indexed folder listed them as the user's skipped files on every run.
 LIBRARY_FILES = ("catalog.db", "frames.db", "appearance.faiss", "write.lock", ".vmr-")
 LIBRARY_FOLDERS = ("shards", "previews")
+# Folders a system keeps on a disk, never the user's videos as such: trash (the desktop's on a
+# drive, macOS, Windows, Synology, QNAP, Samba), a NAS's previews (Synology's @eaDir holds an MP4
+# transcode of every video: each indexed twice), snapshots (a copy of the whole share).  A walk
+# does not enter them; a folder named to 'vmr index' is indexed all the same.  (The desktop's
+# own trash, ~/.local/share/Trash, is named Trash: matched by its place, TRASH_PLACE.)
+SYSTEM_FOLDERS = frozenset(name.casefold() for name in (
+    ".Trash", ".Trashes", "$RECYCLE.BIN", "RECYCLER", "RECYCLED", "#recycle", "@Recycle", ".recycle",
+    "@eaDir", ".@__thumb", "@__thumb", "#snapshot", "@Recently-Snapshot", ".snapshot", ".snapshots",
+    "System Volume Information"))
+TRASH_PLACE = os.path.join(".local", "share", "Trash")
+
+
+def is_system_folder(path: str) -> bool:
+    """Whether the folder at path is one of SYSTEM_FOLDERS (a drive's trash: .Trash-1000 too)."""
+    name = os.path.basename(path).casefold()
+    return name in SYSTEM_FOLDERS or re.fullmatch(r"\.trash-\d+", name) is not None \
+        or path.endswith(os.sep + TRASH_PLACE)
 
 
 def _print_of(item: Found) -> str | None:
@@ -163,6 +183,9 @@ def find_videos(roots: list[str], indexed=frozenset()) -> Walk:
         for base, dirs, files in os.walk(root, onerror=lambda exc, root=root: unreadable(
                 absolute(exc.filename or root), exc), followlinks=False):
             dirs.sort()
+            for name in [name for name in dirs if is_system_folder(os.path.join(base, name))]:
+                dirs.remove(name)
+                walk.system_folders.append(os.path.join(base, name))
             if "catalog.db" in files and "shards" in dirs:  # a vmr library: none of its files is the user's
                 dirs[:] = [name for name in dirs if name not in LIBRARY_FOLDERS]
                 files = [name for name in files if not name.startswith(LIBRARY_FILES)]
@@ -293,6 +316,17 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     # among the missing, a folder of them was 'kept' as an unmounted drive, and searched for good.
     own = {f.path for f in walk.found} - {f.path for f in theirs}
     indexed_own = [by_path.pop(path) for path in sorted(own) if path in by_path]
+    # Entries under a system folder the walk passed over (a trash, a NAS's previews) go, as if their
+    # files were deleted (an older vmr entered them): neither searched nor kept as a lost drive's.
+    # Those indexed with the folder (or one inside it) named are left alone: not this walk's.
+    if walk.system_folders:
+        passed = Roots(walk.system_folders)
+        for path in sorted(by_path):
+            if passed.holding(path):
+                row = by_path.pop(path)
+                if not (row["root"] and passed.holding(row["root"])):
+                    indexed_own.append(row)
+        plan.system_folders = [folder for folder in walk.system_folders if _holds_videos(folder)]
     walk.found = theirs
     present = {f.path for f in walk.found} | {f["path"] for f in walk.failed}
     # Entries under a symlinked folder inside a root are not the root's (its walk does not go
@@ -449,6 +483,14 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     if after != held:
         plan.held = after
     return plan
+
+
+def _holds_videos(folder: str) -> bool:
+    """Whether a video file lies anywhere under folder (for the note on what was passed over)."""
+    for _base, _dirs, files in os.walk(folder):
+        if any(is_video_name(name) and not name.startswith(APPLEDOUBLE) for name in files):
+            return True
+    return False
 
 
 def _kept(folder: str, count: int, some: str) -> dict:
