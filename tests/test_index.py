@@ -394,6 +394,10 @@ def test_trash_and_nas_preview_folders_are_passed_over(tiny_model, tmp_path):
     # Named, one is indexed; walking its parent again leaves those entries alone.
     assert vmr_json("index", drive / ".Trash-1000")["added"] == 2
     assert vmr_json("index", home)["removed"] == 0 and len(Library().catalog.videos()) == 3
+    (drive / ".Trash-1000" / "files" / "old.mp4").unlink()  # emptied from the trash: a run with no PATH sees it
+    again = vmr_json("index")
+    assert (again["removed"], again["unchanged"], again["added"]) == (1, 2, 0)
+    assert str(drive / ".Trash-1000") not in again["system_folders"]  # named: no news
     code, out, err = vmr("--library", tmp_path / "other", "index", home / ".local", "--model", tiny_model, expect=1)
     assert err == (f"Error: no video files in {home / '.local'}; passed over the system folder "
                    f"{home / '.local' / 'share' / 'Trash'} (a trash, a NAS's previews or snapshots): name it to "

@@ -248,9 +248,10 @@ class Roots:
 
 
 def _through_link(path: str, root: str) -> bool:
-    """Whether a folder between root (not itself) and path (itself included) is a symlink."""
+    """Whether a folder between root (not itself) and path (itself included) is a symlink, or a
+    system folder (is_system_folder): root's walk does not go there."""
     while path != root and under(path, root):
-        if os.path.islink(path):
+        if os.path.islink(path) or is_system_folder(path):
             return True
         path = os.path.dirname(path)
     return False
@@ -319,19 +320,20 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     # Entries under a system folder the walk passed over (a trash, a NAS's previews) go, as if their
     # files were deleted (an older vmr entered them): neither searched nor kept as a lost drive's.
     # Those indexed with the folder (or one inside it) named are left alone: not this walk's.
+    lookup = Roots(roots)  # the root each entry is judged under (its walk reaches it)
     if walk.system_folders:
         passed = Roots(walk.system_folders)
         for path in sorted(by_path):
-            if passed.holding(path):
+            if passed.holding(path) and lookup.walked_root(path) is None:  # (one named is walked)
                 row = by_path.pop(path)
                 if not (row["root"] and passed.holding(row["root"])):
                     indexed_own.append(row)
-        plan.system_folders = [folder for folder in walk.system_folders if _holds_videos(folder)]
+        plan.system_folders = [folder for folder in walk.system_folders  # (one named is no news)
+                               if not any(under(root, folder) for root in roots) and _holds_videos(folder)]
     walk.found = theirs
     present = {f.path for f in walk.found} | {f["path"] for f in walk.failed}
     # Entries under a symlinked folder inside a root are not the root's (its walk does not go
     # there): they are left alone, not taken for deleted; that folder indexed by name is a root.
-    lookup = Roots(roots)
     in_scope = [v for v in by_path.values() if lookup.walked_root(v["path"]) is not None]
     unreadable = Roots(walk.unreadable)
     unread_held: Counter = Counter()
