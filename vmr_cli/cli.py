@@ -544,9 +544,14 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
                             within=tuple(absolute(p) for p in within))  # logged: "." named nothing later
     roots = lib.catalog.roots() if within else []
     for path in within:  # a typo finds nothing: said, as vmr forget says it
-        if not any(lib.catalog.videos_under(name) for name in library_names(path, roots)):
+        held = {row["id"]: row for name in library_names(path, roots) for row in lib.catalog.videos_under(name)}
+        if not held:
             raise VmrError(f"--in {printable(path)}: the library holds no video at or under it "
                            "(vmr status lists what it holds; index it first: vmr index PATH)")
+        if not any(row["status"] == "ok" for row in held.values()):  # each failed: a search found nothing, exit 0
+            raise VmrError(f"--in {printable(path)}: none of the {len(held)} video{'s' if len(held) != 1 else ''} "
+                           "the library holds at or under it is indexed (they failed, or wait to be indexed "
+                           "again: vmr status lists them; vmr index PATH)")
     if html_path and lib.readonly:
         raise VmrError(f"--html needs a logged search, and library {lib.directory} is read-only")
     if html_path:

@@ -188,6 +188,9 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
             summary["removed"] += 1
             _apply_moves(library, [(item, moved)], lookup, summary)
         _apply_moves(library, plan.move, lookup, summary)
+        for row, root in plan.reroot:  # its recorded root's walk no longer reaches it
+            library.move_video(row, row["path"], root, row["mtime_ns"])
+            row["root"] = root  # (a touched one keeps it)
         for item, row in plan.touched:  # only the time changed: the row learns it, the vectors stay
             library.move_video(row, item.path, row["root"], item.mtime_ns)
         library.remove_videos(plan.remove)

@@ -126,6 +126,8 @@ def library_names(path, roots) -> list[str]:
         target = os.path.realpath(root)
         if under(real, target):
             names.append(os.path.join(root, os.path.relpath(real, target)) if real != target else root)
+        elif under(target, real):  # a folder above where a linked root leads: all of that root
+            names.append(root)
     return list(dict.fromkeys(names))
 
 

@@ -58,6 +58,8 @@ class Plan:
     copies: list = field(default_factory=list)     # (Found, None or its row): new or changed, with the
     #                                                size and print of an indexed file or an earlier new one
     held: dict | None = None                       # KEPT_META to record before any change (None: as it is)
+    reroot: list = field(default_factory=list)     # (row, root): unchanged entries whose recorded root's
+    #                                                walk no longer reaches them (a system folder named since)
     system_folders: list = field(default_factory=list)  # folders passed over (SYSTEM_FOLDERS) that hold videos
 
 
@@ -83,17 +85,32 @@ LIBRARY_FOLDERS = ("shards", "previews")
 # does not enter them; a folder named to 'vmr index' is indexed all the same.  (The desktop's
 # own trash, ~/.local/share/Trash, is named Trash: matched by its place, TRASH_PLACE.)
 SYSTEM_FOLDERS = frozenset(name.casefold() for name in (
-    ".Trash", ".Trashes", "$RECYCLE.BIN", "RECYCLER", "RECYCLED", "#recycle", "@Recycle", ".recycle",
+    ".Trash", ".Trashes", "$RECYCLE.BIN", "#recycle", "@Recycle", ".recycle",
     "@eaDir", ".@__thumb", "@__thumb", "#snapshot", "@Recently-Snapshot", ".snapshot", ".snapshots",
     "System Volume Information"))
+# Windows 98's and NT's trash, always in capitals: a user's own 'Recycled' folder is not one.
+SYSTEM_FOLDERS_EXACT = frozenset(("RECYCLER", "RECYCLED"))
 TRASH_PLACE = os.path.join(".local", "share", "Trash")
 
 
 def is_system_folder(path: str) -> bool:
     """Whether the folder at path is one of SYSTEM_FOLDERS (a drive's trash: .Trash-1000 too)."""
-    name = os.path.basename(path).casefold()
-    return name in SYSTEM_FOLDERS or re.fullmatch(r"\.trash-\d+", name) is not None \
+    base = os.path.basename(path)
+    name = base.casefold()
+    return name in SYSTEM_FOLDERS or base in SYSTEM_FOLDERS_EXACT or re.fullmatch(r"\.trash-\d+", name) is not None \
         or path.endswith(os.sep + TRASH_PLACE)
+
+
+def _in_system_folder(path: str, top: str = os.sep) -> bool:
+    """Whether path, or a folder between it and top (top not included), is a system folder."""
+    while path != top and under(path, top):
+        if is_system_folder(path):
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return False
 
 
 def _print_of(item: Found) -> str | None:
@@ -321,13 +338,16 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     # files were deleted (an older vmr entered them): neither searched nor kept as a lost drive's.
     # Those indexed with the folder (or one inside it) named are left alone: not this walk's.
     lookup = Roots(roots)  # the root each entry is judged under (its walk reaches it)
+    # (also under a system folder that is gone: no walk sees it, and its entries stayed for good)
+    passed = Roots(walk.system_folders)
+    for path in sorted(by_path):
+        held_by = lookup.holding(path)
+        if held_by and lookup.walked_root(path) is None and (  # (one named is walked)
+                passed.holding(path) or any(_in_system_folder(os.path.dirname(path), root) for root in held_by)):
+            row = by_path.pop(path)
+            if not (row.get("root") and _in_system_folder(row["root"])):
+                indexed_own.append(row)
     if walk.system_folders:
-        passed = Roots(walk.system_folders)
-        for path in sorted(by_path):
-            if passed.holding(path) and lookup.walked_root(path) is None:  # (one named is walked)
-                row = by_path.pop(path)
-                if not (row["root"] and passed.holding(row["root"])):
-                    indexed_own.append(row)
         plan.system_folders = [folder for folder in walk.system_folders  # (one named is no news)
                                if not any(under(root, folder) for root in roots) and _holds_videos(folder)]
     walk.found = theirs
@@ -350,8 +370,28 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
                           "reason": f"cannot read the folder ({walk.unreadable[folder]}); its {count} "
                                     "entries are kept: 'vmr forget PATH' drops them"})
     new: list[Found] = []
+    reached: dict = {}  # (folder, recorded root) -> whether that root's walk reaches the folder
+
+    def recorded_root_reaches(row) -> bool:
+        root, folder = row.get("root"), os.path.dirname(row["path"])
+        if root is None:
+            return True  # (recorded by a vmr that kept no root: left as it is)
+        if not under(row["path"], root):
+            return False
+        if root == row["path"]:
+            return True
+        if (folder, root) not in reached:
+            reached[folder, root] = not _through_link(folder, root)
+        return reached[folder, root]
+
     for item in walk.found:
         row = by_path.get(item.path)
+        if row is not None and row.get("root") != (root := lookup.walked_root(item.path)) and root is not None \
+                and not recorded_root_reaches(row):
+            # recorded under a root whose walk passes it over now (a trash an older vmr indexed by
+            # walking its parent, named since): recorded under this one, or the parent's next walk
+            # removed what the user had just named
+            plan.reroot.append((row, root))
         if row is None:
             new.append(item)
         elif row["status"] == "ok" and not row.get("bad_frames") and row["size"] == item.size \
