@@ -898,3 +898,28 @@ def test_a_search_in_a_relative_folder_is_logged_with_the_folder_it_named(tiny_m
     vmr_json("search", "a green screen", "--in", ".", "--in", "sub/")
     assert vmr_json("searches")["searches"][0]["within"] == [str(videos), str(videos / "sub")]
     assert f"  a green screen  (in {videos}, {videos / 'sub'})\n" in vmr("searches")[1]
+
+
+def test_search_in_a_folder_holding_only_failed_videos_says_so(tiny_model, videos, tmp_path):
+    vmr_json("index", videos, "--model", tiny_model)
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "x.mp4").write_bytes(b"not a video" * 100)
+    vmr("index", bad, expect=1)
+    code, out, err = vmr("search", "a green screen", "--in", bad, expect=1)  # it said 'no moments matched', exit 0
+    assert out == "" and err == (f"Error: --in {bad}: none of the 1 video the library holds at or under it is "
+                                 "indexed (they failed, or wait to be indexed again: vmr status lists them; "
+                                 "vmr index PATH)\n")
+
+
+def test_search_in_a_folder_above_a_linked_root(tiny_model, videos, tmp_path):
+    """~/videos, a link to /mnt/nas/videos, was indexed; --in /mnt/nas holds every one of them."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    os.rename(videos, nas / "videos")
+    link = tmp_path / "home-videos"
+    link.symlink_to(nas / "videos")
+    vmr_json("index", link, "--model", tiny_model)
+    found = vmr_json("search", "a green screen", "--in", nas)  # 'the library holds no video at or under it'
+    assert {r["video"] for r in found["results"]} == \
+        {str(link / n) for n in ("red_then_blue.mp4", "green.mp4", "sub/pattern.mp4")}
