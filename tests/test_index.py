@@ -471,3 +471,88 @@ def test_a_users_folder_that_only_resembles_a_system_one_is_indexed(tiny_model, 
     assert _as_older_vmr(monkeypatch, tmp_path / "v", "--model", tiny_model)["added"] == 2
     summary = vmr_json("index", tmp_path / "v")
     assert summary["removed"] == 0 and summary["system_folders"] == [], summary
+
+
+def _trip(folder, names=("a.mp4", "b.mp4")):
+    for n, name in enumerate(names):
+        make_video(folder / name, [(("red", "green", "blue")[n % 3], 3.0 + n)])
+
+
+def _trashinfo(trash, name, original):
+    from urllib.parse import quote
+
+    (trash / "info").mkdir(parents=True, exist_ok=True)
+    (trash / "info" / f"{name}.trashinfo").write_text(
+        f"[Trash Info]\nPath={quote(str(original))}\nDeletionDate=2026-12-02T10:00:00\n")
+
+
+def test_a_folder_deleted_to_the_desktops_trash_is_removed_not_kept_as_a_drive(tiny_model, tmp_path, monkeypatch):
+    """Deleting a folder of videos in a file manager moves it to ~/.local/share/Trash; from inside
+    the folder that looks like an unmounted drive, so its videos stayed in every search."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    home = tmp_path / "Videos"
+    _trip(home / "trip one")
+    make_video(home / "other.mp4", [("testsrc", 3.0)])
+    assert vmr_json("index", home, "--model", tiny_model)["added"] == 3
+    trash = tmp_path / "data" / "Trash"
+    (trash / "files").mkdir(parents=True)
+    os.rename(home / "trip one", trash / "files" / "trip one")
+    _trashinfo(trash, "trip one", home / "trip one")
+    summary = vmr_json("index", home)
+    assert (summary["removed"], summary["kept"]) == (2, []), summary
+    assert indexed_paths() == [str(home / "other.mp4")]
+
+
+def test_what_an_earlier_run_kept_goes_once_the_trash_says_it_was_deleted(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    home = tmp_path / "Videos"
+    _trip(home / "trip")
+    make_video(home / "other.mp4", [("testsrc", 3.0)])
+    vmr_json("index", home, "--model", tiny_model)
+    away = tmp_path / "away"
+    os.rename(home / "trip", away)  # not in a trash (a drive that is away): kept, as before
+    summary = vmr_json("index", home)
+    assert summary["removed"] == 0 and [k["videos"] for k in summary["kept"]] == [2]
+    trash = tmp_path / "data" / "Trash"
+    (trash / "files").mkdir(parents=True)
+    os.rename(away, trash / "files" / "trip")  # an older vmr kept it; the trash says it was deleted
+    _trashinfo(trash, "trip", home / "trip")
+    assert vmr_json("index", home)["removed"] == 2 and indexed_paths() == [str(home / "other.mp4")]
+
+
+def test_a_trash_that_no_longer_holds_the_file_says_nothing(tiny_model, tmp_path, monkeypatch):
+    """Emptied since, the trash's record is no proof: a drive's folder of the same name stays kept."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    home = tmp_path / "Videos"
+    _trip(home / "trip")
+    make_video(home / "other.mp4", [("testsrc", 3.0)])
+    vmr_json("index", home, "--model", tiny_model)
+    shutil.rmtree(home / "trip")
+    _trashinfo(tmp_path / "data" / "Trash", "trip", home / "trip")  # its files/trip emptied
+    summary = vmr_json("index", home)
+    assert summary["removed"] == 0 and [k["videos"] for k in summary["kept"]] == [2]
+
+
+def test_a_folder_deleted_on_a_drive_or_a_nas_share_is_removed(tiny_model, tmp_path, monkeypatch):
+    """A drive's own trash ($top/.Trash-UID, paths relative to the drive's top) and a NAS share's
+    recycle bin (#recycle keeps the share's folders), both passed over by the walk."""
+    from vmr_cli import trash
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    drive, share = tmp_path / "drive", tmp_path / "share"
+    monkeypatch.setattr(trash, "drive_top", lambda path: str(drive) if path.startswith(str(drive)) else "/")
+    _trip(drive / "DCIM" / "trip")
+    make_video(drive / "other.mp4", [("testsrc", 3.0)])
+    _trip(share / "2026" / "trip", names=("c.mp4", "d.mp4", "e.mp4"))
+    make_video(share / "x.mp4", [("testsrc", 4.0)])
+    (share / "#recycle").mkdir()
+    assert vmr_json("index", drive, share, "--model", tiny_model)["added"] == 7
+    own = drive / f".Trash-{os.getuid()}"
+    (own / "files").mkdir(parents=True)
+    os.rename(drive / "DCIM" / "trip", own / "files" / "trip")
+    _trashinfo(own, "trip", "DCIM/trip")
+    (share / "#recycle" / "2026").mkdir()
+    os.rename(share / "2026" / "trip", share / "#recycle" / "2026" / "trip")
+    summary = vmr_json("index")
+    assert (summary["removed"], summary["kept"]) == (5, []), summary
+    assert indexed_paths() == [str(drive / "other.mp4"), str(share / "x.mp4")]

@@ -489,10 +489,21 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     moved_to = [item.path for item, row in plan.move if item.mtime_ns == row["mtime_ns"]] \
         + [item.path for item, _b, row in plan.replaced if item.mtime_ns == row["mtime_ns"]]
     kept_now: dict[str, str] = {}  # path -> the folder it is kept under
+    held = held_before(catalog)
+    # What a desktop or a NAS moved to its trash was deleted by the user, not on a drive that is
+    # away: such a folder is not kept (before, deleting a folder of videos to the trash left them
+    # in every search until --prune).
+    doubtful = [] if prune else [row for rows in lost_first.values() for row in rows if row["path"] in gone] \
+        + [row for path, row in gone.items() if path in held]
+    from .trash import trashed
+
+    in_trash = trashed(doubtful, walk.system_folders)
     for folder, rows in lost_first.items():
         rows = [row for row in rows if row["path"] in gone]
-        if prune or not rows or any(under(path, folder) for path in moved_to):
-            continue  # (one of its files moved within it, into a subfolder: it is there, not unmounted)
+        if prune or not rows or any(under(path, folder) for path in moved_to) \
+                or any(row["path"] in in_trash for row in rows):
+            continue  # (one of its files moved within it, into a subfolder: it is there, not unmounted;
+            # or to a trash: deleted)
         for row in rows:
             gone.pop(row["path"], None)
             kept_now[row["path"]] = folder
@@ -503,11 +514,11 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     # Entries an earlier run kept, still missing, stay kept until --prune or 'vmr forget': the
     # folder may hold files indexed since (another card in the same reader), and it no longer
     # looks as if it lost all its files at once; they were removed by the next run without a word.
-    held = held_before(catalog)
     earlier: dict[str, list] = {}
     for path, row in list(gone.items()):
         mark = held.get(path)
-        if not prune and isinstance(mark, list) and len(mark) == 2 and mark[0] == row["id"]:
+        if not prune and path not in in_trash and isinstance(mark, list) and len(mark) == 2 \
+                and mark[0] == row["id"]:
             earlier.setdefault(mark[1], []).append(row)
     for folder, rows in earlier.items():
         for row in rows:

@@ -1,0 +1,117 @@
+"""Which missing videos were moved to a trash: deleted by the user, not on a drive that is away.
+
+A folder whose indexed files all vanish at once is kept as an unmounted drive's (scan.plan_index).
+A desktop's "Move to Trash" of that folder looks the same from inside the folder, but the trash
+says where what it holds came from:
+
+- the freedesktop.org trash (GNOME, KDE, Xfce; the spec's home trash $XDG_DATA_HOME/Trash and
+  each drive's $top/.Trash-$uid and $top/.Trash/$uid): ``info/NAME.trashinfo`` records the
+  original path of ``files/NAME``, a file or a whole folder;
+- a NAS's recycle bin (Synology's #recycle, QNAP's @Recycle, Samba's .recycle) keeps the share's
+  folders under it: a deleted ``share/a/b.mp4`` is ``share/#recycle/a/b.mp4``.
+
+A path counts as trashed only while its trashed file is still there, with the size it was indexed
+with where the bin keeps no record of the path but the file's place.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import unquote_to_bytes
+
+from .paths import under
+
+RECYCLE_BINS = frozenset(("#recycle", "@recycle", ".recycle"))  # (casefolded) the share's tree kept inside
+
+
+def _home_trash() -> str:
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "Trash")
+
+
+def drive_top(path: str) -> str:
+    """The mount point holding path (where a drive's trash lies), judged from its nearest existing
+    folder: the drive of a folder that is gone."""
+    path = os.path.abspath(path)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    while not os.path.ismount(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def _records(trash: str, top: str | None) -> dict[str, str]:
+    """original path -> its file in trash/files, from trash/info/*.trashinfo (paths relative to
+    top in a drive's trash)."""
+    info = os.path.join(trash, "info")
+    try:
+        names = os.listdir(info)
+    except OSError:
+        return {}
+    out = {}
+    for name in names:
+        if not name.endswith(".trashinfo"):
+            continue
+        try:
+            with open(os.path.join(info, name), "rb") as f:
+                lines = f.read(65536).splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith(b"Path="):
+                original = os.fsdecode(unquote_to_bytes(line[5:].strip()))
+                if not os.path.isabs(original):
+                    if top is None:
+                        break
+                    original = os.path.join(top, original)
+                out[os.path.normpath(original)] = os.path.join(trash, "files", name[:-len(".trashinfo")])
+                break
+    return out
+
+
+def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
+    """The paths of rows (catalog entries whose files are missing) that are in a trash now.
+
+    passed_over: system folders the index walk did not enter (scan.SYSTEM_FOLDERS), among them a
+    share's recycle bin."""
+    if not rows:
+        return set()
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    records = _records(_home_trash(), None)
+    tops = {drive_top(row["path"]) for row in rows}
+    for top in tops:
+        for trash in ([os.path.join(top, f".Trash-{uid}"), os.path.join(top, ".Trash", str(uid))]
+                      if uid is not None else []):
+            records.update(_records(trash, top))
+    bins = {folder for folder in passed_over if os.path.basename(folder).casefold() in RECYCLE_BINS}
+    bins.update(os.path.join(top, name) for top in tops for name in ("#recycle", "@Recycle", ".recycle")
+                if os.path.isdir(os.path.join(top, name)))  # a share mounted at its top
+    out = set()
+    for row in rows:
+        path = row["path"]
+        place = None
+        at = path
+        while True:  # the path itself, or a folder above it, trashed whole
+            if at in records:
+                place = os.path.join(records[at], os.path.relpath(path, at)) if at != path else records[at]
+                break
+            parent = os.path.dirname(at)
+            if parent == at:
+                break
+            at = parent
+        if place is not None and os.path.lexists(place):
+            out.add(path)
+            continue
+        for folder in bins:
+            share = os.path.dirname(folder)
+            if under(path, share) and _sized(os.path.join(folder, os.path.relpath(path, share)), row["size"]):
+                out.add(path)
+                break
+    return out
+
+
+def _sized(path: str, size: int) -> bool:
+    try:
+        return os.stat(path).st_size == size
+    except OSError:
+        return False
