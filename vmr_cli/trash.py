@@ -78,7 +78,7 @@ def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
         return set()
     uid = os.getuid() if hasattr(os, "getuid") else None
     records = _records(_home_trash(), None)
-    tops = {drive_top(row["path"]) for row in rows}
+    tops = {drive_top(folder) for folder in {os.path.dirname(row["path"]) for row in rows}}
     for top in tops:
         for trash in ([os.path.join(top, f".Trash-{uid}"), os.path.join(top, ".Trash", str(uid))]
                       if uid is not None else []):
