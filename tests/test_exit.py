@@ -245,3 +245,71 @@ def test_a_signal_the_parent_ignores_stays_ignored(tmp_path):
     done = subprocess.run([sys.executable, "-c", IGNORED_BY_THE_PARENT, str(tmp_path / "lib")], capture_output=True,
                           text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert done.returncode == 0 and done.stderr == "" and '"videos": 0' in done.stdout, done
+
+
+HALF_LOADED = """
+import os, signal, sys
+os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while a module loads (torch, numpy, torchcodec)
+for _ in range(200000): pass  # the rest of its module code, which must run
+open(os.environ["LOADED_MARK"], "w").close()
+"""
+
+CTRL_C_IN_AN_IMPORT = """
+import sys
+from vmr_cli import cli, indexer
+
+index_paths = indexer.index_paths
+
+def import_then_index(*args, **kwargs):  # as the index's first 'import torch'
+    import half_loaded
+    return index_paths(*args, **kwargs)
+
+indexer.index_paths = import_then_index
+sys.argv = ["vmr", "--library", sys.argv[1], "index", sys.argv[2], "--model", sys.argv[3]]
+cli.main()
+"""
+
+
+def test_a_ctrl_c_while_a_module_loads_waits_for_it_and_then_stops(tiny_model, tmp_path):
+    """A Ctrl-C about a second into 'vmr index' landed inside 'import torch': a C++ 'terminate
+    called ... KeyboardInterrupt' core dump (exit 134, a library with no videos left behind),
+    "numpy has no attribute 'void'", or the interrupt swallowed and the whole run done."""
+    from conftest import make_video
+
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    (tmp_path / "half_loaded.py").write_text(HALF_LOADED)
+    path = os.pathsep.join(p for p in [str(tmp_path), os.environ.get("PYTHONPATH")] if p)
+    mark = tmp_path / "loaded"
+    done = subprocess.run([sys.executable, "-c", CTRL_C_IN_AN_IMPORT, str(tmp_path / "lib"), str(tmp_path / "v"),
+                           tiny_model], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=path, LOADED_MARK=str(mark)))
+    assert done.returncode == 130 and done.stderr.startswith("Error: interrupted"), done
+    assert mark.exists()  # the module loaded whole, then the command stopped
+
+
+CTRL_C_TURNED_INTO_ANOTHER_ERROR = """
+import os, signal, sys
+from vmr_cli import cli, indexer
+
+def load_file(*args, **kwargs):  # as safetensors' load_file: native code calling back into Python
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(200000): pass
+    except KeyboardInterrupt:
+        raise ValueError("could not determine the shape of object type 'torch.storage.UntypedStorage'")
+
+indexer.index_paths = load_file
+sys.argv = ["vmr", "--library", sys.argv[1], "index", sys.argv[2]]
+cli.main()
+"""
+
+
+def test_a_ctrl_c_that_native_code_turned_into_another_error_is_still_an_interrupt(tmp_path):
+    """Ctrl-C while safetensors loaded the model gave a traceback of "ValueError: could not
+    determine the shape of object type 'torch.storage.UntypedStorage'" and exit 1."""
+    (tmp_path / "v").mkdir()
+    done = subprocess.run([sys.executable, "-c", CTRL_C_TURNED_INTO_ANOTHER_ERROR, str(tmp_path / "lib"),
+                           str(tmp_path / "v")], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert (done.returncode, done.stderr) == \
+        (130, "Error: interrupted; what was committed is kept, run the command again to resume\n"), done

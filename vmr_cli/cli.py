@@ -21,7 +21,7 @@ import click
 
 from . import __version__
 from .decode import BACKENDS
-from .errors import Terminated, exit_at_once, on_signal  # Terminated: raised by the SIGTERM handler below
+from .errors import Terminated, exit_at_once, on_signal, raise_interrupt  # Terminated: raised on SIGTERM
 from .paths import printable
 
 
@@ -59,26 +59,30 @@ def handle_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from .errors import Interrupted, VmrError, storage_error
+        from .errors import Interrupted, VmrError, interrupt_received, received, storage_error
 
+        received.clear()
         try:
             if _AS_PROCESS:  # the command stops cleanly: Ctrl-C and SIGTERM raise where it is
-                on_signal(signal.SIGINT, signal.default_int_handler)
-                on_signal(signal.SIGTERM, _terminated)
+                on_signal(signal.SIGINT, raise_interrupt)
+                on_signal(signal.SIGTERM, raise_interrupt)
             done = func(*args, **kwargs)
             _ignore_signals()  # the work is done and said: a Ctrl-C now made click say 'Aborted!', exit 1
             return done
         except VmrError as exc:
             if os.environ.get("VMR_DEBUG"):
                 raise
+            if not isinstance(exc, Interrupted) and (signum := interrupt_received()) is not None:
+                _interrupted(signum)  # its doing (a model 'cannot be read')
             _fail(str(exc), exc.status if isinstance(exc, Interrupted) else 1)
-        except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports it
-            _fail(INTERRUPTED.get(click.get_current_context().info_name, "interrupted"),
-                  143 if isinstance(exc, Terminated) else 130)
+        except KeyboardInterrupt as exc:
+            _interrupted(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         except BrokenPipeError:  # `vmr status | head`: the reader has what it wanted; end as quietly as cat
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a writer the pipe closed on
         except Exception as exc:
+            if (signum := interrupt_received()) is not None and not os.environ.get("VMR_DEBUG"):
+                _interrupted(signum)  # its doing, where native code took the KeyboardInterrupt
             if isinstance(exc, OSError) and _writing_output(exc):  # '> /dev/full', a full disk under a
                 _fail(f"cannot write the output: {exc.strerror or exc}")  # redirect: not the library's
             known = storage_error(exc, _library_directory())
@@ -92,6 +96,11 @@ def handle_errors(func):
             _fail(f"{exc.strerror or exc}{where}")
 
     return wrapper
+
+
+def _interrupted(signum: int):
+    """The command's interrupted line, and 128 + the signal as a shell reports it (130, 143)."""
+    _fail(INTERRUPTED.get(click.get_current_context().info_name, "interrupted"), 128 + signum)
 
 
 def _writing_output(exc: OSError) -> bool:
@@ -1122,11 +1131,6 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, tokens,
 
 
 _AS_PROCESS = False  # set by main(): not when tests call the CLI in their own process
-
-
-def _terminated(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
-    raise Terminated()
 
 
 def main():

@@ -37,6 +37,59 @@ class Terminated(KeyboardInterrupt):
     unlogged (the next index took them for the user's videos) and its temporary file behind."""
 
 
+IMPORT_MACHINERY = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+_deferred: list = []  # the interrupt that came while a module was being imported
+received: list = []  # every interrupt raise_interrupt was given (see interrupt_received)
+
+
+def _importing(frame) -> bool:
+    """Whether frame (the main thread's, where a signal handler runs) is inside an import."""
+    while frame is not None:
+        if frame.f_code.co_filename in IMPORT_MACHINERY:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def raise_interrupt(signum, frame):
+    """Ctrl-C (KeyboardInterrupt) or SIGTERM (Terminated) raised where the command is, except in the
+    middle of an import: raised there, torch, numpy or torchcodec was left half-loaded (a C++
+    'terminate called ... KeyboardInterrupt' core dump, "numpy has no attribute 'void'", or
+    the interrupt swallowed and the whole index run), so it is raised as soon as the import is done."""
+    received.append(signum)
+    if _importing(frame) and hasattr(signal, "setitimer"):
+        _deferred.append(signum)
+        signal.signal(signal.SIGALRM, _raise_deferred)
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        return
+    _raise(signum)
+
+
+def interrupt_received() -> int | None:
+    """The signal raise_interrupt was given, if any: an exception other than KeyboardInterrupt can
+    be its doing, where native code called back into Python took it (safetensors' load_file
+    turned one into "ValueError: could not determine the shape of ... UntypedStorage")."""
+    return received[0] if received else None
+
+
+def _raise_deferred(_signum, frame):
+    if not _deferred:
+        return
+    if _importing(frame):
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        return
+    signum = _deferred[0]
+    _deferred.clear()
+    _raise(signum)
+
+
+def _raise(signum):
+    if signum == signal.SIGTERM:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
+        raise Terminated()
+    raise KeyboardInterrupt
+
+
 def exit_at_once(signum, frame):
     """Ctrl-C or SIGTERM outside a command's work (vmr loading, its options being read): nothing is
     open or half-written there, so the process ends now, with the line a command's interrupt gives,
