@@ -313,3 +313,32 @@ def test_a_ctrl_c_that_native_code_turned_into_another_error_is_still_an_interru
                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert (done.returncode, done.stderr) == \
         (130, "Error: interrupted; what was committed is kept, run the command again to resume\n"), done
+
+
+def test_a_file_whose_decoding_an_interrupt_broke_is_not_recorded_as_failed(tiny_model, tmp_path, monkeypatch):
+    """Native code that takes a Ctrl-C can make it another error: where that is a file's decode
+    error, the file was recorded as failed (not tried again until it changes) and the run went on."""
+    import signal
+
+    from conftest import make_video, vmr
+
+    from vmr_cli import errors, indexer
+    from vmr_cli.errors import DecodeError
+
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    make_video(tmp_path / "v" / "b.mp4", [("green", 2.0)])
+    encoded = indexer._encoded
+
+    def interrupted_in_the_first(work, *args, **kwargs):
+        for n, (item, row, result) in enumerate(encoded(work, *args, **kwargs)):
+            if n == 0:
+                errors.received.append(signal.SIGINT)  # as raise_interrupt records it
+                result = DecodeError("cannot decode: could not determine the shape of object type ...")
+            yield item, row, result
+
+    monkeypatch.setattr(indexer, "_encoded", interrupted_in_the_first)
+    monkeypatch.setattr(errors, "received", [])  # (the module's own list stays empty for other tests)
+    code, out, err = vmr("--library", tmp_path / "lib", "index", tmp_path / "v", "--model", tiny_model, expect=130)
+    assert err.startswith("Error: interrupted"), err
+    monkeypatch.undo()
+    assert vmr("--library", tmp_path / "lib", "status", "--failed")[1].count("a.mp4") == 0
