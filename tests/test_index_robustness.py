@@ -886,6 +886,21 @@ def test_a_quoted_tilde_is_pointed_out(tmp_path, monkeypatch):
     assert vmr("index", "~/Nothing", expect=1)[2] == f"Error: no such file or folder: {here / 'Nothing'}\n"
 
 
+def test_a_quoted_tilde_is_pointed_out_by_search_in_and_forget(tiny_model, videos, tmp_path, monkeypatch):
+    """'vmr search QUERY --in "~/videos"' and 'vmr forget "~/videos"' said only that the library
+    holds nothing there (the review of --in; vmr index says what the '~' is)."""
+    vmr("index", videos, "--model", tiny_model)
+    monkeypatch.setenv("HOME", str(videos.parent))
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    hint = f" (a '~' in quotes is not the home folder: did you mean {videos}?)"
+    assert vmr("search", "a red screen", "--in", "~/videos", expect=1)[2] == \
+        f"Error: --in ~/videos: the library holds no video at or under it{hint}\n"
+    assert vmr("forget", "~/videos", expect=1)[2] == \
+        f"Error: the library holds nothing at or under {tmp_path / 'here' / '~' / 'videos'}{hint}; nothing was forgotten\n"
+    assert "(vmr status lists what it holds" in vmr("search", "a red screen", "--in", "~/nothing", expect=1)[2]
+
+
 def test_index_without_path_needs_a_library_with_folders():
     code, out, err = vmr("index", expect=1)
     assert err.strip() == "Error: the library holds no folders yet; say what to index: vmr index PATH"

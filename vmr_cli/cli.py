@@ -462,9 +462,10 @@ def forget(ctx, paths, as_json):
     starts with '-' goes after '--': vmr forget -- -clip.mp4
     """
     from .errors import VmrError
-    from .paths import absolute, under
+    from .paths import absolute, quoted_tilde, under
 
     lib = open_library(ctx, writes=True)
+    named = {absolute(p): p for p in reversed(paths)}  # (the first PATH naming each place)
     given = list(dict.fromkeys(absolute(p) for p in paths))
     roots = [r for r in given if not any(o != r and under(r, o) for o in given)]  # 'dir dir/x': dir
     with lib.writer_lock("vmr forget"):
@@ -473,7 +474,8 @@ def forget(ctx, paths, as_json):
         lib.drop_leftovers()
         empty = [r for r in roots if not lib.catalog.videos_under(r)]
         if empty:
-            raise VmrError(f"the library holds nothing at or under {empty[0]}; nothing was forgotten")
+            raise VmrError(f"the library holds nothing at or under {printable(empty[0])}"
+                           f"{quoted_tilde(named[empty[0]])}; nothing was forgotten")
         started = time.time()
         forgotten = [{"path": r, "videos": len(lib.forget(r))} for r in roots]
         lib.save()
@@ -535,7 +537,7 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     """
     from . import STARTED
     from .errors import VmrError
-    from .paths import absolute, library_names, user_file_target
+    from .paths import absolute, library_names, quoted_tilde, user_file_target
     from .search import Searcher, SearchOptions, clean_query
 
     clean_query(query)  # an empty query fails before any model loads
@@ -555,8 +557,9 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
     for path in within:  # a typo finds nothing: said, as vmr forget says it
         held = {row["id"]: row for name in library_names(path, roots) for row in lib.catalog.videos_under(name)}
         if not held:
-            raise VmrError(f"--in {printable(path)}: the library holds no video at or under it "
-                           "(vmr status lists what it holds; index it first: vmr index PATH)")
+            raise VmrError(f"--in {printable(path)}: the library holds no video at or under it"
+                           + (quoted_tilde(path) or " (vmr status lists what it holds; index it first: "
+                              "vmr index PATH)"))
         if not any(row["status"] == "ok" for row in held.values()):  # each failed: a search found nothing, exit 0
             raise VmrError(f"--in {printable(path)}: none of the {len(held)} video{'s' if len(held) != 1 else ''} "
                            "the library holds at or under it is indexed (they failed, or wait to be indexed "

@@ -110,6 +110,17 @@ def is_video_name(path: str) -> bool:
     return extension(path) in INDEX_EXTENSIONS
 
 
+def quoted_tilde(given) -> str:
+    """A hint for a PATH that starts with a '~' the shell did not expand (it was quoted, or came
+    from a script): the home folder it meant, where that exists and the PATH as given does not."""
+    given = os.fsdecode(given)
+    if not given.startswith("~") or os.path.lexists(given):
+        return ""
+    home = os.path.expanduser(given)
+    return f" (a '~' in quotes is not the home folder: did you mean {printable(home)}?)" \
+        if home != given and os.path.lexists(home) else ""
+
+
 def under(path: str, root: str) -> bool:
     """True when path is root itself or lies inside it."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from .errors import VmrError
 from .export import MARKER, without_own_outputs
-from .paths import absolute, extension, is_video_name, printable, under
+from .paths import absolute, extension, is_video_name, printable, quoted_tilde, under
 
 FINGERPRINT_BYTES = 256 * 1024
 
@@ -296,10 +296,7 @@ def check_roots(paths, catalog=None, prune: bool = False) -> list[str]:
             raise VmrError(f"no such file or folder: {printable(root)}; the library keeps its {held} "
                            "entries under it (unmounted drive?): 'vmr index --prune PATH' or "
                            "'vmr forget PATH' drops them")
-        home = os.path.expanduser(given[root])
-        raise VmrError(f"no such file or folder: {printable(root)}" + (
-            f" (a '~' in quotes is not the home folder: did you mean {printable(home)}?)"
-            if given[root].startswith("~") and os.path.lexists(home) else ""))
+        raise VmrError(f"no such file or folder: {printable(root)}{quoted_tilde(given[root])}")
     return roots
 
 
