@@ -556,3 +556,18 @@ def test_a_folder_deleted_on_a_drive_or_a_nas_share_is_removed(tiny_model, tmp_p
     summary = vmr_json("index")
     assert (summary["removed"], summary["kept"]) == (5, []), summary
     assert indexed_paths() == [str(drive / "other.mp4"), str(share / "x.mp4")]
+
+
+def test_a_large_passed_over_folder_is_looked_into_only_so_far(tmp_path, monkeypatch):
+    """Whether a passed-over folder holds videos (for its note) walked all of it on every run: a
+    NAS's #snapshot copies whole shares."""
+    from vmr_cli import scan
+
+    snap = tmp_path / "share" / "#snapshot"
+    for n in range(30):
+        (snap / f"s{n:02d}").mkdir(parents=True)
+        (snap / f"s{n:02d}" / "notes.txt").write_text("x")
+    make_video(snap / "s29" / "late.mp4", [("red", 1.0)])
+    assert scan._holds_videos(str(snap))
+    monkeypatch.setattr(scan, "HOLDS_VIDEOS_LOOK", 20)
+    assert not scan._holds_videos(str(snap))

@@ -535,11 +535,19 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
     return plan
 
 
+HOLDS_VIDEOS_LOOK = 5000  # entries at most looked at in a passed-over folder (a NAS's snapshots copy whole shares)
+
+
 def _holds_videos(folder: str) -> bool:
-    """Whether a video file lies anywhere under folder (for the note on what was passed over)."""
-    for _base, _dirs, files in os.walk(folder):
+    """Whether a video file lies under folder, among its first HOLDS_VIDEOS_LOOK entries (for the
+    note on what was passed over: every run pays for it, a cron job's too)."""
+    seen = 0
+    for _base, dirs, files in os.walk(folder):
         if any(is_video_name(name) and not name.startswith(APPLEDOUBLE) for name in files):
             return True
+        seen += len(dirs) + len(files)
+        if seen >= HOLDS_VIDEOS_LOOK:
+            return False
     return False
 
 
