@@ -558,6 +558,28 @@ def test_a_folder_deleted_on_a_drive_or_a_nas_share_is_removed(tiny_model, tmp_p
     assert indexed_paths() == [str(drive / "other.mp4"), str(share / "x.mp4")]
 
 
+def test_another_cards_trash_does_not_make_this_cards_folder_deleted(tiny_model, tmp_path, monkeypatch):
+    """Two cards in the same reader (one mount point): card B's .Trash-UID holds an older
+    DCIM/100/a.mp4 of its own. With card A's files indexed and card B in the reader, card A's
+    entries are an unmounted drive's: kept, not removed (its a.mp4 is not the trashed one)."""
+    from vmr_cli import trash
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    drive = tmp_path / "drive"
+    monkeypatch.setattr(trash, "drive_top", lambda path: str(drive) if path.startswith(str(drive)) else "/")
+    _trip(drive / "DCIM" / "100")
+    make_video(drive / "other.mp4", [("testsrc", 3.0)])
+    assert vmr_json("index", drive, "--model", tiny_model)["added"] == 3
+    os.rename(drive / "DCIM" / "100", tmp_path / "card-a")  # card A out, card B in: its own DCIM/100 ...
+    (drive / "DCIM" / "100").mkdir()
+    own = drive / f".Trash-{os.getuid()}"
+    make_video(own / "files" / "a.mp4", [("testsrc", 7.0)])  # ... and an a.mp4 of its own it trashed once
+    _trashinfo(own, "a.mp4", "DCIM/100/a.mp4")
+    summary = vmr_json("index")
+    assert (summary["removed"], [k["videos"] for k in summary["kept"]]) == (0, [2]), summary
+
+
+
 def test_a_large_passed_over_folder_is_looked_into_only_so_far(tmp_path, monkeypatch):
     """Whether a passed-over folder holds videos (for its note) walked all of it on every run: a
     NAS's #snapshot copies whole shares."""

@@ -11,7 +11,8 @@ says where what it holds came from:
   folders under it: a deleted ``share/a/b.mp4`` is ``share/#recycle/a/b.mp4``.
 
 A path counts as trashed only while its trashed file is still there, with the size it was indexed
-with where the bin keeps no record of the path but the file's place.
+with (a record says where a file of that name came from, not that it is the file indexed: another
+card in the same reader, its own trash holding an older file of the same name).
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
             if parent == at:
                 break
             at = parent
-        if place is not None and os.path.lexists(place):
-            out.add(path)
+        if place is not None and _sized(place, row["size"]):  # not another file of that name: a card
+            out.add(path)  # swapped in the same reader, with an older file of the same name in its trash
             continue
         for folder in bins:
             share = os.path.dirname(folder)
