@@ -580,6 +580,25 @@ def test_another_cards_trash_does_not_make_this_cards_folder_deleted(tiny_model,
 
 
 
+def test_one_trashed_file_does_not_make_its_folders_other_entries_deleted(tiny_model, tmp_path, monkeypatch):
+    """a.mp4 deleted to the trash, then the folder's drive went away before the next run: a.mp4's
+    entry goes, b.mp4 and c.mp4 are kept as the drive's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    home = tmp_path / "Videos"
+    _trip(home / "cam", names=("a.mp4", "b.mp4", "c.mp4"))
+    make_video(home / "other.mp4", [("testsrc", 3.0)])
+    assert vmr_json("index", home, "--model", tiny_model)["added"] == 4
+    trash = tmp_path / "data" / "Trash"
+    (trash / "files").mkdir(parents=True)
+    os.rename(home / "cam" / "a.mp4", trash / "files" / "a.mp4")
+    _trashinfo(trash, "a.mp4", home / "cam" / "a.mp4")
+    os.rename(home / "cam", tmp_path / "away")  # the drive is unmounted
+    summary = vmr_json("index", home)
+    assert (summary["removed"], [k["videos"] for k in summary["kept"]]) == (1, [2]), summary
+    assert str(home / "cam" / "b.mp4") in indexed_paths()
+
+
+
 def test_a_large_passed_over_folder_is_looked_into_only_so_far(tmp_path, monkeypatch):
     """Whether a passed-over folder holds videos (for its note) walked all of it on every run: a
     NAS's #snapshot copies whole shares."""

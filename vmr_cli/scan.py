@@ -496,11 +496,11 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
 
     in_trash = trashed(doubtful, walk.system_folders)
     for folder, rows in lost_first.items():
-        rows = [row for row in rows if row["path"] in gone]
-        if prune or not rows or any(under(path, folder) for path in moved_to) \
-                or any(row["path"] in in_trash for row in rows):
-            continue  # (one of its files moved within it, into a subfolder: it is there, not unmounted;
-            # or to a trash: deleted)
+        # What a trash holds was deleted; the folder's other missing files are judged as before (one
+        # file deleted to the trash, then the drive unmounted: its other entries were removed too)
+        rows = [row for row in rows if row["path"] in gone and row["path"] not in in_trash]
+        if prune or not rows or any(under(path, folder) for path in moved_to):
+            continue  # (one of its files moved within it, into a subfolder: it is there, not unmounted)
         for row in rows:
             gone.pop(row["path"], None)
             kept_now[row["path"]] = folder
