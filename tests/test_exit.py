@@ -342,3 +342,39 @@ def test_a_file_whose_decoding_an_interrupt_broke_is_not_recorded_as_failed(tiny
     assert err.startswith("Error: interrupted"), err
     monkeypatch.undo()
     assert vmr("--library", tmp_path / "lib", "status", "--failed")[1].count("a.mp4") == 0
+
+
+CTRL_C_IN_A_LAST_IMPORT = """
+import atexit, os, sys, time
+from vmr_cli import cli
+
+open_library = cli.open_library
+
+def import_then_open(*args, **kwargs):  # a lazy import in the command's last steps
+    import half_loaded
+    t = time.perf_counter()
+    while time.perf_counter() - t < float(sys.argv[2]) / 1000:  # what is left of the command
+        pass
+    return open_library(*args, **kwargs)
+
+cli.open_library = import_then_open
+atexit.register(time.sleep, 0.1)  # as torch's and logging's atexit callbacks: the process lingers
+sys.argv = ["vmr", "--library", sys.argv[1], "searches"]
+cli.main()
+"""
+
+
+def test_an_interrupt_deferred_past_the_commands_end_is_not_raised_after_it(tmp_path):
+    """A Ctrl-C in an import less than the retry's 20 ms before the command ended (or before the
+    interrupt was raised another way) was raised by the timer afterwards: 'Aborted!' and exit 1
+    after the command's output, or a traceback from an atexit callback."""
+    (tmp_path / "half_loaded.py").write_text(HALF_LOADED.replace("LOADED_MARK", "LOADED_MARK_"))
+    path = os.pathsep.join(p for p in [str(tmp_path), os.environ.get("PYTHONPATH")] if p)
+    for spin in (0, 5, 10, 40):
+        done = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_LAST_IMPORT, str(tmp_path / "lib"), str(spin)],
+                              capture_output=True, text=True, cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=path, LOADED_MARK_=str(tmp_path / "mark")))
+        assert (done.returncode, done.stderr) in [
+            (1, f"Error: no vmr library at {tmp_path / 'lib'}; run 'vmr index PATH' first\n"),
+            (130, "Error: interrupted\n")], (spin, done)
+

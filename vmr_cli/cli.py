@@ -39,8 +39,11 @@ def _fail(message: str, code: int = 1):
 
 def _ignore_signals() -> None:
     if _AS_PROCESS:
+        from .errors import cancel_deferred
+
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        cancel_deferred()  # one deferred until an import ended must not be raised after the outcome
 
 
 # What Ctrl-C leaves, by command: only these have work a second run goes on from.

@@ -72,6 +72,16 @@ def interrupt_received() -> int | None:
     return received[0] if received else None
 
 
+def cancel_deferred() -> None:
+    """The command's outcome is decided (done, failed, or stopped by the interrupt another way: the
+    indexer's check, an error native code made of it): a deferred interrupt's timer, still set,
+    raised KeyboardInterrupt later, where nothing catches it (click's 'Aborted!', exit 1 after the
+    command's output; a traceback from an atexit callback)."""
+    if _deferred and hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    _deferred.clear()
+
+
 def _raise_deferred(_signum, frame):
     if not _deferred:
         return
