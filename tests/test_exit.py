@@ -378,3 +378,34 @@ def test_an_interrupt_deferred_past_the_commands_end_is_not_raised_after_it(tmp_
             (1, f"Error: no vmr library at {tmp_path / 'lib'}; run 'vmr index PATH' first\n"),
             (130, "Error: interrupted\n")], (spin, done)
 
+
+SIGTERM_TAKEN_BY_NATIVE_CODE = """
+import os, signal, sys
+from vmr_cli import cli, indexer
+
+encode_distinct = indexer.encode_distinct
+
+def taken(*args, **kwargs):  # native code that takes the SIGTERM's exception and goes on
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(200000): pass
+    except KeyboardInterrupt:
+        pass
+    return encode_distinct(*args, **kwargs)
+
+indexer.encode_distinct = taken
+sys.argv = ["vmr", "--library", sys.argv[1], "index", sys.argv[2], "--model", sys.argv[3]]
+cli.main()
+"""
+
+
+def test_a_sigterm_native_code_took_still_ends_the_index_as_terminated(tiny_model, tmp_path):
+    """The indexer's check for an interrupt native code took raised KeyboardInterrupt for SIGTERM
+    too: exit 130, not 143."""
+    from conftest import make_video
+
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    done = subprocess.run([sys.executable, "-c", SIGTERM_TAKEN_BY_NATIVE_CODE, str(tmp_path / "lib"),
+                           str(tmp_path / "v"), tiny_model], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.returncode == 143 and done.stderr.startswith("Error: "), done
