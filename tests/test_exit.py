@@ -4,6 +4,7 @@ with its exit status, its atexit handlers, its output flushed, and any running t
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -409,3 +410,50 @@ def test_a_sigterm_native_code_took_still_ends_the_index_as_terminated(tiny_mode
                            str(tmp_path / "v"), tiny_model], capture_output=True, text=True, cwd=ROOT,
                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert done.returncode == 143 and done.stderr.startswith("Error: "), done
+
+
+SIGTERM_IN_A_LONG_IMPORT = """
+import os, signal, sys, time
+os.kill(os.getpid(), signal.SIGTERM)
+if os.environ.get("TWICE"):
+    time.sleep(0.1)
+    os.kill(os.getpid(), signal.SIGTERM)
+t = time.time()
+while time.time() - t < 1: pass
+"""
+
+LONG_IMPORT_THEN_SEARCHES = """
+import sys
+from vmr_cli import cli
+
+open_library = cli.open_library
+
+def import_then_open(*args, **kwargs):
+    import long_import
+    return open_library(*args, **kwargs)
+
+cli.open_library = import_then_open
+sys.argv = ["vmr", "--library", sys.argv[1], "searches"]
+cli.main()
+"""
+
+
+def test_a_sigterm_in_an_import_stops_the_command_and_a_second_one_ends_it_at_once(tiny_model, tmp_path):
+    """The command went on to its end (exit 0) when it ended less than the timer's 20 ms after the
+    import; a second SIGTERM in the import was deferred too, not the end at once it is elsewhere."""
+    from conftest import make_video
+
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    lib = tmp_path / "lib"
+    assert subprocess.run([sys.executable, "-m", "vmr_cli", "--library", str(lib), "index", str(tmp_path / "v"),
+                           "--model", tiny_model], capture_output=True, cwd=ROOT,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1")).returncode == 0
+    (tmp_path / "long_import.py").write_text(SIGTERM_IN_A_LONG_IMPORT)
+    path = os.pathsep.join(p for p in [str(tmp_path), os.environ.get("PYTHONPATH")] if p)
+    done = subprocess.run([sys.executable, "-c", LONG_IMPORT_THEN_SEARCHES, str(lib)], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=path))
+    assert done.returncode == 143 and done.stderr.endswith("\nError: interrupted\n") \
+        and "Traceback" not in done.stderr, done
+    done = subprocess.run([sys.executable, "-c", LONG_IMPORT_THEN_SEARCHES, str(lib)], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=path, TWICE="1"))
+    assert done.returncode == -signal.SIGTERM and done.stdout == "", done

@@ -62,7 +62,7 @@ def handle_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from .errors import Interrupted, VmrError, interrupt_received, received, storage_error
+        from .errors import Interrupted, VmrError, deferred, interrupt_received, received, storage_error
 
         received.clear()
         try:
@@ -70,6 +70,8 @@ def handle_errors(func):
                 on_signal(signal.SIGINT, raise_interrupt)
                 on_signal(signal.SIGTERM, raise_interrupt)
             done = func(*args, **kwargs)
+            if (signum := deferred()) is not None:  # came in an import, the command ended before its
+                _interrupted(signum)  # timer fired: it was lost (exit 0) or raised in click ('Aborted!')
             _ignore_signals()  # the work is done and said: a Ctrl-C now made click say 'Aborted!', exit 1
             return done
         except VmrError as exc:

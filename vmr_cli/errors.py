@@ -59,6 +59,8 @@ def raise_interrupt(signum, frame):
     received.append(signum)
     if _importing(frame) and hasattr(signal, "setitimer"):
         _deferred.append(signum)
+        if signum == signal.SIGTERM:  # a second one ends the process at once, as when raised now
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGALRM, _raise_deferred)
         signal.setitimer(signal.ITIMER_REAL, 0.02)
         return
@@ -70,6 +72,11 @@ def interrupt_received() -> int | None:
     be its doing, where native code called back into Python took it (safetensors' load_file
     turned one into "ValueError: could not determine the shape of ... UntypedStorage")."""
     return received[0] if received else None
+
+
+def deferred() -> int | None:
+    """The interrupt deferred until an import ended and not raised yet, if any."""
+    return _deferred[0] if _deferred else None
 
 
 def cancel_deferred() -> None:
