@@ -612,3 +612,25 @@ def test_a_large_passed_over_folder_is_looked_into_only_so_far(tmp_path, monkeyp
     assert scan._holds_videos(str(snap))
     monkeypatch.setattr(scan, "HOLDS_VIDEOS_LOOK", 20)
     assert not scan._holds_videos(str(snap))
+
+
+def test_a_path_trashed_twice_and_a_fifo_in_the_trash_are_read_right(tiny_model, tmp_path, monkeypatch):
+    """The trash holds an older a.mp4 from the same place (another size) beside the indexed one
+    ('a.2.mp4'): one record per path was kept, so it hung on listing order whether the folder was
+    taken for deleted; a FIFO named *.trashinfo was opened, waiting for a writer for ever."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    home = tmp_path / "Videos"
+    _trip(home / "trip")
+    make_video(home / "other.mp4", [("testsrc", 3.0)])
+    vmr_json("index", home, "--model", tiny_model)
+    trash = tmp_path / "data" / "Trash"
+    (trash / "files").mkdir(parents=True)
+    (trash / "files" / "a.mp4").write_bytes(b"an older a.mp4 of the same place")
+    _trashinfo(trash, "a.mp4", home / "trip" / "a.mp4")
+    os.rename(home / "trip" / "a.mp4", trash / "files" / "a.2.mp4")
+    _trashinfo(trash, "a.2.mp4", home / "trip" / "a.mp4")
+    os.rename(home / "trip" / "b.mp4", trash / "files" / "b.mp4")
+    _trashinfo(trash, "b.mp4", home / "trip" / "b.mp4")
+    os.mkfifo(trash / "info" / "pipe.trashinfo")
+    summary = vmr_json("index", home)
+    assert (summary["removed"], summary["kept"]) == (2, []), summary

@@ -42,17 +42,16 @@ def drive_top(path: str) -> str:
 
 
 def _records(trash: str, top: str | None) -> dict[str, str]:
-    """original path -> its file in trash/files, from trash/info/*.trashinfo (paths relative to
-    top in a drive's trash)."""
+    """original path -> its files in trash/files (a path trashed twice has two), from
+    trash/info/*.trashinfo (paths relative to top in a drive's trash)."""
     info = os.path.join(trash, "info")
     try:
-        names = os.listdir(info)
+        with os.scandir(info) as entries:
+            names = [e.name for e in entries if e.name.endswith(".trashinfo") and e.is_file(follow_symlinks=False)]
     except OSError:
         return {}
-    out = {}
-    for name in names:
-        if not name.endswith(".trashinfo"):
-            continue
+    out: dict[str, list[str]] = {}
+    for name in names:  # (regular files only: opening a FIFO would wait for a writer)
         try:
             with open(os.path.join(info, name), "rb") as f:
                 lines = f.read(65536).splitlines()
@@ -65,7 +64,8 @@ def _records(trash: str, top: str | None) -> dict[str, str]:
                     if top is None:
                         break
                     original = os.path.join(top, original)
-                out[os.path.normpath(original)] = os.path.join(trash, "files", name[:-len(".trashinfo")])
+                out.setdefault(os.path.normpath(original), []).append(
+                    os.path.join(trash, "files", name[:-len(".trashinfo")]))
                 break
     return out
 
@@ -83,24 +83,24 @@ def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
     for top in tops:
         for trash in ([os.path.join(top, f".Trash-{uid}"), os.path.join(top, ".Trash", str(uid))]
                       if uid is not None else []):
-            records.update(_records(trash, top))
+            for original, places in _records(trash, top).items():
+                records.setdefault(original, []).extend(places)
     bins = {folder for folder in passed_over if os.path.basename(folder).casefold() in RECYCLE_BINS}
     bins.update(os.path.join(top, name) for top in tops for name in ("#recycle", "@Recycle", ".recycle")
                 if os.path.isdir(os.path.join(top, name)))  # a share mounted at its top
     out = set()
     for row in rows:
         path = row["path"]
-        place = None
+        places = []
         at = path
         while True:  # the path itself, or a folder above it, trashed whole
-            if at in records:
-                place = os.path.join(records[at], os.path.relpath(path, at)) if at != path else records[at]
-                break
+            places += [os.path.join(place, os.path.relpath(path, at)) if at != path else place
+                       for place in records.get(at, ())]
             parent = os.path.dirname(at)
             if parent == at:
                 break
             at = parent
-        if place is not None and _sized(place, row["size"]):  # not another file of that name: a card
+        if any(_sized(place, row["size"]) for place in places):  # not another file of that name: a card
             out.add(path)  # swapped in the same reader, with an older file of the same name in its trash
             continue
         for folder in bins:
