@@ -457,3 +457,29 @@ def test_a_sigterm_in_an_import_stops_the_command_and_a_second_one_ends_it_at_on
     done = subprocess.run([sys.executable, "-c", LONG_IMPORT_THEN_SEARCHES, str(lib)], capture_output=True,
                           text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=path, TWICE="1"))
     assert done.returncode == -signal.SIGTERM and done.stdout == "", done
+
+
+@pytest.mark.parametrize("mode", ["trimmed", "exhaustive"])
+def test_a_search_whose_decoding_an_interrupt_broke_stops_as_interrupted(mode, tiny_model, tmp_path, monkeypatch):
+    """A Ctrl-C that native code made a video's decode error was taken for that video's: the
+    search went on (the video 'skipped' or its edges unrefined), the interrupt lost."""
+    import signal
+
+    from conftest import make_video, vmr
+
+    from vmr_cli import errors, search
+    from vmr_cli.errors import DecodeError
+
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0), ("blue", 2.0)])
+    vmr("--library", tmp_path / "lib", "index", tmp_path / "v", "--model", tiny_model)
+
+    def interrupted(self, times):
+        errors.received.append(signal.SIGINT)  # as raise_interrupt records it
+        raise DecodeError("cannot decode: could not determine the shape of object type ...")
+
+    monkeypatch.setattr(errors, "received", [])
+    monkeypatch.setattr(search._FrameSource, "similarities", interrupted)
+    args = ["--library", tmp_path / "lib", "search", "a red screen"] + \
+        (["--exhaustive"] if mode == "exhaustive" else [])
+    code, out, err = vmr(*args, expect=130)
+    assert (out, err) == ("", "Error: interrupted\n")

@@ -74,6 +74,13 @@ def interrupt_received() -> int | None:
     return received[0] if received else None
 
 
+def stop_if_interrupted() -> None:
+    """Raise the interrupt received, if any, where a loop over files or videos goes on to the next:
+    native code may have made it another error there, one the loop takes for that file's."""
+    if received:
+        _raise(received[0])
+
+
 def deferred() -> int | None:
     """The interrupt deferred until an import ended and not raised yet, if any."""
     return _deferred[0] if _deferred else None

@@ -13,13 +13,12 @@ import json
 import math
 import os
 import queue
-import signal
 import threading
 import time
 
 from .decode import BACKEND_FAILURES, file_transfer, open_reader, require_backend
 from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, model_name, weights_identity
-from .errors import DecodeError, Terminated, TransientError, VmrError, first_line, interrupt_received
+from .errors import DecodeError, TransientError, VmrError, first_line, stop_if_interrupted
 from .paths import printable
 from .probe import HDR_TRANSFERS, ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
 from .scan import KEPT_META, Roots, check_roots, collapse, copy_source, fingerprint, plan_index
@@ -398,9 +397,7 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
         bar.set_postfix_str(f"{printable(os.path.basename(item.path))[-30:]} {done}/{total} clips")
 
     for done, (item, row, result) in enumerate(_encoded(work, decoded, encoder, on_clips), 1):
-        if (signum := interrupt_received()) is not None:  # taken by native code and made another error,
-            # perhaps this file's: it is not recorded as failed, and the run stops (SIGTERM as itself: 143)
-            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt
+        stop_if_interrupted()  # perhaps made this file's error: it is not recorded as failed, the run stops
         if before_first_write is not None:
             before_first_write()
             before_first_write = None

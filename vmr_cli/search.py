@@ -29,7 +29,7 @@ from vmr_models.moment_head import temporal_iou
 from .catalog import MISREAD_BY_OLDER_VMR, misread_by_older_vmr
 from .copies import contents, copies_of, others, print_of
 from .decode import open_reader, search_backend
-from .errors import DecodeError, NotLogged, SkipVideo, VmrError
+from .errors import DecodeError, NotLogged, SkipVideo, VmrError, stop_if_interrupted
 from .paths import library_names, under
 from .probe import VideoInfo
 
@@ -371,6 +371,7 @@ class Searcher:
                     sims = dict(zip(times, frames.similarities(times))) if times else {}
             except (DecodeError, OSError) as exc:  # broke or unreadable since indexing: its stored windows
                 # stand, with their edges unrefined (not "skipped": its moments are in the results)
+                stop_if_interrupted()  # (or a Ctrl-C that native code made a decode error)
                 stats.setdefault("unrefined", []).append({"video": v.path, "error": _unreadable(exc)})
                 continue
             for w, edges in mine:
@@ -401,6 +402,7 @@ class Searcher:
                 with _FrameSource(self.frame_cache, v, self.encoder, self._decoder, q, stats, timer) as frames:
                     sims = frames.similarities(times)
             except (DecodeError, OSError) as exc:
+                stop_if_interrupted()  # (a Ctrl-C that native code made a decode error: not this video's)
                 stats.setdefault("skipped", []).append({"video": v.path, "error": _unreadable(exc)})
                 continue
             stats["clips_verified"] += len(v.clips)
