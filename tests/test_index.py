@@ -478,6 +478,17 @@ def _trip(folder, names=("a.mp4", "b.mp4")):
         make_video(folder / name, [(("red", "green", "blue")[n % 3], 3.0 + n)])
 
 
+def _videos_with_a_trip(tiny_model, tmp_path, monkeypatch):
+    """An indexed ~/Videos holding trip/a.mp4, trip/b.mp4 and other.mp4; the desktop's trash under
+    tmp_path/data (XDG_DATA_HOME)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    home = tmp_path / "Videos"
+    _trip(home / "trip")
+    make_video(home / "other.mp4", [("testsrc", 3.0)])
+    vmr_json("index", home, "--model", tiny_model)
+    return home
+
+
 def _trashinfo(trash, name, original):
     from urllib.parse import quote
 
@@ -504,11 +515,7 @@ def test_a_folder_deleted_to_the_desktops_trash_is_removed_not_kept_as_a_drive(t
 
 
 def test_what_an_earlier_run_kept_goes_once_the_trash_says_it_was_deleted(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    home = tmp_path / "Videos"
-    _trip(home / "trip")
-    make_video(home / "other.mp4", [("testsrc", 3.0)])
-    vmr_json("index", home, "--model", tiny_model)
+    home = _videos_with_a_trip(tiny_model, tmp_path, monkeypatch)
     away = tmp_path / "away"
     os.rename(home / "trip", away)  # not in a trash (a drive that is away): kept, as before
     summary = vmr_json("index", home)
@@ -522,11 +529,7 @@ def test_what_an_earlier_run_kept_goes_once_the_trash_says_it_was_deleted(tiny_m
 
 def test_a_trash_that_no_longer_holds_the_file_says_nothing(tiny_model, tmp_path, monkeypatch):
     """Emptied since, the trash's record is no proof: a drive's folder of the same name stays kept."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    home = tmp_path / "Videos"
-    _trip(home / "trip")
-    make_video(home / "other.mp4", [("testsrc", 3.0)])
-    vmr_json("index", home, "--model", tiny_model)
+    home = _videos_with_a_trip(tiny_model, tmp_path, monkeypatch)
     shutil.rmtree(home / "trip")
     _trashinfo(tmp_path / "data" / "Trash", "trip", home / "trip")  # its files/trip emptied
     summary = vmr_json("index", home)
@@ -618,11 +621,7 @@ def test_a_path_trashed_twice_and_a_fifo_in_the_trash_are_read_right(tiny_model,
     """The trash holds an older a.mp4 from the same place (another size) beside the indexed one
     ('a.2.mp4'): one record per path was kept, so it hung on listing order whether the folder was
     taken for deleted; a FIFO named *.trashinfo was opened, waiting for a writer for ever."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    home = tmp_path / "Videos"
-    _trip(home / "trip")
-    make_video(home / "other.mp4", [("testsrc", 3.0)])
-    vmr_json("index", home, "--model", tiny_model)
+    home = _videos_with_a_trip(tiny_model, tmp_path, monkeypatch)
     trash = tmp_path / "data" / "Trash"
     (trash / "files").mkdir(parents=True)
     (trash / "files" / "a.mp4").write_bytes(b"an older a.mp4 of the same place")
