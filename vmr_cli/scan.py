@@ -103,14 +103,7 @@ def is_system_folder(path: str) -> bool:
 
 def _in_system_folder(path: str, top: str = os.sep) -> bool:
     """Whether path, or a folder between it and top (top not included), is a system folder."""
-    while path != top and under(path, top):
-        if is_system_folder(path):
-            return True
-        parent = os.path.dirname(path)
-        if parent == path:
-            return False
-        path = parent
-    return False
+    return any(is_system_folder(folder) for folder in _folders_up(path, top))
 
 
 def _print_of(item: Found) -> str | None:
@@ -253,25 +246,32 @@ class Roots:
     def walked_root(self, path: str, of_folder: bool = False) -> str | None:
         """The nearest root whose walk reaches path (not through a symlinked folder), or None.
         ``of_folder``: path is a folder, itself checked for being a link, else a file's."""
+        return next((root for root in self.holding(path) if self.reaches(root, path, of_folder)), None)
+
+    def reaches(self, root: str, path: str, of_folder: bool = False) -> bool:
+        """Whether the walk of root (one of these or not; path lies under it) reaches path."""
+        if root == path:
+            return True
         folder = path if of_folder else os.path.dirname(path)
-        for root in self.holding(path):
-            if root == path:
-                return root
-            if (folder, root) not in self._linked:
-                self._linked[folder, root] = _through_link(folder, root)
-            if not self._linked[folder, root]:
-                return root
-        return None
+        if (folder, root) not in self._linked:
+            self._linked[folder, root] = _through_link(folder, root)
+        return not self._linked[folder, root]
+
+
+def _folders_up(path: str, top: str):
+    """path and the folders above it, up to top (not itself)."""
+    while path != top and under(path, top):
+        yield path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 def _through_link(path: str, root: str) -> bool:
     """Whether a folder between root (not itself) and path (itself included) is a symlink, or a
     system folder (is_system_folder): root's walk does not go there."""
-    while path != root and under(path, root):
-        if os.path.islink(path) or is_system_folder(path):
-            return True
-        path = os.path.dirname(path)
-    return False
+    return any(os.path.islink(folder) or is_system_folder(folder) for folder in _folders_up(path, root))
 
 
 def check_roots(paths, catalog=None, prune: bool = False) -> list[str]:
@@ -367,19 +367,12 @@ def plan_index(catalog, roots: list[str], prune: bool = False, signature: str | 
                           "reason": f"cannot read the folder ({walk.unreadable[folder]}); its {count} "
                                     "entries are kept: 'vmr forget PATH' drops them"})
     new: list[Found] = []
-    reached: dict = {}  # (folder, recorded root) -> whether that root's walk reaches the folder
 
     def recorded_root_reaches(row) -> bool:
-        root, folder = row.get("root"), os.path.dirname(row["path"])
+        root = row.get("root")
         if root is None:
             return True  # (recorded by a vmr that kept no root: left as it is)
-        if not under(row["path"], root):
-            return False
-        if root == row["path"]:
-            return True
-        if (folder, root) not in reached:
-            reached[folder, root] = not _through_link(folder, root)
-        return reached[folder, root]
+        return under(row["path"], root) and lookup.reaches(root, row["path"])
 
     for item in walk.found:
         row = by_path.get(item.path)

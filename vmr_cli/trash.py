@@ -22,7 +22,7 @@ from urllib.parse import unquote_to_bytes
 
 from .paths import under
 
-RECYCLE_BINS = frozenset(("#recycle", "@recycle", ".recycle"))  # (casefolded) the share's tree kept inside
+RECYCLE_BINS = ("#recycle", "@Recycle", ".recycle")  # a share's bins, the share's tree kept inside
 
 
 def _home_trash() -> str:
@@ -41,7 +41,7 @@ def drive_top(path: str) -> str:
     return path
 
 
-def _records(trash: str, top: str | None) -> dict[str, str]:
+def _records(trash: str, top: str | None) -> dict[str, list[str]]:
     """original path -> its files in trash/files (a path trashed twice has two), from
     trash/info/*.trashinfo (paths relative to top in a drive's trash)."""
     info = os.path.join(trash, "info")
@@ -85,8 +85,9 @@ def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
                       if uid is not None else []):
             for original, places in _records(trash, top).items():
                 records.setdefault(original, []).extend(places)
-    bins = {folder for folder in passed_over if os.path.basename(folder).casefold() in RECYCLE_BINS}
-    bins.update(os.path.join(top, name) for top in tops for name in ("#recycle", "@Recycle", ".recycle")
+    names = {name.casefold() for name in RECYCLE_BINS}
+    bins = {folder for folder in passed_over if os.path.basename(folder).casefold() in names}
+    bins.update(os.path.join(top, name) for top in tops for name in RECYCLE_BINS
                 if os.path.isdir(os.path.join(top, name)))  # a share mounted at its top
     out = set()
     for row in rows:
