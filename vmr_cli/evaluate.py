@@ -178,13 +178,17 @@ def video_files(videos_dir: str, wanted=()) -> dict[str, str]:
 
 
 class _VideoNames:
-    """The videos under a folder by each form of id that names them, most exact form first."""
+    """The videos under a folder by each form of id that names them, most exact form first: those
+    vmr index takes from it, so not the copies a NAS's snapshots or a drive's trash hold (with
+    them, every id of a share with a '#snapshot' was ambiguous)."""
 
     def __init__(self, videos_dir: str):
+        from .scan import is_system_folder
+
         self.root = videos_dir
         self.forms: list[dict[str, list[str]]] = [{}, {}, {}, {}]  # path, path less extension, name, stem
         for base, dirs, files in os.walk(videos_dir):
-            dirs.sort()
+            dirs[:] = sorted(name for name in dirs if not is_system_folder(os.path.join(base, name)))
             for name in sorted(files):
                 if is_video_name(name):  # what vmr index takes from a folder
                     path = os.path.join(base, name)
