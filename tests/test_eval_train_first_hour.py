@@ -4,12 +4,11 @@ Each test failed on the code before its fix."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, make_video, vmr, vmr_json
+from conftest import ROOT, make_video, vmr_json
 
 from vmr_cli.errors import VmrError
 
@@ -34,3 +33,44 @@ def test_copies_in_a_snapshot_or_a_trash_under_videos_do_not_make_ids_ambiguous(
     assert report["n_queries"] == 2
     with pytest.raises(VmrError, match="1 annotated video not found"):  # only there: as index sees it
         video_files(str(videos), ["#snapshot/daily/clip"])
+
+
+def test_a_large_file_that_is_not_text_is_refused_without_reading_it_all(tmp_path):
+    """'vmr eval movie.mp4 --videos DIR' (the arguments swapped): the whole file was read into memory
+    before it was found not to be text, 3.3 GB for a file of 1.5 GB, 8-16 s.  Measured as the
+    command's peak memory in a process of its own."""
+    big = tmp_path / "movie.mp4"
+    with open(big, "wb") as handle:  # sparse: costs no disk
+        handle.write(b"\x00\x00\x00\x18ftypmp42\xff\xfe")
+        handle.truncate(512 << 20)
+    (tmp_path / "v").mkdir()
+    measure = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.stderr, sep='\\n')")
+    done = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "vmr_cli", "--library",
+                           str(tmp_path / "lib"), "eval", str(big), "--videos", str(tmp_path / "v")],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    code, peak_kb, err = done.stdout.split("\n", 2)
+    assert code == "1" and err.strip() == f"Error: annotations {big} are not UTF-8 text", done.stdout
+    assert int(peak_kb) < 400 << 10, f"peak {int(peak_kb) >> 10} MB"  # the file alone is 512 MB
+
+
+def test_annotations_saved_as_utf16_or_holding_nul_bytes_are_named_so(tmp_path):
+    """Windows PowerShell's '>' writes UTF-16 with a byte-order mark: 'not UTF-8 text' said nothing of
+    what it was.  UTF-16 without the mark decodes as UTF-8 with a NUL after each letter: it was
+    read as one Charades-STA line 'with 1 field before ##'."""
+    from vmr_cli.evaluate import read_annotations
+
+    path = tmp_path / "ann.txt"
+    text = "green 0 2##a green screen\r\n"
+    path.write_bytes(text.encode("utf-16"))
+    with pytest.raises(VmrError) as raised:
+        read_annotations(str(path))
+    assert str(raised.value) == (f"annotations {path} are UTF-16 text (as Windows PowerShell's '>' writes them), "
+                                 "not UTF-8: save them as UTF-8")
+    path.write_bytes(text.encode("utf-16-le"))
+    with pytest.raises(VmrError) as raised:
+        read_annotations(str(path))
+    assert str(raised.value) == (f"annotations {path} are not UTF-8 text (they hold NUL bytes, as UTF-16 "
+                                 "text or a binary file does)")
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # UTF-8 with its mark still reads
+    assert [it["vid"] for it in read_annotations(str(path))] == ["green"]
