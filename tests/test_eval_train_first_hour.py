@@ -4,6 +4,7 @@ Each test failed on the code before its fix."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -74,3 +75,26 @@ def test_annotations_saved_as_utf16_or_holding_nul_bytes_are_named_so(tmp_path):
                                  "text or a binary file does)")
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # UTF-8 with its mark still reads
     assert [it["vid"] for it in read_annotations(str(path))] == ["green"]
+
+
+def test_a_json_array_or_pretty_printed_json_is_told_as_such(tmp_path):
+    """QVHighlights records saved with json.dump (one array, or indented): 'a Charades-STA line is
+    VID START END##query, and this one has no ##' for the array, 'Expecting property name enclosed
+    in double quotes: line 1 column 2 (char 1)' for an indented object, and '('query')' for an
+    object of another dataset's keys."""
+    from vmr_cli.evaluate import read_annotations
+
+    record = {"qid": 1, "query": "a green screen", "vid": "green", "relevant_windows": [[0, 2]]}
+    path = tmp_path / "ann.json"
+    array = f"{path}:1: a JSON array; QVHighlights JSONL is one JSON object a line (jq -c '.[]' FILE writes its objects so)"
+    for text, message in (
+            (json.dumps([record]), array),
+            (json.dumps([record], indent=2), array),
+            (json.dumps(record, indent=2), f"{path}:1: a JSON object that does not end on its line; QVHighlights "
+                                           "JSONL is one JSON object a line (jq -c . FILE writes an indented file so)"),
+            (json.dumps({"green": {"duration": 2, "timestamps": [[0, 2]]}}),
+             f"{path}:1: not Charades-STA or QVHighlights (no 'query')")):
+        path.write_text(text + "\n")
+        with pytest.raises(VmrError) as raised:
+            read_annotations(str(path))
+        assert str(raised.value) == message

@@ -47,6 +47,9 @@ def read_annotations(path: str) -> list[dict]:
             if "QVHighlights" in kinds:
                 raise _jsonl_comment(path, number)
             continue
+        if line.lstrip().startswith("[") and "##" not in line:  # records saved with json.dump
+            raise VmrError(f"{where}: a JSON array; QVHighlights JSONL is {ONE_A_LINE} (jq -c '.[]' FILE "
+                           "writes its objects so)")
         kind = "QVHighlights" if line.lstrip().startswith("{") else "Charades-STA"
         if kind == "QVHighlights" and comment:
             raise _jsonl_comment(path, comment)
@@ -64,7 +67,14 @@ def read_annotations(path: str) -> list[dict]:
             else:
                 vid, windows, query = _charades_line(line, where)
                 qid = number
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except json.JSONDecodeError as exc:
+            if exc.pos >= len(line.rstrip()):  # json.dump(record, indent=2): '{' alone on line 1
+                raise VmrError(f"{where}: a JSON object that does not end on its line; QVHighlights JSONL is "
+                               f"{ONE_A_LINE} (jq -c . FILE writes an indented file so)") from None
+            raise VmrError(f"{where}: not Charades-STA or QVHighlights ({exc})") from None
+        except KeyError as exc:
+            raise VmrError(f"{where}: not Charades-STA or QVHighlights (no {exc})") from None
+        except (ValueError, TypeError, AttributeError) as exc:
             raise VmrError(f"{where}: not Charades-STA or QVHighlights ({exc})") from None
         except RecursionError:  # json's parser recurses: a damaged line of thousands of "["
             raise VmrError(f"{where}: not Charades-STA or QVHighlights (nested too deeply)") from None
@@ -113,6 +123,7 @@ def _read_text(path: str, block: int = 1 << 20) -> str:
     return "".join(parts)
 
 
+ONE_A_LINE = "one JSON object a line"
 CHARADES = "a Charades-STA line is 'VID START END##query'"
 
 
