@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, make_video, vmr_json
+from conftest import ROOT, make_video, vmr, vmr_json
 
 from vmr_cli.errors import VmrError
 
@@ -98,3 +98,33 @@ def test_a_json_array_or_pretty_printed_json_is_told_as_such(tmp_path):
         with pytest.raises(VmrError) as raised:
             read_annotations(str(path))
         assert str(raised.value) == message
+
+
+@pytest.fixture
+def small(tmp_path):
+    """One short video and one query: a trimmer trains for an epoch in seconds."""
+    make_video(tmp_path / "v" / "green.mp4", [("red", 2.0), ("green", 2.0)])
+    (tmp_path / "ann.txt").write_text("green 2 4##a green screen\n")
+    return tmp_path
+
+
+def test_a_finished_trimmer_run_again_with_val_reports_its_validation(small, tmp_path):
+    """Training done without --val, the same command with --val added (which resumes, as the README
+    says) printed no validation and `"val_R1@0.5": null`: the finished model was never scored; with
+    another --val than it was trained with, the number was the old file's."""
+    command = ("--library", tmp_path / "lib", "train", small / "ann.txt", "--videos", small / "v", "--out",
+               tmp_path / "t", "--epochs", 1, "--model", MODEL)
+    assert vmr_json(*command)["val_R1@0.5"] is None
+    weights = sorted(p.name for p in (tmp_path / "t").glob("model-*.safetensors"))
+    (tmp_path / "never.txt").write_text("green 0 0.1##a red screen\n")  # no window of 2 s clips reaches IoU 0.5
+    grid = [[a, b] for a in range(4) for b in range(a + 1, 5)]  # any window of a second or more meets one
+    (tmp_path / "always.txt").write_text(json.dumps({"query": "a screen", "vid": "green", "relevant_windows": grid}))
+    summary = vmr_json(*command, "--val", tmp_path / "never.txt")
+    assert summary["val_R1@0.5"] == 0.0 and summary["n_val_queries"] == 1, summary
+    code, out, err = vmr(*command, "--val", tmp_path / "always.txt")
+    assert ", validation R1@0.5 100.0" in out
+    trained_with_val = (*command[:-5], tmp_path / "t2", *command[-4:])
+    assert vmr_json(*trained_with_val, "--val", tmp_path / "never.txt")["val_R1@0.5"] == 0.0
+    assert vmr_json(*trained_with_val, "--val", tmp_path / "always.txt")["val_R1@0.5"] == 1.0
+    assert sorted(p.name for p in (tmp_path / "t").glob("model-*.safetensors")) == weights  # the same model
+

@@ -148,6 +148,7 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
     from .progress import progress as bar_for
 
     started = time.time()
+    trained_now = False  # an epoch ran in this run (its record holds this --val's score)
     while state["phase"] != "done":
         phase, epoch = state["phase"], state["epoch"]
         if epoch >= options.epochs:
@@ -189,15 +190,19 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
         if val_items:
             record["val_R1@0.5"] = round(data.recall(net, data.val_examples), 4)
         state = dict(state, epoch=epoch + 1, history=state["history"] + [record])
+        trained_now = True
         _save(out_dir, header, state, net, teacher, optimiser)
         if log:
             log(record)
     _save(out_dir, header, state, net, None, None)  # done: the model alone, for search
+    val = state["history"][-1].get("val_R1@0.5") if state["history"] else None
+    if val_items and not trained_now:  # a finished trimmer run again with --val: scored on that file
+        val = round(data.recall(net, data.val_examples), 4)
     return {"out": os.path.abspath(out_dir), "warnings": warnings, "n_queries": len(items),
             "n_val_queries": len(val_items),  # named as vmr eval's n_queries
             "epochs": options.epochs, "tokens": config.token_dim is not None,  # what the trimmer reads
             "history": state["history"], "seconds": round(time.time() - started, 1),
-            "val_R1@0.5": state["history"][-1].get("val_R1@0.5") if state["history"] else None,
+            "val_R1@0.5": val,
             "val_R1@0.5_untrained": untrained}
 
 
