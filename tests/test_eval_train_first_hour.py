@@ -128,3 +128,30 @@ def test_a_finished_trimmer_run_again_with_val_reports_its_validation(small, tmp
     assert vmr_json(*trained_with_val, "--val", tmp_path / "always.txt")["val_R1@0.5"] == 1.0
     assert sorted(p.name for p in (tmp_path / "t").glob("model-*.safetensors")) == weights  # the same model
 
+
+def test_a_config_edited_to_another_size_says_where_it_and_the_weights_disagree(small, tmp_path):
+    """config.json's "hidden": 128 made 256: 'does not fit its own config: Error(s) in loading
+    state_dict for Trimmer:' (torch's first line, which names nothing); made 10**9: a traceback
+    from allocating 1.6 TB; "layers" made 1000: a thousand layers built before that same line."""
+    import re
+    import shutil
+
+    lib, trimmer = tmp_path / "lib", tmp_path / "t"
+    vmr("--library", lib, "train", small / "ann.txt", "--videos", small / "v", "--out", trimmer, "--epochs", 1,
+        "--model", MODEL)
+    config = json.loads((trimmer / "config.json").read_text())
+    fits = "does not fit its own config"
+    for edit, said in (({"hidden": 256}, rf"{fits}: \S+ is \[\d+(, \d+)*\] in its weights, \[\d+(, \d+)*\] by "
+                                          r"config.json; train it again with 'vmr train'"),
+                       ({"hidden": 10**9}, r"(does not fit its own config|has a damaged config.json)"),
+                       ({"layers": 1000}, rf"{fits}: config.json asks for 1000 layers, and its weights hold \d+ "
+                                          r"tensors in all"),
+                       ({"token_dim": config["trimmer"]["dim"]}, rf"{fits}: config.json asks for \S+, which its "
+                                                                 r"weights lack")):
+        edited = tmp_path / "edited"
+        shutil.rmtree(edited, ignore_errors=True)
+        shutil.copytree(trimmer, edited)
+        (edited / "config.json").write_text(json.dumps(dict(config, trimmer=dict(config["trimmer"], **edit))))
+        code, out, err = vmr("--library", lib, "search", "green", "--trimmer", edited, expect=1)
+        assert err.startswith(f"Error: trimmer {edited} ") and len(err.splitlines()) == 1, err
+        assert re.search(said, err), (edit, err)

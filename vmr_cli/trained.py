@@ -109,18 +109,19 @@ class TrainedTrimmer:
             if self.max_len is not None and (isinstance(self.max_len, bool) or not isinstance(self.max_len, int)
                                              or self.max_len < 1):
                 raise ValueError(f"max_len {self.max_len!r} is not a positive whole number")
+            weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+            disagreement = _disagreement(config["trimmer"], weights)
+            if disagreement:
+                raise VmrError(f"trimmer {where} does not fit its own config: {disagreement}; train it again "
+                               "with 'vmr train'")
             self.model = trimmer_from_config(config["trimmer"])
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as exc:
             raise VmrError(f"trimmer {where} has a damaged config.json ({first_line(exc)}); "
                            "train it again with 'vmr train'") from None
         self.config = config
         self.where = where
         self.unfinished = unfinished(config, where)
-        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        try:
-            self.model.load_state_dict(weights)
-        except RuntimeError as exc:
-            raise VmrError(f"trimmer {where} does not fit its own config: {str(exc).splitlines()[0]}") from None
+        self.model.load_state_dict(weights)
         self.model.eval()
 
     @property
@@ -137,6 +138,27 @@ class TrainedTrimmer:
             raise VmrError("this trimmer was trained on the query's token features; none were given")
         return network_windows(self.model, self.max_len, features, q, top_k,
                                tokens if self.uses_tokens else None)
+
+
+def _disagreement(config: dict, weights: dict) -> str | None:
+    """Where a trimmer's config and its weights disagree, in words, or None.  Compared on a network
+    built without memory (torch's meta device): built for real, a config edited to "hidden": 10**9
+    asked for 1.6 TB, and torch's own message named nothing ('Error(s) in loading state_dict')."""
+    from vmr_models.trimmer import trimmer_from_config
+
+    layers = config.get("layers") if isinstance(config, dict) else None
+    if isinstance(layers, int) and layers > len(weights):  # each layer holds tensors: never build them all
+        return f"config.json asks for {layers} layers, and its weights hold {len(weights)} tensors in all"
+    with torch.device("meta"):
+        wanted = {key: list(value.shape) for key, value in trimmer_from_config(config).state_dict().items()}
+    for key in sorted(set(wanted) | set(weights)):
+        if key not in weights:
+            return f"config.json asks for {key}, which its weights lack"
+        if key not in wanted:
+            return f"its weights hold {key}, which config.json does not ask for"
+        if list(weights[key].shape) != wanted[key]:
+            return f"{key} is {list(weights[key].shape)} in its weights, {wanted[key]} by config.json"
+    return None
 
 
 def network_windows(model, max_len: int, features: dict, q: torch.Tensor, top_k: int,
