@@ -155,3 +155,18 @@ def test_a_config_edited_to_another_size_says_where_it_and_the_weights_disagree(
         code, out, err = vmr("--library", lib, "search", "green", "--trimmer", edited, expect=1)
         assert err.startswith(f"Error: trimmer {edited} ") and len(err.splitlines()) == 1, err
         assert re.search(said, err), (edit, err)
+
+
+def test_val_holding_the_training_queries_is_said_to_measure_fit(small, tmp_path):
+    """'vmr train ann.txt --val ann.txt' reported a validation R1@0.5 of the very queries it learned,
+    with no word that it is no measure of new queries."""
+    (tmp_path / "val.txt").write_text("green 2 4##a green screen\ngreen 0 2##a red screen\n")
+    command = ("train", small / "ann.txt", "--videos", small / "v", "--epochs", 1, "--model", MODEL)
+    code, out, err = vmr(*command, "--out", tmp_path / "t", "--val", small / "ann.txt")
+    line = (f"--val {small / 'ann.txt'}: its query is a training query (video, sentence and window alike): its "
+            "R1@0.5 tells how well the trimmer fits it, not how it finds new ones")
+    assert f"warning: {line}\n" in err
+    summary = vmr_json(*command, "--out", tmp_path / "t2", "--val", tmp_path / "val.txt")
+    assert summary["warnings"] == [f"--val {tmp_path / 'val.txt'}: 1 of its 2 queries is a training query (video, "
+                                   "sentence and window alike): its R1@0.5 tells how well the trimmer fits it, not "
+                                   "how it finds new ones"]

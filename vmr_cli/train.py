@@ -81,7 +81,7 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
     try:  # while its videos are indexed too: an interrupt then was told as the CLI's general line
         with _holding(out_dir):
             return _train(library, items, val_items, videos_dir, files, out_dir, recipe, options, model,
-                          progress, log, backend, warn)
+                          progress, log, backend, warn, notes=_val_overlap(val, items, val_items, files))
     except KeyboardInterrupt as exc:  # SIGTERM (Terminated) keeps its own exit status, 143
         from vmr_models.checkpoint import CONFIG_NAME
 
@@ -95,8 +95,8 @@ def train(library, annotations: str, videos_dir: str, out_dir: str, val: str | N
 
 
 def _train(library, items, val_items, videos_dir, files, out_dir, recipe, options, model, progress, log,
-           backend, warn=None) -> dict:
-    """train() with its checks done and --out held."""
+           backend, warn=None, notes=()) -> dict:
+    """train() with its checks done and --out held; ``notes``: warnings found before it."""
     from vmr_models.losses import LossWeights, total_loss, vmr_loss
     from vmr_models.trimmer import Trimmer, TrimmerConfig
 
@@ -105,7 +105,7 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
 
     index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items + val_items], files)
-    warnings = windows_past_end(library, items + val_items, files)
+    warnings = [*notes, *windows_past_end(library, items + val_items, files)]
     # A query whose first window (its target) starts after its video ends would teach the last
     # clip (the target is cut at the video's end): it is left out, and with none left, refused.
     durations = {v["path"]: v["duration"] for v in library.catalog.videos("ok")}
@@ -335,6 +335,27 @@ class _Data:
             best = max(found, key=lambda m: m[2], default=None)
             hits += best is not None and max(temporal_iou(best[:2], w) for w in self.all_windows[i]) >= iou
         return hits / len(examples)
+
+
+def _val_overlap(val: str | None, items, val_items, files) -> list[str]:
+    """A warning when --val holds training queries ('--val' given the training file itself): its
+    R1@0.5 then measures how the trimmer fits what it learned, which reads far better than new
+    queries would."""
+    from .paths import printable
+
+    def key(item):
+        return files[item["vid"]], item["query"], tuple(item["windows"])
+
+    learned = {key(it) for it in items}
+    same, n = sum(key(it) in learned for it in val_items), len(val_items)
+    if not same:
+        return []
+    if same == n:
+        said = "all its queries are training queries" if n > 1 else "its query is a training query"
+    else:
+        said = f"{same} of its {n} queries {'is a training query' if same == 1 else 'are training queries'}"
+    return [f"--val {printable(val)}: {said} (video, sentence and window alike): its R1@0.5 tells how well the "
+            f"trimmer fits {'it' if same == 1 else 'them'}, not how it finds new ones"]
 
 
 def _frozen(net):
