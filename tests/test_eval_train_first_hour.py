@@ -170,3 +170,14 @@ def test_val_holding_the_training_queries_is_said_to_measure_fit(small, tmp_path
     assert summary["warnings"] == [f"--val {tmp_path / 'val.txt'}: 1 of its 2 queries is a training query (video, "
                                    "sentence and window alike): its R1@0.5 tells how well the trimmer fits it, not "
                                    "how it finds new ones"]
+
+
+def test_eval_json_says_which_search_it_scored(small, tmp_path, monkeypatch):
+    """A script comparing 'vmr eval --json' runs with and without --trimmer could not tell them apart:
+    the document had "exhaustive" but nothing of the trimmer (the table's first line names it)."""
+    lib, ann, videos = tmp_path / "lib", small / "ann.txt", small / "v"
+    monkeypatch.chdir(tmp_path)
+    vmr("--library", lib, "train", ann, "--videos", videos, "--out", "t", "--epochs", 1, "--model", MODEL)
+    plain = vmr_json("--library", lib, "eval", ann, "--videos", videos)
+    trained = vmr_json("--library", lib, "eval", ann, "--videos", videos, "--trimmer", "t")
+    assert (plain["trimmer"], trained["trimmer"]) == (None, str(tmp_path / "t")), (plain, trained)

@@ -326,6 +326,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     return {
         "n_queries": n,
         "exhaustive": exhaustive,
+        "trimmer": checked.where if checked else None,  # which search was scored, as the table's first line says
         "single": summarise(single_preds, truth),
         "corpus": summarise(corpus_preds, truth),
         "cost": {k: round(sum(c[k] for c in cost) / n, 4) for k in keys},
