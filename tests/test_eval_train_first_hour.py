@@ -181,3 +181,18 @@ def test_eval_json_says_which_search_it_scored(small, tmp_path, monkeypatch):
     plain = vmr_json("--library", lib, "eval", ann, "--videos", videos)
     trained = vmr_json("--library", lib, "eval", ann, "--videos", videos, "--trimmer", "t")
     assert (plain["trimmer"], trained["trimmer"]) == (None, str(tmp_path / "t")), (plain, trained)
+
+
+def test_an_empty_out_folder_the_user_made_is_left_empty_by_an_interrupt(small, tmp_path, monkeypatch):
+    """'mkdir trimmer; vmr train ... --out trimmer', Ctrl-C before the first epoch: it said 'nothing
+    was written to trimmer' and left its write.lock there (a folder vmr made itself went whole)."""
+    from vmr_cli import indexer
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(indexer, "index_paths", interrupted)
+    (tmp_path / "t").mkdir()
+    code, _out, err = vmr("--library", tmp_path / "lib", "train", small / "ann.txt", "--videos", small / "v",
+                          "--out", tmp_path / "t", "--epochs", 1, "--model", MODEL, expect=130)
+    assert "nothing was written to" in err and list((tmp_path / "t").iterdir()) == []

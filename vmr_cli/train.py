@@ -403,7 +403,8 @@ def _save(out_dir: str, header: dict, state: dict, net, teacher, optimiser) -> N
 @contextmanager
 def _holding(out_dir: str):
     """out_dir locked for the whole run: two 'vmr train' into one folder (two terminals) would each
-    write its checkpoint over the other's.  A folder this run made and left empty goes again."""
+    write its checkpoint over the other's.  A run that saved nothing takes its lock file back out, and
+    a folder it made goes again (in an empty folder of the user's, write.lock was left behind)."""
     from .lock import LOCK_NAME, writer_lock
 
     created = not os.path.exists(out_dir)
@@ -413,9 +414,10 @@ def _holding(out_dir: str):
         try:
             yield
         finally:
-            if created and os.listdir(out_dir) == [LOCK_NAME]:  # nothing was saved
+            if os.listdir(out_dir) == [LOCK_NAME]:  # nothing was saved
                 os.unlink(os.path.join(out_dir, LOCK_NAME))
-                os.rmdir(out_dir)
+                if created:
+                    os.rmdir(out_dir)
 
 
 def _checkpoint_in(out_dir: str):
