@@ -564,6 +564,8 @@ def test_an_exact_cut_of_an_mpeg_ts_recording_starts_at_its_start_not_the_next_k
     assert len(tone) == 1 and abs(tone[0] - 1.0) < 0.025, found
 
 
+@pytest.mark.skipif(not (TEST_MEDIA / MOVIE_OGG.replace(".ogg", ".mpeg")).exists(),
+                    reason="test media not installed (TEST_MEDIA.md)")
 def test_a_stream_copy_of_an_mpeg_program_stream_holds_the_whole_moment(tmp_path):
     """--copy of a .mpg/.vob/.mod (MPEG program stream, no index): ffmpeg's seek by timestamp began
     the copy at the key frame after the start: a camera's .mpeg copied 2.5-4.5 s held 52 of the
