@@ -196,3 +196,22 @@ def test_an_empty_out_folder_the_user_made_is_left_empty_by_an_interrupt(small, 
     code, _out, err = vmr("--library", tmp_path / "lib", "train", small / "ann.txt", "--videos", small / "v",
                           "--out", tmp_path / "t", "--epochs", 1, "--model", MODEL, expect=130)
     assert "nothing was written to" in err and list((tmp_path / "t").iterdir()) == []
+
+
+def test_an_out_folder_that_cannot_be_written_is_named_as_out(small, tmp_path):
+    """--out under a read-only folder, or a read-only folder itself: 'Error: Permission denied: ro/t'
+    and 'Permission denied: ro/write.lock', which named neither --out nor what was being saved."""
+    from conftest import vmr_subprocess
+
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        for out in (tmp_path / "ro" / "t", tmp_path / "ro"):
+            done = vmr_subprocess(tmp_path / "lib", "train", small / "ann.txt", "--videos", small / "v",
+                                  "--out", out, "--epochs", 1, "--model", MODEL)
+            assert done.returncode == 1, done.stderr
+            assert done.stderr.splitlines()[-1] == (f"Error: cannot save the trimmer in --out {out}: "
+                                                    "Permission denied"), done.stderr
+        assert list((tmp_path / "ro").iterdir()) == []
+    finally:
+        (tmp_path / "ro").chmod(0o755)

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -406,11 +406,16 @@ def _holding(out_dir: str):
     write its checkpoint over the other's.  A run that saved nothing takes its lock file back out, and
     a folder it made goes again (in an empty folder of the user's, write.lock was left behind)."""
     from .lock import LOCK_NAME, writer_lock
+    from .paths import printable
 
     created = not os.path.exists(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    with writer_lock(out_dir, "vmr train", busy=f"another vmr train is writing to {out_dir}; wait for it "
-                     "to finish"):
+    with ExitStack() as held:
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            held.enter_context(writer_lock(out_dir, "vmr train", busy=f"another vmr train is writing to "
+                                           f"{out_dir}; wait for it to finish"))
+        except OSError as exc:  # said bare, 'Permission denied: ro/t' named neither --out nor the trimmer
+            raise VmrError(f"cannot save the trimmer in --out {printable(out_dir)}: {exc.strerror}") from None
         try:
             yield
         finally:
