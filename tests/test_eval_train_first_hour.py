@@ -215,3 +215,16 @@ def test_an_out_folder_that_cannot_be_written_is_named_as_out(small, tmp_path):
         assert list((tmp_path / "ro").iterdir()) == []
     finally:
         (tmp_path / "ro").chmod(0o755)
+
+
+def test_a_finished_trimmer_given_again_says_nothing_was_trained(small, tmp_path):
+    """The same 'vmr train' command again printed 'trimmer in OUT: 1 query, 1 epoch ..., 0 s', as
+    if it had trained in no time."""
+    command = ("--library", tmp_path / "lib", "train", small / "ann.txt", "--videos", small / "v", "--out",
+               tmp_path / "t", "--epochs", 1, "--model", MODEL)
+    code, first, err = vmr(*command)
+    assert first.startswith(f"trimmer in {tmp_path / 't'}: 1 query, 1 epoch") and "already" not in first
+    assert vmr_json(*command)["already_trained"] is True
+    code, again, err = vmr(*command)
+    assert again.startswith(f"trimmer in {tmp_path / 't'} was already trained: 1 query, 1 epoch"), again
+    assert again.rstrip().endswith("; nothing trained now"), again

@@ -1132,10 +1132,13 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, tokens,
     last = summary["history"][-1] if summary["history"] else {}
     val = f", validation R1@0.5 {100 * summary['val_R1@0.5']:.1f}" if summary["val_R1@0.5"] is not None else ""
     epochs = f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}"
-    click.echo(f"trimmer in {summary['out']}: {summary['n_queries']} quer{'y' if summary['n_queries'] == 1 else 'ies'}, {epochs} "
-               f"(teacher, then student){', with query tokens' if summary['tokens'] else ''}, "
-               f"vmr loss {last.get('vmr', float('nan')):.3f}{val}, "
-               f"{summary['seconds']:.0f} s")
+    done = (f"{summary['n_queries']} quer{'y' if summary['n_queries'] == 1 else 'ies'}, {epochs} (teacher, then "
+            f"student){', with query tokens' if summary['tokens'] else ''}, vmr loss {last.get('vmr', float('nan')):.3f}"
+            f"{val}")
+    if summary.get("already_trained"):  # the same command again: say so rather than a training of 0 s
+        click.echo(f"trimmer in {summary['out']} was already trained: {done}; nothing trained now")
+    else:
+        click.echo(f"trimmer in {summary['out']}: {done}, {summary['seconds']:.0f} s")
 
 
 _AS_PROCESS = False  # set by main(): not when tests call the CLI in their own process

@@ -203,7 +203,8 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
             "epochs": options.epochs, "tokens": config.token_dim is not None,  # what the trimmer reads
             "history": state["history"], "seconds": round(time.time() - started, 1),
             "val_R1@0.5": val,
-            "val_R1@0.5_untrained": untrained}
+            "val_R1@0.5_untrained": untrained,
+            "already_trained": not trained_now}  # a finished run given again: nothing was trained
 
 
 class _Data:
