@@ -824,6 +824,45 @@ def test_a_video_that_cannot_be_read_is_skipped_not_the_whole_search(tiny_model,
     assert found["results"] and green not in [r["video"] for r in found["results"]]
 
 
+def test_a_video_unreadable_or_deleted_after_indexing_is_skipped_by_the_real_decoders(
+        tiny_model, videos, isolated_library, monkeypatch):
+    """The test above stands in for the decoder with an open_reader that raises PermissionError.
+    The real readers open the file at its first frame: torchcodec fails, PyAV raises
+    TransientError, and that ended the whole search, trimmed or exhaustive, with
+    'Error: [Errno 13] Permission denied: PATH' (a file deleted while a search ran:
+    '[Errno 2] No such file or directory')."""
+    from vmr_cli.search import Searcher, SearchOptions
+
+    vmr_json("index", videos, "--model", tiny_model)
+    green, red = videos / "green.mp4", videos / "red_then_blue.mp4"
+    red.chmod(0)
+    try:
+        for mode in ([], ["--exhaustive"]):  # trimmed: decodes to refine red's edge at 3 s
+            done = vmr_subprocess(isolated_library, "search", "a red screen", "--top-k", "20", "--json", *mode)
+            assert done.returncode == 0, done.stderr
+            found = json.loads(done.stdout)
+            said = found["stats"]["skipped" if mode else "unrefined"]
+            assert {"video": str(red), "error": "cannot read the file: Permission denied"} in said
+            assert found["results"]
+    finally:
+        red.chmod(0o644)
+    lib = Library()
+    searcher = Searcher(lib, frame_cache=False)
+    looked_at = Searcher._stored_vectors
+
+    def deleted_after_the_search_looked(self, video):
+        found = looked_at(self, video)
+        if video["path"] == str(green):
+            green.unlink()
+        return found
+
+    monkeypatch.setattr(Searcher, "_stored_vectors", deleted_after_the_search_looked)
+    found = searcher.search("a green screen", SearchOptions(top_k=20, exhaustive=True), log=False)
+    lib.close()
+    assert {"video": str(green), "error": "cannot read the file: No such file or directory"} in found["stats"]["skipped"]
+    assert found["results"] and str(green) not in [r["video"] for r in found["results"]]
+
+
 def test_status_after_an_interrupted_index_counts_the_stored_vectors(tiny_model, videos, isolated_library):
     """The FAISS cache is written every minute and at the end of a run: after a run stopped
     early (or during one) it lags the committed videos, whose vectors are in their shards.

@@ -29,7 +29,7 @@ from vmr_models.moment_head import temporal_iou
 from .catalog import MISREAD_BY_OLDER_VMR, misread_by_older_vmr
 from .copies import contents, copies_of, others, print_of
 from .decode import open_reader, search_backend
-from .errors import DecodeError, NotLogged, SkipVideo, VmrError, stop_if_interrupted
+from .errors import DecodeError, NotLogged, SkipVideo, TransientError, VmrError, stop_if_interrupted
 from .paths import library_names, under
 from .probe import VideoInfo
 
@@ -369,7 +369,7 @@ class Searcher:
             try:
                 with _FrameSource(self.frame_cache, v, self.encoder, self._decoder, q, stats, timer) as frames:
                     sims = dict(zip(times, frames.similarities(times))) if times else {}
-            except (DecodeError, OSError) as exc:  # broke or unreadable since indexing: its stored windows
+            except UNREADABLE as exc:  # broke or unreadable since indexing: its stored windows
                 # stand, with their edges unrefined (not "skipped": its moments are in the results)
                 stop_if_interrupted()  # (or a Ctrl-C that native code made a decode error)
                 stats.setdefault("unrefined", []).append({"video": v.path, "error": _unreadable(exc)})
@@ -401,7 +401,7 @@ class Searcher:
             try:
                 with _FrameSource(self.frame_cache, v, self.encoder, self._decoder, q, stats, timer) as frames:
                     sims = frames.similarities(times)
-            except (DecodeError, OSError) as exc:
+            except UNREADABLE as exc:
                 stop_if_interrupted()  # (a Ctrl-C that native code made a decode error: not this video's)
                 stats.setdefault("skipped", []).append({"video": v.path, "error": _unreadable(exc)})
                 continue
@@ -570,10 +570,18 @@ def _moment(v: _Video, start: float, end: float, score: float) -> list[dict]:
              "score": round(float(score), 4)}]
 
 
+# What reading a candidate's frames raises when the file broke or cannot be read since it was
+# indexed: the decoders open the file at its first frame, and PyAV (torchcodec's fallback) says
+# a file gone or denied with TransientError, which ended the whole search.
+UNREADABLE = (DecodeError, TransientError, OSError)
+
+
 def _unreadable(exc: Exception) -> str:
-    """Why a candidate's frames could not be read: the decoder's reason, or the system's."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"cannot read the file: {exc.strerror}"
+    """Why a candidate's frames could not be read: the decoder's reason, or the system's (also
+    behind a TransientError, which names the path the result already shows)."""
+    system = exc.__context__ if isinstance(exc, TransientError) else exc
+    if isinstance(system, OSError) and system.strerror:
+        return f"cannot read the file: {system.strerror}"
     return str(exc)
 
 
