@@ -137,6 +137,8 @@ def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_
     scores = torch.as_tensor(scores, dtype=torch.float64).flatten()
     if times.shape != scores.shape:
         raise ValueError("times and scores must have the same length")
+    finite = torch.isfinite(scores)  # a frame whose embedding overflowed (float16) counts as not decoded:
+    times, scores = times[finite], scores[finite]  # one NaN made every threshold fail, and no moment came
     if times.numel() == 0 or top_k <= 0:
         return []
     order = torch.argsort(times, stable=True)  # tolerate unsorted input

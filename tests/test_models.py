@@ -141,6 +141,26 @@ def test_search_proposals_fall_back_to_one_frame_when_no_two_frame_run_exists():
     assert len(v.proposals(v.times, v.sims, v.step, 3)) == 1
 
 
+def test_a_frame_that_is_not_a_number_does_not_hide_its_video():
+    """A frame whose embedding is NaN or infinite (float16 overflowing on a GPU) made the video's
+    background level and the best score NaN: every threshold failed, and the video gave no moment
+    at all (exhaustive: one scored nan, ranked last).  Such a frame counts as never decoded."""
+    from vmr_cli.search import _Video
+
+    times = np.arange(0.0, 60.0)
+    sims = np.full_like(times, 0.2)
+    sims[[20, 21, 22]] = 0.6
+    expected = _Video({"path": "v.mp4", "duration": 60.0, "id": 1}, [], times, sims, 1.0)
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = sims.copy()
+        broken[40] = bad
+        v = _Video({"path": "v.mp4", "duration": 60.0, "id": 1}, [], times, broken, 1.0)
+        found = v.proposals(v.times, v.sims, v.step, 3)
+        assert found and found[0] == expected.proposals(times, sims, 1.0, 3)[0]
+        assert all(np.isfinite(score) for _s, _e, score in found)
+    assert propose_moments(torch.arange(3.0), torch.full((3,), float("nan")), step=1.0) == []
+
+
 def test_a_trained_trimmers_window_is_scored_by_the_timeline_alone():
     """The network says where; the stored timeline sets the edges and the score, so windows
     of different videos compare (the network's own score does not: README, the trained trimmer)."""

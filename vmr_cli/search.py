@@ -440,7 +440,8 @@ class _Video:
         self.row, self.clips, self.times, self.sims, self.step = row, clips, times, sims, step
         self.features: dict | None = None  # the trained trimmer's inputs, when one is used
         self.path, self.duration = row["path"], float(row["duration"])
-        self.baseline = float(np.median(sims))  # the video's background level, no decoding
+        finite = sims[np.isfinite(sims)]  # (a frame the encoder overflowed on is none: see propose_moments)
+        self.baseline = float(np.median(finite)) if finite.size else 0.0  # the video's background level
         self.min_moment = min(MIN_MOMENT, self.duration)
 
     def proposals(self, times, sims, step: float, top_k: int) -> list[tuple[float, float, float]]:
