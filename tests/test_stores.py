@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -555,3 +556,41 @@ def _has_setuptools() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_a_writer_is_not_refused_for_a_lock_held_a_moment_to_look(tmp_path):
+    """'vmr status' asks whether an index runs by taking the writer lock for a moment
+    (lock.is_locked); a 'vmr index' starting in that moment was refused: 'another vmr process is
+    writing'.  A lock held for a moment is waited for; one held on is still refused."""
+    import fcntl
+    import threading
+
+    from vmr_cli.errors import VmrError
+    from vmr_cli.lock import LOCK_NAME, writer_lock
+
+    def held_for(seconds):
+        taken = threading.Event()
+
+        def hold():
+            with open(tmp_path / LOCK_NAME, "a+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                taken.set()
+                time.sleep(seconds)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        taken.wait()
+        return thread
+
+    looking = held_for(0.02)
+    with writer_lock(str(tmp_path), "vmr index") as got:
+        assert got is True
+    looking.join()
+    writing = held_for(2.0)
+    try:
+        with pytest.raises(VmrError, match="another vmr process is writing"):
+            with writer_lock(str(tmp_path), "vmr index"):
+                pass
+    finally:
+        writing.join()

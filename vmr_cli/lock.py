@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from .errors import VmrError
 
 LOCK_NAME = "write.lock"
+# How long a writer waits before it calls the lock taken: is_locked() (vmr status) holds it for a
+# few microseconds to look, and a 'vmr index' starting then was refused as if another wrote.
+GRACE = 0.2
 
 
 @contextmanager
@@ -27,7 +30,7 @@ def writer_lock(directory: str, what: str, busy: str | None = None, wait: float 
     yields False (what the lock was wanted for was done meanwhile by the holder)."""
     path = os.path.join(directory, LOCK_NAME)
     handle = open(path, "a+")
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + max(wait, GRACE)
     while True:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
