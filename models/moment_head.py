@@ -14,6 +14,11 @@ from .bam import run_bounds
 
 # Fractions of the way from the median to the max score at which runs are cut.
 LEVELS = (0.2, 0.35, 0.5, 0.65, 0.8)
+# Frames closer than this count as equal.  Stored frame embeddings are float16 (cosines within
+# about 1e-3 of float32), so smaller differences are the encoding's noise, not the picture's: in a
+# still stretch (a title card, a tripod shot) a compressed frame 3e-8 below the others chose the
+# moment's edges (a 10 s still video matched 0-7.5 s).
+TIE = 1e-4
 GAP_FACTOR = 1.5  # a gap > GAP_FACTOR * step between frames breaks a run
 
 
@@ -150,10 +155,10 @@ def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_
     smoothed = _smooth(scores, torch.cumsum(gaps.long(), 0), radius)
     med = float(smoothed.median()) if baseline is None else float(baseline)
     top = float(smoothed.max())
-    thresholds = sorted({med + f * (top - med) for f in LEVELS}) if top > med else [top]
+    thresholds = sorted({med + f * (top - med) for f in LEVELS}) if top > med + TIE else [top]
     spans: set[tuple[int, int]] = set()
     for thr in thresholds:
-        spans.update(_runs((smoothed >= thr).tolist(), breaks))
+        spans.update(_runs((smoothed >= thr - TIE).tolist(), breaks))
     score = _WindowScorer(times, smoothed, alpha, step, baseline, duration)
     times_list = times.tolist()
     proposals = []

@@ -293,3 +293,21 @@ def test_moment_head_with_baseline_does_not_depend_on_which_frames_were_verified
     part = propose_moments(times[near], scores[near], step, top_k=1, baseline=0.2, duration=120)[0]
     assert abs(full[0] - part[0]) <= step and abs(full[1] - part[1]) <= step
     assert 39.5 <= part[0] <= 44.5 and 57.5 <= part[1] <= 58.5
+
+
+def test_a_still_video_is_one_moment_from_start_to_end():
+    """A still video (a title card, a tripod shot of an empty room): its compressed frames differ
+    from each other by the encoding's noise, 3e-8 in the query's cosine, and that noise chose the
+    moment's edges (a 10 s still video matched 0-7.5 s).  Frames that close count as equal; a real
+    difference, far above float16's precision, still sets the edges."""
+    from vmr_cli.search import _Video
+
+    times = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9.9])
+    sims = np.full_like(times, 0.270527184009552)
+    sims[[8, 9]] = 0.2705271542072296  # as a 10 s green video's stored frames 8 and 9 were
+    v = _Video({"path": "v.mp4", "duration": 10.0, "id": 1}, [], times, sims, 1.0)
+    (start, end, _score), = v.proposals(v.times, v.sims, v.step, 3)
+    assert start == 0.0 and end >= 9.9, (start, end)  # (the last frame's half step: cut at the end later)
+    sims[[3, 4, 5]] += 0.05
+    moved = _Video({"path": "v.mp4", "duration": 10.0, "id": 1}, [], times, sims, 1.0)
+    assert moved.proposals(moved.times, moved.sims, moved.step, 1)[0][:2] == (2.5, 5.5)
