@@ -68,6 +68,9 @@ def read_annotations(path: str) -> list[dict]:
                 vid, windows, query = _charades_line(line, where)
                 qid = number
         except json.JSONDecodeError as exc:
+            if exc.pos >= len(line.rstrip()) and kinds["QVHighlights"] < number:  # records one a line
+                # before it: this one is cut short (a download, an edit), not an indented file's
+                raise VmrError(f"{where}: a JSON object that does not end on its line (cut short: {exc.msg})") from None
             if exc.pos >= len(line.rstrip()):  # json.dump(record, indent=2): '{' alone on line 1
                 raise VmrError(f"{where}: a JSON object that does not end on its line; QVHighlights JSONL is "
                                f"{ONE_A_LINE} (jq -c . FILE writes an indented file so)") from None
