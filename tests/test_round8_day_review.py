@@ -29,3 +29,28 @@ def test_a_jsonl_line_cut_short_is_not_taken_for_an_indented_file(tmp_path):
     path.write_text(json.dumps(record, indent=2) + "\n")
     with pytest.raises(VmrError, match=r":1: a JSON object that does not end on its line; .*indented file so"):
         read_annotations(str(path))
+
+
+def test_a_trimmer_window_over_frames_that_are_not_a_number_does_not_end_the_search():
+    """The day's change made a frame whose embedding overflowed (NaN, inf) count as not decoded in
+    the moment head, but a trained trimmer's window is snapped to the stored timeline apart from
+    it: a window whose frames were all such frames raised 'ValueError: not enough values to
+    unpack' (search --trimmer, eval --trimmer and train's validation ended in a traceback), and one
+    over a single such frame of an old shard was scored NaN.  Such a window gives no moment now;
+    a window with some of them is snapped as without them."""
+    from vmr_cli.search import _Video, trimmer_moments
+
+    times = np.arange(0.0, 60.0)
+    sims = np.full_like(times, 0.2)
+    sims[[20, 21, 22]] = 0.6
+    row = {"path": "v.mp4", "duration": 60.0, "id": 1}
+    expected = trimmer_moments(_Video(row, [], times, sims, 1.0), [(20, 22, 0.9)], 3)
+    broken = sims.copy()
+    broken[[30, 31, 32]] = np.nan
+    broken[23] = np.inf
+    v = _Video(row, [], times, broken, 1.0)
+    assert trimmer_moments(v, [(30, 32, 0.9)], 3) == []
+    assert trimmer_moments(v, [(30, 32, 0.9), (20, 23, 0.5)], 3) == expected
+    old = _Video(row, [], np.array([1.0, 3.0, 5.0]), np.array([0.3, np.nan, 0.5]), 2.0)  # one middle frame a clip
+    found = trimmer_moments(old, [(2, 4, 0.9), (4, 6, 0.5)], 3)
+    assert found and all(np.isfinite(score) for _s, _e, score in found), found

@@ -430,7 +430,8 @@ def stored_timeline(row: dict, clips: list[dict], shard: dict, q: torch.Tensor, 
 def trimmer_moments(v: "_Video", windows, limit: int) -> list[tuple[float, float, float]]:
     """A trained trimmer's windows of v as search ranks them: edges and score from the stored
     timeline (_snapped), then widened and de-nested like any moment (_Video.kept)."""
-    return v.kept([_snapped(v, w) for w in windows], limit)
+    snapped = (_snapped(v, w) for w in windows)
+    return v.kept([w for w in snapped if w is not None], limit)
 
 
 class _Video:
@@ -471,8 +472,9 @@ class _Video:
         return nms(widened, 0.5, limit=limit)
 
 
-def _snapped(v, window) -> tuple[float, float, float]:
-    """A trained trimmer's window (clip edges, 2 s apart), its edges set by the stored timeline.
+def _snapped(v, window) -> tuple[float, float, float] | None:
+    """A trained trimmer's window (clip edges, 2 s apart), its edges set by the stored timeline
+    (None where none of its frames has a finite score).
 
     The network says where the moment is; inside its window the parameter-free head finds the
     run of frames that stands out, at the timeline's resolution (R1@0.5 71 -> 82 on the seed-0
@@ -481,9 +483,16 @@ def _snapped(v, window) -> tuple[float, float, float]:
     (times its square root, its fourth root, itself) the trimmer of README's table was as bad
     or worse on synthetic seeds 0, 1 and 2 (README, "The trained trimmer, measured")."""
     start, end, _network = window
+    finite = np.isfinite(v.sims)  # a frame the encoder overflowed on counts as not decoded (propose_moments)
     inside = (v.times >= start) & (v.times <= end)
+    if inside.any() and not (inside & finite).any():
+        return None  # every frame of the window is such a frame: nothing tells how well it matches
+    inside &= finite
     if inside.sum() < 2:  # a shard from before frames were stored: one middle frame a clip
-        near = inside if inside.any() else np.argmin(np.abs(v.times - (start + end) / 2))
+        distance = np.where(finite, np.abs(v.times - (start + end) / 2), np.inf)
+        near = inside if inside.any() else np.argmin(distance)
+        if not finite[near].any():
+            return None
         return start, end, float(np.max(v.sims[near]))
     (start, end, level), = v.proposals(v.times[inside], v.sims[inside], v.step, 1)
     return start, end, level
