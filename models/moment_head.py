@@ -142,14 +142,20 @@ def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_
     scores = torch.as_tensor(scores, dtype=torch.float64).flatten()
     if times.shape != scores.shape:
         raise ValueError("times and scores must have the same length")
-    finite = torch.isfinite(scores)  # a frame whose embedding overflowed (float16) counts as not decoded:
-    times, scores = times[finite], scores[finite]  # one NaN made every threshold fail, and no moment came
-    if times.numel() == 0 or top_k <= 0:
-        return []
     order = torch.argsort(times, stable=True)  # tolerate unsorted input
     times, scores = times[order], scores[order]
     gaps = torch.zeros(times.numel(), dtype=torch.bool)
     gaps[1:] = (times[1:] - times[:-1]) > GAP_FACTOR * step
+    # A frame whose embedding overflowed (float16) has no score: one NaN made every threshold fail,
+    # and no moment came.  It is left out, but its neighbours stay one run (one such frame inside
+    # a moment split it in two): only a gap in the frames given breaks a run.
+    finite = torch.isfinite(scores)
+    segment = torch.cumsum(gaps.long(), 0)[finite]
+    times, scores = times[finite], scores[finite]
+    if times.numel() == 0 or top_k <= 0:
+        return []
+    gaps = torch.zeros(times.numel(), dtype=torch.bool)
+    gaps[1:] = segment[1:] != segment[:-1]
     breaks = gaps.tolist()
     radius = int(round(smooth / (2 * step))) if smooth and step > 0 else 0
     smoothed = _smooth(scores, torch.cumsum(gaps.long(), 0), radius)

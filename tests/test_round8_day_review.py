@@ -54,3 +54,32 @@ def test_a_trimmer_window_over_frames_that_are_not_a_number_does_not_end_the_sea
     old = _Video(row, [], np.array([1.0, 3.0, 5.0]), np.array([0.3, np.nan, 0.5]), 2.0)  # one middle frame a clip
     found = trimmer_moments(old, [(2, 4, 0.9), (4, 6, 0.5)], 3)
     assert found and all(np.isfinite(score) for _s, _e, score in found), found
+
+
+def test_a_frame_that_is_not_a_number_inside_a_moment_does_not_split_it():
+    """The day's change drops a frame whose score is NaN or infinite (an embedding float16 overflowed
+    on), but the frames either side were then a gap apart, as if an unverified clip lay between
+    them: one such frame inside a 6 s moment split it in two (19.5-21.5 and 22.5-25.5, IoU 0.31
+    with the moment: a miss at R1@0.5).  The moment is found whole now."""
+    import torch
+
+    from vmr_cli.search import _Video
+    from vmr_models.moment_head import propose_moments
+
+    times = np.arange(0.0, 60.0)
+    sims = np.full_like(times, 0.2)
+    sims[20:26] = 0.6
+    row = {"path": "v.mp4", "duration": 60.0, "id": 1}
+    whole = _Video(row, [], times, sims, 1.0)
+    expected = whole.kept(whole.proposals(times, sims, 1.0, 3), 3)
+    assert expected[0][:2] == (19.5, 25.5)
+    for bad in (np.nan, np.inf):
+        broken = sims.copy()
+        broken[22] = bad
+        v = _Video(row, [], times, broken, 1.0)
+        assert v.kept(v.proposals(times, broken, 1.0, 3), 3)[0][:2] == (19.5, 25.5)
+    # a real gap (frames never stored or decoded there) still breaks a run
+    gap = np.concatenate([times[:22], times[23:]])
+    found = propose_moments(torch.as_tensor(gap), torch.as_tensor(np.delete(sims, 22)), 1.0, top_k=3,
+                            baseline=0.2, duration=60.0)
+    assert all(not (s < 22 < e) for s, e, _score in found), found
