@@ -83,3 +83,30 @@ def test_a_frame_that_is_not_a_number_inside_a_moment_does_not_split_it():
     found = propose_moments(torch.as_tensor(gap), torch.as_tensor(np.delete(sims, 22)), 1.0, top_k=3,
                             baseline=0.2, duration=60.0)
     assert all(not (s < 22 < e) for s, e, _score in found), found
+
+
+def test_a_frame_that_is_not_a_number_does_not_move_a_refined_edge():
+    """One stored frame inside a window with a NaN score made the window's level NaN, so no cut
+    beat another when its edges were refined and each edge went to the first decoded frame
+    outside: the start 0.75 s early.  Such a frame is left out of the level, and an edge whose
+    stored frame has no score is left as it was."""
+    from vmr_cli.search import _edges, _refined, _Video
+
+    times = np.arange(0.0, 60.0)
+    sims = np.full_like(times, 0.2)
+    sims[20:26] = 0.6
+    row = {"path": "v.mp4", "duration": 60.0, "id": 1}
+
+    def refined(scores):
+        window = (_Video(row, [], times, scores, 1.0), 19.5, 25.5, 0.7)
+        edges = _edges(window, 2.0)
+        decoded = {x: 0.6 if 20.0 <= x < 26.0 else 0.2 for edge in edges for x in edge[-1]}
+        return _refined(window, edges, decoded)
+
+    expected = refined(sims)
+    assert expected[0] == 19.875
+    inside, outside = sims.copy(), sims.copy()
+    inside[22] = np.nan
+    outside[19] = np.inf
+    assert refined(inside) == expected
+    assert refined(outside) == (19.5, expected[1])  # the start is not refined against a frame with no score

@@ -525,10 +525,14 @@ def _edges(window, fps: float) -> list[tuple]:
     if not inside.any():
         return []
     first, last = int(np.argmax(inside)), len(t) - 1 - int(np.argmax(inside[::-1]))
-    level = float(s[first:last + 1].mean())
+    finite = np.isfinite(s)  # a frame the encoder overflowed on has no score (propose_moments)
+    scored = s[first:last + 1][finite[first:last + 1]]
+    if not scored.size:
+        return []
+    level = float(scored.mean())
     edges = []
     for side, out, into in (("start", first - 1, first), ("end", last + 1, last)):
-        if 0 <= out < len(t):
+        if 0 <= out < len(t) and finite[out] and finite[into]:  # else nothing to cut between
             lo, hi = sorted((t[out], t[into]))
             between = [x for x in dense_grid(lo, hi, fps) if lo + 1e-9 < x < hi - 1e-9]
             if between:
