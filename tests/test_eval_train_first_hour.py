@@ -228,3 +228,25 @@ def test_a_finished_trimmer_given_again_says_nothing_was_trained(small, tmp_path
     code, again, err = vmr(*command)
     assert again.startswith(f"trimmer in {tmp_path / 't'} was already trained: 1 query, 1 epoch"), again
     assert again.rstrip().endswith("; nothing trained now"), again
+
+
+def test_a_run_stopped_before_its_final_save_is_finished_not_called_already_trained(small, tmp_path, monkeypatch):
+    """Stopped after its last epoch was saved but before the final save, the same command finishes
+    the trimmer; it said 'was already trained ... nothing trained now'."""
+    from vmr_cli import train
+
+    saved = train._save
+
+    def stopped_at_the_final_save(out_dir, header, state, net, teacher, optimiser):
+        if optimiser is None:  # the final save: the model alone
+            raise KeyboardInterrupt
+        saved(out_dir, header, state, net, teacher, optimiser)
+
+    command = ("--library", tmp_path / "lib", "train", small / "ann.txt", "--videos", small / "v", "--out",
+               tmp_path / "t", "--epochs", 1, "--model", MODEL)
+    monkeypatch.setattr(train, "_save", stopped_at_the_final_save)
+    vmr(*command, expect=130)
+    monkeypatch.setattr(train, "_save", saved)
+    finished = vmr_json(*command)
+    assert finished["already_trained"] is False and finished["history"], finished
+    assert vmr_json(*command)["already_trained"] is True

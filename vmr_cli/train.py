@@ -149,6 +149,7 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
 
     started = time.time()
     trained_now = False  # an epoch ran in this run (its record holds this --val's score)
+    finished_before = state["phase"] == "done"  # (a run stopped after its last epoch finishes it now)
     while state["phase"] != "done":
         phase, epoch = state["phase"], state["epoch"]
         if epoch >= options.epochs:
@@ -204,7 +205,7 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
             "history": state["history"], "seconds": round(time.time() - started, 1),
             "val_R1@0.5": val,
             "val_R1@0.5_untrained": untrained,
-            "already_trained": not trained_now}  # a finished run given again: nothing was trained
+            "already_trained": finished_before}  # a finished run given again: nothing was trained
 
 
 class _Data:
