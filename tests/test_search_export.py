@@ -33,7 +33,10 @@ def test_search_json_shape_and_logging(indexed):
     scores = [r["score"] for r in found["results"]]
     assert scores == sorted(scores, reverse=True)
     stats = found["stats"]
-    assert stats["videos_considered"] == 3 and stats["clips_verified"] >= 3
+    # Each video's best window had its edges refined where they lie inside the video; a still
+    # stretch that runs to the video's end (this random model's best for "red" is the blue half)
+    # has one edge to refine, a still video from start to end none.
+    assert stats["videos_considered"] == 3 and stats["clips_verified"] >= 2
     assert stats["frames_encoded"] == stats["frames_decoded"] > 0
     # Logged, so export can name it.
     logged = Library().catalog.search(found["search_id"])
