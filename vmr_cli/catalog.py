@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import suppress
 
 from .errors import NotLogged, VmrError, catalog_error, first_line, no_space_at
 from .paths import from_key, printable, to_key
@@ -145,6 +146,11 @@ MIGRATION_WAIT = 2.0  # seconds a migration waits for the writer lock held by a 
 BACKUP_TEMPORARY = ".vmr-backup-"  # a migration's backup being written (stale ones: remove_temp_files)
 
 
+def _newer(path: str, version: int) -> str:
+    return (f"catalog {path} was written by a newer vmr (schema {version}, this vmr knows {SCHEMA_VERSION}); "
+            "upgrade vmr or use another --library")
+
+
 class _MigratedMeanwhile(Exception):
     """The catalog another process migrated while this one was backing it up."""
 
@@ -195,10 +201,7 @@ class Catalog:
 
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
-            raise VmrError(
-                f"catalog {self.path} was written by a newer vmr (schema {version}, this vmr knows "
-                f"{SCHEMA_VERSION}); upgrade vmr or use another --library"
-            )
+            raise VmrError(_newer(self.path, version))
 
     def _migrate(self) -> None:
         """An older catalog is migrated under the writer lock of its folder (the library's), which
@@ -662,68 +665,171 @@ def salvage(path: str, why: str = "no video row can be read") -> dict:
     read in ranges of rowids, and a range that fails row by row, so one bad
     page loses only the rows on it.  Clips and results whose video or search
     was lost are dropped; the library's check then finds videos whose clips
-    are gone and marks them for re-embedding.  Returns, per table, rows kept
-    (and the rowid range looked at), and where the damaged file went.
+    are gone and marks them for re-embedding.  The rows go into a catalog of the
+    damaged one's schema, which is then migrated as it would have been.  Returns,
+    per table, rows kept (and the rowid range looked at), and where the damaged
+    file went.
+
+    The salvaged catalog takes the damaged one's place through SQLite (its backup
+    API, one transaction), not by renaming files: a kill at any point leaves
+    either the damaged catalog with its WAL or the salvaged one, and a process
+    that has the catalog open (a search) reads and logs into the salvaged one.
     """
     new_path = path + ".salvage"
-    for leftover in (new_path, new_path + "-wal", new_path + "-shm"):
-        if os.path.exists(leftover):
-            os.unlink(leftover)
-    fresh = Catalog(new_path)
-    conn = fresh._conn
+    _remove_catalog_files(new_path)  # a salvage cut short before it replaced anything
     try:
-        kept = _copy_readable_rows(conn, path)
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        old = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error:
+        old = None
+    try:
+        for _attempt in range(SALVAGE_ATTEMPTS):
+            seen = _data_version(old)
+            kept = _salvage_into(new_path, old, path)
+            if not kept.get("videos", {}).get("complete") and not kept.get("videos", {}).get("kept"):
+                raise VmrError(f"the catalog {printable(path)} is damaged beyond salvage ({why}); "
+                               f"restore it from a backup, or start a new library (another --library DIR, or "
+                               f"delete {printable(os.path.dirname(path))})")
+            damaged = _free_name(path + ".damaged")
+            try:
+                _replace_contents(new_path, path, damaged, lambda: _data_version(old) == seen)
+            except _ChangedMeanwhile:
+                continue  # another process committed (a search logged) since the rows were read
+            return {"tables": {name: info["kept"] for name, info in kept.items()}, "kept_as": damaged}
+        raise VmrError(f"the catalog {printable(path)} kept changing while it was salvaged (searches logging "
+                       "into it?); run 'vmr status --check' again")
     finally:
-        fresh.close()
-    if not kept.get("videos", {}).get("complete") and not kept.get("videos", {}).get("kept"):
-        os.unlink(new_path)
-        raise VmrError(f"the catalog {printable(path)} is damaged beyond salvage ({why}); "
-                       f"restore it from a backup, or start a new library (another --library DIR, or delete "
-                       f"{printable(os.path.dirname(path))})")
-    damaged = _free_name(path + ".damaged")
-    os.link(path, damaged)  # the damaged file stays, under another name, until the user deletes it
-    for suffix in ("-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.replace(path + suffix, damaged + suffix)
-    os.replace(new_path, path)
-    return {"tables": {name: info["kept"] for name, info in kept.items()}, "kept_as": damaged}
+        if old is not None:
+            old.close()
+        _remove_catalog_files(new_path)
 
 
-def _copy_readable_rows(conn: sqlite3.Connection, damaged: str) -> dict:
+SALVAGE_ATTEMPTS = 5  # salvages begun again because another process committed meanwhile
+
+
+class _ChangedMeanwhile(Exception):
+    """The damaged catalog took a commit after its rows were read for a salvage."""
+
+
+def _salvage_into(new_path: str, old: sqlite3.Connection | None, path: str) -> dict:
+    """The readable rows of old, in a new catalog at new_path of old's schema, then migrated to
+    the current one (migration 4 changes rows, not only tables); what ``_copy_readable_rows`` kept."""
+    _remove_catalog_files(new_path)
+    version = _schema_of(old)
+    if version > SCHEMA_VERSION:
+        raise VmrError(_newer(path, version))  # its newer columns would be dropped
+    conn = sqlite3.connect(new_path, isolation_level=None)
+    try:
+        if old is not None:  # the backup into a WAL catalog needs the same page size
+            with suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA page_size={int(old.execute('PRAGMA page_size').fetchone()[0])}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        _run_migrations(conn, 0, version or SCHEMA_VERSION)
+        kept = _copy_readable_rows(conn, old)
+        _run_migrations(conn, version or SCHEMA_VERSION, SCHEMA_VERSION)
+    finally:
+        conn.close()
+    return kept
+
+
+def _run_migrations(conn: sqlite3.Connection, start: int, end: int) -> None:
+    for number in range(start, end):
+        with _Transaction(conn):
+            MIGRATIONS[number][1](conn)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(number + 1),))
+
+
+def _schema_of(old: sqlite3.Connection | None) -> int:
+    """The damaged catalog's schema version; 0 when its meta cannot tell."""
+    try:
+        row = old.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+    except (sqlite3.Error, AttributeError, TypeError, ValueError):
+        return 0
+
+
+def _data_version(old: sqlite3.Connection | None):
+    """Changes when another connection commits to the catalog (None when it cannot be read)."""
+    try:
+        return old.execute("PRAGMA data_version").fetchone()[0]
+    except (sqlite3.Error, AttributeError):
+        return None
+
+
+def _replace_contents(new_path: str, path: str, damaged: str, unchanged) -> None:
+    """The salvaged catalog's pages written over the damaged one's in one SQLite transaction.  Once
+    it holds the write lock (no one can commit), ``unchanged()`` is asked whether the rows read are
+    still all there are, and the damaged file and its WAL are copied to ``damaged``."""
+    source = sqlite3.connect(new_path, isolation_level=None)
+    target = sqlite3.connect(path, isolation_level=None, timeout=30)
+    kept = []
+
+    def progress(status, _remaining, _total):
+        # 0: a step done, and the write lock held until the last one (the catalog has many pages)
+        if status != 0 or kept:
+            return
+        if not unchanged():
+            raise _ChangedMeanwhile()
+        for suffix in ("", "-wal"):
+            if os.path.exists(path + suffix):
+                _copy_file(path + suffix, damaged + suffix)
+        kept.append(damaged)
+
+    try:
+        source.backup(target, pages=1, progress=progress)
+    finally:
+        source.close()
+        target.close()
+
+
+def _copy_file(source: str, destination: str) -> None:
+    """A copy with the source's permissions (the catalog logs every query: private stays private)."""
+    import shutil
+    import stat
+
+    mode = stat.S_IMODE(os.stat(source).st_mode)
+    with open(source, "rb") as reading, \
+            open(os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & 0o600), "wb") as writing:
+        shutil.copyfileobj(reading, writing)
+        writing.flush()
+        os.fsync(writing.fileno())
+    os.chmod(destination, mode)
+
+
+def _remove_catalog_files(path: str) -> None:
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        if os.path.exists(name):
+            os.unlink(name)
+
+
+def _copy_readable_rows(conn: sqlite3.Connection, old: sqlite3.Connection | None) -> dict:
     """Rows of the damaged catalog (read through a connection of their own, so an error there never
     touches the new catalog's transaction) inserted into the new one on conn."""
-    try:
-        old = sqlite3.connect(f"file:{_uri_path(damaged)}?mode=ro", uri=True, isolation_level=None)
-    except sqlite3.Error:
+    if old is None:
         return {}
     try:
-        try:
-            names = {r[0] for r in old.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError:
-            return {}
-        conn.execute("PRAGMA foreign_keys=OFF")
-        conn.execute("BEGIN IMMEDIATE")
-        out = {}
-        for table in [r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]:
-            if table in names:
-                out[table] = _copy_table(old, conn, table)
-        conn.execute("DELETE FROM clips WHERE video_id NOT IN (SELECT id FROM videos)")
-        conn.execute("DELETE FROM results WHERE search_id NOT IN (SELECT id FROM searches)")
-        try:  # ids are never reused, even those of rows that were lost
-            sequences = old.execute("SELECT name, seq FROM sqlite_sequence").fetchall()
-        except sqlite3.DatabaseError:
-            sequences = []
-        for name, seq in sequences:
-            conn.execute("UPDATE sqlite_sequence SET seq=max(seq, ?) WHERE name=?", (seq, name))
-            conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS "
-                         "(SELECT 1 FROM sqlite_sequence WHERE name=?)", (name, seq, name))
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA foreign_keys=ON")
-        return out
-    finally:
-        old.close()
+        names = {r[0] for r in old.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError:
+        return {}
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("BEGIN IMMEDIATE")
+    out = {}
+    for table in [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]:
+        if table in names:
+            out[table] = _copy_table(old, conn, table)
+    conn.execute("DELETE FROM clips WHERE video_id NOT IN (SELECT id FROM videos)")
+    conn.execute("DELETE FROM results WHERE search_id NOT IN (SELECT id FROM searches)")
+    try:  # ids are never reused, even those of rows that were lost
+        sequences = old.execute("SELECT name, seq FROM sqlite_sequence").fetchall()
+    except sqlite3.DatabaseError:
+        sequences = []
+    for name, seq in sequences:
+        conn.execute("UPDATE sqlite_sequence SET seq=max(seq, ?) WHERE name=?", (seq, name))
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS "
+                     "(SELECT 1 FROM sqlite_sequence WHERE name=?)", (name, seq, name))
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return out
 
 
 def _copy_table(old: sqlite3.Connection, conn: sqlite3.Connection, table: str) -> dict:
