@@ -421,6 +421,36 @@ def test_check_repairs_a_lost_shard_a_foreign_shard_an_orphan_and_faiss_drift(li
     assert lib.check(deep=True)["consistent"]
 
 
+def test_a_shard_noted_as_matching_is_still_found_when_it_is_lost_cut_short_or_replaced(lib, monkeypatch):
+    """repair_missing_shards opens a shard again only when its stat changed since it was found
+    matching (vectors.CHECKED_NOTE); each change a shard can go through is still found."""
+    from vmr_cli import vectors
+
+    monkeypatch.setattr(vectors, "RECENT_NS", -10 ** 12)  # the shards just written count as settled
+    ids = [_put(lib, f"{n}.mp4", seed=n) for n in range(5)]
+    opened = []
+    real = lib.vectors.shard_matches
+    monkeypatch.setattr(lib.vectors, "shard_matches", lambda *a: (opened.append(a[0]), real(*a))[1])
+    assert lib.repair_missing_shards() == [] and sorted(opened) == ids
+    opened.clear()
+    assert lib.repair_missing_shards() == [] and opened == []  # nothing changed: no header read
+    lost, short, foreign, wrong_length = ids[:4]
+    os.unlink(lib.vectors.shard_path(lost))
+    with open(lib.vectors.shard_path(short), "r+b") as handle:
+        handle.truncate(os.path.getsize(lib.vectors.shard_path(short)) - 4)
+    clip_ids = lib.catalog.clip_ids_of(foreign)  # another row's shard, of the very same size
+    lib.vectors.write_shard(foreign, "b" * 32, clip_ids, {k: np.zeros((3, DIM), np.float32) for k in "ABM"})
+    token = lib.catalog.video(wrong_length)["vectors_token"]
+    lib.vectors.write_shard(wrong_length, token, [1, 2], {k: np.zeros((2, DIM), np.float32) for k in "ABM"})
+    assert sorted(lib.repair_missing_shards()) == [lost, short, foreign, wrong_length]
+    assert sorted(opened) == [lost, short, foreign, wrong_length]
+    assert [v["id"] for v in lib.catalog.videos("ok")] == ids[4:]
+    with open(os.path.join(lib.vectors.shard_dir, vectors.CHECKED_NOTE), "w") as handle:
+        handle.write("{not json")  # a damaged note is no note
+    opened.clear()
+    assert lib.repair_missing_shards() == [] and opened == ids[4:]
+
+
 def test_starting_over_without_the_catalog_drops_the_old_faiss_cache(lib, tmp_path):
     """The lost-catalog error says to delete shards/ to start over; the FAISS cache left beside
     them held the old library's clip ids, which a new catalog hands out again from 1."""

@@ -481,8 +481,7 @@ class Library:
         """Mark stale every indexed video whose shard is gone or is not the one its row was
         committed with (its header is read, not its vectors), so that the next index run
         re-embeds it: what a search's 'vectors missing' asks 'vmr index' to do."""
-        missing = [v["id"] for v in self.catalog.videos("ok")
-                   if not self.vectors.shard_matches(v["id"], v["vectors_token"], v["n_clips"])]
+        missing = self.vectors.unmatched_shards(self.catalog.videos("ok"))
         self.mark_stale(missing)
         return missing
 

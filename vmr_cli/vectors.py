@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 from vmr_models.atomic import atomic_write
 
@@ -32,6 +33,8 @@ FRAMES, FRAME_TIMES = "F", "F_t"  # optional: shards written before vmr 0.2 lack
 # a smaller one is read, so most libraries never depend on a mapping (a file replaced on a
 # network share under a mapping can fault).
 MAP_FROM_BYTES = 64 << 20
+CHECKED_NOTE = "checked.json"  # in shards/: the stat of each shard whose header was last found matching
+RECENT_NS = 2_000_000_000  # a shard changed this recently is not noted (a file's times have coarse ticks)
 SHARD_NAME = re.compile(r"([1-9][0-9]*)\.safetensors", re.ASCII)  # str.isdigit takes '²' and '٣'
 
 
@@ -142,6 +145,42 @@ class VectorStore:
         except Exception:  # missing, truncated or not safetensors
             _require_readable(path)
             return False
+
+    def unmatched_shards(self, rows) -> list[int]:
+        """The ids of rows (video rows: id, vectors_token, n_clips) whose shard does not match
+        (shard_matches).  A shard found matching before is not opened again while its inode,
+        size, mtime and ctime are the ones noted then (``CHECKED_NOTE``): vmr replaces a shard
+        by renaming a new file over it (a new inode), and any write, truncation or rename of a
+        file sets its ctime, which no tool can set back.  Every index run read every header:
+        0.3 s at 5,000 videos from the page cache, a disk read per video from a cold one
+        (bench/noop_index.py)."""
+        path = os.path.join(self.shard_dir, CHECKED_NOTE)
+        try:
+            with open(path) as handle:
+                noted = json.load(handle)
+        except (OSError, ValueError):
+            noted = {}
+        noted = noted if isinstance(noted, dict) else {}
+        now, unmatched, recent = {}, [], time.time_ns() - RECENT_NS
+        for row in rows:
+            key = str(row["id"])
+            try:
+                st = os.stat(self.shard_path(row["id"]))
+                seen = [row["vectors_token"], row["n_clips"], st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            except OSError:
+                st = seen = None
+            if seen is not None and noted.get(key) == seen:
+                now[key] = seen
+            elif not self.shard_matches(row["id"], row["vectors_token"], row["n_clips"]):
+                unmatched.append(row["id"])
+            elif seen is not None and max(st.st_mtime_ns, st.st_ctime_ns) < recent:  # (stat taken before the read)
+                now[key] = seen
+        if now != noted:
+            try:
+                atomic_write(path, lambda tmp: _write_json(tmp, now))
+            except OSError:  # a note only: every header is read again next time
+                pass
+        return unmatched
 
     def delete_shard(self, video_id: int) -> None:
         try:
