@@ -145,7 +145,6 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
     # Errors of the environment stop the run here, before the library is touched.
     require_tool("ffprobe")
     require_backend(backend, load=False)  # loaded below, where there is something to decode
-    signature = decoder_signature(backend)
     with library.writer_lock("vmr index"):
         name, clip_seconds = resolve_encoder(library, model, clip_seconds)
         lost = library.lost_encoder()
@@ -155,6 +154,9 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
             library.mark_stale([v["id"] for v in library.catalog.videos("ok")], "the model's record was lost")
         library.check(repair=True)
         library.repair_missing_shards()  # what a search reported as 'vectors missing'
+        # What this run reads with (an ffprobe process and package metadata: 0.2 s of a run with
+        # nothing to do), asked only where a file failed before or there is something to read.
+        signature = decoder_signature(backend) if library.catalog.video_ids("failed") else None
         plan = plan_index(library.catalog, roots, prune=prune, signature=signature)
         again, forced, encoder = _embedded_by_an_older_vmr(library, plan.colour_unknown, progress, encoder, backend)
         for reason in again.values():
@@ -162,6 +164,8 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
             plan.unchanged -= len(reason)
         if plan.add or plan.update:  # before anything is changed, as above
             require_backend(backend)
+        if plan.add or plan.update or plan.copies:  # (a copy whose source cannot be read is indexed)
+            signature = signature or decoder_signature(backend)
         lookup = Roots(roots)  # the root each file is recorded under
         if not (plan.add or plan.update or plan.copies or plan.move or plan.touched or plan.replaced or plan.remove
                 or plan.unchanged or plan.failed_before or plan.failed or plan.kept or library.catalog.videos()):
