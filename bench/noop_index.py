@@ -12,7 +12,7 @@ in three states of the library, each state timed for every ``--code`` folder (a 
 
 - nothing changed;
 - a home trash ($XDG_DATA_HOME/Trash, pointed at bench/out/) holding ``--trash`` records of
-  other files, and one folder of the library moved away (an unmounted drive's: its entries are
+  other files (every 100th a folder, the others files of sizes no indexed file has), and one folder of the library moved away (an unmounted drive's: its entries are
   kept, so every run looks for them in the trash);
 - the same with that folder back (its entries were kept: unchanged again).
 
@@ -91,9 +91,13 @@ def make_trash(top: Path, records: int) -> Path:
         shutil.rmtree(data, ignore_errors=True)
         info.mkdir(parents=True)
         files.mkdir(parents=True)
-        for i in range(records):
+        for i in range(records):  # files of many sizes (none an indexed one's), every 100th a folder
             name = f"old clip {i}.mp4"
-            (files / name).write_bytes(b"x")
+            if i % 100 == 0:
+                (files / name).mkdir()
+                (files / name / "inside.mp4").write_bytes(b"x")
+            else:
+                (files / name).write_bytes(b"x" * (i % 4096))
             (info / f"{name}.trashinfo").write_text(
                 f"[Trash Info]\nPath=/home/someone/Videos/2019/old%20clip%20{i}.mp4\n"
                 "DeletionDate=2026-01-01T10:00:00\n")
@@ -153,7 +157,8 @@ def main() -> None:
         if state == "trash":
             away.rename(top / "away")
         try:
-            run_index(args.code[0], library, data if state != "unchanged" else empty)  # a first run may write
+            for code in args.code:  # untimed: the first run in a state may write (kept entries, notes)
+                run_index(code, library, data if state != "unchanged" else empty)
             for _ in range(args.rounds):
                 for code in args.code:
                     seconds, said = run_index(code, library, data if state != "unchanged" else empty)

@@ -602,6 +602,36 @@ def test_one_trashed_file_does_not_make_its_folders_other_entries_deleted(tiny_m
 
 
 
+def test_only_the_trash_records_that_could_be_a_missing_entry_are_read(tmp_path, monkeypatch):
+    """A record whose trashed file is not a folder and has none of the missing entries' sizes
+    decides nothing: it is not opened (a home trash of thousands of records was read whole on
+    every run while a drive's entries were kept); those that could decide still do."""
+    from vmr_cli import trash
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr(trash, "drive_top", lambda path: "/")
+    bin_ = tmp_path / "data" / "Trash"
+    (bin_ / "files" / "trip").mkdir(parents=True)
+    home = tmp_path / "Videos"
+    rows = [{"path": str(home / "a.mp4"), "size": 5}, {"path": str(home / "trip" / "b.mp4"), "size": 6},
+            {"path": str(home / "c.mp4"), "size": 7}, {"path": str(home / "d.mp4"), "size": 8}]
+    (bin_ / "files" / "a.mp4").write_bytes(b"12345")  # a.mp4, trashed
+    _trashinfo(bin_, "a.mp4", home / "a.mp4")
+    (bin_ / "files" / "trip" / "b.mp4").write_bytes(b"123456")  # its folder, trashed whole
+    _trashinfo(bin_, "trip", home / "trip")
+    (bin_ / "files" / "c.mp4").write_bytes(b"another c.mp4 of that place")  # not the indexed one
+    _trashinfo(bin_, "c.mp4", home / "c.mp4")
+    _trashinfo(bin_, "d.mp4", home / "d.mp4")  # emptied since
+    for n in range(20):
+        (bin_ / "files" / f"photo{n}.jpg").write_bytes(b"x" * (100 + n))
+        _trashinfo(bin_, f"photo{n}.jpg", tmp_path / "Pictures" / f"photo{n}.jpg")
+    opened = []
+    monkeypatch.setattr(trash, "open", lambda path, *a: (opened.append(os.path.basename(path)), open(path, *a))[1],
+                        raising=False)
+    assert trash.trashed(rows) == {str(home / "a.mp4"), str(home / "trip" / "b.mp4")}
+    assert sorted(opened) == ["a.mp4.trashinfo", "trip.trashinfo"]
+
+
 def test_a_large_passed_over_folder_is_looked_into_only_so_far(tmp_path, monkeypatch):
     """Whether a passed-over folder holds videos (for its note) walked all of it on every run: a
     NAS's #snapshot copies whole shares."""

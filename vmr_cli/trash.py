@@ -18,6 +18,7 @@ card in the same reader, its own trash holding an older file of the same name).
 from __future__ import annotations
 
 import os
+import stat
 from urllib.parse import unquote_to_bytes
 
 from .paths import under
@@ -41,15 +42,19 @@ def drive_top(path: str) -> str:
     return path
 
 
-def _records(trash: str, top: str | None) -> dict[str, list[str]]:
+def _records(trash: str, top: str | None, sizes=None) -> dict[str, list[str]]:
     """original path -> its files in trash/files (a path trashed twice has two), from
-    trash/info/*.trashinfo (paths relative to top in a drive's trash)."""
+    trash/info/*.trashinfo (paths relative to top in a drive's trash).  With ``sizes`` (those
+    of the rows asked about), only the records of what could be one of them (_could_hold)."""
     info = os.path.join(trash, "info")
     try:
         with os.scandir(info) as entries:
             names = [e.name for e in entries if e.name.endswith(".trashinfo") and e.is_file(follow_symlinks=False)]
     except OSError:
         return {}
+    wanted = _could_hold(os.path.join(trash, "files"), sizes) if sizes is not None else None
+    if wanted is not None:
+        names = [name for name in names if name[:-len(".trashinfo")] in wanted]
     out: dict[str, list[str]] = {}
     for name in names:  # (regular files only: opening a FIFO would wait for a writer)
         try:
@@ -70,6 +75,27 @@ def _records(trash: str, top: str | None) -> dict[str, list[str]]:
     return out
 
 
+def _could_hold(files: str, sizes) -> set[str] | None:
+    """The names in a trash's files/ that could be a trashed row's file: a folder (the file inside
+    it), or a file of one of ``sizes``; the record of anything else can make no row trashed
+    (trashed: _sized), so it is not read.  A stat is cheaper than opening a record: 20,000 of
+    them took N s a run while a drive's entries were kept (bench/noop_index.py).  None (no
+    filter) when files/ cannot be listed."""
+    out = set()
+    try:
+        with os.scandir(files) as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat()  # (through a link, as _sized looks)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode) or st.st_size in sizes:
+                    out.add(entry.name)
+    except OSError:
+        return None
+    return out
+
+
 def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
     """The paths of rows (catalog entries whose files are missing) that are in a trash now.
 
@@ -78,12 +104,13 @@ def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
     if not rows:
         return set()
     uid = os.getuid() if hasattr(os, "getuid") else None
-    records = _records(_home_trash(), None)
+    sizes = {row["size"] for row in rows}
+    records = _records(_home_trash(), None, sizes)
     tops = {drive_top(folder) for folder in {os.path.dirname(row["path"]) for row in rows}}
     for top in tops:
         for trash in ([os.path.join(top, f".Trash-{uid}"), os.path.join(top, ".Trash", str(uid))]
                       if uid is not None else []):
-            for original, places in _records(trash, top).items():
+            for original, places in _records(trash, top, sizes).items():
                 records.setdefault(original, []).extend(places)
     names = {name.casefold() for name in RECYCLE_BINS}
     bins = {folder for folder in passed_over if os.path.basename(folder).casefold() in names}
