@@ -229,10 +229,12 @@ class Roots:
         self.all = set(roots)
         self._linked: dict = {}  # (folder, root) -> reached only through a symlinked folder
         self._above: dict = {}  # folder -> holding(folder)
+        self._walked: dict = {}  # folder -> walked_root of a file in it (not a root itself)
 
     def add(self, root: str) -> None:
         self.all.add(root)
         self._above.clear()
+        self._walked.clear()
 
     def holding(self, path: str) -> list[str]:
         """The roots path lies under (or is), the nearest first.  Those above its folder are
@@ -260,7 +262,14 @@ class Roots:
     def walked_root(self, path: str, of_folder: bool = False) -> str | None:
         """The nearest root whose walk reaches path (not through a symlinked folder), or None.
         ``of_folder``: path is a folder, itself checked for being a link, else a file's."""
-        return next((root for root in self.holding(path) if self.reaches(root, path, of_folder)), None)
+        if of_folder:
+            return next((root for root in self.holding(path) if self.reaches(root, path, True)), None)
+        if path in self.all:
+            return path  # (a root's walk reaches the root)
+        folder = os.path.dirname(path)  # the rest depends on the file's folder only: looked up once
+        if folder not in self._walked:
+            self._walked[folder] = next((root for root in self.holding(path) if self.reaches(root, path)), None)
+        return self._walked[folder]
 
     def reaches(self, root: str, path: str, of_folder: bool = False) -> bool:
         """Whether the walk of root (one of these or not; path lies under it) reaches path."""
