@@ -14,7 +14,10 @@ in three states of the library, each state timed for every ``--code`` folder (a 
 - a home trash ($XDG_DATA_HOME/Trash, pointed at bench/out/) holding ``--trash`` records of
   other files (every 100th a folder, the others files of sizes no indexed file has), and one folder of the library moved away (an unmounted drive's: its entries are
   kept, so every run looks for them in the trash);
-- the same with that folder back (its entries were kept: unchanged again).
+- the same with that folder back (its entries were kept: unchanged again);
+- ``cold`` (not by default): nothing changed, every shard's pages dropped from the page cache
+  before each run (posix_fadvise DONTNEED, which needs no root; its inode stays cached), as a
+  cron job finds them after the day's other work.
 
 ``--profile`` also runs the first state once in this process under cProfile (the code
 imported from this checkout) and prints the top functions by cumulative time.  Time only.
@@ -104,6 +107,16 @@ def make_trash(top: Path, records: int) -> Path:
     return data
 
 
+def drop_shards(library: Path) -> None:
+    """The shards' pages out of the page cache (their data is read from the disk again)."""
+    for entry in os.scandir(library / "shards"):
+        fd = os.open(entry.path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def run_index(code: str, library: Path, data: Path | None) -> tuple[float, str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [code] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
@@ -158,10 +171,12 @@ def main() -> None:
             away.rename(top / "away")
         try:
             for code in args.code:  # untimed: the first run in a state may write (kept entries, notes)
-                run_index(code, library, data if state != "unchanged" else empty)
+                run_index(code, library, data if state not in ("unchanged", "cold") else empty)
             for _ in range(args.rounds):
                 for code in args.code:
-                    seconds, said = run_index(code, library, data if state != "unchanged" else empty)
+                    if state == "cold":
+                        drop_shards(library)
+                    seconds, said = run_index(code, library, data if state not in ("unchanged", "cold") else empty)
                     times.setdefault((state, code), []).append(seconds)
                     print(f"{state:9s} {code}: {seconds:.2f} s  ({said})", file=sys.stderr, flush=True)
         finally:
