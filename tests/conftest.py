@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -195,3 +196,16 @@ def saturation(rgb, channels: int = -1) -> float:
     """Mean of max - min over a pixel's channels (numpy array, their axis ``channels``): 0 for grey."""
     rgb = rgb.astype(float)
     return float((rgb.max(channels) - rgb.min(channels)).mean())
+
+
+def damage_page(db, name: str) -> None:
+    """Overwrite the root page of table or index ``name`` of the SQLite file db with garbage (after
+    a full checkpoint): a damaged catalog page."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (name,)).fetchone()[0]
+    conn.close()
+    with open(db, "r+b") as handle:
+        handle.seek((root - 1) * page)
+        handle.write(bytes([0x0D, 0xFF, 0xFF, 0x00]) * (page // 4))

@@ -17,7 +17,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from conftest import make_video, small_disk, vmr, vmr_json
+from conftest import damage_page, make_video, small_disk, vmr, vmr_json
 
 from vmr_cli import encoders
 from vmr_cli.library import Library
@@ -463,18 +463,6 @@ def test_disk_full_when_each_write_fails(tiny_model, two_videos, isolated_librar
 
 
 # -- 11.12 a damaged catalog page -----------------------------------------------------------------------------
-def _damage(db, name: str) -> None:
-    """Overwrite the root page of table or index ``name`` with garbage."""
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    page = conn.execute("PRAGMA page_size").fetchone()[0]
-    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (name,)).fetchone()[0]
-    conn.close()
-    with open(db, "r+b") as handle:
-        handle.seek((root - 1) * page)
-        handle.write(bytes([0x0D, 0xFF, 0xFF, 0x00]) * (page // 4))
-
-
 def test_a_damaged_index_page_is_one_line_everywhere_and_check_salvages_all(model, two_videos, tmp_path,
                                                                           isolated_library):
     vmr_json("index", two_videos, "--model", model)
@@ -482,7 +470,7 @@ def test_a_damaged_index_page_is_one_line_everywhere_and_check_salvages_all(mode
     (tmp_path / "before").mkdir()
     (tmp_path / "after").mkdir()
     db = isolated_library / "catalog.db"
-    _damage(db, "clips_video")
+    damage_page(db, "clips_video")
     for args in (("search", "red"), ("index", two_videos), ("export", "1", "--out", tmp_path / "before")):
         code, out, err = vmr(*args, expect=None)
         if args[0] == "export" and code == 0:
@@ -505,7 +493,7 @@ def test_a_damaged_index_page_is_one_line_everywhere_and_check_salvages_all(mode
 def test_a_damaged_table_page_is_salvaged_and_the_next_index_re_embeds(model, two_videos, isolated_library):
     vmr_json("index", two_videos, "--model", model)
     db = isolated_library / "catalog.db"
-    _damage(db, "clips")
+    damage_page(db, "clips")
     one_error(vmr("search", "red", expect=1)[2])
     code, out, err = vmr("status", "--check")
     assert "catalog   damaged (" in out and "salvaged 2 videos" in out

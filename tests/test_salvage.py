@@ -15,23 +15,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, make_video, vmr_json
+from conftest import ROOT, damage_page, make_video, vmr_json
 
 from vmr_cli import catalog as catalog_module
 from vmr_cli.catalog import MIGRATIONS, READ_AGAIN_MTIME, SCHEMA_VERSION, Catalog, salvage
 from vmr_cli.library import Library
-
-
-def _damage(db, name: str) -> None:
-    """Overwrite the root page of table or index ``name`` with garbage (after a full checkpoint)."""
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    page = conn.execute("PRAGMA page_size").fetchone()[0]
-    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (name,)).fetchone()[0]
-    conn.close()
-    with open(db, "r+b") as handle:
-        handle.seek((root - 1) * page)
-        handle.write(bytes([0x0D, 0xFF, 0xFF, 0x00]) * (page // 4))
 
 
 @pytest.fixture
@@ -89,7 +77,7 @@ def test_a_salvage_killed_at_any_step_loses_nothing_the_catalog_held(indexed, tm
     place, 'catalog.db' was the damaged main file alone: the next --check salvaged that, and the
     commits in the WAL (here a search another process logged) were gone."""
     db = indexed / "catalog.db"
-    _damage(db, "clips_video")
+    damage_page(db, "clips_video")
     pristine = tmp_path / "pristine"
     shutil.copytree(indexed, pristine)
     step = 0
@@ -122,7 +110,7 @@ def test_a_search_that_logs_during_a_salvage_logs_into_the_salvaged_catalog(inde
     went into the file kept as catalog.db.damaged (the search kept the old file open), and 'vmr
     export' took the search before it for the last one."""
     db = indexed / "catalog.db"
-    _damage(db, "operations")  # a page no search reads: searches run and log
+    damage_page(db, "operations")  # a page no search reads: searches run and log
     found = vmr_json("search", "green")
     assert found["search_id"] == 2
     searching = Library(create=False)  # a search in progress: its catalog is open
@@ -163,7 +151,7 @@ def test_a_damaged_catalog_of_an_older_schema_is_migrated_as_it_is_salvaged(tmp_
     sound, damaged = tmp_path / "sound.db", tmp_path / "damaged.db"
     _catalog_of_schema(sound, 3)
     _catalog_of_schema(damaged, 3)
-    _damage(damaged, "operations")
+    damage_page(damaged, "operations")
     salvage(str(damaged))
     for path in (sound, damaged):  # the same rows, whether migrated on opening or salvaged
         catalog = Catalog(str(path), locked=True)
@@ -183,7 +171,7 @@ def test_a_damaged_catalog_of_a_newer_schema_is_not_salvaged_into_an_older_one(t
     conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
     conn.commit()
     conn.close()
-    _damage(path, "operations")
+    damage_page(path, "operations")
     before = path.read_bytes()
     with pytest.raises(catalog_module.VmrError, match="newer vmr"):
         salvage(str(path))
@@ -195,7 +183,7 @@ def test_a_search_logged_while_the_rows_are_read_is_salvaged_too(indexed, monkey
     """A search logging between the salvage's reading of the rows and its writing of them over the
     damaged catalog: the salvage begins again rather than write over that search's log."""
     db = str(indexed / "catalog.db")
-    _damage(db, "operations")
+    damage_page(db, "operations")
     real, logged = catalog_module._copy_table, []
 
     def copy_table(old, conn, table):
