@@ -250,3 +250,43 @@ def test_a_run_stopped_before_its_final_save_is_finished_not_called_already_trai
     finished = vmr_json(*command)
     assert finished["already_trained"] is False and finished["history"], finished
     assert vmr_json(*command)["already_trained"] is True
+
+
+def test_eval_and_train_read_a_read_only_library_with_nothing_to_index(small, tmp_path):
+    """A lab's shared library, read-only for its users: eval and train stopped with 'library folder
+    LIB is not writable (read-only); index into a writable --library' though nothing needed
+    indexing.  They now read it as it is; what would need indexing (a new file) is named, as is
+    a --model other than the library's."""
+    import os
+    import shutil
+
+    from conftest import vmr_subprocess
+
+    lib = tmp_path / "lib"
+    wanted = vmr_json("--library", lib, "eval", small / "ann.txt", "--videos", small / "v", "--model", MODEL)
+    for root, dirs, files in os.walk(lib):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o555 if name in dirs else 0o444)
+    lib.chmod(0o555)
+    try:
+        done = vmr_subprocess(lib, "eval", small / "ann.txt", "--videos", small / "v", "--json")
+        assert done.returncode == 0, done.stderr
+        got = json.loads(done.stdout)
+        assert (got["single"], got["corpus"]) == (wanted["single"], wanted["corpus"])
+        trained = vmr_subprocess(lib, "train", small / "ann.txt", "--videos", small / "v", "--out",
+                                 tmp_path / "t", "--epochs", 1)
+        assert trained.returncode == 0 and (tmp_path / "t" / "config.json").exists(), trained.stderr
+        other = vmr_subprocess(lib, "eval", small / "ann.txt", "--videos", small / "v", "--model", tmp_path / "m")
+        assert other.returncode == 1 and "is read-only, and its model is" in other.stderr.splitlines()[-1]
+        shutil.copy(small / "v" / "green.mp4", small / "v" / "new.mp4")
+        (small / "v" / "new.mp4").write_bytes((small / "v" / "new.mp4").read_bytes() + b"x")  # not a copy
+        refused = vmr_subprocess(lib, "eval", small / "ann.txt", "--videos", small / "v")
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.splitlines()[-1] == (
+            f"Error: library {lib} is read-only, and 1 file under {small / 'v'} is not indexed as it is now "
+            f"(new, changed, moved or deleted; e.g. {small / 'v' / 'new.mp4'}); run this with a writable --library")
+    finally:
+        for root, dirs, files in os.walk(lib):
+            os.chmod(root, 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)

@@ -281,6 +281,14 @@ def open_library(ctx, create: bool = False, writes: bool = False):
     return lib
 
 
+def _library_exists(ctx) -> bool:
+    """Whether the library already has a catalog: eval and train then open it as it is, read-only
+    too (a lab's shared library), and index only what needs it (indexer.indexed_for_reading)."""
+    from .library import library_directory
+
+    return os.path.exists(os.path.join(library_directory(ctx.obj["library"]), "catalog.db"))
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmr")
 @click.option("--library", "library", type=_LibraryPath(file_okay=False),
@@ -1055,7 +1063,7 @@ def eval_command(ctx, annotations, videos_dir, model, exhaustive, predictions_pa
     if predictions_path:
         # before a library is created or filled
         user_file_target(predictions_path, "--predictions", ours=are_predictions)
-    lib = open_library(ctx, create=True)
+    lib = open_library(ctx, create=not _library_exists(ctx))  # an existing one as it is: read-only too
     try:
         report = evaluate(lib, annotations, videos_dir, exhaustive=exhaustive,
                           predictions_path=predictions_path, model=model, trimmer=trimmer, backend=backend,
@@ -1113,7 +1121,7 @@ def train(ctx, annotations, videos_dir, out_dir, val_path, epochs, seed, tokens,
     """
     from .train import TrainOptions, train as train_trimmer
 
-    lib = open_library(ctx, create=True)
+    lib = open_library(ctx, create=not _library_exists(ctx))  # an existing one as it is: read-only too
 
     def log(record):
         if not as_json:  # R1 in percent, as the summary line and vmr eval print it

@@ -275,7 +275,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
              predictions_path: str | None = None, model: str | None = None, top_k: int = 10,
              progress: bool | None = None, options: SearchOptions | None = None,
              trimmer: str | None = None, backend: str = "torchcodec", warn=None) -> dict:
-    from .indexer import index_paths
+    from .indexer import indexed_for_reading
     from .progress import progress as bar_for
     from .trained import TrainedTrimmer
 
@@ -288,7 +288,7 @@ def evaluate(library, annotations_path: str, videos_dir: str, exhaustive: bool =
     if not os.path.isdir(videos_dir):
         raise VmrError(f"no such folder: {videos_dir}")
     files = video_files(videos_dir, wanted=[it["vid"] for it in items])
-    index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
+    indexed_for_reading(library, videos_dir, model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items], files)
     warnings = [checked.unfinished] if checked and checked.unfinished else []
     warnings += windows_past_end(library, items, files)

@@ -124,6 +124,30 @@ def decoder_signature(backend: str) -> str:
     return "; ".join(parts)
 
 
+def indexed_for_reading(library, folder: str, model: str | None = None, backend: str = "torchcodec",
+                        progress: bool | None = None) -> None:
+    """What eval and train read from folder, in the library: indexed as 'vmr index' would.  A
+    read-only library (a lab's shared one) can take nothing, so there they go on only where nothing
+    under folder needs indexing, and read the library as it is (they said 'index into a writable
+    --library', with nothing to index)."""
+    if not library.readonly:
+        index_paths(library, [folder], model=model, backend=backend, progress=progress)
+        return
+    plan = plan_index(library.catalog, [folder])
+    pending = ([item.path for item, _row in plan.add + plan.update + plan.copies + plan.move]
+               + [item.path for item, _row, _vanished in plan.replaced] + [row["path"] for row in plan.remove])
+    if pending:
+        raise VmrError(f"library {printable(library.directory)} is read-only, and {len(pending)} "
+                       f"file{'s' if len(pending) != 1 else ''} under {printable(folder)} "
+                       f"{'are' if len(pending) != 1 else 'is'} not indexed as {'they are' if len(pending) != 1 else 'it is'} "
+                       f"now (new, changed, moved or deleted; e.g. {printable(sorted(pending)[0])}); "
+                       "run this with a writable --library")
+    recorded = (library.encoder() or {}).get("name")
+    if model and model_name(model) != recorded:  # (re-pointing the library at it would be a write)
+        raise VmrError(f"library {printable(library.directory)} is read-only, and its model is "
+                       f"{printable(recorded)}, not {printable(model_name(model))}; leave --model out to use it")
+
+
 def index_paths(library, paths, model: str | None = None, clip_seconds: float | None = None,
                 backend: str = "torchcodec", progress: bool | None = None, encoder=None,
                 prune: bool = False) -> dict:

@@ -101,9 +101,9 @@ def _train(library, items, val_items, videos_dir, files, out_dir, recipe, option
     from vmr_models.trimmer import Trimmer, TrimmerConfig
 
     from .evaluate import require_indexed, windows_past_end
-    from .indexer import index_paths
+    from .indexer import indexed_for_reading
 
-    index_paths(library, [videos_dir], model=model, backend=backend, progress=progress)
+    indexed_for_reading(library, videos_dir, model=model, backend=backend, progress=progress)
     require_indexed(library, [it["vid"] for it in items + val_items], files)
     warnings = [*notes, *windows_past_end(library, items + val_items, files)]
     # A query whose first window (its target) starts after its video ends would teach the last
