@@ -154,8 +154,12 @@ def propose_moments(times: torch.Tensor, scores: torch.Tensor, step: float, top_
     times, scores = times[finite], scores[finite]
     if times.numel() == 0 or top_k <= 0:
         return []
+    # ... as long as the frames left out span no more than the smoothing window (one frame at
+    # least): a long stretch of them (a scene an old float16 encoder overflowed on) joined the
+    # moments either side into one that matched neither.
+    bridged = max(smooth or 0.0, step) + step + 1e-6
     gaps = torch.zeros(times.numel(), dtype=torch.bool)
-    gaps[1:] = segment[1:] != segment[:-1]
+    gaps[1:] = (segment[1:] != segment[:-1]) | ((times[1:] - times[:-1]) > bridged)
     breaks = gaps.tolist()
     radius = int(round(smooth / (2 * step))) if smooth and step > 0 else 0
     smoothed = _smooth(scores, torch.cumsum(gaps.long(), 0), radius)

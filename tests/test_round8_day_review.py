@@ -110,3 +110,23 @@ def test_a_frame_that_is_not_a_number_does_not_move_a_refined_edge():
     outside[19] = np.inf
     assert refined(inside) == expected
     assert refined(outside) == (19.5, expected[1])  # the start is not refined against a frame with no score
+
+
+def test_a_long_stretch_of_frames_that_are_not_a_number_still_parts_two_moments():
+    """The frame left out for a NaN or infinite score no longer broke the run around it, however
+    many there were: two 5 s moments 30 s apart with the 30 frames between them not a number (a
+    scene the old float16 encoder overflowed on) became one moment 9.5-49.5 s (IoU 0.125 with
+    either: both missed), where the same frames never stored gave both."""
+    from vmr_cli.search import _Video
+
+    times = np.arange(0.0, 60.0)
+    sims = np.full_like(times, 0.2)
+    sims[10:15] = 0.6
+    sims[45:50] = 0.6
+    row = {"path": "v.mp4", "duration": 60.0, "id": 1}
+    for first, last in ((15, 45), (16, 44)):
+        broken = sims.copy()
+        broken[first:last] = np.nan
+        v = _Video(row, [], times, broken, 1.0)
+        found = sorted(w[:2] for w in v.kept(v.proposals(times, broken, 1.0, 3), 3)[:2])
+        assert found == [(9.5, 14.5), (44.5, 49.5)], found
