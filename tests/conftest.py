@@ -115,6 +115,14 @@ def videos(tmp_path):
     return folder
 
 
+@pytest.fixture
+def small(tmp_path):
+    """One short video and one query: a trimmer trains for an epoch in seconds."""
+    make_video(tmp_path / "v" / "green.mp4", [("red", 2.0), ("green", 2.0)])
+    (tmp_path / "ann.txt").write_text("green 2 4##a green screen\n")
+    return tmp_path
+
+
 def without_permission_override(cmd: list[str]) -> list[str]:
     """cmd run so that file permissions apply: as root (CI), without CAP_DAC_OVERRIDE."""
     if os.geteuid() != 0:

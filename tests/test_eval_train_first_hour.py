@@ -100,14 +100,6 @@ def test_a_json_array_or_pretty_printed_json_is_told_as_such(tmp_path):
         assert str(raised.value) == message
 
 
-@pytest.fixture
-def small(tmp_path):
-    """One short video and one query: a trimmer trains for an epoch in seconds."""
-    make_video(tmp_path / "v" / "green.mp4", [("red", 2.0), ("green", 2.0)])
-    (tmp_path / "ann.txt").write_text("green 2 4##a green screen\n")
-    return tmp_path
-
-
 def test_a_finished_trimmer_run_again_with_val_reports_its_validation(small, tmp_path):
     """Training done without --val, the same command with --val added (which resumes, as the README
     says) printed no validation and `"val_R1@0.5": null`: the finished model was never scored; with

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT, make_video, vmr, vmr_json
+from conftest import ROOT, vmr, vmr_json
 from safetensors.torch import load_file
 
 MODEL = ROOT / "examples" / "models" / "tiny-clip"
@@ -189,14 +189,6 @@ def test_a_seed_past_what_torch_takes_is_refused_in_one_line(tmp_path):
                              "--seed", seed, expect=2)
         assert f"Error: Invalid value for '--seed': {seed} is not in the range" in err and "Traceback" not in err
     assert not (tmp_path / "library").exists() and not (tmp_path / "t").exists()
-
-
-@pytest.fixture
-def small(tmp_path):
-    """One short video and one query: enough to train a trimmer for an epoch in seconds."""
-    make_video(tmp_path / "v" / "green.mp4", [("red", 2.0), ("green", 2.0)])
-    (tmp_path / "ann.txt").write_text("green 2 4##a green screen\n")
-    return tmp_path
 
 
 def test_out_and_trimmer_are_refused_before_anything_is_indexed(small, tmp_path):
