@@ -42,18 +42,18 @@ def drive_top(path: str) -> str:
     return path
 
 
-def _records(trash: str, top: str | None, sizes=None) -> dict[str, list[str]]:
+def _records(trash: str, top: str | None, sizes) -> dict[str, list[str]]:
     """original path -> its files in trash/files (a path trashed twice has two), from
-    trash/info/*.trashinfo (paths relative to top in a drive's trash).  With ``sizes`` (those
-    of the rows asked about), only the records of what could be one of them (_could_hold)."""
+    trash/info/*.trashinfo (paths relative to top in a drive's trash): only the records of what
+    could be a file of one of ``sizes`` (those of the rows asked about: _could_hold)."""
     info = os.path.join(trash, "info")
     try:
         with os.scandir(info) as entries:
             names = [e.name for e in entries if e.name.endswith(".trashinfo") and e.is_file(follow_symlinks=False)]
     except OSError:
         return {}
-    wanted = _could_hold(os.path.join(trash, "files"), sizes) if sizes is not None else None
-    if wanted is not None:
+    wanted = _could_hold(os.path.join(trash, "files"), sizes)
+    if wanted is not None:  # (None: files/ could not be listed, every record is read)
         names = [name for name in names if name[:-len(".trashinfo")] in wanted]
     out: dict[str, list[str]] = {}
     for name in names:  # (regular files only: opening a FIFO would wait for a writer)
