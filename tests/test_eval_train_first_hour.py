@@ -73,6 +73,10 @@ def test_annotations_saved_as_utf16_or_holding_nul_bytes_are_named_so(tmp_path):
         read_annotations(str(path))
     assert str(raised.value) == (f"annotations {path} are not UTF-8 text (they hold NUL bytes, as UTF-16 "
                                  "text or a binary file does)")
+    path.write_bytes(text.encode("utf-32"))  # its mark begins with UTF-16's: it was called UTF-16
+    with pytest.raises(VmrError) as raised:
+        read_annotations(str(path))
+    assert str(raised.value) == f"annotations {path} are UTF-32 text, not UTF-8: save them as UTF-8"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # UTF-8 with its mark still reads
     assert [it["vid"] for it in read_annotations(str(path))] == ["green"]
 

@@ -111,6 +111,9 @@ def _read_text(path: str, block: int = 1 << 20) -> str:
     try:
         with open(path, "rb") as handle:
             for data in iter(lambda: handle.read(block), b""):
+                # UTF-32's little-endian mark (FF FE 00 00) begins with UTF-16's (FF FE): asked first
+                if not parts and data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+                    raise VmrError(f"annotations {printable(path)} are UTF-32 text, not UTF-8: save them as UTF-8")
                 if not parts and data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                     raise VmrError(f"annotations {printable(path)} are UTF-16 text (as Windows PowerShell's '>' "
                                    "writes them), not UTF-8: save them as UTF-8")
