@@ -243,3 +243,23 @@ def test_a_name_in_an_error_is_escaped_once(tmp_path):
     a backslash printed as two, the second pass made it four: the message named no such file."""
     code, out, err = vmr("index", tmp_path / "no\\such", expect=1)
     assert f"{tmp_path}/no\\\\such" in err and "\\\\\\" not in err, err
+
+
+def test_status_of_a_mistyped_library_does_not_call_it_an_empty_library(tmp_path):
+    """`vmr status --library ~/vmr-lib` (a typo, or the user's own folder) said 'empty; run vmr
+    index PATH to fill it': read as a library that lost its videos.  It names what is there."""
+    missing, folder = tmp_path / "typo", tmp_path / "holiday"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    code, out, _ = vmr("--library", missing, "status")
+    assert out == f"library   {missing}: none yet (no such folder); 'vmr index PATH' makes it\n"
+    code, out, _ = vmr("--library", folder, "status")
+    assert out == f"library   {folder}: none yet (no vmr library in this folder); 'vmr index PATH' makes it\n"
+    assert vmr_json("--library", folder, "status")["exists"] is False
+    assert not missing.exists() and os.listdir(folder) == ["notes.txt"]  # nothing made or written
+
+
+def test_status_json_says_a_library_exists(tiny_model, tmp_path):
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    vmr("--library", tmp_path / "lib", "index", tmp_path / "v", "--model", tiny_model)
+    assert vmr_json("--library", tmp_path / "lib", "status")["exists"] is True

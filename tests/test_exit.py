@@ -96,7 +96,7 @@ def test_a_ctrl_c_after_the_command_finished_does_not_fail_it(tmp_path):
     done = subprocess.run([sys.executable, "-c", LATE_CTRL_C, str(tmp_path / "lib")], capture_output=True,
                           text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert (done.returncode, done.stderr) == (0, ""), done
-    assert "empty; run 'vmr index PATH'" in done.stdout
+    assert "none yet (no such folder); 'vmr index PATH' makes it" in done.stdout
 
 
 def test_an_index_with_nothing_to_do_does_not_load_torch(tiny_model, tmp_path):

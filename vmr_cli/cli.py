@@ -765,7 +765,10 @@ def status(ctx, check, list_failed, as_json):
         if as_json:
             emit_json(data)
         else:
-            click.echo(f"library   {printable(directory)}: empty; run 'vmr index PATH' to fill it")
+            # not 'empty': a mistyped --library (or one of the user's own folders) must not read as
+            # a library that lost its videos
+            where = "no vmr library in this folder" if os.path.isdir(directory) else "no such folder"
+            click.echo(f"library   {printable(directory)}: none yet ({where}); 'vmr index PATH' makes it")
         return
     report = None
     if check:

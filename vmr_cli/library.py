@@ -616,6 +616,7 @@ class Library:
             consistent, lag = True, abs(counts["clips"] - vectors)
         return {
             "library": self.directory,
+            "exists": True,
             "videos": counts["videos"],
             "failed": counts["failed"],
             "stale": counts["stale"],
@@ -656,7 +657,7 @@ class Library:
 
     @staticmethod
     def empty_status(directory: str) -> dict:
-        return {"library": directory, "videos": 0, "failed": 0, "stale": 0, "unchecked_since_upgrade": 0, "clips": 0, "vectors": 0,
+        return {"library": directory, "exists": False, "videos": 0, "failed": 0, "stale": 0, "unchecked_since_upgrade": 0, "clips": 0, "vectors": 0,
                 "consistent": True, "vector_cache_lag": 0, "videos_without_vectors": 0, "encoder_lost": False,
                 "index_running": False,
                 "duration": 0.0, "searches": 0, "encoder": None,
