@@ -87,6 +87,14 @@ def _videos_failed_with(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE videos ADD COLUMN bad_frames INTEGER DEFAULT 0")
 
 
+CATALOG_FILE = "catalog.db"  # in the library folder; its WAL, backups and damaged copies are named after it
+
+
+def catalog_in(directory: str) -> str:
+    """The path of the catalog of the library in ``directory``."""
+    return os.path.join(directory, CATALOG_FILE)
+
+
 TRANSPORT_STREAM_NAMES = (".ts", ".m2ts", ".mts", ".m2t", ".tp", ".trp")
 READ_AGAIN_MTIME = -1  # videos.mtime_ns of a file migration 4 marked to be read again (no file has it)
 

@@ -284,9 +284,10 @@ def open_library(ctx, create: bool = False, writes: bool = False):
 def _library_exists(ctx) -> bool:
     """Whether the library already has a catalog: eval and train then open it as it is, read-only
     too (a lab's shared library), and index only what needs it (indexer.indexed_for_reading)."""
+    from .catalog import catalog_in
     from .library import library_directory
 
-    return os.path.exists(os.path.join(library_directory(ctx.obj["library"]), "catalog.db"))
+    return os.path.exists(catalog_in(library_directory(ctx.obj["library"])))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -755,10 +756,11 @@ def searches(ctx, limit, as_json):
 @handle_errors
 def status(ctx, check, list_failed, as_json):
     """What the library holds: videos, clips, vectors, encoder, size."""
+    from .catalog import catalog_in
     from .library import Library, check_library, library_directory, lost_catalog
 
     directory = library_directory(ctx.obj["library"])
-    if not check and not os.path.exists(os.path.join(directory, "catalog.db")) and not lost_catalog(directory):
+    if not check and not os.path.exists(catalog_in(directory)) and not lost_catalog(directory):
         data = Library.empty_status(directory)
         if list_failed:
             data["failed_files"] = []

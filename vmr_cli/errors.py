@@ -192,7 +192,9 @@ def storage_error(exc: BaseException, library: str) -> VmrError | None:
             return VmrError(no_space_message(library))
         return None  # an output file elsewhere: the usual 'No space left on device: FILE'
     if isinstance(exc, sqlite3.Error):
-        return catalog_error(exc, os.path.join(library, "catalog.db"))
+        from .catalog import catalog_in
+
+        return catalog_error(exc, catalog_in(library))
     return None
 
 

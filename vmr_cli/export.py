@@ -28,7 +28,7 @@ import tempfile
 import time
 
 from vmr_models.atomic import usual_mode
-from .catalog import MISREAD_BY_OLDER_VMR, misread_by_older_vmr
+from .catalog import MISREAD_BY_OLDER_VMR, catalog_in, misread_by_older_vmr
 from .cut import CutError, DiskFull
 from .errors import VmrError
 from .lock import folder_lock
@@ -132,7 +132,7 @@ def without_own_outputs(catalog, found: list) -> list:
         if os.path.basename(folder) != FOLDER:
             return False
         if folder not in libraries:
-            libraries[folder] = os.path.isfile(os.path.join(os.path.dirname(folder), "catalog.db"))
+            libraries[folder] = os.path.isfile(catalog_in(os.path.dirname(folder)))
         return libraries[folder]
 
     return [item for item in found if not under(item.path, previews) and not own.holds(item)

@@ -27,7 +27,7 @@ import time
 import uuid
 from contextlib import contextmanager, suppress
 
-from .catalog import Catalog, folder_size, integrity_problems, salvage
+from .catalog import Catalog, catalog_in, folder_size, integrity_problems, salvage
 from .encoders import (ModelFiles, PickleWeights, is_folder_name, locate_model, model_name,
                        weights_fingerprint, weights_identity)
 from .errors import ANOTHER_USER, VectorsUnreadable, VmrError, no_space_at, no_space_message
@@ -56,8 +56,8 @@ def home_library(raw: str, given: str = "") -> str:
     rather than passed over for an empty one."""
     expanded = os.path.expanduser(raw)
     literal = os.path.abspath(raw)
-    if expanded != raw and not os.path.exists(os.path.join(expanded, "catalog.db")) \
-            and os.path.exists(os.path.join(literal, "catalog.db")):
+    if expanded != raw and not os.path.exists(catalog_in(expanded)) \
+            and os.path.exists(catalog_in(literal)):
         said = f"{given} {printable(raw)}".lstrip()
         raise VmrError(f"{said} is {printable(expanded)}, which holds no library, but an older vmr made "
                        f"it in a folder named '~' here: {printable(literal)}; move that to "
@@ -91,7 +91,7 @@ class Library:
         """``locked``: the caller holds the library's writer lock (an old catalog is migrated
         under it: Catalog._migrate)."""
         self.directory = library_directory(directory)
-        catalog_path = os.path.join(self.directory, "catalog.db")
+        catalog_path = catalog_in(self.directory)
         lost = lost_catalog(self.directory)
         if lost:
             raise VmrError(lost)
@@ -673,7 +673,7 @@ def lost_catalog(directory: str) -> str | None:
     """Why the library's catalog must not be created afresh, or None: vector shards are there but the
     catalog is missing or empty (zero bytes, and no WAL holding its pages), so a new catalog would
     silently drop them."""
-    catalog = os.path.join(directory, "catalog.db")
+    catalog = catalog_in(directory)
     exists = os.path.exists(catalog)
     if exists and (_size(catalog) or _size(catalog + "-wal")):
         return None
@@ -699,7 +699,7 @@ def check_library(directory: str | None = None) -> tuple[Library, dict]:
 
     Returns the library, open, and the report (``check`` plus ``catalog`` and ``model``)."""
     directory = library_directory(directory)
-    catalog = os.path.join(directory, "catalog.db")
+    catalog = catalog_in(directory)
     lost = lost_catalog(directory)
     if lost:
         raise VmrError(lost)

@@ -22,6 +22,7 @@ import stat
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .catalog import CATALOG_FILE
 from .errors import VmrError
 from .export import MARKER, without_own_outputs
 from .paths import absolute, extension, is_video_name, printable, quoted_tilde, under
@@ -77,7 +78,7 @@ class Walk:
 APPLEDOUBLE = "._"  # macOS writes '._NAME' beside files it copies to non-Mac disks
 # A vmr library's own files and folders (a folder holding catalog.db and shards/ is one): a library
 # kept inside an indexed folder listed them as the user's skipped files on every run.
-LIBRARY_FILES = ("catalog.db", "frames.db", "appearance.faiss", "write.lock", ".vmr-")
+LIBRARY_FILES = (CATALOG_FILE, "frames.db", "appearance.faiss", "write.lock", ".vmr-")
 LIBRARY_FOLDERS = ("shards", "previews")
 # Folders a system keeps on a disk, never the user's videos as such: trash (the desktop's on a
 # drive, macOS, Windows, Synology, QNAP, Samba), a NAS's previews (Synology's @eaDir holds an MP4
@@ -196,7 +197,7 @@ def find_videos(roots: list[str], indexed=frozenset()) -> Walk:
             for name in [name for name in dirs if is_system_folder(os.path.join(base, name))]:
                 dirs.remove(name)
                 walk.system_folders.append(os.path.join(base, name))
-            if "catalog.db" in files and "shards" in dirs:  # a vmr library: none of its files is the user's
+            if CATALOG_FILE in files and "shards" in dirs:  # a vmr library: none of its files is the user's
                 dirs[:] = [name for name in dirs if name not in LIBRARY_FOLDERS]
                 files = [name for name in files if not name.startswith(LIBRARY_FILES)]
             for name in sorted(files):
