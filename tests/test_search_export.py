@@ -936,3 +936,33 @@ def test_search_in_a_folder_above_a_linked_root(tiny_model, videos, tmp_path):
     found = vmr_json("search", "a green screen", "--in", nas)  # 'the library holds no video at or under it'
     assert {r["video"] for r in found["results"]} == \
         {str(link / n) for n in ("red_then_blue.mp4", "green.mp4", "sub/pattern.mp4")}
+
+
+def _fields(path) -> set[tuple[str, str]]:
+    """(interlaced_frame, top_field_first) of a file's first frames, as ffprobe reads them."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-read_intervals", "%+#4", "-show_entries",
+                          "frame=interlaced_frame,top_field_first", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return {tuple(line.split(",")[:2]) for line in out.split()}
+
+
+def test_an_exact_cut_of_interlaced_video_stays_interlaced_in_its_field_order(tiny_model, tmp_path):
+    """A camcorder's 1080i (top field first) or DV's bottom-field-first 4:2:2, cut exactly: the
+    cut was encoded as progressive frames with the two fields woven in, which every player shows
+    with combs on whatever moves (they deinterlace what is flagged interlaced, as the source is)."""
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for name, order, pixels in (("camcorder.mts", "top", "yuv420p"), ("dv.mkv", "bottom", "yuv422p")):
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x256:rate=50:d=6", "-vf",
+                        f"tinterlace=mode=interleave_{order},setfield={order[0]}ff,format={pixels}",
+                        "-flags", "+ildct+ilme", "-c:v", "libx264", "-preset", "ultrafast", str(folder / name)],
+                       check=True)
+    vmr_json("index", folder, "--model", tiny_model)
+    found = vmr_json("search", "a test pattern", "--per-video", "1")["results"]
+    assert {os.path.basename(r["video"]) for r in found} == {"camcorder.mts", "dv.mkv"}
+    done = vmr_json("export", "--out", tmp_path / "out")
+    assert len(done["exported"]) == 2 and not done["skipped"]
+    for item, result in zip(done["exported"], found):
+        top = "1" if result["video"].endswith(".mts") else "0"
+        assert _fields(result["video"]) == {("1", top)}  # (the sources are what the test says)
+        assert _fields(item["path"]) == {("1", top)}, item

@@ -510,16 +510,22 @@ EXACT = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yu
 EXACT_HDR = ["-c:v", "libx265", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p10le", "-tag:v", "hvc1",
              "-x265-params", "log-level=error"]
 EXACT_AUDIO = ["-c:a", "aac", "-movflags", "+faststart"]
+# Interlaced video (a camcorder's 1080i, DV, TV) stays interlaced, each frame's field order kept:
+# encoded as progressive, its two fields woven into one picture showed combs on everything that
+# moves, in every player (they deinterlace only what is flagged interlaced, as the source is).
+# Its colours converted field by field (4:2:2 to 4:2:0), not across the two fields' lines.
+INTERLACED = ["-flags", "+ildct+ilme", "-vf", "scale=interl=1"]
 
 
 def exact_codec(ffmpeg: str, source: str) -> tuple[list[str], str | None]:
     """An exact cut's encoding, and a warning where it falls short: H.264 in 8 bits, which every
-    player plays; HDR video (PQ, HLG) stays HDR, in 10-bit HEVC where this ffmpeg has libx265."""
+    player plays, interlaced where the source is; HDR video (PQ, HLG) stays HDR, in 10-bit HEVC
+    where this ffmpeg has libx265."""
     from .preview import media_info
 
     info = media_info(source)
     if not (info and info["hdr"]):
-        return EXACT + EXACT_AUDIO, None
+        return EXACT + (INTERLACED if info and info["interlaced"] else []) + EXACT_AUDIO, None
     if has_encoder(ffmpeg, "libx265"):
         return EXACT_HDR + EXACT_AUDIO, None
     return EXACT + EXACT_AUDIO, ("cut in 8-bit H.264, still HDR: this ffmpeg has no libx265 for a 10-bit HEVC cut, "

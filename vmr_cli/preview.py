@@ -58,11 +58,13 @@ class PreviewError(VmrError):
 
 
 def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
-    """{'format', 'video': (codec, pix_fmt), 'audio': [codecs], 'hdr': str} of path; None when
-    ffprobe fails.  'hdr': where the video's colour transfer is PQ or HLG, the filters that
-    tone-map it (tone_map_filter), else ''."""
+    """{'format', 'video': (codec, pix_fmt), 'audio': [codecs], 'hdr': str, 'interlaced': bool} of
+    path; None when ffprobe fails.  'hdr': where the video's colour transfer is PQ or HLG, the
+    filters that tone-map it (tone_map_filter), else ''; 'interlaced': its frames are two fields
+    (a camcorder's 1080i, DV, broadcast TV), as ffprobe's field order says."""
     cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_entries",
-           "format=format_name:stream=codec_type,codec_name,pix_fmt,color_transfer,color_primaries,color_space"
+           "format=format_name:stream=codec_type,codec_name,pix_fmt,color_transfer,color_primaries,color_space,"
+           "field_order"
            ":stream_disposition=attached_pic",
            "file:" + os.path.abspath(path)]
     try:
@@ -78,7 +80,11 @@ def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
     return {"format": str((data.get("format") or {}).get("format_name", "")),
             "video": (str(video[0].get("codec_name", "")), str(video[0].get("pix_fmt", ""))) if video else None,
             "audio": [str(s.get("codec_name", "")) for s in streams if s.get("codec_type") == "audio"],
-            "hdr": tone_map_filter(video[0]) if video and video[0].get("color_transfer") in HDR_TRANSFERS else ""}
+            "hdr": tone_map_filter(video[0]) if video and video[0].get("color_transfer") in HDR_TRANSFERS else "",
+            "interlaced": bool(video) and video[0].get("field_order") in INTERLACED_ORDERS}
+
+
+INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")  # ffprobe's field orders of interlaced video (else progressive, unknown)
 
 
 def tone_map_filter(stream: dict) -> str:
