@@ -640,3 +640,31 @@ def test_an_hdr_videos_thumbnails_and_preview_are_tone_mapped(tmp_path, transfer
     frames, _media = _prepare({"video": untagged, "start": 0.0, "end": 0.8}, None, {}, "ffmpeg")
     thumb = first_frame("-f", "mjpeg", "-i", "-", data=frames[0])
     assert np.abs(thumb - source[0]).mean() < 30 and saturation(thumb) > 0.75 * saturation(source[0])
+
+
+def test_the_preview_of_interlaced_video_is_deinterlaced(tmp_path, tiny_model):
+    """A camcorder's interlaced .mts (which browsers do not play: the page makes a preview) was
+    previewed with its two fields woven into each picture, as browsers show them: combs, or
+    scaled down, everything that moves shown twice.  ffmpeg's idet tells from the pictures."""
+    import re
+
+    from conftest import vmr_json
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x256:rate=50:d=6", "-vf",
+                    "tinterlace=mode=interleave_top,setfield=tff", "-flags", "+ildct+ilme", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-f", "mpegts", str(folder / "camcorder.mts")], check=True)
+    vmr_json("index", folder, "--model", tiny_model)
+    vmr_json("search", "a test pattern", "--top-k", "1", "--html", tmp_path / "page.html")
+    [preview] = (Path(os.environ["VMR_LIBRARY"]) / "previews").glob("*.mp4")
+
+    def detected(path) -> dict[str, int]:
+        log = subprocess.run(["ffmpeg", "-hide_banner", "-i", str(path), "-vf", "idet", "-f", "null", "-"],
+                             capture_output=True, text=True).stderr
+        counts = re.search(r"Multi frame detection: TFF: *(\d+) BFF: *(\d+) Progressive: *(\d+)", log)
+        return dict(zip(("tff", "bff", "progressive"), map(int, counts.groups())))
+
+    assert detected(folder / "camcorder.mts")["tff"] > 100  # the source's pictures are two fields
+    seen = detected(preview)
+    assert seen["progressive"] > 10 * (seen["tff"] + seen["bff"]), seen

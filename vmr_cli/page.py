@@ -203,7 +203,8 @@ def _prepare(result: dict, previews: Previews | None, infos: dict, ffmpeg: str) 
     media = {"why": why}
     if not plays and previews is not None:
         try:
-            media["preview"] = previews.get(path, start, end, hdr=infos[path].get("hdr") or "")
+            media["preview"] = previews.get(path, start, end, hdr=infos[path].get("hdr") or "",
+                                            interlaced=infos[path]["interlaced"])
         except PreviewError as exc:
             media["error"] = str(exc)
     return frames, media

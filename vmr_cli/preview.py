@@ -85,6 +85,7 @@ def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
 
 
 INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")  # ffprobe's field orders of interlaced video (else progressive, unknown)
+DEINTERLACE = "bwdif=mode=send_frame:deint=interlaced"  # one frame per frame, only frames flagged interlaced
 
 
 def tone_map_filter(stream: dict) -> str:
@@ -127,20 +128,24 @@ def browser_plays(info: dict | None, path: str) -> tuple[bool, str]:
     return True, ""
 
 
-def preview_key(path: str, start: float, end: float, hdr: str = "") -> str:
+def preview_key(path: str, start: float, end: float, hdr: str = "", interlaced: bool = False) -> str:
     """Changes whenever the file (size, mtime, inode), the moment or the settings change (an HDR
-    file's tone-mapped preview has a key of its own: those made before were not mapped)."""
+    file's tone-mapped preview, an interlaced file's deinterlaced one, have keys of their own:
+    those made before were not)."""
     st = os.stat(path)
     raw = json.dumps([VERSION, MAX_SIDE, MAX_SECONDS, os.fsencode(os.path.abspath(path)).hex(), st.st_size,
                       st.st_mtime_ns, st.st_ino, st.st_dev, round(start, 3), round(end, 3)]
-                     + (["tone-mapped"] if hdr else []))
+                     + (["tone-mapped"] if hdr else []) + (["deinterlaced"] if interlaced else []))
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def preview_codec(side: int = MAX_SIDE, hdr: str = "") -> list[str]:
+def preview_codec(side: int = MAX_SIDE, hdr: str = "", interlaced: bool = False) -> list[str]:
     """ffmpeg output options of a preview: H.264/AAC MP4, display aspect and rotation kept, never
-    upscaled past ``side``; ``hdr``: the filters that tone-map it to SDR (media_info), after the scale."""
-    scale = (f"scale=w='max(2,trunc(if(gte(dar,1),min({side},iw*sar),min({side},ih)*dar)/2)*2)'"
+    upscaled past ``side``; ``hdr``: the filters that tone-map it to SDR (media_info), after the scale;
+    ``interlaced``: deinterlaced first (browsers do not: scaled down, the two fields of a
+    camcorder's 1080i showed everything that moves twice, half transparent)."""
+    first = DEINTERLACE + "," if interlaced else ""
+    scale = (f"{first}scale=w='max(2,trunc(if(gte(dar,1),min({side},iw*sar),min({side},ih)*dar)/2)*2)'"
              f":h='max(2,trunc(ow/dar/2)*2)',setsar=1,{hdr or 'format=yuv420p'}")
     return ["-sn", "-dn", "-map_metadata", "-1", "-vf", scale,
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "28", "-maxrate", "1500k", "-bufsize", "3000k",
@@ -154,11 +159,12 @@ class Previews:
         self.folder = os.path.join(library_dir, FOLDER)
         self.ffmpeg, self.max_bytes = ffmpeg, max_bytes
 
-    def get(self, path: str, start: float, end: float, hdr: str = "") -> str:
+    def get(self, path: str, start: float, end: float, hdr: str = "", interlaced: bool = False) -> str:
         """Absolute path of the preview of (path, start, end); PreviewError when it cannot be made.
-        ``hdr``: the source is HDR, and these filters (``media_info``) tone-map the preview."""
+        ``hdr``: the source is HDR, and these filters (``media_info``) tone-map the preview;
+        ``interlaced``: the source is interlaced (``media_info``), and the preview deinterlaced."""
         try:
-            key = preview_key(path, start, end, hdr)
+            key = preview_key(path, start, end, hdr, interlaced)
             os.makedirs(self.folder, exist_ok=True)
         except OSError as exc:
             raise PreviewError(f"{exc.strerror or first_line(exc)}") from None
@@ -174,7 +180,7 @@ class Previews:
         try:
             seconds = max(0.1, min(end - start, MAX_SECONDS))
             try:
-                cut(self.ffmpeg, os.path.abspath(path), max(0.0, start), seconds, tmp, preview_codec(hdr=hdr),
+                cut(self.ffmpeg, os.path.abspath(path), max(0.0, start), seconds, tmp, preview_codec(hdr=hdr, interlaced=interlaced),
                     timeout=FFMPEG_TIMEOUT)
             except VmrError as exc:  # the cut's reason (no frame, a full disk, ffmpeg's own words)
                 raise PreviewError(f"ffmpeg failed: {exc}") from None
