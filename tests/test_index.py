@@ -23,7 +23,7 @@ def test_first_run_indexes_everything_and_second_does_nothing(videos, tiny_model
     assert second == {"added": 0, "updated": 0, "moved": 0, "unchanged": 3, "touched": 0, "failed_before": 0,
                       "own_outputs": 0, "removed": 0,
                       "failed": [], "fallbacks": [], "damaged": [], "kept": [], "same_file": [],
-                      "skipped": {"files": 0, "extensions": {}}, "system_folders": [], "copies": [], "clips": 8,
+                      "skipped": {"files": 0, "extensions": {}}, "system_folders": [], "copies": [], "resumed": [], "clips": 8,
                       "embedded_again": {"hdr": 0, "no_stored_frames": 0}}
     status = vmr_json("status")
     assert (status["videos"], status["clips"], status["vectors"], status["failed"]) == (3, 8, 8, 0)

@@ -388,6 +388,8 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     _say_some([f"note: {note['path']}: the same content as {note['copy_of']} (a copy): its vectors "
                "were copied, not computed, and a search shows their moments once"
                for note in summary["copies"]], "copies (--json lists them)")
+    _say_some([f"note: {note['path']}: resumed at clip {note['from_clip']} of {note['clips']}, from the progress "
+               "an interrupted index saved" for note in summary["resumed"]], "resumed videos (--json lists them)")
     _say_some([f"note: {note['path']}: {note['reason']}" for note in summary["fallbacks"]],
               "such notes (--json lists them)")
     if summary.get("own_outputs"):
@@ -820,10 +822,12 @@ def _print_status(data: dict, report: dict | None) -> None:
                    f"{'each' if n != 1 else 'it'} once, and embeds again what that vmr embedded worse")
     if data.get("index_running"):
         click.echo("index     a vmr index is running: these numbers are what it has committed so far")
-    cache = data["frame_cache_bytes"] / 1e6
+    cache, resumable = data["frame_cache_bytes"] / 1e6, data.get("partial_bytes", 0) / 1e6
     click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB" + (  # no cache line for an empty one
         f", of which frame cache {cache:.1f} MB (at most {data['frame_cache_limit_bytes'] / 1e6:g} MB, "
-        "$VMR_FRAME_CACHE_MB; safe to delete: frames.db)" if round(cache, 1) else ""))
+        "$VMR_FRAME_CACHE_MB; safe to delete: frames.db)" if round(cache, 1) else "") + (
+        f", {'and' if round(cache, 1) else 'of which'} progress saved on videos an index was stopped in "
+        f"{resumable:.1f} MB (the next vmr index of them resumes there)" if data.get("partial_bytes") else ""))
     for failed in data.get("failed_files", []):
         click.echo(f"failed    {printable(failed['path'])}: {failed['error']}")
     if data.get("failed_files"):

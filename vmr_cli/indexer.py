@@ -4,7 +4,8 @@ The indexer only plans, decodes and encodes; every change to the stores goes
 through the library's put / move / remove / mark-failed methods, which keep
 catalog rows, shards and the FAISS cache in step.  Decoding runs in a
 producer thread that feeds the encoder through a small queue, so the two
-overlap.  An interrupted run loses at most the video it was on.
+overlap.  An interrupted run keeps every video it committed, and the progress saved now and
+then on the video it was on (vmr_cli/partial.py): the next run resumes that video there.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from .decode import BACKEND_FAILURES, file_transfer, open_reader, require_backend
 from .encoders import DEFAULT_MODEL, ClipEncoder, input_size, locate_model, model_name, weights_identity
 from .errors import DecodeError, TransientError, VmrError, first_line, stop_if_interrupted
+from .partial import Keeper, Store
 from .paths import printable
 from .probe import HDR_TRANSFERS, ProbeTimeout, ffprobe_version, is_environment_error, probe, require_tool
 from .scan import KEPT_META, Roots, check_roots, collapse, copy_source, fingerprint, plan_index
@@ -204,7 +206,8 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
                    "fallbacks": [], "damaged": [], "kept": plan.kept, "same_file": plan.same_file,
                    "skipped": {"files": sum(plan.skipped.values()), "extensions": plan.skipped},
                    "system_folders": plan.system_folders,
-                   "copies": [], "clips": 0, "embedded_again": {reason: len(items) for reason, items in again.items()}}
+                   "copies": [], "resumed": [], "clips": 0,
+                   "embedded_again": {reason: len(items) for reason, items in again.items()}}
         if plan.held is not None:  # the entries kept as a folder lost at once, for the next run:
             # recorded before anything is indexed, so that a run stopped part way (Ctrl-C, kill -9,
             # a full disk) leaves them held; its next run, the folder holding files indexed since,
@@ -232,6 +235,7 @@ def index_paths(library, paths, model: str | None = None, clip_seconds: float | 
             require_backend(backend)
             _index_videos(library, alone, lookup, name, clip_seconds, encoder, backend, progress, summary,
                           signature)
+        Store(library, signature, backend, CHUNK_CLIPS).sweep()  # saved progress that no longer applies
         library.save()
         summary["clips"] = library.catalog.counts()["clips"]
         library.catalog.log_operation("index", {"paths": roots, "model": name, "clip_seconds": clip_seconds,
@@ -381,9 +385,10 @@ def _index_videos(library, work, roots, name, clip_seconds, encoder, backend, pr
     new = library.encoder() is None
     files = None if encoder else (locate_model(name) if new else library.verify_model())
     size = encoder.image_size if encoder else (input_size(files) if new else library.encoder()["image_size"])
+    saved = Store(library, signature, backend, CHUNK_CLIPS)
     with ThreadPoolExecutor(1, thread_name_prefix="vmr-hash") as pool:
         weights = pool.submit(weights_identity, files) if new and files else None
-        decoded = _Background(_decode_chunks(work, clip_seconds, size, backend)) if size else None
+        decoded = _Background(_decode_chunks(work, clip_seconds, size, backend, saved)) if size else None
         try:
             encoder = encoder or ClipEncoder(files)
 
@@ -397,44 +402,57 @@ def _index_videos(library, work, roots, name, clip_seconds, encoder, backend, pr
             if size != encoder.image_size:  # the configs did not tell: decode at the size it takes
                 if decoded is not None:
                     decoded.close()
-                decoded = _Background(_decode_chunks(work, clip_seconds, encoder.image_size, backend))
+                decoded = _Background(_decode_chunks(work, clip_seconds, encoder.image_size, backend, saved))
             _commit_all(library, work, roots, encoder, decoded, progress, summary, signature,
-                        before_first_write=record_encoder if new else None, forced=forced)
+                        before_first_write=record_encoder if new else None, forced=forced, saved=saved)
         finally:
             if decoded is not None:
                 decoded.close()
 
 
 def _commit_all(library, work, roots, encoder, decoded, progress, summary, signature,
-                before_first_write=None, forced=None) -> None:
+                before_first_write=None, forced=None, saved=None) -> None:
     """Commit each decoded and encoded file (or record its failure) as it comes.
 
-    ``before_first_write()`` runs once, before the first file's result is written (every file
-    yields one): a new library's encoder is recorded there, after its first frames were encoded.
-    ``forced``: {path: (row id, transfer)} of unchanged files embedded again for what an older
-    vmr did (_embedded_by_an_older_vmr); where this vmr cannot read one, it keeps the vectors
-    it has (which search used until now) and is not tried again, rather than leave search."""
+    ``before_first_write()`` runs once, before the first file's result or saved progress is
+    written (every file yields one): a new library's encoder is recorded there, after its first
+    frames were encoded.  ``forced``: {path: (row id, transfer)} of unchanged files embedded
+    again for what an older vmr did (_embedded_by_an_older_vmr); where this vmr cannot read one,
+    it keeps the vectors it has (which search used until now) and is not tried again, rather
+    than leave search.  ``saved``: the run's partial.Store, which keeps the progress on a long
+    video (the state of a file goes once it is committed or recorded as failed)."""
     forced = forced or {}
     from .progress import progress as bar_for
 
     bar = bar_for(len(work), "indexing", "video", enabled=progress)
     last_save = time.time()
     timeouts_in_a_row = 0
+    resumed: dict[str, int] = {}
 
-    def on_clips(item, done, total):
-        bar.set_postfix_str(f"{printable(os.path.basename(item.path))[-30:]} {done}/{total} clips")
-
-    for done, (item, row, result) in enumerate(_encoded(work, decoded, encoder, on_clips), 1):
-        stop_if_interrupted()  # perhaps made this file's error: it is not recorded as failed, the run stops
+    def first_write():
+        nonlocal before_first_write
         if before_first_write is not None:
             before_first_write()
             before_first_write = None
+
+    def on_clips(item, done, total, resumed_from=None):
+        if resumed_from:
+            resumed[item.path] = resumed_from
+        at = f" (resumed at {resumed[item.path]})" if item.path in resumed else ""
+        bar.set_postfix_str(f"{printable(os.path.basename(item.path))[-30:]} {done}/{total} clips{at}")
+
+    keeper = Keeper(saved, before_save=first_write) if saved is not None else None
+    for done, (item, row, result) in enumerate(_encoded(work, decoded, encoder, on_clips, keeper), 1):
+        stop_if_interrupted()  # perhaps made this file's error: it is not recorded as failed, the run stops
+        first_write()
         try:
             if isinstance(result, Exception):
                 raise result
             info, grid, times, embeddings, hists, motion, fallback, bad_frames, claimed = result
             _commit_video(library, encoder, item, info, grid, times, embeddings, hists, motion,
                           root=_root_of(item.path, roots), bad_frames=bad_frames)
+            if saved is not None:
+                saved.forget(item.path)
         except TransientError as exc:
             summary["failed"].append({"path": item.path, "error": str(exc), "recorded": False})
             timeouts_in_a_row = timeouts_in_a_row + 1 if isinstance(exc, ProbeTimeout) else 0
@@ -445,6 +463,8 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
                                "was indexed is kept: run 'vmr index' again once the files can be read") from None
         except DecodeError as exc:
             timeouts_in_a_row = 0
+            if saved is not None:
+                saved.forget(item.path)  # recorded as failed (or keeping its old vectors): never resumed
             if item.path in forced:
                 video_id, transfer = forced[item.path]
                 library.record_transfers({video_id: transfer or ""})
@@ -460,6 +480,8 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
         else:
             timeouts_in_a_row = 0
             summary["updated" if row else "added"] += 1
+            if item.path in resumed:
+                summary["resumed"].append({"path": item.path, "from_clip": resumed[item.path], "clips": len(grid)})
             if fallback:
                 summary["fallbacks"].append({"path": item.path, "reason": fallback})
             if bad_frames:
@@ -510,13 +532,16 @@ PROBE_WORKERS = max(1, min(4, os.cpu_count() or 1))
 PROBE_AHEAD = 8
 
 
-def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
-    """Producer: ("frames", i, (tensor, first_is_repeat, clips_done, clips_total)) per chunk of
+def _decode_chunks(work, clip_seconds: float, size: int, backend: str, saved=None):
+    """Producer: ("start", i, (times, partial.Saved or None, clips_total)) once a file is open,
+    ("frames", i, (tensor, first_is_repeat, clips_done, clips_total, fallback)) per chunk of
     clips, then ("done", i, (info, grid, times, fallback, bad_frames, claimed)) or ("error", i, DecodeError
     or TransientError).
 
     A chunk of clips k0..k1-1 holds frames 2k0..2k1, so each clip's three frames are in one
     chunk; a chunk's first frame is the previous chunk's last (decoded again, not encoded).
+    A file whose progress was saved (``saved``: the run's partial.Store) starts at the chunk
+    after it.
 
     Files are probed PROBE_AHEAD ahead in PROBE_WORKERS threads: one ffprobe process costs about
     0.1 s to start (it loads every ffmpeg library), which was most of the time a library of
@@ -531,24 +556,39 @@ def _decode_chunks(work, clip_seconds: float, size: int, backend: str):
             for j in range(i, min(len(work), i + PROBE_AHEAD)):
                 if j not in probes:
                     probes[j] = pool.submit(probe, work[j][0].path, stop)
-            yield from _decode_one(i, item, probes.pop(i), clip_seconds, size, backend)
+            yield from _decode_one(i, item, probes.pop(i), clip_seconds, size, backend, saved)
     finally:  # stopped early (an error, Ctrl-C): probes still running are killed, not waited for
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str):
-    """The messages of _decode_chunks for one file, whose probe() runs in ``probed`` (a future)."""
+def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str, saved=None):
+    """The messages of _decode_chunks for one file, whose probe() runs in ``probed`` (a future).
+
+    Its saved progress, if any applies, is taken where the frame times this run would take are
+    the ones saved; a file PyAV read (a fallback) is read by PyAV again.  A reader that decodes
+    in order (PyAV) still decodes from the file's start, so what it counts (damaged frames, a
+    stream cut short) is what an uninterrupted run counts; only the encoding is skipped."""
     try:
         info = probed.result()
         grid = clip_grid(info.duration, clip_seconds)
-        reader = open_reader(item.path, info, size, backend=backend, whole=True)
+        resume = saved.load(item, size, len(grid)) if saved is not None else None
+        reader = open_reader(item.path, info, size, backend="pyav" if resume and resume.fallback else backend,
+                             whole=True)
         try:
             times = on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
-            for k0 in range(0, len(grid), CHUNK_CLIPS):
+            if resume is not None and resume.times != times:  # not the frames this run would take
+                saved.discard(item.path)
+                if resume.fallback:
+                    reader.close()
+                    reader = open_reader(item.path, info, size, backend=backend, whole=True)
+                    times = on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
+                resume = None
+            yield "start", i, (times, resume, len(grid))
+            for k0 in range(resume.clips if resume else 0, len(grid), CHUNK_CLIPS):
                 k1 = min(len(grid), k0 + CHUNK_CLIPS)
                 frames = reader.frames_at(times[2 * k0:2 * k1 + 1])
-                yield "frames", i, (frames, k0 > 0, k1, len(grid))
+                yield "frames", i, (frames, k0 > 0, k1, len(grid), reader.fallback or (resume and resume.fallback))
         finally:
             reader.close()
         bad, good = reader.bad_frames, reader.good_frames
@@ -561,7 +601,7 @@ def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str):
         claimed = None
         if ends_at is not None:  # indexed up to where it ends: no moment past its last frame
             claimed, info, grid, times = info.duration, *_cut_short(info, times, ends_at, clip_seconds)
-        yield "done", i, (info, grid, times, reader.fallback, bad, claimed)
+        yield "done", i, (info, grid, times, reader.fallback or (resume and resume.fallback), bad, claimed)
     except (DecodeError, TransientError) as exc:
         yield "error", i, exc
     except (RuntimeError, ValueError, OSError) as exc:
@@ -627,38 +667,60 @@ class _Background:
                 pass
 
 
-def _encoded(work, decoded, encoder, on_clips=None):
+def _encoded(work, decoded, encoder, on_clips=None, keeper=None):
     """Yield (item, row, (info, grid, times, embeddings, histograms, motion, fallback, bad_frames, claimed)
     or DecodeError / TransientError) for the messages of ``_decode_chunks`` in ``decoded``.
 
-    ``on_clips(item, done, total)`` reports progress inside a video (long
+    ``on_clips(item, done, total, resumed_from=None)`` reports progress inside a video (long
     videos take minutes).  Of a video only its frame embeddings and per-clip
     histograms and motion energy are kept, so memory grows little with its
-    length.
+    length; a resumed video starts from those it saved.  ``keeper`` (a partial.Keeper) saves
+    them now and then, and when the run stops part way through a video.
     """
     import torch  # here, not at the top: a run with nothing to encode never loads it
 
     embeddings: list = []
     measures: list = []
-    for kind, i, payload in decoded:
-        item, row = work[i]
-        if kind == "frames":
-            frames, first_is_repeat, done, total = payload
-            embeddings.append(encode_distinct(encoder, frames, first_is_repeat,
-                                              embeddings[-1][-1] if first_is_repeat and embeddings else None))
-            measures.append(clip_measures(frames))
-            if on_clips is not None:
-                on_clips(item, done, total)
-            continue
-        if kind == "done":
-            info, grid, times, fallback, bad_frames, claimed = payload
-            n = len(grid)  # fewer clips than were decoded where the stream was cut short
-            yield item, row, (info, grid, times, torch.cat(embeddings)[:2 * n + 1],
-                              torch.cat([h for h, _ in measures])[:n], torch.cat([m for _, m in measures])[:n],
-                              fallback, bad_frames, claimed)
-        else:
-            yield item, row, payload
-        embeddings, measures = [], []
+    try:
+        for kind, i, payload in decoded:
+            item, row = work[i]
+            if kind == "start":
+                times, resume, total = payload
+                embeddings, measures = ([resume.embeddings], [(resume.hists, resume.motion)]) if resume else ([], [])
+                if keeper is not None:
+                    keeper.begin(item, times, resume, total)
+                if on_clips is not None and resume is not None:
+                    on_clips(item, resume.clips, total, resumed_from=resume.clips)
+                continue
+            if kind == "frames":
+                frames, first_is_repeat, done, total, fallback = payload
+                embedded = encode_distinct(encoder, frames, first_is_repeat,
+                                           embeddings[-1][-1] if first_is_repeat and embeddings else None)
+                measured = clip_measures(frames)
+                embeddings.append(embedded)
+                measures.append(measured)
+                if on_clips is not None:
+                    on_clips(item, done, total)
+                if keeper is not None:
+                    keeper.chunk(embeddings, measures, fallback)
+                continue
+            if keeper is not None:
+                if isinstance(payload, TransientError):  # not the file's fault: what was done is kept
+                    keeper.stopped(embeddings, measures)
+                keeper.end()
+            if kind == "done":
+                info, grid, times, fallback, bad_frames, claimed = payload
+                n = len(grid)  # fewer clips than were decoded where the stream was cut short
+                yield item, row, (info, grid, times, torch.cat(embeddings)[:2 * n + 1],
+                                  torch.cat([h for h, _ in measures])[:n], torch.cat([m for _, m in measures])[:n],
+                                  fallback, bad_frames, claimed)
+            else:
+                yield item, row, payload
+            embeddings, measures = [], []
+    except (Exception, KeyboardInterrupt):  # Ctrl-C, a kill (Terminated), an error: keep what was done
+        if keeper is not None:
+            keeper.stopped(embeddings, measures)
+        raise
 
 
 def encode_distinct(encoder, frames, skip_first: bool = False, before=None):

@@ -27,6 +27,7 @@ import time
 import uuid
 from contextlib import contextmanager, suppress
 
+from . import partial
 from .catalog import Catalog, catalog_in, folder_size, integrity_problems, salvage
 from .encoders import (ModelFiles, PickleWeights, is_folder_name, locate_model, model_name,
                        weights_fingerprint, weights_identity)
@@ -345,8 +346,8 @@ class Library:
         try:
             with writer_lock(self.directory, "removing an empty new library"):
                 counts = self.catalog.counts()
-                if counts["videos"] or counts["stale"]:
-                    return False
+                if counts["videos"] or counts["stale"] or partial.state_files(self.directory):
+                    return False  # (the progress saved on a long video: the next run resumes it)
                 self.close()
                 self._remove_made_files()
         except (VmrError, OSError):
@@ -634,6 +635,7 @@ class Library:
             "embedding_dim": info["dim"] if info else None,
             "clip_seconds": info["clip_seconds"] if info else None,
             "size_bytes": folder_size(self.directory),
+            "partial_bytes": partial.size_bytes(self.directory),
             "frame_cache_bytes": self.frames.size_bytes(),
             "frame_cache_limit_bytes": self.frames.limit,
         }
@@ -661,7 +663,7 @@ class Library:
                 "consistent": True, "vector_cache_lag": 0, "videos_without_vectors": 0, "encoder_lost": False,
                 "index_running": False,
                 "duration": 0.0, "searches": 0, "encoder": None,
-                "embedding_dim": None, "clip_seconds": None, "size_bytes": 0, "frame_cache_bytes": 0,
+                "embedding_dim": None, "clip_seconds": None, "size_bytes": 0, "partial_bytes": 0, "frame_cache_bytes": 0,
                 "frame_cache_limit_bytes": frame_cache_limit()}
 
     def close(self) -> None:

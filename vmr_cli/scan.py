@@ -79,7 +79,7 @@ APPLEDOUBLE = "._"  # macOS writes '._NAME' beside files it copies to non-Mac di
 # A vmr library's own files and folders (a folder holding catalog.db and shards/ is one): a library
 # kept inside an indexed folder listed them as the user's skipped files on every run.
 LIBRARY_FILES = (CATALOG_FILE, "frames.db", "appearance.faiss", "write.lock", ".vmr-")
-LIBRARY_FOLDERS = ("shards", "previews")
+LIBRARY_FOLDERS = ("shards", "previews", "partial")
 # Folders a system keeps on a disk, never the user's videos as such: trash (the desktop's on a
 # drive, macOS, Windows, Synology, QNAP, Samba), a NAS's previews (Synology's @eaDir holds an MP4
 # transcode of every video: each indexed twice), snapshots (a copy of the whole share).  A walk

@@ -189,15 +189,21 @@ class VectorStore:
             pass
 
     def remove_temp_files(self) -> int:
-        """Delete temp files that a killed writer left (atomic_write's ``.tmp-*``, and a migration's
-        backup once an hour old: it runs without the lock); only under the writer lock."""
+        """Delete temp files that a killed writer left (atomic_write's ``.tmp-*``, in the library,
+        its shards and its saved index progress, and a migration's backup once an hour old: it
+        runs without the lock); only under the writer lock.  A saved state is never one."""
         from .catalog import BACKUP_TEMPORARY
+        from .partial import FOLDER
         from .paths import remove_stale
 
         remove_stale(self.directory, BACKUP_TEMPORARY)
         removed = 0
-        for folder in (self.directory, self.shard_dir):
-            for name in os.listdir(folder):
+        for folder in (self.directory, self.shard_dir, os.path.join(self.directory, FOLDER)):
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:  # (no saved progress)
+                continue
+            for name in names:
                 if name.startswith(".tmp-"):
                     try:
                         os.unlink(os.path.join(folder, name))
