@@ -1,0 +1,430 @@
+"""A long video's index, resumed: an index stopped part way through a video (Ctrl-C, a kill, a
+crash) continues it where its saved progress ends, and stores what an uninterrupted run stores.
+
+The video here is 60 s of testsrc2 (every frame another picture, so no frame is taken from the one
+before it without an encoder pass): 30 clips of 2 s, 61 stored frames, in chunks of 4 clips
+(CHUNK_CLIPS made small), with progress saved after every chunk (SAVE_EVERY_SECONDS 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, make_video, vmr, vmr_json
+
+from vmr_cli import indexer, partial
+from vmr_cli.encoders import ClipEncoder
+from vmr_cli.library import Library
+
+CLIPS, CHUNK = 30, 4
+FRAMES = 2 * CLIPS + 1
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model, tmp_path_factory):
+    """The video, and what an uninterrupted index of it stores (same chunk size)."""
+    folder = tmp_path_factory.mktemp("reference")
+    video = make_video(folder / "long.mp4", [("testsrc", 2.0 * CLIPS)])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(indexer, "CHUNK_CLIPS", CHUNK)
+        lib = Library(str(folder / "library"))
+        indexer.index_paths(lib, [str(video)], model=tiny_model, progress=False)
+        lib.close()
+    return video, stored(folder / "library")
+
+
+@pytest.fixture
+def long_video(reference, tmp_path, monkeypatch):
+    """A copy of the reference video in tmp_path/v, chunks of CHUNK clips, progress saved after each."""
+    monkeypatch.setattr(indexer, "CHUNK_CLIPS", CHUNK)
+    monkeypatch.setattr(partial, "SAVE_EVERY_SECONDS", 0.0)
+    (tmp_path / "v").mkdir()
+    return shutil.copy2(reference[0], tmp_path / "v" / "long.mp4")
+
+
+@pytest.fixture
+def encoded(monkeypatch):
+    """Frames the encoder is asked for ({"frames", "calls"}); with "stop_at" set, that call raises
+    KeyboardInterrupt (Ctrl-C while a chunk is encoded)."""
+    counts = {"frames": 0, "calls": 0, "stop_at": None}
+    real = ClipEncoder.encode_images
+
+    def counting(self, frames):
+        counts["calls"] += 1
+        if counts["calls"] == counts["stop_at"]:
+            raise KeyboardInterrupt
+        counts["frames"] += frames.shape[0]
+        return real(self, frames)
+
+    monkeypatch.setattr(ClipEncoder, "encode_images", counting)
+    return counts
+
+
+def stored(library) -> dict:
+    """What the library stores of its one video: shard arrays, clip rows and the video's row."""
+    lib = Library(str(library))
+    [video] = lib.catalog.videos("ok")
+    shard = lib.vectors.read_shard(video["id"], video["vectors_token"])
+    clips = [{k: c[k] for k in ("idx", "start", "end", "shot", "motion")} for c in lib.catalog.clips(video["id"])]
+    row = {k: video[k] for k in ("duration", "fps", "width", "height", "n_clips", "bad_frames", "size")}
+    lib.close()
+    return {"arrays": {k: v for k, v in shard.items() if k != "clip_ids"}, "clips": clips, "row": row}
+
+
+def assert_same(got: dict, want: dict) -> None:
+    """Exactly the same: the frame embeddings are saved in float32, as the commit takes them."""
+    assert sorted(got["arrays"]) == sorted(want["arrays"]) == ["A", "B", "F", "F_t", "M"]
+    for key, array in want["arrays"].items():
+        assert got["arrays"][key].dtype == array.dtype and np.array_equal(got["arrays"][key], array), key
+    assert got["clips"] == want["clips"] and got["row"] == want["row"]
+
+
+def states(library) -> list[str]:
+    folder = library / "partial"
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+def saved_clips(library) -> int:
+    """The clips the one saved state holds, from its header."""
+    from safetensors import safe_open
+
+    [name] = [n for n in states(library) if not n.startswith(".tmp-")]
+    with safe_open(str(library / "partial" / name), framework="numpy") as handle:
+        return json.loads(handle.metadata()[partial.KEY])["clips"]
+
+
+def interrupt(library, folder, model, encoded, at_call: int = 3) -> None:
+    """Index folder into library, Ctrl-C while chunk ``at_call`` is encoded (the ones before are saved)."""
+    encoded.update(frames=0, calls=0, stop_at=at_call)
+    code, _out, err = vmr("--library", library, "index", folder, "--model", model, expect=130)
+    assert "interrupted" in err
+    encoded.update(frames=0, calls=0, stop_at=None)
+
+
+def test_an_index_stopped_by_ctrl_c_resumes_where_it_stopped(tiny_model, reference, long_video, encoded,
+                                                             tmp_path, monkeypatch):
+    """Ctrl-C while the third chunk of a new library's first video is encoded: the library is kept
+    with the two chunks done; the next index encodes only the rest, says so, and stores exactly
+    what an uninterrupted index stores; the saved state is gone."""
+    from vmr_cli import progress
+
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    assert saved_clips(library) == 2 * CHUNK
+    status = vmr_json("--library", library, "status")  # the library was kept for it (not an empty one)
+    [name] = states(library)
+    assert status["partial_bytes"] == os.path.getsize(library / "partial" / name) > 0
+    assert status["videos"] == 0 and status["consistent"]
+    postfixes = []
+    real_bar = progress.progress
+
+    def recording(*args, **kwargs):
+        bar = real_bar(*args, **dict(kwargs, enabled=False))
+        bar.set_postfix_str = postfixes.append
+        return bar
+
+    monkeypatch.setattr(progress, "progress", recording)
+    code, out, err = vmr("--library", library, "index", tmp_path / "v", "--json")
+    summary = json.loads(out)
+    assert encoded["frames"] == FRAMES - (4 * CHUNK + 1)  # frames 2k+1 .. 2n of the clips k.. not saved
+    assert summary["added"] == 1
+    assert summary["resumed"] == [{"path": str(long_video), "from_clip": 2 * CHUNK, "clips": CLIPS}]
+    assert f"note: {long_video}: resumed at clip 8 of 30" in err
+    assert postfixes[0] == "long.mp4 8/30 clips (resumed at 8)" and postfixes[-1] == "long.mp4 30/30 clips (resumed at 8)"
+    assert not (library / "partial").exists()
+    assert_same(stored(library), reference[1])
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_a_real_signal_to_vmr_index_leaves_progress_the_next_run_resumes(tiny_model, reference, long_video, encoded,
+                                                                         tmp_path, how):
+    """A real `vmr index` process, stopped by Ctrl-C (SIGINT: exit 130) or kill -9 part way through
+    the video: the next index encodes only the frames after the saved chunks, and stores exactly
+    what an uninterrupted index stores."""
+    library = tmp_path / "lib"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_INDEX, str(library), str(tmp_path / "v"), tiny_model],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    deadline = time.time() + 120
+    while not [n for n in states(library) if not n.startswith(".tmp-")] and time.time() < deadline \
+            and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the next chunk or two
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(how)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == (130 if how == signal.SIGINT else -signal.SIGKILL), err
+    done = saved_clips(library)
+    assert 0 < done < CLIPS and done % CHUNK == 0
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert encoded["frames"] == 2 * (CLIPS - done)
+    assert summary["resumed"] == [{"path": str(long_video), "from_clip": done, "clips": CLIPS}]
+    assert states(library) == []
+    assert_same(stored(library), reference[1])
+
+
+SLOW_INDEX = """
+import sys, time
+from vmr_cli import cli, indexer, partial
+from vmr_cli.encoders import ClipEncoder
+
+indexer.CHUNK_CLIPS = 4
+partial.SAVE_EVERY_SECONDS = 0.0
+real = ClipEncoder.encode_images
+
+def slow(self, frames):  # a real encoder's pace: the signal lands part way through the video
+    time.sleep(0.3)
+    return real(self, frames)
+
+ClipEncoder.encode_images = slow
+sys.argv = ["vmr", "--library", sys.argv[1], "index", sys.argv[2], "--model", sys.argv[3]]
+cli.main()
+"""
+
+KILLED_IN_A_SAVE = """
+import os, sys, time
+from vmr_cli import cli, indexer, partial
+
+indexer.CHUNK_CLIPS = 4
+partial.SAVE_EVERY_SECONDS = 0.0
+real = partial.atomic_write
+saves, mark = [], sys.argv[4]
+
+def atomic_write(path, write, **kwargs):
+    saves.append(path)
+    if len(saves) < 3:
+        return real(path, write, **kwargs)
+    def half(tmp):  # the third save: its temp file half written, then killed
+        write(tmp)
+        with open(tmp, "r+b") as handle:
+            handle.truncate(os.path.getsize(tmp) // 2)
+        open(mark, "w").close()
+        time.sleep(120)
+    return real(path, half, **kwargs)
+
+partial.atomic_write = atomic_write
+sys.argv = ["vmr", "--library", sys.argv[1], "index", sys.argv[2], "--model", sys.argv[3]]
+cli.main()
+"""
+
+
+def test_kill_9_during_a_save_leaves_the_saved_state_before_it(tiny_model, reference, long_video, encoded, tmp_path):
+    """kill -9 while a state is being written: the library is consistent (`vmr status --check`),
+    the state saved before stands, and the next index removes the temp file and resumes there."""
+    library, mark = tmp_path / "lib", tmp_path / "in-the-save"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_IN_A_SAVE, str(library), str(tmp_path / "v"), tiny_model,
+                             str(mark)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    deadline = time.time() + 120
+    while not mark.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert mark.exists(), proc.stderr.read() if proc.poll() is not None else "never reached the third save"
+    proc.kill()
+    proc.wait(timeout=60)
+    left = states(library)
+    assert len(left) == 2 and left[0].startswith(".tmp-")  # the half-written one, and the state before it
+    assert saved_clips(library) == 2 * CHUNK
+    checked = vmr_json("--library", library, "status", "--check")
+    assert checked["consistent"] and checked["check"]["catalog"]["ok"]
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert encoded["frames"] == 2 * (CLIPS - 2 * CHUNK)
+    assert summary["resumed"][0]["from_clip"] == 2 * CHUNK
+    assert states(library) == []
+    assert_same(stored(library), reference[1])
+
+
+@pytest.mark.parametrize("change", ["touched", "rewritten"])
+def test_a_changed_file_is_indexed_from_its_start(tiny_model, reference, long_video, encoded, tmp_path, change):
+    """The file changed since its progress was saved (a new time, or new bytes): the state is
+    discarded, every frame is encoded, and nothing is left of it."""
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    assert saved_clips(library) == 2 * CHUNK
+    if change == "touched":
+        st = os.stat(long_video)
+        os.utime(long_video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    else:
+        with open(long_video, "ab") as handle:
+            handle.write(b"\0" * 16)  # (decoders ignore the tail)
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert encoded["frames"] == FRAMES and summary["resumed"] == []
+    assert states(library) == []
+    want = dict(reference[1], row=dict(reference[1]["row"], size=os.path.getsize(long_video)))
+    assert_same(stored(library), want)
+
+
+@pytest.mark.parametrize("change", ["another vmr", "another model"])
+def test_progress_saved_by_another_vmr_or_model_is_not_used(tiny_model, other_model, reference, long_video,
+                                                            encoded, tmp_path, monkeypatch, change):
+    """A state saved by another version of vmr (another decoder signature), or for a library
+    started over with another model (catalog deleted), is never used: everything is encoded."""
+    import vmr_cli
+
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    assert saved_clips(library) == 2 * CHUNK
+    if change == "another vmr":
+        monkeypatch.setattr(vmr_cli, "__version__", vmr_cli.__version__ + ".1")
+        summary = vmr_json("--library", library, "index", tmp_path / "v")
+    else:
+        for name in os.listdir(library):
+            if name.startswith("catalog.db"):
+                os.unlink(library / name)
+        summary = vmr_json("--library", library, "index", tmp_path / "v", "--model", other_model)
+    assert encoded["frames"] == FRAMES and summary["resumed"] == []
+    assert states(library) == []
+    if change == "another vmr":
+        assert_same(stored(library), reference[1])
+
+
+def test_the_same_weights_at_another_place_still_resume(tiny_model, reference, long_video, encoded, tmp_path):
+    """The model folder moved (vmr index --model NEWDIR: the same weights, by their sha256): the
+    saved progress is the library's model's, and is used."""
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    moved = shutil.copytree(tiny_model, tmp_path / "moved-model")
+    summary = vmr_json("--library", library, "index", tmp_path / "v", "--model", moved)
+    assert encoded["frames"] == 2 * (CLIPS - 2 * CHUNK) and summary["resumed"][0]["from_clip"] == 2 * CHUNK
+    assert_same(stored(library), reference[1])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "a changed byte", "not safetensors", "an edited header"])
+def test_a_damaged_state_is_ignored_and_removed(tiny_model, reference, long_video, encoded, tmp_path, damage):
+    """A state file cut short, with a byte changed in its arrays, replaced by other bytes, or whose
+    header claims more clips than its arrays hold: the index goes on from the video's start, as an
+    uninterrupted one, and removes it."""
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    [name] = states(library)
+    path = library / "partial" / name
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[:len(data) * 2 // 3]
+    elif damage == "a changed byte":  # in a frame embedding (bit rot, a bad sector)
+        header_len = int.from_bytes(data[:8], "little")
+        start, end = json.loads(data[8:8 + header_len])["F"]["data_offsets"]
+        data[8 + header_len + (start + end) // 2] ^= 0x40
+    elif damage == "not safetensors":
+        data = bytearray(b"\x00garbage" * 100)
+    else:
+        header_len = int.from_bytes(data[:8], "little")
+        header = data[8:8 + header_len].decode()
+        edited = header.replace('\\"clips\\": 8', '\\"clips\\": 9')
+        assert edited != header
+        data[8:8 + header_len] = edited.encode()
+    path.write_bytes(bytes(data))
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert summary["failed"] == [] and summary["resumed"] == [] and encoded["frames"] == FRAMES
+    assert states(library) == []
+    assert_same(stored(library), reference[1])
+
+
+@pytest.mark.parametrize("gone", ["deleted", "moved"])
+def test_the_state_of_a_deleted_or_moved_video_is_removed_by_the_next_index(tiny_model, long_video, encoded,
+                                                                            tmp_path, gone):
+    """The interrupted video deleted (or renamed) before the next index: its state goes (a moved
+    file is indexed anew at its new path; its progress was saved under the old one)."""
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    make_video(tmp_path / "v" / "short.mp4", [("red", 2.0)])
+    if gone == "deleted":
+        os.unlink(long_video)
+    else:
+        os.rename(long_video, tmp_path / "v" / "renamed.mp4")
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert summary["resumed"] == [] and summary["added"] == (1 if gone == "deleted" else 2)
+    assert states(library) == []
+
+
+def test_a_video_recorded_as_failed_leaves_no_state(tiny_model, long_video, encoded, tmp_path, monkeypatch):
+    from vmr_cli.errors import DecodeError
+
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+
+    def fails(*args, **kwargs):
+        raise DecodeError("too damaged to index: 50 of 61 frames could not be decoded")
+
+    monkeypatch.setattr(indexer, "_commit_video", fails)
+    summary = vmr_json("--library", library, "index", tmp_path / "v", expect=1)
+    assert [f["recorded"] for f in summary["failed"]] == [True]
+    assert states(library) == []
+
+
+def test_temp_files_go_and_a_useful_state_stays_and_search_touches_neither(tiny_model, long_video, encoded,
+                                                                          tmp_path):
+    """A killed save's temp file in partial/ is removed by the next writer, which keeps the state
+    of a video it does not index now (it still applies); a search, beside, touches neither; the
+    state is used when the video is indexed."""
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    [name] = states(library)
+    before = (library / "partial" / name).read_bytes()
+    left = library / "partial" / ".tmp-abcd1234"
+    left.write_bytes(b"half a state")
+    make_video(tmp_path / "other" / "short.mp4", [("red", 2.0)])
+    vmr_json("--library", library, "index", tmp_path / "other")
+    assert states(library) == [name] and (library / "partial" / name).read_bytes() == before
+    left.write_bytes(b"half a state")
+    found = vmr_json("--library", library, "search", "red")
+    assert found["results"] and states(library) == [".tmp-abcd1234", name]
+    assert (library / "partial" / name).read_bytes() == before
+    encoded.update(frames=0)
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert summary["resumed"][0]["from_clip"] == 2 * CHUNK and states(library) == []
+
+
+def test_a_short_video_saves_nothing(tiny_model, videos, isolated_library, monkeypatch):
+    """Progress is saved after SAVE_EVERY_SECONDS of work on a video: videos quicker to index
+    write no state (status: partial_bytes 0, no partial/ folder)."""
+    saves = []
+    monkeypatch.setattr(partial.Store, "save", lambda self, *args: saves.append(args))
+    vmr_json("index", videos, "--model", tiny_model)
+    assert saves == [] and partial.SAVE_EVERY_SECONDS >= 30
+    status = vmr_json("status")
+    assert status["partial_bytes"] == 0 and not (isolated_library / "partial").exists()
+
+
+def test_progress_of_other_frame_times_is_not_used(tiny_model, long_video, encoded, tmp_path, monkeypatch):
+    """The frame times this run would take differ from those saved (another key-frame index, say):
+    the saved frames are not the ones it would encode, so the video is indexed from its start."""
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    real = indexer.on_key_frames
+    monkeypatch.setattr(indexer, "on_key_frames", lambda times, *args: [t + 0.05 for t in real(times, *args)][:-1]
+                        + [times[-1]])
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert summary["resumed"] == [] and encoded["frames"] == FRAMES and states(library) == []
+
+
+def test_a_video_pyav_read_for_torchcodec_resumes_with_pyav(tiny_model, long_video, encoded, tmp_path, monkeypatch):
+    """torchcodec failed on the file's start and PyAV read it from there on (a fallback, said in a
+    note): the resumed run reads the rest with PyAV too (torchcodec, which reads the rest, gives
+    other pixels), says the same note, and stores what an uninterrupted run does."""
+    from vmr_cli.decode import TorchcodecReader
+
+    real = TorchcodecReader._frames
+
+    def fails(self, times):
+        if min(times) < 5.0:
+            raise RuntimeError("could not decode")
+        return real(self, times)
+
+    monkeypatch.setattr(TorchcodecReader, "_frames", fails)
+    whole = vmr_json("--library", tmp_path / "whole", "index", tmp_path / "v", "--model", tiny_model)
+    assert [f["path"] for f in whole["fallbacks"]] == [str(long_video)]
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    encoded.update(frames=0)
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert summary["resumed"][0]["from_clip"] == 2 * CHUNK and encoded["frames"] == 2 * (CLIPS - 2 * CHUNK)
+    assert summary["fallbacks"] == whole["fallbacks"]
+    assert_same(stored(library), stored(tmp_path / "whole"))
