@@ -328,6 +328,8 @@ def index(ctx, paths, model, clip_seconds, backend, prune, as_json):
     (and videos whose vectors went missing are re-embedded). Unchanged files
     are skipped; a moved file keeps its vectors; a file that cannot be read is
     reported with its reason and the run goes on (the exit code is then 1).
+    A run stopped in a long video (Ctrl-C, a kill) keeps its progress on it, saved
+    every 30 s of work: the next run resumes the video there.
     Entries under a folder that cannot be read, or that lost all its files at
     once, are kept until --prune or 'vmr forget'. A trash, a NAS's previews
     and snapshot folders are not entered unless named. With --model and no PATH,
