@@ -428,3 +428,105 @@ def test_a_video_pyav_read_for_torchcodec_resumes_with_pyav(tiny_model, long_vid
     assert summary["resumed"][0]["from_clip"] == 2 * CHUNK and encoded["frames"] == 2 * (CLIPS - 2 * CHUNK)
     assert summary["fallbacks"] == whole["fallbacks"]
     assert_same(stored(library), stored(tmp_path / "whole"))
+
+
+# -- the saved state alone: partial.Store on a temporary library, no decoding ---------------------
+@pytest.fixture
+def store(tmp_path):
+    """(library, Store, a planned file, its state's arrays) with the library's encoder recorded."""
+    import torch
+
+    from vmr_cli.scan import Found
+
+    lib = Library(str(tmp_path / "lib"))
+    lib.record_encoder("m", 8, 16, 2.0, weights={"sha256": "a" * 64, "files": {}},
+                       preprocessing={"image_size": 16, "mean": [0.5] * 3, "std": [0.5] * 3})
+    path = tmp_path / "video.mp4"
+    path.write_bytes(os.urandom(4096))
+    st = path.stat()
+    item = Found(str(path), st.st_size, st.st_mtime_ns)
+    arrays = (torch.randn(9, 8), torch.rand(4, 3, 3, 16), torch.rand(4), [0.5 * k for k in range(21)])
+    store = partial.Store(lib, "vmr 0.2.0; torchcodec 0.1", "torchcodec", 4)
+    store.save(item, *arrays, None, 10)
+    yield lib, store, item, arrays
+    lib.close()
+
+
+def test_a_saved_state_is_read_back_as_saved(store):
+    lib, saved_by, item, (frames, hists, motion, times) = store
+    saved = partial.Store(lib, "vmr 0.2.0; torchcodec 0.1", "torchcodec", 4).load(item, 16, 10)
+    assert saved.clips == 4 and saved.times == times and saved.fallback is None
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in
+               ((saved.embeddings, frames), (saved.hists, hists), (saved.motion, motion)))
+
+
+@pytest.mark.parametrize("change", ["weights", "preprocessing", "clip seconds", "decoder signature", "backend",
+                                    "chunk size", "input size", "clips"])
+def test_a_state_of_other_weights_settings_or_decoder_is_deleted_not_used(store, change):
+    """What the saved embeddings depend on, changed: the library's weights (a library re-embedded
+    with a model of the same size), its preprocessing or clip length, the decoder's signature
+    (vmr, decoder or ffmpeg upgraded), the backend, the chunk size, the input size, the clips."""
+    from vmr_cli.library import PREPROCESSING, WEIGHTS
+
+    lib, _store, item, _arrays = store
+    run = {"signature": "vmr 0.2.0; torchcodec 0.1", "backend": "torchcodec", "chunk_clips": 4}
+    size, clips = 16, 10
+    with lib.catalog.transaction():
+        if change == "weights":
+            lib.catalog.set_meta(WEIGHTS, json.dumps({"sha256": "b" * 64, "files": {}}))
+        elif change == "preprocessing":
+            lib.catalog.set_meta(PREPROCESSING, json.dumps({"image_size": 16, "mean": [0.4] * 3, "std": [0.5] * 3}))
+        elif change == "clip seconds":
+            lib.catalog.set_meta("clip_seconds", 1.0)
+    if change == "decoder signature":
+        run["signature"] = "vmr 0.2.1; torchcodec 0.1"
+    elif change == "backend":
+        run["backend"] = "pyav"
+    elif change == "chunk size":
+        run["chunk_clips"] = 8
+    elif change == "input size":
+        size = 32
+    elif change == "clips":
+        clips = 11
+    path = partial.state_path(lib.directory, item.path)
+    assert os.path.exists(path)
+    assert partial.Store(lib, run["signature"], run["backend"], run["chunk_clips"]).load(item, size, clips) is None
+    assert not os.path.exists(path)
+
+
+def test_the_sweep_keeps_a_state_that_applies_and_deletes_the_others(store, tmp_path):
+    """A state of an unchanged file not indexed stays; of another model, of a file deleted or
+    changed, or of a file indexed as it is, goes; a file of another name in partial/ stays."""
+    from vmr_cli.library import WEIGHTS
+
+    lib, saved_by, item, _arrays = store
+    path = partial.state_path(lib.directory, item.path)
+    mine = os.path.join(lib.directory, partial.FOLDER, "notes.txt")
+    open(mine, "w").close()
+    saved_by.sweep()
+    assert os.path.exists(path)
+    with lib.catalog.transaction():  # the library's model another (same size)
+        lib.catalog.set_meta(WEIGHTS, json.dumps({"sha256": "b" * 64, "files": {}}))
+    saved_by.sweep()
+    assert not os.path.exists(path) and os.path.exists(mine)
+    for change in ("deleted", "touched", "indexed"):
+        with lib.catalog.transaction():
+            lib.catalog.set_meta(WEIGHTS, json.dumps({"sha256": "a" * 64, "files": {}}))
+        store = partial.Store(lib, "vmr 0.2.0; torchcodec 0.1", "torchcodec", 4)
+        store.save(item, *_arrays, None, 10)
+        assert os.path.exists(path)
+        if change == "deleted":
+            os.rename(item.path, item.path + ".away")
+        elif change == "touched":
+            os.utime(item.path, ns=(item.mtime_ns, item.mtime_ns + 10**9))
+        else:
+            with lib.catalog.transaction():
+                lib.catalog.upsert_video({"path": item.path, "root": str(tmp_path), "size": item.size,
+                                          "mtime_ns": item.mtime_ns, "fingerprint": "x", "status": "failed",
+                                          "error": "e", "n_clips": 0, "bad_frames": 0, "indexed_at": 0.0})
+        store.sweep()
+        assert not os.path.exists(path), change
+        if change == "deleted":
+            os.rename(item.path + ".away", item.path)
+        elif change == "touched":
+            os.utime(item.path, ns=(item.mtime_ns, item.mtime_ns))
