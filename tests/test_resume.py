@@ -122,7 +122,9 @@ def test_an_index_stopped_by_ctrl_c_resumes_where_it_stopped(tiny_model, referen
     status = vmr_json("--library", library, "status")  # the library was kept for it (not an empty one)
     [name] = states(library)
     assert status["partial_bytes"] == os.path.getsize(library / "partial" / name) > 0
-    assert status["videos"] == 0 and status["consistent"]
+    assert status["videos"] == 0 and status["consistent"] and status["size_bytes"] > status["partial_bytes"]
+    assert "of which the progress saved on videos an index was stopped in under 0.1 MB (the next vmr index of " \
+        "them resumes there)" in vmr("--library", library, "status")[1]
     postfixes = []
     real_bar = progress.progress
 

@@ -828,8 +828,9 @@ def _print_status(data: dict, report: dict | None) -> None:
     click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB" + (  # no cache line for an empty one
         f", of which frame cache {cache:.1f} MB (at most {data['frame_cache_limit_bytes'] / 1e6:g} MB, "
         "$VMR_FRAME_CACHE_MB; safe to delete: frames.db)" if round(cache, 1) else "") + (
-        f", {'and' if round(cache, 1) else 'of which'} progress saved on videos an index was stopped in "
-        f"{resumable:.1f} MB (the next vmr index of them resumes there)" if data.get("partial_bytes") else ""))
+        f", {'and' if round(cache, 1) else 'of which'} the progress saved on videos an index was stopped in "
+        f"{f'{resumable:.1f} MB' if resumable >= 0.05 else 'under 0.1 MB'} (the next vmr index of them "
+        "resumes there)" if data.get("partial_bytes") else ""))
     for failed in data.get("failed_files", []):
         click.echo(f"failed    {printable(failed['path'])}: {failed['error']}")
     if data.get("failed_files"):
