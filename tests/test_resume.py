@@ -287,6 +287,32 @@ def test_progress_saved_by_another_vmr_or_model_is_not_used(tiny_model, other_mo
         assert_same(stored(library), reference[1])
 
 
+@pytest.mark.parametrize("change", ["another model", "another clip length", "a model not there"])
+def test_a_first_index_stopped_part_way_leaves_the_model_and_clip_length_open(
+        tiny_model, other_model, reference, long_video, encoded, tmp_path, change):
+    """A new library's first index, stopped in a long video, keeps its progress; the next run may
+    still choose another model or clip length, as it could when a stopped first index left no
+    library (it was refused: 'index into a new library with --library NEWDIR', for a library that
+    held no video).  The progress goes with the model it was made with.  A --model that cannot be
+    found is its usual error, and the progress stays."""
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    assert saved_clips(library) == 2 * CHUNK
+    if change == "a model not there":
+        code, _out, err = vmr("--library", library, "index", tmp_path / "v", "--model", tmp_path / "nothing",
+                              expect=1)
+        assert "nothing" in err and saved_clips(library) == 2 * CHUNK
+        return
+    args = ["--model", other_model] if change == "another model" else ["--model", tiny_model, "--clip-seconds", "4"]
+    summary = vmr_json("--library", library, "index", tmp_path / "v", *args)
+    assert summary["added"] == 1 and summary["resumed"] == [] and states(library) == []
+    status = vmr_json("--library", library, "status")
+    if change == "another model":
+        assert status["encoder"] == other_model and status["embedding_dim"] == 32
+    else:
+        assert status["clip_seconds"] == 4.0 and status["clips"] == CLIPS // 2
+
+
 def test_the_same_weights_at_another_place_still_resume(tiny_model, reference, long_video, encoded, tmp_path):
     """The model folder moved (vmr index --model NEWDIR: the same weights, by their sha256): the
     saved progress is the library's model's, and is used."""

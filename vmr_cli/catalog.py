@@ -302,6 +302,9 @@ class Catalog:
     def set_meta(self, key: str, value) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
 
+    def delete_meta(self, keys: list[str]) -> None:
+        self._conn.executemany("DELETE FROM meta WHERE key=?", [(key,) for key in keys])
+
     def try_set_meta(self, values: dict) -> bool:
         """Write meta values that only save work later (a cache); False, and no error, when the
         catalog cannot take them now (read-only, busy, disk full)."""

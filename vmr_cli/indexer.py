@@ -92,8 +92,13 @@ def on_key_frames(times: list[float], keys: list[tuple[float, float]], tolerance
 
 
 def resolve_encoder(library, model: str | None, clip_seconds: float | None):
-    """The encoder name and clip length to use: the library's own, or the first ones given."""
+    """The encoder name and clip length to use: the library's own, or the first ones given.  A
+    library that holds no video yet, only the progress saved on one (a first index stopped part
+    way), takes other ones given, as a new library would: its saved progress goes."""
     recorded = library.encoder()
+    if recorded and _other_than_recorded(library, recorded, model, clip_seconds):
+        library.drop_encoder()
+        recorded = None
     if recorded:
         if model:  # the same weights at another place re-point the library; other weights are refused
             library.verify_model(model)
@@ -104,6 +109,24 @@ def resolve_encoder(library, model: str | None, clip_seconds: float | None):
                 "index into a new library with --library DIR to change the clip length")
         return recorded["name"], recorded["clip_seconds"]
     return model_name(model or DEFAULT_MODEL), clip_seconds or 2.0
+
+
+def _other_than_recorded(library, recorded: dict, model: str | None, clip_seconds: float | None) -> bool:
+    """Whether a library that holds no video (stale ones count) is asked for another clip length
+    or a model of other weights than it recorded.  A model that cannot be found or loaded is not
+    taken for another: the usual error names it, and the saved progress stays."""
+    counts = library.catalog.counts()
+    if counts["videos"] or counts["stale"]:
+        return False
+    if clip_seconds and abs(clip_seconds - recorded["clip_seconds"]) > 1e-9:
+        return True
+    if not model or not (recorded["weights"] or {}).get("sha256"):
+        return False
+    try:
+        files = locate_model(model_name(model))
+    except VmrError:
+        return False
+    return weights_identity(files)["sha256"] != recorded["weights"]["sha256"]
 
 
 def decoder_signature(backend: str) -> str:

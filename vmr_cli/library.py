@@ -172,6 +172,17 @@ class Library:
             self.vectors.reset(dim)
             self.vectors.save()  # now, not at the end: a first run stopped early must not leave it
 
+    def drop_encoder(self) -> None:
+        """Forget the model of a library that holds no video yet (a first index stopped part way,
+        its progress saved): the next index records the one it is given, as in a new library.
+        The saved progress, made with the old one, goes first."""
+        for path in partial.state_files(self.directory):
+            with suppress(FileNotFoundError):
+                os.unlink(path)
+        with self.catalog.transaction():
+            self.catalog.delete_meta(["encoder", "embedding_dim", "image_size", "clip_seconds", WEIGHTS,
+                                      PREPROCESSING])
+
     def lost_encoder(self) -> str | None:
         """What to do when the catalog holds videos but no record of the model that embedded
         them (a catalog salvaged by 'vmr status --check' that lost its meta page), else None.
