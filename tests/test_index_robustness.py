@@ -331,7 +331,7 @@ def test_forget_drops_only_what_is_under_the_path(tiny_model, tmp_path):
     code, out, err = vmr("forget", root, expect=1)  # no library yet
     assert err.strip().startswith("Error: no vmr library at")
     vmr_json("index", root, "--model", tiny_model)
-    assert vmr_json("forget", root / "trip") == {"forgotten": [{"path": str(root / "trip"), "videos": 1}],
+    assert vmr_json("forget", root / "trip") == {"forgotten": [{"path": str(root / "trip"), "videos": 1, "saved_progress": 0}],
                                                  "videos": 1}
     after = status()
     assert (after["videos"], after["clips"], after["vectors"], after["consistent"]) == (2, 2, 2, True)

@@ -109,7 +109,7 @@ SUCCESS = {
     "status-check": (["status", "--check", "--failed"], lambda d, lib, fill: d["failed_files"] == []
                      and d["check"]["model"]["ok"]),
     "forget": (["forget", "{videos}/green.mp4"], lambda d, lib, fill: d == {
-        "forgotten": [{"path": fill(["{videos}/green.mp4"])[0], "videos": 1}], "videos": 1}),
+        "forgotten": [{"path": fill(["{videos}/green.mp4"])[0], "videos": 1, "saved_progress": 0}], "videos": 1}),
     "eval": (["eval", "{world}/annotations.txt", "--videos", "{videos}"],
              lambda d, lib, fill: d["n_queries"] == 2 and d["warnings"] == []),
     "train": (["train", "{world}/annotations.txt", "--videos", "{videos}", "--out", "{tmp}/trimmer",

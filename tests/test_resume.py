@@ -558,3 +558,21 @@ def test_the_sweep_keeps_a_state_that_applies_and_deletes_the_others(store, tmp_
             os.rename(item.path + ".away", item.path)
         elif change == "touched":
             os.utime(item.path, ns=(item.mtime_ns, item.mtime_ns))
+
+
+def test_forget_drops_the_progress_saved_on_a_video(tiny_model, long_video, encoded, tmp_path):
+    """'vmr forget' of a video an index was stopped in (or of its folder) drops its saved progress,
+    which status counts: it said 'the library holds nothing at or under' it, and the progress
+    stayed as long as the file did, with no command to drop it.  A state elsewhere stays."""
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    other = shutil.copy2(long_video, tmp_path / "w.mp4")
+    vmr_json("--library", library, "index", other)  # (a library of one video: no second state)
+    assert len(states(library)) == 1
+    (library / "partial" / ("0" * 40 + ".safetensors")).write_bytes(b"not ours")  # unreadable: left
+    _code, out, _err = vmr("--library", library, "forget", tmp_path / "v")
+    assert "forgot 0 entries under" in out and "the progress an index saved on 1 video there" in out
+    assert states(library) == ["0" * 40 + ".safetensors"]
+    vmr("--library", library, "forget", long_video, expect=1)  # nothing left there
+    assert vmr_json("--library", library, "forget", other) == {
+        "forgotten": [{"path": str(other), "videos": 1, "saved_progress": 0}], "videos": 1}

@@ -473,12 +473,14 @@ def _repoint(ctx, model: str, as_json: bool) -> bool:
 def forget(ctx, paths, as_json):
     """Drop the library's entries for files and folders, on purpose.
 
-    Everything at or under each PATH goes (its vectors with it), whether or
-    not PATH exists now: the way out for a drive or share that is gone for
+    Everything at or under each PATH goes (its vectors with it, and the
+    progress an index saved on a long video there), whether or not PATH
+    exists now: the way out for a drive or share that is gone for
     good. No entry outside PATH is touched (vectors a killed forget left
     behind are cleared first), and no file of yours on disk. A PATH that
     starts with '-' goes after '--': vmr forget -- -clip.mp4
     """
+    from . import partial
     from .errors import VmrError
     from .paths import absolute, quoted_tilde, under
 
@@ -490,12 +492,15 @@ def forget(ctx, paths, as_json):
         # What a forget killed after its commit left (shards, FAISS entries of rows gone) goes
         # first: the same command run again found no rows and left it all.
         lib.drop_leftovers()
-        empty = [r for r in roots if not lib.catalog.videos_under(r)]
+        # the progress an index saved on a video there (a long one it was stopped in) goes too
+        saved = {r: partial.states_under(lib.directory, r) for r in roots}
+        empty = [r for r in roots if not lib.catalog.videos_under(r) and not saved[r]]
         if empty:
             raise VmrError(f"the library holds nothing at or under {printable(empty[0])}"
                            f"{quoted_tilde(named[empty[0]])}; nothing was forgotten")
         started = time.time()
-        forgotten = [{"path": r, "videos": len(lib.forget(r))} for r in roots]
+        forgotten = [{"path": r, "videos": len(lib.forget(r)), "saved_progress": len(saved[r])} for r in roots]
+        partial.drop(lib.directory, [state for r in roots for state in saved[r]])
         lib.save()
         result = {"forgotten": forgotten, "videos": sum(f["videos"] for f in forgotten)}
         lib.catalog.log_operation("forget", {"paths": roots}, result, started)
@@ -503,8 +508,10 @@ def forget(ctx, paths, as_json):
         emit_json(result)
         return
     for item in forgotten:
+        n = item["saved_progress"]
         click.echo(f"forgot {item['videos']} entr{'y' if item['videos'] == 1 else 'ies'} under "
-                   f"{printable(item['path'])}")
+                   f"{printable(item['path'])}" + (f", and the progress an index saved on {n} video{'s' if n != 1 else ''} "
+                                                   "there" if n else ""))
 
 
 def results_table(results) -> str:

@@ -15,7 +15,8 @@ mtime, fingerprint), the model (weights sha256, dimension, input size, preproces
 length), the chunk size, the decoder and vmr's version (``decoder_signature``), with a sha256 of
 the arrays.  Written by atomic_write: a kill at any moment leaves the old file or the new one.
 A saved state any of which does not match, or that cannot be read, is deleted, never used.  Only
-'vmr index' reads, writes or deletes them, under the writer lock; a search never looks.
+'vmr index' reads, writes or deletes them, under the writer lock ('vmr forget' drops those of the
+videos it forgets); a search never looks.
 """
 
 from __future__ import annotations
@@ -83,6 +84,34 @@ def size_bytes(directory: str) -> int:
         with suppress(OSError):
             total += os.path.getsize(path)
     return total
+
+
+def states_under(directory: str, root: str) -> list[str]:
+    """The saved states of videos at or under root (a file or a folder), by their headers: what
+    'vmr forget root' drops with the entries.  One that cannot be read is left to the sweep."""
+    from safetensors import safe_open
+
+    from .paths import under
+
+    found = []
+    for path in state_files(directory):
+        try:
+            with safe_open(path, framework="numpy") as handle:
+                video = json.loads((handle.metadata() or {})[KEY])["file"]["path"]
+        except Exception:  # noqa: BLE001 - as Store.load
+            continue
+        if isinstance(video, str) and under(video, root):
+            found.append(path)
+    return found
+
+
+def drop(directory: str, paths: list[str]) -> None:
+    """Delete these saved states (and their folder, once empty)."""
+    for path in paths:
+        with suppress(OSError):
+            os.unlink(path)
+    with suppress(OSError):
+        os.rmdir(os.path.join(directory, FOLDER))
 
 
 class Store:
