@@ -576,3 +576,24 @@ def test_forget_drops_the_progress_saved_on_a_video(tiny_model, long_video, enco
     vmr("--library", library, "forget", long_video, expect=1)  # nothing left there
     assert vmr_json("--library", library, "forget", other) == {
         "forgotten": [{"path": str(other), "videos": 1, "saved_progress": 0}], "videos": 1}
+
+
+def test_a_save_that_fails_for_lack_of_space_does_not_stop_the_index(tiny_model, reference, long_video, encoded,
+                                                                      tmp_path, monkeypatch):
+    """The progress is a convenience: a save that cannot be written (a full disk, an unwritable
+    partial/ folder) stopped the whole index with the disk's error, though the video's own
+    commit might still fit.  Now the index goes on without saving, and stores what it stores."""
+    import errno
+
+    calls = []
+
+    def full(self, *args, **kwargs):
+        calls.append(1)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(partial.Store, "save", full)
+    library = tmp_path / "lib"
+    summary = vmr_json("--library", library, "index", tmp_path / "v", "--model", tiny_model)
+    assert summary["added"] == 1 and summary["failed"] == [] and len(calls) == 1  # tried once, then not again
+    assert_same(stored(library), reference[1])
+    assert states(library) == []

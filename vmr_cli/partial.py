@@ -266,6 +266,7 @@ class Keeper:
         """``before_save()``: run once, before the first save (a new library records its encoder)."""
         self.store, self.before_save = store, before_save
         self.item = None
+        self.off = False  # a save failed (a full disk, an unwritable partial/): none more this run
 
     def begin(self, item, times: list, saved: Saved | None, clips: int) -> None:
         self.item, self.times, self.clips, self.fallback = item, times, clips, saved.fallback if saved else None
@@ -275,12 +276,12 @@ class Keeper:
     def chunk(self, embeddings: list, measures: list, fallback: str | None) -> None:
         """A chunk of the video was encoded (``embeddings``, ``measures``: the video's so far)."""
         self.fallback = fallback
-        if time.monotonic() - self.last >= SAVE_EVERY_SECONDS:
+        if not self.off and time.monotonic() - self.last >= SAVE_EVERY_SECONDS:
             self._save(embeddings, measures)
 
     def stopped(self, embeddings: list, measures: list) -> None:
         """The run stops (an interrupt, an error) or the file could not be read on: keep what can be."""
-        if self.item is not None and time.monotonic() - self.last >= STOP_SAVE_SECONDS:
+        if self.item is not None and not self.off and time.monotonic() - self.last >= STOP_SAVE_SECONDS:
             with suppress(Exception):  # (a full disk: the stop's own error is the one to report)
                 self._save(embeddings, measures)
         self.item = None
@@ -304,6 +305,10 @@ class Keeper:
         if self.before_save is not None:
             self.before_save()
             self.before_save = None
-        self.store.save(self.item, frames, hists, torch.cat([m for _, m in measures[:n]]), self.times,
-                        self.fallback, self.clips)
+        try:
+            self.store.save(self.item, frames, hists, torch.cat([m for _, m in measures[:n]]), self.times,
+                            self.fallback, self.clips)
+        except OSError:  # the progress is a convenience: the index goes on without it (it stopped
+            self.off = True  # the run, though the video's own commit, smaller, might still fit)
+            return
         self.saved, self.last = clips, time.monotonic()
