@@ -1,0 +1,54 @@
+"""Round 9: long recordings (a dashcam's, a lecture's, a wedding's: 1-3 hours in one file).
+
+The files here are long in time and small in everything else (low frame rates, tiny frames),
+so that each test takes seconds; what they show held on 3-hour 640x360 and 1080p files
+(bench/RESULTS.md, "Long recordings").
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+
+def _read_bytes() -> int:
+    """Bytes this process has read through read() and its kin so far (/proc/self/io's rchar)."""
+    with open("/proc/self/io") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("rchar:"))
+
+
+@pytest.fixture(scope="module")
+def hour(tmp_path_factory):
+    """An hour of a test pattern at 2 fps, 160x120, a key frame every 5 s: 7,200 frames, about
+    20 MB, most of it frames (its MP4 header, the table of every frame, is some 100 KB)."""
+    path = tmp_path_factory.mktemp("long") / "lecture.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=2", "-t", "3600",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-qp", "10", "-g", "10", "file:" + str(path)], check=True)
+    return path
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/io"), reason="needs Linux's /proc/self/io")
+def test_a_search_reads_a_few_frames_of_a_long_file_without_reading_all_of_it(hour):
+    """A search decodes some 10 frames around its best windows' edges.  torchcodec first scanned
+    every packet of the file to build its own frame table: a search refining a moment in a
+    3-hour MP4 (2.5 GB) read all of it, 1.2-1.5 s from the page cache and 13.6 s from the disk,
+    per video refined.  Now a search's reader takes the container's index, and reads what the
+    frames need; its frames are those the index's reader (which scans) gives."""
+    from vmr_cli.decode import open_reader
+    from vmr_cli.probe import probe
+
+    info = probe(str(hour))
+    times = [t + k * 0.5 for t in (600.2, 1800.7, 3300.1) for k in range(4)]
+    index_reader = open_reader(str(hour), info, 32, whole=True)
+    expected = index_reader.frames_at(times)
+    index_reader.close()
+    reader = open_reader(str(hour), info, 32)  # as search opens it
+    before = _read_bytes()
+    frames = reader.frames_at(times)
+    read = _read_bytes() - before
+    reader.close()
+    size = hour.stat().st_size
+    assert read < size / 10, f"read {read / 1e6:.1f} MB of a {size / 1e6:.1f} MB file for {len(times)} frames"
+    assert reader.fallback is None and bool((frames == expected).all())
+
