@@ -52,3 +52,55 @@ def test_a_search_reads_a_few_frames_of_a_long_file_without_reading_all_of_it(ho
     assert read < size / 10, f"read {read / 1e6:.1f} MB of a {size / 1e6:.1f} MB file for {len(times)} frames"
     assert reader.fallback is None and bool((frames == expected).all())
 
+
+@pytest.fixture(scope="module")
+def dashcam(tmp_path_factory):
+    """An hour at 1 fps, 32x32 (some 100 KB): 1,800 clips."""
+    path = tmp_path_factory.mktemp("long") / "dashcam.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-t", "3600", "-i", "testsrc2=size=32x32:rate=1",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "file:" + str(path)], check=True)
+    return path
+
+
+def test_indexing_one_long_video_says_how_far_it_is_and_the_time_left(dashcam, tiny_model, monkeypatch):
+    """Progress counted videos only: a run indexing one 3-hour video said '0/1 video (dashcam.mp4
+    320/5400 clips)' on a pipe, and on a terminal '0%| 0/1 [00:04<?, ?video/s, ...]', for as long
+    as it ran (half an hour with ViT-B/32 on a laptop's CPU).  Now the share of the run done,
+    also inside a video, and the time left."""
+    import re
+
+    from conftest import vmr
+    from vmr_cli import progress
+
+    monkeypatch.setattr(progress, "LINE_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(progress, "SHOW_AFTER_SECONDS", 0.0)
+    _code, _out, err = vmr("index", dashcam, "--model", tiny_model)
+    inside = [line for line in err.splitlines() if line.startswith("indexing: ") and "(0/1 video" in line]
+    shares = [int(re.match(r"indexing: (\d+) % \(0/1 video, dashcam\.mp4 \d+/1800 clips\), \d+ s", line).group(1))
+              for line in inside]
+    assert shares and shares == sorted(shares) and any(0 < share < 100 for share in shares), err[-2000:]
+    assert any(re.search(r", about \d+ (s|min) left$", line) for line in inside), err[-2000:]
+
+
+def test_the_bar_on_a_terminal_shows_the_share_of_the_bytes_and_the_time_left(monkeypatch):
+    """On a terminal: a 3-hour file (2.4 GB) before two short ones (10 MB each), a third through
+    the long one: the bar is at a third, with the time left (it was '0%| 0/3 [00:04<?, ...]')."""
+    import io
+    import re
+    import sys
+
+    from vmr_cli import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.setattr(progress, "SHOW_AFTER_SECONDS", 0.0)
+    bar = progress.by_size([2_400_000_000, 10_000_000, 10_000_000], "indexing", "video")
+    bar.within(1800, 5400)
+    bar.set_postfix_str("long.mp4 1800/5400 clips")
+    shown = screen.getvalue().split("\r")[-1]
+    bar.close()
+    assert re.fullmatch(r"indexing:  33%\|.*\| \[\d\d:\d\d<\d\d:\d\d, 0/3 video, long\.mp4 1800/5400 clips\]", shown), shown

@@ -445,9 +445,9 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
     than leave search.  ``saved``: the run's partial.Store, which keeps the progress on a long
     video (the state of a file goes once it is committed or recorded as failed)."""
     forced = forced or {}
-    from .progress import progress as bar_for
+    from .progress import by_size
 
-    bar = bar_for(len(work), "indexing", "video", enabled=progress)
+    bar = by_size([item.size for item, _row in work], "indexing", "video", enabled=progress)
     last_save = time.time()
     timeouts_in_a_row = 0
     resumed: dict[str, int] = {}
@@ -458,9 +458,10 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
             before_first_write()
             before_first_write = None
 
-    def on_clips(item, done, total, resumed_from=None):
+    def on_clips(item, done, total, resumed_from=None):  # inside a video: an hour of video takes minutes
         if resumed_from:
             resumed[item.path] = resumed_from
+        bar.within(done, total)
         at = f" (resumed at {resumed[item.path]})" if item.path in resumed else ""
         bar.set_postfix_str(f"{printable(os.path.basename(item.path))[-30:]} {done}/{total} clips{at}")
 
