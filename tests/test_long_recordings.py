@@ -104,3 +104,30 @@ def test_the_bar_on_a_terminal_shows_the_share_of_the_bytes_and_the_time_left(mo
     shown = screen.getvalue().split("\r")[-1]
     bar.close()
     assert re.fullmatch(r"indexing:  33%\|.*\| \[\d\d:\d\d<\d\d:\d\d, 0/3 video, long\.mp4 1800/5400 clips\]", shown), shown
+
+
+def test_thumbnails_of_a_transport_stream_show_the_frame_on_screen_at_their_time(tmp_path):
+    """A camcorder's .mts, a DVB recording, a screen recorder's .ts: each thumbnail's input was
+    sought (-ss before -i) to its time, and in MPEG-TS ffmpeg's seek lands on a packet and decoding
+    begins at the next key frame.  A camcorder's 3-hour .mts (a key frame every 0.48 s) had two
+    of four thumbnails 0.2 and 0.4 s late; here, a key frame every 10 s, the thumbnails of a red
+    moment (26.0-29.6 s) all showed the blue after it, and two of 29.0-31.0 s none at all."""
+    from vmr_cli.page import thumbnails
+
+    ts = tmp_path / "recording.mts"  # red until 30 s, then blue
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=64x48:r=25:d=40", "-vf",
+                    "drawbox=c=blue:t=fill:enable='gte(t,30)'", "-c:v", "libx264", "-g", "250", "-sc_threshold", "0",
+                    "-pix_fmt", "yuv420p", "-f", "mpegts", "file:" + str(ts)], check=True)
+
+    def colours(start, end):
+        shown = []
+        for jpeg in thumbnails(str(ts), start, end):
+            rgb = jpeg and subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-vf", "scale=1:1", "-f", "rawvideo",
+                                           "-pix_fmt", "rgb24", "pipe:1"], input=jpeg, capture_output=True,
+                                          check=True).stdout
+            shown.append(None if not rgb else "red" if rgb[0] > rgb[2] else "blue")
+        return shown
+
+    assert colours(26.0, 29.6) == ["red"] * 4  # at 26.45, 27.35, 28.25, 29.15 s
+    assert colours(29.0, 31.0) == ["red", "red", "blue", "blue"]  # at 29.25, 29.75, 30.25, 30.75 s
+    assert colours(11.0, 13.0) == ["red"] * 4

@@ -272,6 +272,45 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, 
     return min(seek, begin) if indexed else seek, begin, rate
 
 
+def key_seeks(ffprobe: str, source: str, times: list[float], format_name: str | None = None) -> list[float]:
+    """Where to seek ffmpeg's input (-ss before -i, -noaccurate_seek) so that decoding reaches
+    the frame on screen at each of ``times`` (seconds from the file's start): the time itself in
+    an indexed container (MP4/MOV, Matroska/WebM: see INDEXED), else, as _exact_seek does, a
+    quarter second before the last video key frame at or before it, found from the packets (one
+    ffprobe run for all of them); the times themselves where ffprobe cannot tell (a thumbnail a
+    little late rather than none: decoding 3 hours from the start outlasts the page's timeout).
+    ``format_name``: ffprobe's, where the caller knows it.  The page's thumbnails of a transport
+    stream, sought to their time, showed the key frame after it: up to half a second late in a
+    camcorder's .mts, a GOP (10 s) late in a screen recorder's, past the moment's end."""
+    def probe(*args: str, of: str = "csv=p=0") -> bytes:
+        return subprocess.run([ffprobe, "-v", "error", *args, "-of", of, "file:" + source],
+                              capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT).stdout
+
+    if not times or INDEXED & set(str(format_name or "").split(",")):
+        return list(times)
+    try:
+        form = (json.loads(probe("-show_entries", "format=format_name,start_time", of="json") or b"{}")
+                .get("format") or {})
+        if INDEXED & set(str(form.get("format_name", "")).split(",")) or "format_name" not in form:
+            return list(times)
+        origin, first, window = _number(form.get("start_time")) or 0.0, min(times), KEY_WINDOW
+        while True:
+            begin = max(0.0, first - window)
+            lines = probe("-select_streams", "v:0", "-read_intervals", f"{origin + begin:.6f}%{origin + max(times):.6f}",
+                          "-show_entries", "packet=pts_time,dts_time,flags").decode("ascii", "replace").split()
+            keys = []  # (shown from, where its decoding begins) of each key frame, from the file's start
+            for line in lines:
+                pts, dts, flags = (line.split(",") + ["", "", ""])[:3]
+                if "K" in flags and _number(pts) is not None:
+                    keys.append((float(pts) - origin, min(float(pts), _packet_time(dts, pts)) - origin))
+            if any(shown <= first + 1e-6 for shown, _ in keys) or begin <= 0:
+                break
+            window *= 4
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return list(times)
+    return [max(0.0, max((at for shown, at in keys if shown <= t + 1e-6), default=0.25) - 0.25) for t in times]
+
+
 def _leeway(rate: str) -> float:
     """Seconds by which a frame beginning after a cut's start (before its end) still counts as
     on screen there (is not): 5 ms, a quarter of a frame above 50 fps.  A phone's frame times

@@ -59,7 +59,8 @@ def thumb_times(start: float, end: float, count: int = THUMBS) -> list[float]:
 
 
 def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
-               width: int = THUMB_WIDTH, ffmpeg: str = "ffmpeg", hdr: str = "") -> list[bytes | None]:
+               width: int = THUMB_WIDTH, ffmpeg: str = "ffmpeg", hdr: str = "",
+               format_name: str | None = None) -> list[bytes | None]:
     """count small JPEGs across the moment from one ffmpeg call; None where it failed.
 
     One input per time, each sought before -i to the key frame before it; of each, the frame
@@ -68,12 +69,16 @@ def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
     cut.py): a sparse file's thumbnail showed the frame after, even one past the moment.  So
     timestamps stay the file's (-copyts, from 0) and the fps filter, from the thumbnail's time
     on (in milliseconds), gives the last frame timed at or before it.  ``hdr``: the video is HDR,
-    and these filters (``media_info``) tone-map its thumbnails to SDR, after the scale.
+    and these filters (``media_info``) tone-map its thumbnails to SDR, after the scale.  Where a
+    seek does not land on the key frame before its time (MPEG-TS/PS), an input is sought to that
+    key frame, found from the packets (cut.key_seeks; ``format_name``: ffprobe's, where known).
     """
+    from .cut import key_seeks
+
     times = thumb_times(start, end, count)
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-copyts", "-start_at_zero"]
-    for t in times:
-        cmd += ["-ss", f"{t:.3f}", "-noaccurate_seek", "-i", "file:" + os.path.abspath(path)]
+    for seek in key_seeks(_sibling(ffmpeg, "ffprobe"), os.path.abspath(path), times, format_name):
+        cmd += ["-ss", f"{seek:.3f}", "-noaccurate_seek", "-i", "file:" + os.path.abspath(path)]
     chains = [f"[{i}:v:0]fps=1000:start_time={t:.3f},trim=end_frame=1,setpts=PTS-STARTPTS,"
               f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1{',' + hdr if hdr else ''}[f{i}]"
               for i, t in enumerate(times)]
@@ -196,7 +201,8 @@ def _prepare(result: dict, previews: Previews | None, infos: dict, ffmpeg: str) 
     start, end = float(result["start"]), float(result["end"])
     if path not in infos:
         infos[path] = media_info(path, ffprobe=_sibling(ffmpeg, "ffprobe"))
-    frames = thumbnails(path, start, end, ffmpeg=ffmpeg, hdr=(infos[path] or {}).get("hdr") or "")
+    frames = thumbnails(path, start, end, ffmpeg=ffmpeg, hdr=(infos[path] or {}).get("hdr") or "",
+                        format_name=(infos[path] or {}).get("format"))
     if infos[path] is None:  # not readable as a video: the "no frame" thumbnails say so
         return frames, {}
     plays, why = browser_plays(infos[path], path)
