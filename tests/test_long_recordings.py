@@ -131,3 +131,38 @@ def test_thumbnails_of_a_transport_stream_show_the_frame_on_screen_at_their_time
     assert colours(26.0, 29.6) == ["red"] * 4  # at 26.45, 27.35, 28.25, 29.15 s
     assert colours(29.0, 31.0) == ["red", "red", "blue", "blue"]  # at 29.25, 29.75, 30.25, 30.75 s
     assert colours(11.0, 13.0) == ["red"] * 4
+
+
+@pytest.fixture(scope="module")
+def camcorder(tmp_path_factory):
+    """An hour as a camcorder writes it (MPEG-TS, .mts, 192-byte packets), 2 fps, 160x120, a key
+    frame every 6 s: some 20 MB."""
+    path = tmp_path_factory.mktemp("long") / "00001.mts"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=2", "-t", "3600",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-qp", "10", "-g", "12", "-f", "mpegts",
+                    "-mpegts_m2ts_mode", "1", "file:" + str(path)], check=True)
+    return path
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/io"), reason="needs Linux's /proc/self/io")
+def test_a_search_in_a_long_transport_stream_seeks_to_each_moment(camcorder):
+    """MPEG-TS is read by PyAV, which sought to the key frame before the first time asked and
+    then decoded every frame up to the last: a search refining three moments of a camcorder's
+    3-hour .mts (at 46 min, 1 h 37 min and 1 h 50 min) decoded an hour of video for its 12
+    frames, 15-22 s at 320x180.  Now each time more than 10 s ahead is sought to."""
+    from vmr_cli.decode import open_reader
+    from vmr_cli.probe import probe
+
+    info = probe(str(camcorder))
+    times = [t + k * 0.5 for t in (600.2, 1800.7, 3300.1) for k in range(4)]
+    index_reader = open_reader(str(camcorder), info, 32, whole=True)
+    expected = index_reader.frames_at(times)
+    index_reader.close()
+    reader = open_reader(str(camcorder), info, 32)  # as search opens it
+    before = _read_bytes()
+    frames = reader.frames_at(times)
+    read = _read_bytes() - before
+    reader.close()
+    size = camcorder.stat().st_size
+    assert reader.backend == "pyav" and read < size / 10, f"read {read / 1e6:.1f} MB of {size / 1e6:.1f} MB"
+    assert bool((frames == expected).all())

@@ -259,6 +259,7 @@ class PyAVReader(_Reader):
     def __init__(self, path: str, info: VideoInfo, size: int, whole: bool = False):
         super().__init__(path, info, size, whole)
         self._container = None
+        self._unseekable = False
         self.bad_frames = 0
         self.good_frames = 0
         self.packets = 0  # the stream's packets read on a pass from the start (frames the header lists)
@@ -275,6 +276,8 @@ class PyAVReader(_Reader):
         picked: list = [None] * len(times)
         try:
             for pos, t in enumerate(wanted):
+                if pos and self._seeks and self._next is not None and t - self._next_t > self.SEEK_AHEAD:
+                    self._position(t)  # (a search's moments hours apart: it decoded every frame between)
                 while self._next is not None and self._next_t <= t:
                     self._shown, self._shown_t = self._next, self._next_t
                     self._next, self._next_t = self._advance()
@@ -299,6 +302,12 @@ class PyAVReader(_Reader):
     TRUNCATED_AFTER = 2.0  # seconds of claimed duration past the stream's last frame that count as lost
     CUT_SHORT_FRAMES = 3  # frames of an MP4's sample table never read, and of its time, that make it cut short
     SEEK_AHEAD = 10.0  # seconds: a time further ahead than this is reached by a seek, not decoded through
+
+    @property
+    def _seeks(self) -> bool:
+        """Whether a time far ahead is reached by a seek (_position): not in an index's pass from
+        the start, nor in a file without timestamps or whose seek failed (then decoded through)."""
+        return not self.whole and not self._unseekable and self._stream.start_time is not None
 
     def _position(self, t: float) -> None:
         """Be ready to read the frame shown at t: from the file's start (a pass that counts
@@ -326,7 +335,7 @@ class PyAVReader(_Reader):
                         return
                 back *= 4
         except av.error.FFmpegError:  # a file that cannot seek: decode from its start
-            pass
+            self._unseekable = True
         self._open()
 
     def _key_packet(self, packets, t: float):
