@@ -118,9 +118,9 @@ class _BySize:
             self.bar = _Lines(SHARE, desc, "", share=True)
 
     def _to(self, share: float) -> None:
-        step = min(SHARE, int(share * SHARE)) - self.bar.n
-        if step > 0:
-            self.bar.update(step)
+        """Moves the bar without showing it (shown with its note, by _show: a line printed here
+        paired the new share with the note of the step before)."""
+        self.bar.n = max(self.bar.n, min(SHARE, int(share * SHARE)))
 
     def update(self, n: int = 1) -> None:
         self.items = min(len(self.ends), self.items + n)
@@ -128,6 +128,7 @@ class _BySize:
         self._show()
 
     def within(self, done: int, total: int) -> None:
+        """The item under way is done/total through (shown by the next set_postfix_str or update)."""
         if self.items < len(self.ends) and total > 0:
             start = self.ends[self.items - 1] if self.items else 0
             self._to((start + (self.ends[self.items] - start) * min(1.0, done / total)) / self.whole)
