@@ -651,10 +651,7 @@ def test_the_preview_of_interlaced_video_is_deinterlaced(tmp_path, tiny_model):
     from conftest import vmr_json
 
     folder = tmp_path / "videos"
-    folder.mkdir()
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x256:rate=50:d=6", "-vf",
-                    "tinterlace=mode=interleave_top,setfield=tff", "-flags", "+ildct+ilme", "-c:v", "libx264",
-                    "-preset", "ultrafast", "-f", "mpegts", str(folder / "camcorder.mts")], check=True)
+    interlaced_mts(folder / "camcorder.mts")
     vmr_json("index", folder, "--model", tiny_model)
     vmr_json("search", "a test pattern", "--top-k", "1", "--html", tmp_path / "page.html")
     [preview] = (Path(os.environ["VMR_LIBRARY"]) / "previews").glob("*.mp4")
@@ -668,3 +665,37 @@ def test_the_preview_of_interlaced_video_is_deinterlaced(tmp_path, tiny_model):
     assert detected(folder / "camcorder.mts")["tff"] > 100  # the source's pictures are two fields
     seen = detected(preview)
     assert seen["progressive"] > 10 * (seen["tff"] + seen["bff"]), seen
+
+
+def interlaced_mts(path, size: str = "320x256") -> Path:
+    """6 s of a moving test pattern as a camcorder records it: interlaced H.264 (top field first),
+    50 fields a second woven into 25 frames, in MPEG-TS."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=50:d=6", "-vf",
+                    "tinterlace=mode=interleave_top,setfield=tff", "-flags", "+ildct+ilme", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-f", "mpegts", str(path)], check=True)
+    return path
+
+
+def test_thumbnails_of_interlaced_video_are_deinterlaced(tmp_path):
+    """The page's thumbnails of a camcorder's interlaced .mts showed each frame's two fields woven
+    together: combs (at the source's width), or scaled down, everything that moves twice.  A
+    woven frame's neighbouring lines differ far more than lines two apart (one field)."""
+    import numpy as np
+
+    from vmr_cli.page import thumbnails
+    from vmr_cli.preview import media_info
+
+    source = interlaced_mts(tmp_path / "camcorder.mts", size="720x576")  # (PAL DV's size)
+    assert media_info(str(source))["interlaced"]
+
+    def combs(jpeg: bytes) -> float:
+        raw = subprocess.run(["ffmpeg", "-v", "error", "-f", "mjpeg", "-i", "pipe:0", "-f", "rawvideo", "-pix_fmt",
+                              "gray", "pipe:1"], input=jpeg, capture_output=True, check=True).stdout
+        rows = np.frombuffer(raw, np.uint8).astype(float).reshape(-1, 720)
+        return np.abs(2 * rows[1:-1] - rows[:-2] - rows[2:]).mean() / np.abs(rows[2:] - rows[:-2]).mean()
+
+    woven = thumbnails(str(source), 1.0, 5.0, width=720)
+    assert all(combs(jpeg) > 2 for jpeg in woven)  # (the test's file is what it says)
+    made = thumbnails(str(source), 1.0, 5.0, width=720, interlaced=True)
+    assert all(jpeg and combs(jpeg) < 1.4 for jpeg in made), [combs(jpeg) for jpeg in made]

@@ -60,7 +60,7 @@ def thumb_times(start: float, end: float, count: int = THUMBS) -> list[float]:
 
 def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
                width: int = THUMB_WIDTH, ffmpeg: str = "ffmpeg", hdr: str = "",
-               format_name: str | None = None) -> list[bytes | None]:
+               format_name: str | None = None, interlaced: bool = False) -> list[bytes | None]:
     """count small JPEGs across the moment from one ffmpeg call; None where it failed.
 
     One input per time, each sought before -i to the key frame before it; of each, the frame
@@ -72,6 +72,8 @@ def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
     and these filters (``media_info``) tone-map its thumbnails to SDR, after the scale.  Where a
     seek does not land on the key frame before its time (MPEG-TS/PS), an input is sought to that
     key frame, found from the packets (cut.key_seeks; ``format_name``: ffprobe's, where known).
+    ``interlaced``: each frame is deinterlaced before the scale (yadif: bwdif passes a lone frame
+    through as it is), or its two fields, woven, show everything that moves twice.
     """
     from .cut import key_seeks
 
@@ -79,7 +81,8 @@ def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-copyts", "-start_at_zero"]
     for seek in key_seeks(_sibling(ffmpeg, "ffprobe"), os.path.abspath(path), times, format_name):
         cmd += ["-ss", f"{seek:.3f}", "-noaccurate_seek", "-i", "file:" + os.path.abspath(path)]
-    chains = [f"[{i}:v:0]fps=1000:start_time={t:.3f},trim=end_frame=1,setpts=PTS-STARTPTS,"
+    deinterlace = "yadif=mode=send_frame:deint=interlaced," if interlaced else ""
+    chains = [f"[{i}:v:0]fps=1000:start_time={t:.3f},trim=end_frame=1,setpts=PTS-STARTPTS,{deinterlace}"
               f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1{',' + hdr if hdr else ''}[f{i}]"
               for i, t in enumerate(times)]
     graph = ";".join(chains) + ";" + "".join(f"[f{i}]" for i in range(count)) + f"concat=n={count}:v=1:a=0,setpts=N/TB[v]"
@@ -202,7 +205,8 @@ def _prepare(result: dict, previews: Previews | None, infos: dict, ffmpeg: str) 
     if path not in infos:
         infos[path] = media_info(path, ffprobe=_sibling(ffmpeg, "ffprobe"))
     frames = thumbnails(path, start, end, ffmpeg=ffmpeg, hdr=(infos[path] or {}).get("hdr") or "",
-                        format_name=(infos[path] or {}).get("format"))
+                        format_name=(infos[path] or {}).get("format"),
+                        interlaced=bool((infos[path] or {}).get("interlaced")))
     if infos[path] is None:  # not readable as a video: the "no frame" thumbnails say so
         return frames, {}
     plays, why = browser_plays(infos[path], path)
