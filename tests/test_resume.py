@@ -126,14 +126,14 @@ def test_an_index_stopped_by_ctrl_c_resumes_where_it_stopped(tiny_model, referen
     assert "of which the progress saved on videos an index was stopped in under 0.1 MB (the next vmr index of " \
         "them resumes there)" in vmr("--library", library, "status")[1]
     postfixes = []
-    real_bar = progress.progress
+    real_bar = progress.by_size
 
     def recording(*args, **kwargs):
         bar = real_bar(*args, **dict(kwargs, enabled=False))
         bar.set_postfix_str = postfixes.append
         return bar
 
-    monkeypatch.setattr(progress, "progress", recording)
+    monkeypatch.setattr(progress, "by_size", recording)
     code, out, err = vmr("--library", library, "index", tmp_path / "v", "--json")
     summary = json.loads(out)
     assert encoded["frames"] == FRAMES - (4 * CHUNK + 1)  # frames 2k+1 .. 2n of the clips k.. not saved
@@ -597,3 +597,20 @@ def test_a_save_that_fails_for_lack_of_space_does_not_stop_the_index(tiny_model,
     assert summary["added"] == 1 and summary["failed"] == [] and len(calls) == 1  # tried once, then not again
     assert_same(stored(library), reference[1])
     assert states(library) == []
+
+
+def test_the_time_left_of_a_resumed_video_is_reckoned_from_this_run_s_work(monkeypatch, capsys):
+    """A video resumed at 90 %, 1 % more done in 20 s: about 3 min left.  Counted as done in this
+    run, the resumed 90 % made it 'about 2 s left' (and on a terminal, tqdm's 0:00 left)."""
+    from vmr_cli import progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    bar = progress.by_size([1_000_000], "indexing", "video")
+    bar.resumed(90, 100)
+    bar.set_postfix_str("long.mp4 90/100 clips (resumed at 90)")
+    clock[0] += 20
+    bar.within(91, 100)
+    bar.set_postfix_str("long.mp4 91/100 clips (resumed at 90)")
+    assert capsys.readouterr().err == ("indexing: 91 % (0/1 video, long.mp4 91/100 clips (resumed at 90)), 20 s, "
+                                       "about 3 min left\n")

@@ -461,6 +461,7 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
     def on_clips(item, done, total, resumed_from=None):  # inside a video: an hour of video takes minutes
         if resumed_from:
             resumed[item.path] = resumed_from
+            bar.resumed(done, total)
         bar.within(done, total)
         at = f" (resumed at {resumed[item.path]})" if item.path in resumed else ""
         bar.set_postfix_str(f"{printable(os.path.basename(item.path))[-30:]} {done}/{total} clips{at}")

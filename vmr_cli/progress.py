@@ -49,6 +49,9 @@ class _Quiet:
     def within(self, done: int, total: int) -> None:
         pass
 
+    def resumed(self, done: int, total: int) -> None:
+        pass
+
     def set_postfix_str(self, text: str) -> None:
         pass
 
@@ -63,6 +66,7 @@ class _Lines(_Quiet):
     def __init__(self, total, desc: str, unit: str, share: bool = False):
         self.total, self.desc, self.unit, self.share = total, desc, unit, share
         self.n, self.note = 0, ""
+        self.initial = 0  # of n, what took no time in this run (a video's progress resumed): not in the rate
         self.started = self.last = time.monotonic()
 
     def update(self, n: int = 1) -> None:
@@ -80,8 +84,8 @@ class _Lines(_Quiet):
             note = f" ({self.note})" if self.note else ""
             spent = now - self.started
             if self.share:
-                done = self.n / self.total
-                left = spent * (1 - done) / done if done > 0 else 0.0
+                done, worked = self.n / self.total, (self.n - self.initial) / self.total
+                left = spent * (1 - done) / worked if worked > 0 else 0.0
                 left = f", about {_duration(left)} left" if left >= 1 else ""
                 print(f"{self.desc}: {100 * done:.0f} %{note}, {spent:.0f} s{left}", file=sys.stderr, flush=True)
                 return
@@ -132,6 +136,14 @@ class _BySize:
         if self.items < len(self.ends) and total > 0:
             start = self.ends[self.items - 1] if self.items else 0
             self._to((start + (self.ends[self.items] - start) * min(1.0, done / total)) / self.whole)
+
+    def resumed(self, done: int, total: int) -> None:
+        """The item under way starts done/total through (its progress saved by an earlier run):
+        that share is done but took no time, so the time left is not reckoned from it (tqdm,
+        as _Lines, leaves ``initial`` out of its rate)."""
+        before = self.bar.n
+        self.within(done, total)
+        self.bar.initial += self.bar.n - before
 
     def set_postfix_str(self, text: str) -> None:
         self.note = text
