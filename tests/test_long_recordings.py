@@ -28,6 +28,25 @@ def hour(tmp_path_factory):
     return path
 
 
+def _read_as_search(path):
+    """(reader, frames, expected, bytes read) of 12 frames around three moments of path, read as a
+    search reads them; ``expected``: the same frames as the index's reader (which scans) gives."""
+    from vmr_cli.decode import open_reader
+    from vmr_cli.probe import probe
+
+    info = probe(str(path))
+    times = [t + k * 0.5 for t in (600.2, 1800.7, 3300.1) for k in range(4)]
+    index_reader = open_reader(str(path), info, 32, whole=True)
+    expected = index_reader.frames_at(times)
+    index_reader.close()
+    reader = open_reader(str(path), info, 32)  # as search opens it
+    before = _read_bytes()
+    frames = reader.frames_at(times)
+    read = _read_bytes() - before
+    reader.close()
+    return reader, frames, expected, read
+
+
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/io"), reason="needs Linux's /proc/self/io")
 def test_a_search_reads_a_few_frames_of_a_long_file_without_reading_all_of_it(hour):
     """A search decodes some 10 frames around its best windows' edges.  torchcodec first scanned
@@ -35,21 +54,9 @@ def test_a_search_reads_a_few_frames_of_a_long_file_without_reading_all_of_it(ho
     3-hour MP4 (2.5 GB) read all of it, 1.2-1.5 s from the page cache and 13.6 s from the disk,
     per video refined.  Now a search's reader takes the container's index, and reads what the
     frames need; its frames are those the index's reader (which scans) gives."""
-    from vmr_cli.decode import open_reader
-    from vmr_cli.probe import probe
-
-    info = probe(str(hour))
-    times = [t + k * 0.5 for t in (600.2, 1800.7, 3300.1) for k in range(4)]
-    index_reader = open_reader(str(hour), info, 32, whole=True)
-    expected = index_reader.frames_at(times)
-    index_reader.close()
-    reader = open_reader(str(hour), info, 32)  # as search opens it
-    before = _read_bytes()
-    frames = reader.frames_at(times)
-    read = _read_bytes() - before
-    reader.close()
+    reader, frames, expected, read = _read_as_search(hour)
     size = hour.stat().st_size
-    assert read < size / 10, f"read {read / 1e6:.1f} MB of a {size / 1e6:.1f} MB file for {len(times)} frames"
+    assert read < size / 10, f"read {read / 1e6:.1f} MB of a {size / 1e6:.1f} MB file for {len(frames)} frames"
     assert reader.fallback is None and bool((frames == expected).all())
 
 
@@ -150,19 +157,7 @@ def test_a_search_in_a_long_transport_stream_seeks_to_each_moment(camcorder):
     then decoded every frame up to the last: a search refining three moments of a camcorder's
     3-hour .mts (at 46 min, 1 h 37 min and 1 h 50 min) decoded an hour of video for its 12
     frames, 15-22 s at 320x180.  Now each time more than 10 s ahead is sought to."""
-    from vmr_cli.decode import open_reader
-    from vmr_cli.probe import probe
-
-    info = probe(str(camcorder))
-    times = [t + k * 0.5 for t in (600.2, 1800.7, 3300.1) for k in range(4)]
-    index_reader = open_reader(str(camcorder), info, 32, whole=True)
-    expected = index_reader.frames_at(times)
-    index_reader.close()
-    reader = open_reader(str(camcorder), info, 32)  # as search opens it
-    before = _read_bytes()
-    frames = reader.frames_at(times)
-    read = _read_bytes() - before
-    reader.close()
+    reader, frames, expected, read = _read_as_search(camcorder)
     size = camcorder.stat().st_size
     assert reader.backend == "pyav" and read < size / 10, f"read {read / 1e6:.1f} MB of {size / 1e6:.1f} MB"
     assert bool((frames == expected).all())
