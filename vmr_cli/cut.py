@@ -213,6 +213,20 @@ def _copy_seek(source: str, start: float) -> str | float:
 KEY_WINDOW = 8.0  # seconds before the start first searched for a key frame (then 4x more, ...)
 
 
+def _ffprobe(ffprobe: str, source: str, *args: str, of: str = "csv=p=0") -> bytes:
+    """What ffprobe writes about source (its errors unread), within PROBE_TIMEOUT."""
+    return subprocess.run([ffprobe, "-v", "error", *args, "-of", of, "file:" + source],
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT).stdout
+
+
+def _video_packets(ffprobe: str, source: str, begin: float, end: float) -> list[tuple[str, str, str]]:
+    """(pts_time, dts_time, flags) as ffprobe writes them, '' where it writes none, of the video
+    packets it reads from ``begin`` to ``end`` (absolute times: seeking to the key frame before)."""
+    lines = _ffprobe(ffprobe, source, "-select_streams", "v:0", "-read_intervals", f"{begin:.6f}%{end:.6f}",
+                     "-show_entries", "packet=pts_time,dts_time,flags").decode("ascii", "replace").split()
+    return [tuple((line.split(",") + ["", "", ""])[:3]) for line in lines]
+
+
 def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, str]:
     """(where to seek the input, where the cut begins, its frame rate) for an exact cut at
     ``start`` (seconds from the file's start).  The seek: the beginning in an indexed container
@@ -220,14 +234,10 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, 
     it; 0.0 (decode from the start: slow, always right) where ffprobe cannot tell.  The
     beginning: where the frame on screen at ``start`` begins, plus the whole slots of the cut's
     rate that fit before ``start`` (see SHOWN); ``start`` where ffprobe cannot tell."""
-    def probe(*args: str, of: str = "csv=p=0") -> bytes:
-        return subprocess.run([ffprobe, "-v", "error", *args, "-of", of, "file:" + source],
-                              capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT).stdout
-
     try:
-        found = json.loads(probe("-select_streams", "v:0", "-show_entries",
-                                 "format=format_name,start_time:stream=time_base,r_frame_rate,avg_frame_rate",
-                                 of="json") or b"{}")
+        found = json.loads(_ffprobe(ffprobe, source, "-select_streams", "v:0", "-show_entries",
+                                    "format=format_name,start_time:stream=time_base,r_frame_rate,avg_frame_rate",
+                                    of="json") or b"{}")
     except (OSError, subprocess.SubprocessError, ValueError):
         return 0.0, start, FALLBACK_RATE
     form = found.get("format") or {}
@@ -241,12 +251,8 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, 
         while True:
             begin = max(0.0, start - window)
             # to a second past the start: a frame shown before it may come after one shown past it
-            interval = f"{origin + begin:.6f}%{origin + start + 1.0:.6f}"  # absolute times
-            lines = probe("-select_streams", "v:0", "-read_intervals", interval,
-                          "-show_entries", "packet=pts_time,dts_time,flags").decode("ascii", "replace").split()
             keys, shown = [], []
-            for line in lines:
-                pts, dts, flags = (line.split(",") + ["", "", ""])[:3]
+            for pts, dts, flags in _video_packets(ffprobe, source, origin + begin, origin + start + 1.0):
                 if _number(pts) is None:
                     continue
                 shown.append(float(pts) - origin)
@@ -282,25 +288,18 @@ def key_seeks(ffprobe: str, source: str, times: list[float], format_name: str | 
     ``format_name``: ffprobe's, where the caller knows it.  The page's thumbnails of a transport
     stream, sought to their time, showed the key frame after it: up to half a second late in a
     camcorder's .mts, a GOP (10 s) late in a screen recorder's, past the moment's end."""
-    def probe(*args: str, of: str = "csv=p=0") -> bytes:
-        return subprocess.run([ffprobe, "-v", "error", *args, "-of", of, "file:" + source],
-                              capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT).stdout
-
     if not times or INDEXED & set(str(format_name or "").split(",")):
         return list(times)
     try:
-        form = (json.loads(probe("-show_entries", "format=format_name,start_time", of="json") or b"{}")
-                .get("format") or {})
+        form = (json.loads(_ffprobe(ffprobe, source, "-show_entries", "format=format_name,start_time", of="json")
+                           or b"{}").get("format") or {})
         if INDEXED & set(str(form.get("format_name", "")).split(",")) or "format_name" not in form:
             return list(times)
         origin, first, window = _number(form.get("start_time")) or 0.0, min(times), KEY_WINDOW
         while True:
             begin = max(0.0, first - window)
-            lines = probe("-select_streams", "v:0", "-read_intervals", f"{origin + begin:.6f}%{origin + max(times):.6f}",
-                          "-show_entries", "packet=pts_time,dts_time,flags").decode("ascii", "replace").split()
             keys = []  # (shown from, where its decoding begins) of each key frame, from the file's start
-            for line in lines:
-                pts, dts, flags = (line.split(",") + ["", "", ""])[:3]
+            for pts, dts, flags in _video_packets(ffprobe, source, origin + begin, origin + max(times)):
                 if "K" in flags and _number(pts) is not None:
                     keys.append((float(pts) - origin, min(float(pts), _packet_time(dts, pts)) - origin))
             if any(shown <= first + 1e-6 for shown, _ in keys) or begin <= 0:
@@ -356,15 +355,11 @@ def _without_filters(codec_args: list[str]) -> tuple[list[str], list[str], list[
 def _frames_in(ffprobe: str, source: str, start: float, seconds: float) -> int | None:
     """Video packets of source timed in [start, start + seconds), or None when ffprobe cannot
     tell.  Cheap: ffprobe seeks there and reads packets, decoding nothing."""
-    def probe(*args: str) -> bytes:
-        return subprocess.run([ffprobe, "-v", "error", *args, "-of", "csv=p=0", "file:" + source],
-                              capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT).stdout
-
     try:  # times in vmr are from the file's start; packet times may begin later (MPEG-TS)
-        origin = float(probe("-show_entries", "format=start_time").strip() or 0.0)
+        origin = float(_ffprobe(ffprobe, source, "-show_entries", "format=start_time").strip() or 0.0)
         begin, end = origin + start, origin + start + seconds  # an absolute end: '%+' counts from the key frame
-        lines = probe("-select_streams", "v:0", "-read_intervals", f"{begin:.3f}%{end:.3f}",
-                      "-show_entries", "packet=pts_time,dts_time").decode("ascii", "replace").split()
+        lines = _ffprobe(ffprobe, source, "-select_streams", "v:0", "-read_intervals", f"{begin:.3f}%{end:.3f}",
+                         "-show_entries", "packet=pts_time,dts_time").decode("ascii", "replace").split()
         # a packet without a pts (an MPEG program stream's, key frames too) by its dts: counted by
         # pts alone, 49 frames of 60 made a copy 8 frames short look whole
         times = [t for t in (_packet_time(*(line.split(",") + [""])[:2]) for line in lines) if t is not None]
