@@ -176,9 +176,7 @@ class Library:
         """Forget the model of a library that holds no video yet (a first index stopped part way,
         its progress saved): the next index records the one it is given, as in a new library.
         The saved progress, made with the old one, goes first."""
-        for path in partial.state_files(self.directory):
-            with suppress(FileNotFoundError):
-                os.unlink(path)
+        partial.drop(self.directory, partial.state_files(self.directory))
         with self.catalog.transaction():
             self.catalog.delete_meta(["encoder", "embedding_dim", "image_size", "clip_seconds", WEIGHTS,
                                       PREPROCESSING])

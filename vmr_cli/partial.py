@@ -89,15 +89,12 @@ def size_bytes(directory: str) -> int:
 def states_under(directory: str, root: str) -> list[str]:
     """The saved states of videos at or under root (a file or a folder), by their headers: what
     'vmr forget root' drops with the entries.  One that cannot be read is left to the sweep."""
-    from safetensors import safe_open
-
     from .paths import under
 
     found = []
     for path in state_files(directory):
         try:
-            with safe_open(path, framework="numpy") as handle:
-                video = json.loads((handle.metadata() or {})[KEY])["file"]["path"]
+            video = _header(path)["file"]["path"]
         except Exception:  # noqa: BLE001 - as Store.load
             continue
         if isinstance(video, str) and under(video, root):
@@ -201,18 +198,14 @@ class Store:
         another model, of a file deleted, moved or changed since, or of one indexed (or recorded
         as failed) as it is.  Headers only are read.  A state of an unchanged file not indexed
         yet stays, whether or not this run's folders hold it."""
-        from safetensors import safe_open
-
         paths = state_files(self.directory)
         if not paths:
-            with suppress(OSError):  # (left empty by a state the decode thread discarded)
-                os.rmdir(os.path.join(self.directory, FOLDER))
+            drop(self.directory, [])  # (its folder, left empty by a state the decode thread discarded)
             return
-        model = model_identity(self.library)
+        model = model_identity(self.library)  # (now: the library may have taken its model since)
         for path in paths:
             try:
-                with safe_open(path, framework="numpy") as handle:
-                    header = json.loads((handle.metadata() or {})[KEY])
+                header = _header(path)
                 keep = header["run"]["format"] == FORMAT and header["model"] == model \
                     and path == state_path(self.directory, header["file"]["path"]) \
                     and _applies(self.library.catalog, header["file"])
@@ -222,11 +215,19 @@ class Store:
                 self._delete(path, tidy=True)
 
     def _delete(self, path: str, tidy: bool = False) -> None:
+        if tidy:  # its folder too, once empty: a library keeps no empty folder of them
+            drop(self.directory, [path])
+            return
         with suppress(OSError):
             os.unlink(path)
-        if tidy:  # (only when empty: a library keeps no empty folder of them)
-            with suppress(OSError):
-                os.rmdir(os.path.dirname(path))
+
+
+def _header(path: str) -> dict:
+    """A saved state's header (what it was saved for), its arrays not read."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as handle:
+        return json.loads((handle.metadata() or {})[KEY])
 
 
 def _file(item) -> dict:
