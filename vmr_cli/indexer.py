@@ -461,8 +461,9 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
     def on_clips(item, done, total, resumed_from=None):  # inside a video: an hour of video takes minutes
         if resumed_from:
             resumed[item.path] = resumed_from
-            bar.resumed(done, total)
-        bar.within(done, total)
+            bar.resumed(done, total)  # (there, but not in this run's rate)
+        else:
+            bar.within(done, total)
         at = f" (resumed at {resumed[item.path]})" if item.path in resumed else ""
         bar.set_postfix_str(f"{printable(os.path.basename(item.path))[-30:]} {done}/{total} clips{at}")
 
@@ -600,14 +601,18 @@ def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str, s
         resume = saved.load(item, size, len(grid)) if saved is not None else None
         reader = open_reader(item.path, info, size, backend="pyav" if resume and resume.fallback else backend,
                              whole=True)
+
+        def frame_times() -> list[float]:  # (of the reader open now: its key frames)
+            return on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
+
         try:
-            times = on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
+            times = frame_times()
             if resume is not None and resume.times != times:  # not the frames this run would take
                 saved.discard(item.path)
                 if resume.fallback:
                     reader.close()
                     reader = open_reader(item.path, info, size, backend=backend, whole=True)
-                    times = on_key_frames(grid_times(grid, info.fps), reader.key_frames(), clip_seconds / 4)
+                    times = frame_times()
                 resume = None
             yield "start", i, (times, resume, len(grid))
             for k0 in range(resume.clips if resume else 0, len(grid), CHUNK_CLIPS):
