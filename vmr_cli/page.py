@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .paths import printable, shell_word, user_file_target, write_user_file
-from .preview import MAX_SECONDS, Previews, PreviewError, browser_plays, media_info
+from .preview import DEINTERLACE_ONE, MAX_SECONDS, Previews, PreviewError, browser_plays, media_info
 from .timecodes import timecode
 
 THUMBS = 4
@@ -81,7 +81,7 @@ def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-copyts", "-start_at_zero"]
     for seek in key_seeks(_sibling(ffmpeg, "ffprobe"), os.path.abspath(path), times, format_name):
         cmd += ["-ss", f"{seek:.3f}", "-noaccurate_seek", "-i", "file:" + os.path.abspath(path)]
-    deinterlace = "yadif=mode=send_frame:deint=interlaced," if interlaced else ""
+    deinterlace = DEINTERLACE_ONE + "," if interlaced else ""
     chains = [f"[{i}:v:0]fps=1000:start_time={t:.3f},trim=end_frame=1,setpts=PTS-STARTPTS,{deinterlace}"
               f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1{',' + hdr if hdr else ''}[f{i}]"
               for i, t in enumerate(times)]
@@ -204,17 +204,16 @@ def _prepare(result: dict, previews: Previews | None, infos: dict, ffmpeg: str) 
     start, end = float(result["start"]), float(result["end"])
     if path not in infos:
         infos[path] = media_info(path, ffprobe=_sibling(ffmpeg, "ffprobe"))
-    frames = thumbnails(path, start, end, ffmpeg=ffmpeg, hdr=(infos[path] or {}).get("hdr") or "",
-                        format_name=(infos[path] or {}).get("format"),
-                        interlaced=bool((infos[path] or {}).get("interlaced")))
-    if infos[path] is None:  # not readable as a video: the "no frame" thumbnails say so
+    info = infos[path]
+    frames = thumbnails(path, start, end, ffmpeg=ffmpeg, hdr=(info or {}).get("hdr") or "",
+                        format_name=(info or {}).get("format"), interlaced=bool((info or {}).get("interlaced")))
+    if info is None:  # not readable as a video: the "no frame" thumbnails say so
         return frames, {}
-    plays, why = browser_plays(infos[path], path)
+    plays, why = browser_plays(info, path)
     media = {"why": why}
     if not plays and previews is not None:
         try:
-            media["preview"] = previews.get(path, start, end, hdr=infos[path].get("hdr") or "",
-                                            interlaced=infos[path]["interlaced"])
+            media["preview"] = previews.get(path, start, end, hdr=info.get("hdr") or "", interlaced=info["interlaced"])
         except PreviewError as exc:
             media["error"] = str(exc)
     return frames, media

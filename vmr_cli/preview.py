@@ -86,6 +86,7 @@ def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
 
 INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")  # ffprobe's field orders of interlaced video (else progressive, unknown)
 DEINTERLACE = "bwdif=mode=send_frame:deint=interlaced"  # one frame per frame, only frames flagged interlaced
+DEINTERLACE_ONE = "yadif=mode=send_frame:deint=interlaced"  # a lone frame (a thumbnail): bwdif passes one as it is
 
 
 def tone_map_filter(stream: dict) -> str:
