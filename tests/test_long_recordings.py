@@ -61,6 +61,79 @@ def test_a_search_reads_a_few_frames_of_a_long_file_without_reading_all_of_it(ho
 
 
 @pytest.fixture(scope="module")
+def phone_hour(tmp_path_factory):
+    """An hour whose frame times jitter by a few milliseconds, as a phone's do, with B-frames, at
+    2 fps, 160x120: some 20 MB."""
+    path = tmp_path_factory.mktemp("long") / "VID_20260101_120000.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=2", "-t", "3600",
+                    "-vf", "settb=1/90000,setpts='(N/2+0.004*sin(N*2.3))/TB'", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-bf", "3", "-qp", "10", "-g", "10", "-fps_mode", "passthrough", "-enc_time_base",
+                    "1/90000", "-video_track_timescale", "90000", "file:" + str(path)], check=True)
+    return path
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/io"), reason="needs Linux's /proc/self/io")
+def test_a_search_reads_a_few_frames_of_a_long_phone_recording_without_reading_all_of_it(phone_hour):
+    """The reader without the scan trusted each frame's duration, and where the next frame did
+    not begin where it said (a phone's jittering frame times with B-frames, whose decoded frames
+    carry no duration) it let torchcodec scan every packet of the file first: 30 minutes of such
+    a recording at 720p, 1.2 GB, read whole for each video a search refined.  Now only the
+    frames' start times are used, and the file is read where the frames are."""
+    reader, frames, expected, read = _read_as_search(phone_hour)
+    size = phone_hour.stat().st_size
+    assert read < size / 10, f"read {read / 1e6:.1f} MB of a {size / 1e6:.1f} MB file for {len(frames)} frames"
+    assert reader.fallback is None and not reader.reader._scanned and bool((frames == expected).all())
+
+
+def _irregular_files(folder):
+    """Short files whose frames' durations do not tell where the next frame begins."""
+    jitter = ["-vf", "settb=1/90000,setpts='(N/30+0.004*sin(N*2.3))/TB'", "-fps_mode", "passthrough"]
+    steps = ["-vf", "settb=1/90000,setpts='(if(lt(N,90),N/30,3+(N-90)/8))/TB'", "-fps_mode", "passthrough"]
+    made = {"jitter, B-frames.mp4": [*jitter, "-c:v", "libx264", "-bf", "3", "-video_track_timescale", "90000"],
+            "jitter, B-frames.mov": [*jitter, "-c:v", "libx264", "-bf", "3", "-video_track_timescale", "90000"],
+            "30 fps, then 8 fps.mp4": [*steps, "-c:v", "libx264", "-bf", "3", "-video_track_timescale", "90000"],
+            "jitter.mkv": [*jitter, "-c:v", "libx264", "-bf", "3"],
+            "jitter, HEVC open GOP.mp4": [*jitter, "-c:v", "libx265", "-x265-params", "open-gop=1:log-level=0",
+                                          "-video_track_timescale", "90000"],
+            "jitter.webm": [*jitter, "-c:v", "libvpx"],
+            "theora.ogv": ["-c:v", "libtheora"],
+            "motion jpeg.avi": ["-c:v", "mjpeg"]}
+    for name, args in made.items():
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=30:d=12",
+                        "-g", "30", *args, "file:" + str(folder / name)], check=True)
+    return sorted(folder.iterdir())
+
+
+def test_a_search_reads_files_with_irregular_frame_times_without_the_scan_and_as_the_index_does(tmp_path):
+    """Each of these was scanned whole for every search that refined a moment in it (the frame a
+    time falls in was found by the frames' durations, which these files do not give, or give
+    wrong); now each is read where the frames are, and every frame is the one the index's reader
+    (which scans) gives: 40 times each, in and between frames, at the start and the middle."""
+    import random
+
+    from conftest import PHONE
+    from vmr_cli.decode import open_reader
+    from vmr_cli.probe import probe
+
+    files = _irregular_files(tmp_path) + ([PHONE] if PHONE.exists() else [])
+    for path in files:
+        info = probe(str(path))
+        rng = random.Random(0)
+        # (not the last frame's slot: the scan takes a stream to end where its last frame begins
+        # when frames carry no duration, and gives the frame before there)
+        times = [0.0, 0.001, info.duration / 2] + [rng.uniform(0, info.duration - 0.1) for _ in range(37)]
+        index_reader = open_reader(str(path), info, 32, whole=True)
+        expected = index_reader.frames_at(times)
+        index_reader.close()
+        reader = open_reader(str(path), info, 32)
+        frames = reader.frames_at(times)
+        assert reader.fallback is None and not reader.reader._scanned, path.name
+        wrong = [round(t, 3) for t, a, b in zip(times, frames, expected) if not bool((a == b).all())]
+        assert not wrong, f"{path.name}: other frames than the index's at {wrong}"
+        reader.close()
+
+
+@pytest.fixture(scope="module")
 def dashcam(tmp_path_factory):
     """An hour at 1 fps, 32x32 (some 100 KB): 1,800 clips."""
     path = tmp_path_factory.mktemp("long") / "dashcam.mp4"

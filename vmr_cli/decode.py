@@ -80,9 +80,6 @@ class _Reader:
         """Release what the decoder holds between calls."""
 
 
-TIMING_SLACK = 1e-6  # seconds: two frame times that differ less are the same (both are whole ticks)
-
-
 class TorchcodecReader(_Reader):
     backend = "torchcodec"
 
@@ -178,30 +175,56 @@ class TorchcodecReader(_Reader):
 
     def _by_timestamp(self, times: list[float]):
         """(frames, the time each is shown from) at times (in order) without the scan, or None
-        where the file's timing is irregular.  The scan reads every packet of the file: a search
+        where the file cannot be read so.  The scan reads every packet of the file: a search
         refining a moment in a 3-hour MP4 (2.5 GB) waited 1.2-1.5 s for it from the page cache
-        and 13.6 s from the disk, per video.  Without it, torchcodec finds a frame by its time
-        (a seek to the key frame before it in the container's index, then decoding up to it) but
-        trusts each frame's duration: on a phone's jittering frame times it returned the frame
-        after the one on screen.  So each frame's successor must begin where its duration ends
-        (a frame of the same GOP: decoded next, no seek); where one does not, or the frame begins
-        after its time, the scan decides (None)."""
+        and 13.6 s from the disk, per video.  Without it, a seek lands on the key frame before a
+        time through the container's index and frames are decoded on, in the order they are
+        shown: the frame on screen at a time is the last one that begins at or before it, known
+        once the next one begins after it.  Only the frames' start times are trusted, never their
+        durations (a phone's jittering frame times with B-frames: torchcodec's own lookup, which
+        trusts them, returned the frame after the one on screen, and each such file was scanned).
+        Where a seek lands after the time, it goes further back; frames out of order, or none
+        at all, and the scan decides (None)."""
         import torch
+        from torchcodec._core import ops
 
-        out, shown, frame, ends = [], [], None, -math.inf
+        core = self._decoder._decoder  # (torchcodec's decoder object under its Python class)
+        ended = False
+
+        def decoded():  # the next frame shown, (data, its start time), or None at the end
+            nonlocal ended
+            try:
+                data, start, _duration = ops.get_next_frame(core)
+            except IndexError:  # torchcodec's "no more frames left to decode"
+                ended = True
+                return None
+            return data, float(start)
+
+        shown_at, after = None, None  # the last frame decoded that begins at or before the time; the next
+        out, shown = [], []
+        step = 2.0 / (self.info.fps or 25.0)
         try:
             for t in times:
-                if frame is None or not frame.pts_seconds <= t < ends:
-                    frame = self._decoder.get_frame_played_at(t)
-                    ends = frame.pts_seconds + frame.duration_seconds
-                    if not (frame.pts_seconds <= t < ends and frame.duration_seconds > 0):
-                        return None
-                    # (asked half a frame on: at its very start torchcodec may take it for this one)
-                    after = ends + frame.duration_seconds / 2
-                    if after < self._end and abs(self._decoder.get_frame_played_at(after).pts_seconds - ends) > TIMING_SLACK:
-                        return None
-                out.append(frame.data)
-                shown.append(frame.pts_seconds)
+                on = shown_at is not None and shown_at[1] <= t
+                if not (on and (after is None or after[1] > t or t - step <= after[1])):
+                    back = step  # seek: the frames a little before t (a few key frames back at most)
+                    while True:
+                        ops.seek_to_pts(core, max(t - back, self._begin))
+                        ended = False
+                        shown_at, after = decoded(), None
+                        if shown_at is None:
+                            return None
+                        if shown_at[1] <= t or t - back <= self._begin:
+                            break  # (before the first frame decoded: that one, as the scan gives)
+                        back *= 4
+                while not ended and (after is None or after[1] <= t):
+                    if after is not None:
+                        shown_at = after
+                    after = decoded()
+                    if after is not None and after[1] <= shown_at[1]:
+                        return None  # not in the order shown
+                out.append(shown_at[0])
+                shown.append(shown_at[1])
         except BACKEND_FAILURES:  # (a stream shorter than its header says, say): the scan decides
             return None
         return torch.stack(out), shown
