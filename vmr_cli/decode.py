@@ -28,7 +28,6 @@ opens it, so an index and a search see the same frames; SDR frames are left as d
 from __future__ import annotations
 
 import itertools
-import math
 
 from .errors import DecodeError, TransientError, VmrError, first_line
 from .probe import VideoInfo, check_duration, is_environment_error
