@@ -60,6 +60,32 @@ def test_a_search_reads_a_few_frames_of_a_long_file_without_reading_all_of_it(ho
     assert reader.fallback is None and bool((frames == expected).all())
 
 
+def test_where_seeks_land_after_the_time_a_search_lets_the_scan_decide_and_does_not_decode_from_the_start(
+        hour, monkeypatch):
+    """Where a seek lands after the time asked (ffmpeg's seek in some HEVC files, a container
+    index that points too far), the reader seeks further back each time, and it went on back as
+    far as a seek landed before the time, up to the file's start, decoding (and converting) every
+    frame from there: here 11,433 frames for 12 at 10, 30 and 55 minutes.  Now it goes back 10 s
+    at most, then lets torchcodec's scan decide (its own table of key frames)."""
+    from torchcodec._core import ops
+
+    seek, decoded = ops.seek_to_pts, []
+    next_frame = ops.get_next_frame
+
+    def lands_after(decoder, seconds):  # past the first minute, every seek lands near the end
+        seek(decoder, 3500.0 if seconds > 60 else seconds)
+
+    def counted(decoder):
+        decoded.append(1)
+        return next_frame(decoder)
+
+    monkeypatch.setattr(ops, "seek_to_pts", lands_after)
+    monkeypatch.setattr(ops, "get_next_frame", counted)
+    reader, frames, expected, _read = _read_as_search(hour)
+    assert reader.fallback is None and reader.reader._scanned and bool((frames == expected).all())
+    assert len(decoded) < 100, f"{len(decoded)} frames decoded and converted for 12"
+
+
 @pytest.fixture(scope="module")
 def phone_hour(tmp_path_factory):
     """An hour whose frame times jitter by a few milliseconds, as a phone's do, with B-frames, at

@@ -79,6 +79,12 @@ class _Reader:
         """Release what the decoder holds between calls."""
 
 
+# seconds: where seeks to this far before a time still land after it (ffmpeg's seek in some HEVC
+# files), the scan decides; each frame decoded on from a seek is also converted, and from the file's
+# start that was every frame up to the time (3,600 of them for a moment half-way through an hour)
+SEEK_BACK_LIMIT = 10.0
+
+
 class TorchcodecReader(_Reader):
     backend = "torchcodec"
 
@@ -182,8 +188,8 @@ class TorchcodecReader(_Reader):
         once the next one begins after it.  Only the frames' start times are trusted, never their
         durations (a phone's jittering frame times with B-frames: torchcodec's own lookup, which
         trusts them, returned the frame after the one on screen, and each such file was scanned).
-        Where a seek lands after the time, it goes further back; frames out of order, or none
-        at all, and the scan decides (None)."""
+        Where a seek lands after the time, it goes further back (SEEK_BACK_LIMIT); frames out of
+        order, or none at all, and the scan decides (None)."""
         import torch
         from torchcodec._core import ops
 
@@ -215,6 +221,8 @@ class TorchcodecReader(_Reader):
                             return None
                         if shown_at[1] <= t or t - back <= self._begin:
                             break  # (before the first frame decoded: that one, as the scan gives)
+                        if back > SEEK_BACK_LIMIT:
+                            return None  # seeks land past: decoding on from further back costs more than the scan
                         back *= 4
                 while not ended and (after is None or after[1] <= t):
                     if after is not None:
