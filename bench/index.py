@@ -1,15 +1,20 @@
 """Index speed against the bare decode cost of the same file, measured side by side.
 
     python bench/index.py [--minutes 5] [--model DIR] [--repeat 2] [--fps 30] [--gop 60]
+    python bench/index.py --camcorder [--code OTHER_CHECKOUT ...]
 
 Generates (once, cached in bench/out/) a 1080p H.264 video at 30 fps with a
 2 s key-frame interval (``--fps 29.97 --gop 30``: as phones record, a key frame
-every 30 frames that seldom falls on the second), then times, alternately:
+every 30 frames that seldom falls on the second; ``--camcorder``: a camcorder's AVCHD .mts,
+1080i at 25 fps, a key frame every 12 frames, B-frames, 192-byte packets), then times,
+alternately:
   * ffmpeg decoding the whole file scaled to the encoder's input size
     (``-vf scale=S:S -f null -``), and
   * ``vmr index`` of that file into a fresh library (the whole process: start-up,
     probe, decode, encode, BAM vectors, commit),
-and prints both and their ratio.  The target is vmr <= 1.5x the decode.
+and prints both and their ratio.  The target is vmr <= 1.5x the decode.  ``--code DIR ...``:
+``vmr index`` of other checkouts of vmr too (a git worktree of an earlier commit), in the same
+alternation, each with its own ratio.
 """
 
 from __future__ import annotations
@@ -45,6 +50,21 @@ def make_video(minutes: float, fps: str = "30", gop: int = 60) -> Path:
     return path
 
 
+def make_camcorder_video(minutes: float) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"bench_{minutes:g}min_1080i25_camcorder.mts"
+    if not path.exists():
+        print(f"generating {path.name} (once)...", file=sys.stderr)
+        tmp = path.with_name(".tmp-" + path.name)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size=1920x1080:rate=50:duration={minutes * 60}", "-vf",
+                        "tinterlace=interleave_top,fieldorder=tff", "-c:v", "libx264", "-preset", "ultrafast",
+                        "-flags", "+ildct+ilme", "-g", "12", "-bf", "2", "-pix_fmt", "yuv420p", "-f", "mpegts",
+                        "-mpegts_m2ts_mode", "1", str(tmp)], check=True)
+        tmp.rename(path)
+    return path
+
+
 def default_model() -> str:
     if (TINY_MODEL / "config.json").exists():
         return str(TINY_MODEL)
@@ -65,12 +85,13 @@ def time_ffmpeg(video: Path, size: int) -> float:
     return time.perf_counter() - start
 
 
-def time_vmr(video: Path, model: str) -> float:
+def time_vmr(video: Path, model: str, code: str | None = None) -> float:
     library = tempfile.mkdtemp(prefix="vmr-bench-")
     try:
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "vmr_cli", "--library", library, "index", str(video),
-                        "--model", model, "--json"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "vmr_cli", "--library", library, "index", str(video.resolve()),
+                        "--model", str(Path(model).resolve()), "--json"], check=True, stdout=subprocess.DEVNULL,
+                       cwd=code)
         return time.perf_counter() - start
     finally:
         shutil.rmtree(library, ignore_errors=True)
@@ -83,19 +104,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--fps", choices=sorted(RATES), default="30")
     parser.add_argument("--gop", type=int, default=60, help="frames from one key frame to the next")
+    parser.add_argument("--camcorder", action="store_true", help="a camcorder's 1080i .mts instead")
+    parser.add_argument("--code", nargs="*", default=[], help="other checkouts of vmr to time beside this one")
     args = parser.parse_args()
     model = args.model or default_model()
-    video = make_video(args.minutes, args.fps, args.gop)
+    video = make_camcorder_video(args.minutes) if args.camcorder else make_video(args.minutes, args.fps, args.gop)
     size = image_size(model)
-    decode, index = [], []
-    for _ in range(args.repeat):  # alternate, so both see the same machine load
+    decode, index = [], {code: [] for code in [None, *args.code]}
+    for _ in range(args.repeat):  # alternate, so all see the same machine load
         decode.append(time_ffmpeg(video, size))
-        index.append(time_vmr(video, model))
-    d, i = min(decode), min(index)
+        for code, times in index.items():
+            times.append(time_vmr(video, model, code))
+    d = min(decode)
     print(json.dumps({"video": video.name, "model": model, "image_size": size, "cpus": os.cpu_count(),
                       "ffmpeg_decode_s": [round(x, 2) for x in decode],
-                      "vmr_index_s": [round(x, 2) for x in index],
-                      "ratio_best": round(i / d, 3)}, indent=2))
+                      **{f"vmr_index_s{'' if code is None else ' ' + code}": [round(x, 2) for x in times]
+                         for code, times in index.items()},
+                      **{f"ratio_best{'' if code is None else ' ' + code}": round(min(times) / d, 3)
+                         for code, times in index.items()}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -173,6 +173,92 @@ def test_pyav_seeks_to_a_time_far_ahead_instead_of_decoding_up_to_it(tmp_path):
     assert _seconds_shown(reader.frames_at([0.3, 5.5])) == [0, 5]  # near the start: a pass from it
 
 
+@pytest.mark.parametrize("name, args", [
+    ("camcorder.mts", ["-c:v", "libx264", "-g", "12", "-bf", "2", "-f", "mpegts", "-mpegts_m2ts_mode", "1"]),
+    ("dvd.mpg", ["-c:v", "mpeg2video", "-g", "15", "-bf", "2", "-f", "mpeg"])])
+def test_an_index_of_a_camcorders_mts_or_a_dvds_mpeg2_decodes_only_the_key_frames_it_uses(tmp_path, name, args):
+    """PyAV reads MPEG-TS and MPEG-1/2 from the start, and an index decoded every frame of them:
+    a camcorder's 1080i .mts (a key frame every 12 frames) cost 16.1 s of decoding for 2 minutes,
+    for the 121 frames used.  Now its key frames are read from its packets first, the index's
+    times move onto them as they do for other files (within a quarter clip), and only key frames
+    are decoded (4.3 s); a time left off key frames (the DVD's last, where the next key frame
+    is past the time after it) is read by seeking to it.  The frames are those a full decode
+    gives at the same times."""
+    from vmr_cli.decode import PyAVReader
+    from vmr_cli.indexer import clip_grid, grid_times, on_key_frames
+
+    path = _clock_video(tmp_path / name, 30, *args)
+    info = probe(path)
+    reader = open_reader(path, info, 48, whole=True)
+    keys = reader.key_frames()
+    times = on_key_frames(grid_times(clip_grid(info.duration, 2.0), info.fps), keys, 0.5)
+    off = [t for t in times if not any(a <= t < b for a, b in keys)]
+    assert len(keys) >= 45 and len(off) == (0 if name.endswith(".mts") else 1)
+    reader.expect(times)
+    frames = torch.cat([reader.frames_at(times[k:k + 20]) for k in range(0, len(times), 20)])
+    full = PyAVReader(path, info, 48, whole=True)  # every frame decoded, as before
+    assert torch.equal(frames, torch.cat([full.frames_at(times[k:k + 20]) for k in range(0, len(times), 20)]))
+    assert _seconds_shown(frames) == [int(t) for t in times]
+    assert reader.good_frames <= len(keys) and full.good_frames > 700 and reader.bad_frames == 0
+    assert reader.fallback is None
+
+
+def test_a_key_frame_the_decoder_skips_makes_the_index_decode_every_frame(tmp_path, monkeypatch):
+    """Where a frame the packets call key is not one to the decoder (it skips it with the other
+    frames), the frame shown for its time would be the key frame before: the reader sees it, and
+    decodes every frame from the start instead."""
+    from vmr_cli.decode import PyAVReader
+    from vmr_cli.indexer import clip_grid, grid_times, on_key_frames
+
+    path = str(tmp_path / "camcorder.mts")  # (every frame unlike the others: a counter, moving shapes)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:d=30",
+                    "-c:v", "libx264", "-g", "12", "-bf", "2", "-f", "mpegts", path], check=True)
+    info = probe(path)
+    real = PyAVReader.key_frames
+
+    def also_a_frame_that_is_not(self):  # the frame 0.2 s after each of the first 10 s of key frames
+        if self._keys is None:
+            keys = real(self)
+            self._keys = sorted(keys + [(a + 0.2, a + 0.24) for a, _ in keys if a < 10])
+        return self._keys
+
+    monkeypatch.setattr(PyAVReader, "key_frames", also_a_frame_that_is_not)
+    reader = open_reader(path, info, 48, whole=True)
+    times = on_key_frames(grid_times(clip_grid(info.duration, 2.0), info.fps), reader.key_frames(), 0.5)
+    fake = [(a, b) for a, b in reader.key_frames() if round(a / 0.04) % 12 == 5]
+    assert sum(a <= t < b for t in times for a, b in fake) > 3  # times moved onto frames that are not key
+    reader.expect(times)
+    frames = torch.cat([reader.frames_at(times[k:k + 20]) for k in range(0, len(times), 20)])
+    full = PyAVReader(path, info, 48, whole=True)
+    assert torch.equal(frames, torch.cat([full.frames_at(times[k:k + 20]) for k in range(0, len(times), 20)]))
+    assert not reader.reader._key_only and reader.good_frames > 700 and reader.bad_frames == 0
+
+
+def test_vmr_index_of_an_mts_decodes_its_key_frames_only_and_a_long_gop_every_frame(tiny_model, tmp_path, monkeypatch):
+    """The same through `vmr index`; where key frames are too far apart for the times to move
+    onto them (a screen recorder's .ts, one every 10 s) every frame is decoded, as before."""
+    from conftest import vmr_json
+
+    from vmr_cli.decode import PyAVReader
+
+    (tmp_path / "v").mkdir()
+    _clock_video(tmp_path / "v" / "camcorder.mts", 30, "-c:v", "libx264", "-g", "12", "-bf", "2", "-f", "mpegts")
+    _clock_video(tmp_path / "v" / "screen.ts", 30, "-c:v", "libx264", "-g", "250", "-bf", "2", "-f", "mpegts")
+    decoded = {}
+    close = PyAVReader.close
+
+    def counted(self):
+        decoded[os.path.basename(self.path)] = max(self.good_frames, decoded.get(os.path.basename(self.path), 0))
+        close(self)
+
+    monkeypatch.setattr(PyAVReader, "close", counted)
+    summary = vmr_json("index", tmp_path / "v", "--model", tiny_model)
+    assert summary["added"] == 2 and summary["damaged"] == [] and summary["fallbacks"] == []
+    assert decoded["camcorder.mts"] <= 65 and decoded["screen.ts"] >= 740, decoded
+    found = vmr_json("search", "a dark red screen", "--top-k", "3")
+    assert {os.path.basename(r["video"]) for r in found["results"]} <= {"camcorder.mts", "screen.ts"}
+
+
 @pytest.mark.parametrize("container", ["mp4", "mkv"])
 @pytest.mark.parametrize("backend", ["torchcodec", "pyav"])
 def test_times_count_from_the_files_start_as_players_and_ffmpeg_count_them(tmp_path, container, backend):

@@ -13,7 +13,8 @@ backend and one factory, ``open_reader``:
   camcorders): on those torchcodec returned a frame 0.5-10 s after the
   requested one, the next key frame, with no error.  Its frames are checked
   (their timestamps): a file where it returns such a frame anyway is read by
-  PyAV, and the reader says so.
+  PyAV, and the reader says so.  An index of a file only PyAV reads takes its key frames
+  from its packets, and decodes those alone where its times are on them (key_frames, expect).
 - decord is optional (``--backend decord``): it returned wrong frames on
   open-GOP HEVC here.
 
@@ -74,6 +75,10 @@ class _Reader:
         stream's start, where the backend knows them cheaply; [] otherwise (then times are
         never moved to key frames)."""
         return []
+
+    def expect(self, times: list[float]) -> None:
+        """The times the caller will ask, all of them, in order (an index's, after key_frames):
+        a reader may decode less where it knows what they need."""
 
     def close(self) -> None:
         """Release what the decoder holds between calls."""
@@ -286,13 +291,85 @@ class PyAVReader(_Reader):
     backend = "pyav"
     DEMUX_ERRORS_IN_A_ROW = 100  # then the rest of the file is taken as unreadable
 
-    def __init__(self, path: str, info: VideoInfo, size: int, whole: bool = False):
+    def __init__(self, path: str, info: VideoInfo, size: int, whole: bool = False, keys: bool = False):
+        """``keys``: in an index (``whole``), key_frames reads the file's key frames, and where
+        every time asked is on one, only key frames are decoded (files only PyAV reads)."""
         super().__init__(path, info, size, whole)
         self._container = None
         self._unseekable = False
+        self._keys: list[tuple[float, float]] | None = None if keys and whole else []
+        self._key_only = False
+        self._off_key: set[float] = set()
+        self._key_starts: list[float] = []
+        self._seeking: PyAVReader | None = None  # (reads the times off key frames when only key frames are decoded)
         self.bad_frames = 0
         self.good_frames = 0
         self.packets = 0  # the stream's packets read on a pass from the start (frames the header lists)
+
+    def key_frames(self) -> list[tuple[float, float]]:
+        """The display intervals of the file's key frames, from one pass over its packets without
+        decoding them (0.5 s for 400 MB of a camcorder's 1080i from the page cache); [] where
+        frames have no timestamps or (nearly) every frame is a key frame.  An index then moves its
+        times onto key frames (indexer.on_key_frames) and decodes those alone (expect): a camcorder's
+        .mts (a key frame every 0.5 s) or a DVD's MPEG-2 decoded every frame, 12-15 for each one
+        used."""
+        if self._keys is not None:
+            return self._keys
+        import av
+
+        self._keys = []
+        try:
+            with av.open(self.path) as container:
+                stream = container.streams.video[0]
+                own = float(stream.start_time * stream.time_base) if stream.start_time is not None else None
+                if own is None:
+                    return self._keys
+                start = min(own, container.start_time / 1e6) if container.start_time is not None else own
+                shown, keys = [], []
+                for packet in container.demux(stream):
+                    if packet.pts is None:
+                        if packet.size:
+                            return self._keys  # frames without times: where each is shown is the decoder's to say
+                        continue
+                    shown.append(packet.pts)
+                    if packet.is_keyframe:
+                        keys.append(packet.pts)
+                base = stream.time_base
+        except (av.error.FFmpegError, IndexError, OSError):
+            return self._keys  # (the decoding pass meets the problem and says what it is)
+        if not keys or len(keys) * 4 > len(shown):
+            return self._keys
+        shown.sort()
+        after = dict(zip(shown, shown[1:]))  # each frame's successor on screen (the last has none)
+        # (times from the file's start, as _open counts them)
+        self._keys = sorted((float(k * base) - start, float(after[k] * base) - start) for k in set(keys) if after.get(k, k) > k)
+        return self._keys
+
+    OFF_KEY_SHARE = 0.05  # of an index's times, at most, not on a key frame for key frames only to be decoded
+
+    def expect(self, times: list[float]) -> None:
+        """Decode key frames only where (nearly) every time is on one: the decoder skips the
+        other frames, and the few times that stay off key frames (where two times would take
+        one, near the end) are read by a second reader that seeks to each (_off_key)."""
+        import bisect
+
+        keys = self._keys or []
+        starts = self._key_starts = [a for a, _ in keys]
+
+        def on_key(t: float) -> bool:
+            k = bisect.bisect_right(starts, t) - 1
+            return k >= 0 and keys[k][0] <= t < keys[k][1]
+
+        off = {t for t in times if not on_key(t)}
+        self._key_only = bool(keys) and len(off) <= self.OFF_KEY_SHARE * len(times)
+        self._off_key = off if self._key_only else set()
+
+    def _on_its_key(self, t: float) -> bool:
+        """Whether the frame shown for t (a time on a key frame) is that key frame."""
+        import bisect
+
+        k = bisect.bisect_right(self._key_starts, t) - 1
+        return k >= 0 and abs(self._shown_t - self._key_starts[k]) < 1e-6
 
     def _frames(self, times):
         import av
@@ -318,11 +395,23 @@ class PyAVReader(_Reader):
                     self._ended = True  # the stream ends here: can it back the duration claimed?
                     if not self._partial:  # frames are counted on a pass from the start only
                         check_duration(self.info.duration, fps=self.info.fps, stream_end=self._shown_t,
-                                       frames=self.good_frames + self.bad_frames)
+                                       frames=self.packets if self._key_only else self.good_frames + self.bad_frames)
                         self.bad_frames += self._cut_off(self._shown_t)
+                if t in self._off_key:
+                    continue  # (the key frame before it is not what is on screen: read below)
+                if self._key_only and not self._on_its_key(t):  # the decoder skipped a frame the packets call key
+                    self._key_only, self._off_key = False, set()
+                    self._position(0.0)  # every frame, from the start
+                    return self._frames(times)
                 if self._converted is None or self._converted[0] is not shown:
                     self._converted = (shown, self._convert(shown))
                 picked[order[pos]] = self._converted[1]
+            off = [pos for pos, t in enumerate(wanted) if t in self._off_key]
+            if off:
+                if self._seeking is None:
+                    self._seeking = PyAVReader(self.path, self.info, self.size)
+                for pos, frame in zip(off, self._seeking._frames([wanted[pos] for pos in off])):
+                    picked[order[pos]] = frame
         except av.error.FFmpegError as exc:
             raise DecodeError(f"cannot decode: {exc}") from None
         if any(p is None for p in picked):
@@ -411,6 +500,8 @@ class PyAVReader(_Reader):
                 raise TransientError(first_line(exc)) from None
             raise DecodeError(f"cannot decode: {exc}") from None
         stream.thread_type = "AUTO"
+        if self._key_only:
+            stream.codec_context.skip_frame = "NONKEY"
         self._container, self._stream = container, stream
         self._colour = _pyav_colour(stream)
         self._frames_in_order = self._decoded()
@@ -475,6 +566,8 @@ class PyAVReader(_Reader):
         container, self._container = self._container, None
         if container is not None:
             container.close()
+        if self._seeking is not None:
+            self._seeking.close()
 
     def _convert(self, frame):
         import torch
@@ -592,6 +685,9 @@ class _FallbackReader(_Reader):
             return self.reader.key_frames()
         except BACKEND_FAILURES:
             return []
+
+    def expect(self, times: list[float]) -> None:
+        self.reader.expect(times)  # (a PyAV reader taking over after a failure decodes every frame)
 
     @property
     def bad_frames(self) -> int:
@@ -726,6 +822,6 @@ def open_reader(path: str, info: VideoInfo, size: int, backend: str = "torchcode
     """
     require_backend(backend)
     if info.codec in SEQUENTIAL_ONLY or is_mpeg_ts(path):  # by design (see above): not reported as a fallback
-        backend = "pyav"
+        return _FallbackReader(PyAVReader(path, info, size, whole, keys=True))
     return _FallbackReader(BACKENDS[backend](path, info, size, whole))
 

@@ -614,6 +614,7 @@ def _decode_one(i, item, probed, clip_seconds: float, size: int, backend: str, s
                     reader = open_reader(item.path, info, size, backend=backend, whole=True)
                     times = frame_times()
                 resume = None
+            reader.expect(times)
             yield "start", i, (times, resume, len(grid))
             for k0 in range(resume.clips if resume else 0, len(grid), CHUNK_CLIPS):
                 k1 = min(len(grid), k0 + CHUNK_CLIPS)
