@@ -292,6 +292,28 @@ def test_int8_image_tower_on_a_cpu_without_native_bfloat16(monkeypatch):
     assert torch.allclose(quantized.encode_text(texts), plain.encode_text(texts))  # the text tower is not
 
 
+def test_a_mistyped_vmr_dtype_is_an_error_not_the_default(tiny_model, tmp_path, monkeypatch):
+    """README: `VMR_DTYPE=float32` forces full precision.  A typo of it (`flaot32`) was taken
+    as the default without a word, and also turned the int8 image tower off; it is now one
+    line naming the values, before anything is indexed.  Case and spaces do not matter, and
+    an empty VMR_DTYPE is unset."""
+    from conftest import make_video, vmr
+
+    from vmr_cli import encoders
+
+    make_video(tmp_path / "v" / "a.mp4", [("red", 2.0)])
+    monkeypatch.setenv("VMR_DTYPE", "flaot32")
+    code, out, err = vmr("index", tmp_path / "v", "--model", tiny_model, expect=1)
+    assert err.strip() == "Error: VMR_DTYPE=flaot32: say float32, bfloat16, float16 or int8 (or unset it)"
+    assert out == "" and not (tmp_path / "library").exists()
+    monkeypatch.setenv("VMR_DTYPE", " FP32 ")
+    assert encoders.compute_dtype(768, "cpu") == torch.float32 and not encoders.int8_image(768)
+    monkeypatch.setenv("VMR_DTYPE", "")
+    monkeypatch.setattr(encoders, "_native_bf16", lambda: False)
+    assert encoders.int8_image(768)  # as when unset: the default's int8 on such a CPU
+    vmr("index", tmp_path / "v", "--model", tiny_model)
+
+
 def test_a_model_folder_whose_path_is_not_utf8(tiny_model, tmp_path):
     """safetensors' torch loader and tokenizers take names as UTF-8 only: such a folder (a hub
     cache under a Latin-1 home folder) was reported as 'weight files look damaged: download

@@ -511,7 +511,7 @@ def compute_dtype(width: int, device: str = "cpu", half_on_gpu: bool = True):
     float16 or int8 forces one."""
     import torch
 
-    forced = os.environ.get("VMR_DTYPE", "auto").lower()
+    forced = forced_dtype()
     if forced in ("float32", "fp32") or (forced == "int8" and not str(device).startswith("cuda")):
         return torch.float32  # int8: the image tower's linear layers, around float32 (int8_image)
     if forced in ("bfloat16", "bf16"):
@@ -523,6 +523,18 @@ def compute_dtype(width: int, device: str = "cpu", half_on_gpu: bool = True):
     return torch.bfloat16 if width >= BF16_FROM_WIDTH and _native_bf16() else torch.float32
 
 
+DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "int8")
+
+
+def forced_dtype() -> str:
+    """VMR_DTYPE as set ('auto' when unset or empty); a value vmr does not know is an error,
+    not silently the default (a typo of float32 also turned int8 off, and said nothing)."""
+    forced = os.environ.get("VMR_DTYPE", "").strip().lower() or "auto"
+    if forced != "auto" and forced not in DTYPES:
+        raise VmrError(f"VMR_DTYPE={forced}: say float32, bfloat16, float16 or int8 (or unset it)")
+    return forced
+
+
 INT8_AFTER_FRAMES = 64  # frames an encoder has been asked for before it packs its int8 layers
 
 
@@ -532,7 +544,7 @@ def int8_image(width: int, device: str = "cpu") -> bool:
     ViT-B/32 on such a CPU, cosine >= 0.999 to float32.  VMR_DTYPE=int8 forces it on a CPU;
     any other VMR_DTYPE turns it off.  (A plain-torch CLIP only; transformers' path keeps
     compute_dtype.)"""
-    forced = os.environ.get("VMR_DTYPE", "auto").lower()
+    forced = forced_dtype()
     if str(device).startswith("cuda"):
         return False
     if forced != "auto":
