@@ -1,0 +1,107 @@
+"""A library after a year of daily use (round 10): what the everyday commands read of its history.
+
+Thousands of searches, exports and index runs are logged through the catalog's own methods (as
+the commands log them), then each command's reads are counted: the rows it takes from the
+history, never seconds.  bench/aged_library.py measures the same at 100, 10,000 and 50,000
+searches; TESTING.md ("Round 10: a library after a year of use") maps each case to its test.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import vmr, vmr_json
+
+SEARCHES = 300  # logged after the exports below: a year's history, small enough for a test
+
+
+@pytest.fixture
+def indexed(videos, tiny_model):
+    vmr_json("index", videos, "--model", tiny_model)
+    return videos
+
+
+def log_searches(n: int, like: dict) -> None:
+    """n searches logged as 'vmr search' logs them, each with like's results at times of its own."""
+    from vmr_cli.library import Library
+
+    lib = Library()
+    try:
+        for i in range(n):
+            results = [dict(r, start=r["start"] + 0.01 * (i + 1), end=r["end"] + 0.01 * (i + 1))
+                       for r in like["results"]]
+            lib.catalog.log_search(f"query {i}", like["model"], like["options"], like["stats"], results)
+    finally:
+        lib.close()
+
+
+def count_rows(monkeypatch, cls, name: str) -> list:
+    """Every row the generator method cls.name yields, counted as it is read."""
+    read = []
+    real = getattr(cls, name)
+
+    def counted(self, *args, **kwargs):
+        for row in real(self, *args, **kwargs):
+            read.append(row)
+            yield row
+
+    monkeypatch.setattr(cls, name, counted)
+    return read
+
+
+def test_an_index_run_reads_no_search_logged_since_cuts_were_logged_with_their_prints(indexed, tmp_path,
+                                                                                      monkeypatch):
+    """Every 'vmr index' (a cron job's too) read every result of every search ever logged, and
+    built a cut's name for each, as soon as one file in its folders was named as a cut is (a cut
+    moved there, an --out folder under an indexed one): 3.1 s a run at 50,000 searches.  Only
+    the searches logged before the first export that logged its cuts' prints can have cuts known
+    by their names alone (the first vmr's); a cut is recognised by its print first."""
+    from vmr_cli.catalog import Catalog
+    from vmr_cli.library import Library
+
+    first = vmr_json("search", "red", "--top-k", "3")
+    old_cut = vmr_json("export", "1", "--out", indexed / "cuts")["exported"][0]["path"]
+    lib = Library()
+    lib.catalog._conn.execute("DELETE FROM operations WHERE command='export'")  # as the first vmr left it
+    like = lib.catalog.search(first["search_id"])
+    lib.close()
+    printed = vmr_json("export", "2", "--out", tmp_path / "elsewhere")["exported"][0]["path"]
+    log_searches(SEARCHES, dict(like, results=[dict(r) for r in like["results"]]))
+    shutil.copy(printed, indexed / "sub")  # a cut logged with its print, moved into an indexed folder
+    read = count_rows(monkeypatch, Catalog, "logged_moments")
+    summary = vmr_json("index", indexed)
+    assert (summary["added"], summary["own_outputs"]) == (0, 2), summary  # both cuts passed over
+    assert 0 < len(read) <= len(first["results"]), len(read)  # the first vmr's search's, no later one's
+    assert old_cut.startswith(str(indexed))
+
+
+def test_a_cut_logged_with_its_print_is_known_without_reading_any_search(indexed, tmp_path, monkeypatch):
+    from vmr_cli.catalog import Catalog
+
+    found = vmr_json("search", "red", "--top-k", "3")
+    cut = vmr_json("export", "1", "--out", tmp_path / "elsewhere")["exported"][0]["path"]
+    log_searches(50, dict(found, model=None, options={}, stats={}))
+    shutil.copy(cut, indexed)  # moved into the indexed folder, its name a cut's
+    read = count_rows(monkeypatch, Catalog, "logged_moments")
+    code, out, err = vmr("index", indexed)
+    assert out.startswith("added 0,") and "passed over 1 file vmr made itself" in err, (out, err)
+    assert read == []
+
+
+def test_the_last_search_by_a_time_is_found_by_bisection(tmp_path):
+    from vmr_cli.catalog import Catalog
+
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    assert catalog.last_search_by(1e12) == 0  # none logged
+    for i in range(1, 201):
+        search_id = catalog.log_search(f"q{i}", "m", {}, {}, [])
+        catalog._conn.execute("UPDATE searches SET created_at=? WHERE id=?", (1000.0 + i, search_id))
+    catalog._conn.execute("DELETE FROM searches WHERE id BETWEEN 50 AND 120")  # gaps in the ids
+    looked = []
+    catalog._conn.set_trace_callback(looked.append)
+    assert [catalog.last_search_by(t) for t in (0, 1001, 1049.5, 1100, 1121, 1200, 5000)] == [
+        0, 1, 49, 49, 121, 200, 200]
+    assert len(looked) < 7 * 12  # some log2(200) rows each, not the table
+    catalog.close()
+
