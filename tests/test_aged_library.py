@@ -105,3 +105,57 @@ def test_the_last_search_by_a_time_is_found_by_bisection(tmp_path):
     assert len(looked) < 7 * 12  # some log2(200) rows each, not the table
     catalog.close()
 
+
+def test_an_export_reads_only_the_exports_of_its_own_search(indexed, tmp_path, monkeypatch):
+    """'vmr export' looks for what earlier exports of the same search cut into the same folder
+    (README: '(cut before)'); it decoded every export ever logged to find them, 0.1 s a command
+    at 5,000 exports.  SQLite picks out the search's own; the cuts made before are still found."""
+    from vmr_cli.catalog import Catalog
+    from vmr_cli.library import Library
+
+    vmr_json("search", "red", "--top-k", "3")
+    model = vmr_json("export", "1", "--out", tmp_path / "cuts")
+    lib = Library()
+    [logged] = lib.catalog.operations("export")
+    for i in range(200):  # a year's exports of other searches, logged as export logs them
+        lib.catalog.log_operation("export", dict(logged["arguments"], search_id=1000 + i),
+                                  dict(logged["summary"], search_id=1000 + i), logged["started_at"])
+    lib.close()
+    decoded = []
+    real = Catalog.operations
+
+    def counted(self, *args, **kwargs):
+        rows = real(self, *args, **kwargs)
+        decoded.extend(rows)
+        return rows
+
+    monkeypatch.setattr(Catalog, "operations", counted)
+    again = vmr_json("export", "1", "2", "--out", tmp_path / "cuts")
+    assert [(e["rank"], bool(e.get("existing"))) for e in again["exported"]] == [(1, True), (2, False)]
+    assert again["exported"][0]["path"] == model["exported"][0]["path"]
+    # the first export of this search, no other's (looked for before and after the folder's lock)
+    assert {op["summary"]["search_id"] for op in decoded} == {1} and len(decoded) <= 2, len(decoded)
+
+
+def test_an_sqlite_without_json_functions_still_finds_a_searchs_exports(tmp_path):
+    """Where SQLite was built without its JSON functions, the exports are filtered in Python."""
+    import sqlite3
+
+    from vmr_cli.catalog import Catalog
+
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    for search_id in (1, 2, 1):
+        catalog.log_operation("export", {"search_id": search_id}, {"search_id": search_id, "folder": "f"}, 0.0)
+    real = catalog._conn
+
+    class WithoutJson:
+        def execute(self, sql, *args):
+            if "json_extract" in sql:
+                raise sqlite3.OperationalError("no such function: json_extract")
+            return real.execute(sql, *args)
+
+    expected = [op["id"] for op in catalog.operations("export", search_id=1)]
+    catalog._conn = WithoutJson()
+    assert [op["id"] for op in catalog.operations("export", search_id=1)] == expected == [1, 3]
+    catalog._conn = real
+    catalog.close()

@@ -553,12 +553,23 @@ class Catalog:
                 "started_at": started_at, "finished_at": time.time(),
             }).last_pk
 
-    def operations(self, command: str | None = None) -> list[dict]:
-        """Logged operations (oldest first), with arguments and summary decoded."""
+    def operations(self, command: str | None = None, search_id: int | None = None) -> list[dict]:
+        """Logged operations (oldest first), with arguments and summary decoded; with ``search_id``,
+        only those whose summary names that search (an export's), picked out by SQLite: decoding
+        every export of a year in Python cost each 'vmr export' 0.1 s at 5,000 of them."""
         if command is None:
             rows = self._conn.execute("SELECT * FROM operations ORDER BY id")
-        else:
+        elif search_id is None:
             rows = self._conn.execute("SELECT * FROM operations WHERE command=? ORDER BY id", (command,))
+        else:
+            try:
+                rows = self._conn.execute(
+                    "SELECT * FROM operations WHERE command=? AND json_extract(summary, '$.search_id')=? "
+                    "ORDER BY id", (command, int(search_id))).fetchall()
+            except sqlite3.OperationalError as exc:  # an SQLite built without its JSON functions
+                if "json_extract" not in str(exc):
+                    raise
+                return [op for op in self.operations(command) if op["summary"].get("search_id") == search_id]
         return [dict(row, arguments=json.loads(row["arguments"] or "{}"),
                      summary=json.loads(row["summary"] or "{}")) for row in rows]
 

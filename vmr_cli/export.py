@@ -397,7 +397,7 @@ def _cut_before(catalog, search_id: int, folder: str, copy: bool) -> dict[int, t
     """rank -> (exported item, file print) of the cuts earlier exports of this search made into
     this folder the same way (exact or copy) whose files are still there unchanged."""
     found: dict[int, tuple[dict, dict]] = {}
-    for operation in catalog.operations("export"):
+    for operation in catalog.operations("export", search_id=search_id):
         summary = operation["summary"]
         if summary.get("search_id") != search_id or summary.get("folder") != folder:
             continue
