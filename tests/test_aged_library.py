@@ -159,3 +159,37 @@ def test_an_sqlite_without_json_functions_still_finds_a_searchs_exports(tmp_path
     assert [op["id"] for op in catalog.operations("export", search_id=1)] == expected == [1, 3]
     catalog._conn = real
     catalog.close()
+
+
+def test_the_search_history_can_be_pruned_and_its_space_is_given_back(indexed, tmp_path):
+    """Every search is logged, about 2 KB each with its results (90 MB after 50,000), and nothing
+    ever dropped them: 'vmr searches --keep N' forgets all but the newest N and compacts the
+    catalog.  The ids go on from the highest ever handed out; a cut made before stays known."""
+    import os
+    import sqlite3
+
+    from vmr_cli.library import Library
+
+    found = vmr_json("search", "red", "--top-k", "3")
+    cut = vmr_json("export", "1", "--out", indexed / "cuts")["exported"][0]["path"]
+    lib = Library()
+    like = lib.catalog.search(found["search_id"])
+    lib.close()
+    log_searches(SEARCHES, like)
+    catalog = os.path.join(os.environ["VMR_LIBRARY"], "catalog.db")
+    pages = sqlite3.connect(catalog).execute("PRAGMA page_count").fetchone()[0]
+    code, out, err = vmr("searches", "--keep", "5", "--limit", "0")
+    assert f"forgot {SEARCHES + 1 - 5} searches, kept the newest 5; " in err and "MB freed" in err, err
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [str(SEARCHES + 1 - i) for i in range(5)]
+    conn = sqlite3.connect(catalog)
+    assert conn.execute("SELECT count(*), min(search_id) FROM results").fetchone() == (5 * 3, SEARCHES + 1 - 4)
+    assert conn.execute("PRAGMA page_count").fetchone()[0] < pages / 4  # given back, not only freed
+    conn.close()
+    code, _, err = vmr("export", "1", "--search", found["search_id"], expect=1)
+    assert f"no search with id {found['search_id']}" in err
+    assert vmr_json("search", "green")["search_id"] == SEARCHES + 2  # never an id handed out before
+    assert vmr_json("index", indexed)["own_outputs"] == 1 and os.path.isfile(cut)  # the cut still known
+    assert vmr_json("searches", "--keep", "0")["forgotten"] == 5 + 1
+    code, _, err = vmr("searches", "--keep", "0")
+    assert "nothing to forget: no more than 0 searches logged" in err and "no searches logged yet" in err
+    assert vmr("export", "1", expect=1)[2].startswith("Error: no search logged yet")

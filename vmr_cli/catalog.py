@@ -535,6 +535,27 @@ class Catalog:
         return [dict({k: row[k] for k in row.keys() if k != "options"}, within=_within(row["options"]))
                 for row in rows]
 
+    def forget_searches(self, keep: int) -> int:
+        """Drop every logged search but the newest ``keep``, with their results, in one transaction;
+        how many went.  Their ids are never handed out again (AUTOINCREMENT keeps the highest)."""
+        with self.transaction():
+            row = self._conn.execute("SELECT id FROM searches ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                     (int(keep),)).fetchone()
+            if row is None:
+                return 0
+            self._conn.execute("DELETE FROM results WHERE search_id <= ?", (row[0],))  # by their key
+            return self._conn.execute("DELETE FROM searches WHERE id <= ?", (row[0],)).rowcount
+
+    def compact(self) -> bool:
+        """The catalog's free pages given back to the disk (VACUUM, then its WAL emptied): a
+        catalog never shrinks by itself.  False where SQLite could not (busy, a full disk)."""
+        try:
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error:
+            return False
+        return True
+
     # -- operations log -------------------------------------------------------------
     def log_operation(self, command: str, arguments: dict, summary: dict, started_at: float,
                       operation_id: int | None = None) -> int | None:

@@ -724,23 +724,45 @@ def _search_label(logged: dict) -> str:
 @cli.command()
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="Newest searches to list (0: all).")
+@click.option("--keep", type=click.IntRange(min=0), default=None,
+              help="First forget every search but the newest N, their queries and results (0: every one), "
+                   "and give their space back. Cuts already made stay recognised.")
 @json_option
 @library_option
 @click.pass_context
 @handle_errors
-def searches(ctx, limit, as_json):
+def searches(ctx, limit, keep, as_json):
     """List logged searches, newest first: id, time, results, query.
 
     The id is what 'vmr show ID' and 'vmr export --search ID' take.
+    Every search is logged (about 2 KB each); --keep N forgets older ones.
     """
-    lib = open_library(ctx)
+    from .catalog import folder_size
+
+    lib = open_library(ctx, writes=keep is not None)
+    forgotten = None
+    if keep is not None:
+        with lib.writer_lock("vmr searches --keep"):
+            started, before = time.time(), folder_size(lib.directory)
+            forgotten = lib.catalog.forget_searches(keep)
+            compacted = lib.catalog.compact() if forgotten else True
+            freed = max(0, before - folder_size(lib.directory))
+            lib.catalog.log_operation("searches", {"keep": keep}, {"forgotten": forgotten, "freed": freed},
+                                      started)
+        if not forgotten:
+            say(f"nothing to forget: no more than {keep} search{'es' if keep != 1 else ''} logged")
+        else:
+            say(f"forgot {forgotten} search{'es' if forgotten != 1 else ''}, kept the newest {keep}"
+                + (f"; {freed / 1e6:.1f} MB freed" if compacted else
+                   "; their space is reused by later searches (the catalog could not be compacted now)"))
     rows = lib.catalog.searches(limit or None)
     total = lib.catalog.counts()["searches"]
     if as_json:  # "results" is a list in search and show: the count is n_results ("results" as well,
         # as vmr 0.2.0 documented it)
-        emit_json({"total": total, "searches": [
+        data = {"total": total, "searches": [
             {"search_id": r["id"], "created_at": _iso(r["created_at"]), "query": r["query"],
-             "n_results": r["n_results"], "results": r["n_results"], "within": r["within"]} for r in rows]})
+             "n_results": r["n_results"], "results": r["n_results"], "within": r["within"]} for r in rows]}
+        emit_json(data if forgotten is None else dict(data, forgotten=forgotten))
         return
     if not rows:
         say("no searches logged yet; run 'vmr search QUERY'")
