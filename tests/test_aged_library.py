@@ -193,3 +193,30 @@ def test_the_search_history_can_be_pruned_and_its_space_is_given_back(indexed, t
     code, _, err = vmr("searches", "--keep", "0")
     assert "nothing to forget: no more than 0 searches logged" in err and "no searches logged yet" in err
     assert vmr("export", "1", expect=1)[2].startswith("Error: no search logged yet")
+
+
+def test_index_runs_with_nothing_to_do_are_counted_in_one_entry_of_the_log(indexed, tiny_model):
+    """A cron job's 'vmr index' logged a row every run, with every note it printed (each file
+    reached by a second name, each folder kept), which nothing reads: a year of hourly runs
+    beside 1,000 hard-linked files, 1.3 GB.  Runs that did nothing and say what the last one said
+    are counted in its entry; a run that does something, or says something else, has its own."""
+    import os
+
+    from conftest import make_video
+
+    from vmr_cli.library import Library
+
+    os.link(indexed / "green.mp4", indexed / "sub" / "green_link.mp4")  # the same file by two names
+    first = vmr_json("index", indexed)
+    assert first["same_file"] and first["unchanged"] == 3
+    for _ in range(4):
+        assert vmr_json("index") == first  # what the user sees is each run's own
+    make_video(indexed / "new.mp4", [("yellow", 2.0)])
+    assert vmr_json("index")["added"] == 1
+    assert vmr_json("index")["unchanged"] == 4
+    lib = Library()
+    runs = [(op["summary"]["added"], op["summary"]["unchanged"], op["summary"].get("runs"))
+            for op in lib.catalog.operations("index")]
+    lib.close()
+    # the first index (3 added); the five idle runs in one entry; the new file; the run after it
+    assert runs == [(3, 0, None), (0, 3, 5), (1, 3, None), (0, 4, None)], runs

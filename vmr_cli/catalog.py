@@ -574,6 +574,12 @@ class Catalog:
                 "started_at": started_at, "finished_at": time.time(),
             }).last_pk
 
+    def last_operation(self) -> dict | None:
+        """The operation logged last, decoded as ``operations`` decodes them (None: none yet)."""
+        row = self._conn.execute("SELECT * FROM operations ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else dict(row, arguments=json.loads(row["arguments"] or "{}"),
+                                             summary=json.loads(row["summary"] or "{}"))
+
     def operations(self, command: str | None = None, search_id: int | None = None) -> list[dict]:
         """Logged operations (oldest first), with arguments and summary decoded; with ``search_id``,
         only those whose summary names that search (an export's), picked out by SQLite: decoding
