@@ -41,9 +41,16 @@ SEQUENTIAL_ONLY = frozenset({"mpeg1video", "mpeg2video"})
 BACKEND_FAILURES = (RuntimeError, ValueError, IndexError, OSError)
 
 
+# seconds: how far before its end a time is kept at most.  A frame of the average rate before the
+# end was the clamp: a screen recording holds a still screen without a new frame (4 frames in 65 s,
+# 0.06 fps), and every time in its last 16 s got the frame shown 16 s before the end.
+END_MARGIN = 0.05
+
+
 def frame_times(times, info: VideoInfo) -> list[float]:
-    """Timestamps clamped inside the stream, so the last clip's last frame exists."""
-    last = max(0.0, info.duration - max(1.0 / (info.fps or 30.0), 1e-3))
+    """Timestamps clamped inside the stream, so the last clip's last frame exists: a frame of
+    the average rate before the end, or END_MARGIN where that is longer (frames come seldom)."""
+    last = max(0.0, info.duration - min(max(1.0 / (info.fps or 30.0), 1e-3), END_MARGIN))
     return [min(max(0.0, float(t)), last) for t in times]
 
 

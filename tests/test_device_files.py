@@ -1,0 +1,59 @@
+"""Round 10: files as cameras and apps write them, as they sit on a user's disk.
+
+Stand-ins made with ffmpeg, small and short: a screen recording's variable frame rate (a frame
+only when the screen changes), an OBS/browser recording that was never finished (Matroska or WebM
+with no duration), a dashcam's file cut off by the power (no moov atom).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import vmr, vmr_json
+
+
+def _ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def screen_recording(path, shown, size="64x48"):
+    """A screen recorder's file: one frame each time the screen changes, ``shown`` [(colour,
+    seconds on screen)], the last one held to the end (variable frame rate, no B-frames, a
+    600 Hz time base: as iOS's and Android's recorders write)."""
+    folder = path.parent
+    listing = folder / (path.name + ".txt")
+    lines = []
+    for k, (colour, seconds) in enumerate(shown):
+        image = folder / f"{path.name}.{k}.png"
+        _ffmpeg("-f", "lavfi", "-i", f"color=c={colour}:size={size}", "-frames:v", "1", image)
+        lines += [f"file '{image}'", f"duration {seconds}"]
+    lines.append(f"file '{image}'")  # (the concat demuxer's way to give the last one its duration)
+    listing.write_text("\n".join(lines) + "\n")
+    _ffmpeg("-f", "concat", "-safe", "0", "-i", listing, "-fps_mode", "vfr", "-c:v", "libx264", "-bf", "0",
+            "-pix_fmt", "yuv420p", "-video_track_timescale", "600", path)
+    for k in range(len(shown)):
+        (folder / f"{path.name}.{k}.png").unlink()
+    listing.unlink()
+    return path
+
+
+@pytest.mark.parametrize("backend,whole", [("torchcodec", True), ("torchcodec", False), ("pyav", True)])
+def test_the_last_seconds_of_a_screen_recording_are_the_frames_shown_there(tmp_path, backend, whole):
+    """A screen recording that held one screen for a minute has a low average frame rate (4
+    frames in 65 s: 0.06 fps); times were kept a frame of that rate (16 s) before the end, so its
+    last 16 s were read as the frame shown 16 s before the end: the blue screen of its last 3 s
+    was never indexed, nor searched.  Each time now gets the frame on screen there."""
+    from vmr_cli.decode import open_reader
+    from vmr_cli.probe import probe
+
+    path = screen_recording(tmp_path / "RPReplay_Final1733130000.MP4", [("white", 2), ("red", 60), ("blue", 3)])
+    info = probe(str(path))
+    assert info.fps < 0.1 and info.duration > 64.9
+    reader = open_reader(str(path), info, 16, backend=backend, whole=whole)
+    frames = reader.frames_at([1.0, 30.0, 62.5, 64.0, info.duration]).float().mean((2, 3))
+    reader.close()
+    colours = ["blue" if b > 200 and r < 50 else "red" if r > 200 and b < 50 else "white" if min(r, g, b) > 200
+               else "?" for r, g, b in frames.tolist()]
+    assert colours == ["white", "red", "blue", "blue", "blue"]
