@@ -57,3 +57,56 @@ def test_the_last_seconds_of_a_screen_recording_are_the_frames_shown_there(tmp_p
     colours = ["blue" if b > 200 and r < 50 else "red" if r > 200 and b < 50 else "white" if min(r, g, b) > 200
                else "?" for r, g, b in frames.tolist()]
     assert colours == ["white", "red", "blue", "blue", "blue"]
+
+
+def unfinished_recording(path, fmt: str, codecs, seconds=6, keep=0.9):
+    """A recording never finished: written as a stream (no duration in its header, no cues) and
+    cut off at ``keep`` of its bytes, as OBS's Matroska or FLV is after a crash or a power cut,
+    and as a browser's MediaRecorder writes WebM (video calls, screen capture)."""
+    data = subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size=96x64:rate=10:d={seconds}",
+                           "-f", "lavfi", "-i", f"sine=d={seconds}", *codecs, "-g", "10", "-f", fmt, "-"],
+                          check=True, capture_output=True).stdout
+    path.write_bytes(data[:int(len(data) * keep)])
+    return path
+
+
+UNFINISHED = [("obs.mkv", "matroska", ["-c:v", "libx264", "-c:a", "aac"]),
+              ("meet.webm", "webm", ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus"]),
+              ("obs.flv", "flv", ["-c:v", "libx264", "-c:a", "aac"])]
+
+
+def test_a_recording_that_was_never_finished_is_indexed_to_its_last_frame(tiny_model, tmp_path):
+    """OBS records to Matroska so that a crash leaves a playable file; a browser's recorder writes
+    WebM with no length at all.  Such files say no duration, and were failed as 'no duration:
+    zero frames or a still image'; the video's packets say where it ends."""
+    from vmr_cli.probe import probe
+
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for name, fmt, codecs in UNFINISHED:
+        path = unfinished_recording(folder / name, fmt, codecs)
+        info = probe(str(path))
+        assert 4.0 < info.duration < 6.1 and info.fps == 10, (name, info)
+    summary = vmr_json("index", folder, "--model", tiny_model)
+    assert summary["failed"] == [] and summary["added"] == 3, summary
+    found = vmr_json("search", "a test pattern", "--in", folder / "obs.mkv")
+    assert found["results"] and all(r["end"] <= 6.1 for r in found["results"])
+
+
+@pytest.mark.parametrize("name,fmt,codecs", UNFINISHED[:2])
+def test_a_search_reads_a_recording_that_was_never_finished_with_torchcodec(tmp_path, name, fmt, codecs):
+    """torchcodec opens a file for a search without its scan, which needs the file's length: one
+    that says none was read by PyAV instead, with a note at every search of it."""
+    from vmr_cli.decode import open_reader
+    from vmr_cli.probe import probe
+
+    path = unfinished_recording(tmp_path / name, fmt, codecs)
+    info = probe(str(path))
+    times = [0.3, 1.0, 2.55, 4.0]
+    index_reader = open_reader(str(path), info, 32, whole=True)
+    expected = index_reader.frames_at(times)
+    index_reader.close()
+    reader = open_reader(str(path), info, 32)
+    frames = reader.frames_at(times)
+    reader.close()
+    assert reader.fallback is None and bool((frames == expected).all())

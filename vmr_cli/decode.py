@@ -130,8 +130,18 @@ class TorchcodecReader(_Reader):
         scale = self.size / min(w, h)
         resized = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
         scan = self.whole if scan is None else scan
-        decoder = VideoDecoder(self._source(), num_ffmpeg_threads=0, seek_mode="exact" if scan else "approximate",
-                               transforms=[Resize(resized), CenterCrop((self.size, self.size))])
+        transforms = [Resize(resized), CenterCrop((self.size, self.size))]
+        try:
+            decoder = VideoDecoder(self._source(), num_ffmpeg_threads=0, seek_mode="exact" if scan else "approximate",
+                                   transforms=transforms)
+        except BACKEND_FAILURES:
+            if scan:
+                raise
+            # a file whose header says no length (a recording never finished: OBS's Matroska after a
+            # crash, a browser's WebM) is read only after the scan ("The maximum pts value in seconds
+            # is unknown"): every search of it fell back to PyAV, with a note
+            decoder, scan = VideoDecoder(self._source(), num_ffmpeg_threads=0, seek_mode="exact",
+                                         transforms=transforms), True
         meta = decoder.metadata
         # HDR: read from the stream's header as the decoder opens (nothing is decoded for it)
         self._colour = (getattr(meta, "color_transfer_characteristic", None), getattr(meta, "color_primaries", None))

@@ -109,6 +109,8 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
                                            "-show_entries", "stream=nb_read_packets"], cancel)
         frames = _number((counted.get("streams") or [{}])[0].get("nb_read_packets"))
         duration = frames / fps if frames else None
+    if not duration and not formats & RAW_STREAMS:  # a recording never finished: read where it ends
+        duration, fps = _unfinished(ffprobe, path, size, file_start, fps, cancel)
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if not duration or duration <= 0:
         raise DecodeError("no duration: zero frames or a still image")
@@ -126,6 +128,31 @@ def probe(path: str, cancel: threading.Event | None = None) -> VideoInfo:
                      # too (tree.avi: 444 listed, 68 in the stream), others may say nothing
                      frames=int(frames) if frames and "mov" in formats else None,
                      transfer=transfer if transfer in HDR_TRANSFERS else "")
+
+
+def _unfinished(ffprobe: str, path: str, size: int, file_start: float, fps, cancel=None):
+    """(duration, fps) of a file whose header says no length: a recording that was never
+    finished, as OBS leaves a Matroska or FLV file when it (or the machine) stops mid-recording
+    and as a browser's recorder (MediaRecorder: video calls, screen capture) writes WebM.  Players
+    play them to their last frame; they were refused ("no duration").  Read from the video's
+    packets, no decoding: where its last frame ends, from the file's start, and where the stream
+    says no rate, its frames over that length.  The whole file is read, as an index then decodes
+    it anyway: the time allowed grows with its size (10 MB/s, a slow share's)."""
+    text = _ffprobe(ffprobe, path, ["-select_streams", "v:0", "-show_entries", "packet=pts_time,duration_time"],
+                    cancel, timeout=PROBE_TIMEOUT + size / 10e6, of="csv=p=0")
+    end, count = None, 0
+    for line in text.decode("ascii", "replace").split():
+        start, _, length = line.partition(",")
+        start = _number(start)
+        if start is None:
+            continue
+        count += 1
+        stop = start + (_number(length) or 0.0)
+        end = stop if end is None else max(end, stop)
+    if end is None or end - file_start <= 0:
+        return None, fps
+    duration = end - file_start
+    return duration, fps or (count / duration if count > 1 else None)
 
 
 def _still_image(ffprobe: str, path: str, names: set, cancel=None) -> bool:
@@ -198,18 +225,21 @@ class ProbeCancelled(TransientError):
     """The index that asked for this probe stopped before it finished."""
 
 
-def _ffprobe(ffprobe: str, path: str, args: list[str], cancel: threading.Event | None = None) -> dict:
-    """ffprobe's JSON for path.  ``cancel`` set: the process is killed within a quarter second
-    (probes run ahead of the decoder; an index that stops must not wait for them)."""
-    cmd = [ffprobe, "-v", "error", "-print_format", "json", *args, "file:" + path]
+def _ffprobe(ffprobe: str, path: str, args: list[str], cancel: threading.Event | None = None,
+             timeout: float | None = None, of: str = "json"):
+    """ffprobe's JSON for path (``of`` another format: its output, bytes).  ``cancel`` set: the
+    process is killed within a quarter second (probes run ahead of the decoder; an index that
+    stops must not wait for them)."""
+    cmd = [ffprobe, "-v", "error", "-print_format", of, *args, "file:" + path]
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise VmrError("ffprobe vanished while vmr was running; install ffmpeg again") from None
-    deadline = time.monotonic() + PROBE_TIMEOUT
+    timeout = PROBE_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            stdout, stderr = proc.communicate(timeout=0.25 if cancel is not None else PROBE_TIMEOUT)
+            stdout, stderr = proc.communicate(timeout=0.25 if cancel is not None else timeout)
             break
         except subprocess.TimeoutExpired:
             stopped = cancel is not None and cancel.is_set()
@@ -218,7 +248,7 @@ def _ffprobe(ffprobe: str, path: str, args: list[str], cancel: threading.Event |
                 proc.communicate()
                 if stopped:
                     raise ProbeCancelled("the index stopped") from None
-                raise ProbeTimeout(f"ffprobe timed out after {PROBE_TIMEOUT} s") from None
+                raise ProbeTimeout(f"ffprobe timed out after {timeout:.0f} s") from None
     done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if done.returncode < 0:
         raise TransientError(f"ffprobe was killed by signal {-done.returncode}")
@@ -227,6 +257,8 @@ def _ffprobe(ffprobe: str, path: str, args: list[str], cancel: threading.Event |
         if any(text in reason for text in ENVIRONMENT_MESSAGES):
             raise TransientError(reason)
         raise DecodeError(reason)
+    if of != "json":
+        return done.stdout
     try:
         return json.loads(done.stdout or b"{}")
     except ValueError:
