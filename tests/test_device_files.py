@@ -110,3 +110,26 @@ def test_a_search_reads_a_recording_that_was_never_finished_with_torchcodec(tmp_
     frames = reader.frames_at(times)
     reader.close()
     assert reader.fallback is None and bool((frames == expected).all())
+
+
+def test_a_dashcams_file_cut_off_by_the_power_says_so(tiny_model, tmp_path):
+    """A dashcam writes an MP4/MOV's header (its moov atom) when a file ends: the file it was
+    writing when the power went has none.  It failed as 'Invalid data found when processing
+    input' (ffprobe's last line), which does not say that the file is whole but unfinished."""
+    folder = tmp_path / "DCIM" / "Movie"
+    folder.mkdir(parents=True)
+    whole = folder / "2026_1202_100000_001.MOV"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:d=3", "-f", "lavfi", "-i", "sine=d=3",
+            "-c:v", "libx264", "-c:a", "pcm_s16le", whole)
+    data = whole.read_bytes()
+    (folder / "2026_1202_100300_002.MOV").write_bytes(data[:data.rfind(b"moov") - 4])  # the moov comes last
+    summary = vmr_json("index", tmp_path / "DCIM", "--model", tiny_model, expect=1)
+    assert summary["added"] == 1
+    (failed,) = summary["failed"]
+    assert failed["path"].endswith("_002.MOV") and failed["recorded"]
+    assert failed["error"].startswith("moov atom not found: the recording was never finished"), failed
+    code, out, err = vmr("index")  # recorded: said once, then counted as failed before
+    assert "1 file that failed before" in out and "never finished" not in err
+    (folder / "noise.MOV").write_bytes(b"\x00\x01" * 3000)  # (no moov either, but no MP4 at all)
+    summary = vmr_json("index", tmp_path / "DCIM", expect=1)
+    assert [f["error"] for f in summary["failed"]] == ["Invalid data found when processing input"]

@@ -256,6 +256,8 @@ def _ffprobe(ffprobe: str, path: str, args: list[str], cancel: threading.Event |
         reason = _reason(done.stderr, path)
         if any(text in reason for text in ENVIRONMENT_MESSAGES):
             raise TransientError(reason)
+        if NO_MOOV in done.stderr and _starts_as_mp4(path):  # (bytes of noise named .mp4 have no moov either)
+            reason = UNFINISHED_MP4
         raise DecodeError(reason)
     if of != "json":
         return done.stdout
@@ -263,6 +265,25 @@ def _ffprobe(ffprobe: str, path: str, args: list[str], cancel: threading.Event |
         return json.loads(done.stdout or b"{}")
     except ValueError:
         raise DecodeError("ffprobe printed no readable description of this file") from None
+
+
+# An MP4/MOV whose header (the moov atom, written when a recording stops) is missing: a dashcam's
+# or camera's last file when the power was cut, a copy that stopped.  ffprobe's own last line,
+# 'Invalid data found when processing input', does not say so.
+NO_MOOV = b"moov atom not found"
+UNFINISHED_MP4 = ("moov atom not found: the recording was never finished (the camera lost power, or a copy "
+                  "stopped), and its frames cannot be found without it")
+
+
+def _starts_as_mp4(path: str) -> bool:
+    """Whether the file begins with a box an MP4/MOV begins with (ftyp; a QuickTime camera's
+    wide, free or mdat)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return False
+    return head[4:8] in (b"ftyp", b"wide", b"free", b"skip", b"mdat")
 
 
 def _reason(stderr: bytes, path: str) -> str:
