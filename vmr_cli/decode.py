@@ -338,10 +338,9 @@ class PyAVReader(_Reader):
         try:
             with av.open(self.path) as container:
                 stream = container.streams.video[0]
-                own = float(stream.start_time * stream.time_base) if stream.start_time is not None else None
-                if own is None:
+                if stream.start_time is None:
                     return self._keys
-                start = min(own, container.start_time / 1e6) if container.start_time is not None else own
+                start = _pyav_file_start(container, stream)  # (times from it, as _open counts them)
                 shown, keys = [], []
                 for packet in container.demux(stream):
                     if packet.pts is None:
@@ -358,7 +357,6 @@ class PyAVReader(_Reader):
             return self._keys
         shown.sort()
         after = dict(zip(shown, shown[1:]))  # each frame's successor on screen (the last has none)
-        # (times from the file's start, as _open counts them)
         self._keys = sorted((float(k * base) - start, float(after[k] * base) - start) for k in set(keys) if after.get(k, k) > k)
         return self._keys
 
@@ -368,24 +366,26 @@ class PyAVReader(_Reader):
         """Decode key frames only where (nearly) every time is on one: the decoder skips the
         other frames, and the few times that stay off key frames (where two times would take
         one, near the end) are read by a second reader that seeks to each (_off_key)."""
-        import bisect
-
         keys = self._keys or []
-        starts = self._key_starts = [a for a, _ in keys]
+        self._key_starts = [a for a, _ in keys]
 
-        def on_key(t: float) -> bool:
-            k = bisect.bisect_right(starts, t) - 1
-            return k >= 0 and keys[k][0] <= t < keys[k][1]
+        def on_key(t: float) -> bool:  # (the key frame before it begins at or before it: is it shown still?)
+            k = self._key_before(t)
+            return k >= 0 and t < keys[k][1]
 
         off = {t for t in times if not on_key(t)}
         self._key_only = bool(keys) and len(off) <= self.OFF_KEY_SHARE * len(times)
         self._off_key = off if self._key_only else set()
 
-    def _on_its_key(self, t: float) -> bool:
-        """Whether the frame shown for t (a time on a key frame) is that key frame."""
+    def _key_before(self, t: float) -> int:
+        """The index of the last key frame that begins at or before t (-1: none)."""
         import bisect
 
-        k = bisect.bisect_right(self._key_starts, t) - 1
+        return bisect.bisect_right(self._key_starts, t) - 1
+
+    def _on_its_key(self, t: float) -> bool:
+        """Whether the frame shown for t (a time on a key frame) is that key frame."""
+        k = self._key_before(t)
         return k >= 0 and abs(self._shown_t - self._key_starts[k]) < 1e-6
 
     def _frames(self, times):
@@ -523,9 +523,7 @@ class PyAVReader(_Reader):
         self._colour = _pyav_colour(stream)
         self._frames_in_order = self._decoded()
         self._base = stream.time_base
-        # Times count from the file's start, as players and ffmpeg's -ss do (see _file_start).
-        own = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        self._start = min(own, container.start_time / 1e6) if container.start_time is not None else own
+        self._start = _pyav_file_start(container, stream)
         self._shown, self._shown_t, self._converted, self._ended = None, float("-inf"), None, False
         self.bad_frames = self.good_frames = self.packets = 0  # of this pass, which reads the file from its start
         self._untimed = self._partial = False
@@ -607,6 +605,14 @@ class PyAVReader(_Reader):
             tensor = torch.rot90(tensor, k=rotation // 90, dims=(1, 2))
         top, left = (shown[0] - self.size) // 2, (shown[1] - self.size) // 2
         return tone_map(tensor[None, :, top:top + self.size, left:left + self.size].contiguous(), *self._colour)[0]
+
+
+def _pyav_file_start(container, stream) -> float:
+    """The file's time 0 in PyAV's terms: times count from the file's start, as players and
+    ffmpeg's -ss do (see _file_start): the earlier of the video stream's start (0 where it has
+    none) and the container's."""
+    own = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    return min(own, container.start_time / 1e6) if container.start_time is not None else own
 
 
 def _pyav_colour(stream) -> tuple[str | None, str | None]:
