@@ -163,6 +163,11 @@ class _MigratedMeanwhile(Exception):
     """The catalog another process migrated while this one was backing it up."""
 
 
+def _operation(row) -> dict:
+    """A logged operation's row, its arguments and summary decoded from JSON."""
+    return dict(row, arguments=json.loads(row["arguments"] or "{}"), summary=json.loads(row["summary"] or "{}"))
+
+
 class Catalog:
     """Typed access to the catalog tables; callers never write SQL."""
 
@@ -577,8 +582,7 @@ class Catalog:
     def last_operation(self) -> dict | None:
         """The operation logged last, decoded as ``operations`` decodes them (None: none yet)."""
         row = self._conn.execute("SELECT * FROM operations ORDER BY id DESC LIMIT 1").fetchone()
-        return None if row is None else dict(row, arguments=json.loads(row["arguments"] or "{}"),
-                                             summary=json.loads(row["summary"] or "{}"))
+        return None if row is None else _operation(row)
 
     def operations(self, command: str | None = None, search_id: int | None = None) -> list[dict]:
         """Logged operations (oldest first), with arguments and summary decoded; with ``search_id``,
@@ -597,8 +601,7 @@ class Catalog:
                 if "json_extract" not in str(exc):
                     raise
                 return [op for op in self.operations(command) if op["summary"].get("search_id") == search_id]
-        return [dict(row, arguments=json.loads(row["arguments"] or "{}"),
-                     summary=json.loads(row["summary"] or "{}")) for row in rows]
+        return [_operation(row) for row in rows]
 
     # -- numbers for status -----------------------------------------------------------
     def counts(self) -> dict:
