@@ -110,6 +110,61 @@ def test_thumbnails_show_the_frame_on_screen_at_their_time(tmp_path):
     assert colours(7.6, 8.4) == ["red", "red", "blue", "blue"]
 
 
+def one_fps_avi(path) -> Path:
+    """6 s of one frame a second, red and blue in turn (frame k at k s; blue where k is odd), as
+    an AVI: its time base is a frame (1 s), as in every AVI."""
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=64x48:r=1:d=6", "-vf",
+                    "drawbox=c=blue:t=fill:enable='mod(floor(t+0.01),2)'", "-c:v", "mpeg4", "-q:v", "2",
+                    str(path)], check=True)
+    return path
+
+
+def thumbnail_colours(jpegs) -> list[str]:
+    shown = []
+    for jpeg in jpegs:
+        rgb = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-vf", "scale=1:1", "-f", "rawvideo",
+                              "-pix_fmt", "rgb24", "pipe:1"], input=jpeg, capture_output=True, check=True).stdout
+        shown.append("red" if rgb[0] > rgb[2] else "blue")
+    return shown
+
+
+def test_thumbnails_of_an_avi_show_the_frame_on_screen_at_their_time(tmp_path):
+    """ffmpeg's fps filter rounds its start time to the stream's time base, a whole frame in an
+    AVI: a thumbnail in the second half of a frame showed the next one (half a second late in a
+    1 fps timelapse; a frame late in half the thumbnails of a 30 fps AVI)."""
+    from vmr_cli.page import _prepare, thumb_times
+
+    timelapse = str(one_fps_avi(tmp_path / "timelapse.avi"))
+    assert [round(t, 2) for t in thumb_times(2.2, 4.2)] == [2.45, 2.95, 3.45, 3.95]
+    frames, _media = _prepare({"video": timelapse, "start": 2.2, "end": 4.2}, None, {}, "ffmpeg")
+    assert thumbnail_colours(frames) == ["red", "red", "blue", "blue"]
+
+
+def test_a_previewed_moments_thumbnails_come_from_its_preview(tmp_path, monkeypatch):
+    """A moment the browser cannot play gets a preview, decoded from the source at full size; the
+    thumbnails were then decoded from the source again (a phone's 4K HEVC: 1.9 s of a moment's
+    7.3 s).  They come from the small preview now, and show the same frames."""
+    from vmr_cli.page import _prepare
+    from vmr_cli.preview import Previews
+
+    timelapse = str(one_fps_avi(tmp_path / "timelapse.avi"))
+    commands = []
+    real_run = subprocess.run
+
+    def run(cmd, *args, **kwargs):
+        commands.append([str(part) for part in cmd])
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    frames, media = _prepare({"video": timelapse, "start": 2.2, "end": 4.2},
+                             Previews(str(tmp_path / "lib")), {}, "ffmpeg")
+    assert media["preview"] and media["why"] == "mpeg4 in AVI"
+    thumbnailing = [cmd for cmd in commands if "image2pipe" in cmd]
+    assert thumbnailing and all(f"file:{media['preview']}" in cmd and f"file:{timelapse}" not in cmd
+                                for cmd in thumbnailing), thumbnailing
+    assert thumbnail_colours(frames) == ["red", "red", "blue", "blue"]
+
+
 def test_unreadable_video_gets_placeholders(tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
@@ -633,6 +688,12 @@ def test_an_hdr_videos_thumbnails_and_preview_are_tone_mapped(tmp_path, transfer
     preview = Previews(str(tmp_path / "lib"), ffmpeg="ffmpeg").get(path, 0.0, 0.8, hdr=media_info(path)["hdr"])
     first = first_frame("-i", preview)
     assert np.abs(first - source[0]).mean() < 30 and saturation(first) > 0.75 * saturation(source[0])
+    # the page takes them from that preview (HEVC in MOV): tone-mapped once, not twice
+    frames, media = _prepare({"video": path, "start": 0.0, "end": 0.8}, Previews(str(tmp_path / "lib")), {}, "ffmpeg")
+    assert media["preview"] == preview
+    for t, jpeg in zip(thumb_times(0.0, 0.8), frames):
+        thumb, shown = first_frame("-f", "mjpeg", "-i", "-", data=jpeg), source[int(t * 10 + 1e-6)]
+        assert np.abs(thumb - shown).mean() < 30 and saturation(thumb) > 0.75 * saturation(shown), t
     # the same stream, its primaries and matrix not said: zscale could not convert it, every thumbnail failed
     untagged = str(tmp_path / "untagged.mov")
     subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-c", "copy", "-bsf:v",

@@ -278,6 +278,12 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, 
     return min(seek, begin) if indexed else seek, begin, rate
 
 
+def exact_begin(ffprobe: str, source: str, start: float) -> float:
+    """Where an exact cut of ``source`` at ``start`` begins in the source (see SHOWN): such a
+    cut, a page's preview among them, shows at its own time t the source's frame at begin + t."""
+    return _exact_seek(ffprobe, source, start)[1]
+
+
 def key_seeks(ffprobe: str, source: str, times: list[float], format_name: str | None = None) -> list[float]:
     """Where to seek ffmpeg's input (-ss before -i, -noaccurate_seek) so that decoding reaches
     the frame on screen at each of ``times`` (seconds from the file's start): the time itself in

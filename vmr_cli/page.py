@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import os
 import secrets
 import subprocess
@@ -29,6 +30,7 @@ import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .cut import exact_begin
 from .paths import printable, shell_word, user_file_target, write_user_file
 from .preview import DEINTERLACE_ONE, MAX_SECONDS, Previews, PreviewError, browser_plays, media_info
 from .timecodes import timecode
@@ -60,7 +62,8 @@ def thumb_times(start: float, end: float, count: int = THUMBS) -> list[float]:
 
 def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
                width: int = THUMB_WIDTH, ffmpeg: str = "ffmpeg", hdr: str = "",
-               format_name: str | None = None, interlaced: bool = False) -> list[bytes | None]:
+               format_name: str | None = None, interlaced: bool = False,
+               tick: float | None = None) -> list[bytes | None]:
     """count small JPEGs across the moment from one ffmpeg call; None where it failed.
 
     One input per time, each sought before -i to the key frame before it; of each, the frame
@@ -73,16 +76,21 @@ def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
     seek does not land on the key frame before its time (MPEG-TS/PS), an input is sought to that
     key frame, found from the packets (cut.key_seeks; ``format_name``: ffprobe's, where known).
     ``interlaced``: each frame is deinterlaced before the scale (yadif: bwdif passes a lone frame
-    through as it is), or its two fields, woven, show everything that moves twice.
+    through as it is), or its two fields, woven, show everything that moves twice.  ``tick``: the
+    stream's time base (``media_info``): the fps filter rounds its start to the nearest tick, so
+    in an AVI (a tick a frame) a time in a frame's second half showed the next frame, and half a
+    second late in a 1 fps timelapse; each time is put on the last tick at or before it.
     """
     from .cut import key_seeks
 
     times = thumb_times(start, end, count)
+    if tick:
+        times = [math.floor(t / tick + 1e-6) * tick for t in times]
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-copyts", "-start_at_zero"]
     for seek in key_seeks(_sibling(ffmpeg, "ffprobe"), os.path.abspath(path), times, format_name):
         cmd += ["-ss", f"{seek:.3f}", "-noaccurate_seek", "-i", "file:" + os.path.abspath(path)]
     deinterlace = DEINTERLACE_ONE + "," if interlaced else ""
-    chains = [f"[{i}:v:0]fps=1000:start_time={t:.3f},trim=end_frame=1,setpts=PTS-STARTPTS,{deinterlace}"
+    chains = [f"[{i}:v:0]fps=1000:start_time={t:.6f},trim=end_frame=1,setpts=PTS-STARTPTS,{deinterlace}"
               f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1{',' + hdr if hdr else ''}[f{i}]"
               for i, t in enumerate(times)]
     graph = ";".join(chains) + ";" + "".join(f"[f{i}]" for i in range(count)) + f"concat=n={count}:v=1:a=0,setpts=N/TB[v]"
@@ -205,18 +213,35 @@ def _prepare(result: dict, previews: Previews | None, infos: dict, ffmpeg: str) 
     if path not in infos:
         infos[path] = media_info(path, ffprobe=_sibling(ffmpeg, "ffprobe"))
     info = infos[path]
-    frames = thumbnails(path, start, end, ffmpeg=ffmpeg, hdr=(info or {}).get("hdr") or "",
-                        format_name=(info or {}).get("format"), interlaced=bool((info or {}).get("interlaced")))
-    if info is None:  # not readable as a video: the "no frame" thumbnails say so
-        return frames, {}
-    plays, why = browser_plays(info, path)
-    media = {"why": why}
-    if not plays and previews is not None:
-        try:
-            media["preview"] = previews.get(path, start, end, hdr=info.get("hdr") or "", interlaced=info["interlaced"])
-        except PreviewError as exc:
-            media["error"] = str(exc)
+    media: dict = {}
+    if info is not None:  # (not readable as a video: the "no frame" thumbnails say so)
+        plays, why = browser_plays(info, path)
+        media["why"] = why
+        if not plays and previews is not None:
+            try:
+                media["preview"] = previews.get(path, start, end, hdr=info.get("hdr") or "",
+                                                interlaced=info["interlaced"])
+            except PreviewError as exc:
+                media["error"] = str(exc)
+    frames = _preview_thumbnails(media["preview"], path, start, end, ffmpeg) if media.get("preview") else None
+    if frames is None:
+        info = info or {}
+        frames = thumbnails(path, start, end, ffmpeg=ffmpeg, hdr=info.get("hdr") or "", format_name=info.get("format"),
+                            interlaced=bool(info.get("interlaced")), tick=info.get("tick"))
     return frames, media
+
+
+def _preview_thumbnails(preview: str, path: str, start: float, end: float, ffmpeg: str) -> list[bytes] | None:
+    """The moment's thumbnails taken from its preview, or None to take them from the source.  The
+    preview was just decoded from the source at full size (a phone's 4K HEVC: most of a page's
+    time); its small H.264 frames, already turned upright, tone-mapped and deinterlaced, are read
+    again for a tenth of that.  It shows the source's time begin + t at its own t (cut.SHOWN), so
+    each thumbnail is the frame the source shows at its time, as from the source itself."""
+    if end - start > MAX_SECONDS:  # (the preview holds the moment's first MAX_SECONDS only)
+        return None
+    begin = exact_begin(_sibling(ffmpeg, "ffprobe"), os.path.abspath(path), max(0.0, start))
+    frames = thumbnails(preview, start - begin, end - begin, ffmpeg=ffmpeg, format_name="mp4")
+    return None if None in frames else frames
 
 
 def _sibling(ffmpeg: str, tool: str) -> str:

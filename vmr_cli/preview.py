@@ -26,7 +26,7 @@ import time
 
 from .cut import cut
 from .errors import VmrError, first_line
-from .probe import HDR_TRANSFERS
+from .probe import HDR_TRANSFERS, ratio
 
 FOLDER = "previews"
 VERSION = 4            # part of every key: change it when the settings below change (2: cuts start with
@@ -58,13 +58,14 @@ class PreviewError(VmrError):
 
 
 def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
-    """{'format', 'video': (codec, pix_fmt), 'audio': [codecs], 'hdr': str, 'interlaced': bool} of
-    path; None when ffprobe fails.  'hdr': where the video's colour transfer is PQ or HLG, the
+    """{'format', 'video': (codec, pix_fmt), 'audio': [codecs], 'hdr': str, 'interlaced': bool,
+    'tick': seconds or None} of path; None when ffprobe fails.  'hdr': where the video's colour transfer is PQ or HLG, the
     filters that tone-map it (tone_map_filter), else ''; 'interlaced': its frames are two fields
-    (a camcorder's 1080i, DV, broadcast TV), as ffprobe's field order says."""
+    (a camcorder's 1080i, DV, broadcast TV), as ffprobe's field order says; 'tick': its time base,
+    the grid its frames' times lie on (an AVI's is a frame)."""
     cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_entries",
            "format=format_name:stream=codec_type,codec_name,pix_fmt,color_transfer,color_primaries,color_space,"
-           "field_order"
+           "field_order,time_base"
            ":stream_disposition=attached_pic",
            "file:" + os.path.abspath(path)]
     try:
@@ -81,7 +82,8 @@ def media_info(path: str, ffprobe: str = "ffprobe") -> dict | None:
             "video": (str(video[0].get("codec_name", "")), str(video[0].get("pix_fmt", ""))) if video else None,
             "audio": [str(s.get("codec_name", "")) for s in streams if s.get("codec_type") == "audio"],
             "hdr": tone_map_filter(video[0]) if video and video[0].get("color_transfer") in HDR_TRANSFERS else "",
-            "interlaced": bool(video) and video[0].get("field_order") in INTERLACED_ORDERS}
+            "interlaced": bool(video) and video[0].get("field_order") in INTERLACED_ORDERS,
+            "tick": (ratio(video[0].get("time_base")) or None) if video else None}
 
 
 INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")  # ffprobe's field orders of interlaced video (else progressive, unknown)
