@@ -561,6 +561,31 @@ def test_a_folder_deleted_on_a_drive_or_a_nas_share_is_removed(tiny_model, tmp_p
     assert indexed_paths() == [str(drive / "other.mp4"), str(share / "x.mp4")]
 
 
+def test_a_folder_deleted_on_a_drive_indexed_through_a_link_is_removed(tiny_model, tmp_path, monkeypatch):
+    """~/Videos a link to a folder on a data drive: a file manager trashes ~/Videos/trip into the
+    drive's .Trash-UID, its record naming the real path relative to the drive's top.  It was
+    looked for under the link's own drive (the home's), so the folder was kept as an unmounted
+    drive's and searched until --prune."""
+    from vmr_cli import trash
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    drive = tmp_path / "drive"
+    monkeypatch.setattr(trash, "drive_top", lambda path: str(drive) if path.startswith(str(drive)) else "/")
+    _trip(drive / "videos" / "trip")
+    make_video(drive / "videos" / "other.mp4", [("testsrc", 3.0)])
+    home = tmp_path / "home" / "Videos"
+    home.parent.mkdir()
+    home.symlink_to(drive / "videos")
+    assert vmr_json("index", home, "--model", tiny_model)["added"] == 3
+    own = drive / f".Trash-{os.getuid()}"
+    (own / "files").mkdir(parents=True)
+    os.rename(drive / "videos" / "trip", own / "files" / "trip")
+    _trashinfo(own, "trip", "videos/trip")
+    summary = vmr_json("index", home)
+    assert (summary["removed"], summary["kept"]) == (2, []), summary
+    assert indexed_paths() == [str(home / "other.mp4")]
+
+
 def test_another_cards_trash_does_not_make_this_cards_folder_deleted(tiny_model, tmp_path, monkeypatch):
     """Two cards in the same reader (one mount point): card B's .Trash-UID holds an older
     DCIM/100/a.mp4 of its own. With card A's files indexed and card B in the reader, card A's

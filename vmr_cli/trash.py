@@ -106,7 +106,10 @@ def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
     uid = os.getuid() if hasattr(os, "getuid") else None
     sizes = {row["size"] for row in rows}
     records = _records(_home_trash(), None, sizes)
-    tops = {drive_top(folder) for folder in {os.path.dirname(row["path"]) for row in rows}}
+    # A file manager records where a file was by its real path, on the drive that holds it: a root
+    # indexed through a link (~/Videos -> /media/usb/videos) is looked up by both names.
+    aliases = {row["path"]: list(dict.fromkeys([row["path"], os.path.realpath(row["path"])])) for row in rows}
+    tops = {drive_top(os.path.dirname(name)) for names in aliases.values() for name in names}
     for top in tops:
         for trash in ([os.path.join(top, f".Trash-{uid}"), os.path.join(top, ".Trash", str(uid))]
                       if uid is not None else []):
@@ -118,25 +121,29 @@ def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
                 if os.path.isdir(os.path.join(top, name)))  # a share mounted at its top
     out = set()
     for row in rows:
-        path = row["path"]
-        places = []
-        at = path
-        while True:  # the path itself, or a folder above it, trashed whole
-            places += [os.path.join(place, os.path.relpath(path, at)) if at != path else place
-                       for place in records.get(at, ())]
-            parent = os.path.dirname(at)
-            if parent == at:
-                break
-            at = parent
-        if any(_sized(place, row["size"]) for place in places):  # not another file of that name: a card
-            out.add(path)  # swapped in the same reader, with an older file of the same name in its trash
-            continue
-        for folder in bins:
-            share = os.path.dirname(folder)
-            if under(path, share) and _sized(os.path.join(folder, os.path.relpath(path, share)), row["size"]):
-                out.add(path)
-                break
+        if any(_in_a_trash(name, row["size"], records, bins) for name in aliases[row["path"]]):
+            out.add(row["path"])
     return out
+
+
+def _in_a_trash(path: str, size: int, records: dict, bins: set) -> bool:
+    """Whether a trash holds the file of ``size`` bytes that was at path."""
+    places = []
+    at = path
+    while True:  # the path itself, or a folder above it, trashed whole
+        places += [os.path.join(place, os.path.relpath(path, at)) if at != path else place
+                   for place in records.get(at, ())]
+        parent = os.path.dirname(at)
+        if parent == at:
+            break
+        at = parent
+    if any(_sized(place, size) for place in places):  # not another file of that name: a card swapped
+        return True  # in the same reader, with an older file of the same name in its trash
+    for folder in bins:
+        share = os.path.dirname(folder)
+        if under(path, share) and _sized(os.path.join(folder, os.path.relpath(path, share)), size):
+            return True
+    return False
 
 
 def _sized(path: str, size: int) -> bool:
