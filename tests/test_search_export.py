@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -936,6 +937,45 @@ def test_search_in_a_folder_above_a_linked_root(tiny_model, videos, tmp_path):
     found = vmr_json("search", "a green screen", "--in", nas)  # 'the library holds no video at or under it'
     assert {r["video"] for r in found["results"]} == \
         {str(link / n) for n in ("red_then_blue.mp4", "green.mp4", "sub/pattern.mp4")}
+
+
+@contextlib.contextmanager
+def _bind_mount(source, target):
+    """source's folder seen at target too, as a second mount point of one disk shows it; skipped
+    where mounting is not allowed."""
+    target.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(source), str(target)],
+                                           capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot bind-mount a folder here")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "--lazy", str(target)], check=True)
+
+
+def test_search_in_a_folder_by_another_mount_point_of_it(tiny_model, videos, tmp_path):
+    """A NAS share mounted twice, a bind mount: the folder indexed at one place is named at the
+    other (said 'the library holds no video at or under it')."""
+    vmr_json("index", videos, "--model", tiny_model)
+    with _bind_mount(videos, tmp_path / "mnt") as mnt:
+        found = vmr_json("search", "a green screen", "--in", mnt / "sub")["results"]
+        assert {r["video"] for r in found} == {str(videos / "sub" / "pattern.mp4")}
+        assert len(vmr_json("search", "a green screen", "--in", mnt)["results"]) == 3
+
+
+def test_search_in_a_folder_named_in_another_case_on_a_disk_that_ignores_case(tiny_model, videos, tmp_path,
+                                                                              monkeypatch):
+    """A camera card (FAT, exFAT) or macOS opens 'SUB' as the folder it lists as 'sub', which
+    the library holds: --in SUB found nothing.  The disk is played by a bind mount of sub at
+    SUB that the folder's listing leaves out."""
+    from vmr_cli import paths
+
+    vmr_json("index", videos, "--model", tiny_model)
+    with _bind_mount(videos / "sub", videos / "SUB") as upper:
+        listdir = os.listdir
+        monkeypatch.setattr(paths.os, "listdir", lambda folder: [n for n in listdir(folder) if n != "SUB"])
+        found = vmr_json("search", "a green screen", "--in", upper)["results"]
+        assert {r["video"] for r in found} == {str(videos / "sub" / "pattern.mp4")}
 
 
 def _fields(path) -> set[tuple[str, str]]:

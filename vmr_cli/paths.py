@@ -139,7 +139,57 @@ def library_names(path, roots) -> list[str]:
             names.append(os.path.join(root, os.path.relpath(real, target)) if real != target else root)
         elif under(target, real):  # a folder above where a linked root leads: all of that root
             names.append(root)
+        names += _same_place(real, root)
     return list(dict.fromkeys(names))
+
+
+def _same_place(real: str, root: str) -> list[str]:
+    """root's name for ``real`` (a resolved path) where the bytes differ but the folder is one:
+    another mount point of it (a bind mount, a share mounted twice), or a letter's other case on
+    a disk that ignores case (a camera card's FAT or exFAT, macOS), told by the folders' device
+    and inode; below root, spelled as the disk lists it.  [] where neither is at or above the
+    other (``--in`` compared bytes only: 'the library holds no video at or under it')."""
+    try:
+        wanted, top = os.stat(real), os.stat(root)
+    except OSError:
+        return []
+    at, below = real, []
+    while True:  # real at or under root
+        try:
+            if os.path.samestat(os.stat(at), top):
+                return [_as_listed(root, below)]
+        except OSError:
+            return []
+        parent = os.path.dirname(at)
+        if parent == at:
+            break
+        below.insert(0, os.path.basename(at))
+        at = parent
+    at = os.path.realpath(root)
+    while os.path.dirname(at) != at:  # root under real
+        at = os.path.dirname(at)
+        try:
+            if os.path.samestat(os.stat(at), wanted):
+                return [root]
+        except OSError:
+            return []
+    return []
+
+
+def _as_listed(folder: str, parts: list[str]) -> str:
+    """folder/parts with each part spelled as its folder lists it (a disk that ignores case opens
+    'dcim' as 'DCIM', and the library holds the name the walk listed)."""
+    for part in parts:
+        try:
+            listed = os.listdir(folder)
+            if part not in listed:
+                st = os.stat(os.path.join(folder, part))
+                part = next((name for name in listed if name.casefold() == part.casefold()
+                             and os.path.samestat(os.stat(os.path.join(folder, name)), st)), part)
+        except OSError:
+            pass
+        folder = os.path.join(folder, part)
+    return folder
 
 
 def user_file_target(path, option: str = "the output", ours=None) -> str:
