@@ -5,7 +5,8 @@ A video commits in one transaction with its shard, so an index stopped part way 
 minutes with ViT-B/32 on a laptop's CPU.  So while a video is indexed, what its commit needs of
 the chunks done so far is saved every SAVE_EVERY_SECONDS of work on it (a shorter video saves
 nothing), and when the run stops with STOP_SAVE_SECONDS or more of it unsaved; the next 'vmr
-index' of the same, unchanged file decodes and encodes only the chunks after it.
+index' of the same, unchanged file (there, or moved with its size and time kept: renamed, put in
+another folder) decodes and encodes only the chunks after it.
 
 One file per video in the library's ``partial/`` folder, named by a hash of the video's path: a
 safetensors file of the frame embeddings (float32, as the commit takes them, so a resumed video
@@ -126,18 +127,36 @@ class Store:
     def load(self, item, size: int, clips: int) -> Saved | None:
         """The saved state of item (a planned file) if it applies to it as it is now, decoded at
         ``size`` into ``clips`` clips; one that does not, or cannot be read, is deleted."""
-        path = state_path(self.directory, item.path)
-        if self.model is None or not os.path.exists(path):
+        path, was_at = state_path(self.directory, item.path), item.path
+        if self.model is None:
             return None
+        if not os.path.exists(path):
+            path, was_at = self._moved_to(item)
+            if path is None:
+                return None
         try:
-            saved = self._read(path, item, size, clips)
+            saved = self._read(path, item, size, clips, was_at)
         except Exception:  # noqa: BLE001 - damaged, truncated, not safetensors, not ours: never trusted
             saved = None
-        if saved is None:
+        if saved is None and was_at == item.path:  # (another's, moved: the sweep judges it)
             self._delete(path)
         return saved
 
-    def _read(self, path: str, item, size: int, clips: int) -> Saved | None:
+    def _moved_to(self, item) -> tuple[str | None, str | None]:
+        """The saved state of a video moved to item's path since (renamed, or moved to another
+        folder: its size and mtime kept, its old path gone), and that old path; (None, None).  The
+        fingerprint is checked as for any state; the old one goes with the end-of-run sweep."""
+        for path in state_files(self.directory):
+            try:
+                file = _header(path)["file"]
+                if (file["size"], file["mtime_ns"]) == (item.size, item.mtime_ns) \
+                        and file["path"] != item.path and not os.path.lexists(file["path"]):
+                    return path, file["path"]
+            except Exception:  # noqa: BLE001 - as load(): left to the sweep
+                continue
+        return None, None
+
+    def _read(self, path: str, item, size: int, clips: int, was_at: str) -> Saved | None:
         from safetensors import safe_open
 
         from .scan import fingerprint
@@ -145,7 +164,7 @@ class Store:
         with safe_open(path, framework="pt") as handle:
             header = json.loads((handle.metadata() or {})[KEY])
             if (header["run"] != self.run or header["model"] != self.model or size != self.model["image_size"]
-                    or header["file"] != _file(item) or header["total"] != clips):
+                    or header["file"] != dict(_file(item), path=was_at) or header["total"] != clips):
                 return None
             arrays = {key: handle.get_tensor(key) for key in ARRAYS}
         done, dim = header["clips"], self.model["dim"]
