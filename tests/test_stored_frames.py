@@ -278,6 +278,40 @@ def test_a_shard_without_stored_frames_is_still_searched(indexed_videos):
     assert vmr_json("status")["unchecked_since_upgrade"] == 0 and "upgrade" not in vmr("status")[1]
 
 
+@pytest.mark.parametrize("why", ["upgrade", "shard lost"])
+def test_a_search_made_before_a_video_was_embedded_again_exports_it_without_a_warning(indexed_videos, tmp_path, why):
+    """The first index after an upgrade embeds unchanged videos again (no stored frames here;
+    grey HDR), as does one after a shard is lost, under a new row id: exporting an earlier
+    search's result said 'changed since this search (modified or re-indexed); its times may not
+    show the moment: search again', though the file is as it was and so are its moments."""
+    from safetensors.numpy import load_file, save_file
+
+    found = vmr_json("search", "green")["results"]
+    lib = Library()
+    for video in lib.catalog.videos("ok"):
+        path = lib.vectors.shard_path(video["id"])
+        if why == "shard lost":
+            os.unlink(path)
+            continue
+        save_file({k: v for k, v in load_file(path).items() if k not in ("F", "F_t")}, path,
+                  metadata={"token": video["vectors_token"]})
+    with lib.catalog.transaction():
+        lib.catalog._conn.execute("UPDATE videos SET transfer=NULL")
+    lib.close()
+    if why == "shard lost":
+        vmr_json("status", "--check")
+    summary = vmr_json("index", indexed_videos)
+    assert summary["updated"] == 3 and summary["unchanged"] == 0, summary
+    code, out, err = vmr("export", "1", "--out", tmp_path / "cuts")
+    assert "warning" not in err and "changed since" not in err, err
+    assert os.path.exists(tmp_path / "cuts") and len(os.listdir(tmp_path / "cuts")) >= 1
+    assert Library().catalog.search()["results"][0]["video"] == found[0]["video"]
+    # a file that did change is still told so
+    make_video(found[0]["video"], [("blue", 3.0), ("yellow", 3.0)])
+    vmr_json("index", indexed_videos)
+    assert "changed since this search" in vmr("export", "1", "--out", tmp_path / "again")[2]
+
+
 def test_a_read_only_library_reads_the_frame_cache_and_writes_nothing(indexed_videos, isolated_library):
     import json
 

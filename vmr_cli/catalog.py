@@ -540,6 +540,11 @@ class Catalog:
         return [dict({k: row[k] for k in row.keys() if k != "options"}, within=_within(row["options"]))
                 for row in rows]
 
+    def results_follow(self, old_id: int, new_id: int) -> None:
+        """Logged results of video row old_id name new_id: the same file, embedded again under a
+        new id (Library.put_video), still shows what its searches found at their times."""
+        self._conn.execute("UPDATE results SET video_id=? WHERE video_id=?", (new_id, old_id))
+
     def forget_searches(self, keep: int) -> int:
         """Drop every logged search but the newest ``keep``, with their results, in one transaction;
         how many went.  Their ids are never handed out again (AUTOINCREMENT keeps the highest)."""

@@ -403,6 +403,10 @@ class Library:
                 indexed_at=time.time()))
             clip_ids = self.catalog.replace_clips(video_id, clips)
             self.vectors.write_shard(video_id, token, clip_ids, vectors)
+            if existing and all(existing[k] == row.get(k) for k in ("size", "mtime_ns", "fingerprint")):
+                # the file as it was (embedded again by an upgrade, or for a shard lost): an export
+                # of an earlier search said it had "changed since this search"
+                self.catalog.results_follow(existing["id"], video_id)
         self.vectors.remove(dim, old_ids)
         self.vectors.add(dim, clip_ids, vectors["A"])
         if existing:
