@@ -368,12 +368,8 @@ class PyAVReader(_Reader):
         one, near the end) are read by a second reader that seeks to each (_off_key)."""
         keys = self._keys or []
         self._key_starts = [a for a, _ in keys]
-
-        def on_key(t: float) -> bool:  # (the key frame before it begins at or before it: is it shown still?)
-            k = self._key_before(t)
-            return k >= 0 and t < keys[k][1]
-
-        off = {t for t in times if not on_key(t)}
+        # as _frames will see them: a last clip shorter than two frames asks past the last frame
+        off = {t for t in frame_times(times, self.info) if not self._on_a_key(t)}
         self._key_only = bool(keys) and len(off) <= self.OFF_KEY_SHARE * len(times)
         self._off_key = off if self._key_only else set()
 
@@ -383,10 +379,16 @@ class PyAVReader(_Reader):
 
         return bisect.bisect_right(self._key_starts, t) - 1
 
-    def _on_its_key(self, t: float) -> bool:
-        """Whether the frame shown for t (a time on a key frame) is that key frame."""
+    def _on_a_key(self, t: float) -> bool:
+        """Whether t is on a key frame: the key frame before it is shown still."""
         k = self._key_before(t)
-        return k >= 0 and abs(self._shown_t - self._key_starts[k]) < 1e-6
+        return k >= 0 and t < self._keys[k][1]
+
+    def _on_its_key(self, t: float) -> bool:
+        """Whether t is on a key frame and the frame shown for it is that key frame (else the
+        decoder skipped a frame the packets call key, or t was not expected)."""
+        k = self._key_before(t)
+        return self._on_a_key(t) and abs(self._shown_t - self._key_starts[k]) < 1e-6
 
     def _frames(self, times):
         import av
