@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 import torch
 
-from vmr_cli.decode import PyAVReader, open_reader
+from vmr_cli.decode import PyAVReader, TorchcodecReader, open_reader
 from vmr_cli.indexer import clip_grid, grid_times, on_key_frames
 from vmr_cli.probe import probe
 
@@ -30,6 +31,35 @@ def _index_frames(reader, info):
     times = on_key_frames(grid_times(clip_grid(info.duration, 2.0), info.fps), reader.key_frames(), 0.5)
     reader.expect(times)
     return times, torch.cat([reader.frames_at(times[k:k + 20]) for k in range(0, len(times), 20)])
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """62 s of phone-like video: nearly every time of an index lands on a key frame."""
+    return _phone_video(tmp_path_factory.mktemp("source") / "source.mp4", 64)
+
+
+def test_pyav_taking_over_an_index_midway_decodes_the_key_frames_of_the_times_expected(source, monkeypatch):
+    """torchcodec failing on a file part way through an index (after 20 s here): PyAV took over
+    and decoded every frame of the file, though the times were on key frames.  Now it reads the
+    key frames and decodes those alone, as for MPEG-TS; its frames are a full decode's."""
+    info = probe(source)
+    real = TorchcodecReader._frames
+
+    def fails_after_20_s(self, times):
+        if max(times) > 20:
+            raise RuntimeError("could not decode")
+        return real(self, times)
+
+    monkeypatch.setattr(TorchcodecReader, "_frames", fails_after_20_s)
+    reader = open_reader(source, info, 48, whole=True)
+    times, frames = _index_frames(reader, info)
+    assert reader.backend == "pyav" and reader.fallback == "decoded with PyAV: torchcodec failed (could not decode)"
+    assert reader.reader._key_only and reader.good_frames <= len(reader.reader.key_frames())
+    full = PyAVReader(source, info, 48, whole=True)
+    pyav = [k for k in range(len(times)) if max(times[k // 20 * 20:k // 20 * 20 + 20]) > 20]
+    expected = torch.cat([full.frames_at(times[k:k + 20]) for k in range(0, len(times), 20)])
+    assert len(pyav) > 40 and torch.equal(frames[pyav], expected[pyav])
 
 
 def test_an_index_decoding_key_frames_reads_the_last_frame_where_its_last_clip_is_shorter_than_a_frame(tmp_path):

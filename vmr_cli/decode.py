@@ -693,6 +693,8 @@ class _FallbackReader(_Reader):
         super().__init__(primary.path, primary.info, primary.size, primary.whole)
         self.reader = primary
         self.fallback: str | None = None
+        self._failed: str | None = None  # why PyAV took over, said as ``fallback`` once it read frames
+        self._expected: list[float] | None = None  # the times an index will ask (expect)
 
     @property
     def backend(self) -> str:  # type: ignore[override]
@@ -700,27 +702,40 @@ class _FallbackReader(_Reader):
 
     def _frames(self, times):
         try:
-            return self.reader._frames(times)
+            frames = self.reader._frames(times)
         except BACKEND_FAILURES as exc:
             if isinstance(self.reader, PyAVReader):
                 raise
-            failed = f"decoded with PyAV: {self.reader.backend} failed ({first_line(exc)})"
-            self.reader.close()
-            self.reader = PyAVReader(self.path, self.info, self.size, self.whole)
+            self._take_over(exc)
             frames = self.reader._frames(times)
-            self.fallback = failed  # said once PyAV did read them (a note claimed it when it failed too)
-            return frames
+        self.fallback = self._failed  # said once PyAV did read them (a note claimed it when it failed too)
+        return frames
+
+    def _take_over(self, exc: Exception) -> None:
+        """PyAV in place of the backend that failed.  In an index it reads the file's key frames
+        from its packets and, where the times expected are on them, decodes those alone, as for
+        MPEG-TS: it decoded every frame of the file, however many the times needed."""
+        self._failed = f"decoded with PyAV: {self.reader.backend} failed ({first_line(exc)})"
+        self.reader.close()
+        self.reader = PyAVReader(self.path, self.info, self.size, self.whole, keys=True)
+        if self._expected is not None:
+            self.reader.key_frames()
+            self.reader.expect(self._expected)
 
     def key_frames(self) -> list[tuple[float, float]]:
-        """The backend's key frames; [] where it cannot tell (a file it fails to open is then
-        handled by the decode that follows, which falls back as usual)."""
+        """The backend's key frames; PyAV's where it fails (it takes over: a file torchcodec cannot
+        open, say)."""
         try:
             return self.reader.key_frames()
-        except BACKEND_FAILURES:
-            return []
+        except BACKEND_FAILURES as exc:
+            if isinstance(self.reader, PyAVReader):
+                return []
+            self._take_over(exc)
+            return self.reader.key_frames()
 
     def expect(self, times: list[float]) -> None:
-        self.reader.expect(times)  # (a PyAV reader taking over after a failure decodes every frame)
+        self._expected = list(times)  # (for PyAV, should it take over later)
+        self.reader.expect(times)
 
     @property
     def bad_frames(self) -> int:
