@@ -14,7 +14,8 @@ backend and one factory, ``open_reader``:
   requested one, the next key frame, with no error.  Its frames are checked
   (their timestamps): a file where it returns such a frame anyway is read by
   PyAV, and the reader says so.  An index of a file only PyAV reads takes its key frames
-  from its packets, and decodes those alone where its times are on them (key_frames, expect).
+  from its packets, and decodes those alone where its times are on them (key_frames, expect);
+  so does PyAV taking over an index, also of a clip trimmed without re-encoding (BeginsInsideGop).
 - decord is optional (``--backend decord``): it returned wrong frames on
   open-GOP HEVC here.
 
@@ -167,6 +168,9 @@ class TorchcodecReader(_Reader):
         if fps <= 0 or indices is None:
             return []
         keys = indices().tolist()
+        if keys and keys[0] > 0:
+            raise BeginsInsideGop(f"its video begins inside a GOP, {keys[0]} frames before its first key frame: "
+                                  "trimmed without re-encoding?")
         if not keys or len(keys) * 4 > (meta.num_frames or 0):
             return []
         late = self._begin - self._origin  # the video's first frame, in the file's time
@@ -285,6 +289,15 @@ class InexactSeek(RuntimeError):
     """A backend returned a frame shown later than the time asked for (its seek went past)."""
 
 
+class BeginsInsideGop(RuntimeError):
+    """The scan's first frame is not a key frame: an MP4 trimmed without re-encoding from inside a
+    GOP (ffmpeg -c copy, LosslessCut, a phone's trim), whose edit list hides the frames before its
+    start.  There torchcodec's scan returned the first key frame (0.70 s) for every time before
+    it, or (other encodings) decoded every frame up to each time asked, and its key frames' times
+    (by the average rate, which the hidden frames skew) drift off the real ones; PyAV reads such
+    a file's key frames from its packets exactly (PyAVReader.key_frames) and takes over."""
+
+
 def _check_landed(asked: list[float], shown_from: list[float], fps: float | None, origin: float) -> None:
     """InexactSeek when a frame's timestamp lies after the time it was asked for by more than
     a frame and a half: torchcodec returns the next key frame when ffmpeg's seek lands past
@@ -343,6 +356,8 @@ class PyAVReader(_Reader):
                 start = _pyav_file_start(container, stream)  # (times from it, as _open counts them)
                 shown, keys = [], []
                 for packet in container.demux(stream):
+                    if packet.is_discard:
+                        continue  # before an edit list's start (a trimmed MP4's): decoded, never shown
                     if packet.pts is None:
                         if packet.size:
                             return self._keys  # frames without times: where each is shown is the decoder's to say
@@ -724,7 +739,7 @@ class _FallbackReader(_Reader):
 
     def key_frames(self) -> list[tuple[float, float]]:
         """The backend's key frames; PyAV's where it fails (it takes over: a file torchcodec cannot
-        open, say)."""
+        open, or one it cannot read exactly, BeginsInsideGop)."""
         try:
             return self.reader.key_frames()
         except BACKEND_FAILURES as exc:
