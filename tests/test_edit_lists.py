@@ -141,3 +141,19 @@ def test_an_index_decoding_key_frames_reads_the_last_frame_where_its_last_clip_i
     assert times[-1] > info.duration - 1 / FPS and reader.reader._key_only, (times[-3:], info.duration)
     full = PyAVReader(path, info, 48, whole=True)
     assert torch.equal(frames, torch.cat([full.frames_at(times[k:k + 20]) for k in range(0, len(times), 20)]))
+
+
+def test_an_index_with_backend_pyav_decodes_the_key_frames_of_its_times(source):
+    """`--backend pyav` (where torchcodec does not load, as on a GPU machine without it) read a
+    phone's MP4 without its key frames: its times stayed on the second, each the last frame of a
+    GOP, and every frame of the file was decoded.  It now takes the key frames as torchcodec's
+    index does, and decodes those alone; the frames are a full decode's at those times."""
+    info = probe(source)
+    reader = open_reader(source, info, 48, backend="pyav", whole=True)
+    times, frames = _index_frames(reader, info)
+    keys = reader.key_frames()
+    assert reader.fallback is None and keys and reader.reader._key_only
+    assert reader.good_frames <= len(keys)
+    full = PyAVReader(source, info, 48, whole=True)
+    assert torch.equal(frames, torch.cat([full.frames_at(times[k:k + 20]) for k in range(0, len(times), 20)]))
+    assert full.good_frames > 1800

@@ -884,7 +884,7 @@ def open_reader(path: str, info: VideoInfo, size: int, backend: str = "torchcode
     midway, reads every frame from the start, so damage and a stream cut short are counted.
     """
     require_backend(backend)
-    if info.codec in SEQUENTIAL_ONLY or is_mpeg_ts(path):  # by design (see above): not reported as a fallback
-        return _FallbackReader(PyAVReader(path, info, size, whole, keys=True))
+    if info.codec in SEQUENTIAL_ONLY or is_mpeg_ts(path) or backend == "pyav":  # (the first two by design, see
+        return _FallbackReader(PyAVReader(path, info, size, whole, keys=True))  # above: not reported as a fallback)
     return _FallbackReader(BACKENDS[backend](path, info, size, whole))
 
