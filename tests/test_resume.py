@@ -638,3 +638,26 @@ def test_the_time_left_of_a_resumed_video_is_reckoned_from_this_run_s_work(monke
     bar.set_postfix_str("long.mp4 91/100 clips (resumed at 90)")
     assert capsys.readouterr().err == ("indexing: 91 % (0/1 video, long.mp4 91/100 clips (resumed at 90)), 20 s, "
                                        "about 3 min left\n")
+
+
+def test_a_clip_trimmed_without_re_encoding_resumes(tiny_model, encoded, tmp_path, monkeypatch):
+    """A clip trimmed from inside a GOP (ffmpeg -c copy, a phone's trim) is read by PyAV from its
+    key frames, its times on them; the resumed run opened PyAV without them, took other times
+    and started over.  It resumes now, and stores what an uninterrupted run does."""
+    from test_edit_lists import _phone_video
+
+    monkeypatch.setattr(indexer, "CHUNK_CLIPS", CHUNK)
+    monkeypatch.setattr(partial, "SAVE_EVERY_SECONDS", 0.0)
+    source = _phone_video(tmp_path / "source.mp4", 64)
+    (tmp_path / "v").mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-ss", "1.3", "-i", source, "-t", "60", "-c", "copy",
+                    str(tmp_path / "v" / "trimmed.mp4")], check=True)
+    whole = vmr_json("--library", tmp_path / "whole", "index", tmp_path / "v", "--model", tiny_model)
+    assert "begins inside a GOP" in whole["fallbacks"][0]["reason"], whole["fallbacks"]
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    encoded.update(frames=0)
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert summary["resumed"] and summary["resumed"][0]["from_clip"] == 2 * CHUNK, summary
+    assert summary["fallbacks"] == whole["fallbacks"]
+    assert_same(stored(library), stored(tmp_path / "whole"))
