@@ -600,6 +600,22 @@ def test_a_stream_copy_of_a_dvd_program_stream_holds_the_whole_moment(tmp_path):
     assert frames[0][1] <= 4.3 and frames[-1][1] >= 6.2, (_changes(frames)[:2], frames[-1])
 
 
+def test_a_stream_copy_of_a_timelapse_avi_holds_the_frame_shown_at_the_moments_end(tmp_path):
+    """An AVI's time base is one frame, and ffmpeg shifts a copy's timestamps by its seek point
+    rounded to it: the copy, as long as asked from that point, ended up to half a frame early.
+    A 1 fps timelapse's copy of 4.75-5.25 s lost the frame shown from 5.0 s, half the moment (a
+    quarter of the copies of a 1 fps or 0.5 fps AVI lost a frame on screen in their moment)."""
+    from vmr_cli.cut import cut
+
+    copy = ["-c", "copy", "-avoid_negative_ts", "make_zero"]
+    avi = _timed_video(tmp_path / "v" / "timelapse.avi", 1, 8, "-c:v", "mpeg4", "-q:v", "2", "-g", "3")
+    for start, end in ((4.75, 5.25), (1.6, 3.1)):
+        target = tmp_path / f"copy {start}.avi"
+        assert cut(REAL_FFMPEG, str(avi), start, end - start, str(target), copy) is None
+        shown = [source for _, source in _shown(target)]
+        assert shown[0] <= int(start) and shown[-1] >= int(end), (start, end, shown)
+
+
 def test_an_exact_cut_keeps_every_frame_in_its_slot_and_its_sound_in_its_place(tmp_path):
     """Three cases the first frame-on-screen cut got wrong (the old cut got them right): an AVI,
     whose time base is one frame, had every frame moved one slot early by a 1 ms leeway taken

@@ -88,7 +88,7 @@ def cut(ffmpeg: str, source: str, start: float, seconds: float, target: str, cod
         slots = max(1, math.ceil((start + seconds - _leeway(rate) - begin) * eval_rate(rate)))
         start, seconds = begin, slots / eval_rate(rate)
     else:
-        seek, rate = _copy_seek(source, start), None
+        seek, rate = _copy_seek(ffprobe, source, start), None
     first = attempt(seek, True)
     if first is None:
         return None
@@ -200,14 +200,24 @@ INDEXED_NAMES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".3gp", ".3g2")  # (a 
 COPY_LEAD = 1.5  # seconds a stream copy from another container is sought before the start
 
 
-def _copy_seek(source: str, start: float) -> str | float:
+def _copy_seek(ffprobe: str, source: str, start: float) -> str | float:
     """Where a stream copy seeks its input: to the start in an INDEXED container (by its name:
     an ffprobe run would be much of a copy's cost), else COPY_LEAD before it.  Those seek by
     timestamp and the copy begins at the next key frame: a camera's .mpeg (an MPEG program
     stream, as .mpg, .vob, .mod are) copied from 2.5 s began 0.3 s into the moment.  Key frames
     there come every half second or so (DVD, HDV, camcorders), so the copy is a little longer
-    instead, as a stream copy may be."""
-    return "input" if source.lower().endswith(INDEXED_NAMES) else max(0.0, start - COPY_LEAD)
+    instead, as a stream copy may be.  That point is put on the video's time base (see
+    _on_ticks): ffmpeg shifts the copy's timestamps by it rounded to a tick, a frame in an AVI,
+    and the copy, as long as asked from there, lost the frame shown at the moment's end when
+    that began in the last half frame (a 1 fps timelapse's copy of 4.75-5.25 s ended at 5.0 s)."""
+    if source.lower().endswith(INDEXED_NAMES):
+        return "input"
+    try:
+        tick = ratio(_ffprobe(ffprobe, source, "-select_streams", "v:0", "-show_entries", "stream=time_base")
+                     .decode("ascii", "replace").strip())
+    except (OSError, subprocess.SubprocessError):
+        tick = None
+    return _on_ticks(max(0.0, start - COPY_LEAD), tick)
 
 
 KEY_WINDOW = 8.0  # seconds before the start first searched for a key frame (then 4x more, ...)
