@@ -207,7 +207,7 @@ def _copy_seek(ffprobe: str, source: str, start: float) -> str | float:
     stream, as .mpg, .vob, .mod are) copied from 2.5 s began 0.3 s into the moment.  Key frames
     there come every half second or so (DVD, HDV, camcorders), so the copy is a little longer
     instead, as a stream copy may be.  That point is put on the video's time base (see
-    _on_ticks): ffmpeg shifts the copy's timestamps by it rounded to a tick, a frame in an AVI,
+    on_ticks): ffmpeg shifts the copy's timestamps by it rounded to a tick, a frame in an AVI,
     and the copy, as long as asked from there, lost the frame shown at the moment's end when
     that began in the last half frame (a 1 fps timelapse's copy of 4.75-5.25 s ended at 5.0 s)."""
     if source.lower().endswith(INDEXED_NAMES):
@@ -217,7 +217,7 @@ def _copy_seek(ffprobe: str, source: str, start: float) -> str | float:
                      .decode("ascii", "replace").strip())
     except (OSError, subprocess.SubprocessError):
         tick = None
-    return _on_ticks(max(0.0, start - COPY_LEAD), tick)
+    return on_ticks(max(0.0, start - COPY_LEAD), tick)
 
 
 KEY_WINDOW = 8.0  # seconds before the start first searched for a key frame (then 4x more, ...)
@@ -271,8 +271,8 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, 
             if indexed or keys or begin <= 0:
                 break
             window *= 4
-        seek = _on_ticks(start, tick) if indexed else \
-            _on_ticks(max(0.0, min(max(keys)) - origin - 0.25), tick) if keys else 0.0
+        seek = on_ticks(start, tick) if indexed else \
+            on_ticks(max(0.0, min(max(keys)) - origin - 0.25), tick) if keys else 0.0
     except (OSError, subprocess.SubprocessError, ValueError):
         return (start if indexed else 0.0), start, rate
     # the frame on screen at the start (or the one after, when it begins within the leeway);
@@ -284,7 +284,7 @@ def _exact_seek(ffprobe: str, source: str, start: float) -> tuple[float, float, 
     if start < frame <= start + _leeway(rate):  # counts as on screen at the start: the cut begins with it
         return seek, frame, rate  # (laid a slot earlier, it began with the frame before, 1-5 ms of it in the moment)
     begin = frame + math.floor((start - frame) / slot + 1e-6) * slot
-    begin = max(0.0, min(start, _on_ticks(begin, tick) if begin > frame + 1e-6 else begin))
+    begin = max(0.0, min(start, on_ticks(begin, tick) if begin > frame + 1e-6 else begin))
     return min(seek, begin) if indexed else seek, begin, rate
 
 
@@ -347,7 +347,7 @@ def _packet_time(*values: str) -> float | None:
     return next((t for t in map(_number, values) if t is not None), None)
 
 
-def _on_ticks(seconds: float, tick: float | None) -> float:
+def on_ticks(seconds: float, tick: float | None) -> float:
     """``seconds`` down to a whole number of the video stream's time base where that is coarse
     (an AVI's is one frame): ffmpeg shifts every timestamp by the seek point rounded to it, and
     a seek point half a frame off (2.05 s at 30 fps) moved the frame at the start one slot on."""

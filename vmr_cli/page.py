@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import os
 import secrets
 import subprocess
@@ -79,13 +78,11 @@ def thumbnails(path: str, start: float, end: float, count: int = THUMBS,
     through as it is), or its two fields, woven, show everything that moves twice.  ``tick``: the
     stream's time base (``media_info``): the fps filter rounds its start to the nearest tick, so
     in an AVI (a tick a frame) a time in a frame's second half showed the next frame, and half a
-    second late in a 1 fps timelapse; each time is put on the last tick at or before it.
+    second late in a 1 fps timelapse; each time is put on the last tick at or before it (cut.on_ticks).
     """
-    from .cut import key_seeks
+    from .cut import key_seeks, on_ticks
 
-    times = thumb_times(start, end, count)
-    if tick:
-        times = [math.floor(t / tick + 1e-6) * tick for t in times]
+    times = [on_ticks(t, tick) for t in thumb_times(start, end, count)]
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-copyts", "-start_at_zero"]
     for seek in key_seeks(_sibling(ffmpeg, "ffprobe"), os.path.abspath(path), times, format_name):
         cmd += ["-ss", f"{seek:.3f}", "-noaccurate_seek", "-i", "file:" + os.path.abspath(path)]
