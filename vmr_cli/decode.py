@@ -30,6 +30,7 @@ opens it, so an index and a search see the same frames; SDR frames are left as d
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 from .errors import DecodeError, TransientError, VmrError, first_line
 from .probe import VideoInfo, check_duration, is_environment_error
@@ -372,7 +373,8 @@ class PyAVReader(_Reader):
             return self._keys
         shown.sort()
         after = dict(zip(shown, shown[1:]))  # each frame's successor on screen (the last has none)
-        self._keys = sorted((float(k * base) - start, float(after[k] * base) - start) for k in set(keys) if after.get(k, k) > k)
+        self._keys = sorted((_pyav_time(k, base, start), _pyav_time(after[k], base, start))
+                            for k in set(keys) if after.get(k, k) > k)
         return self._keys
 
     OFF_KEY_SHARE = 0.05  # of an index's times, at most, not on a key frame for key frames only to be decoded
@@ -476,7 +478,7 @@ class PyAVReader(_Reader):
         back = 1.0
         try:
             while t - back > 0:
-                self._container.seek(int((t - back + self._start) / self._base), stream=self._stream, backward=True)
+                self._container.seek(int((t - back + float(self._start)) / self._base), stream=self._stream, backward=True)
                 packets = self._container.demux(self._stream)
                 key = self._key_packet(packets, t)
                 if key is not None:
@@ -496,10 +498,10 @@ class PyAVReader(_Reader):
         decoder can start there); None when the seek landed past t (MPEG-TS lands on any packet,
         not only on key frames, and can land after the target)."""
         for count, packet in enumerate(packets):
-            if packet.dts is not None and float(packet.dts * self._base) - self._start > t or count > 10_000:
+            if packet.dts is not None and _pyav_time(packet.dts, self._base, self._start) > t or count > 10_000:
                 return None
             if packet.is_keyframe:
-                return packet if packet.pts is not None and float(packet.pts * self._base) - self._start <= t else None
+                return packet if packet.pts is not None and _pyav_time(packet.pts, self._base, self._start) <= t else None
         return None
 
     def _cut_off(self, stream_end: float) -> int:
@@ -586,7 +588,7 @@ class PyAVReader(_Reader):
     def _advance(self):
         for frame in self._frames_in_order:
             if frame.pts is not None and not self._untimed:
-                return frame, float(frame.pts * self._base) - self._start
+                return frame, _pyav_time(frame.pts, self._base, self._start)
             if self._untimed or (self.good_frames == 1 and self._stream.start_time is None):
                 # A raw elementary stream (.h264, .m2v): no timestamps at all; frames are
                 # shown one after another at the stream's rate.
@@ -624,12 +626,19 @@ class PyAVReader(_Reader):
         return tone_map(tensor[None, :, top:top + self.size, left:left + self.size].contiguous(), *self._colour)[0]
 
 
-def _pyav_file_start(container, stream) -> float:
+def _pyav_file_start(container, stream) -> Fraction:
     """The file's time 0 in PyAV's terms: times count from the file's start, as players and
     ffmpeg's -ss do (see _file_start): the earlier of the video stream's start (0 where it has
-    none) and the container's."""
-    own = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    return min(own, container.start_time / 1e6) if container.start_time is not None else own
+    none) and the container's.  Exact, so that a frame's time (``_pyav_time``) is: a float 1.4
+    taken from a frame at 2.4 s left 1.0000000000000002, and the frame beginning at the time
+    asked was taken for one beginning after it (the frame before was shown)."""
+    own = stream.start_time * stream.time_base if stream.start_time is not None else Fraction(0)
+    return min(own, Fraction(container.start_time, 10**6)) if container.start_time is not None else own
+
+
+def _pyav_time(ts: int, base, start: Fraction) -> float:
+    """A PyAV timestamp in seconds from the file's start (``_pyav_file_start``), rounded once."""
+    return float(ts * base - start)
 
 
 def _pyav_colour(stream) -> tuple[str | None, str | None]:
