@@ -661,3 +661,69 @@ def test_a_clip_trimmed_without_re_encoding_resumes(tiny_model, encoded, tmp_pat
     assert summary["resumed"] and summary["resumed"][0]["from_clip"] == 2 * CHUNK, summary
     assert summary["fallbacks"] == whole["fallbacks"]
     assert_same(stored(library), stored(tmp_path / "whole"))
+
+
+def _twin(tmp_path, item, name: str):
+    """Another file of item's size and mtime (a camera's clips at a fixed bitrate, stamped alike)."""
+    from vmr_cli.scan import Found
+
+    other = tmp_path / name
+    other.write_bytes(os.urandom(item.size))
+    os.utime(other, ns=(item.mtime_ns, item.mtime_ns))
+    return Found(str(other), item.size, item.mtime_ns)
+
+
+def test_two_videos_moved_alike_each_resume_from_their_own_progress(store, tmp_path):
+    """Two stopped videos of the same size and mtime, both moved: each takes its own progress
+    (the first state of that size and time was tried alone: its fingerprint did not match the
+    other's file, and that file started over)."""
+    from vmr_cli.scan import Found
+
+    lib, saved_by, item, arrays = store
+    twin = _twin(tmp_path, item, "twin.mp4")
+    saved_by.save(twin, *arrays, None, 10)
+    (tmp_path / "moved").mkdir()
+    for found in (item, twin):
+        os.rename(found.path, tmp_path / "moved" / os.path.basename(found.path))
+    reader = partial.Store(lib, "vmr 0.2.0; torchcodec 0.1", "torchcodec", 4)
+    for found in (item, twin):
+        moved = Found(str(tmp_path / "moved" / os.path.basename(found.path)), found.size, found.mtime_ns)
+        saved = reader.load(moved, 16, 10)
+        assert saved is not None and saved.clips == 4, found.path
+
+
+def test_a_video_moved_over_another_stopped_one_resumes_from_its_own_progress(store, tmp_path):
+    """Stopped in video.mp4, then in twin.mp4; twin.mp4 moved over video.mp4 (mv twin.mp4
+    video.mp4): it resumes from its own progress, not stopped at video.mp4's state, which no
+    longer applies (that one goes, with the run's sweep)."""
+    lib, saved_by, item, arrays = store
+    twin = _twin(tmp_path, item, "twin.mp4")
+    os.utime(twin.path, ns=(item.mtime_ns + 10**9, item.mtime_ns + 10**9))
+    twin = type(twin)(twin.path, twin.size, item.mtime_ns + 10**9)
+    saved_by.save(twin, *arrays, None, 10)
+    os.replace(twin.path, item.path)
+    reader = partial.Store(lib, "vmr 0.2.0; torchcodec 0.1", "torchcodec", 4)
+    saved = reader.load(type(twin)(item.path, twin.size, twin.mtime_ns), 16, 10)
+    assert saved is not None and saved.clips == 4
+    reader.sweep()
+    assert partial.state_files(lib.directory) == []
+
+
+def test_a_moved_video_resumes_though_a_new_file_took_its_old_name(store, tmp_path):
+    """Stopped in video.mp4, the user files it in trip/ and a new recording is saved as
+    video.mp4 (a camera's numbering restarted): the moved video resumes whichever is read
+    first, and the new file is indexed from its start."""
+    from vmr_cli.scan import Found
+
+    lib, saved_by, item, arrays = store
+    (tmp_path / "trip").mkdir()
+    moved = Found(str(tmp_path / "trip" / "video.mp4"), item.size, item.mtime_ns)
+    os.rename(item.path, moved.path)
+    with open(item.path, "wb") as handle:
+        handle.write(os.urandom(5000))
+    st = os.stat(item.path)
+    new = Found(item.path, st.st_size, st.st_mtime_ns)
+    reader = partial.Store(lib, "vmr 0.2.0; torchcodec 0.1", "torchcodec", 4)
+    assert reader.load(new, 16, 10) is None
+    saved = reader.load(moved, 16, 10)
+    assert saved is not None and saved.clips == 4

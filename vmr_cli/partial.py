@@ -126,35 +126,55 @@ class Store:
 
     def load(self, item, size: int, clips: int) -> Saved | None:
         """The saved state of item (a planned file) if it applies to it as it is now, decoded at
-        ``size`` into ``clips`` clips; one that does not, or cannot be read, is deleted."""
-        path, was_at = state_path(self.directory, item.path), item.path
+        ``size`` into ``clips`` clips: its own, else that of a video moved to its path since
+        (_moved_to).  Its own that does not apply, or cannot be read, is deleted, unless it was
+        saved for another file that was at this path (moved away: the sweep judges it)."""
         if self.model is None:
             return None
-        if not os.path.exists(path):
-            path, was_at = self._moved_to(item)
-            if path is None:
-                return None
-        try:
-            saved = self._read(path, item, size, clips, was_at)
-        except Exception:  # noqa: BLE001 - damaged, truncated, not safetensors, not ours: never trusted
-            saved = None
-        if saved is None and was_at == item.path:  # (another's, moved: the sweep judges it)
-            self._delete(path)
-        return saved
+        path = state_path(self.directory, item.path)
+        if os.path.exists(path):
+            saved = self._try(path, item, size, clips, item.path)
+            if saved is not None:
+                return saved
+            if not self._was_another(path, item):
+                self._delete(path)
+        for path, was_at in self._moved_to(item):
+            saved = self._try(path, item, size, clips, was_at)  # (another's, moved: the sweep judges it)
+            if saved is not None:
+                return saved
+        return None
 
-    def _moved_to(self, item) -> tuple[str | None, str | None]:
-        """The saved state of a video moved to item's path since (renamed, or moved to another
-        folder: its size and mtime kept, its old path gone), and that old path; (None, None).  The
-        fingerprint is checked as for any state; the old one goes with the end-of-run sweep."""
+    def _try(self, path: str, item, size: int, clips: int, was_at: str) -> Saved | None:
+        try:
+            return self._read(path, item, size, clips, was_at)
+        except Exception:  # noqa: BLE001 - damaged, truncated, not safetensors, not ours: never trusted
+            return None
+
+    @staticmethod
+    def _was_another(path: str, item) -> bool:
+        """Whether the state at path was saved for a file of another size or mtime (moved away
+        since, and this one put in its place: its state may still follow it)."""
+        try:
+            file = _header(path)["file"]
+            return (file["size"], file["mtime_ns"]) != (item.size, item.mtime_ns)
+        except Exception:  # noqa: BLE001 - unreadable: not anyone's
+            return False
+
+    def _moved_to(self, item):
+        """The saved states (path, and the video's old path) of a video that may have moved to
+        item's path since (renamed, or moved to another folder: its size and mtime kept, its old
+        path gone or holding another file), every one of them: two videos may share a size and
+        an mtime, and the fingerprint (checked by _read) tells them apart.  A state whose old path
+        still holds a file of its size and mtime is not taken (a copy made with its time, cp -p,
+        indexed on its own).  The old state goes with the end-of-run sweep."""
         for path in state_files(self.directory):
             try:
                 file = _header(path)["file"]
                 if (file["size"], file["mtime_ns"]) == (item.size, item.mtime_ns) \
-                        and file["path"] != item.path and not os.path.lexists(file["path"]):
-                    return path, file["path"]
+                        and file["path"] != item.path and _gone(file["path"], file["size"], file["mtime_ns"]):
+                    yield path, file["path"]
             except Exception:  # noqa: BLE001 - as load(): left to the sweep
                 continue
-        return None, None
 
     def _read(self, path: str, item, size: int, clips: int, was_at: str) -> Saved | None:
         from safetensors import safe_open
@@ -247,6 +267,15 @@ def _header(path: str) -> dict:
 
     with safe_open(path, framework="numpy") as handle:
         return json.loads((handle.metadata() or {})[KEY])
+
+
+def _gone(path: str, size: int, mtime_ns: int) -> bool:
+    """Whether the file saved as at path (of that size and mtime) is no longer there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns) != (size, mtime_ns)
 
 
 def _file(item) -> dict:
