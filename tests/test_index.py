@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import shutil
 
 from conftest import make_video, vmr, vmr_json
@@ -584,6 +585,38 @@ def test_a_folder_deleted_on_a_drive_indexed_through_a_link_is_removed(tiny_mode
     summary = vmr_json("index", home)
     assert (summary["removed"], summary["kept"]) == (2, []), summary
     assert indexed_paths() == [str(home / "other.mp4")]
+
+
+def test_the_trash_is_looked_up_per_folder_not_per_missing_file(tmp_path, monkeypatch):
+    """Every 'vmr index' with a drive unplugged asks the trash about its entries: their folders'
+    real paths and drives are found once a folder (per file, 10,000 entries took 0.8 s, 0.06 s
+    before the real paths were looked up), and a file in a linked folder is still found by its
+    real path."""
+    from vmr_cli import trash
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    calls = {"drive_top": 0, "realpath": 0}
+    drive_top, realpath = trash.drive_top, os.path.realpath
+
+    def counted_top(path):
+        calls["drive_top"] += 1
+        return drive_top(path)
+
+    def counted_realpath(path, *args, **kwargs):
+        calls["realpath"] += sys._getframe(1).f_code.co_filename == trash.__file__
+        return realpath(path, *args, **kwargs)
+
+    monkeypatch.setattr(trash, "drive_top", counted_top)
+    monkeypatch.setattr(trash.os.path, "realpath", counted_realpath)
+    rows = [{"path": str(tmp_path / "gone" / f"clip{i}.mp4"), "size": 100 + i} for i in range(200)]
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "data" / "Trash" / "files").mkdir(parents=True)
+    (tmp_path / "data" / "Trash" / "files" / "x.mp4").write_bytes(b"v" * 7)
+    _trashinfo(tmp_path / "data" / "Trash", "x.mp4", str(tmp_path / "real" / "x.mp4"))
+    rows.append({"path": str(tmp_path / "link" / "x.mp4"), "size": 7})
+    assert trash.trashed(rows) == {str(tmp_path / "link" / "x.mp4")}
+    assert calls["realpath"] <= 2 and calls["drive_top"] <= 4, calls
 
 
 def test_another_cards_trash_does_not_make_this_cards_folder_deleted(tiny_model, tmp_path, monkeypatch):

@@ -108,8 +108,13 @@ def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
     records = _records(_home_trash(), None, sizes)
     # A file manager records where a file was by its real path, on the drive that holds it: a root
     # indexed through a link (~/Videos -> /media/usb/videos) is looked up by both names.
-    aliases = {row["path"]: list(dict.fromkeys([row["path"], os.path.realpath(row["path"])])) for row in rows}
-    tops = {drive_top(os.path.dirname(name)) for names in aliases.values() for name in names}
+    # Per folder, not per file (the file itself is gone): 10,000 entries of an unplugged drive took
+    # 0.8 s, every 'vmr index', where the folders alone took 0.06 s.
+    real = {folder: os.path.realpath(folder) for folder in {os.path.dirname(row["path"]) for row in rows}}
+    aliases = {row["path"]: list(dict.fromkeys([row["path"], os.path.join(real[os.path.dirname(row["path"])],
+                                                                         os.path.basename(row["path"]))]))
+               for row in rows}
+    tops = {drive_top(name) for folder in real.items() for name in folder}
     for top in tops:
         for trash in ([os.path.join(top, f".Trash-{uid}"), os.path.join(top, ".Trash", str(uid))]
                       if uid is not None else []):
