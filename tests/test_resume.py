@@ -711,8 +711,8 @@ def test_a_video_moved_over_another_stopped_one_resumes_from_its_own_progress(st
 
 def test_a_moved_video_resumes_though_a_new_file_took_its_old_name(store, tmp_path):
     """Stopped in video.mp4, the user files it in trip/ and a new recording is saved as
-    video.mp4 (a camera's numbering restarted): the moved video resumes whichever is read
-    first, and the new file is indexed from its start."""
+    video.mp4 (a camera's numbering restarted): the moved video resumes though the new file was
+    read and committed first, and the new file is indexed from its start."""
     from vmr_cli.scan import Found
 
     lib, saved_by, item, arrays = store
@@ -725,5 +725,23 @@ def test_a_moved_video_resumes_though_a_new_file_took_its_old_name(store, tmp_pa
     new = Found(item.path, st.st_size, st.st_mtime_ns)
     reader = partial.Store(lib, "vmr 0.2.0; torchcodec 0.1", "torchcodec", 4)
     assert reader.load(new, 16, 10) is None
+    reader.forget(new.path, new)  # the new file indexed and committed first
     saved = reader.load(moved, 16, 10)
     assert saved is not None and saved.clips == 4
+
+
+@pytest.mark.parametrize("where", ["a/long.mp4", "z/long.mp4"])
+def test_a_video_moved_whose_old_name_took_a_new_file_resumes(tiny_model, reference, long_video, encoded, tmp_path,
+                                                             where):
+    """Stopped in long.mp4; the user files it in a folder and a new recording takes its name:
+    'vmr index' resumes the moved video, whether the new file comes before it or after (it was
+    indexed from its start, its old path taken), and indexes the new file from its start."""
+    library = tmp_path / "lib"
+    interrupt(library, tmp_path / "v", tiny_model, encoded)
+    moved = tmp_path / "v" / where
+    moved.parent.mkdir()
+    os.rename(long_video, moved)
+    make_video(tmp_path / "v" / "long.mp4", [("testsrc", 3.0)])
+    summary = vmr_json("--library", library, "index", tmp_path / "v")
+    assert summary["resumed"] == [{"path": str(moved), "from_clip": 2 * CHUNK, "clips": CLIPS}], summary
+    assert summary["added"] == 2 and states(library) == []

@@ -499,7 +499,7 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
             _commit_video(library, encoder, item, info, grid, times, embeddings, hists, motion,
                           root=_root_of(item.path, roots), bad_frames=bad_frames)
             if saved is not None:
-                saved.forget(item.path)
+                saved.forget(item.path, item)
         except TransientError as exc:
             summary["failed"].append({"path": item.path, "error": str(exc), "recorded": False})
             timeouts_in_a_row = timeouts_in_a_row + 1 if isinstance(exc, ProbeTimeout) else 0
@@ -511,7 +511,7 @@ def _commit_all(library, work, roots, encoder, decoded, progress, summary, signa
         except DecodeError as exc:
             timeouts_in_a_row = 0
             if saved is not None:
-                saved.forget(item.path)  # recorded as failed (or keeping its old vectors): never resumed
+                saved.forget(item.path, item)  # recorded as failed (or keeping its old vectors): never resumed
             if item.path in forced:
                 video_id, transfer = forced[item.path]
                 library.record_transfers({video_id: transfer or ""})

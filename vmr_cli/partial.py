@@ -223,9 +223,14 @@ class Store:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata={KEY: json.dumps(header)}))
 
-    def forget(self, path: str) -> None:
-        """The video at path committed, or was recorded as failed: its state goes (main thread)."""
-        self._delete(state_path(self.directory, path), tidy=True)
+    def forget(self, path: str, item=None) -> None:
+        """The video at path (``item``, as planned) committed, or was recorded as failed: its state
+        goes (main thread); not one saved there for a file of another size or mtime, moved away
+        and perhaps not read yet this run (the sweep judges it)."""
+        state = state_path(self.directory, path)
+        if item is not None and os.path.exists(state) and self._was_another(state, item):
+            return
+        self._delete(state, tidy=True)
 
     def discard(self, path: str) -> None:
         """The state of the video at path does not apply to it (the decode thread: the folder
