@@ -159,7 +159,8 @@ class TorchcodecReader(_Reader):
     def key_frames(self) -> list[tuple[float, float]]:
         """From the index torchcodec builds when it opens the file (no decoding), at the
         average frame rate.  [] when (nearly) every frame is a key frame: random access
-        already decodes one frame per time there."""
+        already decodes one frame per time there.  BeginsInsideGop where the first frame shown
+        is not a key frame (_FallbackReader: PyAV takes over)."""
         if self._decoder is None or not self._scanned:  # (the scan's table: asked by an index only)
             self._open(scan=True)
         meta = self._decoder.metadata

@@ -15,7 +15,9 @@ every frame time, whose header holds, as JSON, all that these depend on: the fil
 mtime, fingerprint), the model (weights sha256, dimension, input size, preprocessing, clip
 length), the chunk size, the decoder and vmr's version (``decoder_signature``), with a sha256 of
 the arrays.  Written by atomic_write: a kill at any moment leaves the old file or the new one.
-A saved state any of which does not match, or that cannot be read, is deleted, never used.  Only
+A saved state any of which does not match, or that cannot be read, is deleted, never used (one
+saved for another file that was at that path, since moved away, is left to the end-of-run sweep:
+its video may still take it at its new place).  Only
 'vmr index' reads, writes or deletes them, under the writer lock ('vmr forget' drops those of the
 videos it forgets); a search never looks.
 """

@@ -130,7 +130,8 @@ def library_names(path, roots) -> list[str]:
     """The names the library may hold path's videos under: as given (``absolute``), with its
     symlinks resolved, and through each indexed root (``roots``) that leads to the same place
     by a link: ``cd ~/videos/2023 && vmr search --in .`` names the folder by its real path
-    (the shell's cwd), where ~/videos, a link, was indexed."""
+    (the shell's cwd), where ~/videos, a link, was indexed; or that is the same folder by its
+    device and inode (another mount point, another case: _same_place)."""
     given, real = absolute(path), os.path.realpath(absolute(path))
     names = [given, real]
     for root in roots:
