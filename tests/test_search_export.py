@@ -994,6 +994,19 @@ def test_search_in_a_folder_named_in_another_case_on_a_disk_that_ignores_case(ti
         assert {r["video"] for r in found} == {str(videos / "sub" / "pattern.mp4")}
 
 
+def test_search_in_a_folder_held_by_its_name_does_not_look_at_every_root_by_inode(tiny_model, videos, monkeypatch):
+    """Files indexed one by one (`vmr index /media/cam/*.mp4`) are a root each; telling another
+    mount point of --in's folder by device and inode stats each root (0.18 s for 5,000, on every
+    search with --in).  It is asked only where the names the folder goes by hold nothing."""
+    from vmr_cli import paths
+
+    vmr_json("index", *sorted(videos.rglob("*.mp4")), "--model", tiny_model)
+    looked, real = [], paths._same_place
+    monkeypatch.setattr(paths, "_same_place", lambda *args: looked.append(args) or real(*args))
+    found = vmr_json("search", "a green screen", "--in", videos / "sub")["results"]
+    assert {r["video"] for r in found} == {str(videos / "sub" / "pattern.mp4")} and looked == []
+
+
 def _fields(path) -> set[tuple[str, str]]:
     """(interlaced_frame, top_field_first) of a file's first frames, as ffprobe reads them."""
     out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-read_intervals", "%+#4", "-show_entries",

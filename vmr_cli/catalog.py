@@ -361,6 +361,13 @@ class Catalog:
             (key, key + b"/", key + b"0"))  # b'0' is the byte after b'/'
         return [_video(row) for row in rows]
 
+    def holds_under(self, path: str) -> bool:
+        """Whether a row is path itself or inside it (videos_under's rows, none read)."""
+        key = to_key(path).rstrip(b"/")
+        return bool(self._conn.execute("SELECT 1 FROM videos WHERE path=? OR (path>=? AND path<?) LIMIT 1",
+                                       (key, key + b"/", key + b"0")).fetchone()
+                    if key else self._conn.execute("SELECT 1 FROM videos LIMIT 1").fetchone())
+
     def roots(self) -> list[str]:
         """The files and folders that index runs were given, as recorded with their videos; for a
         failed file recorded without its root (by vmr before 2026-12-01), its folder."""

@@ -580,7 +580,8 @@ def search(ctx, query, top_k, exhaustive, refine, min_score, max_videos, per_vid
                             within=tuple(absolute(p) for p in within))  # logged: "." named nothing later
     roots = lib.catalog.roots() if within else []
     for path in within:  # a typo finds nothing: said, as vmr forget says it
-        held = {row["id"]: row for name in library_names(path, roots) for row in lib.catalog.videos_under(name)}
+        held = {row["id"]: row for name in library_names(path, roots, lib.catalog.holds_under)
+                for row in lib.catalog.videos_under(name)}
         if not held:
             raise VmrError(f"--in {printable(path)}: the library holds no video at or under it"
                            + (quoted_tilde(path) or " (vmr status lists what it holds; index it first: "

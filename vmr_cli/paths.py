@@ -126,12 +126,14 @@ def under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def library_names(path, roots) -> list[str]:
+def library_names(path, roots, holds=None) -> list[str]:
     """The names the library may hold path's videos under: as given (``absolute``), with its
     symlinks resolved, and through each indexed root (``roots``) that leads to the same place
     by a link: ``cd ~/videos/2023 && vmr search --in .`` names the folder by its real path
     (the shell's cwd), where ~/videos, a link, was indexed; or that is the same folder by its
-    device and inode (another mount point, another case: _same_place)."""
+    device and inode (another mount point, another case: _same_place), looked for only where
+    the library ``holds`` (a name -> bool) nothing under the names before: a few stats a root,
+    0.2 s for 5,000 roots (files indexed one by one) on every search with --in."""
     given, real = absolute(path), os.path.realpath(absolute(path))
     names = [given, real]
     for root in roots:
@@ -140,8 +142,10 @@ def library_names(path, roots) -> list[str]:
             names.append(os.path.join(root, os.path.relpath(real, target)) if real != target else root)
         elif under(target, real):  # a folder above where a linked root leads: all of that root
             names.append(root)
-        names += _same_place(real, root)
-    return list(dict.fromkeys(names))
+    names = list(dict.fromkeys(names))
+    if holds is not None and any(holds(name) for name in names):
+        return names
+    return list(dict.fromkeys(names + [name for root in roots for name in _same_place(real, root)]))
 
 
 def _same_place(real: str, root: str) -> list[str]:

@@ -235,7 +235,7 @@ class Searcher:
         ok = everything = catalog.videos("ok")
         if options.within:  # only theirs are candidates, and a content is shown under a copy inside
             roots = catalog.roots()
-            prefixes = [p for path in options.within for p in library_names(path, roots)]
+            prefixes = [p for path in options.within for p in library_names(path, roots, catalog.holds_under)]
             ok = [v for v in ok if any(under(v["path"], p) for p in prefixes)]
         groups: dict = {}  # fingerprint -> its rows, first indexed first
         for v in everything:  # a copy outside --in is still listed with the one shown (and logged)
