@@ -128,9 +128,9 @@ class TorchcodecReader(_Reader):
         from torchcodec.decoders import VideoDecoder
         from torchcodec.transforms import CenterCrop, Resize
 
-        w, h = self.info.width, self.info.height
-        scale = self.size / min(w, h)
-        resized = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
+        from .frames import scaled_shape
+
+        resized = scaled_shape(self.info.height, self.info.width, self.size)
         scan = self.whole if scan is None else scan
         transforms = [Resize(resized), CenterCrop((self.size, self.size))]
         try:
@@ -611,12 +611,10 @@ class PyAVReader(_Reader):
         camcorder's .mts once only its key frames were decoded; 7.5 ms so."""
         import torch
 
-        from .frames import tone_map
+        from .frames import scaled_shape, tone_map
 
         rotation = self.info.rotation % 360
-        height, width = self.info.height, self.info.width  # as shown: pixels made square, rotated
-        scale = self.size / min(height, width)
-        shown = (max(self.size, round(height * scale)), max(self.size, round(width * scale)))
+        shown = scaled_shape(self.info.height, self.info.width, self.size)  # as shown: pixels made square, rotated
         coded = shown[::-1] if rotation % 180 else shown  # (height, width) before the rotation
         array = frame.reformat(width=coded[1], height=coded[0], format="rgb24", interpolation="AREA").to_ndarray()
         tensor = torch.from_numpy(array).permute(2, 0, 1)

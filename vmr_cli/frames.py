@@ -16,6 +16,14 @@ import torch.nn.functional as F
 from .probe import HDR_TRANSFERS
 
 
+def scaled_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) with the shortest side at ``size``, the aspect kept: what every reader
+    scales a frame to before the centre square is cut (torchcodec's transforms, PyAV's swscale,
+    resize_center_crop)."""
+    scale = size / min(height, width)
+    return max(size, round(height * scale)), max(size, round(width * scale))
+
+
 def resize_center_crop(frames: torch.Tensor, size: int, shown: tuple[int, int] | None = None) -> torch.Tensor:
     """Resize the shortest side to ``size`` and crop the centre square; uint8 in, uint8 out.
     ``shown``: the (height, width) the frames are displayed at, where their pixels are not
@@ -28,8 +36,7 @@ def resize_center_crop(frames: torch.Tensor, size: int, shown: tuple[int, int] |
     if shown is not None and abs(shown[1] * h - shown[0] * w) > 0.01 * shown[0] * w:
         h, w = shown  # the same arithmetic from the displayed shape: the resize stretches to it
     if (h, w) != (size, size) or frames.shape[-2:] != (size, size):
-        scale = size / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        nh, nw = scaled_shape(h, w, size)
         resized = F.interpolate(frames.float(), size=(nh, nw), mode="bilinear",
                                 antialias=True, align_corners=False)
         top, left = (nh - size) // 2, (nw - size) // 2
