@@ -325,7 +325,8 @@ class PyAVReader(_Reader):
 
     def __init__(self, path: str, info: VideoInfo, size: int, whole: bool = False, keys: bool = False):
         """``keys``: in an index (``whole``), key_frames reads the file's key frames, and where
-        every time asked is on one, only key frames are decoded (files only PyAV reads)."""
+        every time asked is on one, only key frames are decoded (open_reader's PyAV, and PyAV
+        taking over from another backend)."""
         super().__init__(path, info, size, whole)
         self._container = None
         self._unseekable = False
@@ -387,26 +388,23 @@ class PyAVReader(_Reader):
         keys = self._keys or []
         self._key_starts = [a for a, _ in keys]
         # as _frames will see them: a last clip shorter than two frames asks past the last frame
-        off = {t for t in frame_times(times, self.info) if not self._on_a_key(t)}
+        off = {t for t in frame_times(times, self.info) if self._key_on_screen(t) < 0}
         self._key_only = bool(keys) and len(off) <= self.OFF_KEY_SHARE * len(times)
         self._off_key = off if self._key_only else set()
 
-    def _key_before(self, t: float) -> int:
-        """The index of the last key frame that begins at or before t (-1: none)."""
+    def _key_on_screen(self, t: float) -> int:
+        """The index of the key frame on screen at t: the last that begins at or before it, while
+        it is shown still (-1: t is not on a key frame)."""
         import bisect
 
-        return bisect.bisect_right(self._key_starts, t) - 1
-
-    def _on_a_key(self, t: float) -> bool:
-        """Whether t is on a key frame: the key frame before it is shown still."""
-        k = self._key_before(t)
-        return k >= 0 and t < self._keys[k][1]
+        k = bisect.bisect_right(self._key_starts, t) - 1
+        return k if k >= 0 and t < self._keys[k][1] else -1
 
     def _on_its_key(self, t: float) -> bool:
         """Whether t is on a key frame and the frame shown for it is that key frame (else the
         decoder skipped a frame the packets call key, or t was not expected)."""
-        k = self._key_before(t)
-        return self._on_a_key(t) and abs(self._shown_t - self._key_starts[k]) < 1e-6
+        k = self._key_on_screen(t)
+        return k >= 0 and abs(self._shown_t - self._key_starts[k]) < 1e-6
 
     def _frames(self, times):
         import av
@@ -889,10 +887,11 @@ def open_reader(path: str, info: VideoInfo, size: int, backend: str = "torchcode
 
     ``reader.fallback`` is None, or one line saying why another backend reads this file.
     ``whole``: the file is read in order from its start (an index): PyAV, also as the fallback
-    midway, reads every frame from the start, so damage and a stream cut short are counted.
+    midway, reads the file from the start (every frame, or its key frames: expect), so damage and
+    a stream cut short are counted.
     """
     require_backend(backend)
-    if info.codec in SEQUENTIAL_ONLY or is_mpeg_ts(path) or backend == "pyav":  # (the first two by design, see
-        return _FallbackReader(PyAVReader(path, info, size, whole, keys=True))  # above: not reported as a fallback)
+    if info.codec in SEQUENTIAL_ONLY or is_mpeg_ts(path) or backend == "pyav":  # (MPEG-1/2 and TS by design,
+        return _FallbackReader(PyAVReader(path, info, size, whole, keys=True))  # see above: not a fallback)
     return _FallbackReader(BACKENDS[backend](path, info, size, whole))
 
