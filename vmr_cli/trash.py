@@ -114,7 +114,7 @@ def trashed(rows: list[dict], passed_over: list[str] = ()) -> set[str]:
     aliases = {row["path"]: list(dict.fromkeys([row["path"], os.path.join(real[os.path.dirname(row["path"])],
                                                                          os.path.basename(row["path"]))]))
                for row in rows}
-    tops = {drive_top(name) for folder in real.items() for name in folder}
+    tops = {drive_top(folder) for folder in [*real, *real.values()]}
     for top in tops:
         for trash in ([os.path.join(top, f".Trash-{uid}"), os.path.join(top, ".Trash", str(uid))]
                       if uid is not None else []):
