@@ -168,6 +168,15 @@ def _operation(row) -> dict:
     return dict(row, arguments=json.loads(row["arguments"] or "{}"), summary=json.loads(row["summary"] or "{}"))
 
 
+def _under(path: str) -> tuple[str, tuple]:
+    """(WHERE clause, its parameters) of the video rows at path or inside it, by the path's bytes:
+    a range of the path column's index; every row for the root folder."""
+    key = to_key(path).rstrip(b"/")
+    if not key:  # the root folder holds everything
+        return "1", ()
+    return "path=? OR (path>=? AND path<?)", (key, key + b"/", key + b"0")  # b'0' is the byte after b'/'
+
+
 class Catalog:
     """Typed access to the catalog tables; callers never write SQL."""
 
@@ -353,20 +362,13 @@ class Catalog:
 
     def videos_under(self, path: str) -> list[dict]:
         """The rows of path itself and of everything inside it (by the path's bytes), in id order."""
-        key = to_key(path).rstrip(b"/")
-        if not key:  # the root folder holds everything
-            return self.videos()
-        rows = self._conn.execute(
-            "SELECT * FROM videos WHERE path=? OR (path>=? AND path<?) ORDER BY id",
-            (key, key + b"/", key + b"0"))  # b'0' is the byte after b'/'
-        return [_video(row) for row in rows]
+        where, params = _under(path)
+        return [_video(row) for row in self._conn.execute(f"SELECT * FROM videos WHERE {where} ORDER BY id", params)]
 
     def holds_under(self, path: str) -> bool:
         """Whether a row is path itself or inside it (videos_under's rows, none read)."""
-        key = to_key(path).rstrip(b"/")
-        return bool(self._conn.execute("SELECT 1 FROM videos WHERE path=? OR (path>=? AND path<?) LIMIT 1",
-                                       (key, key + b"/", key + b"0")).fetchone()
-                    if key else self._conn.execute("SELECT 1 FROM videos LIMIT 1").fetchone())
+        where, params = _under(path)
+        return self._conn.execute(f"SELECT 1 FROM videos WHERE {where} LIMIT 1", params).fetchone() is not None
 
     def roots(self) -> list[str]:
         """The files and folders that index runs were given, as recorded with their videos; for a
